@@ -1,0 +1,93 @@
+// diffusionlab: the desktop application. Thin: set up threads and the device, open the window.
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <QApplication>
+#include <QIcon>
+#include <QTimer>
+
+#include "app/args.h"
+#include "core/runtime.h"
+#include "ui/main_window.h"
+
+namespace {
+
+// OpenMP threads that spin after each parallel region steal the GUI thread's core on small
+// machines (STACK.md: up to 10x slower). libgomp reads OMP_WAIT_POLICY when it is loaded, before
+// main, so set it and re-execute once.
+void ensure_passive_openmp(char** argv) {
+    if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);
+    // execv only returns on failure: carry on with active waiting.
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    ensure_passive_openmp(argv);
+
+    QApplication app(argc, argv);
+    QApplication::setOrganizationName(QStringLiteral("DiffusionLab"));
+    QApplication::setApplicationName(QStringLiteral("DiffusionLab"));
+    QApplication::setApplicationVersion(QString::fromStdString(dlab::version()));
+    QApplication::setWindowIcon(QIcon(QStringLiteral(":/icons/diffusionlab.svg")));
+
+    std::vector<std::string> rest;
+    for (const QString& a : QApplication::arguments().mid(1)) rest.push_back(a.toStdString());
+    dlab::app::Args args("diffusionlab");
+    args.option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("threads", "LibTorch intra-op threads (0: one per core)", "0")
+        .option("screenshot", "save a PNG of the window once shown, then quit")
+        .option("tab", "open this tab (index)")
+        .flag("version", "print the version")
+        .flag("help", "show this help");
+    if (auto st = args.parse(rest); !st) {
+        std::cerr << st.error() << "\n";
+        return 2;
+    }
+    if (args.has("help")) {
+        std::cout << "Usage: diffusionlab [OPTIONS]\n" << args.help();
+        return 0;
+    }
+    if (args.has("version")) {
+        std::cout << "diffusionlab " << dlab::version() << "\n";
+        return 0;
+    }
+    auto threads = args.get_int("threads", 0, 1024);
+    if (!threads) {
+        std::cerr << threads.error() << "\n";
+        return 2;
+    }
+    dlab::ui::MainWindowOptions options;
+    options.threads = dlab::configure_threads(static_cast<int>(threads.value()));
+    auto device = dlab::select_device(args.get("device"));
+    if (!device) {
+        std::cerr << "diffusionlab: " << device.error() << "\n";
+        return 1;
+    }
+    options.deviceLabel = QString::fromStdString(device->str()).toUpper();
+    options.torchVersion = QString::fromStdString(dlab::runtime_info().torch_version);
+
+    dlab::ui::MainWindow window(options);
+    if (args.has("tab")) {
+        auto tab = args.get_int("tab", 0, 100);
+        if (tab) window.setCurrentTab(static_cast<int>(tab.value()));
+    }
+    window.show();
+    if (args.has("screenshot")) {
+        const QString path = QString::fromStdString(args.get("screenshot"));
+        QTimer::singleShot(800, &window, [&window, path] {
+            const bool ok = window.grab().save(path);
+            std::cerr << (ok ? "saved screenshot " : "could not save screenshot ")
+                      << path.toStdString() << "\n";
+            QApplication::exit(ok ? 0 : 1);
+        });
+    }
+    return QApplication::exec();
+}

@@ -1,0 +1,31 @@
+#pragma once
+// Image files and tensor <-> image conversion (OpenCV). Beside core, never inside it.
+
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <opencv2/core/mat.hpp>
+
+#include "core/result.h"
+
+namespace dlab::imaging {
+
+/// Converts a [C,H,W] or [H,W] float tensor with values in [0,1] (C = 1 or 3, RGB order) to an
+/// 8-bit cv::Mat (grey, or BGR for OpenCV). Values outside [0,1] are clamped.
+cv::Mat tensor_to_mat(const at::Tensor& image);
+
+/// Lays out a batch [N,C,H,W] in [0,1] as a grid with `columns` columns and a `padding`-pixel
+/// border, returning a [C,H',W'] tensor.
+at::Tensor make_grid(const at::Tensor& batch, int64_t columns, int64_t padding = 2,
+                     double pad_value = 1.0);
+
+/// Writes an 8-bit image as PNG through a temporary file renamed into place, so an existing file
+/// is never left half-written. Text chunks (key, value) are written as PNG tEXt.
+Status write_png(const std::string& path, const cv::Mat& image,
+                 const std::vector<std::pair<std::string, std::string>>& text = {});
+
+/// Reads an image file as [C,H,W] float in [0,1]; `channels` 1 (grey) or 3 (RGB).
+Result<at::Tensor> read_image(const std::string& path, int channels);
+
+}  // namespace dlab::imaging

@@ -1,0 +1,103 @@
+// diffusionlab-cli through its public interface: a real process, its output, files and exit codes.
+#include <QtTest/QtTest>
+
+#include "core/schedule.h"
+
+namespace {
+
+struct Run {
+    int code = -1;
+    QString out, err;
+};
+
+Run cli(const QStringList& args) {
+    QProcess p;
+    p.start(qEnvironmentVariable("DLAB_CLI"), args);
+    if (!p.waitForFinished(120000)) qFatal("diffusionlab-cli did not finish");
+    return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1,
+            QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
+}
+
+}  // namespace
+
+class TestCli : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void initTestCase() { QVERIFY(QFileInfo::exists(qEnvironmentVariable("DLAB_CLI"))); }
+
+    void version() {
+        const Run r = cli({"--version"});
+        QCOMPARE(r.code, 0);
+        QVERIFY(r.out.startsWith("diffusionlab-cli "));
+        QVERIFY(r.out.contains("LibTorch"));
+    }
+
+    void scheduleCsvMatchesCore() {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("linear.csv");
+        const Run r = cli({"schedule", "--schedule", "linear", "--timesteps", "200", "--csv", path});
+        QCOMPARE(r.code, 0);
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QStringList lines = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
+        QCOMPARE(lines.size(), 201);
+        QCOMPARE(lines.first(), QStringLiteral("t,beta,alpha_bar,snr"));
+        dlab::ScheduleConfig c;
+        c.kind = dlab::ScheduleKind::Linear;
+        c.timesteps = 200;
+        const auto s = dlab::NoiseSchedule::create(c).value();
+        for (int t : {0, 57, 199}) {
+            const QStringList cols = lines[t + 1].split(',');
+            QCOMPARE(cols.size(), 4);
+            QCOMPARE(cols[0].toInt(), t);
+            QCOMPARE(cols[1].toDouble(), s.beta(t));
+            QCOMPARE(cols[2].toDouble(), s.alpha_bar(t));
+            QVERIFY(qAbs(cols[3].toDouble() / s.snr()[t].item<double>() - 1.0) < 1e-15);
+        }
+        QVERIFY(!QFileInfo::exists(path + ".part"));
+    }
+
+    void scheduleToStdout() {
+        const Run r = cli({"schedule", "--schedule", "cosine", "--timesteps", "10", "--csv", "-"});
+        QCOMPARE(r.code, 0);
+        QCOMPARE(r.out.count('\n'), 11);
+    }
+
+    void badInputGetsClearErrors_data() {
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<int>("code");
+        QTest::addColumn<QString>("message");
+        QTest::newRow("unknown schedule") << QStringList{"schedule", "--schedule", "cosin"} << 2 << "unknown schedule 'cosin'";
+        QTest::newRow("bad number") << QStringList{"schedule", "--timesteps", "12x"} << 2 << "--timesteps expects an integer, got '12x'";
+        QTest::newRow("negative") << QStringList{"schedule", "--timesteps", "-5"} << 2 << "--timesteps must be between 2 and 100000";
+        QTest::newRow("unknown option") << QStringList{"schedule", "--frobnicate"} << 2 << "unknown option '--frobnicate'";
+        QTest::newRow("missing value") << QStringList{"schedule", "--csv"} << 2 << "--csv needs a value";
+        QTest::newRow("unknown command") << QStringList{"fly"} << 2 << "unknown command 'fly'";
+        QTest::newRow("unwritable") << QStringList{"schedule", "--csv", "/nonexistent-dir/x.csv"} << 1 << "/nonexistent-dir/x.csv";
+        QTest::newRow("bad device") << QStringList{"info", "--device", "tpu"} << 1 << "unknown device 'tpu'";
+    }
+    void badInputGetsClearErrors() {
+        QFETCH(QStringList, args);
+        QFETCH(int, code);
+        QFETCH(QString, message);
+        const Run r = cli(args);
+        QCOMPARE(r.code, code);
+        QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    void failedWriteKeepsExistingFile() {
+        QTemporaryDir dir;
+        const QString path = dir.filePath("keep.csv");
+        QFile f(path);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write("precious\n");
+        f.close();
+        // An invalid request must not touch the existing file.
+        QCOMPARE(cli({"schedule", "--timesteps", "1", "--csv", path}).code, 2);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        QCOMPARE(f.readAll(), QByteArray("precious\n"));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "test_cli.moc"

@@ -1,0 +1,55 @@
+// The schedule view plots what core computes, and reacts to its controls.
+#include <QtTest/QtTest>
+
+#include <QCheckBox>
+#include <QSpinBox>
+
+#include "core/schedule.h"
+#include "ui/main_window.h"
+#include "ui/schedule_view.h"
+
+using namespace dlab;
+
+class TestScheduleView : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void plotsCoreSchedules() {
+        ui::ScheduleView view;
+        QCOMPARE(view.visibleScheduleCount(), 4);
+        ScheduleConfig c;
+        c.kind = ScheduleKind::Linear;
+        c.timesteps = 1000;
+        const auto s = NoiseSchedule::create(c).value();
+        const QVector<double> curve = view.alphaBarCurve("linear");
+        QCOMPARE(curve.size(), 1000);
+        for (int t : {0, 321, 999}) QCOMPARE(curve[t], s.alpha_bar(t));
+    }
+
+    void reactsToControls() {
+        ui::ScheduleView view;
+        auto* spin = view.findChild<QSpinBox*>();
+        QVERIFY(spin);
+        spin->setValue(250);
+        QCOMPARE(view.alphaBarCurve("cosine").size(), 250);
+        QVERIFY(view.markedT() < 250);
+        const auto boxes = view.findChildren<QCheckBox*>();
+        for (auto* b : boxes)
+            if (b->text() == "sigmoid") b->setChecked(false);
+        QCOMPARE(view.visibleScheduleCount(), 3);
+        QVERIFY(view.alphaBarCurve("sigmoid").isEmpty());
+        view.setMarkedT(100);
+        QCOMPARE(view.markedT(), 100);
+    }
+
+    void mainWindowOpens() {
+        ui::MainWindowOptions o{QStringLiteral("CPU"), 2, QStringLiteral("test")};
+        ui::MainWindow w(o);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QVERIFY(w.scheduleView() != nullptr);
+        QVERIFY(w.scheduleView()->isVisible());
+    }
+};
+
+QTEST_MAIN(TestScheduleView)
+#include "test_schedule_view.moc"

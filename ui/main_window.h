@@ -1,0 +1,36 @@
+#pragma once
+
+#include <QMainWindow>
+
+class QTabWidget;
+
+namespace dlab::ui {
+
+class ScheduleView;
+
+/// Startup settings the entry point passes to the window.
+struct MainWindowOptions {
+    QString deviceLabel;  ///< e.g. "CPU" or "CUDA:0"
+    int threads = 1;
+    QString torchVersion;
+};
+
+/// The application window: one tab per view (schedules first; more views build on it).
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(const MainWindowOptions& options, QWidget* parent = nullptr);
+    ScheduleView* scheduleView() const { return m_schedules; }
+    /// Shows the tab at `index` (ignored when out of range).
+    void setCurrentTab(int index);
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
+private:
+    void restoreState();
+    QTabWidget* m_tabs = nullptr;
+    ScheduleView* m_schedules = nullptr;
+};
+
+}  // namespace dlab::ui
