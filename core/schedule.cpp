@@ -45,6 +45,23 @@ const std::vector<ScheduleKind>& all_schedule_kinds() {
     return kinds;
 }
 
+std::string to_string(PredictionType type) {
+    switch (type) {
+        case PredictionType::Eps: return "eps";
+        case PredictionType::X0: return "x0";
+        case PredictionType::V: return "v";
+    }
+    return "unknown";
+}
+
+std::optional<PredictionType> parse_prediction_type(std::string_view name) {
+    const std::string n = lowercase(name);
+    if (n == "eps" || n == "epsilon") return PredictionType::Eps;
+    if (n == "x0" || n == "sample") return PredictionType::X0;
+    if (n == "v" || n == "v_prediction" || n == "v-prediction") return PredictionType::V;
+    return std::nullopt;
+}
+
 Result<at::Tensor> make_betas(const ScheduleConfig& c) {
     const int64_t T = c.timesteps;
     if (T < 2 || T > 100000) {
@@ -142,6 +159,70 @@ void NoiseSchedule::derive_from_betas(at::Tensor betas) {
     // mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t)(1 - abar_{t-1})/(1 - abar_t) x_t
     coef_x0_ = alpha_bars_prev_.sqrt() * betas_ / (1.0 - alpha_bars_);
     coef_xt_ = alphas_.sqrt() * (1.0 - alpha_bars_prev_) / (1.0 - alpha_bars_);
+    sqrt_abar_ = alpha_bars_.sqrt();
+    sqrt_one_minus_abar_ = (1.0 - alpha_bars_).sqrt();
+}
+
+at::Tensor NoiseSchedule::gather(const at::Tensor& table, const at::Tensor& t, const at::Tensor& like) {
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == like.size(0),
+                "timestep tensor must be [B] with B = ", like.size(0), ", got ", t.sizes());
+    // Index on the CPU (the tables are small float64), then move B values once.
+    at::Tensor idx = t.to(at::kCPU, at::kLong);
+    TORCH_CHECK(idx.min().item<int64_t>() >= 0 && idx.max().item<int64_t>() < table.size(0),
+                "timestep out of range [0, ", table.size(0) - 1, "]");
+    std::vector<int64_t> shape(static_cast<size_t>(like.dim()), 1);
+    shape[0] = like.size(0);
+    return table.index_select(0, idx).to(like.device(), like.scalar_type()).view(shape);
+}
+
+at::Tensor NoiseSchedule::add_noise(const at::Tensor& x0, const at::Tensor& eps,
+                                    const at::Tensor& t) const {
+    // q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)  (Ho et al. 2020, eq. 4).
+    return gather(sqrt_abar_, t, x0) * x0 + gather(sqrt_one_minus_abar_, t, x0) * eps;
+}
+
+at::Tensor NoiseSchedule::posterior_mean(const at::Tensor& x0, const at::Tensor& xt,
+                                         const at::Tensor& t) const {
+    return gather(coef_x0_, t, xt) * x0 + gather(coef_xt_, t, xt) * xt;
+}
+
+at::Tensor NoiseSchedule::posterior_variance_like(const at::Tensor& t, const at::Tensor& like) const {
+    return gather(posterior_variance_, t, like);
+}
+
+at::Tensor NoiseSchedule::x0_from_eps(const at::Tensor& xt, const at::Tensor& eps,
+                                      const at::Tensor& t) const {
+    return (xt - gather(sqrt_one_minus_abar_, t, xt) * eps) / gather(sqrt_abar_, t, xt);
+}
+
+at::Tensor NoiseSchedule::eps_from_x0(const at::Tensor& xt, const at::Tensor& x0,
+                                      const at::Tensor& t) const {
+    return (xt - gather(sqrt_abar_, t, xt) * x0) / gather(sqrt_one_minus_abar_, t, xt);
+}
+
+at::Tensor NoiseSchedule::v_from(const at::Tensor& x0, const at::Tensor& eps,
+                                 const at::Tensor& t) const {
+    return gather(sqrt_abar_, t, x0) * eps - gather(sqrt_one_minus_abar_, t, x0) * x0;
+}
+
+at::Tensor NoiseSchedule::x0_from_v(const at::Tensor& xt, const at::Tensor& v,
+                                    const at::Tensor& t) const {
+    return gather(sqrt_abar_, t, xt) * xt - gather(sqrt_one_minus_abar_, t, xt) * v;
+}
+
+at::Tensor NoiseSchedule::eps_from_v(const at::Tensor& xt, const at::Tensor& v,
+                                     const at::Tensor& t) const {
+    return gather(sqrt_one_minus_abar_, t, xt) * xt + gather(sqrt_abar_, t, xt) * v;
+}
+
+X0Eps NoiseSchedule::split_prediction(PredictionType type, const at::Tensor& out,
+                                      const at::Tensor& xt, const at::Tensor& t) const {
+    switch (type) {
+        case PredictionType::Eps: return {x0_from_eps(xt, out, t), out};
+        case PredictionType::X0: return {out, eps_from_x0(xt, out, t)};
+        case PredictionType::V: return {x0_from_v(xt, out, t), eps_from_v(xt, out, t)};
+    }
+    return {out, out};
 }
 
 double NoiseSchedule::beta(int64_t t) const { return betas_[t].item<double>(); }

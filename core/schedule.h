@@ -25,6 +25,19 @@ std::optional<ScheduleKind> parse_schedule_kind(std::string_view name);
 /// Every schedule kind, in menu order.
 const std::vector<ScheduleKind>& all_schedule_kinds();
 
+/// What the network predicts.
+enum class PredictionType { Eps, X0, V };
+/// "eps", "x0", "v".
+std::string to_string(PredictionType type);
+/// Parses "eps" (also "epsilon"), "x0" (also "sample"), "v" (also "v_prediction").
+std::optional<PredictionType> parse_prediction_type(std::string_view name);
+
+/// The model's output turned into both parametrisations.
+struct X0Eps {
+    at::Tensor x0;   ///< predicted clean sample
+    at::Tensor eps;  ///< predicted noise
+};
+
 /// How a schedule is built; saved beside every checkpoint.
 struct ScheduleConfig {
     ScheduleKind kind = ScheduleKind::Cosine;
@@ -57,6 +70,31 @@ public:
     const at::Tensor& posterior_mean_coef_x0() const { return coef_x0_; }  ///< on x_0
     const at::Tensor& posterior_mean_coef_xt() const { return coef_xt_; }  ///< on x_t
 
+    // ---- Forward process and conversions. `t` is an int64 tensor [B] (on any device); results
+    // have the dtype and device of the image tensors, whose first dimension is B.
+
+    /// A sample of q(x_t | x_0): sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
+    at::Tensor add_noise(const at::Tensor& x0, const at::Tensor& eps, const at::Tensor& t) const;
+    /// Mean of the posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7).
+    at::Tensor posterior_mean(const at::Tensor& x0, const at::Tensor& xt, const at::Tensor& t) const;
+    /// beta~_t broadcast to the shape [B,1,...] of `like`.
+    at::Tensor posterior_variance_like(const at::Tensor& t, const at::Tensor& like) const;
+    /// x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar).
+    at::Tensor x0_from_eps(const at::Tensor& xt, const at::Tensor& eps, const at::Tensor& t) const;
+    /// eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar).
+    at::Tensor eps_from_x0(const at::Tensor& xt, const at::Tensor& x0, const at::Tensor& t) const;
+    /// v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022).
+    at::Tensor v_from(const at::Tensor& x0, const at::Tensor& eps, const at::Tensor& t) const;
+    /// x_0 = sqrt(abar) x_t - sqrt(1 - abar) v.
+    at::Tensor x0_from_v(const at::Tensor& xt, const at::Tensor& v, const at::Tensor& t) const;
+    /// eps = sqrt(1 - abar) x_t + sqrt(abar) v.
+    at::Tensor eps_from_v(const at::Tensor& xt, const at::Tensor& v, const at::Tensor& t) const;
+    /// Interprets a model output of the given prediction type as (x0, eps).
+    X0Eps split_prediction(PredictionType type, const at::Tensor& model_out, const at::Tensor& xt,
+                           const at::Tensor& t) const;
+    /// Gathers table[t] and shapes it [B,1,...] in the dtype and device of `like`.
+    static at::Tensor gather(const at::Tensor& table, const at::Tensor& t, const at::Tensor& like);
+
     double beta(int64_t t) const;
     double alpha_bar(int64_t t) const;
     /// abar_{t-1}, with abar_{-1} = 1.
@@ -69,6 +107,7 @@ private:
     ScheduleConfig config_;
     at::Tensor betas_, alphas_, alpha_bars_, alpha_bars_prev_, snr_, log_snr_;
     at::Tensor posterior_variance_, posterior_log_var_, coef_x0_, coef_xt_;
+    at::Tensor sqrt_abar_, sqrt_one_minus_abar_;
 };
 
 /// Betas of a schedule kind in float64 (no zero-terminal-SNR shift), or an error for a bad config.
