@@ -15,6 +15,12 @@ root=$PWD/.gpu/root
 if [ ! -d "$root/usr" ]; then
   mkdir -p "$root"
   for d in .gpu/debs/*.deb; do dpkg-deb -x "$d" "$root"; done
+  # Qt's CMake files check that every tool they import exists (qmake, androiddeployqt, ...); only
+  # moc and the automoc parser are run, so the others that the carried .debs lack get placeholders.
+  grep -ho '"${_IMPORT_PREFIX}/[^"]*"' "$root"/usr/lib/x86_64-linux-gnu/cmake/Qt6*/*Targets-*.cmake |
+    sed 's/"${_IMPORT_PREFIX}\///; s/"$//' | sort -u | while read -r f; do
+      [ -e "$root/usr/$f" ] || { mkdir -p "$(dirname "$root/usr/$f")"; : > "$root/usr/$f"; }
+    done
 fi
 libdir=$root/usr/lib/x86_64-linux-gnu
 # Use the carried GLib only where the machine has none (two GLibs in one process conflict).
