@@ -1,0 +1,41 @@
+// DDPM ancestral sampling (Ho et al. 2020, Algorithm 2), generalised to a subsequence of
+// timesteps t -> s by treating abar_t / abar_s as the one-step alpha (Nichol & Dhariwal 2021, 4).
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "core/sampler.h"
+
+namespace dlab {
+
+namespace {
+
+class DdpmSampler final : public Sampler {
+public:
+    using Sampler::Sampler;
+
+    StepOutput step(int64_t i, const at::Tensor& x, const Denoiser& denoise,
+                    at::Generator& gen) override {
+        const int64_t t = timesteps_[static_cast<size_t>(i)], s = next_t(i);
+        const X0Eps p = predict(x, t, denoise);
+        const double ab_t = abar(t), ab_s = abar(s);
+        const double alpha = ab_t / ab_s, beta = 1.0 - alpha;
+        // Posterior q(x_s | x_t, x0_hat), eq. 7: mean and variance beta~.
+        const double c_x0 = std::sqrt(ab_s) * beta / (1.0 - ab_t);
+        const double c_xt = std::sqrt(alpha) * (1.0 - ab_s) / (1.0 - ab_t);
+        at::Tensor x_prev = c_x0 * p.x0 + c_xt * x;
+        if (s >= 0) {
+            const double var = std::max((1.0 - ab_s) / (1.0 - ab_t) * beta, 1e-20);
+            x_prev = x_prev + std::sqrt(var) * noise_like(x, gen);  // + sigma_t z, z ~ N(0, I)
+        }
+        return {x_prev, p.x0, p.eps};
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_ddpm_sampler(const NoiseSchedule& s, const SamplerConfig& c) {
+    return std::make_unique<DdpmSampler>(s, c);
+}
+
+}  // namespace dlab
