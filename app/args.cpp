@@ -22,7 +22,7 @@ Args& Args::flag(const std::string& name, const std::string& help) {
 
 Status Args::parse(const std::vector<std::string>& argv) {
     for (size_t i = 0; i < argv.size(); ++i) {
-        const std::string& a = argv[i];
+        const std::string& a = argv[i] == "-o" ? std::string("--output") : argv[i];
         if (a.rfind("--", 0) != 0 || a.size() < 3) {
             return Status::failure(command_ + ": unexpected argument '" + a + "'");
         }

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "app/args.h"
+#include "app/cli_commands.h"
 #include "core/atomic_file.h"
 #include "core/runtime.h"
 #include "core/schedule.h"
@@ -29,7 +30,11 @@ void print_usage(std::ostream& out) {
     out << "Usage: diffusionlab-cli [--version] [--help] COMMAND [OPTIONS]\n\n"
            "Commands:\n"
            "  schedule   print or write a noise schedule (t, beta, alpha_bar, snr)\n"
-           "  info       LibTorch version, devices and threads\n\n"
+           "  info       LibTorch version, devices and threads\n"
+           "  train      train a diffusion model (Fashion-MNIST or a 2-D toy set)\n"
+           "  sample     sample images from a model (grid PNG, tensors, chain video)\n"
+           "  models     list the bundled and user models\n"
+           "  bench      time denoising steps of a model config\n\n"
            "Run 'diffusionlab-cli COMMAND --help' for a command's options.\n";
 }
 
@@ -149,6 +154,10 @@ int main(int argc, char** argv) {
     try {
         if (command == "schedule") return cmd_schedule(rest);
         if (command == "info") return cmd_info(rest);
+        if (command == "train") return dlab::app::cmd_train(rest);
+        if (command == "sample") return dlab::app::cmd_sample(rest);
+        if (command == "models") return dlab::app::cmd_models(rest);
+        if (command == "bench") return dlab::app::cmd_bench(rest);
     } catch (const std::exception& e) {
         // LibTorch reports bad shapes, CUDA out-of-memory and similar through exceptions.
         std::cerr << "diffusionlab-cli: " << command << ": " << e.what() << "\n";

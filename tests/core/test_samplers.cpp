@@ -100,19 +100,21 @@ private Q_SLOTS:
         QTest::addColumn<int>("steps");
         QTest::addColumn<double>("eta");
         QTest::addColumn<bool>("mixture");
-        QTest::newRow("ddpm-1000 gaussian") << int(SamplerKind::Ddpm) << 1000 << 1.0 << false;
-        QTest::newRow("ddim-50 gaussian") << int(SamplerKind::Ddim) << 50 << 0.0 << false;
-        QTest::newRow("ddim-50-eta1 gaussian") << int(SamplerKind::Ddim) << 50 << 1.0 << false;
-        QTest::newRow("dpmpp2m-20 gaussian") << int(SamplerKind::DpmSolverPP2M) << 20 << 0.0 << false;
-        QTest::newRow("ddpm-1000 mixture") << int(SamplerKind::Ddpm) << 1000 << 1.0 << true;
-        QTest::newRow("ddim-50 mixture") << int(SamplerKind::Ddim) << 50 << 0.0 << true;
-        QTest::newRow("dpmpp2m-20 mixture") << int(SamplerKind::DpmSolverPP2M) << 20 << 0.0 << true;
+        QTest::addColumn<double>("covTol");
+        QTest::newRow("ddpm-1000 gaussian") << int(SamplerKind::Ddpm) << 1000 << 1.0 << false << 0.02;
+        QTest::newRow("ddim-50 gaussian") << int(SamplerKind::Ddim) << 50 << 0.0 << false << 0.08;
+        QTest::newRow("ddim-50-eta1 gaussian") << int(SamplerKind::Ddim) << 50 << 1.0 << false << 0.08;
+        QTest::newRow("dpmpp2m-20 gaussian") << int(SamplerKind::DpmSolverPP2M) << 20 << 0.0 << false << 0.04;
+        QTest::newRow("ddpm-1000 mixture") << int(SamplerKind::Ddpm) << 1000 << 1.0 << true << 0.02;
+        QTest::newRow("ddim-50 mixture") << int(SamplerKind::Ddim) << 50 << 0.0 << true << 0.08;
+        QTest::newRow("dpmpp2m-20 mixture") << int(SamplerKind::DpmSolverPP2M) << 20 << 0.0 << true << 0.04;
     }
     void conformance() {
         QFETCH(int, kind);
         QFETCH(int, steps);
         QFETCH(double, eta);
         QFETCH(bool, mixture);
+        QFETCH(double, covTol);
         const auto schedule = cosine();
         const Mixture mix = mixture ? three_blobs() : gaussian();
         SamplerConfig cfg;
@@ -134,9 +136,10 @@ private Q_SLOTS:
         const at::Tensor dm = (mean - mix.total_mean()).abs().max();
         const at::Tensor dc = (cov - mix.total_cov()).abs().max();
         qInfo("max |mean error| %.4f, max |covariance error| %.4f", dm.item<double>(), dc.item<double>());
-        // Sampling error alone at N = 20000 is ~0.01 on the mean and ~0.02 on the covariance.
-        QVERIFY2(dm.item<double>() < 0.04, qPrintable(QString("mean off by %1").arg(dm.item<double>())));
-        QVERIFY2(dc.item<double>() < 0.06, qPrintable(QString("covariance off by %1").arg(dc.item<double>())));
+        // Sampling error alone at N = 20000 is ~0.01 on the mean and ~0.02 on the covariance; on top
+        // of it, 50-step DDIM has a known discretisation bias (it shrinks the covariance a little).
+        QVERIFY2(dm.item<double>() < 0.03, qPrintable(QString("mean off by %1").arg(dm.item<double>())));
+        QVERIFY2(dc.item<double>() < covTol, qPrintable(QString("covariance off by %1").arg(dc.item<double>())));
     }
 
     void goldenAgainstPythonReference_data() {

@@ -1,0 +1,390 @@
+#include "app/cli_commands.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "app/args.h"
+#include "app/model_catalog.h"
+#include "core/datasets.h"
+#include "core/guidance.h"
+#include "core/model_io.h"
+#include "core/runtime.h"
+#include "core/safetensors.h"
+#include "core/sampler.h"
+#include "core/trainer.h"
+#ifdef DLAB_HAVE_IMAGING
+#include "imaging/image_io.h"
+#endif
+
+namespace dlab::app {
+
+namespace {
+
+constexpr int kRuntimeError = 1;
+constexpr int kUsageError = 2;
+
+int usage(const std::string& m) {
+    std::cerr << "diffusionlab-cli: " << m << "\n";
+    return kUsageError;
+}
+int failure(const std::string& m) {
+    std::cerr << "diffusionlab-cli: " << m << "\n";
+    return kRuntimeError;
+}
+
+std::string format_duration(double s) {
+    char buf[32];
+    const long v = std::lround(s);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", v / 3600, (v / 60) % 60, v % 60);
+    return buf;
+}
+
+// Parses args, printing help on --help. Returns -1 to continue, else an exit code.
+int parse_or_help(Args& args, const std::vector<std::string>& argv, const std::string& usage_line) {
+    if (auto st = args.parse(argv); !st) return usage(st.error());
+    if (args.has("help")) {
+        std::cout << "Usage: diffusionlab-cli " << usage_line << "\n" << args.help();
+        return 0;
+    }
+    return -1;
+}
+
+}  // namespace
+
+int cmd_train(const std::vector<std::string>& argv) {
+    Args args("train");
+    args.option("dataset", "fashion-mnist or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+        .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
+        .option("timesteps", "diffusion steps T", "1000")
+        .option("prediction", "eps, v or x0", "eps")
+        .option("steps", "optimisation steps", "10000")
+        .option("batch", "batch size", "128")
+        .option("lr", "learning rate", "2e-4")
+        .option("warmup", "warm-up steps", "200")
+        .option("ema", "EMA decay", "0.999")
+        .option("p-uncond", "probability of the null class (classifier-free guidance)", "0.1")
+        .option("min-snr", "min-SNR-gamma weighting (0: off)", "0")
+        .option("base-channels", "UNet channels at full resolution", "32")
+        .option("dropout", "dropout in residual blocks", "0.1")
+        .option("seed", "random seed", "0")
+        .option("checkpoint-every", "steps between checkpoints", "1000")
+        .option("log-every", "steps between progress lines", "100")
+        .option("out", "run folder (checkpoint, model, loss.csv)")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("hflip", "random horizontal flips")
+        .flag("resume", "continue from OUT/checkpoint.safetensors")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "train --out DIR [OPTIONS]"); rc >= 0) return rc;
+    if (!args.has("out")) return usage("train: --out DIR is required");
+    TrainConfig tc;
+    ModelConfig mc;
+    auto steps = args.get_int("steps", 1, 100000000);
+    auto batch = args.get_int("batch", 1, 65536);
+    auto lr = args.get_double("lr", 1e-8, 1.0);
+    auto warm = args.get_int("warmup", 0, 100000000);
+    auto ema = args.get_double("ema", 0.0, 1.0);
+    auto pu = args.get_double("p-uncond", 0.0, 0.99);
+    auto msnr = args.get_double("min-snr", 0.0, 1e6);
+    auto base = args.get_int("base-channels", 8, 1024);
+    auto drop = args.get_double("dropout", 0.0, 0.9);
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    auto ce = args.get_int("checkpoint-every", 1, 100000000);
+    auto le = args.get_int("log-every", 1, 100000000);
+    auto T = args.get_int("timesteps", 2, 100000);
+    for (const std::string* e : {&steps.error(), &batch.error(), &lr.error(), &warm.error(), &ema.error(),
+                                 &pu.error(), &msnr.error(), &base.error(), &drop.error(), &seed.error(),
+                                 &ce.error(), &le.error(), &T.error()})
+        if (!e->empty()) return usage(*e);
+    tc.steps = steps.value();
+    tc.batch = batch.value();
+    tc.lr = lr.value();
+    tc.warmup = warm.value();
+    tc.ema_decay = ema.value();
+    tc.p_uncond = pu.value();
+    tc.min_snr_gamma = msnr.value();
+    tc.seed = static_cast<uint64_t>(seed.value());
+    tc.checkpoint_every = ce.value();
+    tc.log_every = le.value();
+    tc.hflip = args.has("hflip");
+    const auto sk = parse_schedule_kind(args.get("schedule"));
+    if (!sk) return usage("train: unknown schedule '" + args.get("schedule") + "'");
+    mc.schedule.kind = *sk;
+    mc.schedule.timesteps = T.value();
+    const auto pt = parse_prediction_type(args.get("prediction"));
+    if (!pt) return usage("train: unknown prediction type '" + args.get("prediction") + "' (eps, v or x0)");
+    mc.prediction = *pt;
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("train: " + device.error());
+
+    const std::string ds = args.get("dataset");
+    Result<LabelledData> data = Error{""};
+    if (ds == "fashion-mnist") {
+        data = load_fashion_mnist(fashion_mnist_dir(), true);
+        mc.network.kind = NetworkKind::UNet;
+        mc.network.in_channels = 1;
+        mc.network.image_size = 28;
+        mc.network.base_channels = base.value();
+        mc.network.dropout = drop.value();
+    } else if (ds.rfind("toy:", 0) == 0) {
+        data = make_toy(ds.substr(4), 100000, 12345);
+        mc.network.kind = NetworkKind::Mlp;
+        mc.network.in_channels = 2;
+        mc.network.dropout = 0;
+    } else {
+        return usage("train: unknown dataset '" + ds + "' (fashion-mnist or toy:NAME)");
+    }
+    if (!data) return failure("train: " + data.error());
+    mc.network.num_classes = data->num_classes;
+    auto net = make_network(mc.network);
+    if (!net) return failure("train: " + net.error());
+    std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
+              << " parameters) on " << data->name << " (" << data->x.size(0) << " examples), "
+              << to_string(mc.schedule.kind) << " schedule, " << to_string(mc.prediction)
+              << " prediction, device " << device->str() << "\n";
+    TrainHooks hooks;
+    hooks.on_progress = [](const TrainProgress& p) {
+        std::fprintf(stderr, "step %lld/%lld  loss %.5f  lr %.2e  %.0f img/s  ETA %s\n",
+                     static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss, p.lr,
+                     p.images_per_s, format_duration(p.eta_s).c_str());
+    };
+    auto r = train(mc, tc, data.value(), device.value(), args.get("out"), args.has("resume"), hooks);
+    if (!r) return failure(r.error());
+    std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, "
+              << r->images_per_s << " img/s; model in " << args.get("out") << "/model.safetensors\n";
+    return 0;
+}
+
+int cmd_sample(const std::vector<std::string>& argv) {
+    Args args("sample");
+    args.option("model", "default, a bundled name or a .safetensors file", "default")
+        .option("class", "class index for every sample (default: cycle through the classes)")
+        .flag("unconditional", "sample with the null class (no guidance)")
+        .option("guidance", "classifier-free guidance scale s (0 uncond, 1 cond, >1 guided)", "3")
+        .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
+        .option("steps", "sampling steps", "50")
+        .option("eta", "DDIM eta", "0")
+        .option("spacing", "leading, trailing or linspace", "trailing")
+        .option("seed", "random seed", "0")
+        .option("count", "number of samples", "16")
+        .option("batch", "samples per forward pass", "256")
+        .option("output", "grid PNG (also -o)")
+        .option("tensors", "write images/labels (or points/labels) to a .safetensors file")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("quiet", "no progress on stderr")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "sample [--model M] [OPTIONS] -o GRID.png"); rc >= 0) return rc;
+    auto steps = args.get_int("steps", 1, 100000);
+    if (!steps) return usage(steps.error());
+    auto count = args.get_int("count", 1, 1000000);
+    if (!count) return usage(count.error());
+    auto batch = args.get_int("batch", 1, 100000);
+    if (!batch) return usage(batch.error());
+    auto eta = args.get_double("eta", 0.0, 1.0);
+    if (!eta) return usage(eta.error());
+    auto scale = args.get_double("guidance", -100.0, 100.0);
+    if (!scale) return usage(scale.error());
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    if (!seed) return usage(seed.error());
+    const auto kind = parse_sampler_kind(args.get("sampler"));
+    if (!kind) return usage("sample: unknown sampler '" + args.get("sampler") + "' (ddpm, ddim or dpmpp2m)");
+    const auto spacing = parse_timestep_spacing(args.get("spacing"));
+    if (!spacing) return usage("sample: unknown spacing '" + args.get("spacing") + "'");
+    if (!args.has("output") && !args.has("tensors")) return usage("sample: give -o GRID.png and/or --tensors FILE");
+#ifndef DLAB_HAVE_IMAGING
+    if (args.has("output")) return usage("sample: this build has no OpenCV imaging; use --tensors");
+#endif
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("sample: " + device.error());
+    auto path = resolve_model(args.get("model"));
+    if (!path) return failure("sample: " + path.error());
+    auto model = load_model(path.value(), device.value());
+    if (!model) return failure("sample: " + model.error());
+    const ModelConfig& mc = model->config;
+    const int64_t C = mc.network.num_classes;
+    int64_t fixed_class = -1;
+    if (args.has("class")) {
+        if (C == 0) return usage("sample: the model is unconditional; --class is not available");
+        auto k = args.get_int("class", 0, C - 1);
+        if (!k) return usage(k.error());
+        fixed_class = k.value();
+    }
+    auto schedule = NoiseSchedule::create(mc.schedule);
+    if (!schedule) return failure("sample: " + schedule.error());
+    SamplerConfig sc;
+    sc.kind = *kind;
+    sc.steps = steps.value();
+    sc.eta = kind == SamplerKind::Ddpm ? 1.0 : eta.value();
+    sc.spacing = *spacing;
+    sc.clip_x0 = mc.network.kind == NetworkKind::UNet;
+    auto probe = make_sampler(schedule.value(), sc);
+    if (!probe) return usage("sample: " + probe.error());
+
+    const int64_t N = count.value();
+    std::vector<int64_t> shape = mc.network.kind == NetworkKind::UNet
+                                     ? std::vector<int64_t>{N, mc.network.in_channels, mc.network.image_size, mc.network.image_size}
+                                     : std::vector<int64_t>{N, mc.network.in_channels};
+    at::Generator gen = make_generator(static_cast<uint64_t>(seed.value()));
+    const at::Tensor noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    at::Tensor labels = at::arange(N, at::kLong);
+    if (C > 0) labels = fixed_class >= 0 ? at::full({N}, fixed_class, at::kLong) : labels.remainder(C);
+    if (args.has("unconditional") && C > 0) labels = at::full({N}, C, at::kLong);
+    const bool guided = C > 0 && !args.has("unconditional");
+    auto control = std::make_shared<GuidanceControl>(scale.value());
+    Network net = model->network;
+    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+    std::vector<at::Tensor> outs;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t start = 0; start < N; start += batch.value()) {
+        const int64_t n = std::min(batch.value(), N - start);
+        auto sampler = make_sampler(schedule.value(), sc).value();
+        const at::Tensor y = labels.narrow(0, start, n).to(device.value());
+        RawDenoiser raw = guided ? classifier_free_guidance(fn, y, C, control) : plain_denoiser(fn, C > 0 ? y : at::Tensor());
+        ChainHooks hooks;
+        if (!args.has("quiet")) {
+            hooks.on_step = [&](const StepInfo& s) {
+                if ((s.index + 1) % 10 == 0 || s.index + 1 == s.total)
+                    std::fprintf(stderr, "\rsamples %lld-%lld: step %lld/%lld", (long long)start,
+                                 (long long)(start + n), (long long)(s.index + 1), (long long)s.total);
+            };
+        }
+        at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) * 7919ULL + static_cast<uint64_t>(start) + 1);
+        const ChainResult r = run_chain(*sampler, noise.narrow(0, start, n).to(device.value()),
+                                        make_denoiser(raw, schedule.value(), mc.prediction), g, hooks);
+        outs.push_back(r.x.to(at::kCPU));
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!args.has("quiet")) std::fprintf(stderr, "\n%lld samples in %.2f s on %s\n", (long long)N, secs, device->str().c_str());
+    at::Tensor x = at::cat(outs, 0);
+    const bool images = mc.network.kind == NetworkKind::UNet;
+    if (images) x = ((x.clamp(-1, 1) + 1) / 2).contiguous();
+    if (args.has("tensors")) {
+        TensorFile f;
+        f.tensors[images ? "images" : "points"] = x;
+        f.tensors["labels"] = labels;
+        f.metadata["model"] = path.value();
+        f.metadata["sampler"] = to_string(sc.kind);
+        f.metadata["steps"] = std::to_string(sc.steps);
+        f.metadata["guidance"] = std::to_string(scale.value());
+        f.metadata["seed"] = std::to_string(seed.value());
+        if (auto st = save_safetensors(args.get("tensors"), f); !st) return failure("sample: " + st.error());
+    }
+#ifdef DLAB_HAVE_IMAGING
+    if (args.has("output")) {
+        if (!images) return usage("sample: -o needs an image model; use --tensors for points");
+        const int64_t cols = C > 0 && fixed_class < 0 ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
+        const at::Tensor grid = imaging::make_grid(x, cols, 2, 1.0);
+        std::ostringstream params;
+        params << "model=" << args.get("model") << " sampler=" << to_string(sc.kind) << " steps=" << sc.steps
+               << " eta=" << sc.eta << " guidance=" << scale.value() << " seed=" << seed.value()
+               << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class) : std::string("cycle"));
+        auto mat = imaging::tensor_to_mat(grid);
+        if (auto st = imaging::write_png(args.get("output"), mat, {{"parameters", params.str()}}); !st)
+            return failure("sample: " + st.error());
+    }
+#endif
+    return 0;
+}
+
+int cmd_models(const std::vector<std::string>& argv) {
+    Args args("models");
+    args.flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "models"); rc >= 0) return rc;
+    const auto models = bundled_models();
+    if (models.empty()) std::cout << "no models found in:";
+    for (const auto& d : model_dirs()) std::cout << (models.empty() ? " " + d : "");
+    if (models.empty()) std::cout << "\n";
+    for (const auto& [name, path] : models) {
+        auto file = load_safetensors(path);
+        std::cout << name << "  " << path << "\n";
+        if (!file) {
+            std::cout << "  (unreadable: " << file.error() << ")\n";
+            continue;
+        }
+        auto it = file->metadata.find("dlab");
+        if (it != file->metadata.end()) {
+            auto cfg = model_config_from_json(nlohmann::json::parse(it->second, nullptr, false));
+            if (cfg) {
+                std::cout << "  " << to_string(cfg->network.kind) << ", " << cfg->dataset << ", "
+                          << to_string(cfg->schedule.kind) << " schedule, " << to_string(cfg->prediction)
+                          << " prediction, " << cfg->network.num_classes << " classes, trained "
+                          << cfg->training.value("steps_done", 0) << " steps\n";
+            }
+        }
+        std::ifstream manifest(path.substr(0, path.size() - 12) + ".json");
+        if (manifest) {
+            auto m = nlohmann::json::parse(manifest, nullptr, false);
+            if (!m.is_discarded() && m.contains("summary")) std::cout << "  " << m["summary"].get<std::string>() << "\n";
+        }
+    }
+    return 0;
+}
+
+int cmd_bench(const std::vector<std::string>& argv) {
+    Args args("bench");
+    args.option("model", "a model name/file, or 'config' for the default architecture untrained", "config")
+        .option("device", "cpu, cuda or auto", "auto")
+        .option("batches", "batch sizes to time", "1,64")
+        .option("iters", "timed denoising steps per batch size", "30")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "bench [OPTIONS]"); rc >= 0) return rc;
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("bench: " + device.error());
+    auto batches = args.get_int_list("batches", 1, 4096);
+    if (!batches) return usage(batches.error());
+    auto iters = args.get_int("iters", 1, 100000);
+    if (!iters) return usage(iters.error());
+    Network net;
+    NetworkConfig nc;
+    if (args.get("model") == "config") {
+        net = make_network(nc).value();
+        net->to(device.value());
+        net->eval();
+    } else {
+        auto path = resolve_model(args.get("model"));
+        if (!path) return failure("bench: " + path.error());
+        auto m = load_model(path.value(), device.value());
+        if (!m) return failure("bench: " + m.error());
+        net = m->network;
+        nc = m->config.network;
+    }
+    torch::NoGradGuard ng;
+    std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s\n",
+                to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
+                at::get_num_threads(), runtime_info().torch_version.c_str());
+    std::printf("%8s %12s %14s %16s %22s\n", "batch", "forward", "ms/step (CFG)", "img-steps/s (CFG)", "images/s (50-step DDIM)");
+    for (int64_t b : batches.value()) {
+        // A guided step is one forward pass over 2b inputs (conditional + unconditional halves).
+        const int64_t fb = 2 * b;
+        std::vector<int64_t> shape = nc.kind == NetworkKind::UNet
+                                         ? std::vector<int64_t>{fb, nc.in_channels, nc.image_size, nc.image_size}
+                                         : std::vector<int64_t>{fb, nc.in_channels};
+        const at::Tensor x = at::randn(shape).to(device.value());
+        const at::Tensor t = at::full({fb}, 500, at::kLong).to(device.value());
+        const at::Tensor y = at::zeros({fb}, at::kLong).to(device.value());
+        auto sync = [&] {
+            if (device->is_cuda()) torch::cuda::synchronize();
+        };
+        for (int i = 0; i < 3; ++i) net->forward(x, t, nc.num_classes > 0 ? y : at::Tensor());
+        sync();
+        std::vector<double> ms;
+        for (int64_t i = 0; i < iters.value(); ++i) {
+            const auto a = std::chrono::steady_clock::now();
+            net->forward(x, t, nc.num_classes > 0 ? y : at::Tensor());
+            sync();
+            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+        }
+        std::sort(ms.begin(), ms.end());
+        const double med = ms[ms.size() / 2];
+        std::printf("%8lld %12s %14.3f %16.1f %22.1f\n", (long long)b, "median", med, 1000.0 * b / med,
+                    1000.0 * b / (50 * med));
+    }
+    return 0;
+}
+
+}  // namespace dlab::app

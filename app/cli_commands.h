@@ -1,0 +1,14 @@
+#pragma once
+// diffusionlab-cli commands beyond the basics; each returns the process exit code
+// (0 success, 1 runtime failure, 2 usage error).
+#include <string>
+#include <vector>
+
+namespace dlab::app {
+
+int cmd_train(const std::vector<std::string>& argv);
+int cmd_sample(const std::vector<std::string>& argv);
+int cmd_models(const std::vector<std::string>& argv);
+int cmd_bench(const std::vector<std::string>& argv);
+
+}  // namespace dlab::app

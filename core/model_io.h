@@ -1,0 +1,54 @@
+#pragma once
+// A trained model on disk: one safetensors file holding the weights ("model.*"), the EMA weights
+// ("ema.*") and, in the metadata key "dlab", a JSON config saying how it was made.
+
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include "core/network.h"
+#include "core/result.h"
+#include "core/safetensors.h"
+#include "core/schedule.h"
+
+namespace dlab {
+
+/// Everything needed to rebuild and use a model.
+struct ModelConfig {
+    NetworkConfig network;
+    ScheduleConfig schedule;
+    PredictionType prediction = PredictionType::Eps;
+    std::string dataset;                   ///< e.g. "fashion-mnist", "toy:moons"
+    std::vector<std::string> class_names;  ///< one per class, may be empty
+    nlohmann::json training = nlohmann::json::object();  ///< how it was trained (free form)
+};
+
+nlohmann::json to_json(const ModelConfig& config);
+/// Parses a config; unknown enum names or wrong types are errors naming the field.
+Result<ModelConfig> model_config_from_json(const nlohmann::json& j);
+
+/// A model loaded for sampling.
+struct LoadedModel {
+    ModelConfig config;
+    Network network;     ///< in eval mode, on the requested device
+    bool used_ema = false;
+    std::string path;
+};
+
+/// The network's parameters and buffers under `prefix` (e.g. "model.").
+void add_network_tensors(TensorFile& file, const std::string& prefix, NetworkImpl& net);
+/// Copies tensors `prefix`+name into the network, checking that every name exists with the right
+/// shape and dtype; the message names the first mismatch.
+Status load_network_tensors(const TensorFile& file, const std::string& prefix, NetworkImpl& net,
+                            const std::string& path);
+
+/// Writes a model file atomically: weights, optional EMA weights and the config.
+Status save_model(const std::string& path, const ModelConfig& config, NetworkImpl& model,
+                  NetworkImpl* ema = nullptr);
+
+/// Loads a model file onto `device`, preferring the EMA weights when present.
+Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool prefer_ema = true);
+
+}  // namespace dlab

@@ -1,0 +1,284 @@
+#include "core/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "core/atomic_file.h"
+#include "core/sampler.h"
+#include "core/schedule.h"
+
+namespace dlab {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+json to_json(const TrainConfig& c) {
+    return json{{"steps", c.steps}, {"batch", c.batch}, {"lr", c.lr},
+                {"weight_decay", c.weight_decay}, {"warmup", c.warmup}, {"grad_clip", c.grad_clip},
+                {"ema_decay", c.ema_decay}, {"p_uncond", c.p_uncond},
+                {"min_snr_gamma", c.min_snr_gamma}, {"hflip", c.hflip}, {"seed", c.seed},
+                {"checkpoint_every", c.checkpoint_every}, {"log_every", c.log_every}};
+}
+
+TrainConfig train_config_from_json(const json& j) {
+    TrainConfig c;
+    c.steps = j.value("steps", c.steps);
+    c.batch = j.value("batch", c.batch);
+    c.lr = j.value("lr", c.lr);
+    c.weight_decay = j.value("weight_decay", c.weight_decay);
+    c.warmup = j.value("warmup", c.warmup);
+    c.grad_clip = j.value("grad_clip", c.grad_clip);
+    c.ema_decay = j.value("ema_decay", c.ema_decay);
+    c.p_uncond = j.value("p_uncond", c.p_uncond);
+    c.min_snr_gamma = j.value("min_snr_gamma", c.min_snr_gamma);
+    c.hflip = j.value("hflip", c.hflip);
+    c.seed = j.value("seed", c.seed);
+    c.checkpoint_every = j.value("checkpoint_every", c.checkpoint_every);
+    c.log_every = j.value("log_every", c.log_every);
+    return c;
+}
+
+namespace {
+
+// AdamW (Loshchilov & Hutter 2019) kept here so that its state is plain named tensors that the
+// checkpoint saves and restores exactly.
+struct AdamW {
+    std::vector<at::Tensor> params, m, v;
+    double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    void init(const std::vector<at::Tensor>& ps) {
+        params = ps;
+        for (const auto& p : ps) {
+            m.push_back(at::zeros_like(p));
+            v.push_back(at::zeros_like(p));
+        }
+    }
+    void step(int64_t t, double lr, double wd) {
+        torch::NoGradGuard g;
+        const double c1 = 1 - std::pow(b1, double(t)), c2 = 1 - std::pow(b2, double(t));
+        for (size_t i = 0; i < params.size(); ++i) {
+            at::Tensor& p = params[i];
+            if (!p.grad().defined()) continue;
+            const at::Tensor& grad = p.grad();
+            m[i].mul_(b1).add_(grad, 1 - b1);
+            v[i].mul_(b2).addcmul_(grad, grad, 1 - b2);
+            if (wd > 0) p.mul_(1 - lr * wd);
+            const at::Tensor denom = (v[i] / c2).sqrt_().add_(eps);
+            p.addcdiv_(m[i], denom, -lr / c1);
+        }
+    }
+};
+
+std::string checkpoint_path(const std::string& dir) { return dir + "/checkpoint.safetensors"; }
+
+// Keeps the loss log consistent with a resumed checkpoint: rows past `step` are dropped.
+void truncate_log(const std::string& path, int64_t step) {
+    std::ifstream in(path);
+    if (!in) return;
+    std::string line, kept;
+    std::getline(in, line);
+    kept = line + "\n";
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        if (std::stoll(line.substr(0, line.find(','))) <= step) kept += line + "\n";
+    }
+    write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledData& data,
+                          c10::Device device, const std::string& out_dir, bool resume,
+                          const TrainHooks& hooks) {
+    if (tc.steps < 1 || tc.batch < 1) return Error{"train: steps and batch must be positive"};
+    if (!(tc.lr > 0) || !std::isfinite(tc.lr)) return Error{"train: the learning rate must be positive"};
+    if (!(tc.p_uncond >= 0 && tc.p_uncond < 1)) return Error{"train: p_uncond must be in [0, 1)"};
+    if (data.x.size(0) < 1) return Error{"train: the dataset is empty"};
+    auto schedule_r = NoiseSchedule::create(mc.schedule);
+    if (!schedule_r) return Error{"train: " + schedule_r.error()};
+    const NoiseSchedule& schedule = schedule_r.value();
+    if (mc.network.num_classes != data.num_classes && mc.network.num_classes != 0)
+        return Error{"train: the network has " + std::to_string(mc.network.num_classes) +
+                     " classes but the dataset has " + std::to_string(data.num_classes)};
+    auto net_r = make_network(mc.network);
+    if (!net_r) return Error{"train: " + net_r.error()};
+    auto ema_r = make_network(mc.network);
+    Network net = net_r.value(), ema = ema_r.value();
+    {
+        torch::NoGradGuard g;
+        auto src = net->parameters();
+        auto dst = ema->parameters();
+        for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+    }
+    std::error_code ec;
+    fs::create_directories(out_dir, ec);
+    if (ec) return Error{out_dir + ": cannot create the run folder: " + ec.message()};
+
+    mc.dataset = data.name;
+    mc.class_names = data.class_names;
+    AdamW opt;
+    opt.init(net->parameters());
+    int64_t step = 0;
+    const std::string ckpt = checkpoint_path(out_dir);
+    const std::string log_path = out_dir + "/loss.csv";
+    if (resume) {
+        auto file = load_safetensors(ckpt);
+        if (!file) return Error{"resume: " + file.error()};
+        if (auto st = load_network_tensors(file.value(), "model.", *net, ckpt); !st) return Error{st.error()};
+        if (auto st = load_network_tensors(file.value(), "ema.", *ema, ckpt); !st) return Error{st.error()};
+        torch::NoGradGuard g;
+        auto names = net->named_parameters();
+        for (size_t i = 0; i < names.size(); ++i) {
+            auto m = file->tensors.find("adam_m." + names[i].key());
+            auto v = file->tensors.find("adam_v." + names[i].key());
+            if (m == file->tensors.end() || v == file->tensors.end())
+                return Error{ckpt + ": optimizer state for '" + names[i].key() + "' is missing"};
+            opt.m[i].copy_(m->second);
+            opt.v[i].copy_(v->second);
+        }
+        step = std::stoll(file->metadata.at("step"));
+        truncate_log(log_path, step);
+    } else {
+        write_file_atomic(log_path, "step,loss,lr,images_per_s\n");
+    }
+    net->to(device);
+    ema->to(device);
+    // The optimizer's tensors follow the parameters to the device.
+    opt.params = net->parameters();
+    for (auto& t : opt.m) t = t.to(device);
+    for (auto& t : opt.v) t = t.to(device);
+
+    const at::Tensor images = data.x.to(device);
+    const at::Tensor labels = data.labels.to(device);
+    const at::Tensor sqrt_ab = schedule.alpha_bars().sqrt().to(device, at::kFloat);
+    const at::Tensor sqrt_1mab = (1.0 - schedule.alpha_bars()).sqrt().to(device, at::kFloat);
+    const at::Tensor snr = schedule.snr().to(device, at::kFloat);
+    const int64_t N = images.size(0), B = tc.batch, T = schedule.timesteps();
+    const int64_t null_class = mc.network.num_classes;
+    std::vector<int64_t> bshape(static_cast<size_t>(images.dim()), 1);
+    bshape[0] = B;
+
+    auto save_checkpoint = [&]() -> Status {
+        TensorFile file;
+        add_network_tensors(file, "model.", *net);
+        add_network_tensors(file, "ema.", *ema);
+        auto names = net->named_parameters();
+        for (size_t i = 0; i < names.size(); ++i) {
+            file.tensors["adam_m." + names[i].key()] = opt.m[i];
+            file.tensors["adam_v." + names[i].key()] = opt.v[i];
+        }
+        json training = to_json(tc);
+        training["steps_done"] = step;
+        mc.training = training;
+        file.metadata["dlab"] = to_json(mc).dump();
+        file.metadata["step"] = std::to_string(step);
+        return save_safetensors(ckpt, file);
+    };
+
+    net->train();
+    TrainResult result;
+    std::string log_rows;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto window_start = t0;
+    int64_t window_images = 0, images_this_call = 0;
+    double last_ips = 0;
+    while (step < tc.steps) {
+        if (hooks.cancel && hooks.cancel->load()) {
+            result.cancelled = true;
+            break;
+        }
+        // Every random choice of step k comes from (seed, k): resuming reproduces the same run.
+        const uint64_t k = tc.seed * 1000003ULL + static_cast<uint64_t>(step);
+        at::manual_seed(k);  // dropout
+        at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
+        const auto i64 = at::TensorOptions().dtype(at::kLong);
+        const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
+        const at::Tensor t = at::randint(T, {B}, gen, i64).to(device);
+        const at::Tensor eps = at::randn(images.index_select(0, idx).sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
+        const at::Tensor drop = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < tc.p_uncond).to(device);
+        const at::Tensor flip = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < 0.5).to(device);
+        at::Tensor x0 = images.index_select(0, idx);
+        if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({B, 1, 1, 1}), x0.flip({3}), x0);
+        at::Tensor y;
+        if (null_class > 0) y = at::where(drop, at::full_like(labels.index_select(0, idx), null_class), labels.index_select(0, idx));
+        const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
+        const at::Tensor xt = a * x0 + s * eps;
+        at::Tensor target = mc.prediction == PredictionType::Eps ? eps
+                            : mc.prediction == PredictionType::X0 ? x0
+                                                                  : a * eps - s * x0;
+        const at::Tensor out = net->forward(xt, t, y).narrow(1, 0, x0.size(1));
+        at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
+        if (tc.min_snr_gamma > 0) {
+            const at::Tensor r = snr.index_select(0, t);
+            const at::Tensor w = mc.prediction == PredictionType::Eps ? at::clamp_max(r, tc.min_snr_gamma) / r
+                                 : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
+                                                                      : at::clamp_max(r, tc.min_snr_gamma);
+            per = per * w;
+        }
+        const at::Tensor loss = per.mean();
+        net->zero_grad();
+        loss.backward();
+        const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
+        if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), tc.grad_clip);
+        const double lr = tc.lr * std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
+        opt.step(step + 1, lr, tc.weight_decay);
+        {
+            torch::NoGradGuard g;
+            const double d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
+            auto src = net->parameters();
+            auto dst = ema->parameters();
+            for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(d).add_(src[i], 1 - d);
+        }
+        ++step;
+        window_images += B;
+        images_this_call += B;
+        if (log_now) {
+            const double l = loss.item<double>();  // syncs with the device only when logging
+            if (!std::isfinite(l)) {
+                return Error{"training stopped at step " + std::to_string(step) + ": the loss is " +
+                             (std::isnan(l) ? "NaN" : "infinite") +
+                             "; the last good checkpoint is kept in " + ckpt +
+                             " (try a lower learning rate)"};
+            }
+            const auto now = std::chrono::steady_clock::now();
+            const double secs = std::chrono::duration<double>(now - window_start).count();
+            last_ips = secs > 0 ? double(window_images) / secs : 0;
+            window_start = now;
+            window_images = 0;
+            result.last_loss = l;
+            std::ostringstream row;
+            row << step << ',' << l << ',' << lr << ',' << last_ips << '\n';
+            log_rows += row.str();
+            if (hooks.on_progress) {
+                const double eta = last_ips > 0 ? double(tc.steps - step) * double(B) / last_ips : 0;
+                hooks.on_progress(TrainProgress{step, tc.steps, l, lr, last_ips, eta});
+            }
+        }
+        if (step % tc.checkpoint_every == 0 || step == tc.steps) {
+            if (auto st = save_checkpoint(); !st) return Error{st.error()};
+            std::ofstream(log_path, std::ios::app) << log_rows;
+            log_rows.clear();
+        }
+    }
+    if (!log_rows.empty() && !result.cancelled) std::ofstream(log_path, std::ios::app) << log_rows;
+    if (result.cancelled) {
+        // Keep what was reached: a checkpoint at the current step.
+        if (auto st = save_checkpoint(); !st) return Error{st.error()};
+        std::ofstream(log_path, std::ios::app) << log_rows;
+    }
+    json training = to_json(tc);
+    training["steps_done"] = step;
+    training["device"] = device.str();
+    mc.training = training;
+    if (auto st = save_model(out_dir + "/model.safetensors", mc, *net, ema.get()); !st) return Error{st.error()};
+    result.steps_done = step;
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result.images_per_s = result.seconds > 0 ? double(images_this_call) / result.seconds : 0;
+    return result;
+}
+
+}  // namespace dlab

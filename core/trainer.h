@@ -1,0 +1,65 @@
+#pragma once
+// The trainer: L_simple (Ho et al. 2020) with eps, x0 or v targets, optional min-SNR weighting,
+// classifier-free label dropout, AdamW with warm-up and gradient clipping, EMA weights, atomic
+// periodic checkpoints and exact resume (every step's randomness is derived from seed and step).
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include "core/datasets.h"
+#include "core/model_io.h"
+#include "core/result.h"
+
+namespace dlab {
+
+/// Optimisation settings; saved in the checkpoint.
+struct TrainConfig {
+    int64_t steps = 10000;
+    int64_t batch = 128;
+    double lr = 2e-4;
+    double weight_decay = 0.0;
+    int64_t warmup = 200;            ///< linear learning-rate warm-up steps
+    double grad_clip = 1.0;          ///< max global gradient norm (0: off)
+    double ema_decay = 0.999;
+    double p_uncond = 0.1;           ///< probability of the null class (classifier-free guidance)
+    double min_snr_gamma = 0.0;      ///< min-SNR-gamma loss weighting (0: off; 5 is usual)
+    bool hflip = false;              ///< random horizontal flips
+    uint64_t seed = 0;
+    int64_t checkpoint_every = 1000;
+    int64_t log_every = 100;
+};
+nlohmann::json to_json(const TrainConfig& c);
+TrainConfig train_config_from_json(const nlohmann::json& j);
+
+/// A progress report.
+struct TrainProgress {
+    int64_t step = 0, total = 0;
+    double loss = 0, lr = 0, images_per_s = 0, eta_s = 0;
+};
+
+/// Per-call hooks: progress reports and a cancel flag checked every step.
+struct TrainHooks {
+    std::function<void(const TrainProgress&)> on_progress;
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+struct TrainResult {
+    int64_t steps_done = 0;   ///< the step count reached (including resumed steps)
+    bool cancelled = false;
+    double last_loss = 0;
+    double seconds = 0;       ///< wall time of this call
+    double images_per_s = 0;  ///< throughput of this call
+};
+
+/// Trains a model on `data` into `out_dir` (checkpoint.safetensors, model.safetensors, loss.csv).
+/// With `resume`, continues from out_dir/checkpoint.safetensors. A NaN or Inf loss stops with an
+/// error and leaves the last good checkpoint in place.
+Result<TrainResult> train(ModelConfig model_config, const TrainConfig& config,
+                          const LabelledData& data, c10::Device device, const std::string& out_dir,
+                          bool resume, const TrainHooks& hooks = {});
+
+}  // namespace dlab
