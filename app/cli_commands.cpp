@@ -76,6 +76,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("checkpoint-every", "steps between checkpoints", "1000")
         .option("log-every", "steps between progress lines", "100")
         .option("out", "run folder (checkpoint, model, loss.csv)")
+        .option("max-minutes", "stop (with a checkpoint) after this much wall time; resume later", "0")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
         .flag("hflip", "random horizontal flips")
         .flag("resume", "continue from OUT/checkpoint.safetensors")
@@ -147,14 +148,23 @@ int cmd_train(const std::vector<std::string>& argv) {
               << " parameters) on " << data->name << " (" << data->x.size(0) << " examples), "
               << to_string(mc.schedule.kind) << " schedule, " << to_string(mc.prediction)
               << " prediction, device " << device->str() << "\n";
+    auto max_minutes = args.get_double("max-minutes", 0.0, 1e7);
+    if (!max_minutes) return usage(max_minutes.error());
+    std::atomic<bool> stop{false};
+    const auto started = std::chrono::steady_clock::now();
+    const double budget_s = max_minutes.value() * 60.0;
     TrainHooks hooks;
-    hooks.on_progress = [](const TrainProgress& p) {
+    hooks.cancel = &stop;
+    hooks.on_progress = [&stop, started, budget_s](const TrainProgress& p) {
+        if (budget_s > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > budget_s)
+            stop = true;
         std::fprintf(stderr, "step %lld/%lld  loss %.5f  lr %.2e  %.0f img/s  ETA %s\n",
                      static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss, p.lr,
                      p.images_per_s, format_duration(p.eta_s).c_str());
     };
     auto r = train(mc, tc, data.value(), device.value(), args.get("out"), args.has("resume"), hooks);
     if (!r) return failure(r.error());
+    if (r->cancelled) std::cerr << "stopped at the time limit; continue with --resume\n";
     std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, "
               << r->images_per_s << " img/s; model in " << args.get("out") << "/model.safetensors\n";
     return 0;
@@ -331,6 +341,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
         .option("device", "cpu, cuda or auto", "auto")
         .option("batches", "batch sizes to time", "1,64")
         .option("iters", "timed denoising steps per batch size", "30")
+        .option("base-channels", "with --model config: UNet base channels", "32")
+        .option("mult", "with --model config: channel multipliers", "1,2,2")
+        .flag("no-mkldnn", "use LibTorch's native convolutions instead of oneDNN (CPU)")
         .flag("help", "show this help");
     if (int rc = parse_or_help(args, argv, "bench [OPTIONS]"); rc >= 0) return rc;
     auto device = select_device(args.get("device"));
@@ -342,7 +355,15 @@ int cmd_bench(const std::vector<std::string>& argv) {
     Network net;
     NetworkConfig nc;
     if (args.get("model") == "config") {
-        net = make_network(nc).value();
+        auto base = args.get_int("base-channels", 8, 1024);
+        auto mult = args.get_int_list("mult", 1, 16);
+        if (!base) return usage(base.error());
+        if (!mult) return usage(mult.error());
+        nc.base_channels = base.value();
+        nc.channel_mult = mult.value();
+        auto made = make_network(nc);
+        if (!made) return usage("bench: " + made.error());
+        net = made.value();
         net->to(device.value());
         net->eval();
     } else {
@@ -354,6 +375,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         nc = m->config.network;
     }
     torch::NoGradGuard ng;
+    if (args.has("no-mkldnn")) at::globalContext().setUserEnabledMkldnn(false);
     std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s\n",
                 to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
                 at::get_num_threads(), runtime_info().torch_version.c_str());

@@ -48,7 +48,8 @@ Status load_network_tensors(const TensorFile& file, const std::string& prefix, N
 Status save_model(const std::string& path, const ModelConfig& config, NetworkImpl& model,
                   NetworkImpl* ema = nullptr);
 
-/// Loads a model file onto `device`, preferring the EMA weights when present.
+/// Loads a model file onto `device`, preferring the EMA weights ("ema.*") when present, else
+/// "model.*".
 Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool prefer_ema = true);
 
 }  // namespace dlab

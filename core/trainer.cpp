@@ -274,7 +274,8 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     training["steps_done"] = step;
     training["device"] = device.str();
     mc.training = training;
-    if (auto st = save_model(out_dir + "/model.safetensors", mc, *net, ema.get()); !st) return Error{st.error()};
+    // The model file for sampling holds the EMA weights only (the checkpoint keeps both).
+    if (auto st = save_model(out_dir + "/model.safetensors", mc, *ema); !st) return Error{st.error()};
     result.steps_done = step;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result.images_per_s = result.seconds > 0 ? double(images_this_call) / result.seconds : 0;
