@@ -104,6 +104,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (mc.network.num_classes != data.num_classes && mc.network.num_classes != 0)
         return Error{"train: the network has " + std::to_string(mc.network.num_classes) +
                      " classes but the dataset has " + std::to_string(data.num_classes)};
+    at::manual_seed(tc.seed);  // the initial weights depend on the seed alone
     auto net_r = make_network(mc.network);
     if (!net_r) return Error{"train: " + net_r.error()};
     auto ema_r = make_network(mc.network);

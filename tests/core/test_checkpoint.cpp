@@ -1,0 +1,188 @@
+// safetensors files and model checkpoints: round trips, and clear errors for truncated, corrupt or
+// mismatched files; an interrupted write never damages the previous file.
+#include <csignal>
+#include <fstream>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <QtTest/QtTest>
+
+#include <torch/torch.h>
+
+#include "core/model_io.h"
+#include "core/safetensors.h"
+
+using namespace dlab;
+
+namespace {
+
+QByteArray readAll(const QString& p) {
+    QFile f(p);
+    f.open(QIODevice::ReadOnly);
+    return f.readAll();
+}
+void writeAll(const QString& p, const QByteArray& b) {
+    QFile f(p);
+    f.open(QIODevice::WriteOnly | QIODevice::Truncate);
+    f.write(b);
+}
+
+ModelConfig smallConfig() {
+    ModelConfig c;
+    c.network.base_channels = 16;
+    c.network.dropout = 0;
+    c.schedule.kind = ScheduleKind::Linear;
+    c.prediction = PredictionType::V;
+    c.dataset = "test";
+    c.class_names = {"a", "b"};
+    c.network.num_classes = 2;
+    return c;
+}
+
+}  // namespace
+
+class TestCheckpoint : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void safetensorsRoundTrip() {
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("t.safetensors").toStdString();
+        TensorFile f;
+        f.tensors["f32"] = at::randn({3, 4});
+        f.tensors["f64"] = at::randn({2}, at::kDouble);
+        f.tensors["i64"] = at::arange(5);
+        f.tensors["u8"] = at::randint(255, {7}, at::kByte);
+        f.tensors["bf16"] = at::randn({4}).to(at::kBFloat16);
+        f.tensors["scalar"] = at::tensor(3.5);
+        f.tensors["empty"] = at::zeros({0, 3});
+        f.metadata["hello"] = "world";
+        QVERIFY(save_safetensors(path, f).ok());
+        auto back = load_safetensors(path);
+        QVERIFY2(back.ok(), back.error().c_str());
+        QCOMPARE(back->metadata.at("hello"), std::string("world"));
+        QCOMPARE(back->tensors.size(), f.tensors.size());
+        for (const auto& [k, v] : f.tensors) {
+            QCOMPARE(back->tensors.at(k).scalar_type(), v.scalar_type());
+            QVERIFY(at::equal(back->tensors.at(k), v));
+        }
+        // The layout is the published one: u64 little-endian header length, JSON, then data.
+        const QByteArray raw = readAll(QString::fromStdString(path));
+        quint64 n = 0;
+        for (int i = 7; i >= 0; --i) n = (n << 8) | quint8(raw[i]);
+        const QJsonDocument header = QJsonDocument::fromJson(raw.mid(8, int(n)));
+        QVERIFY(header.isObject());
+        QCOMPARE(header["f32"]["dtype"].toString(), QStringLiteral("F32"));
+        QCOMPARE(header["f32"]["shape"].toArray().size(), 2);
+        QCOMPARE(header["__metadata__"]["hello"].toString(), QStringLiteral("world"));
+    }
+
+    void badFilesGetClearErrors() {
+        QTemporaryDir dir;
+        const QString good = dir.filePath("good.safetensors");
+        TensorFile f;
+        f.tensors["w"] = at::randn({64, 64});
+        QVERIFY(save_safetensors(good.toStdString(), f).ok());
+        const QByteArray bytes = readAll(good);
+        auto errorOf = [&](const QByteArray& content) {
+            const QString p = dir.filePath("bad.safetensors");
+            writeAll(p, content);
+            auto r = load_safetensors(p.toStdString());
+            return r.ok() ? QString() : QString::fromStdString(r.error());
+        };
+        QVERIFY(errorOf(bytes.left(bytes.size() - 100)).contains("truncated"));
+        QVERIFY(errorOf(bytes.left(5)).contains("not a safetensors file"));
+        QVERIFY(errorOf(QByteArray(8, '\xff') + "xx").contains("corrupt"));
+        QByteArray garbled = bytes;
+        garbled[8] = '[';  // the JSON object no longer parses
+        QVERIFY(errorOf(garbled).contains("corrupt"));
+        QByteArray wrongDtype = bytes;
+        wrongDtype.replace("\"F32\"", "\"Q32\"");
+        QVERIFY(errorOf(wrongDtype).contains("unknown dtype"));
+        auto missing = load_safetensors(dir.filePath("nope.safetensors").toStdString());
+        QVERIFY(QString::fromStdString(missing.error()).contains("nope.safetensors"));
+    }
+
+    void modelRoundTripGivesSameOutputs() {
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("m.safetensors").toStdString();
+        const ModelConfig cfg = smallConfig();
+        auto net = make_network(cfg.network).value();
+        torch::NoGradGuard g;
+        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+        net->eval();
+        QVERIFY(save_model(path, cfg, *net).ok());
+        auto loaded = load_model(path, c10::Device(c10::kCPU));
+        QVERIFY2(loaded.ok(), loaded.error().c_str());
+        QVERIFY(!loaded->used_ema);
+        QCOMPARE(int(loaded->config.prediction), int(PredictionType::V));
+        QCOMPARE(int(loaded->config.schedule.kind), int(ScheduleKind::Linear));
+        QCOMPARE(loaded->config.class_names.size(), size_t(2));
+        const at::Tensor x = at::randn({2, 1, 28, 28});
+        const at::Tensor t = at::tensor({3, 700});
+        const at::Tensor y = at::tensor({0, 2});
+        QVERIFY(at::equal(net->forward(x, t, y), loaded->network->forward(x, t, y)));
+    }
+
+    void mismatchedFilesAreRejected() {
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("m.safetensors").toStdString();
+        ModelConfig cfg = smallConfig();
+        auto net = make_network(cfg.network).value();
+        QVERIFY(save_model(path, cfg, *net).ok());
+        // Same file, but its config claims a wider network: shapes no longer match.
+        auto file = load_safetensors(path).value();
+        ModelConfig wide = cfg;
+        wide.network.base_channels = 32;
+        file.metadata["dlab"] = to_json(wide).dump();
+        QVERIFY(save_safetensors(path, file).ok());
+        auto r = load_model(path, c10::Device(c10::kCPU));
+        QVERIFY(!r.ok());
+        QVERIFY2(QString::fromStdString(r.error()).contains("has shape"), r.error().c_str());
+        // A tensor missing.
+        file.metadata["dlab"] = to_json(cfg).dump();
+        file.tensors.erase("model.conv_out.weight");
+        QVERIFY(save_safetensors(path, file).ok());
+        r = load_model(path, c10::Device(c10::kCPU));
+        QVERIFY(QString::fromStdString(r.error()).contains("model.conv_out.weight"));
+        // A wrong dtype.
+        file = load_safetensors(path).value();
+        file.tensors["model.conv_out.weight"] = at::zeros({1, 16, 3, 3}, at::kDouble);
+        file.tensors["model.conv_out.bias"] = at::zeros({1});
+        QVERIFY(save_safetensors(path, file).ok());
+        r = load_model(path, c10::Device(c10::kCPU));
+        QVERIFY2(QString::fromStdString(r.error()).contains("dtype"), r.error().c_str());
+        // Not a model at all.
+        TensorFile plain;
+        plain.tensors["x"] = at::zeros({1});
+        QVERIFY(save_safetensors(path, plain).ok());
+        QVERIFY(QString::fromStdString(load_model(path, c10::Device(c10::kCPU)).error()).contains("not a DiffusionLab model"));
+    }
+
+    void interruptedWriteKeepsPreviousFile() {
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("ckpt.safetensors").toStdString();
+        TensorFile small;
+        small.tensors["w"] = at::full({10}, 1.0);
+        QVERIFY(save_safetensors(path, small).ok());
+        // A child process writes a large file and is killed part-way through.
+        const pid_t pid = fork();
+        if (pid == 0) {
+            TensorFile big;
+            big.tensors["w"] = at::zeros({200 * 1000 * 1000 / 4});
+            for (;;) save_safetensors(path, big);
+        }
+        QTest::qWait(400);
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        auto back = load_safetensors(path);
+        QVERIFY2(back.ok(), back.error().c_str());
+        const at::Tensor w = back->tensors.at("w");
+        // Either the old file or a complete new one, never a partial one.
+        QVERIFY(w.numel() == 10 || w.numel() == 50 * 1000 * 1000);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCheckpoint)
+#include "test_checkpoint.moc"

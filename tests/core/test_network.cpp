@@ -1,0 +1,102 @@
+// Networks: shapes for the supported image sizes, the null class, config validation and the
+// sinusoidal embedding against its closed form.
+#include <cmath>
+
+#include <QtTest/QtTest>
+
+#include <torch/torch.h>
+
+#include "core/network.h"
+
+using namespace dlab;
+
+class TestNetwork : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void unetShapes_data() {
+        QTest::addColumn<int>("channels");
+        QTest::addColumn<int>("size");
+        QTest::addColumn<QVector<int>>("mult");
+        QTest::addColumn<QVector<int>>("attn");
+        QTest::newRow("28x28 grey") << 1 << 28 << QVector<int>{1, 2, 2} << QVector<int>{7};
+        QTest::newRow("32x32 rgb") << 3 << 32 << QVector<int>{1, 2, 2} << QVector<int>{8};
+        QTest::newRow("64x64 rgb") << 3 << 64 << QVector<int>{1, 2, 2, 2} << QVector<int>{16, 8};
+    }
+    void unetShapes() {
+        QFETCH(int, channels);
+        QFETCH(int, size);
+        QFETCH(QVector<int>, mult);
+        QFETCH(QVector<int>, attn);
+        NetworkConfig c;
+        c.in_channels = channels;
+        c.image_size = size;
+        c.base_channels = 16;
+        c.channel_mult.assign(mult.begin(), mult.end());
+        c.attention_resolutions.assign(attn.begin(), attn.end());
+        auto net = make_network(c);
+        QVERIFY2(net.ok(), net.error().c_str());
+        torch::NoGradGuard g;
+        const at::Tensor x = at::randn({3, channels, size, size});
+        const at::Tensor out = net.value()->forward(x, at::tensor({0, 500, 999}), at::tensor({1, 9, 10}));
+        QCOMPARE(out.sizes().vec(), x.sizes().vec());
+        QVERIFY(out.isfinite().all().item<bool>());
+        QVERIFY(net.value()->parameter_count() > 10000);
+    }
+
+    void labelsChangeTheOutput() {
+        NetworkConfig c;
+        c.base_channels = 16;
+        c.dropout = 0;
+        auto net = make_network(c).value();
+        // The output layer starts at zero; perturb all weights so that conditioning shows.
+        torch::NoGradGuard g;
+        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+        net->eval();
+        const at::Tensor x = at::randn({1, 1, 28, 28}).expand({3, 1, 28, 28}).contiguous();
+        const at::Tensor out = net->forward(x, at::full({3}, 300), at::tensor({2, 7, 10}));
+        QVERIFY(!at::allclose(out[0], out[1]));
+        QVERIFY(!at::allclose(out[0], out[2]));
+        // An undefined label tensor means the null class.
+        const at::Tensor un = net->forward(x.narrow(0, 0, 1), at::full({1}, 300), at::Tensor());
+        QVERIFY(at::allclose(un[0], out[2], 1e-5, 1e-6));
+    }
+
+    void mlpDenoiser() {
+        NetworkConfig c;
+        c.kind = NetworkKind::Mlp;
+        c.in_channels = 2;
+        c.num_classes = 3;
+        auto net = make_network(c);
+        QVERIFY(net.ok());
+        const at::Tensor out = net.value()->forward(at::randn({5, 2}), at::arange(5), at::tensor({0, 1, 2, 3, 0}));
+        QCOMPARE(out.sizes().vec(), (std::vector<int64_t>{5, 2}));
+    }
+
+    void badConfigs() {
+        NetworkConfig c;
+        c.image_size = 30;  // 30 -> 15 -> cannot halve again
+        QVERIFY(QString::fromStdString(make_network(c).error()).contains("cannot be halved"));
+        c = NetworkConfig{};
+        c.base_channels = 12;  // 12 not divisible by 8 groups
+        QVERIFY(QString::fromStdString(make_network(c).error()).contains("GroupNorm"));
+        c = NetworkConfig{};
+        c.channel_mult = {};
+        QVERIFY(!make_network(c).ok());
+    }
+
+    void timestepEmbeddingClosedForm() {
+        const at::Tensor t = at::tensor({0.0, 1.0, 250.0, 999.0});
+        const at::Tensor e = timestep_embedding(t, 16);
+        QCOMPARE(e.sizes().vec(), (std::vector<int64_t>{4, 16}));
+        for (int b = 0; b < 4; ++b)
+            for (int i = 0; i < 8; ++i) {
+                const double f = std::exp(-std::log(10000.0) * i / 8.0);
+                const double tv = t[b].item<double>();
+                QVERIFY(std::abs(e[b][i].item<double>() - std::cos(tv * f)) < 1e-4);
+                QVERIFY(std::abs(e[b][8 + i].item<double>() - std::sin(tv * f)) < 1e-4);
+            }
+    }
+};
+
+QTEST_APPLESS_MAIN(TestNetwork)
+#include "test_network.moc"
