@@ -85,6 +85,72 @@ private Q_SLOTS:
         QVERIFY2(r.err.contains(message), qPrintable(r.err));
     }
 
+    void sampleFromTheDefaultModel() {
+        QTemporaryDir dir;
+        const QString grid = dir.filePath("grid.png"), tensors = dir.filePath("s.safetensors");
+        const QStringList args{"sample", "--model", "default", "--class", "7", "--guidance", "3",
+                               "--sampler", "ddim", "--steps", "10", "--seed", "5", "--count", "4",
+                               "--device", "cpu", "-o", grid, "--tensors", tensors};
+        const Run r = cli(args);
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(r.err.contains("4 samples"));
+        QFile png(grid);
+        QVERIFY(png.open(QIODevice::ReadOnly));
+        const QByteArray bytes = png.readAll();
+        QVERIFY(bytes.startsWith("\x89PNG"));
+        QVERIFY(bytes.contains("parameters"));
+        QVERIFY(bytes.contains("guidance=3"));
+        QFile st(tensors);
+        QVERIFY(st.open(QIODevice::ReadOnly));
+        const QByteArray first = st.readAll();
+        QVERIFY(first.contains("\"images\"") && first.contains("\"labels\""));
+        // Same seed and settings on the same device: identical output.
+        QVERIFY(cli(args).code == 0);
+        QVERIFY(st.seek(0));
+        QCOMPARE(st.readAll(), first);
+    }
+
+    void sampleErrors_data() {
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<int>("code");
+        QTest::addColumn<QString>("message");
+        QTest::newRow("class out of range") << QStringList{"sample", "--class", "10", "-o", "x.png"} << 2 << "--class must be between 0 and 9";
+        QTest::newRow("negative steps") << QStringList{"sample", "--steps", "-3", "-o", "x.png"} << 2 << "--steps must be between 1";
+        QTest::newRow("unknown sampler") << QStringList{"sample", "--sampler", "euler", "-o", "x.png"} << 2 << "unknown sampler 'euler'";
+        QTest::newRow("unknown model") << QStringList{"sample", "--model", "nope", "-o", "x.png"} << 1 << "unknown model 'nope'";
+        QTest::newRow("missing file") << QStringList{"sample", "--model", "/tmp/none.safetensors", "-o", "x.png"} << 1 << "does not exist";
+        QTest::newRow("no output") << QStringList{"sample"} << 2 << "give -o GRID.png";
+    }
+    void sampleErrors() {
+        QFETCH(QStringList, args);
+        QFETCH(int, code);
+        QFETCH(QString, message);
+        const Run r = cli(args);
+        QCOMPARE(r.code, code);
+        QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    void corruptModelFile() {
+        QTemporaryDir dir;
+        const QString bad = dir.filePath("bad.safetensors");
+        QFile f(bad);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(QByteArray(100, 'x'));
+        f.close();
+        const Run r = cli({"sample", "--model", bad, "-o", dir.filePath("x.png")});
+        QCOMPARE(r.code, 1);
+        QVERIFY2(r.err.contains("bad.safetensors") && r.err.contains("corrupt"), qPrintable(r.err));
+        QVERIFY(!QFileInfo::exists(dir.filePath("x.png")));
+    }
+
+    void modelsListsTheBundledOnes() {
+        const Run r = cli({"models"});
+        QCOMPARE(r.code, 0);
+        QVERIFY(r.out.contains("fashion-mnist-cosine"));
+        QVERIFY(r.out.contains("Default model"));
+        QVERIFY(r.out.contains("toy-moons"));
+    }
+
     void failedWriteKeepsExistingFile() {
         QTemporaryDir dir;
         const QString path = dir.filePath("keep.csv");
