@@ -10,7 +10,7 @@
 #include <torch/torch.h>
 
 #include "app/args.h"
-#include "app/model_catalog.h"
+#include "core/model_catalog.h"
 #include "core/datasets.h"
 #include "core/guidance.h"
 #include "core/model_io.h"

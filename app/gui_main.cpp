@@ -14,6 +14,8 @@
 #include "app/args.h"
 #include "core/runtime.h"
 #include "ui/main_window.h"
+#include "ui/reverse_view.h"
+#include "ui/sampling_worker.h"
 
 namespace {
 
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
         .option("threads", "LibTorch intra-op threads (0: one per core)", "0")
         .option("screenshot", "save a PNG of the window once shown, then quit")
         .option("tab", "open this tab (index)")
+        .flag("play", "start a chain as soon as the model is loaded")
+        .option("guidance", "initial guidance scale")
         .flag("version", "print the version")
         .flag("help", "show this help");
     if (auto st = args.parse(rest); !st) {
@@ -79,15 +83,36 @@ int main(int argc, char** argv) {
         auto tab = args.get_int("tab", 0, 100);
         if (tab) window.setCurrentTab(static_cast<int>(tab.value()));
     }
+    if (args.has("guidance")) {
+        auto g = args.get_double("guidance", 0.0, 10.0);
+        if (!g) {
+            std::cerr << g.error() << "\n";
+            return 2;
+        }
+        window.reverseView()->setGuidance(g.value());
+    }
     window.show();
+    const bool play = args.has("play");
+    if (play) {
+        QObject::connect(window.reverseView()->worker(), &dlab::ui::SamplingWorker::modelLoaded,
+                         window.reverseView(), [&window] { window.reverseView()->newChain(); },
+                         Qt::QueuedConnection);
+    }
     if (args.has("screenshot")) {
         const QString path = QString::fromStdString(args.get("screenshot"));
-        QTimer::singleShot(800, &window, [&window, path] {
+        auto shoot = [&window, path] {
             const bool ok = window.grab().save(path);
             std::cerr << (ok ? "saved screenshot " : "could not save screenshot ")
                       << path.toStdString() << "\n";
             QApplication::exit(ok ? 0 : 1);
-        });
+        };
+        if (play) {
+            // After the chain, once the coalesced refresh has drawn the last frame.
+            QObject::connect(window.reverseView(), &dlab::ui::ReverseView::chainFinished, &window,
+                             [shoot] { QTimer::singleShot(300, shoot); });
+        } else {
+            QTimer::singleShot(800, &window, shoot);
+        }
     }
     return QApplication::exec();
 }

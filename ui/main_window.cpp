@@ -1,6 +1,7 @@
 #include "ui/main_window.h"
 
 #include <QAction>
+#include <QFileDialog>
 #include <QApplication>
 #include <QCloseEvent>
 #include <QLabel>
@@ -10,6 +11,8 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include "imaging/image_io.h"
+#include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
 
 namespace dlab::ui {
@@ -17,11 +20,17 @@ namespace dlab::ui {
 MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMainWindow(parent) {
     setWindowTitle(tr("DiffusionLab"));
     m_tabs = new QTabWidget;
+    m_reverse = new ReverseView(options.deviceLabel.toLower());
     m_schedules = new ScheduleView;
+    m_tabs->addTab(m_reverse, tr("Reverse chain"));
     m_tabs->addTab(m_schedules, tr("Schedules"));
+    connect(m_reverse, &ReverseView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     setCentralWidget(m_tabs);
 
     auto* fileMenu = menuBar()->addMenu(tr("&File"));
+    auto* exportAct = fileMenu->addAction(tr("&Export image…"));
+    exportAct->setShortcut(QKeySequence::Save);
+    connect(exportAct, &QAction::triggered, this, &MainWindow::exportImage);
     auto* quit = fileMenu->addAction(tr("&Quit"));
     quit->setShortcut(QKeySequence::Quit);
     connect(quit, &QAction::triggered, this, &QWidget::close);
@@ -52,6 +61,22 @@ void MainWindow::restoreState() {
     if (settings.contains(QStringLiteral("window/geometry")))
         restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
     m_tabs->setCurrentIndex(settings.value(QStringLiteral("window/tab"), 0).toInt());
+}
+
+void MainWindow::exportImage() {
+    const QImage image = m_reverse->currentImage();
+    if (image.isNull()) {
+        statusBar()->showMessage(tr("Nothing to export yet: run a chain first"), 5000);
+        return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
+    if (path.isEmpty()) return;
+    // Upscaled 8x (nearest) so the 28x28 sample is visible; parameters in a tEXt chunk.
+    const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * 8);
+    cv::Mat mat(big.height(), big.width(), CV_8UC1, const_cast<uchar*>(big.constBits()), size_t(big.bytesPerLine()));
+    auto st = imaging::write_png(path.toStdString(), mat.clone(), {{"parameters", m_reverse->currentParameters().toStdString()}});
+    if (!st) QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(st.error()));
+    else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

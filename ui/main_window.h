@@ -6,6 +6,7 @@ class QTabWidget;
 
 namespace dlab::ui {
 
+class ReverseView;
 class ScheduleView;
 
 /// Startup settings the entry point passes to the window.
@@ -21,6 +22,7 @@ class MainWindow : public QMainWindow {
 public:
     explicit MainWindow(const MainWindowOptions& options, QWidget* parent = nullptr);
     ScheduleView* scheduleView() const { return m_schedules; }
+    ReverseView* reverseView() const { return m_reverse; }
     /// Shows the tab at `index` (ignored when out of range).
     void setCurrentTab(int index);
 
@@ -29,8 +31,10 @@ protected:
 
 private:
     void restoreState();
+    void exportImage();
     QTabWidget* m_tabs = nullptr;
     ScheduleView* m_schedules = nullptr;
+    ReverseView* m_reverse = nullptr;
 };
 
 }  // namespace dlab::ui

@@ -1,11 +1,11 @@
-#include "app/model_catalog.h"
+#include "core/model_catalog.h"
 
 #include <cstdlib>
 #include <filesystem>
 
 #include <unistd.h>
 
-namespace dlab::app {
+namespace dlab {
 
 namespace fs = std::filesystem;
 
@@ -50,4 +50,4 @@ Result<std::string> resolve_model(const std::string& name) {
                  "; or give a path to a .safetensors file)"};
 }
 
-}  // namespace dlab::app
+}  // namespace dlab

@@ -5,7 +5,7 @@
 
 #include "core/result.h"
 
-namespace dlab::app {
+namespace dlab {
 
 /// The folders searched for bundled models, in order: $DLAB_MODELS_DIR, the install's
 /// share/diffusionlab/models, and the source tree's resources/models.
@@ -15,4 +15,4 @@ Result<std::string> resolve_model(const std::string& name);
 /// Bundled model files: (name, path).
 std::vector<std::pair<std::string, std::string>> bundled_models();
 
-}  // namespace dlab::app
+}  // namespace dlab

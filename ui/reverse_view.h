@@ -1,0 +1,96 @@
+#pragma once
+// The reverse-chain view: watch a trained model turn noise into an image step by step, with
+// play / pause / step / scrub, live guidance scale and fork-from-step.
+
+#include <QElapsedTimer>
+#include <QThread>
+#include <QVector>
+#include <QWidget>
+
+#include "ui/sampling_worker.h"
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QProgressBar;
+class QPushButton;
+class QSlider;
+class QSpinBox;
+
+namespace dlab::ui {
+
+class ImagePanel;
+
+class ReverseView : public QWidget {
+    Q_OBJECT
+public:
+    explicit ReverseView(const QString& device, QWidget* parent = nullptr);
+    ~ReverseView() override;
+
+    /// Frames recorded for the current chain.
+    int frameCount() const { return m_frames.size(); }
+    const QVector<ChainFrame>& frames() const { return m_frames; }
+    bool isRunning() const { return m_running; }
+    SamplingWorker* worker() const { return m_worker; }
+    /// The image currently shown in the x0 panel (for export).
+    QImage currentImage() const;
+    QString currentParameters() const;
+
+public Q_SLOTS:
+    void loadModel(const QString& path);
+    void playPause();
+    void stepOnce();
+    void newChain();
+    void forkHere();
+    void setGuidance(double scale);
+    void showFrame(int index);
+
+Q_SIGNALS:
+    void statusMessage(const QString& message);
+    void chainFinished();
+
+private:
+    ChainSettings settings() const;
+    void onFrame(const ChainFrame& f);
+    void onStopped(int done, int total);
+    void onModelLoaded(const ModelInfo& info);
+    void refresh();
+    void setRunning(bool running);
+
+    QThread m_thread;
+    SamplingWorker* m_worker = nullptr;
+    QString m_device;
+    QComboBox* m_model = nullptr;
+    QComboBox* m_class = nullptr;
+    QSlider* m_guidance = nullptr;
+    QLabel* m_guidanceLabel = nullptr;
+    QComboBox* m_sampler = nullptr;
+    QSpinBox* m_steps = nullptr;
+    QDoubleSpinBox* m_eta = nullptr;
+    QSpinBox* m_seed = nullptr;
+    QCheckBox* m_randomSeed = nullptr;
+    QPushButton* m_play = nullptr;
+    QPushButton* m_step = nullptr;
+    QPushButton* m_fork = nullptr;
+    QSlider* m_scrub = nullptr;
+    QLabel* m_stepLabel = nullptr;
+    QLabel* m_modelInfo = nullptr;
+    QProgressBar* m_progress = nullptr;
+    ImagePanel* m_xt = nullptr;
+    ImagePanel* m_x0 = nullptr;
+    ImagePanel* m_eps = nullptr;
+    ImagePanel* m_x0c = nullptr;
+    ImagePanel* m_x0u = nullptr;
+    ImagePanel* m_map = nullptr;
+    QVector<ImagePanel*> m_strip;
+    QVector<ChainFrame> m_frames;
+    int m_shown = -1;
+    bool m_follow = true;
+    bool m_running = false;
+    bool m_refreshPending = false;
+    bool m_haveChain = false;
+    QElapsedTimer m_chainTimer;
+};
+
+}  // namespace dlab::ui

@@ -1,0 +1,199 @@
+#include "ui/sampling_worker.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "core/runtime.h"
+#include "ui/tensor_image.h"
+
+namespace dlab::ui {
+
+SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(3.0)) {
+    qRegisterMetaType<dlab::ui::ChainSettings>();
+    qRegisterMetaType<dlab::ui::ChainFrame>();
+    qRegisterMetaType<dlab::ui::ModelInfo>();
+}
+
+SamplingWorker::~SamplingWorker() = default;
+
+void SamplingWorker::loadModel(const QString& path, const QString& device) {
+    try {
+        auto dev = select_device(device.toStdString());
+        if (!dev) {
+            Q_EMIT failed(QString::fromStdString(dev.error()));
+            return;
+        }
+        auto loaded = load_model(path.toStdString(), dev.value());
+        if (!loaded) {
+            Q_EMIT failed(QString::fromStdString(loaded.error()));
+            return;
+        }
+        auto schedule = NoiseSchedule::create(loaded->config.schedule);
+        if (!schedule) {
+            Q_EMIT failed(path + QStringLiteral(": ") + QString::fromStdString(schedule.error()));
+            return;
+        }
+        m_model = std::make_unique<LoadedModel>(std::move(loaded.value()));
+        m_schedule = std::make_unique<NoiseSchedule>(schedule.value());
+        m_sampler.reset();
+        m_record.clear();
+        m_index = 0;
+        ModelInfo info;
+        info.path = path;
+        const ModelConfig& c = m_model->config;
+        info.image = c.network.kind == NetworkKind::UNet;
+        info.description = QStringLiteral("%1 · %2 · %3 schedule · %4 prediction · %5 parameters · %6")
+                               .arg(QString::fromStdString(to_string(c.network.kind)),
+                                    QString::fromStdString(c.dataset),
+                                    QString::fromStdString(to_string(c.schedule.kind)),
+                                    QString::fromStdString(to_string(c.prediction)))
+                               .arg(m_model->network->parameter_count())
+                               .arg(QString::fromStdString(dev->str()));
+        for (const auto& n : c.class_names) info.classNames << QString::fromStdString(n);
+        Q_EMIT modelLoaded(info);
+    } catch (const std::exception& e) {
+        Q_EMIT failed(path + QStringLiteral(": ") + QString::fromUtf8(e.what()));
+    }
+}
+
+void SamplingWorker::prepare(const ChainSettings& s) {
+    const ModelConfig& c = m_model->config;
+    SamplerConfig sc;
+    sc.kind = s.sampler;
+    sc.steps = s.steps;
+    sc.eta = s.sampler == SamplerKind::Ddpm ? 1.0 : s.eta;
+    sc.clip_x0 = c.network.kind == NetworkKind::UNet;
+    auto sampler = make_sampler(*m_schedule, sc);
+    if (!sampler) throw std::runtime_error(sampler.error());
+    m_sampler = std::move(sampler.value());
+    m_settings = s;
+    m_guidance->set_scale(s.guidance);
+    const c10::Device dev = m_model->network->parameters().front().device();
+    const int64_t C = c.network.num_classes;
+    at::Tensor y;
+    if (C > 0) y = at::full({1}, s.classIndex < 0 ? C : std::min<int64_t>(s.classIndex, C - 1), at::kLong).to(dev);
+    Network net = m_model->network;
+    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& l) { return net->forward(x, t, l); };
+    RawDenoiser raw;
+    if (C > 0 && s.classIndex >= 0) {
+        raw = classifier_free_guidance(fn, y, C, m_guidance,
+                                       [this](int64_t, double, const at::Tensor& oc, const at::Tensor& ou) {
+                                           m_outC = oc;
+                                           m_outU = ou;
+                                       });
+    } else {
+        raw = plain_denoiser(fn, y);
+    }
+    m_denoise = make_denoiser(raw, *m_schedule, c.prediction);
+}
+
+void SamplingWorker::startChain(const ChainSettings& settings, int runSteps, int requestId) {
+    if (requestId != m_latest.load()) return;  // a newer request is queued: skip this one
+    if (!m_model) {
+        Q_EMIT failed(tr("No model is loaded"));
+        return;
+    }
+    try {
+        prepare(settings);
+        m_gen = std::make_unique<at::Generator>(make_generator(settings.seed));
+        const NetworkConfig& n = m_model->config.network;
+        std::vector<int64_t> shape = n.kind == NetworkKind::UNet
+                                         ? std::vector<int64_t>{1, n.in_channels, n.image_size, n.image_size}
+                                         : std::vector<int64_t>{1, n.in_channels};
+        const c10::Device dev = m_model->network->parameters().front().device();
+        m_x = at::randn(shape, *m_gen, at::TensorOptions().dtype(at::kFloat)).to(dev);
+        m_record.clear();
+        m_index = 0;
+    } catch (const std::exception& e) {
+        Q_EMIT failed(QString::fromUtf8(e.what()));
+        return;
+    }
+    loop(runSteps, requestId);
+}
+
+void SamplingWorker::runSteps(int n, int requestId) {
+    if (requestId != m_latest.load()) return;
+    if (!m_sampler) {
+        Q_EMIT failed(tr("No chain to continue: press Play to start one"));
+        return;
+    }
+    loop(n, requestId);
+}
+
+void SamplingWorker::forkFrom(int index, const ChainSettings& settings, int runSteps, int requestId) {
+    if (requestId != m_latest.load()) return;
+    if (!m_model || index < 0 || index >= int(m_record.size())) {
+        Q_EMIT failed(tr("Cannot fork: step %1 has not been recorded").arg(index + 1));
+        return;
+    }
+    try {
+        const int64_t t = m_sampler->timesteps()[size_t(index)];
+        const at::Tensor x = m_record[size_t(index)];
+        prepare(settings);
+        // Continue from the first step of the new schedule at or below the recorded t.
+        const auto& ts = m_sampler->timesteps();
+        int start = 0;
+        while (start < int(ts.size()) && ts[size_t(start)] > t) ++start;
+        if (start >= int(ts.size())) start = int(ts.size()) - 1;
+        m_record.assign(size_t(start), at::Tensor());
+        m_index = start;
+        const c10::Device dev = m_model->network->parameters().front().device();
+        m_x = x.to(dev);
+        m_gen = std::make_unique<at::Generator>(make_generator(settings.seed * 31 + quint64(index) + 1));
+    } catch (const std::exception& e) {
+        Q_EMIT failed(QString::fromUtf8(e.what()));
+        return;
+    }
+    loop(runSteps, requestId);
+}
+
+void SamplingWorker::loop(int n, int requestId) {
+    c10::NoGradGuard no_grad;
+    m_stop = false;
+    const int total = int(m_sampler->num_steps());
+    int done = 0;
+    const bool image = m_model->config.network.kind == NetworkKind::UNet;
+    try {
+        while (m_index < total && (n < 0 || done < n)) {
+            // Cancellation and newer requests are honoured before every step.
+            if (m_stop.load() || requestId != m_latest.load()) break;
+            m_outC = at::Tensor();
+            m_outU = at::Tensor();
+            const int64_t t = m_sampler->timesteps()[size_t(m_index)];
+            const double scale = m_guidance->scale_at(t);
+            const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
+            m_record.resize(size_t(m_index));
+            m_record.push_back(m_x.to(at::kCPU));
+            ChainFrame f;
+            f.index = m_index;
+            f.total = total;
+            f.t = int(t);
+            f.guidance = scale;
+            if (image) {
+                f.xt = tensorToImage(m_x[0], -1.5, 1.5);
+                f.x0 = tensorToImage(out.x0[0]);
+                f.eps = tensorToImage(out.eps[0], -3.0, 3.0);
+                f.next = tensorToImage(out.x_prev[0]);
+                if (m_outC.defined()) {
+                    const at::Tensor tt = at::full({1}, t, at::kLong);
+                    const int64_t ch = m_x.size(1);
+                    const X0Eps c = m_schedule->split_prediction(m_model->config.prediction, m_outC.narrow(1, 0, ch), m_x, tt);
+                    const X0Eps u = m_schedule->split_prediction(m_model->config.prediction, m_outU.narrow(1, 0, ch), m_x, tt);
+                    f.guided = true;
+                    f.x0Cond = tensorToImage(c.x0[0].clamp(-1, 1));
+                    f.x0Uncond = tensorToImage(u.x0[0].clamp(-1, 1));
+                    f.guidanceMap = heatMap(c.eps[0] - u.eps[0]);
+                }
+            }
+            m_x = out.x_prev;
+            ++m_index;
+            ++done;
+            Q_EMIT frameReady(f);
+        }
+    } catch (const std::exception& e) {
+        Q_EMIT failed(tr("Sampling failed: %1").arg(QString::fromUtf8(e.what())));
+    }
+    Q_EMIT chainStopped(m_index, total);
+}
+
+}  // namespace dlab::ui

@@ -1,0 +1,46 @@
+#include "ui/tensor_image.h"
+
+#include <ATen/ATen.h>
+
+namespace dlab::ui {
+
+QImage tensorToImage(const at::Tensor& image, double lo, double hi) {
+    at::Tensor t = image.detach().to(at::kCPU, at::kFloat);
+    if (t.dim() == 2) t = t.unsqueeze(0);
+    const int c = int(t.size(0)), h = int(t.size(1)), w = int(t.size(2));
+    const at::Tensor u8 = ((t - lo) / (hi - lo) * 255.0).clamp(0, 255).round().to(at::kByte).contiguous();
+    const uint8_t* p = u8.data_ptr<uint8_t>();
+    if (c == 1) {
+        QImage img(w, h, QImage::Format_Grayscale8);
+        for (int y = 0; y < h; ++y) memcpy(img.scanLine(y), p + y * w, size_t(w));
+        return img;
+    }
+    QImage img(w, h, QImage::Format_RGB32);
+    for (int y = 0; y < h; ++y) {
+        auto* line = reinterpret_cast<QRgb*>(img.scanLine(y));
+        for (int x = 0; x < w; ++x)
+            line[x] = qRgb(p[0 * h * w + y * w + x], p[1 * h * w + y * w + x], p[2 * h * w + y * w + x]);
+    }
+    return img;
+}
+
+QImage heatMap(const at::Tensor& values, double range) {
+    at::Tensor v = values.detach().to(at::kCPU, at::kFloat);
+    if (v.dim() == 3) v = v.mean(0);
+    const double r = range > 0 ? range : std::max(1e-8, v.abs().max().item<double>());
+    const at::Tensor n = (v / r).clamp(-1, 1).contiguous();
+    const int h = int(n.size(0)), w = int(n.size(1));
+    const float* p = n.data_ptr<float>();
+    QImage img(w, h, QImage::Format_RGB32);
+    for (int y = 0; y < h; ++y) {
+        auto* line = reinterpret_cast<QRgb*>(img.scanLine(y));
+        for (int x = 0; x < w; ++x) {
+            const float a = p[y * w + x];
+            const int k = int(255 * (1 - std::abs(a)));
+            line[x] = a >= 0 ? qRgb(255, k, k) : qRgb(k, k, 255);  // red positive, blue negative
+        }
+    }
+    return img;
+}
+
+}  // namespace dlab::ui

@@ -1,0 +1,17 @@
+#pragma once
+// Tensor -> QImage conversions for the views (safe on any thread: QImage is a value type).
+
+#include <QImage>
+
+#include <ATen/core/Tensor.h>
+
+namespace dlab::ui {
+
+/// [C,H,W] (C = 1 or 3) with values in [lo, hi] -> an 8-bit image (grey or RGB).
+QImage tensorToImage(const at::Tensor& image, double lo = -1.0, double hi = 1.0);
+
+/// [C,H,W] signed values -> a diverging blue-white-red heat map (channel mean), symmetric around 0
+/// with the range set by the largest magnitude (or `range` when > 0).
+QImage heatMap(const at::Tensor& values, double range = 0.0);
+
+}  // namespace dlab::ui
