@@ -1,0 +1,171 @@
+// The job layer: the worker runs a chain on its own thread and emits one frame per step; a stop
+// lands within one step; a guidance change during a run applies at the next step; the view reacts.
+#include <QtTest/QtTest>
+
+#include <QComboBox>
+#include <QSignalSpy>
+#include <QThread>
+
+#include "core/model_catalog.h"
+#include "ui/reverse_view.h"
+#include "ui/sampling_worker.h"
+
+using namespace dlab;
+using namespace dlab::ui;
+
+namespace {
+
+struct WorkerFixture {
+    QThread thread;
+    SamplingWorker* worker = new SamplingWorker;
+    WorkerFixture() {
+        worker->moveToThread(&thread);
+        QObject::connect(&thread, &QThread::finished, worker, &QObject::deleteLater);
+        thread.start();
+    }
+    ~WorkerFixture() {
+        worker->newRequest();
+        worker->requestStop();
+        thread.quit();
+        thread.wait();
+    }
+    bool load() {
+        QSignalSpy loaded(worker, &SamplingWorker::modelLoaded);
+        auto path = resolve_model("default");
+        QMetaObject::invokeMethod(worker, "loadModel", Qt::QueuedConnection,
+                                  Q_ARG(QString, QString::fromStdString(path.value())), Q_ARG(QString, QStringLiteral("cpu")));
+        return loaded.wait(30000);
+    }
+    void start(const ChainSettings& s, int steps) {
+        const int id = worker->newRequest();
+        QMetaObject::invokeMethod(worker, "startChain", Qt::QueuedConnection, Q_ARG(dlab::ui::ChainSettings, s),
+                                  Q_ARG(int, steps), Q_ARG(int, id));
+    }
+};
+
+}  // namespace
+
+class TestSamplingWorker : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void oneFramePerStep() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 12;
+        s.classIndex = 7;
+        w.start(s, -1);
+        QVERIFY(stopped.wait(30000));
+        QCOMPARE(frames.size(), 12);
+        QCOMPARE(stopped.first().at(0).toInt(), 12);
+        int previous_t = 1 << 30;
+        for (int i = 0; i < frames.size(); ++i) {
+            const auto f = frames.at(i).at(0).value<ChainFrame>();
+            QCOMPARE(f.index, i);
+            QCOMPARE(f.total, 12);
+            QVERIFY(f.t < previous_t);
+            previous_t = f.t;
+            QCOMPARE(f.xt.size(), QSize(28, 28));
+            QVERIFY(!f.x0.isNull() && !f.eps.isNull());
+            QVERIFY(f.guided);  // class-conditional with guidance: the extra panels are filled
+        }
+    }
+
+    void stopLandsWithinOneStep() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 1000;
+        s.sampler = SamplerKind::Ddpm;
+        w.start(s, -1);
+        QVERIFY(frames.wait(30000));
+        w.worker->requestStop();
+        const int seenAtStop = frames.size();
+        QVERIFY(stopped.wait(30000));
+        QCoreApplication::processEvents();
+        const int done = stopped.first().at(0).toInt();
+        // The step in flight when stop was requested may complete, no more.
+        QVERIFY2(done <= seenAtStop + 1, qPrintable(QString("%1 frames at stop, %2 done").arg(seenAtStop).arg(done)));
+        QVERIFY(done < 1000);
+        // The chain is kept: continuing runs the remaining steps from where it stopped.
+        frames.clear();
+        const int id = w.worker->newRequest();
+        QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, 3), Q_ARG(int, id));
+        QVERIFY(stopped.wait(30000));
+        QCOMPARE(frames.size(), 3);
+        QCOMPARE(frames.first().at(0).value<ChainFrame>().index, done);
+    }
+
+    void guidanceChangeAppliesAtNextStep() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 6;
+        s.guidance = 2.0;
+        w.start(s, 3);  // run 3 steps, then stop
+        QVERIFY(stopped.wait(30000));
+        w.worker->guidanceControl()->set_scale(5.0);  // changed between two steps
+        const int id = w.worker->newRequest();
+        QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
+        QVERIFY(stopped.wait(30000));
+        QCOMPARE(frames.size(), 6);
+        for (int i = 0; i < 6; ++i)
+            QCOMPARE(frames.at(i).at(0).value<ChainFrame>().guidance, i < 3 ? 2.0 : 5.0);
+    }
+
+    void newerRequestWins() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings slow;
+        slow.steps = 1000;
+        slow.sampler = SamplerKind::Ddpm;
+        w.start(slow, -1);
+        ChainSettings quick;
+        quick.steps = 4;
+        w.start(quick, -1);  // supersedes the first before or while it runs
+        QTRY_VERIFY_WITH_TIMEOUT(!stopped.isEmpty() && stopped.last().at(1).toInt() == 4, 30000);
+        QCOMPARE(stopped.last().at(0).toInt(), 4);
+    }
+
+    void badModelIsAnErrorNotACrash() {
+        WorkerFixture w;
+        QSignalSpy failed(w.worker, &SamplingWorker::failed);
+        QMetaObject::invokeMethod(w.worker, "loadModel", Qt::QueuedConnection,
+                                  Q_ARG(QString, QStringLiteral("/nonexistent/model.safetensors")), Q_ARG(QString, QStringLiteral("cpu")));
+        QVERIFY(failed.wait(10000));
+        QVERIFY(failed.first().at(0).toString().contains("/nonexistent/model.safetensors"));
+        ChainSettings s;
+        w.start(s, -1);
+        QVERIFY(failed.wait(10000));
+        QVERIFY(failed.last().at(0).toString().contains("No model"));
+    }
+
+    void viewReactsToTheWorker() {
+        ReverseView view(QStringLiteral("cpu"));
+        view.resize(1000, 600);
+        view.show();
+        QSignalSpy finished(&view, &ReverseView::chainFinished);
+        QTRY_VERIFY_WITH_TIMEOUT(view.findChild<QComboBox*>() != nullptr, 1000);
+        // Wait for the model, then play.
+        QTest::qWait(200);
+        QTRY_VERIFY_WITH_TIMEOUT(!view.isRunning(), 30000);
+        QTest::qWait(500);
+        view.newChain();
+        QVERIFY(view.isRunning());
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.frameCount(), 50);
+        QVERIFY(!view.isRunning());
+        QVERIFY(!view.currentImage().isNull());
+        QVERIFY(view.currentParameters().contains("steps=50"));
+    }
+};
+
+QTEST_MAIN(TestSamplingWorker)
+#include "test_sampling_worker.moc"
