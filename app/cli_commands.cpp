@@ -185,7 +185,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .option("batch", "samples per forward pass", "256")
         .option("output", "grid PNG (also -o)")
         .option("tensors", "write images/labels (or points/labels) to a .safetensors file")
+        .option("chain-video", "write the chain of the first batch (x_t at every step) as MP4")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("deterministic", "CUDA: no TF32, deterministic cuDNN (closer to CPU results)")
         .flag("quiet", "no progress on stderr")
         .flag("help", "show this help");
     if (int rc = parse_or_help(args, argv, "sample [--model M] [OPTIONS] -o GRID.png"); rc >= 0) return rc;
@@ -207,8 +209,14 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (!spacing) return usage("sample: unknown spacing '" + args.get("spacing") + "'");
     if (!args.has("output") && !args.has("tensors")) return usage("sample: give -o GRID.png and/or --tensors FILE");
 #ifndef DLAB_HAVE_IMAGING
-    if (args.has("output")) return usage("sample: this build has no OpenCV imaging; use --tensors");
+    if (args.has("output") || args.has("chain-video"))
+        return usage("sample: this build has no OpenCV imaging; use --tensors");
 #endif
+    if (args.has("deterministic")) {
+        at::globalContext().setAllowTF32CuDNN(false);
+        at::globalContext().setAllowTF32CuBLAS(false);
+        at::globalContext().setDeterministicCuDNN(true);
+    }
     auto device = select_device(args.get("device"));
     if (!device) return failure("sample: " + device.error());
     auto path = resolve_model(args.get("model"));
@@ -249,6 +257,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
     Network net = model->network;
     ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
     std::vector<at::Tensor> outs;
+    std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t start = 0; start < N; start += batch.value()) {
         const int64_t n = std::min(batch.value(), N - start);
@@ -256,8 +265,18 @@ int cmd_sample(const std::vector<std::string>& argv) {
         const at::Tensor y = labels.narrow(0, start, n).to(device.value());
         RawDenoiser raw = guided ? classifier_free_guidance(fn, y, C, control) : plain_denoiser(fn, C > 0 ? y : at::Tensor());
         ChainHooks hooks;
-        if (!args.has("quiet")) {
-            hooks.on_step = [&](const StepInfo& s) {
+        const bool record = args.has("chain-video") && start == 0 && mc.network.kind == NetworkKind::UNet;
+        if (!args.has("quiet") || record) {
+            hooks.on_step = [&, record](const StepInfo& s) {
+#ifdef DLAB_HAVE_IMAGING
+                if (record) {
+                    const int64_t k = std::min<int64_t>(n, 16);
+                    video.push_back(imaging::make_grid(((s.x_t.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
+                    if (s.index + 1 == s.total)
+                        video.push_back(imaging::make_grid(((s.x_next.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
+                }
+#endif
+                if (args.has("quiet")) return;
                 if ((s.index + 1) % 10 == 0 || s.index + 1 == s.total)
                     std::fprintf(stderr, "\rsamples %lld-%lld: step %lld/%lld", (long long)start,
                                  (long long)(start + n), (long long)(s.index + 1), (long long)s.total);
@@ -285,6 +304,12 @@ int cmd_sample(const std::vector<std::string>& argv) {
         if (auto st = save_safetensors(args.get("tensors"), f); !st) return failure("sample: " + st.error());
     }
 #ifdef DLAB_HAVE_IMAGING
+    if (args.has("chain-video")) {
+        if (!images) return usage("sample: --chain-video needs an image model");
+        for (int i = 0; i < 12; ++i) video.push_back(video.back());  // hold the final image
+        if (auto st = imaging::write_video(args.get("chain-video"), video, 12.0, 4); !st)
+            return failure("sample: " + st.error());
+    }
     if (args.has("output")) {
         if (!images) return usage("sample: -o needs an image model; use --tensors for points");
         const int64_t cols = C > 0 && fixed_class < 0 ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
@@ -299,6 +324,76 @@ int cmd_sample(const std::vector<std::string>& argv) {
     }
 #endif
     return 0;
+}
+
+int cmd_forward(const std::vector<std::string>& argv) {
+    Args args("forward");
+    args.option("image", "an image file to noise")
+        .option("dataset", "fashion-mnist (with --index)")
+        .option("index", "index into the dataset's test split", "0")
+        .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
+        .option("timesteps", "diffusion steps T", "1000")
+        .option("t", "comma-separated timesteps to show", "0,100,250,500,750,999")
+        .option("seed", "noise seed", "0")
+        .option("size", "resize the image to SIZE x SIZE (0: keep, at most 256)", "0")
+        .option("output", "the strip PNG (also -o)")
+        .flag("zero-terminal-snr", "rescale the schedule to zero terminal SNR")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "forward (--image FILE | --dataset fashion-mnist --index I) -o STRIP.png"); rc >= 0)
+        return rc;
+#ifndef DLAB_HAVE_IMAGING
+    return usage("forward: this build has no OpenCV imaging");
+#else
+    if (!args.has("output")) return usage("forward: -o STRIP.png is required");
+    if (args.has("image") == args.has("dataset")) return usage("forward: give exactly one of --image FILE or --dataset fashion-mnist");
+    ScheduleConfig sc;
+    const auto kind = parse_schedule_kind(args.get("schedule"));
+    if (!kind) return usage("forward: unknown schedule '" + args.get("schedule") + "'");
+    sc.kind = *kind;
+    auto T = args.get_int("timesteps", 2, 100000);
+    if (!T) return usage(T.error());
+    sc.timesteps = T.value();
+    sc.zero_terminal_snr = args.has("zero-terminal-snr");
+    auto ts = args.get_int_list("t", 0, T.value() - 1);
+    if (!ts) return usage(ts.error());
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    if (!seed) return usage(seed.error());
+    auto size = args.get_int("size", 0, 256);
+    if (!size) return usage(size.error());
+    at::Tensor x0;  // [C,H,W] in [-1, 1]
+    if (args.has("dataset")) {
+        if (args.get("dataset") != "fashion-mnist") return usage("forward: unknown dataset '" + args.get("dataset") + "'");
+        auto data = load_fashion_mnist(fashion_mnist_dir(), false);
+        if (!data) return failure("forward: " + data.error());
+        auto idx = args.get_int("index", 0, data->x.size(0) - 1);
+        if (!idx) return usage(idx.error());
+        x0 = data->x[idx.value()];
+    } else {
+        auto img = imaging::read_image(args.get("image"), 3);
+        if (!img) return failure("forward: " + img.error());
+        x0 = img.value() * 2 - 1;
+        if (size.value() == 0 && std::max(x0.size(1), x0.size(2)) > 256) {
+            return usage("forward: the image is larger than 256 pixels; give --size N");
+        }
+    }
+    if (size.value() > 0)
+        x0 = at::upsample_bilinear2d(x0.unsqueeze(0), {size.value(), size.value()}, false).squeeze(0);
+    auto schedule = NoiseSchedule::create(sc);
+    if (!schedule) return usage("forward: " + schedule.error());
+    at::Generator gen = make_generator(static_cast<uint64_t>(seed.value()));
+    const at::Tensor eps = at::randn(x0.sizes(), gen, at::TensorOptions().dtype(at::kFloat));
+    std::vector<at::Tensor> frames;
+    for (int64_t t : ts.value()) {
+        const at::Tensor xt = schedule->add_noise(x0.unsqueeze(0), eps.unsqueeze(0), at::full({1}, t, at::kLong));
+        frames.push_back(((xt[0].clamp(-1, 1) + 1) / 2));
+    }
+    const at::Tensor strip = imaging::make_grid(at::stack(frames), int64_t(frames.size()), 2, 1.0);
+    std::ostringstream params;
+    params << "schedule=" << to_string(sc.kind) << " T=" << sc.timesteps << " t=" << args.get("t") << " seed=" << seed.value();
+    if (auto st = imaging::write_png(args.get("output"), imaging::tensor_to_mat(strip), {{"parameters", params.str()}}); !st)
+        return failure("forward: " + st.error());
+    return 0;
+#endif
 }
 
 int cmd_models(const std::vector<std::string>& argv) {

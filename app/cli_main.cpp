@@ -33,6 +33,7 @@ void print_usage(std::ostream& out) {
            "  info       LibTorch version, devices and threads\n"
            "  train      train a diffusion model (Fashion-MNIST or a 2-D toy set)\n"
            "  sample     sample images from a model (grid PNG, tensors, chain video)\n"
+           "  forward    noise an image with q(x_t | x_0): a strip of x_t\n"
            "  models     list the bundled and user models\n"
            "  bench      time denoising steps of a model config\n\n"
            "Run 'diffusionlab-cli COMMAND --help' for a command's options.\n";
@@ -156,6 +157,7 @@ int main(int argc, char** argv) {
         if (command == "info") return cmd_info(rest);
         if (command == "train") return dlab::app::cmd_train(rest);
         if (command == "sample") return dlab::app::cmd_sample(rest);
+        if (command == "forward") return dlab::app::cmd_forward(rest);
         if (command == "models") return dlab::app::cmd_models(rest);
         if (command == "bench") return dlab::app::cmd_bench(rest);
     } catch (const std::exception& e) {

@@ -9,6 +9,8 @@
 
 #include <QApplication>
 #include <QIcon>
+#include <QElapsedTimer>
+#include <QSpinBox>
 #include <QTimer>
 
 #include "app/args.h"
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
         .option("screenshot", "save a PNG of the window once shown, then quit")
         .option("tab", "open this tab (index)")
         .flag("play", "start a chain as soon as the model is loaded")
+        .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .option("guidance", "initial guidance scale")
         .flag("version", "print the version")
         .flag("help", "show this help");
@@ -92,11 +95,39 @@ int main(int argc, char** argv) {
         window.reverseView()->setGuidance(g.value());
     }
     window.show();
+    if (args.has("bench-stall")) {
+        // Measures how long the GUI thread goes without handling a 1 ms timer while a chain runs
+        // on the worker: the longest gap is the worst freeze a user would feel.
+        auto* clock = new QElapsedTimer;
+        auto* tick = new QTimer(&window);
+        auto* longest = new qint64(0);
+        auto* last = new qint64(0);
+        tick->setInterval(1);
+        QObject::connect(tick, &QTimer::timeout, [clock, longest, last] {
+            const qint64 now = clock->nsecsElapsed();
+            *longest = std::max(*longest, now - *last);
+            *last = now;
+        });
+        auto* view = window.reverseView();
+        QObject::connect(view, &dlab::ui::ReverseView::modelReady, view, [view, clock, tick, last] {
+            view->findChild<QSpinBox*>(QStringLiteral("steps"))->setValue(250);
+            clock->start();
+            *last = 0;
+            tick->start();
+            view->newChain();
+        }, Qt::QueuedConnection);
+        QObject::connect(view, &dlab::ui::ReverseView::chainFinished, &window, [view, clock, longest] {
+            const double secs = clock->nsecsElapsed() / 1e9;
+            std::cout << "chain: " << view->frameCount() << " steps in " << secs << " s = "
+                      << view->frameCount() / secs << " frames/s; longest GUI event-loop stall "
+                      << *longest / 1e6 << " ms\n";
+            QApplication::exit(0);
+        });
+    }
     const bool play = args.has("play");
     if (play) {
-        QObject::connect(window.reverseView()->worker(), &dlab::ui::SamplingWorker::modelLoaded,
-                         window.reverseView(), [&window] { window.reverseView()->newChain(); },
-                         Qt::QueuedConnection);
+        QObject::connect(window.reverseView(), &dlab::ui::ReverseView::modelReady, window.reverseView(),
+                         [&window] { window.reverseView()->newChain(); }, Qt::QueuedConnection);
     }
     if (args.has("screenshot")) {
         const QString path = QString::fromStdString(args.get("screenshot"));

@@ -104,3 +104,37 @@ Result<at::Tensor> read_image(const std::string& path, int channels) {
 }
 
 }  // namespace dlab::imaging
+
+#include <opencv2/videoio.hpp>
+
+namespace dlab::imaging {
+
+Status write_video(const std::string& path, const std::vector<at::Tensor>& frames, double fps, int scale) {
+    if (frames.empty()) return Status::failure(path + ": no frames to write");
+    const std::string tmp = path + ".part.mp4";
+    cv::Mat first = tensor_to_mat(frames.front());
+    const cv::Size size(first.cols * scale, first.rows * scale);
+    cv::VideoWriter writer;
+    try {
+        writer.open(tmp, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), fps, size, true);
+    } catch (const cv::Exception& e) {
+        return Status::failure(path + ": cannot open a video writer: " + e.what());
+    }
+    if (!writer.isOpened()) return Status::failure(path + ": cannot open an MP4 writer (OpenCV built without a video backend?)");
+    for (const auto& f : frames) {
+        cv::Mat m = tensor_to_mat(f), big;
+        cv::resize(m, big, size, 0, 0, cv::INTER_NEAREST);
+        if (big.channels() == 1) cv::cvtColor(big, big, cv::COLOR_GRAY2BGR);
+        writer.write(big);
+    }
+    writer.release();
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::filesystem::remove(tmp, ec);
+        return Status::failure(path + ": cannot move the finished video into place");
+    }
+    return Status::success();
+}
+
+}  // namespace dlab::imaging

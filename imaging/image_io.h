@@ -29,3 +29,12 @@ Status write_png(const std::string& path, const cv::Mat& image,
 Result<at::Tensor> read_image(const std::string& path, int channels);
 
 }  // namespace dlab::imaging
+
+namespace dlab::imaging {
+
+/// Writes frames ([C,H,W] in [0,1], all the same size) as an MP4 video (mp4v), upscaled by
+/// `scale` with nearest neighbour, through a temporary file renamed into place.
+Status write_video(const std::string& path, const std::vector<at::Tensor>& frames, double fps,
+                   int scale = 8);
+
+}  // namespace dlab::imaging

@@ -26,6 +26,8 @@ libdir=$root/usr/lib/x86_64-linux-gnu
 # Use the carried GLib only where the machine has none (two GLibs in one process conflict).
 if ldconfig -p | grep -q 'libglib-2.0.so.0 '; then rm -f "$libdir"/libglib-2.0.so* "$libdir"/libgthread-2.0.so*; fi
 export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The trainer tests read Fashion-MNIST: the carried copy where the machine has none.
+[ -d .gpu/data ] && export DLAB_FASHION_MNIST_DIR=$PWD/.gpu/data
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')

@@ -12,6 +12,7 @@
 #include <QTabWidget>
 
 #include "imaging/image_io.h"
+#include "ui/forward_view.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
 
@@ -23,6 +24,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_reverse = new ReverseView(options.deviceLabel.toLower());
     m_schedules = new ScheduleView;
     m_tabs->addTab(m_reverse, tr("Reverse chain"));
+    m_tabs->addTab(new ForwardView, tr("Forward process"));
     m_tabs->addTab(m_schedules, tr("Schedules"));
     connect(m_reverse, &ReverseView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     setCentralWidget(m_tabs);

@@ -75,6 +75,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         m_sampler->addItem(QString::fromStdString(to_string(k)), int(k));
     form->addRow(tr("Sampler"), m_sampler);
     m_steps = new QSpinBox;
+    m_steps->setObjectName(QStringLiteral("steps"));
     m_steps->setRange(1, 1000);
     m_steps->setValue(50);
     form->addRow(tr("Steps"), m_steps);
@@ -205,6 +206,7 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_class->setCurrentIndex(previous >= 0 && previous < m_class->count() ? previous : 0);
     m_haveChain = false;
     Q_EMIT statusMessage(tr("Loaded %1").arg(info.path));
+    Q_EMIT modelReady();
 }
 
 ChainSettings ReverseView::settings() const {

@@ -48,6 +48,8 @@ public Q_SLOTS:
 
 Q_SIGNALS:
     void statusMessage(const QString& message);
+    /// A model finished loading (emitted on the GUI thread).
+    void modelReady();
     void chainFinished();
 
 private:

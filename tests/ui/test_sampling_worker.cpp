@@ -48,6 +48,8 @@ struct WorkerFixture {
 class TestSamplingWorker : public QObject {
     Q_OBJECT
 private Q_SLOTS:
+    void initTestCase() { QStandardPaths::setTestModeEnabled(true); }
+
     void oneFramePerStep() {
         WorkerFixture w;
         QVERIFY(w.load());

@@ -6,6 +6,7 @@
 
 #include "core/schedule.h"
 #include "ui/main_window.h"
+#include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
 
 using namespace dlab;
@@ -41,12 +42,16 @@ private Q_SLOTS:
         QCOMPARE(view.markedT(), 100);
     }
 
+    void initTestCase() { QStandardPaths::setTestModeEnabled(true); }  // no user settings
+
     void mainWindowOpens() {
         ui::MainWindowOptions o{QStringLiteral("CPU"), 2, QStringLiteral("test")};
         ui::MainWindow w(o);
         w.show();
         QVERIFY(QTest::qWaitForWindowExposed(&w));
-        QVERIFY(w.scheduleView() != nullptr);
+        QVERIFY(w.reverseView()->isVisible());  // the lab opens on the reverse chain
+        QVERIFY(!w.scheduleView()->isVisible());
+        w.setCurrentTab(2);
         QVERIFY(w.scheduleView()->isVisible());
     }
 };
