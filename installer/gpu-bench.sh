@@ -34,3 +34,12 @@ with safe_open("resources/models/fashion-mnist-cosine.safetensors", "pt") as f:
     keys = list(f.keys()); meta = f.metadata()
 print(f"Python safetensors reads the bundled model: {len(keys)} tensors, metadata keys {list(meta)}")
 PY
+echo "== the same, with --deterministic (no TF32, deterministic cuDNN) on CUDA"
+$cli sample --model default --sampler ddim --steps 20 --guidance 3 --seed 11 --count 8 \
+  --tensors /tmp/cuda-det.safetensors --device cuda --quiet --deterministic
+python3 - <<'PY'
+from safetensors.torch import load_file
+cpu, gpu = load_file(".gpu/ref/cpu.safetensors"), load_file("/tmp/cuda-det.safetensors")
+d = (cpu["images"] - gpu["images"]).abs()
+print(f"deterministic: max |cpu - cuda| = {d.max().item():.2e}, mean = {d.mean().item():.2e}")
+PY
