@@ -18,6 +18,7 @@ export LD_LIBRARY_PATH=$PWD/.gpu/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:
 echo "== training speed, same GPU, same network/batch/precision (fp32), one process at a time"
 $cli train --dataset fashion-mnist --steps 650 --batch 128 --lr 3e-4 --warmup 50 --ema 0.9995 \
   --log-every 50 --checkpoint-every 100000 --device cuda --out /tmp/speedrun 2>&1 | tail -n 3
+awk -F, 'NR > 2 { n++; s += $4 } END { printf "diffusionlab trainer, steps 51-650 (after 50 warm-up steps): mean %.0f img/s over %d windows\n", s / n, n }' /tmp/speedrun/loss.csv
 python3 bench/train_reference.py --data .gpu/data --steps 600 --warmup-steps 50 --batch 128 2>&1 | tail -n 2
 echo "== sampling benchmark"
 $cli bench --model default --device cuda --batches 1,64,256 --iters 50
