@@ -12,8 +12,12 @@
 #include "app/args.h"
 #include "core/model_catalog.h"
 #include "core/datasets.h"
+#include "core/classifier.h"
+#include "core/generate.h"
 #include "core/guidance.h"
+#include "core/metrics.h"
 #include "core/model_io.h"
+#include "core/atomic_file.h"
 #include "core/runtime.h"
 #include "core/safetensors.h"
 #include "core/sampler.h"
@@ -244,52 +248,37 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (!probe) return usage("sample: " + probe.error());
 
     const int64_t N = count.value();
-    std::vector<int64_t> shape = mc.network.kind == NetworkKind::UNet
-                                     ? std::vector<int64_t>{N, mc.network.in_channels, mc.network.image_size, mc.network.image_size}
-                                     : std::vector<int64_t>{N, mc.network.in_channels};
-    at::Generator gen = make_generator(static_cast<uint64_t>(seed.value()));
-    const at::Tensor noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
     at::Tensor labels = at::arange(N, at::kLong);
     if (C > 0) labels = fixed_class >= 0 ? at::full({N}, fixed_class, at::kLong) : labels.remainder(C);
     if (args.has("unconditional") && C > 0) labels = at::full({N}, C, at::kLong);
-    const bool guided = C > 0 && !args.has("unconditional");
-    auto control = std::make_shared<GuidanceControl>(scale.value());
-    Network net = model->network;
-    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
-    std::vector<at::Tensor> outs;
+    GenerateRequest req;
+    req.sampler = sc;
+    req.labels = C > 0 ? labels : at::Tensor();
+    req.count = N;
+    req.guidance = scale.value();
+    req.seed = static_cast<uint64_t>(seed.value());
+    req.batch = batch.value();
     std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
+    const bool record = args.has("chain-video") && mc.network.kind == NetworkKind::UNet;
+    const bool quiet = args.has("quiet");
     const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t start = 0; start < N; start += batch.value()) {
-        const int64_t n = std::min(batch.value(), N - start);
-        auto sampler = make_sampler(schedule.value(), sc).value();
-        const at::Tensor y = labels.narrow(0, start, n).to(device.value());
-        RawDenoiser raw = guided ? classifier_free_guidance(fn, y, C, control) : plain_denoiser(fn, C > 0 ? y : at::Tensor());
-        ChainHooks hooks;
-        const bool record = args.has("chain-video") && start == 0 && mc.network.kind == NetworkKind::UNet;
-        if (!args.has("quiet") || record) {
-            hooks.on_step = [&, record](const StepInfo& s) {
+    auto out = generate(model.value(), req, [&](int64_t start, int64_t n, const StepInfo& s) {
 #ifdef DLAB_HAVE_IMAGING
-                if (record) {
-                    const int64_t k = std::min<int64_t>(n, 16);
-                    video.push_back(imaging::make_grid(((s.x_t.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
-                    if (s.index + 1 == s.total)
-                        video.push_back(imaging::make_grid(((s.x_next.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
-                }
-#endif
-                if (args.has("quiet")) return;
-                if ((s.index + 1) % 10 == 0 || s.index + 1 == s.total)
-                    std::fprintf(stderr, "\rsamples %lld-%lld: step %lld/%lld", (long long)start,
-                                 (long long)(start + n), (long long)(s.index + 1), (long long)s.total);
-            };
+        if (record && start == 0) {
+            const int64_t k = std::min<int64_t>(n, 16);
+            video.push_back(imaging::make_grid(((s.x_t.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
+            if (s.index + 1 == s.total)
+                video.push_back(imaging::make_grid(((s.x_next.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
         }
-        at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) * 7919ULL + static_cast<uint64_t>(start) + 1);
-        const ChainResult r = run_chain(*sampler, noise.narrow(0, start, n).to(device.value()),
-                                        make_denoiser(raw, schedule.value(), mc.prediction), g, hooks);
-        outs.push_back(r.x.to(at::kCPU));
-    }
+#endif
+        if (!quiet && ((s.index + 1) % 10 == 0 || s.index + 1 == s.total))
+            std::fprintf(stderr, "\rsamples %lld-%lld: step %lld/%lld", (long long)start, (long long)(start + n),
+                         (long long)(s.index + 1), (long long)s.total);
+    });
+    if (!out) return failure("sample: " + out.error());
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!args.has("quiet")) std::fprintf(stderr, "\n%lld samples in %.2f s on %s\n", (long long)N, secs, device->str().c_str());
-    at::Tensor x = at::cat(outs, 0);
+    at::Tensor x = out.value();
     const bool images = mc.network.kind == NetworkKind::UNet;
     if (images) x = ((x.clamp(-1, 1) + 1) / 2).contiguous();
     if (args.has("tensors")) {
@@ -394,6 +383,138 @@ int cmd_forward(const std::vector<std::string>& argv) {
         return failure("forward: " + st.error());
     return 0;
 #endif
+}
+
+int cmd_train_classifier(const std::vector<std::string>& argv) {
+    Args args("train-classifier");
+    args.option("out", "the classifier file (.safetensors)")
+        .option("epochs", "passes over the training set", "8")
+        .option("batch", "batch size", "128")
+        .option("lr", "learning rate", "1e-3")
+        .option("seed", "random seed", "0")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "train-classifier --out FILE [OPTIONS]"); rc >= 0) return rc;
+    if (!args.has("out")) return usage("train-classifier: --out FILE is required");
+    auto epochs = args.get_int("epochs", 1, 1000);
+    auto batch = args.get_int("batch", 1, 65536);
+    auto lr = args.get_double("lr", 1e-8, 1.0);
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    for (const std::string* e : {&epochs.error(), &batch.error(), &lr.error(), &seed.error()})
+        if (!e->empty()) return usage(*e);
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("train-classifier: " + device.error());
+    auto train = load_fashion_mnist(fashion_mnist_dir(), true);
+    if (!train) return failure("train-classifier: " + train.error());
+    auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+    if (!test) return failure("train-classifier: " + test.error());
+    auto net = train_classifier(train.value(), test.value(), epochs.value(), batch.value(), lr.value(),
+                                static_cast<uint64_t>(seed.value()), device.value(),
+                                [](const std::string& line) { std::cerr << line << "\n"; });
+    if (!net) return failure("train-classifier: " + net.error());
+    const double acc = classifier_accuracy(net.value(), test.value(), device.value());
+    std::cout << "test accuracy " << acc << "\n";
+    if (auto st = save_classifier(args.get("out"), net.value(), acc); !st) return failure("train-classifier: " + st.error());
+    return 0;
+}
+
+int cmd_eval(const std::vector<std::string>& argv) {
+    Args args("eval");
+    args.option("model", "default, a bundled name or a .safetensors file", "default")
+        .option("classifier", "the feature/label classifier", "fashion-mnist-classifier")
+        .option("count", "samples per guidance scale (and real images for the floor)", "10000")
+        .option("scales", "guidance scales", "0,1,3")
+        .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
+        .option("steps", "sampling steps", "50")
+        .option("seed", "random seed", "0")
+        .option("batch", "samples per chain", "1000")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("json", "also write the results as JSON")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "eval [--model M] [OPTIONS]"); rc >= 0) return rc;
+    auto count = args.get_int("count", 2, 1000000);
+    auto steps = args.get_int("steps", 1, 100000);
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    auto batch = args.get_int("batch", 1, 100000);
+    for (const std::string* e : {&count.error(), &steps.error(), &seed.error(), &batch.error()})
+        if (!e->empty()) return usage(*e);
+    std::vector<double> scales;
+    {
+        std::stringstream ss(args.get("scales"));
+        std::string item;
+        while (std::getline(ss, item, ',')) {
+            Args one("eval");
+            one.option("scales", "", item);
+            auto v = one.get_double("scales", -100, 100);
+            if (!v) return usage(v.error());
+            scales.push_back(v.value());
+        }
+    }
+    const auto kind = parse_sampler_kind(args.get("sampler"));
+    if (!kind) return usage("eval: unknown sampler '" + args.get("sampler") + "'");
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("eval: " + device.error());
+    auto path = resolve_model(args.get("model"));
+    if (!path) return failure("eval: " + path.error());
+    auto model = load_model(path.value(), device.value());
+    if (!model) return failure("eval: " + model.error());
+    auto cpath = resolve_model(args.get("classifier"));
+    if (!cpath) return failure("eval: classifier: " + cpath.error());
+    auto clf = load_classifier(cpath.value(), device.value());
+    if (!clf) return failure("eval: " + clf.error());
+    auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+    if (!test) return failure("eval: " + test.error());
+    auto train = load_fashion_mnist(fashion_mnist_dir(), true);
+    if (!train) return failure("eval: " + train.error());
+    torch::NoGradGuard ng;
+    const int64_t N = count.value();
+    auto features = [&](const at::Tensor& x) {
+        std::vector<at::Tensor> f, l;
+        for (int64_t i = 0; i < x.size(0); i += 1000) {
+            const at::Tensor xb = x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i)).to(device.value());
+            const at::Tensor fb = clf.value()->features(xb);
+            f.push_back(fb.cpu());
+            l.push_back(clf.value()->head(fb).cpu());
+        }
+        return std::make_pair(at::cat(f), at::cat(l));
+    };
+    const int64_t nt = std::min<int64_t>(N, test->x.size(0));
+    const FeatureStats ref = feature_stats(features(test->x.narrow(0, 0, nt)).first);
+    const double floor = frechet_distance(feature_stats(features(train->x.narrow(0, 0, std::min<int64_t>(N, train->x.size(0)))).first), ref);
+    std::printf("model %s, classifier %s, N = %lld, %s %lld steps, reference: %lld test images\n",
+                path->c_str(), cpath->c_str(), (long long)N, to_string(*kind).c_str(), (long long)steps.value(), (long long)nt);
+    std::printf("floor: Frechet distance of %lld training images to the test images = %.3f\n",
+                (long long)std::min<int64_t>(N, train->x.size(0)), floor);
+    std::printf("%8s %16s %18s %10s\n", "scale", "class agreement", "Frechet distance", "time (s)");
+    nlohmann::json out = {{"model", path.value()}, {"classifier", cpath.value()}, {"count", N},
+                          {"sampler", to_string(*kind)}, {"steps", steps.value()}, {"floor", floor},
+                          {"rows", nlohmann::json::array()}};
+    const int64_t C = model->config.network.num_classes;
+    for (double s : scales) {
+        GenerateRequest req;
+        req.sampler.kind = *kind;
+        req.sampler.steps = steps.value();
+        req.sampler.eta = *kind == SamplerKind::Ddpm ? 1.0 : 0.0;
+        req.labels = at::arange(N, at::kLong).remainder(C);  // balanced classes, like the test set
+        req.count = N;
+        req.guidance = s;
+        req.seed = static_cast<uint64_t>(seed.value());
+        req.batch = batch.value();
+        const auto t0 = std::chrono::steady_clock::now();
+        auto x = generate(model.value(), req);
+        if (!x) return failure("eval: " + x.error());
+        if (device->is_cuda()) torch::cuda::synchronize();
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        auto [f, logits] = features(x.value().clamp(-1, 1));
+        const double agree = class_agreement(logits, req.labels);
+        const double fd = frechet_distance(feature_stats(f), ref);
+        std::printf("%8.2f %16.4f %18.3f %10.1f\n", s, agree, fd, secs);
+        out["rows"].push_back({{"scale", s}, {"class_agreement", agree}, {"frechet_distance", fd}, {"seconds", secs}});
+    }
+    if (args.has("json")) {
+        if (auto st = write_file_atomic(args.get("json"), out.dump(2)); !st) return failure("eval: " + st.error());
+    }
+    return 0;
 }
 
 int cmd_models(const std::vector<std::string>& argv) {

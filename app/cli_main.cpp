@@ -34,6 +34,8 @@ void print_usage(std::ostream& out) {
            "  train      train a diffusion model (Fashion-MNIST or a 2-D toy set)\n"
            "  sample     sample images from a model (grid PNG, tensors, chain video)\n"
            "  forward    noise an image with q(x_t | x_0): a strip of x_t\n"
+           "  train-classifier  train the Fashion-MNIST classifier used by eval\n"
+           "  eval       class agreement and Frechet distance of samples against the test set\n"
            "  models     list the bundled and user models\n"
            "  bench      time denoising steps of a model config\n\n"
            "Run 'diffusionlab-cli COMMAND --help' for a command's options.\n";
@@ -157,6 +159,8 @@ int main(int argc, char** argv) {
         if (command == "info") return cmd_info(rest);
         if (command == "train") return dlab::app::cmd_train(rest);
         if (command == "sample") return dlab::app::cmd_sample(rest);
+        if (command == "train-classifier") return dlab::app::cmd_train_classifier(rest);
+        if (command == "eval") return dlab::app::cmd_eval(rest);
         if (command == "forward") return dlab::app::cmd_forward(rest);
         if (command == "models") return dlab::app::cmd_models(rest);
         if (command == "bench") return dlab::app::cmd_bench(rest);

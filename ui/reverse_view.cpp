@@ -49,6 +49,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_model = new QComboBox;
     for (const auto& [name, path] : bundled_models()) {
         if (name.rfind("toy-", 0) == 0) continue;  // the 2-D models have their own view
+        if (name.size() > 11 && name.compare(name.size() - 11, 11, "-classifier") == 0) continue;
         m_model->addItem(QString::fromStdString(name), QString::fromStdString(path));
     }
     m_model->addItem(tr("Open model file…"), QString());

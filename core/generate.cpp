@@ -1,0 +1,45 @@
+#include "core/generate.h"
+
+#include <ATen/ATen.h>
+
+namespace dlab {
+
+Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req, const GenerateStepHook& on_step) {
+    const ModelConfig& mc = model.config;
+    auto schedule = NoiseSchedule::create(mc.schedule);
+    if (!schedule) return Error{schedule.error()};
+    if (auto probe = make_sampler(schedule.value(), req.sampler); !probe) return Error{probe.error()};
+    const NetworkConfig& nc = mc.network;
+    const int64_t N = req.count, C = nc.num_classes;
+    if (N < 1 || req.batch < 1) return Error{"generate: count and batch must be positive"};
+    const std::vector<int64_t> shape = nc.kind == NetworkKind::UNet
+                                           ? std::vector<int64_t>{N, nc.in_channels, nc.image_size, nc.image_size}
+                                           : std::vector<int64_t>{N, nc.in_channels};
+    at::Generator gen = make_generator(req.seed);
+    const at::Tensor noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    const c10::Device device = model.network->parameters().front().device();
+    Network net = model.network;
+    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+    auto control = std::make_shared<GuidanceControl>(req.guidance);
+    const bool conditional = C > 0 && req.labels.defined();
+    std::vector<at::Tensor> outs;
+    for (int64_t start = 0; start < N; start += req.batch) {
+        const int64_t n = std::min(req.batch, N - start);
+        auto sampler = make_sampler(schedule.value(), req.sampler).value();
+        at::Tensor y;
+        if (conditional) y = req.labels.narrow(0, start, n).to(device);
+        const bool null_only = conditional && (y == C).all().item<bool>();
+        RawDenoiser raw = conditional && !null_only ? classifier_free_guidance(fn, y, C, control)
+                                                    : plain_denoiser(fn, y);
+        ChainHooks hooks;
+        if (on_step) hooks.on_step = [&](const StepInfo& s) { on_step(start, n, s); };
+        // Each batch's fresh noise comes from its own generator: results do not depend on batch order.
+        at::Generator g = make_generator(req.seed * 7919ULL + static_cast<uint64_t>(start) + 1);
+        const ChainResult r = run_chain(*sampler, noise.narrow(0, start, n).to(device),
+                                        make_denoiser(raw, schedule.value(), mc.prediction), g, hooks);
+        outs.push_back(r.x.to(at::kCPU));
+    }
+    return at::cat(outs, 0);
+}
+
+}  // namespace dlab

@@ -1,0 +1,30 @@
+#pragma once
+// Batched sampling from a loaded model: the unrolled chain for many samples, with classifier-free
+// guidance, reproducible from a seed (noise drawn on the CPU).
+
+#include <functional>
+
+#include "core/guidance.h"
+#include "core/model_io.h"
+#include "core/sampler.h"
+
+namespace dlab {
+
+/// What to generate.
+struct GenerateRequest {
+    SamplerConfig sampler;
+    at::Tensor labels;          ///< [N] int64 class per sample (num_classes = null); undefined: unconditional
+    int64_t count = 0;          ///< N
+    double guidance = 1.0;      ///< classifier-free scale (ignored for unconditional requests)
+    uint64_t seed = 0;
+    int64_t batch = 256;        ///< samples per chain
+};
+
+/// Per-call hooks: step reports of each batch's chain (batch start index, step info).
+using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;
+
+/// Generates N samples; returns them on the CPU in model space ([-1, 1] for images).
+Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& request,
+                            const GenerateStepHook& on_step = {});
+
+}  // namespace dlab
