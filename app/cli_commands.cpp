@@ -560,6 +560,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         .option("base-channels", "with --model config: UNet base channels", "32")
         .option("mult", "with --model config: channel multipliers", "1,2,2")
         .flag("no-mkldnn", "use LibTorch's native convolutions instead of oneDNN (CPU)")
+        .option("threads", "intra-op threads (0: one per core)", "0")
         .flag("help", "show this help");
     if (int rc = parse_or_help(args, argv, "bench [OPTIONS]"); rc >= 0) return rc;
     auto device = select_device(args.get("device"));
@@ -592,6 +593,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
     }
     torch::NoGradGuard ng;
     if (args.has("no-mkldnn")) at::globalContext().setUserEnabledMkldnn(false);
+    auto threads = args.get_int("threads", 0, 1024);
+    if (!threads) return usage(threads.error());
+    configure_threads(static_cast<int>(threads.value()));
     std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s\n",
                 to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
                 at::get_num_threads(), runtime_info().torch_version.c_str());

@@ -149,6 +149,28 @@ private Q_SLOTS:
         QVERIFY(!QFileInfo::exists(dir.filePath("x.safetensors")));
     }
 
+    void evalReportsAgreementAndDistance() {
+        QTemporaryDir dir;
+        const QString json = dir.filePath("eval.json");
+        const Run r = cli({"eval", "--count", "40", "--steps", "4", "--scales", "0,3", "--device", "cpu",
+                           "--batch", "40", "--json", json});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(r.out.contains("floor"));
+        QFile f(json);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+        QVERIFY(o["floor"].toDouble() > 0);
+        const QJsonArray rows = o["rows"].toArray();
+        QCOMPARE(rows.size(), 2);
+        for (const auto& row : rows) {
+            const double a = row.toObject()["class_agreement"].toDouble();
+            QVERIFY(a >= 0 && a <= 1);
+            QVERIFY(row.toObject()["frechet_distance"].toDouble() > 0);
+        }
+        // Guidance at s = 3 follows the asked class far more often than unconditional sampling.
+        QVERIFY(rows[1].toObject()["class_agreement"].toDouble() > rows[0].toObject()["class_agreement"].toDouble() + 0.3);
+    }
+
     void modelsListsTheBundledOnes() {
         const Run r = cli({"models"});
         QCOMPARE(r.code, 0);
