@@ -116,6 +116,21 @@ Result<std::vector<int64_t>> Args::get_int_list(const std::string& name, int64_t
     return out;
 }
 
+Result<std::vector<double>> Args::get_double_list(const std::string& name, double lo, double hi) const {
+    std::vector<double> out;
+    std::stringstream ss(get(name));
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        Args one(command_);
+        one.option(name, "", item);
+        auto v = one.get_double(name, lo, hi);
+        if (!v) return Error{v.error()};
+        out.push_back(v.value());
+    }
+    if (out.empty()) return Error{command_ + ": --" + name + " expects a comma-separated list"};
+    return out;
+}
+
 std::string Args::help() const {
     std::ostringstream s;
     for (const auto& name : order_) {

@@ -34,6 +34,9 @@ public:
     /// A comma-separated list of integers in [lo, hi].
     Result<std::vector<int64_t>> get_int_list(const std::string& name, int64_t lo, int64_t hi) const;
 
+    /// A comma-separated list of numbers in [lo, hi].
+    Result<std::vector<double>> get_double_list(const std::string& name, double lo, double hi) const;
+
     /// The options as help text.
     std::string help() const;
 

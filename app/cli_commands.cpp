@@ -438,18 +438,9 @@ int cmd_eval(const std::vector<std::string>& argv) {
     auto batch = args.get_int("batch", 1, 100000);
     for (const std::string* e : {&count.error(), &steps.error(), &seed.error(), &batch.error()})
         if (!e->empty()) return usage(*e);
-    std::vector<double> scales;
-    {
-        std::stringstream ss(args.get("scales"));
-        std::string item;
-        while (std::getline(ss, item, ',')) {
-            Args one("eval");
-            one.option("scales", "", item);
-            auto v = one.get_double("scales", -100, 100);
-            if (!v) return usage(v.error());
-            scales.push_back(v.value());
-        }
-    }
+    auto scales_r = args.get_double_list("scales", -100, 100);
+    if (!scales_r) return usage(scales_r.error());
+    const std::vector<double> scales = scales_r.value();
     const auto kind = parse_sampler_kind(args.get("sampler"));
     if (!kind) return usage("eval: unknown sampler '" + args.get("sampler") + "'");
     auto device = select_device(args.get("device"));
