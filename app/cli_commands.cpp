@@ -243,7 +243,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     sc.steps = steps.value();
     sc.eta = kind == SamplerKind::Ddpm ? 1.0 : eta.value();
     sc.spacing = *spacing;
-    sc.clip_x0 = mc.network.kind == NetworkKind::UNet;
+    // Images live in [-1, 1]; the 2-D toy sets within about [-4, 4].
+    sc.clip_x0 = true;
+    sc.clip_value = mc.network.kind == NetworkKind::UNet ? 1.0 : 5.0;
     auto probe = make_sampler(schedule.value(), sc);
     if (!probe) return usage("sample: " + probe.error());
 

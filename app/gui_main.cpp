@@ -16,7 +16,9 @@
 #include "app/args.h"
 #include "core/runtime.h"
 #include "ui/main_window.h"
+#include "ui/batch_view.h"
 #include "ui/reverse_view.h"
+#include "ui/toy_view.h"
 #include "ui/sampling_worker.h"
 
 namespace {
@@ -124,10 +126,17 @@ int main(int argc, char** argv) {
             QApplication::exit(0);
         });
     }
+    // --play starts the current tab's job once the model is loaded: a chain, a batch strip across
+    // guidance scales, or a 2-D chain; with --screenshot the picture is taken when it finishes.
     const bool play = args.has("play");
+    const int tab = window.currentTab();
     if (play) {
         QObject::connect(window.reverseView(), &dlab::ui::ReverseView::modelReady, window.reverseView(),
-                         [&window] { window.reverseView()->newChain(); }, Qt::QueuedConnection);
+                         [&window, tab] {
+                             if (tab == 2) window.batchView()->generateStrip();
+                             else if (tab == 3) window.toyView()->run();
+                             else window.reverseView()->newChain();
+                         }, Qt::QueuedConnection);
     }
     if (args.has("screenshot")) {
         const QString path = QString::fromStdString(args.get("screenshot"));
@@ -137,7 +146,14 @@ int main(int argc, char** argv) {
                       << path.toStdString() << "\n";
             QApplication::exit(ok ? 0 : 1);
         };
-        if (play) {
+        if (play && tab == 2) {
+            QObject::connect(window.batchView(), &dlab::ui::BatchView::finished, &window,
+                             [shoot] { QTimer::singleShot(300, shoot); });
+        } else if (play && tab == 3) {
+            // At the end of the replay of the recorded 2-D chain.
+            QObject::connect(window.toyView(), &dlab::ui::ToyView::chainReady, &window,
+                             [shoot] { QTimer::singleShot(3800, shoot); });
+        } else if (play) {
             // After the chain, once the coalesced refresh has drawn the last frame.
             QObject::connect(window.reverseView(), &dlab::ui::ReverseView::chainFinished, &window,
                              [shoot] { QTimer::singleShot(300, shoot); });

@@ -32,11 +32,13 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
         RawDenoiser raw = conditional && !null_only ? classifier_free_guidance(fn, y, C, control)
                                                     : plain_denoiser(fn, y);
         ChainHooks hooks;
+        hooks.cancel = req.cancel;
         if (on_step) hooks.on_step = [&](const StepInfo& s) { on_step(start, n, s); };
         // Each batch's fresh noise comes from its own generator: results do not depend on batch order.
         at::Generator g = make_generator(req.seed * 7919ULL + static_cast<uint64_t>(start) + 1);
         const ChainResult r = run_chain(*sampler, noise.narrow(0, start, n).to(device),
                                         make_denoiser(raw, schedule.value(), mc.prediction), g, hooks);
+        if (r.cancelled) return Error{"cancelled"};
         outs.push_back(r.x.to(at::kCPU));
     }
     return at::cat(outs, 0);

@@ -2,6 +2,7 @@
 // Batched sampling from a loaded model: the unrolled chain for many samples, with classifier-free
 // guidance, reproducible from a seed (noise drawn on the CPU).
 
+#include <atomic>
 #include <functional>
 
 #include "core/guidance.h"
@@ -18,12 +19,14 @@ struct GenerateRequest {
     double guidance = 1.0;      ///< classifier-free scale (ignored for unconditional requests)
     uint64_t seed = 0;
     int64_t batch = 256;        ///< samples per chain
+    const std::atomic<bool>* cancel = nullptr;  ///< checked before every step
 };
 
 /// Per-call hooks: step reports of each batch's chain (batch start index, step info).
 using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;
 
-/// Generates N samples; returns them on the CPU in model space ([-1, 1] for images).
+/// Generates N samples; returns them on the CPU in model space ([-1, 1] for images). A cancelled
+/// request returns the error "cancelled".
 Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& request,
                             const GenerateStepHook& on_step = {});
 

@@ -12,9 +12,11 @@
 #include <QTabWidget>
 
 #include "imaging/image_io.h"
+#include "ui/batch_view.h"
 #include "ui/forward_view.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
+#include "ui/toy_view.h"
 
 namespace dlab::ui {
 
@@ -25,6 +27,11 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_schedules = new ScheduleView;
     m_tabs->addTab(m_reverse, tr("Reverse chain"));
     m_tabs->addTab(new ForwardView, tr("Forward process"));
+    m_batch = new BatchView(m_reverse->worker());
+    m_tabs->addTab(m_batch, tr("Batch"));
+    connect(m_reverse, &ReverseView::modelReady, m_batch, &BatchView::setModelInfo);
+    m_toy = new ToyView;
+    m_tabs->addTab(m_toy, tr("2-D lab"));
     m_tabs->addTab(m_schedules, tr("Schedules"));
     connect(m_reverse, &ReverseView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     setCentralWidget(m_tabs);
@@ -54,6 +61,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     restoreState();
 }
 
+int MainWindow::currentTab() const { return m_tabs->currentIndex(); }
+
 void MainWindow::setCurrentTab(int index) {
     if (index >= 0 && index < m_tabs->count()) m_tabs->setCurrentIndex(index);
 }
@@ -66,7 +75,8 @@ void MainWindow::restoreState() {
 }
 
 void MainWindow::exportImage() {
-    const QImage image = m_reverse->currentImage();
+    const bool batch = m_tabs->currentWidget() == m_batch;
+    const QImage image = batch ? m_batch->grid() : m_reverse->currentImage();
     if (image.isNull()) {
         statusBar()->showMessage(tr("Nothing to export yet: run a chain first"), 5000);
         return;
@@ -74,9 +84,9 @@ void MainWindow::exportImage() {
     const QString path = QFileDialog::getSaveFileName(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
     if (path.isEmpty()) return;
     // Upscaled 8x (nearest) so the 28x28 sample is visible; parameters in a tEXt chunk.
-    const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * 8);
+    const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * (batch ? 3 : 8));
     cv::Mat mat(big.height(), big.width(), CV_8UC1, const_cast<uchar*>(big.constBits()), size_t(big.bytesPerLine()));
-    auto st = imaging::write_png(path.toStdString(), mat.clone(), {{"parameters", m_reverse->currentParameters().toStdString()}});
+    auto st = imaging::write_png(path.toStdString(), mat.clone(), {{"parameters", (batch ? m_batch->parameters() : m_reverse->currentParameters()).toStdString()}});
     if (!st) QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(st.error()));
     else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
 }

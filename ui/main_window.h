@@ -6,6 +6,8 @@ class QTabWidget;
 
 namespace dlab::ui {
 
+class BatchView;
+class ToyView;
 class ReverseView;
 class ScheduleView;
 
@@ -23,6 +25,9 @@ public:
     explicit MainWindow(const MainWindowOptions& options, QWidget* parent = nullptr);
     ScheduleView* scheduleView() const { return m_schedules; }
     ReverseView* reverseView() const { return m_reverse; }
+    BatchView* batchView() const { return m_batch; }
+    ToyView* toyView() const { return m_toy; }
+    int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
     void setCurrentTab(int index);
 
@@ -35,6 +40,8 @@ private:
     QTabWidget* m_tabs = nullptr;
     ScheduleView* m_schedules = nullptr;
     ReverseView* m_reverse = nullptr;
+    BatchView* m_batch = nullptr;
+    ToyView* m_toy = nullptr;
 };
 
 }  // namespace dlab::ui

@@ -13,6 +13,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRandomGenerator>
+#include <QSettings>
 #include <QShortcut>
 #include <QSlider>
 #include <QSpinBox>
@@ -178,10 +179,38 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     auto* left_key = new QShortcut(QKeySequence(Qt::Key_Left), this);
     connect(left_key, &QShortcut::activated, this, [this] { m_scrub->setValue(m_scrub->value() - 1); });
 
-    if (m_model->count() > 1) loadModel(m_model->itemData(0).toString());
+    // The last choices (QSettings) come back at the next start.
+    QSettings settings;
+    settings.beginGroup(QStringLiteral("reverse"));
+    m_guidance->setValue(settings.value(QStringLiteral("guidance10"), m_guidance->value()).toInt());
+    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(settings.value(QStringLiteral("sampler"), m_sampler->currentText()).toString())));
+    m_steps->setValue(settings.value(QStringLiteral("steps"), m_steps->value()).toInt());
+    m_eta->setValue(settings.value(QStringLiteral("eta"), m_eta->value()).toDouble());
+    m_seed->setValue(settings.value(QStringLiteral("seed"), m_seed->value()).toInt());
+    m_randomSeed->setChecked(settings.value(QStringLiteral("randomSeed"), false).toBool());
+    m_savedClass = settings.value(QStringLiteral("class"), 0).toInt();
+    const int savedModel = m_model->findText(settings.value(QStringLiteral("model")).toString());
+    settings.endGroup();
+    if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) m_model->setCurrentIndex(savedModel);
+    if (m_model->count() > 1) loadModel(m_model->currentData().toString());
+}
+
+void ReverseView::saveSettings() const {
+    QSettings settings;
+    settings.beginGroup(QStringLiteral("reverse"));
+    settings.setValue(QStringLiteral("model"), m_model->currentText());
+    settings.setValue(QStringLiteral("class"), m_class->currentIndex());
+    settings.setValue(QStringLiteral("guidance10"), m_guidance->value());
+    settings.setValue(QStringLiteral("sampler"), m_sampler->currentText());
+    settings.setValue(QStringLiteral("steps"), m_steps->value());
+    settings.setValue(QStringLiteral("eta"), m_eta->value());
+    settings.setValue(QStringLiteral("seed"), m_seed->value());
+    settings.setValue(QStringLiteral("randomSeed"), m_randomSeed->isChecked());
+    settings.endGroup();
 }
 
 ReverseView::~ReverseView() {
+    saveSettings();
     // Shut down without waiting on a long job: stop at the next step, then join the thread.
     m_worker->newRequest();
     m_worker->requestStop();
@@ -200,14 +229,15 @@ void ReverseView::loadModel(const QString& path) {
 
 void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_modelInfo->setText(info.description);
-    const int previous = m_class->currentIndex();
+    const int previous = m_savedClass >= 0 ? m_savedClass : m_class->currentIndex();
+    m_savedClass = -1;
     m_class->clear();
     for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
     m_class->addItem(tr("unconditional (null class)"), -1);
     m_class->setCurrentIndex(previous >= 0 && previous < m_class->count() ? previous : 0);
     m_haveChain = false;
     Q_EMIT statusMessage(tr("Loaded %1").arg(info.path));
-    Q_EMIT modelReady();
+    Q_EMIT modelReady(info);
 }
 
 ChainSettings ReverseView::settings() const {

@@ -49,7 +49,7 @@ public Q_SLOTS:
 Q_SIGNALS:
     void statusMessage(const QString& message);
     /// A model finished loading (emitted on the GUI thread).
-    void modelReady();
+    void modelReady(const dlab::ui::ModelInfo& info);
     void chainFinished();
 
 private:
@@ -59,6 +59,7 @@ private:
     void onModelLoaded(const ModelInfo& info);
     void refresh();
     void setRunning(bool running);
+    void saveSettings() const;
 
     QThread m_thread;
     SamplingWorker* m_worker = nullptr;
@@ -92,6 +93,7 @@ private:
     bool m_running = false;
     bool m_refreshPending = false;
     bool m_haveChain = false;
+    int m_savedClass = -1;
     QElapsedTimer m_chainTimer;
 };
 

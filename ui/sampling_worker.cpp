@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "core/generate.h"
 #include "core/runtime.h"
+#include "imaging/image_io.h"
 #include "ui/tensor_image.h"
 
 namespace dlab::ui {
@@ -12,6 +14,7 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::ChainSettings>();
     qRegisterMetaType<dlab::ui::ChainFrame>();
     qRegisterMetaType<dlab::ui::ModelInfo>();
+    qRegisterMetaType<QVector<double>>();
 }
 
 SamplingWorker::~SamplingWorker() = default;
@@ -145,6 +148,62 @@ void SamplingWorker::forkFrom(int index, const ChainSettings& settings, int runS
         return;
     }
     loop(runSteps, requestId);
+}
+
+void SamplingWorker::generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
+                                  quint64 seed, int requestId) {
+    if (requestId != m_latest.load()) return;
+    if (!m_model) {
+        Q_EMIT failed(tr("No model is loaded"));
+        return;
+    }
+    if (m_model->config.network.kind != NetworkKind::UNet) {
+        Q_EMIT failed(tr("Batch grids need an image model"));
+        return;
+    }
+    m_stop = false;
+    // Stop when asked or when a newer request arrives.
+    std::atomic<bool> cancel{false};
+    try {
+        const int64_t C = m_model->config.network.num_classes;
+        std::vector<at::Tensor> rows;
+        int done = 0;
+        const int total = int(scales.size()) * steps;
+        for (double s : scales) {
+            GenerateRequest req;
+            req.sampler.kind = SamplerKind::Ddim;
+            req.sampler.steps = steps;
+            req.count = perScale;
+            if (C > 0) req.labels = at::full({perScale}, classIndex < 0 ? C : classIndex, at::kLong);
+            req.guidance = s;
+            req.seed = seed;  // the same starting noise for every scale
+            req.batch = perScale;
+            req.cancel = &cancel;
+            auto x = generate(*m_model, req, [&](int64_t, int64_t, const StepInfo&) {
+                if (m_stop.load() || requestId != m_latest.load()) cancel = true;
+                Q_EMIT batchProgress(++done, total);
+            });
+            if (!x) {
+                if (x.error() != "cancelled") Q_EMIT failed(QString::fromStdString(x.error()));
+                return;
+            }
+            rows.push_back((x.value().clamp(-1, 1) + 1) / 2);
+        }
+        const at::Tensor all = at::cat(rows, 0);
+        const int64_t cols = scales.size() > 1 ? perScale : int64_t(std::ceil(std::sqrt(double(perScale))));
+        const at::Tensor grid = imaging::make_grid(all, cols, 2, 1.0);
+        QString title;
+        if (scales.size() > 1) {
+            QStringList sc;
+            for (double s : scales) sc << QString::number(s);
+            title = tr("rows: guidance s = %1 (same seeds in every row)").arg(sc.join(QStringLiteral(", ")));
+        } else {
+            title = tr("%1 samples, guidance s = %2").arg(perScale).arg(scales.front());
+        }
+        Q_EMIT gridReady(tensorToImage(grid, 0.0, 1.0), title);
+    } catch (const std::exception& e) {
+        Q_EMIT failed(tr("Batch failed: %1").arg(QString::fromUtf8(e.what())));
+    }
 }
 
 void SamplingWorker::loop(int n, int requestId) {

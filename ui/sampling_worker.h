@@ -10,6 +10,7 @@
 
 #include <QImage>
 #include <QObject>
+#include <QVector>
 #include <QString>
 #include <QStringList>
 
@@ -65,6 +66,10 @@ public Q_SLOTS:
     void startChain(const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
     /// Continues the current chain by n steps (-1: to the end).
     void runSteps(int n, int requestId);
+    /// Generates `perScale` samples of a class for each guidance scale from the same noise and
+    /// emits them as one grid image, a row (or block) per scale.
+    void generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
+                      quint64 seed, int requestId);
     /// Restarts from the recorded x_t of step `index` with new settings (fork from step t).
     void forkFrom(int index, const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
 
@@ -74,6 +79,10 @@ Q_SIGNALS:
     /// The loop returned: `done` steps of `total` are recorded; finished when done == total.
     void chainStopped(int done, int total);
     void failed(const QString& message);
+    /// A batch grid is ready; `title` describes it, `columns` images per row.
+    void gridReady(const QImage& grid, const QString& title);
+    /// Progress of a batch job: done of total chain steps.
+    void batchProgress(int done, int total);
 
 private:
     void prepare(const ChainSettings& s);

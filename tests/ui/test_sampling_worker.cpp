@@ -9,6 +9,7 @@
 #include "core/model_catalog.h"
 #include "ui/reverse_view.h"
 #include "ui/sampling_worker.h"
+#include "ui/toy_view.h"
 
 using namespace dlab;
 using namespace dlab::ui;
@@ -136,6 +137,23 @@ private Q_SLOTS:
         QCOMPARE(stopped.last().at(0).toInt(), 4);
     }
 
+    void batchStripAcrossScales() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy grids(w.worker, &SamplingWorker::gridReady);
+        QSignalSpy progress(w.worker, &SamplingWorker::batchProgress);
+        const int id = w.worker->newRequest();
+        QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, 3),
+                                  Q_ARG(QVector<double>, (QVector<double>{0.0, 3.0})), Q_ARG(int, 8), Q_ARG(int, 5),
+                                  Q_ARG(quint64, quint64(1)), Q_ARG(int, id));
+        QVERIFY(grids.wait(60000));
+        const QImage grid = grids.first().at(0).value<QImage>();
+        // Two rows (one per scale) of 8 images of 28x28 with 2-pixel borders.
+        QCOMPARE(grid.size(), QSize(8 * 30 + 2, 2 * 30 + 2));
+        QCOMPARE(progress.size(), 10);  // 2 scales x 5 steps
+        QVERIFY(grids.first().at(1).toString().contains("0, 3"));
+    }
+
     void badModelIsAnErrorNotACrash() {
         WorkerFixture w;
         QSignalSpy failed(w.worker, &SamplingWorker::failed);
@@ -147,6 +165,16 @@ private Q_SLOTS:
         w.start(s, -1);
         QVERIFY(failed.wait(10000));
         QVERIFY(failed.last().at(0).toString().contains("No model"));
+    }
+
+    void toyViewRunsAChainOffTheGuiThread() {
+        ToyView view;
+        QSignalSpy ready(&view, &ToyView::chainReady);
+        view.run();
+        QVERIFY(ready.wait(30000));
+        QCOMPARE(view.frameCount(), 50);
+        view.showFrame(50);  // the final samples
+        view.showFrame(10);
     }
 
     void viewReactsToTheWorker() {

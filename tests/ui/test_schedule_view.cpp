@@ -51,7 +51,7 @@ private Q_SLOTS:
         QVERIFY(QTest::qWaitForWindowExposed(&w));
         QVERIFY(w.reverseView()->isVisible());  // the lab opens on the reverse chain
         QVERIFY(!w.scheduleView()->isVisible());
-        w.setCurrentTab(2);
+        w.setCurrentTab(4);
         QVERIFY(w.scheduleView()->isVisible());
     }
 };

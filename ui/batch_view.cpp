@@ -1,0 +1,140 @@
+#include "ui/batch_view.h"
+
+#include <QComboBox>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+#include "ui/image_panel.h"
+#include "ui/sampling_worker.h"
+
+namespace dlab::ui {
+
+BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_worker(worker) {
+    auto* controls = new QGroupBox(tr("Batch"));
+    auto* form = new QFormLayout;
+    auto* note = new QLabel(tr("Uses the model chosen in the Reverse chain tab. DDIM, η = 0."));
+    note->setWordWrap(true);
+    form->addRow(note);
+    m_class = new QComboBox;
+    form->addRow(tr("Class"), m_class);
+    m_scales = new QLineEdit(QStringLiteral("0, 1, 2, 3, 5, 8"));
+    m_scales->setToolTip(tr("Guidance scales: the first is used for a grid, all of them for a strip"));
+    form->addRow(tr("Guidance s"), m_scales);
+    m_count = new QSpinBox;
+    m_count->setRange(1, 256);
+    m_count->setValue(64);
+    m_count->setToolTip(tr("Samples in a grid; a strip uses 8 per scale"));
+    form->addRow(tr("Grid size"), m_count);
+    m_steps = new QSpinBox;
+    m_steps->setRange(1, 1000);
+    m_steps->setValue(30);
+    form->addRow(tr("Steps"), m_steps);
+    m_seed = new QSpinBox;
+    m_seed->setRange(0, 1000000);
+    form->addRow(tr("Seed"), m_seed);
+    m_gridButton = new QPushButton(tr("Grid (first scale)"));
+    m_stripButton = new QPushButton(tr("Strip across scales"));
+    auto* cancelButton = new QPushButton(tr("Cancel"));
+    form->addRow(m_gridButton);
+    form->addRow(m_stripButton);
+    form->addRow(cancelButton);
+    m_progress = new QProgressBar;
+    form->addRow(m_progress);
+    controls->setLayout(form);
+    controls->setFixedWidth(290);
+    m_title = new QLabel(tr("Press a button to generate"));
+    m_image = new ImagePanel(QString());
+    auto* right = new QVBoxLayout;
+    right->addWidget(m_title);
+    right->addWidget(m_image, 1);
+    auto* layout = new QHBoxLayout(this);
+    layout->addWidget(controls);
+    layout->addLayout(right, 1);
+
+    connect(m_gridButton, &QPushButton::clicked, this, &BatchView::generateGrid);
+    connect(m_stripButton, &QPushButton::clicked, this, &BatchView::generateStrip);
+    connect(cancelButton, &QPushButton::clicked, this, &BatchView::cancel);
+    connect(m_worker, &SamplingWorker::batchProgress, this, [this](int done, int total) {
+        m_progress->setRange(0, total);
+        m_progress->setValue(done);
+    });
+    connect(m_worker, &SamplingWorker::gridReady, this, [this](const QImage& grid, const QString& title) {
+        m_image->setImage(grid);
+        m_title->setText(title);
+        m_gridButton->setEnabled(true);
+        m_stripButton->setEnabled(true);
+        Q_EMIT finished();
+    });
+    connect(m_worker, &SamplingWorker::failed, this, [this](const QString&) {
+        m_gridButton->setEnabled(true);
+        m_stripButton->setEnabled(true);
+    });
+}
+
+void BatchView::setModelInfo(const ModelInfo& info) {
+    m_class->clear();
+    for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
+    m_class->addItem(tr("unconditional"), -1);
+}
+
+QImage BatchView::grid() const { return m_image->image(); }
+
+void BatchView::generateGrid() {
+    QVector<double> scales;
+    for (const QString& part : m_scales->text().split(',', Qt::SkipEmptyParts)) {
+        bool ok = false;
+        const double v = part.trimmed().toDouble(&ok);
+        if (ok) scales.push_back(v);
+    }
+    if (scales.isEmpty()) {
+        m_title->setText(tr("Guidance s: give a number or a comma-separated list"));
+        return;
+    }
+    start({scales.front()}, m_count->value());
+}
+
+void BatchView::generateStrip() {
+    QVector<double> scales;
+    for (const QString& part : m_scales->text().split(',', Qt::SkipEmptyParts)) {
+        bool ok = false;
+        const double v = part.trimmed().toDouble(&ok);
+        if (!ok) {
+            m_title->setText(tr("Guidance s: '%1' is not a number").arg(part.trimmed()));
+            return;
+        }
+        scales.push_back(v);
+    }
+    if (scales.isEmpty()) return;
+    start(scales, 8);
+}
+
+void BatchView::start(const QVector<double>& scales, int perScale) {
+    const int classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
+    QStringList sc;
+    for (double s : scales) sc << QString::number(s);
+    m_parameters = QStringLiteral("class=%1 guidance=%2 per_scale=%3 sampler=ddim steps=%4 seed=%5")
+                       .arg(classIndex).arg(sc.join(QLatin1Char(','))).arg(perScale).arg(m_steps->value()).arg(m_seed->value());
+    m_title->setText(tr("generating…"));
+    m_gridButton->setEnabled(false);
+    m_stripButton->setEnabled(false);
+    const int id = m_worker->newRequest();
+    QMetaObject::invokeMethod(m_worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, classIndex),
+                              Q_ARG(QVector<double>, scales), Q_ARG(int, perScale), Q_ARG(int, m_steps->value()),
+                              Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
+}
+
+void BatchView::cancel() {
+    m_worker->requestStop();
+    m_gridButton->setEnabled(true);
+    m_stripButton->setEnabled(true);
+    m_title->setText(tr("cancelled"));
+}
+
+}  // namespace dlab::ui
