@@ -40,6 +40,14 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     auto* exportAct = fileMenu->addAction(tr("&Export image…"));
     exportAct->setShortcut(QKeySequence::Save);
     connect(exportAct, &QAction::triggered, this, &MainWindow::exportImage);
+    auto* video = fileMenu->addAction(tr("Export chain as &video…"));
+    connect(video, &QAction::triggered, this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export chain"), QStringLiteral("chain.mp4"), tr("MP4 video (*.mp4)"));
+        if (path.isEmpty()) return;
+        const QString error = m_reverse->exportChainVideo(path);
+        if (!error.isEmpty()) QMessageBox::warning(this, tr("Export failed"), error);
+        else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+    });
     auto* quit = fileMenu->addAction(tr("&Quit"));
     quit->setShortcut(QKeySequence::Quit);
     connect(quit, &QAction::triggered, this, &QWidget::close);

@@ -20,7 +20,10 @@
 #include <QTimer>
 #include <QVBoxLayout>
 
+#include <ATen/ATen.h>
+
 #include "core/model_catalog.h"
+#include "imaging/image_io.h"
 #include "ui/image_panel.h"
 
 namespace dlab::ui {
@@ -402,6 +405,28 @@ QString ReverseView::currentParameters() const {
         .arg(s.eta)
         .arg(s.seed)
         .arg(m_shown + 1);
+}
+
+}  // namespace dlab::ui
+
+namespace dlab::ui {
+
+QString ReverseView::exportChainVideo(const QString& path) const {
+    std::vector<at::Tensor> frames;
+    auto toTensor = [](const QImage& img) {
+        const QImage g = img.convertToFormat(QImage::Format_Grayscale8);
+        at::Tensor t = at::empty({1, g.height(), g.width()}, at::kFloat);
+        for (int y = 0; y < g.height(); ++y)
+            for (int x = 0; x < g.width(); ++x) t[0][y][x] = g.constScanLine(y)[x] / 255.0f;
+        return t;
+    };
+    for (const ChainFrame& f : m_frames)
+        if (!f.xt.isNull()) frames.push_back(toTensor(f.xt));
+    if (frames.empty()) return tr("Nothing to export yet: run a chain first");
+    if (!m_frames.last().next.isNull())
+        for (int i = 0; i < 12; ++i) frames.push_back(toTensor(m_frames.last().next));  // hold the result
+    auto st = imaging::write_video(path.toStdString(), frames, 12.0, 8);
+    return st ? QString() : QString::fromStdString(st.error());
 }
 
 }  // namespace dlab::ui

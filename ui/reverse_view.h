@@ -36,6 +36,8 @@ public:
     /// The image currently shown in the x0 panel (for export).
     QImage currentImage() const;
     QString currentParameters() const;
+    /// Writes the recorded chain (x_t of every step, then the final image) as MP4; empty on success.
+    QString exportChainVideo(const QString& path) const;
 
 public Q_SLOTS:
     void loadModel(const QString& path);

@@ -194,6 +194,10 @@ private Q_SLOTS:
         QVERIFY(!view.isRunning());
         QVERIFY(!view.currentImage().isNull());
         QVERIFY(view.currentParameters().contains("steps=50"));
+        QTemporaryDir dir;
+        const QString video = dir.filePath("chain.mp4");
+        QCOMPARE(view.exportChainVideo(video), QString());
+        QVERIFY(QFileInfo(video).size() > 1000);
     }
 };
 
