@@ -10,6 +10,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QMimeData>
+#include <QPainter>
 #include <QPushButton>
 #include <QSlider>
 #include <QSpinBox>
@@ -30,6 +31,24 @@ namespace dlab::ui {
 namespace {
 constexpr int kStrip = 8;
 constexpr int kT = 1000;
+
+// A 2-D point cloud drawn into an image (x and y in [-4, 4]).
+QImage renderPoints(const at::Tensor& pts) {
+    QImage img(220, 220, QImage::Format_RGB32);
+    img.fill(QColor(250, 250, 250));
+    QPainter p(&img);
+    p.setRenderHint(QPainter::Antialiasing);
+    p.setPen(QPen(QColor(200, 200, 200), 1));
+    p.drawLine(110, 0, 110, 220);
+    p.drawLine(0, 110, 220, 110);
+    p.setPen(Qt::NoPen);
+    p.setBrush(QColor(31, 119, 180, 110));
+    const at::Tensor c = pts.to(at::kFloat).contiguous();
+    const float* d = c.data_ptr<float>();
+    for (int64_t i = 0; i < c.size(0); ++i)
+        p.drawEllipse(QPointF(110 + d[2 * i] * 26.0, 110 - d[2 * i + 1] * 26.0), 1.6, 1.6);
+    return img;
+}
 const QColor kColourA(31, 119, 180), kColourB(214, 39, 40);
 }  // namespace
 
@@ -45,6 +64,11 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
     m_index = new QSpinBox;
     m_index->setRange(0, 999);
     form->addRow(tr("Example"), m_index);
+    m_toy = new QComboBox;
+    m_toy->addItem(tr("(image)"));
+    for (const auto& name : toy_names()) m_toy->addItem(QString::fromStdString(name));
+    m_toy->setToolTip(tr("Or noise a 2-D toy point cloud"));
+    form->addRow(tr("2-D toy set"), m_toy);
     auto* open = new QPushButton(tr("Open your own image…"));
     open->setToolTip(tr("Or drop an image file on this view"));
     form->addRow(open);
@@ -86,6 +110,13 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
     m_plot->xAxis->setRange(0, kT - 1);
     m_plot->yAxis->setRange(0, 1.02);
     m_plot->legend->setVisible(true);
+    m_plot->yAxis2->setVisible(true);
+    m_plot->yAxis2->setLabel(QStringLiteral("SNR (dashed, log)"));
+    m_plot->yAxis2->setScaleType(QCPAxis::stLogarithmic);
+    m_plot->yAxis2->setTicker(QSharedPointer<QCPAxisTickerLog>::create());
+    m_plot->yAxis2->setNumberFormat(QStringLiteral("eb"));
+    m_plot->yAxis2->setNumberPrecision(0);
+    m_plot->yAxis2->setRange(1e-5, 1e4);
     top->addWidget(m_plot, 1);
     auto* strips = new QGridLayout;
     strips->setSpacing(2);
@@ -109,6 +140,10 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
 
     auto pick = [this] { loadDatasetSample(m_class->currentIndex(), m_index->value()); };
     connect(m_class, qOverload<int>(&QComboBox::currentIndexChanged), this, pick);
+    connect(m_toy, qOverload<int>(&QComboBox::currentIndexChanged), this, [this, pick](int i) {
+        if (i == 0) pick();
+        else loadToySet(m_toy->itemText(i));
+    });
     connect(m_index, qOverload<int>(&QSpinBox::valueChanged), this, pick);
     connect(m_scheduleA, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::recompute);
     connect(m_scheduleB, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::recompute);
@@ -135,8 +170,23 @@ bool ForwardView::loadDatasetSample(int classIndex, int index) {
     const at::Tensor idx = at::nonzero(m_testLabels == classIndex).flatten();
     if (idx.numel() == 0) return false;
     m_x0 = m_testImages[idx[index % idx.numel()].item<int64_t>()];
+    m_points = false;
     m_eps = at::randn(m_x0.sizes(), make_generator(quint64(classIndex * 1000 + index)), at::TensorOptions().dtype(at::kFloat));
     m_message->setText(tr("Fashion-MNIST test image %1 (%2)").arg(idx[index % idx.numel()].item<int64_t>()).arg(m_class->itemText(classIndex)));
+    recompute();
+    return true;
+}
+
+bool ForwardView::loadToySet(const QString& name) {
+    auto data = make_toy(name.toStdString(), 2000, 3);
+    if (!data) {
+        m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(QString::fromStdString(data.error()).toHtmlEscaped()));
+        return false;
+    }
+    m_x0 = data->x;
+    m_points = true;
+    m_eps = at::randn(m_x0.sizes(), make_generator(5), at::TensorOptions().dtype(at::kFloat));
+    m_message->setText(tr("2-D toy set '%1' (2000 points)").arg(name));
     recompute();
     return true;
 }
@@ -152,6 +202,7 @@ bool ForwardView::loadImageFile(const QString& path) {
     const int64_t h = x.size(1), w = x.size(2), m = std::max(h, w);
     if (m > 128) x = at::upsample_bilinear2d(x.unsqueeze(0), {h * 128 / m, w * 128 / m}, false).squeeze(0);
     m_x0 = x.contiguous();
+    m_points = false;
     m_eps = at::randn(m_x0.sizes(), make_generator(7), at::TensorOptions().dtype(at::kFloat));
     m_message->setText(tr("Your image: %1").arg(path));
     recompute();
@@ -165,7 +216,7 @@ QImage ForwardView::noisedImage(int which) const { return (which == 0 ? m_a : m_
 void ForwardView::recompute() {
     if (!m_x0.defined()) return;
     const int t = m_t->value();
-    m_original->setImage(tensorToImage(m_x0));
+    m_original->setImage(m_points ? renderPoints(m_x0) : tensorToImage(m_x0));
     m_plot->clearGraphs();
     QString label;
     for (int which = 0; which < 2; ++which) {
@@ -174,6 +225,7 @@ void ForwardView::recompute() {
         c.timesteps = kT;
         const auto s = NoiseSchedule::create(c).value();
         auto noised = [&](int tt) {
+            if (m_points) return renderPoints(s.add_noise(m_x0, m_eps, at::full({m_x0.size(0)}, tt, at::kLong)));
             const at::Tensor xt = s.add_noise(m_x0.unsqueeze(0), m_eps.unsqueeze(0), at::full({1}, tt, at::kLong));
             return tensorToImage(xt[0].clamp(-1, 1));
         };
@@ -195,6 +247,13 @@ void ForwardView::recompute() {
         g->setData(xs, ys, true);
         g->setPen(QPen(which == 0 ? kColourA : kColourB, 2));
         g->setName(QString::fromStdString(to_string(c.kind)));
+        QVector<double> snr(kT);
+        const at::Tensor sn = s.snr();
+        for (int k = 0; k < kT; ++k) snr[k] = std::max(1e-8, sn[k].item<double>());
+        auto* gs = m_plot->addGraph(m_plot->xAxis, m_plot->yAxis2);
+        gs->setData(xs, snr, true);
+        gs->setPen(QPen(which == 0 ? kColourA : kColourB, 1, Qt::DashLine));
+        gs->removeFromLegend();
         label += tr("%1: ᾱ_t = %2, SNR = %3<br>").arg(QString::fromStdString(to_string(c.kind))).arg(s.alpha_bar(t), 0, 'f', 4).arg(s.snr()[t].item<double>(), 0, 'g', 3);
     }
     if (!m_marker) {

@@ -26,6 +26,8 @@ public:
     bool loadImageFile(const QString& path);
     /// Uses test image `index` of a class of Fashion-MNIST as x_0.
     bool loadDatasetSample(int classIndex, int index);
+    /// Uses 2000 points of a 2-D toy set ("moons", ...) as x_0, drawn as a point cloud.
+    bool loadToySet(const QString& name);
     void setT(int t);
     int t() const;
     /// x_t under schedule A (0) or B (1) at the current t, as shown.
@@ -37,10 +39,12 @@ protected:
 
 private:
     void recompute();
-    at::Tensor m_x0;   // [C,H,W] in [-1, 1]
+    at::Tensor m_x0;   // [C,H,W] in [-1, 1], or [N,2] points when m_points
+    bool m_points = false;
     at::Tensor m_eps;  // fixed noise, so scrubbing t shows one trajectory
     at::Tensor m_testImages, m_testLabels;
     QComboBox* m_class = nullptr;
+    QComboBox* m_toy = nullptr;
     QSpinBox* m_index = nullptr;
     QComboBox* m_scheduleA = nullptr;
     QComboBox* m_scheduleB = nullptr;

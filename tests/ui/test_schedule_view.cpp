@@ -5,6 +5,7 @@
 #include <QSpinBox>
 
 #include "core/schedule.h"
+#include "ui/forward_view.h"
 #include "ui/main_window.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
@@ -43,6 +44,22 @@ private Q_SLOTS:
     }
 
     void initTestCase() { QStandardPaths::setTestModeEnabled(true); }  // no user settings
+
+    void forwardViewNoisesImagesAndPoints() {
+        ui::ForwardView view;
+        view.show();
+        QVERIFY(view.loadDatasetSample(7, 2));
+        view.setT(0);
+        const QImage clean = view.noisedImage(0);
+        QCOMPARE(clean.size(), QSize(28, 28));
+        view.setT(999);
+        QVERIFY(view.noisedImage(0) != clean);
+        // A 2-D toy set is drawn as a point cloud; an unreadable image file is an error, not a crash.
+        QVERIFY(view.loadToySet(QStringLiteral("moons")));
+        QCOMPARE(view.noisedImage(1).size(), QSize(220, 220));
+        QVERIFY(!view.loadToySet(QStringLiteral("nope")));
+        QVERIFY(!view.loadImageFile(QStringLiteral("/nonexistent.png")));
+    }
 
     void mainWindowOpens() {
         ui::MainWindowOptions o{QStringLiteral("CPU"), 2, QStringLiteral("test")};
