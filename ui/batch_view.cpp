@@ -64,6 +64,8 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
     connect(m_worker, &SamplingWorker::batchProgress, this, [this](int done, int total) {
         m_progress->setRange(0, total);
         m_progress->setValue(done);
+        const double eta = done > 0 ? m_clock.elapsed() / 1000.0 / done * (total - done) : 0.0;
+        m_progress->setFormat(done < total ? tr("%p% · ETA %1 s").arg(eta, 0, 'f', 1) : tr("%p%"));
     });
     connect(m_worker, &SamplingWorker::gridReady, this, [this](const QImage& grid, const QString& title) {
         m_image->setImage(grid);
@@ -124,6 +126,7 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
     m_title->setText(tr("generating…"));
     m_gridButton->setEnabled(false);
     m_stripButton->setEnabled(false);
+    m_clock.start();
     const int id = m_worker->newRequest();
     QMetaObject::invokeMethod(m_worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, classIndex),
                               Q_ARG(QVector<double>, scales), Q_ARG(int, perScale), Q_ARG(int, m_steps->value()),

@@ -2,6 +2,7 @@
 // Batch mode: a grid of samples for one class and guidance scale, or a strip of the same seeds
 // across several guidance scales, generated on the lab's worker thread.
 
+#include <QElapsedTimer>
 #include <QWidget>
 
 class QComboBox;
@@ -52,6 +53,7 @@ private:
     QLabel* m_title = nullptr;
     ImagePanel* m_image = nullptr;
     QString m_parameters;
+    QElapsedTimer m_clock;
 };
 
 }  // namespace dlab::ui

@@ -28,7 +28,8 @@ constexpr int kTrajectories = 12;
 constexpr int kGrid = 15;
 constexpr double kExtent = 3.2;
 
-ToyChain runToyChain(const QString& path, int classIndex, int points, int steps) {
+ToyChain runToyChain(const QString& path, int classIndex, int points, int steps,
+                     std::shared_ptr<std::atomic<bool>> cancel) {
     ToyChain out;
     out.model = path;
     try {
@@ -79,6 +80,10 @@ ToyChain runToyChain(const QString& path, int classIndex, int points, int steps)
             return QVector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
         };
         for (int64_t i = 0; i < sampler.value()->num_steps(); ++i) {
+            if (cancel->load()) {
+                out.error = QStringLiteral("cancelled");
+                return out;
+            }
             const int64_t t = sampler.value()->timesteps()[size_t(i)];
             ToyFrame f;
             f.t = int(t);
@@ -120,12 +125,15 @@ ToyView::ToyView(QWidget* parent) : QWidget(parent) {
     m_points->setValue(2000);
     form->addRow(tr("Points"), m_points);
     m_steps = new QSpinBox;
+    m_steps->setObjectName(QStringLiteral("steps"));
     m_steps->setRange(2, 1000);
     m_steps->setValue(50);
     form->addRow(tr("Steps (DDIM)"), m_steps);
     auto* runButton = new QPushButton(tr("Run chain"));
+    auto* cancelButton = new QPushButton(tr("Cancel"));
     m_play = new QPushButton(tr("▶ Replay"));
     form->addRow(runButton);
+    form->addRow(cancelButton);
     form->addRow(m_play);
     m_label = new QLabel;
     m_label->setWordWrap(true);
@@ -147,13 +155,16 @@ ToyView::ToyView(QWidget* parent) : QWidget(parent) {
     layout->addLayout(right, 1);
 
     connect(runButton, &QPushButton::clicked, this, &ToyView::run);
+    connect(cancelButton, &QPushButton::clicked, this, &ToyView::cancel);
     connect(m_scrub, &QSlider::valueChanged, this, &ToyView::showFrame);
     connect(&m_watcher, &QFutureWatcher<ToyChain>::finished, this, [this] {
-        m_chain = m_watcher.result();
-        if (!m_chain.error.isEmpty()) {
-            m_label->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(m_chain.error.toHtmlEscaped()));
+        ToyChain result = m_watcher.result();
+        if (!result.error.isEmpty()) {
+            if (result.error != QStringLiteral("cancelled"))
+                m_label->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(result.error.toHtmlEscaped()));
             return;
         }
+        m_chain = std::move(result);
         m_scrub->setRange(0, m_chain.frames.size());
         m_scrub->setValue(0);
         m_player.start();
@@ -175,7 +186,13 @@ ToyView::ToyView(QWidget* parent) : QWidget(parent) {
 
 ToyView::~ToyView() {
     m_player.stop();
-    m_watcher.waitForFinished();  // the job is short (well under a second)
+    m_cancel->store(true);         // the job stops before its next step
+    m_watcher.waitForFinished();
+}
+
+void ToyView::cancel() {
+    m_cancel->store(true);
+    m_label->setText(tr("cancelled"));
 }
 
 void ToyView::run() {
@@ -183,7 +200,11 @@ void ToyView::run() {
     m_label->setText(tr("running…"));
     const QString path = m_model->currentData().toString();
     const int cls = m_class->currentData().toInt(), points = m_points->value(), steps = m_steps->value();
-    m_watcher.setFuture(QtConcurrent::run([path, cls, points, steps] { return runToyChain(path, cls, points, steps); }));
+    m_cancel = std::make_shared<std::atomic<bool>>(false);
+    auto cancel = m_cancel;
+    m_watcher.setFuture(QtConcurrent::run([path, cls, points, steps, cancel] {
+        return runToyChain(path, cls, points, steps, cancel);
+    }));
 }
 
 void ToyView::showFrame(int index) {

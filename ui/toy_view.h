@@ -3,6 +3,10 @@
 // trajectories, and the model's denoising direction as a field of arrows at the current t.
 // The chain runs as one job on Qt's thread pool; the view then plays the recorded frames.
 
+#include <atomic>
+#include <memory>
+
+#include <QElapsedTimer>
 #include <QFutureWatcher>
 #include <QTimer>
 #include <QVector>
@@ -41,6 +45,8 @@ public:
 
 public Q_SLOTS:
     void run();
+    /// Stops a running chain job within one step (its partial result is discarded).
+    void cancel();
     void showFrame(int index);
 
 Q_SIGNALS:
@@ -58,6 +64,7 @@ private:
     QFutureWatcher<ToyChain> m_watcher;
     QTimer m_player;
     ToyChain m_chain;
+    std::shared_ptr<std::atomic<bool>> m_cancel = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace dlab::ui

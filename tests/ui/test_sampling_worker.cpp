@@ -3,6 +3,7 @@
 #include <QtTest/QtTest>
 
 #include <QComboBox>
+#include <QSpinBox>
 #include <QSignalSpy>
 #include <QThread>
 
@@ -175,6 +176,14 @@ private Q_SLOTS:
         QCOMPARE(view.frameCount(), 50);
         view.showFrame(50);  // the final samples
         view.showFrame(10);
+        // A long job stops within a step when cancelled, keeping the previous chain.
+        QSignalSpy again(&view, &ToyView::chainReady);
+        view.findChild<QSpinBox*>(QStringLiteral("steps"))->setValue(1000);
+        view.run();
+        view.cancel();
+        QTest::qWait(1500);
+        QVERIFY(again.isEmpty());
+        QCOMPARE(view.frameCount(), 50);
     }
 
     void viewReactsToTheWorker() {
