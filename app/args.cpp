@@ -100,35 +100,36 @@ Result<double> Args::get_double(const std::string& name, double lo, double hi) c
     return v;
 }
 
-Result<std::vector<int64_t>> Args::get_int_list(const std::string& name, int64_t lo,
-                                                int64_t hi) const {
-    std::vector<int64_t> out;
-    std::stringstream ss(get(name));
+namespace {
+
+// Splits "a,b,c" and parses each item with `one` (a single-value getter on a scratch Args).
+template <typename T, typename Parse>
+Result<std::vector<T>> parse_list(const std::string& command, const std::string& name,
+                                  const std::string& text, Parse one) {
+    std::vector<T> out;
+    std::stringstream ss(text);
     std::string item;
     while (std::getline(ss, item, ',')) {
-        Args one(command_);
-        one.option(name, "", item);
-        auto v = one.get_int(name, lo, hi);
+        Args scratch(command);
+        scratch.option(name, "", item);
+        auto v = one(scratch);
         if (!v) return Error{v.error()};
         out.push_back(v.value());
     }
-    if (out.empty()) return Error{command_ + ": --" + name + " expects a comma-separated list"};
+    if (out.empty()) return Error{command + ": --" + name + " expects a comma-separated list"};
     return out;
 }
 
+}  // namespace
+
+Result<std::vector<int64_t>> Args::get_int_list(const std::string& name, int64_t lo, int64_t hi) const {
+    return parse_list<int64_t>(command_, name, get(name),
+                               [&](const Args& a) { return a.get_int(name, lo, hi); });
+}
+
 Result<std::vector<double>> Args::get_double_list(const std::string& name, double lo, double hi) const {
-    std::vector<double> out;
-    std::stringstream ss(get(name));
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        Args one(command_);
-        one.option(name, "", item);
-        auto v = one.get_double(name, lo, hi);
-        if (!v) return Error{v.error()};
-        out.push_back(v.value());
-    }
-    if (out.empty()) return Error{command_ + ": --" + name + " expects a comma-separated list"};
-    return out;
+    return parse_list<double>(command_, name, get(name),
+                              [&](const Args& a) { return a.get_double(name, lo, hi); });
 }
 
 std::string Args::help() const {

@@ -88,32 +88,42 @@ void BatchView::setModelInfo(const ModelInfo& info) {
 
 QImage BatchView::grid() const { return m_image->image(); }
 
-void BatchView::generateGrid() {
+namespace {
+
+// The comma-separated guidance scales; empty with `bad` set to the first item that is no number.
+QVector<double> parseScales(const QString& text, QString* bad) {
     QVector<double> scales;
-    for (const QString& part : m_scales->text().split(',', Qt::SkipEmptyParts)) {
+    for (const QString& part : text.split(',', Qt::SkipEmptyParts)) {
         bool ok = false;
         const double v = part.trimmed().toDouble(&ok);
-        if (ok) scales.push_back(v);
+        if (!ok) {
+            *bad = part.trimmed();
+            return {};
+        }
+        scales.push_back(v);
     }
+    return scales;
+}
+
+}  // namespace
+
+void BatchView::generateGrid() {
+    QString bad;
+    const QVector<double> scales = parseScales(m_scales->text(), &bad);
     if (scales.isEmpty()) {
-        m_title->setText(tr("Guidance s: give a number or a comma-separated list"));
+        m_title->setText(tr("Guidance s: give a number or a comma-separated list ('%1' is not one)").arg(bad));
         return;
     }
     start({scales.front()}, m_count->value());
 }
 
 void BatchView::generateStrip() {
-    QVector<double> scales;
-    for (const QString& part : m_scales->text().split(',', Qt::SkipEmptyParts)) {
-        bool ok = false;
-        const double v = part.trimmed().toDouble(&ok);
-        if (!ok) {
-            m_title->setText(tr("Guidance s: '%1' is not a number").arg(part.trimmed()));
-            return;
-        }
-        scales.push_back(v);
+    QString bad;
+    const QVector<double> scales = parseScales(m_scales->text(), &bad);
+    if (scales.isEmpty()) {
+        m_title->setText(tr("Guidance s: give a number or a comma-separated list ('%1' is not one)").arg(bad));
+        return;
     }
-    if (scales.isEmpty()) return;
     start(scales, 8);
 }
 
