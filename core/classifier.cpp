@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "core/model_io.h"
 #include "core/safetensors.h"
 #include "core/sampler.h"
 
@@ -95,8 +96,7 @@ Result<Classifier> train_classifier(const LabelledData& train, const LabelledDat
 
 Status save_classifier(const std::string& path, Classifier& net, double test_accuracy) {
     TensorFile f;
-    for (const auto& p : net->named_parameters()) f.tensors[p.key()] = p.value();
-    for (const auto& b : net->named_buffers()) f.tensors[b.key()] = b.value();
+    add_network_tensors(f, "", *net);
     f.metadata["dlab_classifier"] = "{\"in_channels\":" + std::to_string(net->in_channels) +
                                     ",\"num_classes\":" + std::to_string(net->num_classes) +
                                     ",\"image_size\":" + std::to_string(net->image_size) +
@@ -112,18 +112,7 @@ Result<Classifier> load_classifier(const std::string& path, c10::Device device) 
     auto j = nlohmann::json::parse(it->second, nullptr, false);
     if (j.is_discarded()) return Error{path + ": corrupt classifier metadata"};
     Classifier net(j.value("in_channels", 1), j.value("num_classes", 10), j.value("image_size", 28));
-    torch::NoGradGuard g;
-    auto copy = [&](const std::string& name, at::Tensor& dst) -> Status {
-        auto t = f->tensors.find(name);
-        if (t == f->tensors.end()) return Status::failure(path + ": tensor '" + name + "' is missing");
-        if (t->second.sizes() != dst.sizes()) return Status::failure(path + ": tensor '" + name + "' has the wrong shape");
-        dst.copy_(t->second);
-        return Status::success();
-    };
-    for (auto& p : net->named_parameters())
-        if (auto st = copy(p.key(), p.value()); !st) return Error{st.error()};
-    for (auto& b : net->named_buffers())
-        if (auto st = copy(b.key(), b.value()); !st) return Error{st.error()};
+    if (auto st = load_network_tensors(f.value(), "", *net, path); !st) return Error{st.error()};
     net->to(device);
     net->eval();
     return net;

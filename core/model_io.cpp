@@ -73,12 +73,12 @@ Result<ModelConfig> model_config_from_json(const json& j) {
     return c;
 }
 
-void add_network_tensors(TensorFile& file, const std::string& prefix, NetworkImpl& net) {
+void add_network_tensors(TensorFile& file, const std::string& prefix, torch::nn::Module& net) {
     for (const auto& p : net.named_parameters()) file.tensors[prefix + p.key()] = p.value();
     for (const auto& b : net.named_buffers()) file.tensors[prefix + b.key()] = b.value();
 }
 
-Status load_network_tensors(const TensorFile& file, const std::string& prefix, NetworkImpl& net,
+Status load_network_tensors(const TensorFile& file, const std::string& prefix, torch::nn::Module& net,
                             const std::string& path) {
     torch::NoGradGuard no_grad;
     auto copy = [&](const std::string& name, at::Tensor& dst) -> Status {

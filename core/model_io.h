@@ -37,11 +37,11 @@ struct LoadedModel {
     std::string path;
 };
 
-/// The network's parameters and buffers under `prefix` (e.g. "model.").
-void add_network_tensors(TensorFile& file, const std::string& prefix, NetworkImpl& net);
-/// Copies tensors `prefix`+name into the network, checking that every name exists with the right
+/// A module's parameters and buffers under `prefix` (e.g. "model.").
+void add_network_tensors(TensorFile& file, const std::string& prefix, torch::nn::Module& net);
+/// Copies tensors `prefix`+name into the module, checking that every name exists with the right
 /// shape and dtype; the message names the first mismatch.
-Status load_network_tensors(const TensorFile& file, const std::string& prefix, NetworkImpl& net,
+Status load_network_tensors(const TensorFile& file, const std::string& prefix, torch::nn::Module& net,
                             const std::string& path);
 
 /// Writes a model file atomically: weights, optional EMA weights and the config.

@@ -214,13 +214,16 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         const auto i64 = at::TensorOptions().dtype(at::kLong);
         const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
         const at::Tensor t = at::randint(T, {B}, gen, i64).to(device);
-        const at::Tensor eps = at::randn(images.index_select(0, idx).sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
+        at::Tensor x0 = images.index_select(0, idx);
+        const at::Tensor eps = at::randn(x0.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
         const at::Tensor drop = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < tc.p_uncond).to(device);
         const at::Tensor flip = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < 0.5).to(device);
-        at::Tensor x0 = images.index_select(0, idx);
         if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({B, 1, 1, 1}), x0.flip({3}), x0);
         at::Tensor y;
-        if (null_class > 0) y = at::where(drop, at::full_like(labels.index_select(0, idx), null_class), labels.index_select(0, idx));
+        if (null_class > 0) {
+            const at::Tensor y0 = labels.index_select(0, idx);
+            y = at::where(drop, at::full_like(y0, null_class), y0);
+        }
         const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
         const at::Tensor xt = a * x0 + s * eps;
         at::Tensor target = mc.prediction == PredictionType::Eps ? eps
