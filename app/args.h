@@ -26,6 +26,8 @@ public:
     Status parse(const std::vector<std::string>& argv);
 
     bool has(const std::string& name) const;
+    /// Whether the option was on the command line (not just its fallback).
+    bool given(const std::string& name) const { return values_.count(name) > 0; }
     std::string get(const std::string& name) const;
     /// An integer in [lo, hi], or an error naming the option and the bad text.
     Result<int64_t> get_int(const std::string& name, int64_t lo, int64_t hi) const;

@@ -23,6 +23,7 @@
 #include "core/sampler.h"
 #include "core/trainer.h"
 #ifdef DLAB_HAVE_IMAGING
+#include "imaging/image_folder.h"
 #include "imaging/image_io.h"
 #endif
 
@@ -63,7 +64,8 @@ int parse_or_help(Args& args, const std::vector<std::string>& argv, const std::s
 
 int cmd_train(const std::vector<std::string>& argv) {
     Args args("train");
-    args.option("dataset", "fashion-mnist or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+    args.option("dataset", "fashion-mnist, images:DIR (class subfolders = labels) or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+        .option("config", "a JSON settings file (network, schedule, prediction, training); options given here win")
         .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
         .option("timesteps", "diffusion steps T", "1000")
         .option("prediction", "eps, v or x0", "eps")
@@ -76,12 +78,17 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("min-snr", "min-SNR-gamma weighting (0: off)", "0")
         .option("base-channels", "UNet channels at full resolution", "32")
         .option("dropout", "dropout in residual blocks", "0.1")
+        .option("image-size", "images:DIR: side of the square the images are resized and cropped to", "32")
+        .option("channels", "images:DIR: 1 (grey) or 3 (RGB)", "3")
+        .option("vlb-weight", "with --learn-sigma: weight of L_vlb in the hybrid loss", "0.001")
         .option("seed", "random seed", "0")
         .option("checkpoint-every", "steps between checkpoints", "1000")
         .option("log-every", "steps between progress lines", "100")
         .option("out", "run folder (checkpoint, model, loss.csv)")
         .option("max-minutes", "stop (with a checkpoint) after this much wall time; resume later", "0")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("learn-sigma", "learn the variance too (hybrid loss L_simple + w L_vlb, Improved DDPM)")
+        .flag("bf16", "bf16 autocast of the forward pass (CUDA)")
         .flag("hflip", "random horizontal flips")
         .flag("resume", "continue from OUT/checkpoint.safetensors")
         .flag("help", "show this help");
@@ -102,31 +109,18 @@ int cmd_train(const std::vector<std::string>& argv) {
     auto ce = args.get_int("checkpoint-every", 1, 100000000);
     auto le = args.get_int("log-every", 1, 100000000);
     auto T = args.get_int("timesteps", 2, 100000);
+    auto isize = args.get_int("image-size", 4, 4096);
+    auto chans = args.get_int("channels", 1, 3);
+    auto vlbw = args.get_double("vlb-weight", 0.0, 1e3);
     for (const std::string* e : {&steps.error(), &batch.error(), &lr.error(), &warm.error(), &ema.error(),
                                  &pu.error(), &msnr.error(), &base.error(), &drop.error(), &seed.error(),
-                                 &ce.error(), &le.error(), &T.error()})
+                                 &ce.error(), &le.error(), &T.error(), &isize.error(), &chans.error(), &vlbw.error()})
         if (!e->empty()) return usage(*e);
-    tc.steps = steps.value();
-    tc.batch = batch.value();
-    tc.lr = lr.value();
-    tc.warmup = warm.value();
-    tc.ema_decay = ema.value();
-    tc.p_uncond = pu.value();
-    tc.min_snr_gamma = msnr.value();
-    tc.seed = static_cast<uint64_t>(seed.value());
-    tc.checkpoint_every = ce.value();
-    tc.log_every = le.value();
-    tc.hflip = args.has("hflip");
-    const auto sk = parse_schedule_kind(args.get("schedule"));
-    if (!sk) return usage("train: unknown schedule '" + args.get("schedule") + "'");
-    mc.schedule.kind = *sk;
-    mc.schedule.timesteps = T.value();
-    const auto pt = parse_prediction_type(args.get("prediction"));
-    if (!pt) return usage("train: unknown prediction type '" + args.get("prediction") + "' (eps, v or x0)");
-    mc.prediction = *pt;
+    if (chans.value() == 2) return usage("train: --channels must be 1 or 3");
     auto device = select_device(args.get("device"));
     if (!device) return failure("train: " + device.error());
 
+    // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
     Result<LabelledData> data = Error{""};
     if (ds == "fashion-mnist") {
@@ -134,24 +128,81 @@ int cmd_train(const std::vector<std::string>& argv) {
         mc.network.kind = NetworkKind::UNet;
         mc.network.in_channels = 1;
         mc.network.image_size = 28;
-        mc.network.base_channels = base.value();
-        mc.network.dropout = drop.value();
+    } else if (ds.rfind("images:", 0) == 0) {
+        imaging::ImageFolderOptions io;
+        io.size = isize.value();
+        io.channels = static_cast<int>(chans.value());
+        imaging::ImageFolderReport report;
+        data = imaging::load_image_folder(ds.substr(7), io, &report);
+        if (!report.skipped.empty()) {
+            std::string list;
+            for (size_t i = 0; i < report.skipped.size() && i < 10; ++i) list += "\n  " + report.skipped[i];
+            if (report.skipped.size() > 10) list += "\n  ... and " + std::to_string(report.skipped.size() - 10) + " more";
+            std::cerr << "warning: skipped " << report.skipped.size() << " unreadable file(s):" << list << "\n";
+        }
+        mc.network.kind = NetworkKind::UNet;
+        mc.network.in_channels = chans.value();
+        mc.network.image_size = isize.value();
+        // Three halvings need a side divisible by 4 for the default {1,2,2} levels; attention at 1/4.
+        mc.network.attention_resolutions = {isize.value() / 4};
     } else if (ds.rfind("toy:", 0) == 0) {
         data = make_toy(ds.substr(4), 100000, 12345);
         mc.network.kind = NetworkKind::Mlp;
         mc.network.in_channels = 2;
         mc.network.dropout = 0;
     } else {
-        return usage("train: unknown dataset '" + ds + "' (fashion-mnist or toy:NAME)");
+        return usage("train: unknown dataset '" + ds + "' (fashion-mnist, images:DIR or toy:NAME)");
     }
     if (!data) return failure("train: " + data.error());
+
+    // Settings file first, then the options given on the command line (without a file, every
+    // option's value, given or default, is used).
+    const bool has_config = args.given("config");
+    if (has_config) {
+        std::ifstream in(args.get("config"));
+        if (!in) return failure("train: cannot read the settings file " + args.get("config"));
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (j.is_discarded()) return failure("train: " + args.get("config") + " is not valid JSON");
+        if (auto st = apply_settings_json(j, mc, tc); !st) return failure("train: " + args.get("config") + ": " + st.error());
+    }
+    auto use = [&](const char* name) { return !has_config || args.given(name); };
+    if (use("steps")) tc.steps = steps.value();
+    if (use("batch")) tc.batch = batch.value();
+    if (use("lr")) tc.lr = lr.value();
+    if (use("warmup")) tc.warmup = warm.value();
+    if (use("ema")) tc.ema_decay = ema.value();
+    if (use("p-uncond")) tc.p_uncond = pu.value();
+    if (use("min-snr")) tc.min_snr_gamma = msnr.value();
+    if (use("seed")) tc.seed = static_cast<uint64_t>(seed.value());
+    if (use("checkpoint-every")) tc.checkpoint_every = ce.value();
+    if (use("log-every")) tc.log_every = le.value();
+    if (use("vlb-weight")) tc.vlb_weight = vlbw.value();
+    if (args.given("hflip") || !has_config) tc.hflip = args.given("hflip");
+    if (args.given("bf16") || !has_config) tc.bf16 = args.given("bf16");
+    if (args.given("learn-sigma") || !has_config) mc.network.learn_sigma = args.given("learn-sigma");
+    if (use("schedule")) {
+        const auto sk = parse_schedule_kind(args.get("schedule"));
+        if (!sk) return usage("train: unknown schedule '" + args.get("schedule") + "'");
+        mc.schedule.kind = *sk;
+    }
+    if (use("timesteps")) mc.schedule.timesteps = T.value();
+    if (use("prediction")) {
+        const auto pt = parse_prediction_type(args.get("prediction"));
+        if (!pt) return usage("train: unknown prediction type '" + args.get("prediction") + "' (eps, v or x0)");
+        mc.prediction = *pt;
+    }
+    if (mc.network.kind == NetworkKind::UNet) {
+        if (use("base-channels")) mc.network.base_channels = base.value();
+        if (use("dropout")) mc.network.dropout = drop.value();
+    }
     mc.network.num_classes = data->num_classes;
     auto net = make_network(mc.network);
     if (!net) return failure("train: " + net.error());
     std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
-              << " parameters) on " << data->name << " (" << data->x.size(0) << " examples), "
-              << to_string(mc.schedule.kind) << " schedule, " << to_string(mc.prediction)
-              << " prediction, device " << device->str() << "\n";
+              << " parameters) on " << data->name << " (" << data->x.size(0) << " examples, "
+              << data->num_classes << " classes), " << to_string(mc.schedule.kind) << " schedule, "
+              << to_string(mc.prediction) << " prediction" << (mc.network.learn_sigma ? ", hybrid loss" : "")
+              << (tc.bf16 ? ", bf16 autocast" : "") << ", device " << device->str() << "\n";
     auto max_minutes = args.get_double("max-minutes", 0.0, 1e7);
     if (!max_minutes) return usage(max_minutes.error());
     std::atomic<bool> stop{false};

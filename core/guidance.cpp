@@ -35,6 +35,12 @@ RawDenoiser classifier_free_guidance(ModelFn model, at::Tensor labels, int64_t n
         const int64_t B = x.size(0);
         const at::Tensor out_c = out.narrow(0, 0, B), out_u = out.narrow(0, B, B);
         if (observer) observer(t, s, out_c, out_u);
+        const int64_t C = x.size(1);
+        if (out.size(1) == 2 * C) {
+            // A learned variance is not guided: the conditional half's variance is kept.
+            const at::Tensor mean_u = out_u.narrow(1, 0, C), mean_c = out_c.narrow(1, 0, C);
+            return at::cat({mean_u + s * (mean_c - mean_u), out_c.narrow(1, C, C)}, 1);
+        }
         return out_u + s * (out_c - out_u);
     };
 }
@@ -43,7 +49,10 @@ Denoiser make_denoiser(RawDenoiser raw, const NoiseSchedule& schedule, Predictio
     return [raw = std::move(raw), schedule, type](const at::Tensor& x, int64_t t) {
         const at::Tensor out = raw(x, t);
         const at::Tensor tt = at::full({x.size(0)}, t, at::TensorOptions().dtype(at::kLong));
-        return schedule.split_prediction(type, out.narrow(1, 0, x.size(1)), x, tt);
+        const int64_t C = x.size(1);
+        X0Eps p = schedule.split_prediction(type, out.narrow(1, 0, C), x, tt);
+        if (out.size(1) == 2 * C) p.var_v = out.narrow(1, C, C);
+        return p;
     };
 }
 

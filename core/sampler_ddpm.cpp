@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/losses.h"
 #include "core/sampler.h"
 
 namespace dlab {
@@ -26,7 +27,16 @@ public:
         at::Tensor x_prev = c_x0 * p.x0 + c_xt * x;
         if (s >= 0) {
             const double var = std::max((1.0 - ab_s) / (1.0 - ab_t) * beta, 1e-20);
-            x_prev = x_prev + std::sqrt(var) * noise_like(x, gen);  // + sigma_t z, z ~ N(0, I)
+            const at::Tensor z = noise_like(x, gen);
+            if (p.var_v.defined()) {
+                // Learned variance (Improved DDPM): between beta and beta~ of this (respaced) step.
+                const at::Tensor log_var = learned_log_variance(
+                    p.var_v.clamp(-1.0, 1.0), at::full({}, std::log(beta), p.var_v.options()),
+                    at::full({}, std::log(var), p.var_v.options()));
+                x_prev = x_prev + at::exp(0.5 * log_var) * z;
+            } else {
+                x_prev = x_prev + std::sqrt(var) * z;  // + sigma_t z, z ~ N(0, I)
+            }
         }
         return {x_prev, p.x0, p.eps};
     }

@@ -36,6 +36,9 @@ std::optional<PredictionType> parse_prediction_type(std::string_view name);
 struct X0Eps {
     at::Tensor x0;   ///< predicted clean sample
     at::Tensor eps;  ///< predicted noise
+    /// A network with a learned variance (hybrid loss): its extra output v in [-1, 1] per element;
+    /// undefined for the fixed variances. The DDPM sampler uses it (losses.h).
+    at::Tensor var_v;
 };
 
 /// How a schedule is built; saved beside every checkpoint.

@@ -8,7 +8,11 @@
 
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
 #include "core/atomic_file.h"
+#include "core/losses.h"
 #include "core/sampler.h"
 #include "core/schedule.h"
 
@@ -22,6 +26,7 @@ json to_json(const TrainConfig& c) {
                 {"weight_decay", c.weight_decay}, {"warmup", c.warmup}, {"grad_clip", c.grad_clip},
                 {"ema_decay", c.ema_decay}, {"p_uncond", c.p_uncond},
                 {"min_snr_gamma", c.min_snr_gamma}, {"hflip", c.hflip}, {"seed", c.seed},
+                {"vlb_weight", c.vlb_weight}, {"bf16", c.bf16},
                 {"checkpoint_every", c.checkpoint_every}, {"log_every", c.log_every}};
 }
 
@@ -37,10 +42,84 @@ TrainConfig train_config_from_json(const json& j) {
     c.p_uncond = j.value("p_uncond", c.p_uncond);
     c.min_snr_gamma = j.value("min_snr_gamma", c.min_snr_gamma);
     c.hflip = j.value("hflip", c.hflip);
+    c.vlb_weight = j.value("vlb_weight", c.vlb_weight);
+    c.bf16 = j.value("bf16", c.bf16);
     c.seed = j.value("seed", c.seed);
     c.checkpoint_every = j.value("checkpoint_every", c.checkpoint_every);
     c.log_every = j.value("log_every", c.log_every);
     return c;
+}
+
+Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
+    if (!j.is_object()) return Status::failure("settings: the file must hold a JSON object");
+    auto check_keys = [](const json& obj, const std::string& where, std::initializer_list<const char*> known) -> Status {
+        if (!obj.is_object()) return Status::failure("settings: \"" + where + "\" must be an object");
+        for (auto it = obj.begin(); it != obj.end(); ++it) {
+            bool ok = false;
+            for (const char* k : known) ok = ok || it.key() == k;
+            if (!ok) return Status::failure("settings: unknown key \"" + it.key() + "\" in \"" + where + "\"");
+        }
+        return Status::success();
+    };
+    if (auto st = check_keys(j, "top level", {"network", "schedule", "prediction", "training"}); !st) return st;
+    try {
+        if (j.contains("network")) {
+            const json& n = j["network"];
+            if (auto st = check_keys(n, "network", {"base_channels", "channel_mult", "num_res_blocks", "attention_resolutions",
+                                                     "attention_heads", "dropout", "groups", "mlp_hidden", "mlp_layers",
+                                                     "learn_sigma"}); !st)
+                return st;
+            NetworkConfig& c = mc.network;
+            c.base_channels = n.value("base_channels", c.base_channels);
+            c.channel_mult = n.value("channel_mult", c.channel_mult);
+            c.num_res_blocks = n.value("num_res_blocks", c.num_res_blocks);
+            c.attention_resolutions = n.value("attention_resolutions", c.attention_resolutions);
+            c.attention_heads = n.value("attention_heads", c.attention_heads);
+            c.dropout = n.value("dropout", c.dropout);
+            c.groups = n.value("groups", c.groups);
+            c.mlp_hidden = n.value("mlp_hidden", c.mlp_hidden);
+            c.mlp_layers = n.value("mlp_layers", c.mlp_layers);
+            c.learn_sigma = n.value("learn_sigma", c.learn_sigma);
+        }
+        if (j.contains("schedule")) {
+            const json& s = j["schedule"];
+            if (auto st = check_keys(s, "schedule", {"kind", "timesteps", "beta_start", "beta_end", "cosine_s", "max_beta",
+                                                      "rescale_to_T", "zero_terminal_snr"}); !st)
+                return st;
+            ScheduleConfig& c = mc.schedule;
+            if (s.contains("kind")) {
+                const auto k = parse_schedule_kind(s["kind"].get<std::string>());
+                if (!k) return Status::failure("settings: unknown schedule \"" + s["kind"].get<std::string>() + "\"");
+                c.kind = *k;
+            }
+            c.timesteps = s.value("timesteps", c.timesteps);
+            c.beta_start = s.value("beta_start", c.beta_start);
+            c.beta_end = s.value("beta_end", c.beta_end);
+            c.cosine_s = s.value("cosine_s", c.cosine_s);
+            c.max_beta = s.value("max_beta", c.max_beta);
+            c.rescale_to_T = s.value("rescale_to_T", c.rescale_to_T);
+            c.zero_terminal_snr = s.value("zero_terminal_snr", c.zero_terminal_snr);
+        }
+        if (j.contains("prediction")) {
+            const auto p = parse_prediction_type(j["prediction"].get<std::string>());
+            if (!p) return Status::failure("settings: unknown prediction \"" + j["prediction"].get<std::string>() + "\"");
+            mc.prediction = *p;
+        }
+        if (j.contains("training")) {
+            const json& t = j["training"];
+            if (auto st = check_keys(t, "training", {"steps", "batch", "lr", "weight_decay", "warmup", "grad_clip",
+                                                      "ema_decay", "p_uncond", "min_snr_gamma", "hflip", "seed",
+                                                      "checkpoint_every", "log_every", "vlb_weight", "bf16"}); !st)
+                return st;
+            json merged = to_json(tc);
+            for (auto it = t.begin(); it != t.end(); ++it) merged[it.key()] = it.value();
+            tc = train_config_from_json(merged);
+        }
+    } catch (const json::exception& e) {
+        return Status::failure(std::string("settings: a value has the wrong type (") + e.what() + ")");
+    }
+    if (auto st = mc.network.validate(); !st) return st;
+    return Status::success();
 }
 
 namespace {
@@ -87,6 +166,36 @@ void clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
     if (std::isfinite(norm) && norm > max_norm) at::_foreach_mul_(grads, max_norm / (norm + 1e-6));
 }
 
+// bf16 autocast of CUDA ops for one scope (LibTorch 2.4 renamed the calls; 1.13 has the old ones).
+class CudaBf16Autocast {
+public:
+    explicit CudaBf16Autocast(bool on) : on_(on) {
+        if (!on_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+        at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+        at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+        at::autocast::set_enabled(true);
+#endif
+        at::autocast::increment_nesting();
+    }
+    ~CudaBf16Autocast() {
+        if (!on_) return;
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+        at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+        at::autocast::set_enabled(false);
+#endif
+    }
+    CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+    CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+private:
+    bool on_;
+};
+
 std::string checkpoint_path(const std::string& dir) { return dir + "/checkpoint.safetensors"; }
 
 // Keeps the loss log consistent with a resumed checkpoint: rows past `step` are dropped.
@@ -112,6 +221,10 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (!(tc.lr > 0) || !std::isfinite(tc.lr)) return Error{"train: the learning rate must be positive"};
     if (!(tc.p_uncond >= 0 && tc.p_uncond < 1)) return Error{"train: p_uncond must be in [0, 1)"};
     if (data.x.size(0) < 1) return Error{"train: the dataset is empty"};
+    if (tc.bf16 && !device.is_cuda())
+        return Error{"train: bf16 autocast needs a CUDA device (this run is on " + device.str() + ")"};
+    if (mc.network.learn_sigma && !(tc.vlb_weight >= 0))
+        return Error{"train: the VLB weight of the hybrid loss must be >= 0"};
     auto schedule_r = NoiseSchedule::create(mc.schedule);
     if (!schedule_r) return Error{"train: " + schedule_r.error()};
     const NoiseSchedule& schedule = schedule_r.value();
@@ -172,6 +285,11 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     const at::Tensor sqrt_ab = schedule.alpha_bars().sqrt().to(device, at::kFloat);
     const at::Tensor sqrt_1mab = (1.0 - schedule.alpha_bars()).sqrt().to(device, at::kFloat);
     const at::Tensor snr = schedule.snr().to(device, at::kFloat);
+    // Hybrid loss tables (float32 on the device): posterior coefficients and the two log variances.
+    const at::Tensor coef_x0 = schedule.posterior_mean_coef_x0().to(device, at::kFloat);
+    const at::Tensor coef_xt = schedule.posterior_mean_coef_xt().to(device, at::kFloat);
+    const at::Tensor log_beta = schedule.betas().log().to(device, at::kFloat);
+    const at::Tensor log_beta_tilde = schedule.posterior_log_variance_clipped().to(device, at::kFloat);
     const int64_t N = images.size(0), B = tc.batch, T = schedule.timesteps();
     const int64_t null_class = mc.network.num_classes;
     std::vector<int64_t> bshape(static_cast<size_t>(images.dim()), 1);
@@ -229,7 +347,14 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         at::Tensor target = mc.prediction == PredictionType::Eps ? eps
                             : mc.prediction == PredictionType::X0 ? x0
                                                                   : a * eps - s * x0;
-        const at::Tensor out = net->forward(xt, t, y).narrow(1, 0, x0.size(1));
+        at::Tensor full_out;
+        {
+            CudaBf16Autocast autocast(tc.bf16);
+            full_out = net->forward(xt, t, y);
+        }
+        full_out = full_out.to(at::kFloat);
+        const int64_t C = x0.size(1);
+        const at::Tensor out = full_out.narrow(1, 0, C);
         at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
         if (tc.min_snr_gamma > 0) {
             const at::Tensor r = snr.index_select(0, t);
@@ -237,6 +362,25 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                                  : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
                                                                       : at::clamp_max(r, tc.min_snr_gamma);
             per = per * w;
+        }
+        if (mc.network.learn_sigma) {
+            // L_vlb term (bits per dimension) trains only the variance: the mean is detached.
+            const X0Eps pred = schedule.split_prediction(mc.prediction, out.detach(), xt, t);
+            const at::Tensor cx0 = coef_x0.index_select(0, t).view(bshape);
+            const at::Tensor cxt = coef_xt.index_select(0, t).view(bshape);
+            const at::Tensor mean_q = cx0 * x0 + cxt * xt;
+            const at::Tensor mean_p = cx0 * pred.x0 + cxt * xt;
+            const at::Tensor lv_q = log_beta_tilde.index_select(0, t).view(bshape);
+            const at::Tensor lv_p = learned_log_variance(full_out.narrow(1, C, C),
+                                                         log_beta.index_select(0, t).view(bshape), lv_q);
+            const at::Tensor kl = normal_kl(mean_q, lv_q, mean_p, lv_p).flatten(1).mean(1);
+            // Decoder term at t = 0: images are 8-bit data (discretised); points are continuous.
+            const at::Tensor nll = (x0.dim() == 4 ? -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * lv_p)
+                                                  : 0.5 * (std::log(2.0 * M_PI) + lv_p + (x0 - mean_p).pow(2) * at::exp(-lv_p)))
+                                       .flatten(1).mean(1);
+            const at::Tensor vlb = at::where(t == 0, nll, kl) / std::log(2.0);
+            // L_vlb = T E_t[L_t]: weight w on the whole bound is w * T on one sampled term.
+            per = per + tc.vlb_weight * double(T) * vlb;
         }
         const at::Tensor loss = per.mean();
         net->zero_grad();

@@ -1,5 +1,7 @@
 #pragma once
 // The trainer: L_simple (Ho et al. 2020) with eps, x0 or v targets, optional min-SNR weighting,
+// the hybrid loss L_simple + 0.001 L_vlb for networks with a learned variance (Nichol & Dhariwal 2021),
+// bf16 autocast on CUDA,
 // classifier-free label dropout, AdamW with warm-up and gradient clipping, EMA weights, atomic
 // periodic checkpoints and exact resume (every step's randomness is derived from seed and step).
 
@@ -28,12 +30,20 @@ struct TrainConfig {
     double p_uncond = 0.1;           ///< probability of the null class (classifier-free guidance)
     double min_snr_gamma = 0.0;      ///< min-SNR-gamma loss weighting (0: off; 5 is usual)
     bool hflip = false;              ///< random horizontal flips
+    double vlb_weight = 0.001;       ///< hybrid loss (networks with learn_sigma): L_simple + w L_vlb
+    bool bf16 = false;               ///< bf16 autocast of the forward pass (CUDA only)
     uint64_t seed = 0;
     int64_t checkpoint_every = 1000;
     int64_t log_every = 100;
 };
 nlohmann::json to_json(const TrainConfig& c);
 TrainConfig train_config_from_json(const nlohmann::json& j);
+
+/// Applies a JSON settings file over `model` and `train`: any of the keys "network" (an object of
+/// NetworkConfig fields), "schedule" (ScheduleConfig fields, "kind" by name), "prediction", and
+/// "training" (TrainConfig fields). Absent keys keep their values; an unknown key or a value of the
+/// wrong type is an error naming it.
+Status apply_settings_json(const nlohmann::json& j, ModelConfig& model, TrainConfig& train);
 
 /// A progress report.
 struct TrainProgress {

@@ -1,5 +1,6 @@
 // The trainer on real data (a Fashion-MNIST subset, CPU): the loss falls, resume reproduces an
-// uninterrupted run exactly, NaN stops training and keeps the last good checkpoint.
+// uninterrupted run exactly, NaN stops training and keeps the last good checkpoint; the hybrid
+// loss's terms against closed forms and a learned-variance run; settings files.
 #include <cmath>
 
 #include <QtTest/QtTest>
@@ -7,6 +8,9 @@
 #include <torch/torch.h>
 
 #include "core/datasets.h"
+#include "core/guidance.h"
+#include "core/losses.h"
+#include "core/sampler.h"
 #include "core/safetensors.h"
 #include "core/trainer.h"
 
@@ -30,6 +34,16 @@ ModelConfig tiny() {
     c.network.attention_resolutions = {14};
     c.network.num_classes = 10;
     return c;
+}
+
+// Mean loss of the first ten and of the last ten reports.
+std::pair<double, double> first_and_last_ten(const std::vector<double>& losses) {
+    double first = 0, last = 0;
+    for (size_t i = 0; i < 10; ++i) {
+        first += losses[i] / 10;
+        last += losses[losses.size() - 1 - i] / 10;
+    }
+    return {first, last};
 }
 
 TrainConfig fast(int64_t steps) {
@@ -85,11 +99,7 @@ private Q_SLOTS:
         auto r = train(tiny(), fast(60), data, c10::Device(c10::kCPU), dir.path().toStdString(), false, hooks);
         QVERIFY2(r.ok(), r.error().c_str());
         QCOMPARE(losses.size(), size_t(60));
-        double first = 0, last = 0;
-        for (int i = 0; i < 10; ++i) {
-            first += losses[size_t(i)] / 10;
-            last += losses[losses.size() - 1 - size_t(i)] / 10;
-        }
+        const auto [first, last] = first_and_last_ten(losses);
         qInfo("mean loss of the first 10 steps %.3f, of the last 10 %.3f", first, last);
         QVERIFY(last < 0.6 * first);
         QVERIFY(QFileInfo::exists(dir.filePath("model.safetensors")));
@@ -150,6 +160,118 @@ private Q_SLOTS:
         QCOMPARE(kept->metadata.at("step"), std::string("4"));
     }
 
+    void vlbTermsMatchClosedForms() {
+        // KL of two scalar Gaussians: log(s2/s1) + (s1^2 + (m1-m2)^2) / (2 s2^2) - 1/2.
+        const double m1 = 0.3, s1 = 0.7, m2 = -0.4, s2 = 1.3;
+        const double expect = std::log(s2 / s1) + (s1 * s1 + (m1 - m2) * (m1 - m2)) / (2 * s2 * s2) - 0.5;
+        auto sc = [](double v) { return at::full({1}, v, at::kDouble); };
+        const double kl = normal_kl(sc(m1), sc(2 * std::log(s1)), sc(m2), sc(2 * std::log(s2))).item<double>();
+        QVERIFY(std::abs(kl - expect) < 1e-12);
+        QVERIFY(std::abs(normal_kl(sc(m1), sc(0.2), sc(m1), sc(0.2)).item<double>()) < 1e-15);
+        // The 256 bins of the discretised Gaussian hold all the probability.
+        const at::Tensor levels = at::arange(256, at::kDouble) / 127.5 - 1.0;
+        for (double mean : {-0.9, 0.0, 0.37}) {
+            for (double log_scale : {std::log(0.01), std::log(0.2), 0.0}) {
+                const at::Tensor lp = discretized_gaussian_log_likelihood(levels, at::full_like(levels, mean),
+                                                                          at::full_like(levels, log_scale));
+                const double total = lp.exp().sum().item<double>();
+                QVERIFY2(std::abs(total - 1.0) < 1e-6, qPrintable(QString::number(total, 'g', 10)));
+            }
+        }
+        // Learned variance: v = -1 gives beta~, v = 1 gives beta, v = 0 their geometric mean.
+        const at::Tensor lb = sc(std::log(0.02)), lbt = sc(std::log(0.01));
+        QCOMPARE(learned_log_variance(sc(-1), lb, lbt).item<double>(), std::log(0.01));
+        QCOMPARE(learned_log_variance(sc(1), lb, lbt).item<double>(), std::log(0.02));
+        QVERIFY(std::abs(learned_log_variance(sc(0), lb, lbt).item<double>() - std::log(std::sqrt(0.02 * 0.01))) < 1e-12);
+    }
+
+    void ddpmUsesTheLearnedVariance() {
+        auto sched = NoiseSchedule::create(ScheduleConfig{}).value();
+        SamplerConfig sc;
+        sc.kind = SamplerKind::Ddpm;
+        sc.steps = 10;
+        auto sampler = make_sampler(sched, sc).value();
+        const at::Tensor x = at::randn({4, 1, 6, 6});
+        auto run = [&](double v) {
+            Denoiser d = [v](const at::Tensor& xt, int64_t) {
+                X0Eps p{at::zeros_like(xt), xt, {}};
+                if (!std::isnan(v)) p.var_v = at::full_like(xt, v);
+                return p;
+            };
+            at::Generator gen = make_generator(3);
+            return sampler->step(8, x, d, gen).x_prev;
+        };
+        // Same noise draw z in every run: x_prev = mu + sigma z.
+        at::Generator g = make_generator(3);
+        const at::Tensor z = at::randn(x.sizes(), g, at::TensorOptions().dtype(at::kFloat));
+        const int64_t t = sampler->timesteps()[8], s = sampler->timesteps()[9];
+        const double ab_t = sched.alpha_bar(t), ab_s = sched.alpha_bar(s), beta = 1 - ab_t / ab_s;
+        const double var_tilde = (1 - ab_s) / (1 - ab_t) * beta;
+        const at::Tensor fixed = run(std::nan(""));
+        const at::Tensor mu = fixed - std::sqrt(var_tilde) * z;
+        // v = -1 is the fixed posterior variance; v = 1 the step's beta; v = 0 the geometric mean.
+        QVERIFY(at::allclose(run(-1.0), fixed, 1e-5, 1e-6));
+        QVERIFY(at::allclose(run(1.0), mu + std::sqrt(beta) * z, 1e-5, 1e-5));
+        QVERIFY(at::allclose(run(0.0), mu + std::pow(beta * var_tilde, 0.25) * z, 1e-5, 1e-5));
+        QVERIFY(beta > 1.5 * var_tilde);  // the two ends really differ at this step
+    }
+
+    void hybridLossTrainsTheVariance() {
+        QTemporaryDir dir;
+        const LabelledData data = subset(512);
+        ModelConfig mc = tiny();
+        mc.network.learn_sigma = true;
+        std::vector<double> losses;
+        TrainHooks hooks;
+        hooks.on_progress = [&](const TrainProgress& p) { losses.push_back(p.loss); };
+        auto r = train(mc, fast(60), data, c10::Device(c10::kCPU), dir.path().toStdString(), false, hooks);
+        QVERIFY2(r.ok(), r.error().c_str());
+        const auto [first, last] = first_and_last_ten(losses);
+        qInfo("hybrid loss: first 10 steps %.3f, last 10 %.3f", first, last);
+        QVERIFY(last < 0.6 * first);
+        auto m = load_model(dir.filePath("model.safetensors").toStdString(), c10::Device(c10::kCPU));
+        QVERIFY2(m.ok(), m.error().c_str());
+        QVERIFY(m->config.network.learn_sigma);
+        torch::NoGradGuard ng;
+        const at::Tensor out = m->network->forward(at::randn({2, 1, 28, 28}), at::full({2}, 500, at::kLong),
+                                                   at::zeros({2}, at::kLong));
+        QCOMPARE(out.size(1), int64_t(2));
+        // The denoiser hands the variance channel to the samplers.
+        Denoiser d = make_denoiser(plain_denoiser(
+                                       [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+                                           return m->network->forward(x, t, y);
+                                       },
+                                       at::zeros({2}, at::kLong)),
+                                   NoiseSchedule::create(m->config.schedule).value(), m->config.prediction);
+        const X0Eps p = d(at::randn({2, 1, 28, 28}), 500);
+        QVERIFY(p.var_v.defined());
+        QCOMPARE(p.eps.size(1), int64_t(1));
+    }
+
+    void settingsFile() {
+        ModelConfig mc = tiny();
+        TrainConfig tc = fast(5);
+        auto j = nlohmann::json::parse(R"({"network": {"base_channels": 16, "learn_sigma": true},
+                                          "schedule": {"kind": "linear", "timesteps": 500},
+                                          "prediction": "v", "training": {"lr": 0.0005, "batch": 7}})");
+        QVERIFY(apply_settings_json(j, mc, tc).ok());
+        QCOMPARE(mc.network.base_channels, int64_t(16));
+        QVERIFY(mc.network.learn_sigma);
+        QVERIFY(mc.schedule.kind == ScheduleKind::Linear);
+        QCOMPARE(mc.schedule.timesteps, int64_t(500));
+        QVERIFY(mc.prediction == PredictionType::V);
+        QCOMPARE(tc.lr, 0.0005);
+        QCOMPARE(tc.batch, int64_t(7));
+        QCOMPARE(tc.steps, int64_t(5));  // untouched
+        auto unknown = apply_settings_json(nlohmann::json::parse(R"({"training": {"lrr": 1}})"), mc, tc);
+        QVERIFY(!unknown.ok());
+        QVERIFY2(QString::fromStdString(unknown.error()).contains("lrr"), unknown.error().c_str());
+        auto wrong = apply_settings_json(nlohmann::json::parse(R"({"network": {"base_channels": "big"}})"), mc, tc);
+        QVERIFY(!wrong.ok());
+        auto bad = apply_settings_json(nlohmann::json::parse(R"({"network": {"base_channels": 12}})"), mc, tc);
+        QVERIFY2(!bad.ok() && QString::fromStdString(bad.error()).contains("GroupNorm"), bad.error().c_str());
+    }
+
     void badSettings() {
         QTemporaryDir dir;
         const LabelledData data = subset(32);
@@ -161,6 +283,10 @@ private Q_SLOTS:
         QVERIFY(QString::fromStdString(r.error()).contains("classes"));
         auto nores = train(tiny(), fast(2), data, c10::Device(c10::kCPU), dir.filePath("fresh").toStdString(), true);
         QVERIFY(QString::fromStdString(nores.error()).contains("resume"));
+        TrainConfig bf = fast(2);
+        bf.bf16 = true;
+        auto nobf = train(tiny(), bf, data, c10::Device(c10::kCPU), dir.path().toStdString(), false);
+        QVERIFY2(!nobf.ok() && QString::fromStdString(nobf.error()).contains("CUDA"), nobf.error().c_str());
     }
 };
 

@@ -1,8 +1,9 @@
-// Image files: PNG round trip with tEXt chunks, grids, and errors for unreadable files.
+// Image files: PNG round trip with tEXt chunks, grids, errors for unreadable files, image folders.
 #include <QtTest/QtTest>
 
 #include <ATen/ATen.h>
 
+#include "imaging/image_folder.h"
 #include "imaging/image_io.h"
 
 using namespace dlab;
@@ -51,6 +52,68 @@ private Q_SLOTS:
         auto bad = imaging::read_image(junk.toStdString(), 1);
         QVERIFY(!bad.ok());
         QVERIFY(QString::fromStdString(bad.error()).contains("junk.png"));
+    }
+
+    void imageFolderWithClasses() {
+        QTemporaryDir dir;
+        QDir(dir.path()).mkpath("b_dark");
+        QDir(dir.path()).mkpath("a_bright");
+        QDir(dir.path()).mkpath("empty");
+        // 40x20 images: a centre band of 20 columns at the class's grey level, black margins that
+        // the centre crop must remove.
+        for (int i = 0; i < 3; ++i) {
+            for (auto [cls, level] : {std::pair<const char*, double>{"a_bright", 1.0}, {"b_dark", 0.2}}) {
+                at::Tensor img = at::zeros({3, 20, 40});
+                img.narrow(2, 10, 20).fill_(level);
+                const QString path = dir.filePath(QString("%1/%2.png").arg(cls).arg(i));
+                QVERIFY(imaging::write_png(path.toStdString(), imaging::tensor_to_mat(img)).ok());
+            }
+        }
+        QFile junk(dir.filePath("b_dark/broken.jpg"));
+        QVERIFY(junk.open(QIODevice::WriteOnly));
+        junk.write("not a jpeg");
+        junk.close();
+        imaging::ImageFolderOptions opt;
+        opt.size = 8;
+        opt.channels = 1;
+        imaging::ImageFolderReport report;
+        auto d = imaging::load_image_folder(dir.path().toStdString(), opt, &report);
+        QVERIFY2(d.ok(), d.error().c_str());
+        QCOMPARE(d->x.sizes().vec(), (std::vector<int64_t>{6, 1, 8, 8}));
+        QCOMPARE(d->num_classes, int64_t(2));
+        QCOMPARE(d->class_names, (std::vector<std::string>{"a_bright", "b_dark"}));
+        QCOMPARE(d->labels.sum().item<int64_t>(), int64_t(3));
+        QCOMPARE(report.skipped.size(), size_t(1));
+        QVERIFY(QString::fromStdString(report.skipped[0]).contains("broken.jpg"));
+        // Centre crop keeps only the band: class 0 is all white (1), class 1 all at 0.2 -> -0.6.
+        for (int64_t i = 0; i < 6; ++i) {
+            const double expect = d->labels[i].item<int64_t>() == 0 ? 1.0 : 0.2 * 2 - 1;
+            QVERIFY2((d->x[i] - expect).abs().max().item<double>() < 0.01, qPrintable(QString::number(i)));
+        }
+        opt.channels = 3;
+        auto rgb = imaging::load_image_folder(dir.path().toStdString(), opt);
+        QVERIFY(rgb.ok());
+        QCOMPARE(rgb->x.size(1), int64_t(3));
+    }
+
+    void imageFolderWithoutClassesAndErrors() {
+        QTemporaryDir dir;
+        for (int i = 0; i < 2; ++i)
+            QVERIFY(imaging::write_png(dir.filePath(QString("%1.png").arg(i)).toStdString(),
+                                       imaging::tensor_to_mat(at::rand({1, 12, 12}))).ok());
+        imaging::ImageFolderOptions opt;
+        opt.size = 12;
+        auto d = imaging::load_image_folder(dir.path().toStdString(), opt);
+        QVERIFY2(d.ok(), d.error().c_str());
+        QCOMPARE(d->num_classes, int64_t(0));
+        QCOMPARE(d->x.size(0), int64_t(2));
+        QTemporaryDir none;
+        auto e = imaging::load_image_folder(none.path().toStdString(), opt);
+        QVERIFY(!e.ok());
+        QVERIFY2(QString::fromStdString(e.error()).contains("no readable images"), e.error().c_str());
+        auto missing = imaging::load_image_folder(none.filePath("nope").toStdString(), opt);
+        QVERIFY(!missing.ok());
+        QVERIFY(QString::fromStdString(missing.error()).contains("not a folder"));
     }
 };
 
