@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "app/args.h"
+#include "app/cli_util.h"
 #include "core/model_catalog.h"
 #include "core/datasets.h"
 #include "core/classifier.h"
@@ -17,6 +18,7 @@
 #include "core/guidance.h"
 #include "core/metrics.h"
 #include "core/model_io.h"
+#include "core/noisy_classifier.h"
 #include "core/atomic_file.h"
 #include "core/runtime.h"
 #include "core/safetensors.h"
@@ -29,38 +31,6 @@
 
 namespace dlab::app {
 
-namespace {
-
-constexpr int kRuntimeError = 1;
-constexpr int kUsageError = 2;
-
-int usage(const std::string& m) {
-    std::cerr << "diffusionlab-cli: " << m << "\n";
-    return kUsageError;
-}
-int failure(const std::string& m) {
-    std::cerr << "diffusionlab-cli: " << m << "\n";
-    return kRuntimeError;
-}
-
-std::string format_duration(double s) {
-    char buf[32];
-    const long v = std::lround(s);
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", v / 3600, (v / 60) % 60, v % 60);
-    return buf;
-}
-
-// Parses args, printing help on --help. Returns -1 to continue, else an exit code.
-int parse_or_help(Args& args, const std::vector<std::string>& argv, const std::string& usage_line) {
-    if (auto st = args.parse(argv); !st) return usage(st.error());
-    if (args.has("help")) {
-        std::cout << "Usage: diffusionlab-cli " << usage_line << "\n" << args.help();
-        return 0;
-    }
-    return -1;
-}
-
-}  // namespace
 
 int cmd_train(const std::vector<std::string>& argv) {
     Args args("train");
@@ -129,6 +99,9 @@ int cmd_train(const std::vector<std::string>& argv) {
         mc.network.in_channels = 1;
         mc.network.image_size = 28;
     } else if (ds.rfind("images:", 0) == 0) {
+#ifndef DLAB_HAVE_IMAGING
+        return usage("train: this build has no OpenCV imaging; images:DIR is not available");
+#else
         imaging::ImageFolderOptions io;
         io.size = isize.value();
         io.channels = static_cast<int>(chans.value());
@@ -145,6 +118,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         mc.network.image_size = isize.value();
         // Three halvings need a side divisible by 4 for the default {1,2,2} levels; attention at 1/4.
         mc.network.attention_resolutions = {isize.value() / 4};
+#endif
     } else if (ds.rfind("toy:", 0) == 0) {
         data = make_toy(ds.substr(4), 100000, 12345);
         mc.network.kind = NetworkKind::Mlp;
@@ -231,6 +205,8 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .option("class", "class index for every sample (default: cycle through the classes)")
         .flag("unconditional", "sample with the null class (no guidance)")
         .option("guidance", "classifier-free guidance scale s (0 uncond, 1 cond, >1 guided)", "3")
+        .option("classifier-scale", "classifier guidance scale c (0: off); with --guidance 0 it steers the unconditional path", "0")
+        .option("noisy-classifier", "the noise-aware classifier for --classifier-scale", "fashion-mnist-noisy-classifier")
         .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
         .option("steps", "sampling steps", "50")
         .option("eta", "DDIM eta", "0")
@@ -282,8 +258,10 @@ int cmd_sample(const std::vector<std::string>& argv) {
     const int64_t C = mc.network.num_classes;
     int64_t fixed_class = -1;
     if (args.has("class")) {
-        if (C == 0) return usage("sample: the model is unconditional; --class is not available");
-        auto k = args.get_int("class", 0, C - 1);
+        const bool classifier_guided = args.get("classifier-scale") != "0";
+        if (C == 0 && !classifier_guided)
+            return usage("sample: the model is unconditional; --class needs --classifier-scale");
+        auto k = args.get_int("class", 0, (C > 0 ? C : 1000) - 1);
         if (!k) return usage(k.error());
         fixed_class = k.value();
     }
@@ -309,6 +287,28 @@ int cmd_sample(const std::vector<std::string>& argv) {
     req.labels = C > 0 ? labels : at::Tensor();
     req.count = N;
     req.guidance = scale.value();
+    auto cscale = args.get_double("classifier-scale", -1000.0, 1000.0);
+    if (!cscale) return usage(cscale.error());
+    if (cscale.value() != 0.0) {
+        auto cpath = resolve_model(args.get("noisy-classifier"));
+        if (!cpath) return failure("sample: " + cpath.error());
+        auto clf = load_noisy_classifier(cpath.value(), device.value());
+        if (!clf) return failure("sample: " + clf.error());
+        const auto& cc = clf.value()->config();
+        if (mc.network.kind != NetworkKind::UNet || cc.in_channels != mc.network.in_channels ||
+            cc.image_size != mc.network.image_size)
+            return usage("sample: the classifier's images (" + std::to_string(cc.in_channels) + "x" +
+                         std::to_string(cc.image_size) + "x" + std::to_string(cc.image_size) + ") do not match the model's");
+        req.classifier_grad = classifier_gradient(clf.value(), schedule.value());
+        req.classifier_scale = cscale.value();
+        // The classifier steers towards the asked classes even when the model runs unconditionally.
+        at::Tensor target = at::arange(N, at::kLong).remainder(cc.num_classes);
+        if (fixed_class >= 0) {
+            if (fixed_class >= cc.num_classes) return usage("sample: --class is out of the classifier's range");
+            target = at::full({N}, fixed_class, at::kLong);
+        }
+        req.classifier_labels = target;
+    }
     req.seed = static_cast<uint64_t>(seed.value());
     req.batch = batch.value();
     std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
@@ -358,7 +358,8 @@ int cmd_sample(const std::vector<std::string>& argv) {
         const at::Tensor grid = imaging::make_grid(x, cols, 2, 1.0);
         std::ostringstream params;
         params << "model=" << args.get("model") << " sampler=" << to_string(sc.kind) << " steps=" << sc.steps
-               << " eta=" << sc.eta << " guidance=" << scale.value() << " seed=" << seed.value()
+               << " eta=" << sc.eta << " guidance=" << scale.value() << " classifier_scale=" << cscale.value()
+               << " seed=" << seed.value()
                << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class) : std::string("cycle"));
         auto mat = imaging::tensor_to_mat(grid);
         if (auto st = imaging::write_png(args.get("output"), mat, {{"parameters", params.str()}}); !st)
@@ -441,123 +442,69 @@ int cmd_forward(const std::vector<std::string>& argv) {
 int cmd_train_classifier(const std::vector<std::string>& argv) {
     Args args("train-classifier");
     args.option("out", "the classifier file (.safetensors)")
-        .option("epochs", "passes over the training set", "8")
+        .flag("noisy", "a noise-aware classifier p(y | x_t, t) for classifier guidance (else a clean one for metrics)")
+        .option("epochs", "clean: passes over the training set", "8")
+        .option("steps", "noisy: optimisation steps", "6000")
+        .option("schedule", "noisy: the noise schedule it learns (linear, cosine, ...)", "cosine")
+        .option("base-channels", "noisy: encoder channels at full resolution", "32")
         .option("batch", "batch size", "128")
-        .option("lr", "learning rate", "1e-3")
+        .option("lr", "learning rate (default 1e-3 clean, 3e-4 noisy)")
         .option("seed", "random seed", "0")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
         .flag("help", "show this help");
-    if (int rc = parse_or_help(args, argv, "train-classifier --out FILE [OPTIONS]"); rc >= 0) return rc;
+    if (int rc = parse_or_help(args, argv, "train-classifier --out FILE [--noisy] [OPTIONS]"); rc >= 0) return rc;
     if (!args.has("out")) return usage("train-classifier: --out FILE is required");
+    const bool noisy = args.given("noisy");
     auto epochs = args.get_int("epochs", 1, 1000);
+    auto steps = args.get_int("steps", 1, 10000000);
+    auto base = args.get_int("base-channels", 8, 512);
     auto batch = args.get_int("batch", 1, 65536);
-    auto lr = args.get_double("lr", 1e-8, 1.0);
+    Result<double> lr = args.given("lr") ? args.get_double("lr", 1e-8, 1.0) : Result<double>(noisy ? 3e-4 : 1e-3);
     auto seed = args.get_int("seed", 0, INT64_MAX);
-    for (const std::string* e : {&epochs.error(), &batch.error(), &lr.error(), &seed.error()})
+    for (const std::string* e : {&epochs.error(), &steps.error(), &base.error(), &batch.error(), &lr.error(), &seed.error()})
         if (!e->empty()) return usage(*e);
+    const auto sk = parse_schedule_kind(args.get("schedule"));
+    if (!sk) return usage("train-classifier: unknown schedule '" + args.get("schedule") + "'");
     auto device = select_device(args.get("device"));
     if (!device) return failure("train-classifier: " + device.error());
     auto train = load_fashion_mnist(fashion_mnist_dir(), true);
     if (!train) return failure("train-classifier: " + train.error());
     auto test = load_fashion_mnist(fashion_mnist_dir(), false);
     if (!test) return failure("train-classifier: " + test.error());
+    auto log = [](const std::string& line) { std::cerr << line << "\n"; };
+    if (noisy) {
+        NoisyClassifierConfig cc;
+        cc.base_channels = base.value();
+        cc.schedule.kind = *sk;
+        cc.num_classes = train->num_classes;
+        NoisyClassifierTraining tr;
+        tr.steps = steps.value();
+        tr.batch = batch.value();
+        tr.lr = lr.value();
+        tr.seed = static_cast<uint64_t>(seed.value());
+        const auto t0 = std::chrono::steady_clock::now();
+        auto net = train_noisy_classifier(cc, tr, train.value(), device.value(), log);
+        if (!net) return failure("train-classifier: " + net.error());
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const std::vector<int64_t> ts = {0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999};
+        auto acc = noisy_accuracy_by_t(net.value(), test.value(), ts, device.value());
+        nlohmann::json report{{"train_seconds", secs}, {"steps", tr.steps}, {"batch", tr.batch},
+                              {"device", device->str()}, {"test_accuracy_by_t", nlohmann::json::object()}};
+        std::cout << "test accuracy by t (10000 test images, one noise draw each)\n";
+        for (auto [t, a] : acc) {
+            report["test_accuracy_by_t"][std::to_string(t)] = a;
+            std::cout << "  t=" << t << "  " << a << "\n";
+        }
+        if (auto st = save_noisy_classifier(args.get("out"), net.value(), report); !st)
+            return failure("train-classifier: " + st.error());
+        return 0;
+    }
     auto net = train_classifier(train.value(), test.value(), epochs.value(), batch.value(), lr.value(),
-                                static_cast<uint64_t>(seed.value()), device.value(),
-                                [](const std::string& line) { std::cerr << line << "\n"; });
+                                static_cast<uint64_t>(seed.value()), device.value(), log);
     if (!net) return failure("train-classifier: " + net.error());
     const double acc = classifier_accuracy(net.value(), test.value(), device.value());
     std::cout << "test accuracy " << acc << "\n";
     if (auto st = save_classifier(args.get("out"), net.value(), acc); !st) return failure("train-classifier: " + st.error());
-    return 0;
-}
-
-int cmd_eval(const std::vector<std::string>& argv) {
-    Args args("eval");
-    args.option("model", "default, a bundled name or a .safetensors file", "default")
-        .option("classifier", "the feature/label classifier", "fashion-mnist-classifier")
-        .option("count", "samples per guidance scale (and real images for the floor)", "10000")
-        .option("scales", "guidance scales", "0,1,3")
-        .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
-        .option("steps", "sampling steps", "50")
-        .option("seed", "random seed", "0")
-        .option("batch", "samples per chain", "1000")
-        .option("device", "auto, cpu, cuda or cuda:N", "auto")
-        .option("json", "also write the results as JSON")
-        .flag("help", "show this help");
-    if (int rc = parse_or_help(args, argv, "eval [--model M] [OPTIONS]"); rc >= 0) return rc;
-    auto count = args.get_int("count", 2, 1000000);
-    auto steps = args.get_int("steps", 1, 100000);
-    auto seed = args.get_int("seed", 0, INT64_MAX);
-    auto batch = args.get_int("batch", 1, 100000);
-    for (const std::string* e : {&count.error(), &steps.error(), &seed.error(), &batch.error()})
-        if (!e->empty()) return usage(*e);
-    auto scales_r = args.get_double_list("scales", -100, 100);
-    if (!scales_r) return usage(scales_r.error());
-    const std::vector<double> scales = scales_r.value();
-    const auto kind = parse_sampler_kind(args.get("sampler"));
-    if (!kind) return usage("eval: unknown sampler '" + args.get("sampler") + "'");
-    auto device = select_device(args.get("device"));
-    if (!device) return failure("eval: " + device.error());
-    auto path = resolve_model(args.get("model"));
-    if (!path) return failure("eval: " + path.error());
-    auto model = load_model(path.value(), device.value());
-    if (!model) return failure("eval: " + model.error());
-    auto cpath = resolve_model(args.get("classifier"));
-    if (!cpath) return failure("eval: classifier: " + cpath.error());
-    auto clf = load_classifier(cpath.value(), device.value());
-    if (!clf) return failure("eval: " + clf.error());
-    auto test = load_fashion_mnist(fashion_mnist_dir(), false);
-    if (!test) return failure("eval: " + test.error());
-    auto train = load_fashion_mnist(fashion_mnist_dir(), true);
-    if (!train) return failure("eval: " + train.error());
-    torch::NoGradGuard ng;
-    const int64_t N = count.value();
-    auto features = [&](const at::Tensor& x) {
-        std::vector<at::Tensor> f, l;
-        for (int64_t i = 0; i < x.size(0); i += 1000) {
-            const at::Tensor xb = x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i)).to(device.value());
-            const at::Tensor fb = clf.value()->features(xb);
-            f.push_back(fb.cpu());
-            l.push_back(clf.value()->head(fb).cpu());
-        }
-        return std::make_pair(at::cat(f), at::cat(l));
-    };
-    const int64_t nt = std::min<int64_t>(N, test->x.size(0));
-    const FeatureStats ref = feature_stats(features(test->x.narrow(0, 0, nt)).first);
-    const double floor = frechet_distance(feature_stats(features(train->x.narrow(0, 0, std::min<int64_t>(N, train->x.size(0)))).first), ref);
-    std::printf("model %s, classifier %s, N = %lld, %s %lld steps, reference: %lld test images\n",
-                path->c_str(), cpath->c_str(), (long long)N, to_string(*kind).c_str(), (long long)steps.value(), (long long)nt);
-    std::printf("floor: Frechet distance of %lld training images to the test images = %.3f\n",
-                (long long)std::min<int64_t>(N, train->x.size(0)), floor);
-    std::printf("%8s %16s %18s %10s\n", "scale", "class agreement", "Frechet distance", "time (s)");
-    nlohmann::json out = {{"model", path.value()}, {"classifier", cpath.value()}, {"count", N},
-                          {"sampler", to_string(*kind)}, {"steps", steps.value()}, {"floor", floor},
-                          {"rows", nlohmann::json::array()}};
-    const int64_t C = model->config.network.num_classes;
-    for (double s : scales) {
-        GenerateRequest req;
-        req.sampler.kind = *kind;
-        req.sampler.steps = steps.value();
-        req.sampler.eta = *kind == SamplerKind::Ddpm ? 1.0 : 0.0;
-        req.labels = at::arange(N, at::kLong).remainder(C);  // balanced classes, like the test set
-        req.count = N;
-        req.guidance = s;
-        req.seed = static_cast<uint64_t>(seed.value());
-        req.batch = batch.value();
-        const auto t0 = std::chrono::steady_clock::now();
-        auto x = generate(model.value(), req);
-        if (!x) return failure("eval: " + x.error());
-        if (device->is_cuda()) torch::cuda::synchronize();
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        auto [f, logits] = features(x.value().clamp(-1, 1));
-        const double agree = class_agreement(logits, req.labels);
-        const double fd = frechet_distance(feature_stats(f), ref);
-        std::printf("%8.2f %16.4f %18.3f %10.1f\n", s, agree, fd, secs);
-        out["rows"].push_back({{"scale", s}, {"class_agreement", agree}, {"frechet_distance", fd}, {"seconds", secs}});
-    }
-    if (args.has("json")) {
-        if (auto st = write_file_atomic(args.get("json"), out.dump(2)); !st) return failure("eval: " + st.error());
-    }
     return 0;
 }
 

@@ -11,6 +11,7 @@ int cmd_sample(const std::vector<std::string>& argv);
 int cmd_forward(const std::vector<std::string>& argv);
 int cmd_train_classifier(const std::vector<std::string>& argv);
 int cmd_eval(const std::vector<std::string>& argv);
+int cmd_sweep(const std::vector<std::string>& argv);
 int cmd_models(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 

@@ -35,7 +35,8 @@ void print_usage(std::ostream& out) {
            "  sample     sample images from a model (grid PNG, tensors, chain video)\n"
            "  forward    noise an image with q(x_t | x_0): a strip of x_t\n"
            "  train-classifier  train the Fashion-MNIST classifier used by eval\n"
-           "  eval       class agreement and Frechet distance of samples against the test set\n"
+           "  eval       FID, sFID, IS, precision/recall, class agreement of samples (with the real floor)\n"
+           "  sweep      the same metrics and diversity across guidance scales (cfg or classifier)\n"
            "  models     list the bundled and user models\n"
            "  bench      time denoising steps of a model config\n\n"
            "Run 'diffusionlab-cli COMMAND --help' for a command's options.\n";
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
         if (command == "sample") return dlab::app::cmd_sample(rest);
         if (command == "train-classifier") return dlab::app::cmd_train_classifier(rest);
         if (command == "eval") return dlab::app::cmd_eval(rest);
+        if (command == "sweep") return dlab::app::cmd_sweep(rest);
         if (command == "forward") return dlab::app::cmd_forward(rest);
         if (command == "models") return dlab::app::cmd_models(rest);
         if (command == "bench") return dlab::app::cmd_bench(rest);

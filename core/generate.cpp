@@ -20,7 +20,7 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
     const c10::Device device = model.network->parameters().front().device();
     Network net = model.network;
     ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
-    auto control = std::make_shared<GuidanceControl>(req.guidance);
+    auto control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
     const bool conditional = C > 0 && req.labels.defined();
     std::vector<at::Tensor> outs;
     for (int64_t start = 0; start < N; start += req.batch) {
@@ -31,13 +31,20 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
         const bool null_only = conditional && (y == C).all().item<bool>();
         RawDenoiser raw = conditional && !null_only ? classifier_free_guidance(fn, y, C, control)
                                                     : plain_denoiser(fn, y);
+        Denoiser denoise = make_denoiser(raw, schedule.value(), mc.prediction);
+        if (req.classifier_grad && req.classifier_scale != 0.0) {
+            const at::Tensor& target = req.classifier_labels.defined() ? req.classifier_labels : req.labels;
+            if (!target.defined() || target.size(0) != N) return Error{"generate: classifier guidance needs a target class per sample"};
+            if ((target < 0).any().item<bool>()) return Error{"generate: negative target class"};
+            denoise = add_classifier_guidance(denoise, req.classifier_grad, target.narrow(0, start, n).to(device), control);
+        }
         ChainHooks hooks;
         hooks.cancel = req.cancel;
         if (on_step) hooks.on_step = [&](const StepInfo& s) { on_step(start, n, s); };
         // Each batch's fresh noise comes from its own generator: results do not depend on batch order.
         at::Generator g = make_generator(req.seed * 7919ULL + static_cast<uint64_t>(start) + 1);
         const ChainResult r = run_chain(*sampler, noise.narrow(0, start, n).to(device),
-                                        make_denoiser(raw, schedule.value(), mc.prediction), g, hooks);
+                                        denoise, g, hooks);
         if (r.cancelled) return Error{"cancelled"};
         outs.push_back(r.x.to(at::kCPU));
     }

@@ -17,6 +17,9 @@ struct GenerateRequest {
     at::Tensor labels;          ///< [N] int64 class per sample (num_classes = null); undefined: unconditional
     int64_t count = 0;          ///< N
     double guidance = 1.0;      ///< classifier-free scale (ignored for unconditional requests)
+    ClassifierGradFn classifier_grad;  ///< classifier guidance (noisy_classifier.h); empty: off
+    double classifier_scale = 0.0;     ///< its scale c (0: off)
+    at::Tensor classifier_labels;      ///< [N] target classes; undefined: `labels`
     uint64_t seed = 0;
     int64_t batch = 256;        ///< samples per chain
     const std::atomic<bool>* cancel = nullptr;  ///< checked before every step

@@ -56,4 +56,18 @@ Denoiser make_denoiser(RawDenoiser raw, const NoiseSchedule& schedule, Predictio
     };
 }
 
+Denoiser add_classifier_guidance(Denoiser base, ClassifierGradFn grad, at::Tensor labels,
+                                 std::shared_ptr<const GuidanceControl> control, ClassifierObserver observer) {
+    return [base = std::move(base), grad = std::move(grad), labels = std::move(labels),
+            control = std::move(control), observer = std::move(observer)](const at::Tensor& x, int64_t t) {
+        X0Eps p = base(x, t);
+        const double c = control->classifier_scale();  // read once: a live change applies next step
+        if (c != 0.0) {
+            p.guidance_grad = c * grad(x, t, labels);
+            if (observer) observer(t, c, p.guidance_grad);
+        }
+        return p;
+    };
+}
+
 }  // namespace dlab

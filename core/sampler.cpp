@@ -85,6 +85,13 @@ int64_t Sampler::next_t(int64_t i) const {
 
 X0Eps Sampler::predict(const at::Tensor& x, int64_t t, const Denoiser& denoise) const {
     X0Eps p = denoise(x, t);
+    if (p.guidance_grad.defined() && !guides_mean()) {
+        // eps <- eps - sqrt(1 - abar_t) * c grad log p(y | x_t), and x0 consistent with it.
+        const double a = abar(t);
+        p.eps = p.eps - std::sqrt(1.0 - a) * p.guidance_grad;
+        p.x0 = (x - std::sqrt(1.0 - a) * p.eps) / std::sqrt(a);
+        p.guidance_grad = at::Tensor();
+    }
     if (config_.clip_x0) {
         p.x0 = p.x0.clamp(-config_.clip_value, config_.clip_value);
         const double a = abar(t);

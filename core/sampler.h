@@ -68,6 +68,9 @@ public:
                             at::Generator& gen) = 0;
     /// Forgets multistep history (a forked chain restarts from a recorded step).
     virtual void reset() {}
+    /// Whether the sampler applies classifier guidance to its posterior mean itself (DDPM);
+    /// otherwise predict() folds it into eps (the score correction).
+    virtual bool guides_mean() const { return false; }
 
 protected:
     /// abar at timestep t; abar_{-1} = 1.

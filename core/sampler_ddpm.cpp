@@ -14,6 +14,7 @@ namespace {
 class DdpmSampler final : public Sampler {
 public:
     using Sampler::Sampler;
+    bool guides_mean() const override { return true; }
 
     StepOutput step(int64_t i, const at::Tensor& x, const Denoiser& denoise,
                     at::Generator& gen) override {
@@ -33,8 +34,12 @@ public:
                 const at::Tensor log_var = learned_log_variance(
                     p.var_v.clamp(-1.0, 1.0), at::full({}, std::log(beta), p.var_v.options()),
                     at::full({}, std::log(var), p.var_v.options()));
-                x_prev = x_prev + at::exp(0.5 * log_var) * z;
+                const at::Tensor sigma2 = at::exp(log_var);
+                // Classifier guidance: the mean moves by Sigma * c grad log p(y | x_t).
+                if (p.guidance_grad.defined()) x_prev = x_prev + sigma2 * p.guidance_grad;
+                x_prev = x_prev + at::sqrt(sigma2) * z;
             } else {
+                if (p.guidance_grad.defined()) x_prev = x_prev + var * p.guidance_grad;
                 x_prev = x_prev + std::sqrt(var) * z;  // + sigma_t z, z ~ N(0, I)
             }
         }

@@ -39,6 +39,9 @@ struct X0Eps {
     /// A network with a learned variance (hybrid loss): its extra output v in [-1, 1] per element;
     /// undefined for the fixed variances. The DDPM sampler uses it (losses.h).
     at::Tensor var_v;
+    /// Classifier guidance: scale * d/dx_t log p(y | x_t) (undefined: none). DDPM shifts its
+    /// posterior mean by variance * this; the other samplers correct eps by -sqrt(1 - abar) * this.
+    at::Tensor guidance_grad;
 };
 
 /// How a schedule is built; saved beside every checkpoint.

@@ -1,0 +1,42 @@
+#pragma once
+// Shared helpers of the diffusionlab-cli commands: messages, exit codes, help.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "app/args.h"
+
+namespace dlab::app {
+
+constexpr int kRuntimeError = 1;
+constexpr int kUsageError = 2;
+
+inline int usage(const std::string& m) {
+    std::cerr << "diffusionlab-cli: " << m << "\n";
+    return kUsageError;
+}
+inline int failure(const std::string& m) {
+    std::cerr << "diffusionlab-cli: " << m << "\n";
+    return kRuntimeError;
+}
+
+inline std::string format_duration(double s) {
+    char buf[32];
+    const long v = std::lround(s);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", v / 3600, (v / 60) % 60, v % 60);
+    return buf;
+}
+
+// Parses args, printing help on --help. Returns -1 to continue, else an exit code.
+inline int parse_or_help(Args& args, const std::vector<std::string>& argv, const std::string& usage_line) {
+    if (auto st = args.parse(argv); !st) return usage(st.error());
+    if (args.has("help")) {
+        std::cout << "Usage: diffusionlab-cli " << usage_line << "\n" << args.help();
+        return 0;
+    }
+    return -1;
+}
+
+}  // namespace dlab::app
