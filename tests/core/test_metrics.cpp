@@ -1,10 +1,15 @@
-// Metrics against values known independently: the Frechet distance of Gaussians in closed form.
+// Metrics against values known independently: the Frechet distance of Gaussians in closed form,
+// Inception Score limits, and golden numbers from tests/golden/reference_metrics.py (plain Python)
+// for precision/recall, IS and diversity; TorchScript feature networks.
 #include <cmath>
 
 #include <QtTest/QtTest>
 
 #include <ATen/ATen.h>
 
+#include <torch/script.h>
+
+#include "core/feature_net.h"
 #include "core/metrics.h"
 
 using namespace dlab;
@@ -61,6 +66,88 @@ private Q_SLOTS:
     void agreement() {
         const at::Tensor logits = at::tensor({0.1, 0.9, 0.8, 0.2, 0.3, 0.7}, at::kDouble).view({3, 2});
         QCOMPARE(class_agreement(logits, at::tensor({1, 0, 0})), 2.0 / 3.0);
+    }
+    void inceptionScoreLimits() {
+        // Confident, balanced predictions over K classes: IS = K; identical predictions: IS = 1.
+        const int64_t K = 5;
+        const at::Tensor confident = at::eye(K, at::kDouble).repeat({4, 1}) * 60.0;
+        QVERIFY(std::abs(inception_score(confident, 1).mean - double(K)) < 1e-9);
+        const at::Tensor same = at::randn({1, K}, at::kDouble).repeat({20, 1});
+        QVERIFY(std::abs(inception_score(same, 2).mean - 1.0) < 1e-9);
+    }
+
+    void goldenPrecisionRecallIsDiversity() {
+        // The sets of tests/golden/reference_metrics.py.
+        const at::Tensor real = at::tensor({0.0, 0.0, 1.0, 0.2, 0.3, 1.1, 2.0, 2.0, -1.0, 0.5, 0.5, -0.7, 1.5, 1.0,
+                                            -0.4, -1.2, 2.2, 0.1, 0.9, 1.9, -1.5, -0.3, 0.1, 0.6}, at::kDouble).view({12, 2});
+        const at::Tensor fake = at::tensor({0.2, 0.1, 3.5, 3.5, 1.1, 0.9, -0.8, 0.2, 0.4, -0.5, 5.0, -2.0, 1.9, 1.7,
+                                            0.0, 1.0, -2.5, 2.5, 0.7, 0.3}, at::kDouble).view({10, 2});
+        const at::Tensor logits = at::tensor({2.0, 0.1, -1.0, 0.3, 0.2, 1.5, 0.0, -0.5, -1.0, 0.0, 3.0, 0.2,
+                                              0.5, 0.5, 0.5, 0.5, 1.0, -2.0, 0.0, 2.5, 0.0, 0.3, -0.2, 1.1}, at::kDouble).view({6, 4});
+        const at::Tensor labels = at::tensor({0, 1, 0, 1, 1, 0, 2, 0, 2, 1}, at::kLong);
+        const auto pr3 = precision_recall(real, fake, 3);
+        QVERIFY(std::abs(pr3.precision - 0.7) < 1e-12);
+        QVERIFY(std::abs(pr3.recall - 1.0) < 1e-12);
+        const auto pr1 = precision_recall(real, fake, 1);
+        QVERIFY(std::abs(pr1.precision - 0.7) < 1e-12);
+        QVERIFY(std::abs(pr1.recall - 0.916666666667) < 1e-9);
+        const auto is = inception_score(logits, 2);
+        QVERIFY(std::abs(is.mean - 1.381956249198) < 1e-9);
+        QVERIFY(std::abs(is.std - 0.252066999552) < 1e-9);
+        QVERIFY(std::abs(mean_pairwise_distance(fake, labels) - 3.581873930130) < 1e-9);
+    }
+
+    void precisionRecallOfIdenticalAndDisjointSets() {
+        const at::Tensor a = at::randn({300, 8}, at::kDouble);
+        const auto same = precision_recall(a, a, 3);
+        QCOMPARE(same.precision, 1.0);
+        QCOMPARE(same.recall, 1.0);
+        const auto far = precision_recall(a, a + 100.0, 3);
+        QCOMPARE(far.precision, 0.0);
+        QCOMPARE(far.recall, 0.0);
+        // Blocked k-NN radii equal the brute-force ones across a block boundary (N > 1024).
+        const at::Tensor b = at::randn({1100, 3}, at::kDouble);
+        const at::Tensor r = kth_neighbour_distances(b, 3);
+        const at::Tensor d = at::cdist(b, b);
+        const at::Tensor brute = std::get<0>(at::sort(d, 1)).select(1, 3);
+        QVERIFY(at::allclose(r, brute, 1e-9, 1e-9));
+    }
+
+    void torchScriptFeatureNetwork() {
+        // A TorchScript module written and saved here stands for a user's exported network.
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("features.pt").toStdString();
+        torch::jit::Module m("Features");
+        m.define(R"(
+def forward(self, x):
+    pooled = x.mean([2, 3])
+    spatial = x[:, :, ::2, ::2]
+    return (pooled, spatial, pooled * 2.0)
+)");
+        m.save(path);
+        auto net = torchscript_feature_net(path, c10::Device(c10::kCPU), 16, 3);
+        QVERIFY2(net.ok(), net.error().c_str());
+        const at::Tensor grey = at::rand({5, 1, 28, 28}) * 2 - 1;
+        const Features f = net.value()->extract(grey);
+        QCOMPARE(f.pooled.sizes().vec(), (std::vector<int64_t>{5, 3}));   // grey repeated to 3 channels
+        QCOMPARE(f.spatial.sizes().vec(), (std::vector<int64_t>{5, 3 * 8 * 8}));  // resized to 16
+        QVERIFY(at::allclose(f.logits, f.pooled * 2));
+        // Bilinear resizing keeps the mean of a constant image.
+        const Features c = net.value()->extract(at::full({2, 1, 28, 28}, 0.25));
+        QVERIFY(at::allclose(c.pooled, at::full({2, 3}, 0.25)));
+        // Not TorchScript, or the wrong interface: clear errors naming the file.
+        QFile junk(dir.filePath("junk.pt"));
+        QVERIFY(junk.open(QIODevice::WriteOnly));
+        junk.write("no");
+        junk.close();
+        auto bad = torchscript_feature_net(dir.filePath("junk.pt").toStdString(), c10::Device(c10::kCPU), 16, 3);
+        QVERIFY(!bad.ok());
+        QVERIFY2(QString::fromStdString(bad.error()).contains("junk.pt"), bad.error().c_str());
+        torch::jit::Module wrong("Wrong");
+        wrong.define("def forward(self, x):\n    return 3\n");
+        wrong.save(dir.filePath("wrong.pt").toStdString());
+        auto w = torchscript_feature_net(dir.filePath("wrong.pt").toStdString(), c10::Device(c10::kCPU), 16, 3);
+        QVERIFY2(!w.ok() && QString::fromStdString(w.error()).contains("neither a tensor nor a tuple"), w.error().c_str());
     }
 };
 

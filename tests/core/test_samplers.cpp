@@ -56,7 +56,10 @@ Denoiser exact_denoiser(const Mixture& mix, const NoiseSchedule& schedule) {
         for (size_t k = 0; k < mix.w.size(); ++k) score += r.select(1, int64_t(k)).unsqueeze(1) * grad[k];
         const at::Tensor eps = (-std::sqrt(1 - ab) * score).to(x.scalar_type());
         const at::Tensor x0 = (x - std::sqrt(1 - ab) * eps) / std::sqrt(ab);
-        return X0Eps{x0, eps, {}};
+        X0Eps p;
+        p.x0 = x0;
+        p.eps = eps;
+        return p;
     };
 }
 

@@ -194,7 +194,9 @@ private Q_SLOTS:
         const at::Tensor x = at::randn({4, 1, 6, 6});
         auto run = [&](double v) {
             Denoiser d = [v](const at::Tensor& xt, int64_t) {
-                X0Eps p{at::zeros_like(xt), xt, {}};
+                X0Eps p;
+                p.x0 = at::zeros_like(xt);
+                p.eps = xt;
                 if (!std::isnan(v)) p.var_v = at::full_like(xt, v);
                 return p;
             };
