@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
         .flag("play", "start a chain as soon as the model is loaded")
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .option("guidance", "initial guidance scale")
+        .option("classifier-scale", "start with classifier guidance of this scale (kind: classifier; with --guidance: both)")
         .flag("version", "print the version")
         .flag("help", "show this help");
     if (auto st = args.parse(rest); !st) {
@@ -95,6 +96,14 @@ int main(int argc, char** argv) {
             return 2;
         }
         window.reverseView()->setGuidance(g.value());
+    }
+    if (args.has("classifier-scale")) {
+        auto c = args.get_double("classifier-scale", 0.0, 20.0);
+        if (!c) {
+            std::cerr << c.error() << "\n";
+            return 2;
+        }
+        window.reverseView()->setClassifierGuidance(args.has("guidance") ? 2 : 1, c.value());
     }
     window.show();
     if (args.has("bench-stall")) {

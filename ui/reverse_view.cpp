@@ -75,6 +75,24 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     g->addWidget(m_guidance);
     g->addWidget(m_guidanceLabel);
     form->addRow(tr("Guidance s"), g);
+    m_kind = new QComboBox;
+    m_kind->addItem(tr("classifier-free"), 0);
+    m_kind->addItem(tr("classifier"), 1);
+    m_kind->addItem(tr("both"), 2);
+    m_kind->setToolTip(tr("Classifier-free: the model's conditional and unconditional outputs (scale s). "
+                          "Classifier: the unconditional path steered by the gradient of a noise-aware "
+                          "classifier (scale c). Both: the two at once. Live."));
+    form->addRow(tr("Guidance kind"), m_kind);
+    auto* cg = new QHBoxLayout;
+    m_classifier = new QSlider(Qt::Horizontal);
+    m_classifier->setRange(0, 200);
+    m_classifier->setValue(100);
+    m_classifier->setToolTip(tr("Classifier guidance scale c (the gradient of log p(y | x_t) is scaled by c)"));
+    m_classifierLabel = new QLabel(QStringLiteral("10.0"));
+    m_classifierLabel->setMinimumWidth(30);
+    cg->addWidget(m_classifier);
+    cg->addWidget(m_classifierLabel);
+    form->addRow(tr("Classifier c"), cg);
     m_sampler = new QComboBox;
     for (SamplerKind k : {SamplerKind::Ddim, SamplerKind::DpmSolverPP2M, SamplerKind::Ddpm})
         m_sampler->addItem(QString::fromStdString(to_string(k)), int(k));
@@ -123,6 +141,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_x0c = new ImagePanel(tr("x̂₀ conditional"));
     m_x0u = new ImagePanel(tr("x̂₀ unconditional"));
     m_map = new ImagePanel(tr("guidance ε̂_c − ε̂_u"));
+    m_cmap = new ImagePanel(tr("classifier c·∇log p(y|x_t)"));
     auto* panels = new QGridLayout;
     panels->addWidget(m_xt, 0, 0);
     panels->addWidget(m_x0, 0, 1);
@@ -130,6 +149,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     panels->addWidget(m_x0c, 1, 0);
     panels->addWidget(m_x0u, 1, 1);
     panels->addWidget(m_map, 1, 2);
+    panels->addWidget(m_cmap, 1, 3);
     auto* scrubRow = new QHBoxLayout;
     m_scrub = new QSlider(Qt::Horizontal);
     m_scrub->setRange(0, 0);
@@ -157,6 +177,11 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     layout->addLayout(right, 1);
 
     connect(m_guidance, &QSlider::valueChanged, this, [this](int v) { setGuidance(v / 10.0); });
+    connect(m_classifier, &QSlider::valueChanged, this, [this](int v) {
+        m_classifierLabel->setText(QString::number(v / 10.0, 'f', 1));
+        applyGuidance();
+    });
+    connect(m_kind, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int) { applyGuidance(); });
     connect(m_play, &QPushButton::clicked, this, &ReverseView::playPause);
     connect(m_step, &QPushButton::clicked, this, &ReverseView::stepOnce);
     connect(fresh, &QPushButton::clicked, this, &ReverseView::newChain);
@@ -186,6 +211,8 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     QSettings settings;
     settings.beginGroup(QStringLiteral("reverse"));
     m_guidance->setValue(settings.value(QStringLiteral("guidance10"), m_guidance->value()).toInt());
+    m_classifier->setValue(settings.value(QStringLiteral("classifier10"), m_classifier->value()).toInt());
+    m_kind->setCurrentIndex(settings.value(QStringLiteral("guidanceKind"), 0).toInt());
     m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(settings.value(QStringLiteral("sampler"), m_sampler->currentText()).toString())));
     m_steps->setValue(settings.value(QStringLiteral("steps"), m_steps->value()).toInt());
     m_eta->setValue(settings.value(QStringLiteral("eta"), m_eta->value()).toDouble());
@@ -204,6 +231,8 @@ void ReverseView::saveSettings() const {
     settings.setValue(QStringLiteral("model"), m_model->currentText());
     settings.setValue(QStringLiteral("class"), m_class->currentIndex());
     settings.setValue(QStringLiteral("guidance10"), m_guidance->value());
+    settings.setValue(QStringLiteral("classifier10"), m_classifier->value());
+    settings.setValue(QStringLiteral("guidanceKind"), m_kind->currentIndex());
     settings.setValue(QStringLiteral("sampler"), m_sampler->currentText());
     settings.setValue(QStringLiteral("steps"), m_steps->value());
     settings.setValue(QStringLiteral("eta"), m_eta->value());
@@ -239,6 +268,11 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_class->addItem(tr("unconditional (null class)"), -1);
     m_class->setCurrentIndex(previous >= 0 && previous < m_class->count() ? previous : 0);
     m_haveChain = false;
+    if (!info.classifierGuidance) m_kind->setCurrentIndex(0);
+    m_kind->setEnabled(info.classifierGuidance);
+    m_kind->setToolTip(info.classifierGuidance ? m_kind->toolTip()
+                                               : tr("Classifier guidance needs a noise-aware classifier for this model's images"));
+    applyGuidance();
     Q_EMIT statusMessage(tr("Loaded %1").arg(info.path));
     Q_EMIT modelReady(info);
 }
@@ -246,7 +280,9 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
 ChainSettings ReverseView::settings() const {
     ChainSettings s;
     s.classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
-    s.guidance = m_guidance->value() / 10.0;
+    const int kind = m_kind->currentData().toInt();
+    s.guidance = kind == 1 ? 0.0 : m_guidance->value() / 10.0;  // classifier only: the unconditional path
+    s.classifierScale = kind == 0 ? 0.0 : m_classifier->value() / 10.0;
     s.sampler = SamplerKind(m_sampler->currentData().toInt());
     s.steps = m_steps->value();
     s.eta = m_eta->value();
@@ -317,7 +353,22 @@ void ReverseView::forkHere() {
 void ReverseView::setGuidance(double scale) {
     m_guidanceLabel->setText(QString::number(scale, 'f', 1));
     if (m_guidance->value() != qRound(scale * 10)) m_guidance->setValue(qRound(scale * 10));
-    m_worker->guidanceControl()->set_scale(scale);  // live: the next step uses it
+    applyGuidance();
+}
+
+void ReverseView::setClassifierGuidance(int kind, double c) {
+    m_kind->setCurrentIndex(std::clamp(kind, 0, 2));
+    m_classifier->setValue(qRound(c * 10));
+    applyGuidance();
+}
+
+void ReverseView::applyGuidance() {
+    const ChainSettings s = settings();
+    m_guidance->setEnabled(m_kind->currentData().toInt() != 1);
+    m_classifier->setEnabled(m_kind->currentData().toInt() != 0 && m_kind->isEnabled());
+    // Live: the next step of a running chain uses them.
+    m_worker->guidanceControl()->set_scale(s.guidance);
+    m_worker->guidanceControl()->set_classifier_scale(s.classifierScale);
 }
 
 void ReverseView::onFrame(const ChainFrame& f) {
@@ -380,7 +431,10 @@ void ReverseView::showFrame(int index) {
     m_x0c->setImage(f.x0Cond);
     m_x0u->setImage(f.x0Uncond);
     m_map->setImage(f.guidanceMap);
-    m_stepLabel->setText(tr("step %1 / %2 · t = %3 · s = %4").arg(f.index + 1).arg(f.total).arg(f.t).arg(f.guidance, 0, 'f', 1));
+    m_cmap->setImage(f.classifierMap);
+    QString text = tr("step %1 / %2 · t = %3 · s = %4").arg(f.index + 1).arg(f.total).arg(f.t).arg(f.guidance, 0, 'f', 1);
+    if (f.classifierScale != 0.0) text += tr(" · c = %1").arg(f.classifierScale, 0, 'f', 1);
+    m_stepLabel->setText(text);
 }
 
 void ReverseView::onStopped(int done, int total) {
@@ -396,7 +450,7 @@ QImage ReverseView::currentImage() const { return m_x0->image(); }
 
 QString ReverseView::currentParameters() const {
     const ChainSettings s = settings();
-    return QStringLiteral("model=%1 class=%2 guidance=%3 sampler=%4 steps=%5 eta=%6 seed=%7 step=%8")
+    return QStringLiteral("model=%1 class=%2 guidance=%3 classifier_scale=%9 sampler=%4 steps=%5 eta=%6 seed=%7 step=%8")
         .arg(m_model->currentText())
         .arg(s.classIndex)
         .arg(s.guidance)
@@ -404,7 +458,8 @@ QString ReverseView::currentParameters() const {
         .arg(s.steps)
         .arg(s.eta)
         .arg(s.seed)
-        .arg(m_shown + 1);
+        .arg(m_shown + 1)
+        .arg(s.classifierScale);
 }
 
 }  // namespace dlab::ui

@@ -46,6 +46,10 @@ public Q_SLOTS:
     void newChain();
     void forkHere();
     void setGuidance(double scale);
+    /// Applies the guidance kind and both scales to the running chain (live).
+    void applyGuidance();
+    /// Kind 0 classifier-free, 1 classifier, 2 both; c the classifier scale.
+    void setClassifierGuidance(int kind, double c);
     void showFrame(int index);
 
 Q_SIGNALS:
@@ -70,6 +74,10 @@ private:
     QComboBox* m_class = nullptr;
     QSlider* m_guidance = nullptr;
     QLabel* m_guidanceLabel = nullptr;
+    QComboBox* m_kind = nullptr;          // classifier-free, classifier, both
+    QSlider* m_classifier = nullptr;      // classifier scale c x 10
+    QLabel* m_classifierLabel = nullptr;
+    ImagePanel* m_cmap = nullptr;
     QComboBox* m_sampler = nullptr;
     QSpinBox* m_steps = nullptr;
     QDoubleSpinBox* m_eta = nullptr;

@@ -4,6 +4,8 @@
 #include <c10/core/GradMode.h>
 
 #include "core/generate.h"
+#include "core/model_catalog.h"
+#include "core/noisy_classifier.h"
 #include "core/runtime.h"
 #include "imaging/image_io.h"
 #include "ui/tensor_image.h"
@@ -53,6 +55,19 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
                                .arg(m_model->network->parameter_count())
                                .arg(QString::fromStdString(dev->str()));
         for (const auto& n : c.class_names) info.classNames << QString::fromStdString(n);
+        // Classifier guidance: the bundled noise-aware classifier, when its images match.
+        m_classifierGrad = nullptr;
+        if (info.image && c.network.num_classes > 0) {
+            if (auto cp = resolve_model("fashion-mnist-noisy-classifier")) {
+                if (auto clf = load_noisy_classifier(cp.value(), dev.value())) {
+                    const auto& cc = clf.value()->config();
+                    if (cc.in_channels == c.network.in_channels && cc.image_size == c.network.image_size &&
+                        cc.num_classes == c.network.num_classes)
+                        m_classifierGrad = classifier_gradient(clf.value(), *m_schedule);
+                }
+            }
+        }
+        info.classifierGuidance = bool(m_classifierGrad);
         Q_EMIT modelLoaded(info);
     } catch (const std::exception& e) {
         Q_EMIT failed(path + QStringLiteral(": ") + QString::fromUtf8(e.what()));
@@ -88,6 +103,11 @@ void SamplingWorker::prepare(const ChainSettings& s) {
         raw = plain_denoiser(fn, y);
     }
     m_denoise = make_denoiser(raw, *m_schedule, c.prediction);
+    m_guidance->set_classifier_scale(s.classifierScale);
+    if (m_classifierGrad && C > 0 && s.classIndex >= 0) {
+        m_denoise = add_classifier_guidance(m_denoise, m_classifierGrad, y, m_guidance,
+                                            [this](int64_t, double, const at::Tensor& g) { m_grad = g; });
+    }
 }
 
 void SamplingWorker::startChain(const ChainSettings& settings, int runSteps, int requestId) {
@@ -218,6 +238,7 @@ void SamplingWorker::loop(int n, int requestId) {
             if (m_stop.load() || requestId != m_latest.load()) break;
             m_outC = at::Tensor();
             m_outU = at::Tensor();
+            m_grad = at::Tensor();
             const int64_t t = m_sampler->timesteps()[size_t(m_index)];
             const double scale = m_guidance->scale_at(t);
             const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
@@ -228,7 +249,9 @@ void SamplingWorker::loop(int n, int requestId) {
             f.total = total;
             f.t = int(t);
             f.guidance = scale;
+            f.classifierScale = m_grad.defined() ? m_guidance->classifier_scale() : 0.0;
             if (image) {
+                if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
                 f.xt = tensorToImage(m_x[0], -1.5, 1.5);
                 f.x0 = tensorToImage(out.x0[0]);
                 f.eps = tensorToImage(out.eps[0], -3.0, 3.0);

@@ -24,6 +24,7 @@ namespace dlab::ui {
 struct ChainSettings {
     int classIndex = 0;       ///< -1: unconditional
     double guidance = 3.0;
+    double classifierScale = 0.0;  ///< classifier guidance c (0: off)
     SamplerKind sampler = SamplerKind::Ddim;
     int steps = 50;
     double eta = 0.0;
@@ -38,6 +39,8 @@ struct ChainFrame {
     bool guided = false;      ///< with guidance: the panels below are set
     QImage x0Cond, x0Uncond, guidanceMap;  ///< conditional / unconditional x0, eps_c - eps_u
     QImage next;              ///< the sample leaving the step (x_0 at the last step)
+    double classifierScale = 0.0;  ///< classifier guidance c at this step
+    QImage classifierMap;     ///< c * grad log p(y | x_t) as a heat map (classifier guidance on)
 };
 
 /// Description of the loaded model.
@@ -45,6 +48,7 @@ struct ModelInfo {
     QString path, description;
     QStringList classNames;
     bool image = true;
+    bool classifierGuidance = false;  ///< a matching noise-aware classifier is available
 };
 
 class SamplingWorker : public QObject {
@@ -100,8 +104,9 @@ private:
     int m_index = 0;
     std::atomic<bool> m_stop{false};
     std::atomic<int> m_latest{0};
-    // Filled by the guidance observer during a step.
-    at::Tensor m_outC, m_outU;
+    // Filled by the guidance observers during a step.
+    at::Tensor m_outC, m_outU, m_grad;
+    ClassifierGradFn m_classifierGrad;  // the bundled noise-aware classifier, when it fits the model
 };
 
 }  // namespace dlab::ui

@@ -123,6 +123,31 @@ private Q_SLOTS:
             QCOMPARE(frames.at(i).at(0).value<ChainFrame>().guidance, i < 3 ? 2.0 : 5.0);
     }
 
+    void classifierGuidanceLiveWithHeatMap() {
+        WorkerFixture w;
+        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        QVERIFY(w.load());
+        QVERIFY(loaded.at(0).at(0).value<ModelInfo>().classifierGuidance);  // the bundled one fits
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 6;
+        s.guidance = 0.0;  // unconditional path, steered by the classifier only
+        s.classifierScale = 0.0;
+        w.start(s, 3);
+        QVERIFY(stopped.wait(30000));
+        w.worker->guidanceControl()->set_classifier_scale(8.0);  // switched on between two steps
+        const int id = w.worker->newRequest();
+        QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
+        QVERIFY(stopped.wait(30000));
+        QCOMPARE(frames.size(), 6);
+        for (int i = 0; i < 6; ++i) {
+            const auto f = frames.at(i).at(0).value<ChainFrame>();
+            QCOMPARE(f.classifierScale, i < 3 ? 0.0 : 8.0);
+            QCOMPARE(f.classifierMap.isNull(), i < 3);  // the gradient's heat map only on guided steps
+        }
+    }
+
     void newerRequestWins() {
         WorkerFixture w;
         QVERIFY(w.load());
