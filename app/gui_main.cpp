@@ -15,6 +15,7 @@
 
 #include "app/args.h"
 #include "core/runtime.h"
+#include "ui/explorer_view.h"
 #include "ui/main_window.h"
 #include "ui/batch_view.h"
 #include "ui/reverse_view.h"
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
         .flag("play", "start a chain as soon as the model is loaded")
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .option("guidance", "initial guidance scale")
+        .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
         .option("classifier-scale", "start with classifier guidance of this scale (kind: classifier; with --guidance: both)")
         .flag("version", "print the version")
         .flag("help", "show this help");
@@ -141,8 +143,18 @@ int main(int argc, char** argv) {
     const int tab = window.currentTab();
     if (play) {
         QObject::connect(window.reverseView(), &dlab::ui::ReverseView::modelReady, window.reverseView(),
-                         [&window, tab] {
-                             if (tab == 2) window.batchView()->generateStrip();
+                         [&window, tab, &args] {
+                             if (tab == 5) {
+                                 // Both kinds on one plot: a classifier-free sweep, then a classifier one.
+                                 auto count = args.get_int("sweep-count", 20, 10000);
+                                 const int n = count ? int(count.value()) : 200;
+                                 auto* ex = window.explorerView();
+                                 QObject::connect(ex, &dlab::ui::ExplorerView::finished, ex, [ex, n](bool ok) {
+                                     if (ok && ex->rows(1).isEmpty())
+                                         QTimer::singleShot(0, ex, [ex, n] { ex->runWith(1, QStringLiteral("1, 2, 5, 10, 20"), n, 20); });
+                                 });
+                                 ex->runWith(0, QStringLiteral("0, 1, 2, 3, 5"), n, 20);
+                             } else if (tab == 2) window.batchView()->generateStrip();
                              else if (tab == 3) window.toyView()->run();
                              else window.reverseView()->newChain();
                          }, Qt::QueuedConnection);
@@ -155,7 +167,11 @@ int main(int argc, char** argv) {
                       << path.toStdString() << "\n";
             QApplication::exit(ok ? 0 : 1);
         };
-        if (play && tab == 2) {
+        if (play && tab == 5) {
+            QObject::connect(window.explorerView(), &dlab::ui::ExplorerView::finished, &window, [&window, shoot](bool ok) {
+                if (!ok || !window.explorerView()->rows(1).isEmpty()) QTimer::singleShot(300, shoot);
+            });
+        } else if (play && tab == 2) {
             QObject::connect(window.batchView(), &dlab::ui::BatchView::finished, &window,
                              [shoot] { QTimer::singleShot(300, shoot); });
         } else if (play && tab == 3) {

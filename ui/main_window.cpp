@@ -13,6 +13,7 @@
 
 #include "imaging/image_io.h"
 #include "ui/batch_view.h"
+#include "ui/explorer_view.h"
 #include "ui/forward_view.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
@@ -33,6 +34,9 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_toy = new ToyView;
     m_tabs->addTab(m_toy, tr("2-D lab"));
     m_tabs->addTab(m_schedules, tr("Schedules"));
+    m_explorer = new ExplorerView(m_reverse->worker());
+    m_tabs->addTab(m_explorer, tr("Guidance explorer"));
+    connect(m_reverse, &ReverseView::modelReady, m_explorer, &ExplorerView::setModelInfo);
     connect(m_reverse, &ReverseView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     setCentralWidget(m_tabs);
 

@@ -7,6 +7,7 @@ class QTabWidget;
 namespace dlab::ui {
 
 class BatchView;
+class ExplorerView;
 class ToyView;
 class ReverseView;
 class ScheduleView;
@@ -27,6 +28,7 @@ public:
     ReverseView* reverseView() const { return m_reverse; }
     BatchView* batchView() const { return m_batch; }
     ToyView* toyView() const { return m_toy; }
+    ExplorerView* explorerView() const { return m_explorer; }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
     void setCurrentTab(int index);
@@ -42,6 +44,7 @@ private:
     ReverseView* m_reverse = nullptr;
     BatchView* m_batch = nullptr;
     ToyView* m_toy = nullptr;
+    ExplorerView* m_explorer = nullptr;
 };
 
 }  // namespace dlab::ui

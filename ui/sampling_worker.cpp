@@ -3,7 +3,13 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <QElapsedTimer>
+
+#include "core/classifier.h"
+#include "core/datasets.h"
+#include "core/feature_net.h"
 #include "core/generate.h"
+#include "core/metrics.h"
 #include "core/model_catalog.h"
 #include "core/noisy_classifier.h"
 #include "core/runtime.h"
@@ -16,6 +22,7 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::ChainSettings>();
     qRegisterMetaType<dlab::ui::ChainFrame>();
     qRegisterMetaType<dlab::ui::ModelInfo>();
+    qRegisterMetaType<dlab::ui::SweepRow>();
     qRegisterMetaType<QVector<double>>();
 }
 
@@ -223,6 +230,91 @@ void SamplingWorker::generateGrid(int classIndex, const QVector<double>& scales,
         Q_EMIT gridReady(tensorToImage(grid, 0.0, 1.0), title);
     } catch (const std::exception& e) {
         Q_EMIT failed(tr("Batch failed: %1").arg(QString::fromUtf8(e.what())));
+    }
+}
+
+void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed,
+                              int requestId) {
+    if (requestId != m_latest.load()) return;
+    if (!m_model || m_model->config.network.kind != NetworkKind::UNet || m_model->config.network.num_classes == 0) {
+        Q_EMIT failed(tr("The guidance explorer needs a class-conditional image model"));
+        Q_EMIT sweepFinished(false, QString());
+        return;
+    }
+    if (kind == 1 && !m_classifierGrad) {
+        Q_EMIT failed(tr("Classifier guidance needs a noise-aware classifier for this model's images"));
+        Q_EMIT sweepFinished(false, QString());
+        return;
+    }
+    m_stop = false;
+    std::atomic<bool> cancel{false};
+    try {
+        const c10::Device dev = m_model->network->parameters().front().device();
+        auto cpath = resolve_model("fashion-mnist-classifier");
+        if (!cpath) throw std::runtime_error(cpath.error());
+        auto clf = load_classifier(cpath.value(), dev);
+        if (!clf) throw std::runtime_error(clf.error());
+        auto fnet = classifier_feature_net(clf.value(), dev, "Fashion-MNIST classifier");
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        if (!test) throw std::runtime_error(test.error());
+        auto train = load_fashion_mnist(fashion_mnist_dir(), true);
+        if (!train) throw std::runtime_error(train.error());
+        const int64_t N = count;
+        const Features real = fnet->extract(test->x.narrow(0, 0, std::min<int64_t>(N, test->x.size(0))));
+        const FeatureStats realStats = feature_stats(real.pooled);
+        const double floorFid = frechet_distance(
+            feature_stats(fnet->extract(train->x.narrow(0, 0, std::min<int64_t>(N, train->x.size(0)))).pooled), realStats);
+        const int64_t C = m_model->config.network.num_classes;
+        const at::Tensor target = at::arange(N, at::kLong).remainder(C);
+        int done = 0;
+        const int total = int(scales.size()) * steps;
+        for (double s : scales) {
+            GenerateRequest req;
+            req.sampler.kind = SamplerKind::Ddim;
+            req.sampler.steps = steps;
+            req.labels = target;
+            req.count = N;
+            req.seed = seed;  // the same starting noise at every scale
+            req.batch = 250;
+            req.cancel = &cancel;
+            req.guidance = kind == 0 ? s : 0.0;
+            if (kind == 1) {
+                req.classifier_grad = m_classifierGrad;
+                req.classifier_scale = s;
+                req.classifier_labels = target;
+            }
+            QElapsedTimer clock;
+            clock.start();
+            auto x = generate(*m_model, req, [&](int64_t, int64_t, const StepInfo& st) {
+                if (m_stop.load() || requestId != m_latest.load()) cancel = true;
+                if (st.index + 1 == st.total || st.index % 5 == 0) Q_EMIT batchProgress(done + int(st.index) + 1, total);
+            });
+            if (!x) {
+                if (x.error() != "cancelled") Q_EMIT failed(QString::fromStdString(x.error()));
+                Q_EMIT sweepFinished(false, QString());
+                return;
+            }
+            done += steps;
+            SweepRow row;
+            row.kind = kind;
+            row.scale = s;
+            row.seconds = clock.elapsed() / 1000.0;
+            const Features fake = fnet->extract(x.value().clamp(-1, 1));
+            row.fid = frechet_distance(feature_stats(fake.pooled), realStats);
+            const auto pr = precision_recall(real.pooled, fake.pooled, 3);
+            row.precision = pr.precision;
+            row.recall = pr.recall;
+            row.inceptionScore = inception_score(fake.logits, 10).mean;
+            row.agreement = class_agreement(fake.logits, target);
+            row.diversity = mean_pairwise_distance(fake.pooled, target);
+            const int64_t shown = std::min<int64_t>(N, 40);
+            row.samples = tensorToImage(imaging::make_grid((x.value().narrow(0, 0, shown).clamp(-1, 1) + 1) / 2, std::min<int64_t>(C, 10), 2, 1.0), 0.0, 1.0);
+            Q_EMIT sweepRow(row);
+        }
+        Q_EMIT sweepFinished(true, tr("real-vs-real floor: FID %1 (training vs test images, N = %2)").arg(floorFid, 0, 'f', 2).arg(N));
+    } catch (const std::exception& e) {
+        Q_EMIT failed(tr("Sweep failed: %1").arg(QString::fromUtf8(e.what())));
+        Q_EMIT sweepFinished(false, QString());
     }
 }
 

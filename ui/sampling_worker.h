@@ -43,6 +43,15 @@ struct ChainFrame {
     QImage classifierMap;     ///< c * grad log p(y | x_t) as a heat map (classifier guidance on)
 };
 
+/// One guidance scale of a sweep: its metrics (NaN where not available) and samples.
+struct SweepRow {
+    int kind = 0;              ///< 0 classifier-free (scale s), 1 classifier (scale c, s = 0)
+    double scale = 0;
+    double fid = 0, precision = 0, recall = 0, inceptionScore = 0, agreement = 0, diversity = 0;
+    double seconds = 0;        ///< sampling time
+    QImage samples;            ///< a grid of the first samples
+};
+
 /// Description of the loaded model.
 struct ModelInfo {
     QString path, description;
@@ -74,6 +83,10 @@ public Q_SLOTS:
     /// emits them as one grid image, a row (or block) per scale.
     void generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
                       quint64 seed, int requestId);
+    /// A guidance sweep: for each scale, `count` samples (classes cycling, the same starting noise
+    /// at every scale) scored against the Fashion-MNIST test set with the bundled classifier's
+    /// features; one sweepRow per scale, batchProgress per chain step, then sweepFinished.
+    void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, int requestId);
     /// Restarts from the recorded x_t of step `index` with new settings (fork from step t).
     void forkFrom(int index, const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
 
@@ -87,6 +100,10 @@ Q_SIGNALS:
     void gridReady(const QImage& grid, const QString& title);
     /// Progress of a batch job: done of total chain steps.
     void batchProgress(int done, int total);
+    void sweepRow(const dlab::ui::SweepRow& row);
+    /// The sweep ended (`completed` false when cancelled or failed); `floor` describes the
+    /// real-vs-real FID at the same N.
+    void sweepFinished(bool completed, const QString& floor);
 
 private:
     void prepare(const ChainSettings& s);
@@ -114,3 +131,4 @@ private:
 Q_DECLARE_METATYPE(dlab::ui::ChainSettings)
 Q_DECLARE_METATYPE(dlab::ui::ChainFrame)
 Q_DECLARE_METATYPE(dlab::ui::ModelInfo)
+Q_DECLARE_METATYPE(dlab::ui::SweepRow)

@@ -9,6 +9,7 @@
 
 #include "core/model_catalog.h"
 #include "ui/reverse_view.h"
+#include "ui/explorer_view.h"
 #include "ui/sampling_worker.h"
 #include "ui/toy_view.h"
 
@@ -146,6 +147,31 @@ private Q_SLOTS:
             QCOMPARE(f.classifierScale, i < 3 ? 0.0 : 8.0);
             QCOMPARE(f.classifierMap.isNull(), i < 3);  // the gradient's heat map only on guided steps
         }
+    }
+
+    void sweepRowsReachTheExplorer() {
+        WorkerFixture w;
+        ExplorerView view(w.worker);
+        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        QVERIFY(w.load());
+        view.setModelInfo(loaded.at(0).at(0).value<ModelInfo>());
+        QSignalSpy rows(w.worker, &SamplingWorker::sweepRow);
+        QSignalSpy done(&view, &ExplorerView::finished);
+        view.runWith(0, QStringLiteral("0, 3"), 20, 3);
+        QVERIFY(done.wait(120000));
+        QCOMPARE(done.at(0).at(0).toBool(), true);
+        QCOMPARE(rows.size(), 2);
+        QCOMPARE(view.rows(0).size(), 2);
+        const SweepRow& r0 = view.rows(0)[0];
+        const SweepRow& r3 = view.rows(0)[1];
+        QCOMPARE(r3.scale, 3.0);
+        QVERIFY(std::isfinite(r0.fid) && r0.fid > 0);
+        QVERIFY(r0.precision >= 0 && r0.precision <= 1 && r0.recall >= 0 && r0.recall <= 1);
+        // Guidance raises class agreement even in this small, short sweep.
+        QVERIFY2(r3.agreement > r0.agreement, qPrintable(QString("%1 vs %2").arg(r3.agreement).arg(r0.agreement)));
+        QVERIFY(!r3.samples.isNull());
+        view.showRow(0, 0);
+        QCOMPARE(view.currentImage().size(), r0.samples.size());  // clicking shows that scale's samples
     }
 
     void newerRequestWins() {
