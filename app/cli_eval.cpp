@@ -222,9 +222,14 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
                                            real.spatial.defined() ? &real_spatial : nullptr, timing);
     std::printf("%s: model %s\n  features: %s; N = %lld; reference %s (%lld images)\n", command.c_str(),
                 model_path.c_str(), fnet->name().c_str(), (long long)N, ref_name.c_str(), (long long)ref_images.size(0));
-    std::printf("  guidance: %s; sampler %s, %lld steps; seed %lld (same starting noise for every scale)\n",
-                kind == "cfg" ? "classifier-free scale s" : "classifier scale c on the unconditional path (s = 0)",
-                to_string(*sk).c_str(), (long long)steps.value(), (long long)seed.value());
+    if (real_as_samples) {
+        std::printf("  samples: %lld training images in place of generated ones (the floor row, timed alone)\n",
+                    (long long)floor_images.size(0));
+    } else {
+        std::printf("  guidance: %s; sampler %s, %lld steps; seed %lld (same starting noise for every scale)\n",
+                    kind == "cfg" ? "classifier-free scale s" : "classifier scale c on the unconditional path (s = 0)",
+                    to_string(*sk).c_str(), (long long)steps.value(), (long long)seed.value());
+    }
     std::printf("%10s %9s %9s %8s %10s %8s %10s %10s %9s\n", "scale", "FID", "sFID", "IS", "precision", "recall",
                 "agreement", "diversity", "time (s)");
     auto print_row = [&](const std::string& label, const json& r, double secs) {

@@ -153,22 +153,79 @@ private Q_SLOTS:
         QTemporaryDir dir;
         const QString json = dir.filePath("eval.json");
         const Run r = cli({"eval", "--count", "40", "--steps", "4", "--scales", "0,3", "--device", "cpu",
-                           "--batch", "40", "--json", json});
+                           "--batch", "40", "--metrics", "fid,sfid,is,precision,recall,agreement", "--json", json});
         QVERIFY2(r.code == 0, qPrintable(r.err));
         QVERIFY(r.out.contains("floor"));
+        QVERIFY(r.out.contains("N = 40"));  // every report states N and the feature network
+        QVERIFY(r.out.contains("Fashion-MNIST classifier"));
         QFile f(json);
         QVERIFY(f.open(QIODevice::ReadOnly));
         const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
-        QVERIFY(o["floor"].toDouble() > 0);
+        QVERIFY(o["floor"].toObject()["fid"].toDouble() > 0);
         const QJsonArray rows = o["rows"].toArray();
         QCOMPARE(rows.size(), 2);
         for (const auto& row : rows) {
-            const double a = row.toObject()["class_agreement"].toDouble();
-            QVERIFY(a >= 0 && a <= 1);
-            QVERIFY(row.toObject()["frechet_distance"].toDouble() > 0);
+            const QJsonObject m = row.toObject();
+            for (const char* key : {"agreement", "precision", "recall"}) {
+                const double v = m[key].toDouble(-1);
+                QVERIFY2(v >= 0 && v <= 1, key);
+            }
+            QVERIFY(m["fid"].toDouble() > 0);
+            QVERIFY(m["sfid"].toDouble() > 0);
+            QVERIFY(m["is"].toDouble() >= 1.0);
+            QVERIFY(!m.contains("diversity"));  // not asked for
         }
         // Guidance at s = 3 follows the asked class far more often than unconditional sampling.
-        QVERIFY(rows[1].toObject()["class_agreement"].toDouble() > rows[0].toObject()["class_agreement"].toDouble() + 0.3);
+        QVERIFY(rows[1].toObject()["agreement"].toDouble() > rows[0].toObject()["agreement"].toDouble() + 0.3);
+    }
+
+    void sweepWritesCsvForBothKinds() {
+        QTemporaryDir dir;
+        for (const char* kind : {"cfg", "classifier"}) {
+            const QString csv = dir.filePath(QString("%1.csv").arg(kind));
+            const Run r = cli({"sweep", "--kind", kind, "--scales", "0,5", "--count", "30", "--steps", "3",
+                               "--device", "cpu", "--batch", "30", "--csv", csv});
+            QVERIFY2(r.code == 0, qPrintable(r.err));
+            QFile f(csv);
+            QVERIFY(f.open(QIODevice::ReadOnly));
+            const QStringList lines = QString::fromUtf8(f.readAll()).trimmed().split('\n');
+            QCOMPARE(lines.size(), 3);  // header + one row per scale
+            QVERIFY(lines[0].startsWith("kind,scale,fid,sfid,is,precision,recall,agreement,diversity,seconds"));
+            QVERIFY(lines[1].startsWith(QString("%1,0.0").arg(kind)));
+            QCOMPARE(lines[2].split(',').size(), 10);
+        }
+    }
+
+    void newOptionErrors_data() {
+        QTest::addColumn<QStringList>("args");
+        QTest::addColumn<int>("code");
+        QTest::addColumn<QString>("message");
+        QTest::newRow("unknown metric") << QStringList{"eval", "--metrics", "fid,kid"} << 2 << "unknown metric 'kid'";
+        QTest::newRow("bad sweep kind") << QStringList{"sweep", "--kind", "both"} << 2 << "--kind must be cfg or classifier";
+        QTest::newRow("missing image folder") << QStringList{"train", "--dataset", "images:/nonexistent-folder", "--out", "/tmp/dlab-x"} << 1 << "/nonexistent-folder: not a folder";
+        QTest::newRow("missing settings file") << QStringList{"train", "--config", "/nonexistent.json", "--out", "/tmp/dlab-x"} << 1 << "cannot read the settings file /nonexistent.json";
+        QTest::newRow("bf16 on cpu") << QStringList{"train", "--bf16", "--device", "cpu", "--steps", "1", "--out", "/tmp/dlab-x-bf16"} << 1 << "bf16 autocast needs a CUDA device";
+        QTest::newRow("not a noisy classifier") << QStringList{"sample", "--classifier-scale", "3", "--noisy-classifier", "fashion-mnist-classifier", "--tensors", "/tmp/dlab-x.safetensors"} << 1 << "not a noise-aware classifier";
+        QTest::newRow("bad torchscript") << QStringList{"eval", "--features", "/nonexistent.pt"} << 1 << "/nonexistent.pt";
+    }
+    void newOptionErrors() {
+        QFETCH(QStringList, args);
+        QFETCH(int, code);
+        QFETCH(QString, message);
+        const Run r = cli(args);
+        QCOMPARE(r.code, code);
+        QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    void settingsFileWithUnknownKeyIsRejected() {
+        QTemporaryDir dir;
+        QFile f(dir.filePath("s.json"));
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(R"({"training": {"batch": 8, "stepz": 3}})");
+        f.close();
+        const Run r = cli({"train", "--config", dir.filePath("s.json"), "--dataset", "toy:moons", "--out", dir.filePath("run")});
+        QCOMPARE(r.code, 1);
+        QVERIFY2(r.err.contains("unknown key \"stepz\" in \"training\""), qPrintable(r.err));
     }
 
     void modelsListsTheBundledOnes() {
