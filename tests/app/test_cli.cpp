@@ -75,6 +75,13 @@ private Q_SLOTS:
         QTest::newRow("unknown command") << QStringList{"fly"} << 2 << "unknown command 'fly'";
         QTest::newRow("unwritable") << QStringList{"schedule", "--csv", "/nonexistent-dir/x.csv"} << 1 << "/nonexistent-dir/x.csv";
         QTest::newRow("bad device") << QStringList{"info", "--device", "tpu"} << 1 << "unknown device 'tpu'";
+        QTest::newRow("unknown metric") << QStringList{"eval", "--metrics", "fid,kid"} << 2 << "unknown metric 'kid'";
+        QTest::newRow("bad sweep kind") << QStringList{"sweep", "--kind", "both"} << 2 << "--kind must be cfg or classifier";
+        QTest::newRow("missing image folder") << QStringList{"train", "--dataset", "images:/nonexistent-folder", "--out", "/tmp/dlab-x"} << 1 << "/nonexistent-folder: not a folder";
+        QTest::newRow("missing settings file") << QStringList{"train", "--config", "/nonexistent.json", "--out", "/tmp/dlab-x"} << 1 << "cannot read the settings file /nonexistent.json";
+        QTest::newRow("bf16 on cpu") << QStringList{"train", "--bf16", "--device", "cpu", "--steps", "1", "--out", "/tmp/dlab-x-bf16"} << 1 << "bf16 autocast needs a CUDA device";
+        QTest::newRow("not a noisy classifier") << QStringList{"sample", "--classifier-scale", "3", "--noisy-classifier", "fashion-mnist-classifier", "--tensors", "/tmp/dlab-x.safetensors"} << 1 << "not a noise-aware classifier";
+        QTest::newRow("bad torchscript") << QStringList{"eval", "--features", "/nonexistent.pt"} << 1 << "/nonexistent.pt";
     }
     void badInputGetsClearErrors() {
         QFETCH(QStringList, args);
@@ -194,27 +201,6 @@ private Q_SLOTS:
             QVERIFY(lines[1].startsWith(QString("%1,0.0").arg(kind)));
             QCOMPARE(lines[2].split(',').size(), 10);
         }
-    }
-
-    void newOptionErrors_data() {
-        QTest::addColumn<QStringList>("args");
-        QTest::addColumn<int>("code");
-        QTest::addColumn<QString>("message");
-        QTest::newRow("unknown metric") << QStringList{"eval", "--metrics", "fid,kid"} << 2 << "unknown metric 'kid'";
-        QTest::newRow("bad sweep kind") << QStringList{"sweep", "--kind", "both"} << 2 << "--kind must be cfg or classifier";
-        QTest::newRow("missing image folder") << QStringList{"train", "--dataset", "images:/nonexistent-folder", "--out", "/tmp/dlab-x"} << 1 << "/nonexistent-folder: not a folder";
-        QTest::newRow("missing settings file") << QStringList{"train", "--config", "/nonexistent.json", "--out", "/tmp/dlab-x"} << 1 << "cannot read the settings file /nonexistent.json";
-        QTest::newRow("bf16 on cpu") << QStringList{"train", "--bf16", "--device", "cpu", "--steps", "1", "--out", "/tmp/dlab-x-bf16"} << 1 << "bf16 autocast needs a CUDA device";
-        QTest::newRow("not a noisy classifier") << QStringList{"sample", "--classifier-scale", "3", "--noisy-classifier", "fashion-mnist-classifier", "--tensors", "/tmp/dlab-x.safetensors"} << 1 << "not a noise-aware classifier";
-        QTest::newRow("bad torchscript") << QStringList{"eval", "--features", "/nonexistent.pt"} << 1 << "/nonexistent.pt";
-    }
-    void newOptionErrors() {
-        QFETCH(QStringList, args);
-        QFETCH(int, code);
-        QFETCH(QString, message);
-        const Run r = cli(args);
-        QCOMPARE(r.code, code);
-        QVERIFY2(r.err.contains(message), qPrintable(r.err));
     }
 
     void settingsFileWithUnknownKeyIsRejected() {
