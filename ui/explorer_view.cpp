@@ -268,7 +268,7 @@ void ExplorerView::replot() {
             minDiv = std::min(minDiv, r.diversity);
             maxDiv = std::max(maxDiv, r.diversity);
         }
-        const QString tag = kind == 0 ? tr("CFG") : tr("classifier");
+        const QString tag = kind == 0 ? tr("CFG") : tr("clf.");
         auto add = [&](QCustomPlot* plot, QCPAxis* valueAxis, const QVector<double>& x, const QVector<double>& y,
                        const QString& name, Qt::PenStyle style, QCPScatterStyle::ScatterShape shape) {
             auto* g = plot->addGraph(plot->xAxis, valueAxis);
@@ -281,8 +281,8 @@ void ExplorerView::replot() {
             return g;
         };
         add(m_byScale, m_byScale->yAxis, s, fid, tag + tr(" FID"), Qt::SolidLine, QCPScatterStyle::ssDisc);
-        add(m_byScale, m_byScale->yAxis2, s, agree, tag + tr(" agreement"), Qt::DashLine, QCPScatterStyle::ssSquare);
-        add(m_byScale, m_byScale->yAxis2, s, prec, tag + tr(" precision"), Qt::DotLine, QCPScatterStyle::ssTriangle);
+        add(m_byScale, m_byScale->yAxis2, s, agree, tag + tr(" agree"), Qt::DashLine, QCPScatterStyle::ssSquare);
+        add(m_byScale, m_byScale->yAxis2, s, prec, tag + tr(" prec."), Qt::DotLine, QCPScatterStyle::ssTriangle);
         add(m_byScale, m_byScale->yAxis2, s, rec, tag + tr(" recall"), Qt::DashDotLine, QCPScatterStyle::ssDiamond);
         // Quality against diversity: a curve through the scales (QCPCurve keeps the scale order).
         auto* curve = new QCPCurve(m_tradeoff->xAxis, m_tradeoff->yAxis);
@@ -291,7 +291,7 @@ void ExplorerView::replot() {
         curve->setData(order, div, fid);
         curve->setPen(QPen(kKindColor[kind], 2));
         curve->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, kKindColor[kind], 7));
-        curve->setName(tag + tr(" (points: scales ") + [&] {
+        curve->setName((kind == 0 ? tr("classifier-free") : tr("classifier")) + tr(" (points: scales ") + [&] {
             QStringList l;
             for (double v : s) l << QString::number(v);
             return l.join(QStringLiteral(", "));
