@@ -77,7 +77,11 @@ private Q_SLOTS:
         QTest::newRow("bad device") << QStringList{"info", "--device", "tpu"} << 1 << "unknown device 'tpu'";
         QTest::newRow("unknown metric") << QStringList{"eval", "--metrics", "fid,kid"} << 2 << "unknown metric 'kid'";
         QTest::newRow("bad sweep kind") << QStringList{"sweep", "--kind", "both"} << 2 << "--kind must be cfg or classifier";
+#ifdef DLAB_HAVE_IMAGING
         QTest::newRow("missing image folder") << QStringList{"train", "--dataset", "images:/nonexistent-folder", "--out", "/tmp/dlab-x"} << 1 << "/nonexistent-folder: not a folder";
+#else
+        QTest::newRow("no image folders headless") << QStringList{"train", "--dataset", "images:/nonexistent-folder", "--out", "/tmp/dlab-x"} << 2 << "no OpenCV imaging";
+#endif
         QTest::newRow("missing settings file") << QStringList{"train", "--config", "/nonexistent.json", "--out", "/tmp/dlab-x"} << 1 << "cannot read the settings file /nonexistent.json";
         QTest::newRow("bf16 on cpu") << QStringList{"train", "--bf16", "--device", "cpu", "--steps", "1", "--out", "/tmp/dlab-x-bf16"} << 1 << "bf16 autocast needs a CUDA device";
         QTest::newRow("not a noisy classifier") << QStringList{"sample", "--classifier-scale", "3", "--noisy-classifier", "fashion-mnist-classifier", "--tensors", "/tmp/dlab-x.safetensors"} << 1 << "not a noise-aware classifier";
