@@ -18,6 +18,15 @@ using namespace dlab::ui;
 
 namespace {
 
+// Waits until `spy` holds at least n signals. The worker emits on its own thread and the spy records
+// at once, so a signal may arrive before a plain wait() starts (which then waits for another).
+bool waitCount(QSignalSpy& spy, int n, int ms) {
+    QElapsedTimer clock;
+    clock.start();
+    while (spy.size() < n && clock.elapsed() < ms) spy.wait(20);
+    return spy.size() >= n;
+}
+
 struct WorkerFixture {
     QThread thread;
     SamplingWorker* worker = new SamplingWorker;
@@ -37,7 +46,7 @@ struct WorkerFixture {
         auto path = resolve_model("default");
         QMetaObject::invokeMethod(worker, "loadModel", Qt::QueuedConnection,
                                   Q_ARG(QString, QString::fromStdString(path.value())), Q_ARG(QString, QStringLiteral("cpu")));
-        return loaded.wait(30000);
+        return waitCount(loaded, 1, 30000);
     }
     void start(const ChainSettings& s, int steps) {
         const int id = worker->newRequest();
@@ -62,7 +71,7 @@ private Q_SLOTS:
         s.steps = 12;
         s.classIndex = 7;
         w.start(s, -1);
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 1, 30000));
         QCOMPARE(frames.size(), 12);
         QCOMPARE(stopped.first().at(0).toInt(), 12);
         int previous_t = 1 << 30;
@@ -87,10 +96,10 @@ private Q_SLOTS:
         s.steps = 1000;
         s.sampler = SamplerKind::Ddpm;
         w.start(s, -1);
-        QVERIFY(frames.wait(30000));
+        QVERIFY(waitCount(frames, 1, 30000));
         w.worker->requestStop();
         const int seenAtStop = frames.size();
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 1, 30000));
         QCoreApplication::processEvents();
         const int done = stopped.first().at(0).toInt();
         // The step in flight when stop was requested may complete, no more.
@@ -100,7 +109,7 @@ private Q_SLOTS:
         frames.clear();
         const int id = w.worker->newRequest();
         QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, 3), Q_ARG(int, id));
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 2, 30000));
         QCOMPARE(frames.size(), 3);
         QCOMPARE(frames.first().at(0).value<ChainFrame>().index, done);
     }
@@ -114,11 +123,11 @@ private Q_SLOTS:
         s.steps = 6;
         s.guidance = 2.0;
         w.start(s, 3);  // run 3 steps, then stop
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 1, 30000));
         w.worker->guidanceControl()->set_scale(5.0);  // changed between two steps
         const int id = w.worker->newRequest();
         QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 2, 30000));
         QCOMPARE(frames.size(), 6);
         for (int i = 0; i < 6; ++i)
             QCOMPARE(frames.at(i).at(0).value<ChainFrame>().guidance, i < 3 ? 2.0 : 5.0);
@@ -136,11 +145,11 @@ private Q_SLOTS:
         s.guidance = 0.0;  // unconditional path, steered by the classifier only
         s.classifierScale = 0.0;
         w.start(s, 3);
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 1, 30000));
         w.worker->guidanceControl()->set_classifier_scale(8.0);  // switched on between two steps
         const int id = w.worker->newRequest();
         QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
-        QVERIFY(stopped.wait(30000));
+        QVERIFY(waitCount(stopped, 2, 30000));
         QCOMPARE(frames.size(), 6);
         for (int i = 0; i < 6; ++i) {
             const auto f = frames.at(i).at(0).value<ChainFrame>();
@@ -198,7 +207,7 @@ private Q_SLOTS:
         QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, 3),
                                   Q_ARG(QVector<double>, (QVector<double>{0.0, 3.0})), Q_ARG(int, 8), Q_ARG(int, 5),
                                   Q_ARG(quint64, quint64(1)), Q_ARG(int, id));
-        QVERIFY(grids.wait(60000));
+        QVERIFY(waitCount(grids, 1, 60000));
         const QImage grid = grids.first().at(0).value<QImage>();
         // Two rows (one per scale) of 8 images of 28x28 with 2-pixel borders.
         QCOMPARE(grid.size(), QSize(8 * 30 + 2, 2 * 30 + 2));
@@ -211,11 +220,11 @@ private Q_SLOTS:
         QSignalSpy failed(w.worker, &SamplingWorker::failed);
         QMetaObject::invokeMethod(w.worker, "loadModel", Qt::QueuedConnection,
                                   Q_ARG(QString, QStringLiteral("/nonexistent/model.safetensors")), Q_ARG(QString, QStringLiteral("cpu")));
-        QVERIFY(failed.wait(10000));
+        QVERIFY(waitCount(failed, 1, 10000));
         QVERIFY(failed.first().at(0).toString().contains("/nonexistent/model.safetensors"));
         ChainSettings s;
         w.start(s, -1);
-        QVERIFY(failed.wait(10000));
+        QVERIFY(waitCount(failed, 2, 10000));
         QVERIFY(failed.last().at(0).toString().contains("No model"));
     }
 
