@@ -180,9 +180,7 @@ Result<NoisyClassifier> train_noisy_classifier(const NoisyClassifierConfig& conf
     at::Generator gen = make_generator(tr.seed);
     const auto i64 = at::TensorOptions().dtype(at::kLong);
     net->train();
-    auto t0 = std::chrono::steady_clock::now();
-    double loss_sum = 0, acc_sum = 0;
-    int64_t window = 0;
+    const auto t0 = std::chrono::steady_clock::now();
     for (int64_t step = 0; step < tr.steps; ++step) {
         if (cancel && cancel->load()) return Error{"cancelled"};
         const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
@@ -203,14 +201,13 @@ Result<NoisyClassifier> train_noisy_classifier(const NoisyClassifierConfig& conf
         loss.backward();
         opt.step();
         if ((step + 1) % tr.log_every == 0 || step + 1 == tr.steps) {
-            loss_sum = loss.item<double>();
-            acc_sum = (logits.argmax(1) == y).to(at::kFloat).mean().item<double>();
-            ++window;
+            const double loss_now = loss.item<double>();
+            const double batch_acc = (logits.argmax(1) == y).to(at::kFloat).mean().item<double>();
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             std::ostringstream s;
-            s << "step " << step + 1 << "/" << tr.steps << "  loss " << loss_sum << "  batch accuracy " << acc_sum
+            s << "step " << step + 1 << "/" << tr.steps << "  loss " << loss_now << "  batch accuracy " << batch_acc
               << "  " << int(double(B) * double(step + 1) / std::max(secs, 1e-9)) << " img/s";
-            if (!std::isfinite(loss_sum)) return Error{"noisy classifier: the loss is not finite at step " + std::to_string(step + 1)};
+            if (!std::isfinite(loss_now)) return Error{"noisy classifier: the loss is not finite at step " + std::to_string(step + 1)};
             if (log) log(s.str());
         }
     }
@@ -225,11 +222,6 @@ Status save_noisy_classifier(const std::string& path, NoisyClassifier& net, cons
     meta["report"] = report;
     f.metadata["dlab_noisy_classifier"] = meta.dump();
     return save_safetensors(path, f);
-}
-
-bool is_noisy_classifier_file(const std::string& path) {
-    auto f = load_safetensors(path);
-    return f && f->metadata.count("dlab_noisy_classifier") > 0;
 }
 
 Result<NoisyClassifier> load_noisy_classifier(const std::string& path, c10::Device device) {

@@ -75,8 +75,6 @@ Result<NoisyClassifier> train_noisy_classifier(const NoisyClassifierConfig& conf
 /// Saves/loads with the config (and any `report`, e.g. accuracy by t) as JSON metadata.
 Status save_noisy_classifier(const std::string& path, NoisyClassifier& net, const nlohmann::json& report);
 Result<NoisyClassifier> load_noisy_classifier(const std::string& path, c10::Device device);
-/// Whether a safetensors file holds a noise-aware classifier (without loading its weights).
-bool is_noisy_classifier_file(const std::string& path);
 
 /// The classifier's gradient for guidance on a chain of a model with `model_schedule`: each model
 /// timestep is mapped to the classifier timestep of nearest abar, so the two schedules may differ.
