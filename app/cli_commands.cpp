@@ -46,6 +46,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("ema", "EMA decay", "0.999")
         .option("p-uncond", "probability of the null class (classifier-free guidance)", "0.1")
         .option("min-snr", "min-SNR-gamma weighting (0: off)", "0")
+        .option("size", "model size preset: tiny, small (the default model's) or large")
         .option("base-channels", "UNet channels at full resolution", "32")
         .option("dropout", "dropout in residual blocks", "0.1")
         .option("image-size", "images:DIR: side of the square the images are resized and cropped to", "32")
@@ -93,12 +94,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
     Result<LabelledData> data = Error{""};
-    if (ds == "fashion-mnist") {
-        data = load_fashion_mnist(fashion_mnist_dir(), true);
-        mc.network.kind = NetworkKind::UNet;
-        mc.network.in_channels = 1;
-        mc.network.image_size = 28;
-    } else if (ds.rfind("images:", 0) == 0) {
+    if (ds.rfind("images:", 0) == 0) {
 #ifndef DLAB_HAVE_IMAGING
         return usage("train: this build has no OpenCV imaging; images:DIR is not available");
 #else
@@ -113,21 +109,14 @@ int cmd_train(const std::vector<std::string>& argv) {
             if (report.skipped.size() > 10) list += "\n  ... and " + std::to_string(report.skipped.size() - 10) + " more";
             std::cerr << "warning: skipped " << report.skipped.size() << " unreadable file(s):" << list << "\n";
         }
-        mc.network.kind = NetworkKind::UNet;
-        mc.network.in_channels = chans.value();
-        mc.network.image_size = isize.value();
-        // Three halvings need a side divisible by 4 for the default {1,2,2} levels; attention at 1/4.
-        mc.network.attention_resolutions = {isize.value() / 4};
 #endif
-    } else if (ds.rfind("toy:", 0) == 0) {
-        data = make_toy(ds.substr(4), 100000, 12345);
-        mc.network.kind = NetworkKind::Mlp;
-        mc.network.in_channels = 2;
-        mc.network.dropout = 0;
+    } else if (ds == "fashion-mnist" || ds.rfind("toy:", 0) == 0) {
+        data = load_builtin_dataset(ds);
     } else {
         return usage("train: unknown dataset '" + ds + "' (fashion-mnist, images:DIR or toy:NAME)");
     }
     if (!data) return failure("train: " + data.error());
+    shape_network_for_data(data.value(), mc.network);
 
     // Settings file first, then the options given on the command line (without a file, every
     // option's value, given or default, is used).
@@ -165,11 +154,13 @@ int cmd_train(const std::vector<std::string>& argv) {
         if (!pt) return usage("train: unknown prediction type '" + args.get("prediction") + "' (eps, v or x0)");
         mc.prediction = *pt;
     }
+    if (args.given("size")) {
+        if (auto st = apply_size_preset(args.get("size"), mc.network); !st) return usage("train: " + st.error());
+    }
     if (mc.network.kind == NetworkKind::UNet) {
-        if (use("base-channels")) mc.network.base_channels = base.value();
+        if (use("base-channels") && (!args.given("size") || args.given("base-channels"))) mc.network.base_channels = base.value();
         if (use("dropout")) mc.network.dropout = drop.value();
     }
-    mc.network.num_classes = data->num_classes;
     auto net = make_network(mc.network);
     if (!net) return failure("train: " + net.error());
     std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()

@@ -20,6 +20,7 @@
 #include "ui/batch_view.h"
 #include "ui/reverse_view.h"
 #include "ui/toy_view.h"
+#include "ui/training_view.h"
 #include "ui/sampling_worker.h"
 
 namespace {
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .option("guidance", "initial guidance scale")
         .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
+        .option("train-steps", "with --tab 6 --play: a tiny Fashion-MNIST training run of this many steps", "300")
         .option("classifier-scale", "start with classifier guidance of this scale (kind: classifier; with --guidance: both)")
         .flag("version", "print the version")
         .flag("help", "show this help");
@@ -154,6 +156,16 @@ int main(int argc, char** argv) {
                                          QTimer::singleShot(0, ex, [ex, n] { ex->runWith(1, QStringLiteral("1, 2, 5, 10, 20"), n, 20); });
                                  });
                                  ex->runWith(0, QStringLiteral("0, 1, 2, 3, 5"), n, 20);
+                             } else if (tab == 6) {
+                                 auto steps = args.get_int("train-steps", 10, 1000000);
+                                 dlab::ui::TrainingRequest r;
+                                 r.sizePreset = QStringLiteral("tiny");
+                                 r.steps = steps ? steps.value() : 300;
+                                 r.batch = 32;
+                                 r.lr = 1e-3;
+                                 r.sampleEvery = int(std::max<qint64>(10, r.steps / 4));
+                                 window.trainingView()->setRequest(r);
+                                 window.trainingView()->start();
                              } else if (tab == 2) window.batchView()->generateStrip();
                              else if (tab == 3) window.toyView()->run();
                              else window.reverseView()->newChain();
@@ -171,6 +183,9 @@ int main(int argc, char** argv) {
             QObject::connect(window.explorerView(), &dlab::ui::ExplorerView::finished, &window, [&window, shoot](bool ok) {
                 if (!ok || !window.explorerView()->rows(1).isEmpty()) QTimer::singleShot(300, shoot);
             });
+        } else if (play && tab == 6) {
+            QObject::connect(window.trainingView(), &dlab::ui::TrainingView::finished, &window,
+                             [shoot] { QTimer::singleShot(300, shoot); });
         } else if (play && tab == 2) {
             QObject::connect(window.batchView(), &dlab::ui::BatchView::finished, &window,
                              [shoot] { QTimer::singleShot(300, shoot); });

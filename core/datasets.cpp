@@ -119,4 +119,10 @@ Result<LabelledData> make_toy(const std::string& name, int64_t n, uint64_t seed)
     return d;
 }
 
+Result<LabelledData> load_builtin_dataset(const std::string& spec) {
+    if (spec == "fashion-mnist") return load_fashion_mnist(fashion_mnist_dir(), true);
+    if (spec.rfind("toy:", 0) == 0) return make_toy(spec.substr(4), 100000, 12345);
+    return Error{"unknown dataset '" + spec + "' (fashion-mnist, images:DIR or toy:NAME)"};
+}
+
 }  // namespace dlab

@@ -31,4 +31,9 @@ const std::vector<std::string>& toy_names();
 /// n points of a 2-D toy set (scaled to about unit variance) with their labels.
 Result<LabelledData> make_toy(const std::string& name, int64_t n, uint64_t seed);
 
+/// A built-in training set by name: "fashion-mnist" (the train split) or "toy:NAME" (100,000
+/// points, fixed seed). Image folders are read by the imaging library instead; any other name is
+/// an error listing the choices.
+Result<LabelledData> load_builtin_dataset(const std::string& spec);
+
 }  // namespace dlab

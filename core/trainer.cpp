@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -214,6 +215,47 @@ void truncate_log(const std::string& path, int64_t step) {
 
 }  // namespace
 
+const std::vector<std::string>& size_presets() {
+    static const std::vector<std::string> names{"tiny", "small", "large"};
+    return names;
+}
+
+Status apply_size_preset(const std::string& preset, NetworkConfig& n) {
+    if (preset == "tiny") {
+        n.base_channels = 16;
+        n.num_res_blocks = 1;
+        n.mlp_hidden = 64;
+        n.mlp_layers = 2;
+    } else if (preset == "small") {
+        n.base_channels = 32;
+        n.num_res_blocks = 1;
+        n.mlp_hidden = 128;
+        n.mlp_layers = 3;
+    } else if (preset == "large") {
+        n.base_channels = 64;
+        n.num_res_blocks = 2;
+        n.mlp_hidden = 256;
+        n.mlp_layers = 4;
+    } else {
+        return Status::failure("unknown model size '" + preset + "' (tiny, small or large)");
+    }
+    return Status::success();
+}
+
+void shape_network_for_data(const LabelledData& data, NetworkConfig& n) {
+    if (data.x.dim() == 4) {
+        n.kind = NetworkKind::UNet;
+        n.in_channels = data.x.size(1);
+        n.image_size = data.x.size(2);
+        n.attention_resolutions = {n.image_size / 4};
+    } else {
+        n.kind = NetworkKind::Mlp;
+        n.in_channels = data.x.size(1);
+        n.dropout = 0;
+    }
+    n.num_classes = data.num_classes;
+}
+
 Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledData& data,
                           c10::Device device, const std::string& out_dir, bool resume,
                           const TrainHooks& hooks) {
@@ -320,8 +362,14 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     auto window_start = t0;
     int64_t window_images = 0, images_this_call = 0;
     double last_ips = 0;
+    auto cancelled = [&] { return hooks.cancel && hooks.cancel->load(); };
     while (step < tc.steps) {
-        if (hooks.cancel && hooks.cancel->load()) {
+        if (hooks.pause && hooks.pause->load() && !cancelled()) {
+            const auto paused_at = std::chrono::steady_clock::now();
+            while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            window_start += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
+        }
+        if (cancelled()) {
             result.cancelled = true;
             break;
         }
@@ -419,6 +467,15 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 const double eta = last_ips > 0 ? double(tc.steps - step) * double(B) / last_ips : 0;
                 hooks.on_progress(TrainProgress{step, tc.steps, l, lr, last_ips, eta});
             }
+        }
+        if (hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
+            const auto snap_start = std::chrono::steady_clock::now();
+            ema->eval();
+            {
+                torch::NoGradGuard g;
+                hooks.on_snapshot(step, mc, ema);
+            }
+            window_start += std::chrono::steady_clock::now() - snap_start;
         }
         if (step % tc.checkpoint_every == 0 || step == tc.steps) {
             if (auto st = save_checkpoint(); !st) return Error{st.error()};

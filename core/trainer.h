@@ -8,6 +8,7 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
@@ -51,10 +52,16 @@ struct TrainProgress {
     double loss = 0, lr = 0, images_per_s = 0, eta_s = 0;
 };
 
-/// Per-call hooks: progress reports and a cancel flag checked every step.
+/// Per-call hooks: progress reports, a cancel flag checked every step, a pause flag (the loop
+/// waits between two steps while it is set, still honouring cancel), and snapshots of the EMA
+/// network every `snapshot_every` steps (and at the last step), e.g. to draw a sample grid. The
+/// snapshot network is in eval mode on the training device; its time is left out of images/s.
 struct TrainHooks {
     std::function<void(const TrainProgress&)> on_progress;
     const std::atomic<bool>* cancel = nullptr;
+    const std::atomic<bool>* pause = nullptr;
+    int64_t snapshot_every = 0;
+    std::function<void(int64_t step, const ModelConfig& config, Network ema)> on_snapshot;
 };
 
 struct TrainResult {
@@ -64,6 +71,16 @@ struct TrainResult {
     double seconds = 0;       ///< wall time of this call
     double images_per_s = 0;  ///< throughput of this call
 };
+
+/// The network size presets: "tiny", "small" (the bundled default's size) and "large".
+const std::vector<std::string>& size_presets();
+/// Sets the width/depth fields of `net` for a preset (UNet channels and blocks, MLP width); an
+/// unknown name is an error listing the presets.
+Status apply_size_preset(const std::string& preset, NetworkConfig& net);
+/// Fits the network's kind and input shape to the data: images [N,C,H,W] get a UNet of that
+/// channel count and size (attention at 1/4 of the side), points [N,D] an MLP; the class count
+/// follows the data.
+void shape_network_for_data(const LabelledData& data, NetworkConfig& net);
 
 /// Trains a model on `data` into `out_dir` (checkpoint.safetensors, model.safetensors, loss.csv).
 /// With `resume`, continues from out_dir/checkpoint.safetensors. A NaN or Inf loss stops with an

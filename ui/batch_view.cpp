@@ -3,7 +3,9 @@
 #include <QComboBox>
 #include <QFormLayout>
 #include <QGroupBox>
+#include <QFileInfo>
 #include <QHBoxLayout>
+#include <QJsonArray>
 #include <QLabel>
 #include <QLineEdit>
 #include <QProgressBar>
@@ -72,15 +74,33 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
         m_title->setText(title);
         m_gridButton->setEnabled(true);
         m_stripButton->setEnabled(true);
+        if (m_pending && m_history) {
+            // The run history keeps the grid and what made it.
+            m_pending = false;
+            const QString runTitle = tr("%1, %2").arg(QFileInfo(m_modelPath).baseName(), title);
+            QString error;
+            RunRecord run = m_history->create(QStringLiteral("samples"), runTitle, m_request,
+                                              quint64(m_request.value(QStringLiteral("seed")).toInt()), &error);
+            if (!run.id.isEmpty()) {
+                run.status = QStringLiteral("finished");
+                run.message = m_parameters;
+                if (grid.save(run.folder + QStringLiteral("/grid.png"))) run.outputs << QStringLiteral("grid.png");
+                m_history->save(run, &error);
+            }
+            if (!error.isEmpty()) m_title->setText(title + QStringLiteral(" · ") + error);
+            Q_EMIT historyChanged();
+        }
         Q_EMIT finished();
     });
     connect(m_worker, &SamplingWorker::failed, this, [this](const QString&) {
+        m_pending = false;
         m_gridButton->setEnabled(true);
         m_stripButton->setEnabled(true);
     });
 }
 
 void BatchView::setModelInfo(const ModelInfo& info) {
+    m_modelPath = info.path;
     m_class->clear();
     for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
     m_class->addItem(tr("unconditional"), -1);
@@ -133,6 +153,13 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
     for (double s : scales) sc << QString::number(s);
     m_parameters = QStringLiteral("class=%1 guidance=%2 per_scale=%3 sampler=ddim steps=%4 seed=%5")
                        .arg(classIndex).arg(sc.join(QLatin1Char(','))).arg(perScale).arg(m_steps->value()).arg(m_seed->value());
+    QJsonArray sa;
+    for (double s : scales) sa.append(s);
+    m_request = QJsonObject{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("class"), classIndex},
+                            {QStringLiteral("scales"), sa}, {QStringLiteral("per_scale"), perScale},
+                            {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
+                            {QStringLiteral("sampler"), QStringLiteral("ddim")}};
+    m_pending = true;
     m_title->setText(tr("generating…"));
     m_gridButton->setEnabled(false);
     m_stripButton->setEnabled(false);
@@ -143,7 +170,34 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
                               Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
 }
 
+void BatchView::runWith(const QJsonObject& p) {
+    QVector<double> scales;
+    QStringList text;
+    for (const auto& v : p.value(QStringLiteral("scales")).toArray()) {
+        scales << v.toDouble();
+        text << QString::number(v.toDouble());
+    }
+    if (scales.isEmpty()) {
+        m_title->setText(tr("This record has no guidance scales"));
+        return;
+    }
+    const int cls = m_class->findData(p.value(QStringLiteral("class")).toInt());
+    if (cls >= 0) m_class->setCurrentIndex(cls);
+    m_scales->setText(text.join(QStringLiteral(", ")));
+    m_steps->setValue(p.value(QStringLiteral("steps")).toInt(m_steps->value()));
+    m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
+    const int perScale = p.value(QStringLiteral("per_scale")).toInt(8);
+    if (scales.size() == 1) m_count->setValue(perScale);
+    start(scales, perScale);
+}
+
+void BatchView::showResult(const QImage& grid, const QString& title) {
+    m_image->setImage(grid);
+    m_title->setText(title);
+}
+
 void BatchView::cancel() {
+    m_pending = false;
     m_worker->requestStop();
     m_gridButton->setEnabled(true);
     m_stripButton->setEnabled(true);

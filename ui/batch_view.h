@@ -3,7 +3,10 @@
 // across several guidance scales, generated on the lab's worker thread.
 
 #include <QElapsedTimer>
+#include <QJsonObject>
 #include <QWidget>
+
+#include "ui/run_history.h"
 
 class QComboBox;
 class QLabel;
@@ -25,6 +28,10 @@ public:
     explicit BatchView(SamplingWorker* worker, QWidget* parent = nullptr);
     QImage grid() const;
     QString parameters() const { return m_parameters; }
+    /// Records every finished batch in `history` (grid.png and its parameters).
+    void setHistory(RunHistory* history) { m_history = history; }
+    /// The parameters of the last batch started (model, class, scales, per_scale, steps, seed).
+    const QJsonObject& lastRequest() const { return m_request; }
 
 public Q_SLOTS:
     /// Fills the class list from the loaded model.
@@ -34,9 +41,14 @@ public Q_SLOTS:
     /// The same seeds at every scale of the list: a row per scale.
     void generateStrip();
     void cancel();
+    /// Runs a recorded batch again (the model must be loaded already).
+    void runWith(const QJsonObject& parameters);
+    /// Shows a recorded result.
+    void showResult(const QImage& grid, const QString& title);
 
 Q_SIGNALS:
     void finished();
+    void historyChanged();
 
 private:
     void start(const QVector<double>& scales, int perScale);
@@ -53,6 +65,10 @@ private:
     QLabel* m_title = nullptr;
     ImagePanel* m_image = nullptr;
     QString m_parameters;
+    RunHistory* m_history = nullptr;
+    QJsonObject m_request;
+    QString m_modelPath;
+    bool m_pending = false;
     QElapsedTimer m_clock;
 };
 

@@ -1,11 +1,17 @@
 #include "ui/explorer_view.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <QComboBox>
 #include <QFormLayout>
 #include <QGroupBox>
+#include <QFile>
+#include <QFileInfo>
 #include <QHBoxLayout>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QSaveFile>
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
@@ -155,6 +161,7 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
 }
 
 void ExplorerView::setModelInfo(const ModelInfo& info) {
+    m_modelPath = info.path;
     const bool ok = info.image && !info.classNames.isEmpty();
     m_run->setEnabled(ok);
     m_run->setToolTip(ok ? QString() : tr("Choose a class-conditional image model in the Reverse chain tab"));
@@ -210,7 +217,80 @@ void ExplorerView::onFinished(bool completed, const QString& floor) {
     m_run->setEnabled(true);
     if (!floor.isEmpty()) m_floor->setText(floor);
     m_progress->setFormat(completed ? tr("done in %1 s").arg(m_clock.elapsed() / 1000.0, 0, 'f', 1) : tr("stopped"));
+    record(completed);
     Q_EMIT finished(completed);
+}
+
+void ExplorerView::record(bool completed) {
+    if (!m_history || m_runningKind < 0 || m_rows[m_runningKind].isEmpty()) return;
+    const int kind = m_runningKind;
+    const QJsonObject params{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("kind"), kind},
+                             {QStringLiteral("scales"), m_scales->text()}, {QStringLiteral("count"), m_count->value()},
+                             {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
+                             {QStringLiteral("floor"), m_floor->text()}};
+    const QString title = tr("%1, %2 sweep %3, N = %4")
+                              .arg(QFileInfo(m_modelPath).baseName(), kind == 0 ? tr("classifier-free") : tr("classifier"),
+                                   m_scales->text())
+                              .arg(m_count->value());
+    QString error;
+    RunRecord run = m_history->create(QStringLiteral("sweep"), title, params, quint64(m_seed->value()), &error);
+    if (run.id.isEmpty()) return;
+    QJsonArray rows;
+    for (int i = 0; i < m_rows[kind].size(); ++i) {
+        const SweepRow& r = m_rows[kind][i];
+        const QString png = QStringLiteral("samples-%1.png").arg(i);
+        if (r.samples.save(run.folder + QLatin1Char('/') + png)) run.outputs << png;
+        rows.append(QJsonObject{{QStringLiteral("kind"), r.kind}, {QStringLiteral("scale"), r.scale},
+                                {QStringLiteral("fid"), r.fid}, {QStringLiteral("precision"), r.precision},
+                                {QStringLiteral("recall"), r.recall}, {QStringLiteral("is"), r.inceptionScore},
+                                {QStringLiteral("agreement"), r.agreement}, {QStringLiteral("diversity"), r.diversity},
+                                {QStringLiteral("seconds"), r.seconds}, {QStringLiteral("samples"), png}});
+    }
+    QSaveFile f(run.folder + QStringLiteral("/sweep.json"));
+    if (f.open(QIODevice::WriteOnly)) {
+        f.write(QJsonDocument(QJsonObject{{QStringLiteral("rows"), rows}}).toJson());
+        if (f.commit()) run.outputs.prepend(QStringLiteral("sweep.json"));
+    }
+    if (m_byScale->savePng(run.folder + QStringLiteral("/sweep.png"), 800, 420)) run.outputs << QStringLiteral("sweep.png");
+    run.status = completed ? QStringLiteral("finished") : QStringLiteral("stopped");
+    run.message = m_floor->text();
+    m_history->save(run, &error);
+    Q_EMIT historyChanged();
+}
+
+QString ExplorerView::openRecord(const RunRecord& run) {
+    QFile f(RunHistory::outputPath(run, QStringLiteral("sweep.json")));
+    if (!f.open(QIODevice::ReadOnly)) return tr("The sweep's results (sweep.json) were deleted");
+    const QJsonDocument doc = QJsonDocument::fromJson(f.readAll());
+    if (!doc.isObject()) return tr("%1 is not valid JSON").arg(f.fileName());
+    const int kind = std::clamp(run.parameters.value(QStringLiteral("kind")).toInt(), 0, 1);
+    m_rows[kind].clear();
+    for (const auto& v : doc.object().value(QStringLiteral("rows")).toArray()) {
+        const QJsonObject o = v.toObject();
+        SweepRow r;
+        r.kind = kind;
+        r.scale = o.value(QStringLiteral("scale")).toDouble();
+        r.fid = o.value(QStringLiteral("fid")).toDouble();
+        r.precision = o.value(QStringLiteral("precision")).toDouble();
+        r.recall = o.value(QStringLiteral("recall")).toDouble();
+        r.inceptionScore = o.value(QStringLiteral("is")).toDouble();
+        r.agreement = o.value(QStringLiteral("agreement")).toDouble();
+        r.diversity = o.value(QStringLiteral("diversity")).toDouble();
+        r.seconds = o.value(QStringLiteral("seconds")).toDouble();
+        r.samples.load(RunHistory::outputPath(run, o.value(QStringLiteral("samples")).toString()));
+        m_rows[kind] << r;
+    }
+    m_floor->setText(run.parameters.value(QStringLiteral("floor")).toString());
+    rebuildTable();
+    replot();
+    showRow(kind, 0);
+    return {};
+}
+
+void ExplorerView::runRecorded(const QJsonObject& p) {
+    m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
+    runWith(std::clamp(p.value(QStringLiteral("kind")).toInt(), 0, 1), p.value(QStringLiteral("scales")).toString(),
+            p.value(QStringLiteral("count")).toInt(200), p.value(QStringLiteral("steps")).toInt(20));
 }
 
 void ExplorerView::showRow(int kind, int index) {

@@ -8,6 +8,7 @@
 #include <QVector>
 #include <QWidget>
 
+#include "ui/run_history.h"
 #include "ui/sampling_worker.h"
 
 class QComboBox;
@@ -32,6 +33,10 @@ public:
     const QVector<SweepRow>& rows(int kind) const { return m_rows[kind]; }
     /// The samples panel's image (for export).
     QImage currentImage() const;
+    /// Records every finished sweep in `history` (sweep.json, sweep.png, each scale's samples).
+    void setHistory(RunHistory* history) { m_history = history; }
+    /// Shows a recorded sweep; an error message, or empty on success.
+    QString openRecord(const dlab::ui::RunRecord& run);
 
 public Q_SLOTS:
     void run();
@@ -41,15 +46,19 @@ public Q_SLOTS:
     void showRow(int kind, int index);
     /// Starts a sweep with these settings (used by the command line and tests).
     void runWith(int kind, const QString& scales, int count, int steps);
+    /// Runs a recorded sweep again (the model must be loaded already).
+    void runRecorded(const QJsonObject& parameters);
 
 Q_SIGNALS:
     void finished(bool completed);
+    void historyChanged();
 
 private:
     void onRow(const SweepRow& row);
     void onFinished(bool completed, const QString& floor);
     void replot();
     void rebuildTable();
+    void record(bool completed);
 
     SamplingWorker* m_worker;
     QComboBox* m_kind = nullptr;
@@ -67,6 +76,8 @@ private:
     ImagePanel* m_samples = nullptr;
     QVector<SweepRow> m_rows[2];
     int m_runningKind = -1;
+    RunHistory* m_history = nullptr;
+    QString m_modelPath;
     bool m_running = false;
     QElapsedTimer m_clock;
 };

@@ -4,6 +4,7 @@
 #include <QFileDialog>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QFileInfo>
 #include <QLabel>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -14,7 +15,10 @@
 #include "imaging/image_io.h"
 #include "ui/batch_view.h"
 #include "ui/explorer_view.h"
+#include "core/runtime.h"
 #include "ui/forward_view.h"
+#include "ui/history_view.h"
+#include "ui/training_view.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
 #include "ui/toy_view.h"
@@ -38,6 +42,39 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_tabs->addTab(m_explorer, tr("Guidance explorer"));
     connect(m_reverse, &ReverseView::modelReady, m_explorer, &ExplorerView::setModelInfo);
     connect(m_reverse, &ReverseView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(m_reverse, &ReverseView::modelReady, this, [this](const ModelInfo& info) { m_loadedModel = info.path; });
+
+    // Training and the run history (tabs 6 and 7).
+    m_history = std::make_unique<RunHistory>(RunHistory::defaultRoot());
+    m_training = new TrainingView(m_history.get(), select_device("cuda").ok());
+    m_tabs->addTab(m_training, tr("Training"));
+    m_historyView = new HistoryView(m_history.get());
+    m_tabs->addTab(m_historyView, tr("History"));
+    m_batch->setHistory(m_history.get());
+    m_explorer->setHistory(m_history.get());
+    connect(m_training, &TrainingView::modelTrained, m_reverse, &ReverseView::addModel);
+    connect(m_training, &TrainingView::openModel, this, [this](const QString& name, const QString& path) {
+        m_reverse->useModel(name, path);
+        m_tabs->setCurrentWidget(m_reverse);
+    });
+    for (auto* sender : {static_cast<QObject*>(m_training), static_cast<QObject*>(m_batch), static_cast<QObject*>(m_explorer)})
+        connect(sender, SIGNAL(historyChanged()), m_historyView, SLOT(refresh()));
+    connect(m_historyView, &HistoryView::openRun, this, &MainWindow::openRun);
+    connect(m_historyView, &HistoryView::rerunRun, this, &MainWindow::rerunRun);
+    connect(m_historyView, &HistoryView::resumeRun, this, [this](const RunRecord& run) {
+        m_tabs->setCurrentWidget(m_training);
+        m_training->resumeRun(run);
+    });
+    // Models of earlier training runs are in the lab's model list (newest first, up to 12).
+    int added = 0;
+    for (const RunRecord& run : m_history->list()) {
+        if (run.kind != QStringLiteral("training") || added >= 12) continue;
+        const QString path = run.folder + QStringLiteral("/model.safetensors");
+        if ((run.status == QStringLiteral("finished") || run.status == QStringLiteral("stopped")) && QFileInfo::exists(path)) {
+            m_reverse->addModel(run.title, path);
+            ++added;
+        }
+    }
     setCentralWidget(m_tabs);
 
     auto* fileMenu = menuBar()->addMenu(tr("&File"));
@@ -101,6 +138,64 @@ void MainWindow::exportImage() {
     auto st = imaging::write_png(path.toStdString(), mat.clone(), {{"parameters", (batch ? m_batch->parameters() : m_reverse->currentParameters()).toStdString()}});
     if (!st) QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(st.error()));
     else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+}
+
+void MainWindow::withModel(const QString& modelPath, std::function<void()> then) {
+    if (modelPath.isEmpty() || modelPath == m_loadedModel) {
+        then();
+        return;
+    }
+    if (!QFileInfo::exists(modelPath)) {
+        statusBar()->showMessage(tr("The model of this run was deleted: %1").arg(modelPath), 8000);
+        return;
+    }
+    auto* once = new QObject(this);
+    connect(m_reverse, &ReverseView::modelReady, once, [once, then](const ModelInfo&) {
+        once->deleteLater();
+        then();
+    }, Qt::QueuedConnection);
+    m_reverse->useModel(QFileInfo(modelPath).baseName(), modelPath);
+}
+
+void MainWindow::openRun(const RunRecord& run) {
+    if (run.kind == QStringLiteral("training")) {
+        const QString path = run.folder + QStringLiteral("/model.safetensors");
+        if (!QFileInfo::exists(path)) {
+            statusBar()->showMessage(tr("The model file of this run was deleted"), 8000);
+            return;
+        }
+        m_reverse->useModel(run.title, path);
+        m_tabs->setCurrentWidget(m_reverse);
+    } else if (run.kind == QStringLiteral("samples")) {
+        QImage grid;
+        if (!grid.load(RunHistory::outputPath(run, QStringLiteral("grid.png")))) {
+            statusBar()->showMessage(tr("The grid of this run was deleted"), 8000);
+            return;
+        }
+        m_batch->showResult(grid, run.title);
+        m_tabs->setCurrentWidget(m_batch);
+    } else if (run.kind == QStringLiteral("sweep")) {
+        const QString error = m_explorer->openRecord(run);
+        if (!error.isEmpty()) {
+            statusBar()->showMessage(error, 8000);
+            return;
+        }
+        m_tabs->setCurrentWidget(m_explorer);
+    }
+}
+
+void MainWindow::rerunRun(const RunRecord& run) {
+    const QString model = run.parameters.value(QStringLiteral("model")).toString();
+    if (run.kind == QStringLiteral("training")) {
+        m_tabs->setCurrentWidget(m_training);
+        m_training->rerun(run);
+    } else if (run.kind == QStringLiteral("samples")) {
+        m_tabs->setCurrentWidget(m_batch);
+        withModel(model, [this, p = run.parameters] { m_batch->runWith(p); });
+    } else if (run.kind == QStringLiteral("sweep")) {
+        m_tabs->setCurrentWidget(m_explorer);
+        withModel(model, [this, p = run.parameters] { m_explorer->runRecorded(p); });
+    }
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {

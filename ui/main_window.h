@@ -1,6 +1,11 @@
 #pragma once
 
+#include <functional>
+#include <memory>
+
 #include <QMainWindow>
+
+#include "ui/run_history.h"
 
 class QTabWidget;
 
@@ -8,6 +13,8 @@ namespace dlab::ui {
 
 class BatchView;
 class ExplorerView;
+class HistoryView;
+class TrainingView;
 class ToyView;
 class ReverseView;
 class ScheduleView;
@@ -29,6 +36,9 @@ public:
     BatchView* batchView() const { return m_batch; }
     ToyView* toyView() const { return m_toy; }
     ExplorerView* explorerView() const { return m_explorer; }
+    TrainingView* trainingView() const { return m_training; }
+    HistoryView* historyView() const { return m_historyView; }
+    RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
     void setCurrentTab(int index);
@@ -39,12 +49,20 @@ protected:
 private:
     void restoreState();
     void exportImage();
+    void openRun(const RunRecord& run);
+    void rerunRun(const RunRecord& run);
+    /// Loads `modelPath` in the lab (unless it is loaded) and then calls `then`.
+    void withModel(const QString& modelPath, std::function<void()> then);
     QTabWidget* m_tabs = nullptr;
     ScheduleView* m_schedules = nullptr;
     ReverseView* m_reverse = nullptr;
     BatchView* m_batch = nullptr;
     ToyView* m_toy = nullptr;
     ExplorerView* m_explorer = nullptr;
+    TrainingView* m_training = nullptr;
+    HistoryView* m_historyView = nullptr;
+    std::unique_ptr<RunHistory> m_history;
+    QString m_loadedModel;
 };
 
 }  // namespace dlab::ui

@@ -250,6 +250,17 @@ ReverseView::~ReverseView() {
     m_thread.wait();
 }
 
+void ReverseView::addModel(const QString& name, const QString& path) {
+    if (m_model->findData(path) >= 0) return;
+    m_model->insertItem(m_model->count() - 1, name, path);
+}
+
+void ReverseView::useModel(const QString& name, const QString& path) {
+    addModel(name, path);
+    m_model->setCurrentIndex(m_model->findData(path));
+    loadModel(path);
+}
+
 void ReverseView::loadModel(const QString& path) {
     m_modelInfo->setText(tr("loading %1…").arg(QFileInfo(path).fileName()));
     const int id = m_worker->newRequest();

@@ -39,8 +39,13 @@ public:
     /// Writes the recorded chain (x_t of every step, then the final image) as MP4; empty on success.
     QString exportChainVideo(const QString& path) const;
 
+    /// Adds a model file to the model list (once; before "Open model file…") without loading it.
+    void addModel(const QString& name, const QString& path);
+
 public Q_SLOTS:
     void loadModel(const QString& path);
+    /// Adds the model if needed, selects it and loads it.
+    void useModel(const QString& name, const QString& path);
     void playPause();
     void stepOnce();
     void newChain();
