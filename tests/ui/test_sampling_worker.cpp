@@ -12,20 +12,12 @@
 #include "ui/explorer_view.h"
 #include "ui/sampling_worker.h"
 #include "ui/toy_view.h"
+#include "ui/signal_wait.h"
 
 using namespace dlab;
 using namespace dlab::ui;
 
 namespace {
-
-// Waits until `spy` holds at least n signals. The worker emits on its own thread and the spy records
-// at once, so a signal may arrive before a plain wait() starts (which then waits for another).
-bool waitCount(QSignalSpy& spy, int n, int ms) {
-    QElapsedTimer clock;
-    clock.start();
-    while (spy.size() < n && clock.elapsed() < ms) spy.wait(20);
-    return spy.size() >= n;
-}
 
 struct WorkerFixture {
     QThread thread;

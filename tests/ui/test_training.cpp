@@ -1,0 +1,249 @@
+// Training as a GUI job and the run history: a short CPU training run on the training worker
+// reports progress, draws EMA samples, pauses, stops with a checkpoint and resumes to the end;
+// bad requests fail with messages; the history survives a restart, marks deleted files and
+// unreadable records; the training view records its run.
+#include <QtTest/QtTest>
+
+#include <QFile>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QThread>
+
+#include "ui/history_view.h"
+#include "ui/run_history.h"
+#include "ui/signal_wait.h"
+#include "ui/training_view.h"
+#include "ui/training_worker.h"
+
+using namespace dlab::ui;
+
+namespace {
+
+struct TrainingFixture {
+    QThread thread;
+    TrainingWorker* worker = new TrainingWorker;
+    TrainingFixture() {
+        worker->moveToThread(&thread);
+        QObject::connect(&thread, &QThread::finished, worker, &QObject::deleteLater);
+        thread.start();
+    }
+    ~TrainingFixture() {
+        worker->setPaused(false);
+        worker->requestStop();
+        thread.quit();
+        thread.wait();
+    }
+    void run(const TrainingRequest& r) {
+        QMetaObject::invokeMethod(worker, "run", Qt::QueuedConnection, Q_ARG(dlab::ui::TrainingRequest, r));
+    }
+};
+
+// A 2-D toy run: small enough for a test, the same trainer and worker as an image run.
+TrainingRequest toyRequest(const QString& out, qint64 steps) {
+    TrainingRequest r;
+    r.dataset = QStringLiteral("toy:moons");
+    r.sizePreset = QStringLiteral("tiny");
+    r.steps = steps;
+    r.batch = 64;
+    r.lr = 1e-3;
+    r.logEvery = 10;
+    r.sampleEvery = 100;
+    r.checkpointEvery = 100;
+    r.outDir = out;
+    return r;
+}
+
+qint64 stepOf(const QList<QVariant>& signalArgs) { return signalArgs.at(0).value<TrainingUpdate>().step; }
+
+}  // namespace
+
+class TestTraining : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void initTestCase() { QStandardPaths::setTestModeEnabled(true); }
+
+    void runPauseStopResume() {
+        QTemporaryDir dir;
+        const QString out = dir.path() + QStringLiteral("/run");
+        TrainingFixture f;
+        QSignalSpy progress(f.worker, &TrainingWorker::progress);
+        QSignalSpy samples(f.worker, &TrainingWorker::samplesReady);
+        QSignalSpy finished(f.worker, &TrainingWorker::finished);
+        QSignalSpy started(f.worker, &TrainingWorker::started);
+        f.run(toyRequest(out, 100000));
+        QVERIFY(waitCount(started, 1, 30000));
+        QVERIFY(started.at(0).at(0).toString().contains(QStringLiteral("toy:moons")));
+        // Progress arrives every 10 steps with increasing steps and finite losses.
+        QVERIFY(waitCount(progress, 5, 60000));
+        for (int i = 1; i < 5; ++i) QCOMPARE(stepOf(progress.at(i)), stepOf(progress.at(i - 1)) + 10);
+        const TrainingUpdate u = progress.at(4).at(0).value<TrainingUpdate>();
+        QCOMPARE(u.total, qint64(100000));
+        QVERIFY(std::isfinite(u.loss) && u.loss > 0);
+        QVERIFY(u.lr > 0 && u.imagesPerS > 0 && u.etaS > 0);
+
+        // Pause: no progress while paused, then it continues.
+        f.worker->setPaused(true);
+        QTest::qWait(300);  // a step in flight may still report
+        const int before = progress.size();
+        QTest::qWait(600);
+        QCOMPARE(progress.size(), before);
+        f.worker->setPaused(false);
+        QVERIFY(waitCount(progress, before + 2, 30000));
+
+        // EMA samples: a scatter image for the 2-D set at a multiple of 100 steps.
+        QVERIFY(waitCount(samples, 1, 60000));
+        QVERIFY(!samples.at(0).at(0).value<QImage>().isNull());
+        QCOMPARE(samples.at(0).at(1).toLongLong() % 100, 0);
+
+        // Stop: the outcome says stopped and a checkpoint and a model are on disk.
+        f.worker->requestStop();
+        QVERIFY(waitCount(finished, 1, 60000));
+        const TrainingOutcome stopped = finished.at(0).at(0).value<TrainingOutcome>();
+        QVERIFY2(stopped.ok, qPrintable(stopped.message));
+        QVERIFY(stopped.stopped);
+        QVERIFY(stopped.stepsDone > 0 && stopped.stepsDone < 100000);
+        QVERIFY(QFile::exists(out + QStringLiteral("/checkpoint.safetensors")));
+        QVERIFY(QFile::exists(stopped.modelPath));
+        QVERIFY(QFile::exists(out + QStringLiteral("/request.json")));
+
+        // Resume with a shorter total: it continues from the checkpoint's step to the end.
+        progress.clear();
+        TrainingRequest more = toyRequest(out, stopped.stepsDone + 40);
+        more.resume = true;
+        f.run(more);
+        QVERIFY(waitCount(finished, 2, 60000));
+        const TrainingOutcome done = finished.at(1).at(0).value<TrainingOutcome>();
+        QVERIFY2(done.ok, qPrintable(done.message));
+        QVERIFY(!done.stopped);
+        QCOMPARE(done.stepsDone, stopped.stepsDone + 40);
+        QVERIFY(!progress.isEmpty());
+        QVERIFY(stepOf(progress.first()) > stopped.stepsDone);
+        QCOMPARE(stepOf(progress.last()), stopped.stepsDone + 40);
+    }
+
+    void imageRunDrawsAnEmaGrid() {
+        QTemporaryDir dir;
+        TrainingFixture f;
+        QSignalSpy samples(f.worker, &TrainingWorker::samplesReady);
+        QSignalSpy finished(f.worker, &TrainingWorker::finished);
+        TrainingRequest r = toyRequest(dir.path() + QStringLiteral("/img"), 12);
+        r.dataset = QStringLiteral("fashion-mnist");
+        r.batch = 8;
+        r.sampleEvery = 6;
+        f.run(r);
+        QVERIFY(waitCount(finished, 1, 120000));
+        const TrainingOutcome o = finished.at(0).at(0).value<TrainingOutcome>();
+        QVERIFY2(o.ok, qPrintable(o.message));
+        // Steps 6 and 12; two samples per class: 10 columns and 2 rows of 28x28 with 2-pixel gaps.
+        QCOMPARE(samples.size(), 2);
+        QCOMPARE(samples.at(1).at(1).toLongLong(), qint64(12));
+        const QImage grid = samples.at(1).at(0).value<QImage>();
+        QCOMPARE(grid.width(), 10 * 28 + 11 * 2);
+        QCOMPARE(grid.height(), 2 * 28 + 3 * 2);
+    }
+
+    void badRequestsFailWithMessages() {
+        QTemporaryDir dir;
+        TrainingFixture f;
+        QSignalSpy finished(f.worker, &TrainingWorker::finished);
+        TrainingRequest r = toyRequest(dir.path() + QStringLiteral("/a"), 10);
+        r.dataset = QStringLiteral("toy:nosuchset");
+        f.run(r);
+        r.dataset = QStringLiteral("toy:moons");
+        r.sizePreset = QStringLiteral("huge");
+        f.run(r);
+        r.sizePreset = QStringLiteral("tiny");
+        r.outDir = dir.path() + QStringLiteral("/b");
+        r.resume = true;  // nothing to resume from
+        f.run(r);
+        QVERIFY(waitCount(finished, 3, 30000));
+        const QStringList expect{QStringLiteral("nosuchset"), QStringLiteral("huge"), QStringLiteral("checkpoint.safetensors")};
+        for (int i = 0; i < 3; ++i) {
+            const TrainingOutcome o = finished.at(i).at(0).value<TrainingOutcome>();
+            QVERIFY(!o.ok);
+            QVERIFY2(o.message.contains(expect[i]), qPrintable(o.message));
+        }
+    }
+
+    void historySurvivesRestartAndMarksDeletedFiles() {
+        QTemporaryDir dir;
+        const QString root = dir.path() + QStringLiteral("/runs");
+        QString first, second;
+        {
+            RunHistory h(root);
+            RunRecord a = h.create(QStringLiteral("training"), QStringLiteral("first"), QJsonObject{{QStringLiteral("steps"), 5}}, 7);
+            QVERIFY(!a.id.isEmpty());
+            QFile(a.folder + QStringLiteral("/model.safetensors")).open(QIODevice::WriteOnly);
+            a.outputs << QStringLiteral("model.safetensors") << QStringLiteral("loss.csv");  // loss.csv never written
+            a.status = QStringLiteral("finished");
+            QVERIFY(h.save(a));
+            RunRecord b = h.create(QStringLiteral("samples"), QStringLiteral("second"), {}, 3);
+            QVERIFY(b.id != a.id);
+            first = a.id;
+            second = b.id;
+        }
+        // A restart: a new object on the same folder sees both, with their fields.
+        RunHistory h(root);
+        QVector<RunRecord> runs = h.list();
+        QCOMPARE(runs.size(), 2);
+        const RunRecord& a = runs[0].id == first ? runs[0] : runs[1];
+        QCOMPARE(a.title, QStringLiteral("first"));
+        QCOMPARE(a.seed, quint64(7));
+        QCOMPARE(a.status, QStringLiteral("finished"));
+        QCOMPARE(a.parameters.value(QStringLiteral("steps")).toInt(), 5);
+        QCOMPARE(h.missingOutputs(a), QStringList{QStringLiteral("loss.csv")});
+
+        // A broken record is listed as unreadable; the others still load.
+        QDir(root).mkdir(QStringLiteral("zz-broken"));
+        QFile bad(root + QStringLiteral("/zz-broken/run.json"));
+        QVERIFY(bad.open(QIODevice::WriteOnly));
+        bad.write("{ not json");
+        bad.close();
+        runs = h.list();
+        QCOMPARE(runs.size(), 3);
+        int unreadable = 0;
+        for (const RunRecord& r : runs) unreadable += r.status == QStringLiteral("unreadable");
+        QCOMPARE(unreadable, 1);
+
+        // The view shows deleted files as such, not as an error.
+        HistoryView view(&h);
+        QCOMPARE(view.runs().size(), 3);
+        bool marked = false;
+        for (int i = 0; i < view.runs().size(); ++i)
+            if (view.runs()[i].id == first) marked = view.statusText(i).contains(QStringLiteral("1 of 2 files deleted"));
+        QVERIFY(marked);
+
+        QVERIFY(h.remove(second));
+        QVERIFY(!h.remove(QStringLiteral("../x")));
+        QCOMPARE(h.list().size(), 2);
+    }
+
+    void trainingViewRecordsItsRun() {
+        QTemporaryDir dir;
+        RunHistory h(dir.path() + QStringLiteral("/runs"));
+        TrainingView view(&h, false);
+        QSignalSpy finished(&view, &TrainingView::finished);
+        QSignalSpy trained(&view, &TrainingView::modelTrained);
+        TrainingRequest r = toyRequest(QString(), 60);
+        view.setRequest(r);
+        QCOMPARE(view.request().dataset, QStringLiteral("toy:moons"));
+        QCOMPARE(view.request().steps, qint64(60));
+        view.start();
+        QVERIFY(view.isRunning());
+        QCOMPARE(h.list().size(), 1);
+        QCOMPARE(h.list()[0].status, QStringLiteral("running"));
+        QVERIFY(waitCount(finished, 1, 60000));
+        QVERIFY(!view.isRunning());
+        QCOMPARE(trained.size(), 1);
+        QVERIFY(!view.losses().isEmpty());
+        const RunRecord run = h.list()[0];
+        QCOMPARE(run.kind, QStringLiteral("training"));
+        QCOMPARE(run.status, QStringLiteral("finished"));
+        QVERIFY(run.outputs.contains(QStringLiteral("model.safetensors")));
+        QVERIFY(h.missingOutputs(run).isEmpty());
+        QCOMPARE(TrainingRequest::fromJson(run.parameters).steps, qint64(60));
+    }
+};
+
+QTEST_MAIN(TestTraining)
+#include "test_training.moc"
