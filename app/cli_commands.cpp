@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -34,7 +35,7 @@ namespace dlab::app {
 
 int cmd_train(const std::vector<std::string>& argv) {
     Args args("train");
-    args.option("dataset", "fashion-mnist, images:DIR (class subfolders = labels) or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+    args.option("dataset", "fashion-mnist, images:DIR (class subfolders = labels), latents:AUTOENCODER (Fashion-MNIST latents) or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
         .option("config", "a JSON settings file (network, schedule, prediction, training); options given here win")
         .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
         .option("timesteps", "diffusion steps T", "1000")
@@ -110,6 +111,25 @@ int cmd_train(const std::vector<std::string>& argv) {
             std::cerr << "warning: skipped " << report.skipped.size() << " unreadable file(s):" << list << "\n";
         }
 #endif
+    } else if (ds.rfind("latents:", 0) == 0) {
+        // Latent diffusion: Fashion-MNIST encoded by the autoencoder into unit-variance latents.
+        auto ae_path = resolve_model(ds.substr(8));
+        if (!ae_path) return failure("train: autoencoder: " + ae_path.error());
+        auto ae = load_autoencoder(ae_path.value(), device.value());
+        if (!ae) return failure("train: " + ae.error());
+        auto images = load_fashion_mnist(fashion_mnist_dir(), true);
+        if (!images) return failure("train: " + images.error());
+        LabelledData latents = images.value();
+        latents.x = encode_all(ae.value(), images->x, device.value());
+        latents.name = "fashion-mnist latents (" + ds.substr(8) + ")";
+        std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
+                  << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
+                  << ", std " << latents.x.std().item<double>() << ")\n";
+        // A bundled name stays a name; a file is referenced by its absolute path.
+        const std::string spec = ds.substr(8);
+        mc.autoencoder = spec.find('/') == std::string::npos && spec.find(".safetensors") == std::string::npos
+                             ? spec : std::filesystem::absolute(spec).string();
+        data = std::move(latents);
     } else if (ds == "fashion-mnist" || ds.rfind("toy:", 0) == 0) {
         data = load_builtin_dataset(ds);
     } else {
@@ -303,7 +323,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     req.seed = static_cast<uint64_t>(seed.value());
     req.batch = batch.value();
     std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
-    const bool record = args.has("chain-video") && mc.network.kind == NetworkKind::UNet;
+    // The chain video shows x_t: pixel models only (a latent model's x_t is a latent).
+    const bool record = args.has("chain-video") && mc.network.kind == NetworkKind::UNet && !model->autoencoder;
+    if (args.has("chain-video") && model->autoencoder) std::cerr << "sample: no chain video for a latent model\n";
     const bool quiet = args.has("quiet");
     const auto t0 = std::chrono::steady_clock::now();
     auto out = generate(model.value(), req, [&](int64_t start, int64_t n, const StepInfo& s) {

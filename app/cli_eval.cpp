@@ -12,6 +12,7 @@
 
 #include "app/cli_commands.h"
 #include "app/cli_util.h"
+#include "core/autoencoder.h"
 #include "core/atomic_file.h"
 #include "core/classifier.h"
 #include "core/datasets.h"
@@ -154,12 +155,20 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     const bool real_as_samples = args.given("real-as-samples");
 
     Result<LoadedModel> model = Error{"no model"};
+    Autoencoder vae{nullptr};  // an autoencoder file as the model: its decoder as a one-step generator
     std::string model_path = "(training images)";
     if (!real_as_samples) {
         auto path = resolve_model(args.get("model"));
         if (!path) return failure(command + ": " + path.error());
         model_path = path.value();
-        model = load_model(path.value(), device.value());
+        if (is_autoencoder_file(path.value())) {
+            auto ae = load_autoencoder(path.value(), device.value());
+            if (!ae) return failure(command + ": " + ae.error());
+            vae = ae.value();
+        }
+    }
+    if (!real_as_samples && !vae) {
+        model = load_model(model_path, device.value());
         if (!model) return failure(command + ": " + model.error());
         if (model->config.network.kind != NetworkKind::UNet) return usage(command + ": needs an image model");
     }
@@ -192,8 +201,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     } else {
 #ifdef DLAB_HAVE_IMAGING
         imaging::ImageFolderOptions io;
-        io.size = real_as_samples ? 28 : model->config.network.image_size;
-        io.channels = real_as_samples ? 1 : static_cast<int>(model->config.network.in_channels);
+        io.size = real_as_samples ? 28 : vae ? vae->config().image_size : model->config.network.image_size;
+        io.channels = real_as_samples ? 1 : vae ? int(vae->config().in_channels) : static_cast<int>(model->config.network.in_channels);
         auto d = imaging::load_image_folder(ref_name, io);
         if (!d) return failure(command + ": reference: " + d.error());
         // Half the folder is the reference, the other half the floor.
@@ -225,6 +234,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     if (real_as_samples) {
         std::printf("  samples: %lld training images in place of generated ones (the floor row, timed alone)\n",
                     (long long)floor_images.size(0));
+    } else if (vae) {
+        std::printf("  samples: the autoencoder's decoder applied to latents drawn from N(0, I) (one step, unconditional); seed %lld\n",
+                    (long long)seed.value());
     } else {
         std::printf("  guidance: %s; sampler %s, %lld steps; seed %lld (same starting noise for every scale)\n",
                     kind == "cfg" ? "classifier-free scale s" : "classifier scale c on the unconditional path (s = 0)",
@@ -245,6 +257,25 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     // Training images as "samples": the floor row is the result, and its timings are the ones reported.
     if (real_as_samples) {
         out["rows"].push_back(floor_row);
+    } else if (vae) {
+        const auto& ac = vae->config();
+        const at::Tensor z = at::randn({N, ac.latent_channels, ac.latent_size(), ac.latent_size()},
+                                       make_generator(uint64_t(seed.value())), at::TensorOptions().dtype(at::kFloat));
+        const auto t0 = Clock::now();
+        const at::Tensor x = decode_all(vae, z, device.value());
+        const double secs = since(t0);
+        Features fake;
+        try {
+            fake = fnet->extract(x);
+        } catch (const std::exception& e) {
+            return failure(command + ": feature network: " + e.what());
+        }
+        json r = compute_metrics(metrics.value(), fake, at::Tensor(), real, real_stats,
+                                 real.spatial.defined() ? &real_spatial : nullptr, timing);
+        r["seconds"] = secs;
+        r["generator"] = "vae-prior";
+        out["rows"].push_back(r);
+        print_row("vae", r, secs);
     } else {
         const int64_t C = model->config.network.num_classes;
         ClassifierGradFn grad;

@@ -35,6 +35,7 @@ void print_usage(std::ostream& out) {
            "  sample     sample images from a model (grid PNG, tensors, chain video)\n"
            "  forward    noise an image with q(x_t | x_0): a strip of x_t\n"
            "  train-classifier  train the Fashion-MNIST classifier used by eval\n"
+           "  train-autoencoder train the KL autoencoder of latent diffusion (train --dataset latents:AE)\n"
            "  eval       FID, sFID, IS, precision/recall, class agreement of samples (with the real floor)\n"
            "  sweep      the same metrics and diversity across guidance scales (cfg or classifier)\n"
            "  models     list the bundled and user models\n"
@@ -166,6 +167,7 @@ int main(int argc, char** argv) {
         if (command == "forward") return dlab::app::cmd_forward(rest);
         if (command == "models") return dlab::app::cmd_models(rest);
         if (command == "bench") return dlab::app::cmd_bench(rest);
+        if (command == "train-autoencoder") return dlab::app::cmd_train_autoencoder(rest);
     } catch (const std::exception& e) {
         // LibTorch reports bad shapes, CUDA out-of-memory and similar through exceptions.
         std::cerr << "diffusionlab-cli: " << command << ": " << e.what() << "\n";

@@ -46,7 +46,13 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
         const ChainResult r = run_chain(*sampler, noise.narrow(0, start, n).to(device),
                                         denoise, g, hooks);
         if (r.cancelled) return Error{"cancelled"};
-        outs.push_back(r.x.to(at::kCPU));
+        if (model.autoencoder && req.decode_latents) {
+            at::NoGradGuard g;
+            Autoencoder ae = model.autoencoder;
+            outs.push_back(ae->decode(r.x).to(at::kCPU));
+        } else {
+            outs.push_back(r.x.to(at::kCPU));
+        }
     }
     return at::cat(outs, 0);
 }

@@ -23,12 +23,14 @@ struct GenerateRequest {
     uint64_t seed = 0;
     int64_t batch = 256;        ///< samples per chain
     const std::atomic<bool>* cancel = nullptr;  ///< checked before every step
+    bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
 };
 
 /// Per-call hooks: step reports of each batch's chain (batch start index, step info).
 using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;
 
-/// Generates N samples; returns them on the CPU in model space ([-1, 1] for images). A cancelled
+/// Generates N samples; returns them on the CPU in model space ([-1, 1] for images; for a latent
+/// model the decoded images unless decode_latents is false). A cancelled
 /// request returns the error "cancelled".
 Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& request,
                             const GenerateStepHook& on_step = {});

@@ -1,5 +1,9 @@
 #include "core/model_io.h"
 
+#include <filesystem>
+
+#include "core/model_catalog.h"
+
 #include <torch/torch.h>
 
 namespace dlab {
@@ -9,7 +13,7 @@ using json = nlohmann::json;
 json to_json(const ModelConfig& c) {
     const NetworkConfig& n = c.network;
     const ScheduleConfig& s = c.schedule;
-    return json{
+    json j{
         {"format", "diffusionlab-model-1"},
         {"network",
          {{"kind", to_string(n.kind)}, {"in_channels", n.in_channels}, {"image_size", n.image_size},
@@ -26,6 +30,8 @@ json to_json(const ModelConfig& c) {
         {"dataset", c.dataset},
         {"class_names", c.class_names},
         {"training", c.training}};
+    if (!c.autoencoder.empty()) j["autoencoder"] = c.autoencoder;
+    return j;
 }
 
 Result<ModelConfig> model_config_from_json(const json& j) {
@@ -66,6 +72,7 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.dataset = j.value("dataset", std::string());
         c.class_names = j.value("class_names", std::vector<std::string>{});
         c.training = j.value("training", json::object());
+        c.autoencoder = j.value("autoencoder", std::string());
     } catch (const json::exception& e) {
         return Error{std::string("config: ") + e.what()};
     }
@@ -135,6 +142,23 @@ Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool
         return Error{st.error()};
     net.value()->to(device);
     net.value()->eval();
+    if (!config->autoencoder.empty()) {
+        // Latent diffusion: the autoencoder next to the model file, else a bundled one.
+        namespace fs = std::filesystem;
+        const fs::path wanted(config->autoencoder);
+        std::string ae_path;
+        if (wanted.is_absolute()) ae_path = wanted.string();
+        else if (fs::exists(fs::path(path).parent_path() / wanted)) ae_path = (fs::path(path).parent_path() / wanted).string();
+        else if (auto r = resolve_model(config->autoencoder)) ae_path = r.value();
+        if (ae_path.empty() || !fs::exists(ae_path))
+            return Error{path + ": its autoencoder '" + config->autoencoder + "' was not found (next to the model or bundled)"};
+        auto ae = load_autoencoder(ae_path, device);
+        if (!ae) return Error{path + ": " + ae.error()};
+        if (ae.value()->config().latent_channels != config->network.in_channels ||
+            ae.value()->config().latent_size() != config->network.image_size)
+            return Error{path + ": the autoencoder " + ae_path + " makes latents of another shape than the network's input"};
+        loaded.autoencoder = ae.value();
+    }
     loaded.config = std::move(config.value());
     loaded.network = net.value();
     loaded.path = path;

@@ -8,6 +8,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "core/autoencoder.h"
 #include "core/network.h"
 #include "core/result.h"
 #include "core/safetensors.h"
@@ -23,6 +24,9 @@ struct ModelConfig {
     std::string dataset;                   ///< e.g. "fashion-mnist", "toy:moons"
     std::vector<std::string> class_names;  ///< one per class, may be empty
     nlohmann::json training = nlohmann::json::object();  ///< how it was trained (free form)
+    /// Latent diffusion: the autoencoder whose scaled latents the network models, as a bundled
+    /// name, a path relative to the model file's folder, or an absolute path. Empty: pixel space.
+    std::string autoencoder;
 };
 
 nlohmann::json to_json(const ModelConfig& config);
@@ -35,6 +39,7 @@ struct LoadedModel {
     Network network;     ///< in eval mode, on the requested device
     bool used_ema = false;
     std::string path;
+    Autoencoder autoencoder{nullptr};  ///< latent models: the decoder (and encoder), on the same device
 };
 
 /// A module's parameters and buffers under `prefix` (e.g. "model.").

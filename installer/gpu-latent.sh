@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Device runs for latent diffusion (issue 9).
+#   installer/gpu-latent.sh train : builds the headless CLI against CUDA LibTorch; trains two
+#       autoencoders side by side (L1 + KL, and with the classifier-feature term), keeps the one with
+#       the lower reconstruction FD, and trains the latent UNet on its latents.
+#   installer/gpu-latent.sh eval  : (same machine, build kept) the latent model against the pixel
+#       model (CFG scales, N samples each, same starting noise), the VAE decoder as a one-step
+#       generator, and training throughput of latent against pixel diffusion, one after the other.
+# Needs carry [".gpu"] (.gpu/debs, .gpu/data); eval also .gpu/latent/ from the train run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT=${OUT:-/tmp/dlab-gpu-out}
+mode=${1:-train}
+mkdir -p "$OUT" gpu-logs
+root=$PWD/.gpu/root
+mkdir -p "$root"
+dpkg-deb -x .gpu/debs/nlohmann-json3-dev_*.deb "$root"
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+t0=$SECONDS
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDLAB_BUILD_GUI=OFF -DDLAB_WITH_OPENCV=OFF \
+  -DDLAB_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$torch_prefix;$root/usr" > gpu-logs/configure.log 2>&1 ||
+  { tail -30 gpu-logs/configure.log; exit 1; }
+cmake --build build-gpu --target diffusionlab-cli -j "$(nproc)" > gpu-logs/build.log 2>&1 ||
+  { grep -E "error" -A3 gpu-logs/build.log | head -40; exit 1; }
+echo "build $((SECONDS - t0)) s"
+cli=build-gpu/app/diffusionlab-cli
+export DLAB_FASHION_MNIST_DIR=$PWD/.gpu/data
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee gpu-logs/gpu.txt
+if [ "$mode" = train ]; then
+  # Two autoencoders at once (small models; the GPU has room): plain, and with the perceptual term.
+  $cli train-autoencoder --out gpu-logs/ae-l1.safetensors --steps 30000 --batch 128 --lr 5e-4 --kl-weight 1e-4 \
+    --base-channels 64 --log-every 2000 --max-minutes "${AE_MIN:-2.5}" --device cuda > gpu-logs/ae-l1.log 2>&1 &
+  p1=$!
+  $cli train-autoencoder --out gpu-logs/ae-perc.safetensors --steps 30000 --batch 128 --lr 5e-4 --kl-weight 1e-4 \
+    --perceptual 0.02 --base-channels 64 --log-every 2000 --max-minutes "${AE_MIN:-2.5}" --device cuda > gpu-logs/ae-perc.log 2>&1 &
+  p2=$!
+  wait $p1 || true
+  wait $p2 || true
+  tail -n 3 gpu-logs/ae-l1.log gpu-logs/ae-perc.log
+  fd() { grep -o "reconstruction FD [0-9.]*" "$1" | awk '{print $3}'; }
+  best=ae-l1
+  if [ -f gpu-logs/ae-perc.safetensors ] && awk -v a="$(fd gpu-logs/ae-perc.log)" -v b="$(fd gpu-logs/ae-l1.log)" 'BEGIN{exit !(a<b)}'; then best=ae-perc; fi
+  echo "latent model on $best"
+  cp gpu-logs/$best.safetensors gpu-logs/fashion-mnist-autoencoder.safetensors
+  cat > gpu-logs/latent-config.json <<'JSON'
+{"network": {"base_channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [4], "dropout": 0.1}}
+JSON
+  $cli train --dataset latents:gpu-logs/fashion-mnist-autoencoder.safetensors --config gpu-logs/latent-config.json \
+    --steps 200000 --batch 256 --lr 3e-4 --warmup 500 --ema 0.9995 --log-every 1000 --checkpoint-every 100000 \
+    --max-minutes "${LDM_MIN:-3.5}" --device cuda --out runs/latent > gpu-logs/train-latent.log 2>&1
+  cp runs/latent/model.safetensors gpu-logs/latent-fashion-mnist.safetensors
+  cp runs/latent/loss.csv gpu-logs/latent-loss.csv
+  tail -n 3 gpu-logs/train-latent.log
+  tar czf "$OUT/latent-train.tgz" gpu-logs/*.log gpu-logs/*.json gpu-logs/*.csv gpu-logs/*.safetensors gpu-logs/gpu.txt
+else
+  N=${N:-10000}
+  mkdir -p runs/models
+  cp .gpu/latent/fashion-mnist-autoencoder.safetensors .gpu/latent/latent-fashion-mnist.safetensors runs/models/
+  export DLAB_MODELS_DIR=$PWD/runs/models
+  for m in latent-fashion-mnist default; do
+    $cli eval --model $m --scales "${SCALES:-0,1,2,3}" --count "$N" --batch 1000 --steps 50 --device cuda \
+      --metrics fid,is,precision,recall,agreement,diversity --json gpu-logs/eval-$m.json 2>&1 | tee gpu-logs/eval-$m.log
+  done
+  $cli eval --model fashion-mnist-autoencoder --count "$N" --device cuda --metrics fid,is,precision,recall,diversity \
+    --json gpu-logs/eval-vae.json 2>&1 | tee gpu-logs/eval-vae.log
+  # Training throughput, same batch, one after the other on the same GPU.
+  $cli train --dataset fashion-mnist --steps 1500 --batch 256 --log-every 500 --checkpoint-every 100000 \
+    --device cuda --out runs/speed-pixel > gpu-logs/speed-pixel.log 2>&1
+  $cli train --dataset latents:fashion-mnist-autoencoder --config .gpu/latent/latent-config.json --steps 1500 --batch 256 \
+    --log-every 500 --checkpoint-every 100000 --device cuda --out runs/speed-latent > gpu-logs/speed-latent.log 2>&1
+  # The latent UNet's own architecture on pixels (attention at 7x7 instead of 4x4): same network, other input.
+  echo '{"network": {"base_channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [7], "dropout": 0.1}}' > gpu-logs/pixel-big.json
+  $cli train --dataset fashion-mnist --config gpu-logs/pixel-big.json --steps 1500 --batch 256 --log-every 500 \
+    --checkpoint-every 100000 --device cuda --out runs/speed-pixel-big > gpu-logs/speed-pixel-big.log 2>&1
+  tail -n 2 gpu-logs/speed-*.log
+  tar czf "$OUT/latent-eval.tgz" gpu-logs/*.log gpu-logs/*.json gpu-logs/gpu.txt
+fi
+echo "total $((SECONDS - t0)) s"
