@@ -84,8 +84,7 @@ int cmd_train_autoencoder(const std::vector<std::string>& argv) {
         std::fprintf(stderr, "step %lld/%lld  loss %.5f  L1 %.5f  KL %.4f  perc %.5f  %.0f img/s\n", (long long)p.step,
                      (long long)p.total, p.loss, p.l1, p.kl, p.perceptual, p.images_per_s);
     }, &stop);
-    if (!ae) return failure(ae.error() == "cancelled" ? "train-autoencoder: stopped at the time limit; nothing written"
-                                                      : ae.error());
+    if (!ae) return failure(ae.error());
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     // Figures on the 10,000 test images: reconstruction PSNR, the Frechet distance between the
@@ -122,7 +121,7 @@ int cmd_train_autoencoder(const std::vector<std::string>& argv) {
                 (long long)c.image_size, (long long)c.image_size, (long long)c.padded_size(), c.scale_factor);
     std::printf("test set (10,000): PSNR %.2f dB; reconstruction FD %.3f (classifier features; train-vs-test floor %.3f);"
                 " scaled latents mean %.4f std %.4f\n", db, rfd, floor, zmean, zstd);
-    std::printf("trained %lld steps in %.1f s on %s; wrote %s\n", (long long)tc.steps, train_seconds,
+    std::printf("trained %lld steps in %.1f s on %s; wrote %s\n", (long long)model->config().training.value("steps_done", tc.steps), train_seconds,
                 device->str().c_str(), args.get("out").c_str());
     return 0;
 }

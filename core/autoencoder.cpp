@@ -213,8 +213,9 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
     const double pixels = double(c.in_channels * c.image_size * c.image_size);
     auto window = std::chrono::steady_clock::now();
     int64_t window_images = 0;
-    for (int64_t step = 0; step < tc.steps; ++step) {
-        if (cancel && cancel->load()) return Error{"cancelled"};
+    int64_t steps_done = 0;
+    for (int64_t step = 0; step < tc.steps; ++step, steps_done = step) {
+        if (cancel && cancel->load()) break;  // keep what was reached
         at::Generator gen = make_generator(tc.seed * 1000003ULL + uint64_t(step));
         const at::Tensor idx = at::randint(N, {B}, gen, at::TensorOptions().dtype(at::kLong)).to(device);
         const at::Tensor x = images.index_select(0, idx);
@@ -250,7 +251,8 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
     ae->eval();
     const at::Tensor sample = data.x.narrow(0, 0, std::min<int64_t>(N, 10000));
     ae->mutable_config().scale_factor = measure_latent_scale(ae, sample, device);
-    ae->mutable_config().training = json{{"steps", tc.steps}, {"batch", tc.batch}, {"lr", tc.lr},
+    steps_done = std::max(steps_done, int64_t(0));
+    ae->mutable_config().training = json{{"steps", tc.steps}, {"steps_done", steps_done}, {"batch", tc.batch}, {"lr", tc.lr},
                                          {"kl_weight", tc.kl_weight}, {"perceptual_weight", tc.perceptual_weight},
                                          {"seed", tc.seed}, {"device", device.str()}};
     return ae;

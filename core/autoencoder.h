@@ -77,7 +77,8 @@ struct AutoencoderProgress {
 
 /// Trains an autoencoder on `data` (Adam, L1 + KL [+ perceptual], reparameterised latent samples);
 /// `perceptual` is the bundled classifier (frozen) when perceptual_weight > 0. The result is in
-/// eval mode with scale_factor measured on (up to 10,000 of) the training images.
+/// eval mode with scale_factor measured on (up to 10,000 of) the training images. When `cancel` is
+/// set, training stops there and the model reached is returned (config.training.steps_done).
 Result<Autoencoder> train_autoencoder(AutoencoderConfig config, const AutoencoderTrainConfig& train,
                                       const LabelledData& data, c10::Device device, Classifier* perceptual,
                                       const std::function<void(const AutoencoderProgress&)>& on_progress = {},
