@@ -8,7 +8,10 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
     const ModelConfig& mc = model.config;
     auto schedule = NoiseSchedule::create(mc.schedule);
     if (!schedule) return Error{schedule.error()};
-    if (auto probe = make_sampler(schedule.value(), req.sampler); !probe) return Error{probe.error()};
+    // Latents are unit-variance, not bounded to [-1, 1]: no clipping of the predicted x0 there.
+    SamplerConfig sampler_config = req.sampler;
+    if (model.autoencoder) sampler_config.clip_x0 = false;
+    if (auto probe = make_sampler(schedule.value(), sampler_config); !probe) return Error{probe.error()};
     const NetworkConfig& nc = mc.network;
     const int64_t N = req.count, C = nc.num_classes;
     if (N < 1 || req.batch < 1) return Error{"generate: count and batch must be positive"};
@@ -25,7 +28,7 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
     std::vector<at::Tensor> outs;
     for (int64_t start = 0; start < N; start += req.batch) {
         const int64_t n = std::min(req.batch, N - start);
-        auto sampler = make_sampler(schedule.value(), req.sampler).value();
+        auto sampler = make_sampler(schedule.value(), sampler_config).value();
         at::Tensor y;
         if (conditional) y = req.labels.narrow(0, start, n).to(device);
         const bool null_only = conditional && (y == C).all().item<bool>();
