@@ -15,5 +15,6 @@ int cmd_sweep(const std::vector<std::string>& argv);
 int cmd_models(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_train_autoencoder(const std::vector<std::string>& argv);
+int cmd_convert(const std::vector<std::string>& argv);
 
 }  // namespace dlab::app

@@ -39,6 +39,7 @@ void print_usage(std::ostream& out) {
            "  eval       FID, sFID, IS, precision/recall, class agreement of samples (with the real floor)\n"
            "  sweep      the same metrics and diversity across guidance scales (cfg or classifier)\n"
            "  models     list the bundled and user models\n"
+           "  convert    store a model file's weights as float16 (bundled models)\n"
            "  bench      time denoising steps of a model config\n\n"
            "Run 'diffusionlab-cli COMMAND --help' for a command's options.\n";
 }
@@ -168,6 +169,7 @@ int main(int argc, char** argv) {
         if (command == "models") return dlab::app::cmd_models(rest);
         if (command == "bench") return dlab::app::cmd_bench(rest);
         if (command == "train-autoencoder") return dlab::app::cmd_train_autoencoder(rest);
+        if (command == "convert") return dlab::app::cmd_convert(rest);
     } catch (const std::exception& e) {
         // LibTorch reports bad shapes, CUDA out-of-memory and similar through exceptions.
         std::cerr << "diffusionlab-cli: " << command << ": " << e.what() << "\n";

@@ -25,6 +25,7 @@ Status AutoencoderConfig::validate() const {
         return Status::failure("autoencoder: the padded side " + std::to_string(padded_size()) + " is not divisible by 2^" +
                                std::to_string(halvings));
     if (!(scale_factor > 0) || !std::isfinite(scale_factor)) return Status::failure("autoencoder: scale_factor must be positive");
+    if (!(latent_clip > 0)) return Status::failure("autoencoder: latent_clip must be positive");
     return Status::success();
 }
 
@@ -32,7 +33,7 @@ json to_json(const AutoencoderConfig& c) {
     return json{{"in_channels", c.in_channels}, {"image_size", c.image_size}, {"pad", c.pad},
                 {"base_channels", c.base_channels}, {"channel_mult", c.channel_mult},
                 {"num_res_blocks", c.num_res_blocks}, {"latent_channels", c.latent_channels},
-                {"groups", c.groups}, {"scale_factor", c.scale_factor}, {"dataset", c.dataset},
+                {"groups", c.groups}, {"scale_factor", c.scale_factor}, {"latent_clip", c.latent_clip}, {"dataset", c.dataset},
                 {"class_names", c.class_names}, {"training", c.training}};
 }
 
@@ -48,6 +49,7 @@ Result<AutoencoderConfig> autoencoder_config_from_json(const json& j) {
         c.latent_channels = j.at("latent_channels").get<int64_t>();
         c.groups = j.at("groups").get<int64_t>();
         c.scale_factor = j.at("scale_factor").get<double>();
+        c.latent_clip = j.value("latent_clip", c.latent_clip);
         c.dataset = j.value("dataset", std::string());
         c.class_names = j.value("class_names", std::vector<std::string>{});
         c.training = j.value("training", json::object());
@@ -282,6 +284,9 @@ Result<Autoencoder> load_autoencoder(const std::string& path, c10::Device device
         if (it == file->tensors.end()) return Status::failure(path + ": tensor 'ae." + name + "' is missing");
         if (it->second.sizes() != dst.sizes())
             return Status::failure(path + ": tensor 'ae." + name + "' has the wrong shape");
+        const auto st = it->second.scalar_type();
+        if (st != dst.scalar_type() && !(st == at::kHalf && dst.scalar_type() == at::kFloat))
+            return Status::failure(path + ": tensor 'ae." + name + "' has the wrong dtype");
         dst.copy_(it->second);
         return Status::success();
     };

@@ -28,6 +28,7 @@ struct AutoencoderConfig {
     int64_t latent_channels = 4;
     int64_t groups = 8;
     double scale_factor = 1.0;        ///< latents = posterior mean * scale_factor (unit variance on the data)
+    double latent_clip = 5.0;         ///< samplers clip predicted latents to +-this (5 standard deviations)
     std::string dataset;              ///< what it was trained on (e.g. "fashion-mnist")
     std::vector<std::string> class_names;
     nlohmann::json training = nlohmann::json::object();  ///< how it was trained and its figures

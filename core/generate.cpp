@@ -8,9 +8,14 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
     const ModelConfig& mc = model.config;
     auto schedule = NoiseSchedule::create(mc.schedule);
     if (!schedule) return Error{schedule.error()};
-    // Latents are unit-variance, not bounded to [-1, 1]: no clipping of the predicted x0 there.
+    // Latents are unit-variance, not bounded to [-1, 1]: the predicted x0 is clipped at the
+    // autoencoder's latent bound instead (without any clip, the first steps, where abar is ~0,
+    // multiply the model's small eps error by 1/sqrt(abar) and the chain never recovers).
     SamplerConfig sampler_config = req.sampler;
-    if (model.autoencoder) sampler_config.clip_x0 = false;
+    if (model.autoencoder) {
+        sampler_config.clip_x0 = true;
+        sampler_config.clip_value = model.autoencoder->config().latent_clip;
+    }
     if (auto probe = make_sampler(schedule.value(), sampler_config); !probe) return Error{probe.error()};
     const NetworkConfig& nc = mc.network;
     const int64_t N = req.count, C = nc.num_classes;

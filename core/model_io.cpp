@@ -98,7 +98,9 @@ Status load_network_tensors(const TensorFile& file, const std::string& prefix, t
             s << path << ": tensor '" << prefix << name << "' has shape " << src.sizes() << ", expected " << dst.sizes();
             return Status::failure(s.str());
         }
-        if (src.scalar_type() != dst.scalar_type())
+        // float16 is accepted for float32 weights (compact bundled files; see `diffusionlab-cli convert`).
+        const bool compact = src.scalar_type() == at::kHalf && dst.scalar_type() == at::kFloat;
+        if (src.scalar_type() != dst.scalar_type() && !compact)
             return Status::failure(path + ": tensor '" + prefix + name + "' has dtype " +
                                    std::string(c10::toString(src.scalar_type())) + ", expected " +
                                    std::string(c10::toString(dst.scalar_type())));

@@ -87,7 +87,8 @@ void SamplingWorker::prepare(const ChainSettings& s) {
     sc.kind = s.sampler;
     sc.steps = s.steps;
     sc.eta = s.sampler == SamplerKind::Ddpm ? 1.0 : s.eta;
-    sc.clip_x0 = c.network.kind == NetworkKind::UNet && !m_model->autoencoder;  // latents are not bounded
+    sc.clip_x0 = c.network.kind == NetworkKind::UNet;
+    if (m_model->autoencoder) sc.clip_value = m_model->autoencoder->config().latent_clip;  // unit-variance latents
     auto sampler = make_sampler(*m_schedule, sc);
     if (!sampler) throw std::runtime_error(sampler.error());
     m_sampler = std::move(sampler.value());
