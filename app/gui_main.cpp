@@ -9,6 +9,7 @@
 
 #include <QApplication>
 #include <QIcon>
+#include <QSettings>
 #include <QElapsedTimer>
 #include <QSpinBox>
 #include <QTimer>
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
         .option("threads", "LibTorch intra-op threads (0: one per core)", "0")
         .option("screenshot", "save a PNG of the window once shown, then quit")
         .option("tab", "open this tab (index)")
+        .option("model", "open the lab with this bundled model (e.g. latent-fashion-mnist)")
         .flag("play", "start a chain as soon as the model is loaded")
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .option("guidance", "initial guidance scale")
@@ -88,6 +90,11 @@ int main(int argc, char** argv) {
     options.deviceLabel = QString::fromStdString(device->str()).toUpper();
     options.torchVersion = QString::fromStdString(dlab::runtime_info().torch_version);
 
+    if (args.has("model")) {
+        // The lab opens the model the settings name.
+        QSettings settings;
+        settings.setValue(QStringLiteral("reverse/model"), QString::fromStdString(args.get("model")));
+    }
     dlab::ui::MainWindow window(options);
     if (args.has("tab")) {
         auto tab = args.get_int("tab", 0, 100);

@@ -54,6 +54,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     for (const auto& [name, path] : bundled_models()) {
         if (name.rfind("toy-", 0) == 0) continue;  // the 2-D models have their own view
         if (name.size() > 11 && name.compare(name.size() - 11, 11, "-classifier") == 0) continue;
+        if (name.size() > 12 && name.compare(name.size() - 12, 12, "-autoencoder") == 0) continue;  // not a diffusion model
         m_model->addItem(QString::fromStdString(name), QString::fromStdString(path));
     }
     m_model->addItem(tr("Open model file…"), QString());
@@ -142,6 +143,8 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_x0u = new ImagePanel(tr("x̂₀ unconditional"));
     m_map = new ImagePanel(tr("guidance ε̂_c − ε̂_u"));
     m_cmap = new ImagePanel(tr("classifier c·∇log p(y|x_t)"));
+    m_x0Latent = new ImagePanel(tr("predicted x̂₀ latent (4 channels)"));
+    m_x0Latent->setVisible(false);
     auto* panels = new QGridLayout;
     panels->addWidget(m_xt, 0, 0);
     panels->addWidget(m_x0, 0, 1);
@@ -150,6 +153,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     panels->addWidget(m_x0u, 1, 1);
     panels->addWidget(m_map, 1, 2);
     panels->addWidget(m_cmap, 1, 3);
+    panels->addWidget(m_x0Latent, 0, 3);
     auto* scrubRow = new QHBoxLayout;
     m_scrub = new QSlider(Qt::Horizontal);
     m_scrub->setRange(0, 0);
@@ -279,6 +283,11 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_class->addItem(tr("unconditional (null class)"), -1);
     m_class->setCurrentIndex(previous >= 0 && previous < m_class->count() ? previous : 0);
     m_haveChain = false;
+    // Latent models: x_t and the noise are latents (their channels shown), x0 is decoded.
+    m_x0Latent->setVisible(info.latent);
+    m_xt->setCaption(info.latent ? tr("x_t latent (4 channels)") : tr("x_t (current sample)"));
+    m_eps->setCaption(info.latent ? tr("predicted noise ε̂ (latent)") : tr("predicted noise ε̂"));
+    m_cmap->setVisible(!info.latent);
     if (!info.classifierGuidance) m_kind->setCurrentIndex(0);
     m_kind->setEnabled(info.classifierGuidance);
     m_kind->setToolTip(info.classifierGuidance ? m_kind->toolTip()
@@ -437,12 +446,13 @@ void ReverseView::showFrame(int index) {
     m_shown = index;
     m_xt->setImage(f.xt);
     m_x0->setImage(f.index == f.total - 1 ? f.next : f.x0);
-    m_x0->setCaption(f.index == f.total - 1 ? tr("final sample x₀") : tr("predicted x̂₀"));
+    m_x0->setCaption(f.index == f.total - 1 ? tr("final sample x₀") : f.latent ? tr("predicted x̂₀, decoded") : tr("predicted x̂₀"));
     m_eps->setImage(f.eps);
     m_x0c->setImage(f.x0Cond);
     m_x0u->setImage(f.x0Uncond);
     m_map->setImage(f.guidanceMap);
     m_cmap->setImage(f.classifierMap);
+    m_x0Latent->setImage(f.x0Latent);
     QString text = tr("step %1 / %2 · t = %3 · s = %4").arg(f.index + 1).arg(f.total).arg(f.t).arg(f.guidance, 0, 'f', 1);
     if (f.classifierScale != 0.0) text += tr(" · c = %1").arg(f.classifierScale, 0, 'f', 1);
     m_stepLabel->setText(text);

@@ -101,6 +101,7 @@ private:
     ImagePanel* m_x0c = nullptr;
     ImagePanel* m_x0u = nullptr;
     ImagePanel* m_map = nullptr;
+    ImagePanel* m_x0Latent = nullptr;  // latent models: the predicted x0's latent channels
     QVector<ImagePanel*> m_strip;
     QVector<ChainFrame> m_frames;
     int m_shown = -1;

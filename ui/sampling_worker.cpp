@@ -75,6 +75,11 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
             }
         }
         info.classifierGuidance = bool(m_classifierGrad);
+        info.latent = bool(m_model->autoencoder);
+        if (info.latent)
+            info.description += QStringLiteral(" · latent %1x%2x%2, decoded by %3")
+                                    .arg(c.network.in_channels).arg(c.network.image_size)
+                                    .arg(QString::fromStdString(c.autoencoder));
         Q_EMIT modelLoaded(info);
     } catch (const std::exception& e) {
         Q_EMIT failed(path + QStringLiteral(": ") + QString::fromUtf8(e.what()));
@@ -343,7 +348,28 @@ void SamplingWorker::loop(int n, int requestId) {
             f.t = int(t);
             f.guidance = scale;
             f.classifierScale = m_grad.defined() ? m_guidance->classifier_scale() : 0.0;
-            if (image) {
+            Autoencoder ae = m_model->autoencoder;
+            // Latent models: the latents' channels as images, the predicted x0 decoded each step.
+            auto pixels = [&](const at::Tensor& x) { return ae ? ae->decode(x.unsqueeze(0))[0] : x; };
+            if (image && ae) {
+                f.latent = true;
+                f.xt = latentImage(m_x[0]);
+                f.x0Latent = latentImage(out.x0[0]);
+                f.x0 = tensorToImage(pixels(out.x0[0]));
+                f.eps = latentImage(out.eps[0]);
+                f.next = m_index + 1 == total ? tensorToImage(pixels(out.x_prev[0])) : latentImage(out.x_prev[0]);
+                if (m_outC.defined()) {
+                    const at::Tensor tt = at::full({1}, t, at::kLong);
+                    const int64_t ch = m_x.size(1);
+                    const X0Eps c = m_schedule->split_prediction(m_model->config.prediction, m_outC.narrow(1, 0, ch), m_x, tt);
+                    const X0Eps u = m_schedule->split_prediction(m_model->config.prediction, m_outU.narrow(1, 0, ch), m_x, tt);
+                    const double bound = ae->config().latent_clip;
+                    f.guided = true;
+                    f.x0Cond = tensorToImage(pixels(c.x0[0].clamp(-bound, bound)));
+                    f.x0Uncond = tensorToImage(pixels(u.x0[0].clamp(-bound, bound)));
+                    f.guidanceMap = heatMap(c.eps[0] - u.eps[0]);
+                }
+            } else if (image) {
                 if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
                 f.xt = tensorToImage(m_x[0], -1.5, 1.5);
                 f.x0 = tensorToImage(out.x0[0]);

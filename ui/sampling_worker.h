@@ -41,6 +41,8 @@ struct ChainFrame {
     QImage next;              ///< the sample leaving the step (x_0 at the last step)
     double classifierScale = 0.0;  ///< classifier guidance c at this step
     QImage classifierMap;     ///< c * grad log p(y | x_t) as a heat map (classifier guidance on)
+    bool latent = false;      ///< a latent model: xt and eps show latent channels, x0/next are decoded
+    QImage x0Latent;          ///< the predicted x0 latent's channels
 };
 
 /// One guidance scale of a sweep: its metrics (NaN where not available) and samples.
@@ -58,6 +60,7 @@ struct ModelInfo {
     QStringList classNames;
     bool image = true;
     bool classifierGuidance = false;  ///< a matching noise-aware classifier is available
+    bool latent = false;              ///< latent diffusion (an autoencoder decodes the samples)
 };
 
 class SamplingWorker : public QObject {

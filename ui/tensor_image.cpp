@@ -1,5 +1,8 @@
 #include "ui/tensor_image.h"
 
+#include <cmath>
+#include <cstring>
+
 #include <ATen/ATen.h>
 
 namespace dlab::ui {
@@ -20,6 +23,20 @@ QImage tensorToImage(const at::Tensor& image, double lo, double hi) {
         auto* line = reinterpret_cast<QRgb*>(img.scanLine(y));
         for (int x = 0; x < w; ++x)
             line[x] = qRgb(p[0 * h * w + y * w + x], p[1 * h * w + y * w + x], p[2 * h * w + y * w + x]);
+    }
+    return img;
+}
+
+QImage latentImage(const at::Tensor& latent, double range) {
+    const at::Tensor z = latent.detach().to(at::kCPU, at::kFloat);
+    const int L = int(z.size(0)), h = int(z.size(1)), w = int(z.size(2));
+    const int cols = int(std::ceil(std::sqrt(double(L)))), rows = (L + cols - 1) / cols;
+    QImage img(cols * (w + 1) - 1, rows * (h + 1) - 1, QImage::Format_Grayscale8);
+    img.fill(128);
+    for (int k = 0; k < L; ++k) {
+        const QImage tile = tensorToImage(z[k].unsqueeze(0), -range, range);
+        const int ox = (k % cols) * (w + 1), oy = (k / cols) * (h + 1);
+        for (int y = 0; y < h; ++y) memcpy(img.scanLine(oy + y) + ox, tile.constScanLine(y), size_t(w));
     }
     return img;
 }

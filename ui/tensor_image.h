@@ -14,4 +14,8 @@ QImage tensorToImage(const at::Tensor& image, double lo = -1.0, double hi = 1.0)
 /// with the range set by the largest magnitude (or `range` when > 0).
 QImage heatMap(const at::Tensor& values, double range = 0.0);
 
+/// A latent [L,h,w] as its L channels side by side (a square-ish grid, 1-pixel grey gaps), each
+/// in grey over [-range, range].
+QImage latentImage(const at::Tensor& latent, double range = 3.0);
+
 }  // namespace dlab::ui
