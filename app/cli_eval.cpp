@@ -235,7 +235,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         std::printf("  samples: %lld training images in place of generated ones (the floor row, timed alone)\n",
                     (long long)floor_images.size(0));
     } else if (vae) {
-        std::printf("  samples: the autoencoder's decoder applied to latents drawn from N(0, I) (one step, unconditional); seed %lld\n",
+        std::printf("  samples: the autoencoder's decoder applied to latents drawn from its prior N(0, I) (unscaled; one step, unconditional); seed %lld\n",
                     (long long)seed.value());
     } else {
         std::printf("  guidance: %s; sampler %s, %lld steps; seed %lld (same starting noise for every scale)\n",
@@ -262,7 +262,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         const at::Tensor z = at::randn({N, ac.latent_channels, ac.latent_size(), ac.latent_size()},
                                        make_generator(uint64_t(seed.value())), at::TensorOptions().dtype(at::kFloat));
         const auto t0 = Clock::now();
-        const at::Tensor x = decode_all(vae, z, device.value());
+        // The VAE's own prior: N(0, I) for the unscaled latent (what the KL term pulls towards).
+        const at::Tensor x = decode_all(vae, z * ac.scale_factor, device.value());
         const double secs = since(t0);
         Features fake;
         try {

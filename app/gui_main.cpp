@@ -17,6 +17,7 @@
 #include "app/args.h"
 #include "core/runtime.h"
 #include "ui/explorer_view.h"
+#include "ui/forward_view.h"
 #include "ui/main_window.h"
 #include "ui/batch_view.h"
 #include "ui/reverse_view.h"
@@ -55,6 +56,8 @@ int main(int argc, char** argv) {
         .option("screenshot", "save a PNG of the window once shown, then quit")
         .option("tab", "open this tab (index)")
         .option("model", "open the lab with this bundled model (e.g. latent-fashion-mnist)")
+        .flag("vae", "with --tab 2 --play: one-step VAE samples of the latent model instead of a strip")
+        .flag("latent-noise", "the forward view also noises in the autoencoder's latent space")
         .flag("play", "start a chain as soon as the model is loaded")
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .option("guidance", "initial guidance scale")
@@ -100,6 +103,7 @@ int main(int argc, char** argv) {
         auto tab = args.get_int("tab", 0, 100);
         if (tab) window.setCurrentTab(static_cast<int>(tab.value()));
     }
+    if (args.has("latent-noise")) window.forwardView()->setLatent(true);
     if (args.has("guidance")) {
         auto g = args.get_double("guidance", 0.0, 10.0);
         if (!g) {
@@ -173,7 +177,8 @@ int main(int argc, char** argv) {
                                  r.sampleEvery = int(std::max<qint64>(10, r.steps / 4));
                                  window.trainingView()->setRequest(r);
                                  window.trainingView()->start();
-                             } else if (tab == 2) window.batchView()->generateStrip();
+                             } else if (tab == 2 && args.has("vae")) window.batchView()->generateVae();
+                             else if (tab == 2) window.batchView()->generateStrip();
                              else if (tab == 3) window.toyView()->run();
                              else window.reverseView()->newChain();
                          }, Qt::QueuedConnection);

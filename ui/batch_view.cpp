@@ -46,6 +46,10 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
     auto* cancelButton = new QPushButton(tr("Cancel"));
     form->addRow(m_gridButton);
     form->addRow(m_stripButton);
+    m_vaeButton = new QPushButton(tr("VAE samples (one step)"));
+    m_vaeButton->setToolTip(tr("Latent models: decode latents drawn from N(0, I) without diffusion, to see what diffusion adds"));
+    m_vaeButton->setEnabled(false);
+    form->addRow(m_vaeButton);
     form->addRow(cancelButton);
     m_progress = new QProgressBar;
     form->addRow(m_progress);
@@ -62,6 +66,7 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
 
     connect(m_gridButton, &QPushButton::clicked, this, &BatchView::generateGrid);
     connect(m_stripButton, &QPushButton::clicked, this, &BatchView::generateStrip);
+    connect(m_vaeButton, &QPushButton::clicked, this, &BatchView::generateVae);
     connect(cancelButton, &QPushButton::clicked, this, &BatchView::cancel);
     connect(m_worker, &SamplingWorker::batchProgress, this, [this](int done, int total) {
         m_progress->setRange(0, total);
@@ -101,6 +106,7 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
 
 void BatchView::setModelInfo(const ModelInfo& info) {
     m_modelPath = info.path;
+    m_vaeButton->setEnabled(info.latent);
     m_class->clear();
     for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
     m_class->addItem(tr("unconditional"), -1);
@@ -189,6 +195,15 @@ void BatchView::runWith(const QJsonObject& p) {
     const int perScale = p.value(QStringLiteral("per_scale")).toInt(8);
     if (scales.size() == 1) m_count->setValue(perScale);
     start(scales, perScale);
+}
+
+void BatchView::generateVae() {
+    m_parameters = QStringLiteral("vae-prior count=%1 seed=%2").arg(m_count->value()).arg(m_seed->value());
+    m_title->setText(tr("decoding…"));
+    m_pending = false;
+    const int id = m_worker->newRequest();
+    QMetaObject::invokeMethod(m_worker, "generateVaeGrid", Qt::QueuedConnection, Q_ARG(int, m_count->value()),
+                              Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
 }
 
 void BatchView::showResult(const QImage& grid, const QString& title) {

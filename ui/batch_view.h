@@ -41,6 +41,8 @@ public Q_SLOTS:
     /// The same seeds at every scale of the list: a row per scale.
     void generateStrip();
     void cancel();
+    /// Latent models: a grid of one-step VAE samples (the decoder on N(0, I) latents).
+    void generateVae();
     /// Runs a recorded batch again (the model must be loaded already).
     void runWith(const QJsonObject& parameters);
     /// Shows a recorded result.
@@ -61,6 +63,7 @@ private:
     QSpinBox* m_seed = nullptr;
     QPushButton* m_gridButton = nullptr;
     QPushButton* m_stripButton = nullptr;
+    QPushButton* m_vaeButton = nullptr;
     QProgressBar* m_progress = nullptr;
     QLabel* m_title = nullptr;
     ImagePanel* m_image = nullptr;

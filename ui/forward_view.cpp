@@ -1,5 +1,11 @@
 #include "ui/forward_view.h"
 
+#include "core/model_catalog.h"
+
+#include <torch/torch.h>
+
+#include <QCheckBox>
+
 #include <QComboBox>
 #include <QDragEnterEvent>
 #include <QDropEvent>
@@ -90,6 +96,10 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
     m_tLabel = new QLabel;
     form->addRow(tr("t"), m_t);
     form->addRow(m_tLabel);
+    m_latentBox = new QCheckBox(tr("Also noise in latent space"));
+    m_latentBox->setToolTip(tr("Encode x₀ with the bundled autoencoder, noise the 4x8x8 latent with schedule B "
+                               "and show the decoded result beside pixel-space noise"));
+    form->addRow(m_latentBox);
     m_message = new QLabel;
     m_message->setWordWrap(true);
     form->addRow(m_message);
@@ -103,6 +113,9 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
     top->addWidget(m_original);
     top->addWidget(m_a);
     top->addWidget(m_b);
+    m_latentPanel = new ImagePanel(tr("decoded latent x_t, schedule B"));
+    m_latentPanel->setVisible(false);
+    top->addWidget(m_latentPanel);
     m_plot = new QCustomPlot;
     m_plot->setMinimumWidth(260);
     m_plot->xAxis->setLabel(QStringLiteral("t"));
@@ -129,6 +142,11 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
         m_stripB.push_back(b);
         strips->addWidget(a, 0, i);
         strips->addWidget(b, 1, i);
+        auto* l = new ImagePanel(QString());
+        l->setMinimumSize(50, 60);
+        l->setVisible(false);
+        m_stripL.push_back(l);
+        strips->addWidget(l, 2, i);
     }
     auto* right = new QVBoxLayout;
     right->addLayout(top, 3);
@@ -148,6 +166,12 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
     connect(m_scheduleA, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::recompute);
     connect(m_scheduleB, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::recompute);
     connect(m_t, &QSlider::valueChanged, this, &ForwardView::recompute);
+    connect(m_latentBox, &QCheckBox::toggled, this, [this](bool on) {
+        if (!setLatent(on)) {
+            const QSignalBlocker block(m_latentBox);
+            m_latentBox->setChecked(false);
+        }
+    });
     connect(open, &QPushButton::clicked, this, [this] {
         const QString path = QFileDialog::getOpenFileName(this, tr("Open image"), QString(),
                                                           tr("Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)"));
@@ -171,6 +195,7 @@ bool ForwardView::loadDatasetSample(int classIndex, int index) {
     if (idx.numel() == 0) return false;
     m_x0 = m_testImages[idx[index % idx.numel()].item<int64_t>()];
     m_points = false;
+    m_z0 = at::Tensor();
     m_eps = at::randn(m_x0.sizes(), make_generator(quint64(classIndex * 1000 + index)), at::TensorOptions().dtype(at::kFloat));
     m_message->setText(tr("Fashion-MNIST test image %1 (%2)").arg(idx[index % idx.numel()].item<int64_t>()).arg(m_class->itemText(classIndex)));
     recompute();
@@ -203,11 +228,36 @@ bool ForwardView::loadImageFile(const QString& path) {
     if (m > 128) x = at::upsample_bilinear2d(x.unsqueeze(0), {h * 128 / m, w * 128 / m}, false).squeeze(0);
     m_x0 = x.contiguous();
     m_points = false;
+    m_z0 = at::Tensor();
     m_eps = at::randn(m_x0.sizes(), make_generator(7), at::TensorOptions().dtype(at::kFloat));
     m_message->setText(tr("Your image: %1").arg(path));
     recompute();
     return true;
 }
+
+bool ForwardView::setLatent(bool on) {
+    if (on && !m_autoencoder) {
+        auto path = resolve_model("fashion-mnist-autoencoder");
+        auto ae = path ? load_autoencoder(path.value(), at::kCPU) : Result<Autoencoder>(Error{path.error()});
+        if (!ae) {
+            m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(QString::fromStdString(ae.error()).toHtmlEscaped()));
+            return false;
+        }
+        m_autoencoder = ae.value();
+    }
+    m_latent = on;
+    {
+        const QSignalBlocker block(m_latentBox);
+        m_latentBox->setChecked(on);
+    }
+    m_latentPanel->setVisible(on);
+    for (auto* p : m_stripL) p->setVisible(on);
+    m_z0 = at::Tensor();
+    recompute();
+    return true;
+}
+
+QImage ForwardView::latentImage() const { return m_latent ? m_latentPanel->image() : QImage(); }
 
 void ForwardView::setT(int t) { m_t->setValue(t); }
 int ForwardView::t() const { return m_t->value(); }
@@ -255,6 +305,36 @@ void ForwardView::recompute() {
         gs->setPen(QPen(which == 0 ? kColourA : kColourB, 1, Qt::DashLine));
         gs->removeFromLegend();
         label += tr("%1: ᾱ_t = %2, SNR = %3<br>").arg(QString::fromStdString(to_string(c.kind))).arg(s.alpha_bar(t), 0, 'f', 4).arg(s.snr()[t].item<double>(), 0, 'g', 3);
+    }
+    if (m_latent && !m_points) {
+        // Latent space: encode x0 (grey, 28x28 for the Fashion-MNIST autoencoder), noise the latent
+        // with schedule B and decode. Images of another size are resized for the encoder.
+        torch::NoGradGuard ng;
+        const auto& ac = m_autoencoder->config();
+        if (!m_z0.defined()) {
+            at::Tensor x = m_x0.unsqueeze(0);
+            if (x.size(1) != ac.in_channels) x = x.mean(1, true);
+            if (x.size(2) != ac.image_size || x.size(3) != ac.image_size)
+                x = at::upsample_bilinear2d(x, {ac.image_size, ac.image_size}, false);
+            m_z0 = m_autoencoder->encode(x);
+            m_zeps = at::randn(m_z0.sizes(), make_generator(11), at::TensorOptions().dtype(at::kFloat));
+        }
+        ScheduleConfig c;
+        c.kind = ScheduleKind(m_scheduleB->currentData().toInt());
+        c.timesteps = kT;
+        const auto s = NoiseSchedule::create(c).value();
+        std::vector<int64_t> ts{t};
+        for (int i = 0; i < kStrip; ++i) ts.push_back((kT - 1) * i / (kStrip - 1));
+        const int64_t n = int64_t(ts.size());
+        const at::Tensor zt = s.add_noise(m_z0.expand({n, -1, -1, -1}), m_zeps.expand({n, -1, -1, -1}),
+                                          at::tensor(ts, at::TensorOptions().dtype(at::kLong)));
+        const at::Tensor dec = m_autoencoder->decode(zt);
+        m_latentPanel->setImage(tensorToImage(dec[0]));
+        m_latentPanel->setCaption(tr("latent x_t, decoded"));
+        for (int i = 0; i < kStrip; ++i) {
+            m_stripL[i]->setImage(tensorToImage(dec[i + 1]));
+            m_stripL[i]->setCaption(i == 0 ? tr("latent, decoded") : QString());
+        }
     }
     if (!m_marker) {
         m_marker = new QCPItemStraightLine(m_plot);

@@ -2,10 +2,15 @@
 // The forward-process view: noise an image with q(x_t | x_0) under two schedules side by side,
 // scrub t, and see abar_t of both with the current t marked.
 
+#include <memory>
+
 #include <QWidget>
 
 #include <ATen/core/Tensor.h>
 
+#include "core/autoencoder.h"
+
+class QCheckBox;
 class QComboBox;
 class QCustomPlot;
 class QCPItemStraightLine;
@@ -28,6 +33,11 @@ public:
     bool loadDatasetSample(int classIndex, int index);
     /// Uses 2000 points of a 2-D toy set ("moons", ...) as x_0, drawn as a point cloud.
     bool loadToySet(const QString& name);
+    /// Also noises in the bundled autoencoder's latent space (schedule B) and shows the decoded
+    /// result beside pixel-space noise. False (with a message) when the autoencoder is missing.
+    bool setLatent(bool on);
+    /// The decoded latent-space x_t panel (null image when off).
+    QImage latentImage() const;
     void setT(int t);
     int t() const;
     /// x_t under schedule A (0) or B (1) at the current t, as shown.
@@ -43,6 +53,12 @@ private:
     bool m_points = false;
     at::Tensor m_eps;  // fixed noise, so scrubbing t shows one trajectory
     at::Tensor m_testImages, m_testLabels;
+    bool m_latent = false;
+    Autoencoder m_autoencoder{nullptr};  // the bundled one, loaded on first use
+    at::Tensor m_z0, m_zeps;             // x0's latent and its fixed noise
+    QCheckBox* m_latentBox = nullptr;
+    ImagePanel* m_latentPanel = nullptr;
+    QVector<ImagePanel*> m_stripL;
     QComboBox* m_class = nullptr;
     QComboBox* m_toy = nullptr;
     QSpinBox* m_index = nullptr;

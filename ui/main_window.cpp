@@ -31,7 +31,8 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_reverse = new ReverseView(options.deviceLabel.toLower());
     m_schedules = new ScheduleView;
     m_tabs->addTab(m_reverse, tr("Reverse chain"));
-    m_tabs->addTab(new ForwardView, tr("Forward process"));
+    m_forward = new ForwardView;
+    m_tabs->addTab(m_forward, tr("Forward process"));
     m_batch = new BatchView(m_reverse->worker());
     m_tabs->addTab(m_batch, tr("Batch"));
     connect(m_reverse, &ReverseView::modelReady, m_batch, &BatchView::setModelInfo);

@@ -13,6 +13,7 @@ namespace dlab::ui {
 
 class BatchView;
 class ExplorerView;
+class ForwardView;
 class HistoryView;
 class TrainingView;
 class ToyView;
@@ -37,6 +38,7 @@ public:
     ToyView* toyView() const { return m_toy; }
     ExplorerView* explorerView() const { return m_explorer; }
     TrainingView* trainingView() const { return m_training; }
+    ForwardView* forwardView() const { return m_forward; }
     HistoryView* historyView() const { return m_historyView; }
     RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
@@ -60,6 +62,7 @@ private:
     ToyView* m_toy = nullptr;
     ExplorerView* m_explorer = nullptr;
     TrainingView* m_training = nullptr;
+    ForwardView* m_forward = nullptr;
     HistoryView* m_historyView = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;

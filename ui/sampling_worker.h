@@ -90,6 +90,9 @@ public Q_SLOTS:
     /// at every scale) scored against the Fashion-MNIST test set with the bundled classifier's
     /// features; one sweepRow per scale, batchProgress per chain step, then sweepFinished.
     void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, int requestId);
+    /// Latent models: the autoencoder's decoder applied to `count` latents drawn from N(0, I) (a
+    /// one-step VAE generator), emitted as a grid; the title quotes the manifests' FIDs.
+    void generateVaeGrid(int count, quint64 seed, int requestId);
     /// Restarts from the recorded x_t of step `index` with new settings (fork from step t).
     void forkFrom(int index, const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
 

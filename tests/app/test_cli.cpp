@@ -1,6 +1,10 @@
 // diffusionlab-cli through its public interface: a real process, its output, files and exit codes.
 #include <QtTest/QtTest>
 
+#include <ATen/ATen.h>
+
+#include "core/model_catalog.h"
+#include "core/safetensors.h"
 #include "core/schedule.h"
 
 namespace {
@@ -137,6 +141,12 @@ private Q_SLOTS:
         QTest::newRow("missing file") << QStringList{"sample", "--model", "/tmp/none.safetensors", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "does not exist";
         QTest::newRow("no output") << QStringList{"sample"} << 2 << "give -o GRID.png";
         QTest::newRow("bad spacing") << QStringList{"sample", "--spacing", "odd", "--tensors", "x"} << 2 << "unknown spacing 'odd'";
+        QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";
+        QTest::newRow("autoencoder bad kl") << QStringList{"train-autoencoder", "--out", "x", "--kl-weight", "-1"} << 2 << "--kl-weight must be between";
+        QTest::newRow("latents of a missing autoencoder") << QStringList{"train", "--dataset", "latents:/tmp/no-ae.safetensors", "--out", "/tmp/dlab-x"} << 1 << "no-ae.safetensors";
+        QTest::newRow("latents of a non-autoencoder") << QStringList{"train", "--dataset", "latents:default", "--out", "/tmp/dlab-x"} << 1 << "not a DiffusionLab autoencoder";
+        QTest::newRow("convert nothing") << QStringList{"convert", "--in", "a", "--out", "b"} << 2 << "say what to convert";
+        QTest::newRow("convert missing file") << QStringList{"convert", "--in", "/tmp/none.safetensors", "--out", "/tmp/x.safetensors", "--half"} << 1 << "none.safetensors";
     }
     void sampleErrors() {
         QFETCH(QStringList, args);
@@ -145,6 +155,26 @@ private Q_SLOTS:
         const Run r = cli(args);
         QCOMPARE(r.code, code);
         QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    void latentModelSamplesImages() {
+        // The bundled latent model decodes to 28x28 images; a float16 copy samples the same images.
+        const QString out = QDir::tempPath() + QStringLiteral("/dlab-latent.safetensors");
+        const QString half = QDir::tempPath() + QStringLiteral("/dlab-latent-half.safetensors");
+        const Run r = cli(QStringList{"sample", "--model", "latent-fashion-mnist", "--count", "4", "--steps", "5", "--tensors", out, "--quiet"});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        auto f = dlab::load_safetensors(out.toStdString());
+        QVERIFY(f);
+        QCOMPARE(f->tensors.at("images").sizes(), (at::IntArrayRef{4, 1, 28, 28}));
+        auto path = dlab::resolve_model("latent-fashion-mnist");
+        const Run c = cli(QStringList{"convert", "--in", QString::fromStdString(path.value()), "--out", half, "--half",
+                                      "--autoencoder", "fashion-mnist-autoencoder"});
+        QVERIFY2(c.code == 0, qPrintable(c.err));
+        const QString out2 = QDir::tempPath() + QStringLiteral("/dlab-latent2.safetensors");
+        const Run r2 = cli(QStringList{"sample", "--model", half, "--count", "4", "--steps", "5", "--tensors", out2, "--quiet"});
+        QVERIFY2(r2.code == 0, qPrintable(r2.err));
+        auto f2 = dlab::load_safetensors(out2.toStdString());
+        QVERIFY(at::equal(f->tensors.at("images"), f2->tensors.at("images")));  // already float16: unchanged
     }
 
     void corruptModelFile() {

@@ -33,9 +33,9 @@ struct WorkerFixture {
         thread.quit();
         thread.wait();
     }
-    bool load() {
+    bool load(const char* name = "default") {
         QSignalSpy loaded(worker, &SamplingWorker::modelLoaded);
-        auto path = resolve_model("default");
+        auto path = resolve_model(name);
         QMetaObject::invokeMethod(worker, "loadModel", Qt::QueuedConnection,
                                   Q_ARG(QString, QString::fromStdString(path.value())), Q_ARG(QString, QStringLiteral("cpu")));
         return waitCount(loaded, 1, 30000);
@@ -77,6 +77,40 @@ private Q_SLOTS:
             QVERIFY(!f.x0.isNull() && !f.eps.isNull());
             QVERIFY(f.guided);  // class-conditional with guidance: the extra panels are filled
         }
+    }
+
+    void latentChainShowsLatentsAndDecodedImages() {
+        WorkerFixture w;
+        QSignalSpy info(w.worker, &SamplingWorker::modelLoaded);
+        QVERIFY(w.load("latent-fashion-mnist"));
+        QVERIFY(info.first().at(0).value<ModelInfo>().latent);
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 6;
+        s.classIndex = 1;
+        s.guidance = 2.0;
+        w.start(s, -1);
+        QVERIFY(waitCount(stopped, 1, 30000));
+        QCOMPARE(frames.size(), 6);
+        for (int i = 0; i < frames.size(); ++i) {
+            const auto f = frames.at(i).at(0).value<ChainFrame>();
+            QVERIFY(f.latent);
+            // 4 channels of 8x8 side by side in a 2x2 grid with 1-pixel gaps; x0 decoded to 28x28.
+            QCOMPARE(f.xt.size(), QSize(17, 17));
+            QCOMPARE(f.x0Latent.size(), QSize(17, 17));
+            QCOMPARE(f.eps.size(), QSize(17, 17));
+            QCOMPARE(f.x0.size(), QSize(28, 28));
+            QCOMPARE(f.x0Cond.size(), QSize(28, 28));
+        }
+        QCOMPARE(frames.last().at(0).value<ChainFrame>().next.size(), QSize(28, 28));
+        // The one-step VAE grid.
+        QSignalSpy grids(w.worker, &SamplingWorker::gridReady);
+        const int id = w.worker->newRequest();
+        QMetaObject::invokeMethod(w.worker, "generateVaeGrid", Qt::QueuedConnection, Q_ARG(int, 9), Q_ARG(quint64, quint64(1)),
+                                  Q_ARG(int, id));
+        QVERIFY(waitCount(grids, 1, 30000));
+        QCOMPARE(grids.first().at(0).value<QImage>().size(), QSize(3 * 28 + 4 * 2, 3 * 28 + 4 * 2));
     }
 
     void stopLandsWithinOneStep() {
