@@ -61,6 +61,20 @@ private Q_SLOTS:
         QVERIFY(!view.loadImageFile(QStringLiteral("/nonexistent.png")));
     }
 
+    void forwardViewNoisesInLatentSpace() {
+        ui::ForwardView view;
+        QVERIFY(view.loadDatasetSample(0, 0));
+        QVERIFY(view.latentImage().isNull());
+        QVERIFY(view.setLatent(true));
+        view.setT(0);
+        const QImage clean = view.latentImage();
+        QCOMPARE(clean.size(), QSize(28, 28));  // decoded back to the image size
+        view.setT(700);
+        QVERIFY(view.latentImage() != clean);
+        QVERIFY(view.setLatent(false));
+        QVERIFY(view.latentImage().isNull());
+    }
+
     void mainWindowOpens() {
         ui::MainWindowOptions o{QStringLiteral("CPU"), 2, QStringLiteral("test")};
         ui::MainWindow w(o);

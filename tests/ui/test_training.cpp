@@ -9,7 +9,9 @@
 #include <QTemporaryDir>
 #include <QThread>
 
+#include "ui/batch_view.h"
 #include "ui/history_view.h"
+#include "ui/main_window.h"
 #include "ui/run_history.h"
 #include "ui/signal_wait.h"
 #include "ui/training_view.h"
@@ -216,6 +218,33 @@ private Q_SLOTS:
         QVERIFY(h.remove(second));
         QVERIFY(!h.remove(QStringLiteral("../x")));
         QCOMPARE(h.list().size(), 2);
+    }
+
+    void windowListsAndReopensRecordedRuns() {
+        // A batch recorded in an earlier session: the window lists it and reopens its grid in Batch.
+        QTemporaryDir dir;
+        qputenv("DLAB_DATA_DIR", dir.path().toUtf8());
+        RunHistory h(RunHistory::defaultRoot());
+        RunRecord run = h.create(QStringLiteral("samples"), QStringLiteral("an old grid"), QJsonObject{{QStringLiteral("seed"), 4}}, 4);
+        QImage grid(40, 30, QImage::Format_Grayscale8);
+        grid.fill(200);
+        QVERIFY(grid.save(run.folder + QStringLiteral("/grid.png")));
+        run.outputs << QStringLiteral("grid.png");
+        run.status = QStringLiteral("finished");
+        QVERIFY(h.save(run));
+        MainWindowOptions o{QStringLiteral("CPU"), 2, QStringLiteral("test")};
+        MainWindow w(o);
+        QCOMPARE(w.history()->root(), h.root());
+        QCOMPARE(w.historyView()->runs().size(), 1);
+        QCOMPARE(w.historyView()->statusText(0), QStringLiteral("finished"));
+        Q_EMIT w.historyView()->openRun(w.historyView()->runs()[0]);
+        QCOMPARE(w.currentTab(), 2);
+        QCOMPARE(w.batchView()->grid().size(), QSize(40, 30));
+        // Its grid deleted: listed as such, and reopening says so instead of failing.
+        QFile::remove(run.folder + QStringLiteral("/grid.png"));
+        w.historyView()->refresh();
+        QVERIFY(w.historyView()->statusText(0).contains(QStringLiteral("files deleted")));
+        qunsetenv("DLAB_DATA_DIR");
     }
 
     void trainingViewRecordsItsRun() {
