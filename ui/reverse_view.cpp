@@ -225,7 +225,14 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_savedClass = settings.value(QStringLiteral("class"), 0).toInt();
     const int savedModel = m_model->findText(settings.value(QStringLiteral("model")).toString());
     settings.endGroup();
-    if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) m_model->setCurrentIndex(savedModel);
+    if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) {
+        m_model->setCurrentIndex(savedModel);
+    } else {
+        // First start: the live model (a third of the default's compute, so chains animate on a
+        // CPU), else the CLI's default.
+        for (const char* name : {"fashion-mnist-cosine", "fashion-mnist-live"})
+            if (const int i = m_model->findText(QString::fromLatin1(name)); i >= 0) m_model->setCurrentIndex(i);
+    }
     if (m_model->count() > 1) loadModel(m_model->currentData().toString());
 }
 
