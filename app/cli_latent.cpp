@@ -13,6 +13,7 @@
 #include "core/autoencoder.h"
 #include "core/classifier.h"
 #include "core/datasets.h"
+#include "core/feature_net.h"
 #include "core/metrics.h"
 #include "core/model_catalog.h"
 #include "core/runtime.h"
@@ -95,13 +96,8 @@ int cmd_train_autoencoder(const std::vector<std::string>& argv) {
     const at::Tensor z = encode_all(model, test->x, device.value());
     const at::Tensor rec = decode_all(model, z, device.value());
     const double db = psnr(rec, test->x);
-    classifier->eval();
-    auto feats = [&](const at::Tensor& x) {
-        std::vector<at::Tensor> out;
-        for (int64_t s = 0; s < x.size(0); s += 1000)
-            out.push_back(classifier->features(x.narrow(0, s, std::min<int64_t>(1000, x.size(0) - s)).to(device.value())).cpu());
-        return at::cat(out, 0);
-    };
+    auto fnet = classifier_feature_net(classifier, device.value(), "Fashion-MNIST classifier");
+    auto feats = [&](const at::Tensor& x) { return fnet->extract(x).pooled; };
     const FeatureStats real = feature_stats(feats(test->x));
     const double rfd = frechet_distance(feature_stats(feats(rec)), real);
     const double floor = frechet_distance(feature_stats(feats(train->x.narrow(0, 0, 10000))), real);

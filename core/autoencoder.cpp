@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "core/model_io.h"
 #include "core/safetensors.h"
 #include "core/sampler.h"
 
@@ -263,8 +264,7 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
 Status save_autoencoder(const std::string& path, Autoencoder& ae) {
     TensorFile file;
     file.metadata["dlab_autoencoder"] = to_json(ae->config()).dump();
-    for (const auto& p : ae->named_parameters()) file.tensors["ae." + p.key()] = p.value().detach();
-    for (const auto& b : ae->named_buffers()) file.tensors["ae." + b.key()] = b.value().detach();
+    add_network_tensors(file, "ae.", *ae);
     return save_safetensors(path, file);
 }
 
@@ -278,22 +278,7 @@ Result<Autoencoder> load_autoencoder(const std::string& path, c10::Device device
     auto cfg = autoencoder_config_from_json(j);
     if (!cfg) return Error{path + ": " + cfg.error()};
     Autoencoder ae(cfg.value());
-    torch::NoGradGuard g;
-    auto copy = [&](const std::string& name, at::Tensor& dst) -> Status {
-        auto it = file->tensors.find("ae." + name);
-        if (it == file->tensors.end()) return Status::failure(path + ": tensor 'ae." + name + "' is missing");
-        if (it->second.sizes() != dst.sizes())
-            return Status::failure(path + ": tensor 'ae." + name + "' has the wrong shape");
-        const auto st = it->second.scalar_type();
-        if (st != dst.scalar_type() && !(st == at::kHalf && dst.scalar_type() == at::kFloat))
-            return Status::failure(path + ": tensor 'ae." + name + "' has the wrong dtype");
-        dst.copy_(it->second);
-        return Status::success();
-    };
-    for (auto& p : ae->named_parameters())
-        if (auto st = copy(p.key(), p.value()); !st) return Error{st.error()};
-    for (auto& b : ae->named_buffers())
-        if (auto st = copy(b.key(), b.value()); !st) return Error{st.error()};
+    if (auto st = load_network_tensors(file.value(), "ae.", *ae, path); !st) return Error{st.error()};
     ae->to(device);
     ae->eval();
     return ae;

@@ -12,21 +12,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/dlab-gpu-out}
 mode=${1:-train}
-mkdir -p "$OUT" gpu-logs
+mkdir -p "$OUT"
 G=${GPU_DIR:-.gpu}
-root=$PWD/$G/root
-mkdir -p "$root"
-dpkg-deb -x $G/debs/nlohmann-json3-dev_*.deb "$root"
-torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-t0=$SECONDS
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDLAB_BUILD_GUI=OFF -DDLAB_WITH_OPENCV=OFF \
-  -DDLAB_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$torch_prefix;$root/usr" > gpu-logs/configure.log 2>&1 ||
-  { tail -30 gpu-logs/configure.log; exit 1; }
-cmake --build build-gpu --target diffusionlab-cli -j "$(nproc)" > gpu-logs/build.log 2>&1 ||
-  { grep -E "error" -A3 gpu-logs/build.log | head -40; exit 1; }
-echo "build $((SECONDS - t0)) s"
-cli=build-gpu/app/diffusionlab-cli
-export DLAB_FASHION_MNIST_DIR=$PWD/$G/data
+source installer/gpu-common.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee gpu-logs/gpu.txt
 if [ "$mode" = train ]; then
   # Two autoencoders at once (small models; the GPU has room): plain, and with the perceptual term.

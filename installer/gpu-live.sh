@@ -6,18 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-/tmp/dlab-gpu-out}
 G=${GPU_DIR:-.gpu-live}
-mkdir -p "$OUT" gpu-logs "$G/root"
-dpkg-deb -x $G/debs/nlohmann-json3-dev_*.deb "$G/root"
-torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-t0=$SECONDS
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DDLAB_BUILD_GUI=OFF -DDLAB_WITH_OPENCV=OFF \
-  -DDLAB_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$torch_prefix;$PWD/$G/root/usr" > gpu-logs/configure.log 2>&1 ||
-  { tail -30 gpu-logs/configure.log; exit 1; }
-cmake --build build-gpu --target diffusionlab-cli -j "$(nproc)" > gpu-logs/build.log 2>&1 ||
-  { grep -E "error" -A3 gpu-logs/build.log | head -40; exit 1; }
-echo "build $((SECONDS - t0)) s"
-cli=build-gpu/app/diffusionlab-cli
-export DLAB_FASHION_MNIST_DIR=$PWD/$G/data
+mkdir -p "$OUT"
+G=${GPU_DIR:-.gpu-live}
+source installer/gpu-common.sh
 echo '{"network": {"base_channels": 16, "channel_mult": [1, 2, 4], "num_res_blocks": 1, "attention_resolutions": [7]}}' > gpu-logs/live-config.json
 $cli train --dataset fashion-mnist --config gpu-logs/live-config.json --steps 200000 --batch 128 --lr 4e-4 --warmup 500 \
   --ema 0.9995 --log-every 1000 --checkpoint-every 100000 --max-minutes "${LIVE_MIN:-5}" --device cuda --out runs/live \

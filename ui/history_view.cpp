@@ -102,8 +102,9 @@ void HistoryView::refresh() {
         m_table->setItem(i, 0, new QTableWidgetItem(r.created.isValid() ? r.created.toString(QStringLiteral("yyyy-MM-dd HH:mm")) : QString()));
         m_table->setItem(i, 1, new QTableWidgetItem(r.kind));
         m_table->setItem(i, 2, new QTableWidgetItem(r.title));
-        auto* status = new QTableWidgetItem(statusText(i));
-        if (statusText(i) != r.status) status->setForeground(QColor(150, 90, 0));
+        const QString text = statusText(i);
+        auto* status = new QTableWidgetItem(text);
+        if (text != r.status) status->setForeground(QColor(150, 90, 0));
         m_table->setItem(i, 3, status);
         m_table->setItem(i, 4, new QTableWidgetItem(QString::number(r.seed)));
         if (r.id == selected) reselect = i;

@@ -285,7 +285,6 @@ void TrainingView::start() {
 }
 
 void TrainingView::launch(TrainingRequest r) {
-    m_request = r;
     m_run.status = QStringLiteral("running");
     m_run.message.clear();
     m_history->save(m_run);

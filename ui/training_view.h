@@ -77,7 +77,6 @@ private:
     QThread m_thread;
     TrainingWorker* m_worker = nullptr;
     RunRecord m_run;
-    TrainingRequest m_request;
     bool m_running = false;
 
     QComboBox* m_dataset = nullptr;
