@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,9 +58,12 @@ int main(int argc, char** argv) {
         .option("tab", "open this tab (index)")
         .option("model", "open the lab with this bundled model (e.g. latent-fashion-mnist)")
         .flag("vae", "with --tab 2 --play: one-step VAE samples of the latent model instead of a strip")
+        .option("image", "open this image file in the Forward view (as x_0, resized to the model's size)")
+        .option("t", "the Forward view's t (0-999)")
         .flag("latent-noise", "the forward view also noises in the autoencoder's latent space")
         .flag("play", "start a chain as soon as the model is loaded")
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
+        .flag("scrub", "with --bench-stall: also drag the Forward view's t slider every 16 ms during the chain")
         .option("guidance", "initial guidance scale")
         .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
         .option("train-steps", "with --tab 6 --play: a tiny Fashion-MNIST training run of this many steps", "300")
@@ -104,6 +108,15 @@ int main(int argc, char** argv) {
         if (tab) window.setCurrentTab(static_cast<int>(tab.value()));
     }
     if (args.has("latent-noise")) window.forwardView()->setLatent(true);
+    if (args.has("image")) window.forwardView()->loadImageFile(QString::fromStdString(args.get("image")));
+    if (args.has("t")) {
+        auto t = args.get_int("t", 0, 999);
+        if (!t) {
+            std::cerr << t.error() << "\n";
+            return 2;
+        }
+        window.forwardView()->setT(int(t.value()));
+    }
     if (args.has("guidance")) {
         auto g = args.get_double("guidance", 0.0, 10.0);
         if (!g) {
@@ -142,11 +155,45 @@ int main(int argc, char** argv) {
             tick->start();
             view->newChain();
         }, Qt::QueuedConnection);
-        QObject::connect(view, &dlab::ui::ReverseView::chainFinished, &window, [view, clock, longest] {
+        // --scrub: a user dragging the Forward view's t slider (one move per 16 ms) while the chain
+        // runs; each move is a forward-preview request to the same worker (coalesced there).
+        struct Scrub {
+            int moves = 0, shown = 0;
+            std::map<int, qint64> sentAt;  // t -> when it was asked for
+            double maxLatency = 0, sumLatency = 0;
+        };
+        auto* scrub = new Scrub;
+        if (args.has("scrub")) {
+            auto* forward = window.forwardView();
+            auto* mover = new QTimer(&window);
+            mover->setInterval(16);
+            QObject::connect(mover, &QTimer::timeout, forward, [forward, scrub, clock] {
+                const int t = (scrub->moves * 3) % 1000;
+                ++scrub->moves;
+                scrub->sentAt[t] = clock->nsecsElapsed();
+                forward->setT(t);
+            });
+            QObject::connect(forward, &dlab::ui::ForwardView::previewShown, forward, [forward, scrub, clock] {
+                auto it = scrub->sentAt.find(forward->shownT());
+                if (it == scrub->sentAt.end()) return;
+                const double ms = (clock->nsecsElapsed() - it->second) / 1e6;
+                ++scrub->shown;
+                scrub->sumLatency += ms;
+                scrub->maxLatency = std::max(scrub->maxLatency, ms);
+                scrub->sentAt.erase(it);
+            });
+            QObject::connect(view, &dlab::ui::ReverseView::modelReady, mover, qOverload<>(&QTimer::start), Qt::QueuedConnection);
+        }
+        QObject::connect(view, &dlab::ui::ReverseView::chainFinished, &window, [view, clock, longest, scrub] {
             const double secs = clock->nsecsElapsed() / 1e9;
             std::cout << "chain: " << view->frameCount() << " steps in " << secs << " s = "
                       << view->frameCount() / secs << " frames/s; longest GUI event-loop stall "
                       << *longest / 1e6 << " ms\n";
+            if (scrub->moves > 0)
+                std::cout << "forward scrub during the chain: " << scrub->moves << " slider moves, " << scrub->shown
+                          << " previews shown (the rest coalesced); request-to-screen latency mean "
+                          << (scrub->shown ? scrub->sumLatency / scrub->shown : 0.0) << " ms, max "
+                          << scrub->maxLatency << " ms\n";
             QApplication::exit(0);
         });
     }

@@ -1,11 +1,6 @@
 #include "ui/forward_view.h"
 
-#include "core/model_catalog.h"
-
-#include <torch/torch.h>
-
 #include <QCheckBox>
-
 #include <QComboBox>
 #include <QDragEnterEvent>
 #include <QDropEvent>
@@ -16,49 +11,26 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QMimeData>
-#include <QPainter>
 #include <QPushButton>
 #include <QSlider>
 #include <QSpinBox>
 #include <QVBoxLayout>
 
-#include <ATen/ATen.h>
-
 #include "core/datasets.h"
-#include "core/sampler.h"
 #include "core/schedule.h"
-#include "imaging/image_io.h"
 #include "ui/image_panel.h"
 #include "ui/qcp.h"
-#include "ui/tensor_image.h"
+#include "ui/sampling_worker.h"
 
 namespace dlab::ui {
 
 namespace {
-constexpr int kStrip = 8;
-constexpr int kT = 1000;
-
-// A 2-D point cloud drawn into an image (x and y in [-4, 4]).
-QImage renderPoints(const at::Tensor& pts) {
-    QImage img(220, 220, QImage::Format_RGB32);
-    img.fill(QColor(250, 250, 250));
-    QPainter p(&img);
-    p.setRenderHint(QPainter::Antialiasing);
-    p.setPen(QPen(QColor(200, 200, 200), 1));
-    p.drawLine(110, 0, 110, 220);
-    p.drawLine(0, 110, 220, 110);
-    p.setPen(Qt::NoPen);
-    p.setBrush(QColor(31, 119, 180, 110));
-    const at::Tensor c = pts.to(at::kFloat).contiguous();
-    const float* d = c.data_ptr<float>();
-    for (int64_t i = 0; i < c.size(0); ++i)
-        p.drawEllipse(QPointF(110 + d[2 * i] * 26.0, 110 - d[2 * i + 1] * 26.0), 1.6, 1.6);
-    return img;
-}
+constexpr int kStrip = ForwardJob::kStrip;
+constexpr int kT = ForwardJob::kT;
 const QColor kColourA(31, 119, 180), kColourB(214, 39, 40);
 }  // namespace
 
-ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
+ForwardView::ForwardView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_worker(worker) {
     setAcceptDrops(true);
     auto* controls = new QGroupBox(tr("Forward process q(x_t | x_0)"));
     auto* form = new QFormLayout;
@@ -163,187 +135,148 @@ ForwardView::ForwardView(QWidget* parent) : QWidget(parent) {
         else loadToySet(m_toy->itemText(i));
     });
     connect(m_index, qOverload<int>(&QSpinBox::valueChanged), this, pick);
-    connect(m_scheduleA, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::recompute);
-    connect(m_scheduleB, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::recompute);
-    connect(m_t, &QSlider::valueChanged, this, &ForwardView::recompute);
-    connect(m_latentBox, &QCheckBox::toggled, this, [this](bool on) {
-        if (!setLatent(on)) {
-            const QSignalBlocker block(m_latentBox);
-            m_latentBox->setChecked(false);
-        }
-    });
+    connect(m_scheduleA, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::refresh);
+    connect(m_scheduleB, qOverload<int>(&QComboBox::currentIndexChanged), this, &ForwardView::refresh);
+    connect(m_t, &QSlider::valueChanged, this, &ForwardView::refresh);
+    connect(m_latentBox, &QCheckBox::toggled, this, &ForwardView::setLatent);
     connect(open, &QPushButton::clicked, this, [this] {
         const QString path = QFileDialog::getOpenFileName(this, tr("Open image"), QString(),
                                                           tr("Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)"));
         if (!path.isEmpty()) loadImageFile(path);
     });
-    m_eps = at::randn({1, 28, 28}, make_generator(0), at::TensorOptions().dtype(at::kFloat));
+    connect(m_worker, &SamplingWorker::forwardReady, this, &ForwardView::showResult);
+    // Your own image is resized to the loaded model's size: redo it when the model changes.
+    connect(m_worker, &SamplingWorker::modelLoaded, this, [this] {
+        if (m_request.source == ForwardRequest::File) refresh();
+    });
+    m_request.source = ForwardRequest::Dataset;
+    m_good = m_request;
     pick();
 }
 
-bool ForwardView::loadDatasetSample(int classIndex, int index) {
-    if (!m_testImages.defined()) {
-        auto data = load_fashion_mnist(fashion_mnist_dir(), false);
-        if (!data) {
-            m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(QString::fromStdString(data.error()).toHtmlEscaped()));
-            return false;
-        }
-        m_testImages = data->x;
-        m_testLabels = data->labels;
-    }
-    const at::Tensor idx = at::nonzero(m_testLabels == classIndex).flatten();
-    if (idx.numel() == 0) return false;
-    m_x0 = m_testImages[idx[index % idx.numel()].item<int64_t>()];
-    m_points = false;
-    m_z0 = at::Tensor();
-    m_eps = at::randn(m_x0.sizes(), make_generator(quint64(classIndex * 1000 + index)), at::TensorOptions().dtype(at::kFloat));
-    m_message->setText(tr("Fashion-MNIST test image %1 (%2)").arg(idx[index % idx.numel()].item<int64_t>()).arg(m_class->itemText(classIndex)));
-    recompute();
-    return true;
+void ForwardView::refresh() {
+    m_request.t = m_t->value();
+    m_request.scheduleA = m_scheduleA->currentData().toInt();
+    m_request.scheduleB = m_scheduleB->currentData().toInt();
+    m_request.serial = ++m_serial;
+    m_worker->requestForward(m_request);
 }
 
-bool ForwardView::loadToySet(const QString& name) {
-    auto data = make_toy(name.toStdString(), 2000, 3);
-    if (!data) {
-        m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(QString::fromStdString(data.error()).toHtmlEscaped()));
-        return false;
-    }
-    m_x0 = data->x;
-    m_points = true;
-    m_eps = at::randn(m_x0.sizes(), make_generator(5), at::TensorOptions().dtype(at::kFloat));
-    m_message->setText(tr("2-D toy set '%1' (2000 points)").arg(name));
-    recompute();
-    return true;
+void ForwardView::loadDatasetSample(int classIndex, int index) {
+    m_request.source = ForwardRequest::Dataset;
+    m_request.classIndex = classIndex;
+    m_request.index = index;
+    refresh();
 }
 
-bool ForwardView::loadImageFile(const QString& path) {
-    auto img = imaging::read_image(path.toStdString(), 3);
-    if (!img) {
-        m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(QString::fromStdString(img.error()).toHtmlEscaped()));
-        return false;
-    }
-    at::Tensor x = img.value() * 2 - 1;
-    // Resize so the longer side is at most 128 pixels (keeps scrubbing instant).
-    const int64_t h = x.size(1), w = x.size(2), m = std::max(h, w);
-    if (m > 128) x = at::upsample_bilinear2d(x.unsqueeze(0), {h * 128 / m, w * 128 / m}, false).squeeze(0);
-    m_x0 = x.contiguous();
-    m_points = false;
-    m_z0 = at::Tensor();
-    m_eps = at::randn(m_x0.sizes(), make_generator(7), at::TensorOptions().dtype(at::kFloat));
-    m_message->setText(tr("Your image: %1").arg(path));
-    recompute();
-    return true;
+void ForwardView::loadToySet(const QString& name) {
+    m_request.source = ForwardRequest::Toy;
+    m_request.toy = name;
+    refresh();
 }
 
-bool ForwardView::setLatent(bool on) {
-    if (on && !m_autoencoder) {
-        auto path = resolve_model("fashion-mnist-autoencoder");
-        auto ae = path ? load_autoencoder(path.value(), at::kCPU) : Result<Autoencoder>(Error{path.error()});
-        if (!ae) {
-            m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(QString::fromStdString(ae.error()).toHtmlEscaped()));
-            return false;
-        }
-        m_autoencoder = ae.value();
-    }
-    m_latent = on;
+void ForwardView::loadImageFile(const QString& path) {
+    m_request.source = ForwardRequest::File;
+    m_request.path = path;
+    refresh();
+}
+
+void ForwardView::setLatent(bool on) {
+    m_request.latent = on;
     {
         const QSignalBlocker block(m_latentBox);
         m_latentBox->setChecked(on);
     }
     m_latentPanel->setVisible(on);
     for (auto* p : m_stripL) p->setVisible(on);
-    m_z0 = at::Tensor();
-    recompute();
-    return true;
+    refresh();
 }
 
-QImage ForwardView::latentImage() const { return m_latent ? m_latentPanel->image() : QImage(); }
+QImage ForwardView::latentImage() const { return m_request.latent ? m_latentPanel->image() : QImage(); }
 
 void ForwardView::setT(int t) { m_t->setValue(t); }
 int ForwardView::t() const { return m_t->value(); }
 QImage ForwardView::noisedImage(int which) const { return (which == 0 ? m_a : m_b)->image(); }
+QImage ForwardView::originalImage() const { return m_original->image(); }
 
-void ForwardView::recompute() {
-    if (!m_x0.defined()) return;
-    const int t = m_t->value();
-    m_original->setImage(m_points ? renderPoints(m_x0) : tensorToImage(m_x0));
-    m_plot->clearGraphs();
-    QString label;
-    for (int which = 0; which < 2; ++which) {
-        ScheduleConfig c;
-        c.kind = ScheduleKind((which == 0 ? m_scheduleA : m_scheduleB)->currentData().toInt());
-        c.timesteps = kT;
-        const auto s = NoiseSchedule::create(c).value();
-        auto noised = [&](int tt) {
-            if (m_points) return renderPoints(s.add_noise(m_x0, m_eps, at::full({m_x0.size(0)}, tt, at::kLong)));
-            const at::Tensor xt = s.add_noise(m_x0.unsqueeze(0), m_eps.unsqueeze(0), at::full({1}, tt, at::kLong));
-            return tensorToImage(xt[0].clamp(-1, 1));
-        };
-        (which == 0 ? m_a : m_b)->setImage(noised(t));
-        (which == 0 ? m_a : m_b)->setCaption(tr("x_t, %1, ᾱ = %2").arg(QString::fromStdString(to_string(c.kind))).arg(s.alpha_bar(t), 0, 'f', 3));
-        auto& strip = which == 0 ? m_stripA : m_stripB;
-        for (int i = 0; i < kStrip; ++i) {
-            const int tt = (kT - 1) * i / (kStrip - 1);
-            strip[i]->setImage(noised(tt));
-            strip[i]->setCaption(QStringLiteral("t=%1").arg(tt));
+void ForwardView::showResult(const ForwardResult& r) {
+    auto showError = [this](const QString& text) {
+        m_lastMessage = text;
+        m_message->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(text.toHtmlEscaped()));
+    };
+    m_error = !r.error.isEmpty();
+    if (m_error) {
+        // Keep what is on screen and go back to the last x_0 that loaded.
+        showError(r.error);
+        if (r.request.serial == m_serial) {
+            m_request.source = m_good.source;
+            m_request.classIndex = m_good.classIndex;
+            m_request.index = m_good.index;
+            m_request.path = m_good.path;
+            m_request.toy = m_good.toy;
         }
-        QVector<double> xs(kT), ys(kT);
-        const at::Tensor ab = s.alpha_bars();
-        for (int k = 0; k < kT; ++k) {
-            xs[k] = k;
-            ys[k] = ab[k].item<double>();
-        }
-        auto* g = m_plot->addGraph();
-        g->setData(xs, ys, true);
-        g->setPen(QPen(which == 0 ? kColourA : kColourB, 2));
-        g->setName(QString::fromStdString(to_string(c.kind)));
-        QVector<double> snr(kT);
-        const at::Tensor sn = s.snr();
-        for (int k = 0; k < kT; ++k) snr[k] = std::max(1e-8, sn[k].item<double>());
-        auto* gs = m_plot->addGraph(m_plot->xAxis, m_plot->yAxis2);
-        gs->setData(xs, snr, true);
-        gs->setPen(QPen(which == 0 ? kColourA : kColourB, 1, Qt::DashLine));
-        gs->removeFromLegend();
-        label += tr("%1: ᾱ_t = %2, SNR = %3<br>").arg(QString::fromStdString(to_string(c.kind))).arg(s.alpha_bar(t), 0, 'f', 4).arg(s.snr()[t].item<double>(), 0, 'g', 3);
+        Q_EMIT previewShown();
+        return;
     }
-    if (m_latent && !m_points) {
-        // Latent space: encode x0 (grey, 28x28 for the Fashion-MNIST autoencoder), noise the latent
-        // with schedule B and decode. Images of another size are resized for the encoder.
-        torch::NoGradGuard ng;
-        const auto& ac = m_autoencoder->config();
-        if (!m_z0.defined()) {
-            at::Tensor x = m_x0.unsqueeze(0);
-            if (x.size(1) != ac.in_channels) x = x.mean(1, true);
-            if (x.size(2) != ac.image_size || x.size(3) != ac.image_size)
-                x = at::upsample_bilinear2d(x, {ac.image_size, ac.image_size}, false);
-            m_z0 = m_autoencoder->encode(x);
-            m_zeps = at::randn(m_z0.sizes(), make_generator(11), at::TensorOptions().dtype(at::kFloat));
+    m_good = r.request;
+    m_shownT = r.request.t;
+    m_lastMessage = r.message;
+    m_message->setText(r.message.toHtmlEscaped());
+    m_original->setImage(r.original);
+    m_a->setImage(r.a);
+    m_b->setImage(r.b);
+    m_a->setCaption(tr("x_t, %1, ᾱ = %2").arg(r.nameA).arg(r.alphaBarA, 0, 'f', 3));
+    m_b->setCaption(tr("x_t, %1, ᾱ = %2").arg(r.nameB).arg(r.alphaBarB, 0, 'f', 3));
+    for (int i = 0; i < kStrip && i < r.stripA.size(); ++i) {
+        m_stripA[i]->setImage(r.stripA[i]);
+        m_stripB[i]->setImage(r.stripB[i]);
+        m_stripA[i]->setCaption(QStringLiteral("t=%1").arg(r.stripT[i]));
+        m_stripB[i]->setCaption(QStringLiteral("t=%1").arg(r.stripT[i]));
+    }
+    if (!r.latentError.isEmpty()) {
+        // The autoencoder is missing: turn the option off and say why.
+        {
+            const QSignalBlocker block(m_latentBox);
+            m_latentBox->setChecked(false);
         }
-        ScheduleConfig c;
-        c.kind = ScheduleKind(m_scheduleB->currentData().toInt());
-        c.timesteps = kT;
-        const auto s = NoiseSchedule::create(c).value();
-        std::vector<int64_t> ts{t};
-        for (int i = 0; i < kStrip; ++i) ts.push_back((kT - 1) * i / (kStrip - 1));
-        const int64_t n = int64_t(ts.size());
-        const at::Tensor zt = s.add_noise(m_z0.expand({n, -1, -1, -1}), m_zeps.expand({n, -1, -1, -1}),
-                                          at::tensor(ts, at::TensorOptions().dtype(at::kLong)));
-        const at::Tensor dec = m_autoencoder->decode(zt);
-        m_latentPanel->setImage(tensorToImage(dec[0]));
+        m_request.latent = false;
+        m_latentPanel->setVisible(false);
+        for (auto* p : m_stripL) p->setVisible(false);
+        showError(r.latentError);
+    } else if (r.request.latent && !r.latent.isNull()) {
+        m_latentPanel->setImage(r.latent);
         m_latentPanel->setCaption(tr("latent x_t, decoded"));
-        for (int i = 0; i < kStrip; ++i) {
-            m_stripL[i]->setImage(tensorToImage(dec[i + 1]));
+        for (int i = 0; i < kStrip && i < r.stripL.size(); ++i) {
+            m_stripL[i]->setImage(r.stripL[i]);
             m_stripL[i]->setCaption(i == 0 ? tr("latent, decoded") : QString());
         }
+    }
+    QVector<double> xs(kT);
+    for (int k = 0; k < kT; ++k) xs[k] = k;
+    m_plot->clearGraphs();
+    for (int which = 0; which < 2; ++which) {
+        const QColor colour = which == 0 ? kColourA : kColourB;
+        auto* g = m_plot->addGraph();
+        g->setData(xs, which == 0 ? r.curveA : r.curveB, true);
+        g->setPen(QPen(colour, 2));
+        g->setName(which == 0 ? r.nameA : r.nameB);
+        auto* gs = m_plot->addGraph(m_plot->xAxis, m_plot->yAxis2);
+        gs->setData(xs, which == 0 ? r.snrCurveA : r.snrCurveB, true);
+        gs->setPen(QPen(colour, 1, Qt::DashLine));
+        gs->removeFromLegend();
     }
     if (!m_marker) {
         m_marker = new QCPItemStraightLine(m_plot);
         m_marker->setPen(QPen(Qt::darkGray, 1, Qt::DashLine));
     }
-    m_marker->point1->setCoords(t, 0);
-    m_marker->point2->setCoords(t, 1);
-    m_tLabel->setText(tr("<b>t = %1</b><br>").arg(t) + label);
+    m_marker->point1->setCoords(r.request.t, 0);
+    m_marker->point2->setCoords(r.request.t, 1);
+    m_tLabel->setText(tr("<b>t = %1</b><br>%2: ᾱ_t = %3, SNR = %4<br>%5: ᾱ_t = %6, SNR = %7<br>")
+                          .arg(r.request.t)
+                          .arg(r.nameA).arg(r.alphaBarA, 0, 'f', 4).arg(r.snrA, 0, 'g', 3)
+                          .arg(r.nameB).arg(r.alphaBarB, 0, 'f', 4).arg(r.snrB, 0, 'g', 3));
     m_plot->replot(QCustomPlot::rpQueuedReplot);
+    Q_EMIT previewShown();
 }
 
 void ForwardView::dragEnterEvent(QDragEnterEvent* event) {

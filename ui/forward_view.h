@@ -2,13 +2,9 @@
 // The forward-process view: noise an image with q(x_t | x_0) under two schedules side by side,
 // scrub t, and see abar_t of both with the current t marked.
 
-#include <memory>
-
 #include <QWidget>
 
-#include <ATen/core/Tensor.h>
-
-#include "core/autoencoder.h"
+#include "ui/forward_job.h"
 
 class QCheckBox;
 class QComboBox;
@@ -21,41 +17,58 @@ class QSpinBox;
 namespace dlab::ui {
 
 class ImagePanel;
+class SamplingWorker;
 
+/// Every change of x_0, t, schedule or the latent option becomes a ForwardRequest for the lab's
+/// worker (coalesced there: the latest wins); the view shows each ForwardResult as it arrives and
+/// never computes or waits on the GUI thread.
 class ForwardView : public QWidget {
     Q_OBJECT
 public:
-    explicit ForwardView(QWidget* parent = nullptr);
+    explicit ForwardView(SamplingWorker* worker, QWidget* parent = nullptr);
 
-    /// Uses an image file (any format OpenCV reads) as x_0; returns false with a message shown.
-    bool loadImageFile(const QString& path);
+    /// Uses an image file (any format OpenCV reads) as x_0, resized to the loaded model's size; an
+    /// unreadable file is reported in the view (message(), hasError()) and the previous x_0 kept.
+    void loadImageFile(const QString& path);
     /// Uses test image `index` of a class of Fashion-MNIST as x_0.
-    bool loadDatasetSample(int classIndex, int index);
+    void loadDatasetSample(int classIndex, int index);
     /// Uses 2000 points of a 2-D toy set ("moons", ...) as x_0, drawn as a point cloud.
-    bool loadToySet(const QString& name);
+    void loadToySet(const QString& name);
     /// Also noises in the bundled autoencoder's latent space (schedule B) and shows the decoded
-    /// result beside pixel-space noise. False (with a message) when the autoencoder is missing.
-    bool setLatent(bool on);
+    /// result beside pixel-space noise; turned off again with a message when it is missing.
+    void setLatent(bool on);
+    bool latent() const { return m_request.latent; }
     /// The decoded latent-space x_t panel (null image when off).
     QImage latentImage() const;
     void setT(int t);
     int t() const;
     /// x_t under schedule A (0) or B (1) at the current t, as shown.
     QImage noisedImage(int which) const;
+    QImage originalImage() const;
+    /// What the last result said about x_0 (or what went wrong).
+    QString message() const { return m_lastMessage; }
+    bool hasError() const { return m_error; }
+    /// The t of the result on screen.
+    int shownT() const { return m_shownT; }
+
+Q_SIGNALS:
+    /// A result from the worker is on screen.
+    void previewShown();
 
 protected:
     void dragEnterEvent(QDragEnterEvent* event) override;
     void dropEvent(QDropEvent* event) override;
 
 private:
-    void recompute();
-    at::Tensor m_x0;   // [C,H,W] in [-1, 1], or [N,2] points when m_points
-    bool m_points = false;
-    at::Tensor m_eps;  // fixed noise, so scrubbing t shows one trajectory
-    at::Tensor m_testImages, m_testLabels;
-    bool m_latent = false;
-    Autoencoder m_autoencoder{nullptr};  // the bundled one, loaded on first use
-    at::Tensor m_z0, m_zeps;             // x0's latent and its fixed noise
+    void refresh();
+    void showResult(const ForwardResult& result);
+    SamplingWorker* m_worker = nullptr;
+    ForwardRequest m_request;   // what the controls say
+    ForwardRequest m_good;      // the last source that loaded (restored after an error)
+    int m_serial = 0;
+    QString m_lastMessage;
+    bool m_error = false;
+    int m_shownT = -1;
     QCheckBox* m_latentBox = nullptr;
     ImagePanel* m_latentPanel = nullptr;
     QVector<ImagePanel*> m_stripL;

@@ -31,12 +31,12 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_reverse = new ReverseView(options.deviceLabel.toLower());
     m_schedules = new ScheduleView;
     m_tabs->addTab(m_reverse, tr("Reverse chain"));
-    m_forward = new ForwardView;
+    m_forward = new ForwardView(m_reverse->worker());
     m_tabs->addTab(m_forward, tr("Forward process"));
     m_batch = new BatchView(m_reverse->worker());
     m_tabs->addTab(m_batch, tr("Batch"));
     connect(m_reverse, &ReverseView::modelReady, m_batch, &BatchView::setModelInfo);
-    m_toy = new ToyView;
+    m_toy = new ToyView(m_reverse->worker());
     m_tabs->addTab(m_toy, tr("2-D lab"));
     m_tabs->addTab(m_schedules, tr("Schedules"));
     m_explorer = new ExplorerView(m_reverse->worker());

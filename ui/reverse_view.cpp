@@ -328,6 +328,7 @@ void ReverseView::newChain() {
     m_follow = true;
     m_haveChain = true;
     const int id = m_worker->newRequest();
+    m_chainRequest = id;
     setRunning(true);
     m_chainTimer.start();
     m_progress->setRange(0, m_steps->value());
@@ -347,6 +348,7 @@ void ReverseView::playPause() {
         return;
     }
     const int id = m_worker->newRequest();
+    m_chainRequest = id;
     setRunning(true);
     QMetaObject::invokeMethod(m_worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
 }
@@ -354,6 +356,7 @@ void ReverseView::playPause() {
 void ReverseView::stepOnce() {
     if (m_running) return;
     const int id = m_worker->newRequest();
+    m_chainRequest = id;
     if (!m_haveChain || (!m_frames.isEmpty() && m_frames.size() == m_frames.last().total)) {
         m_frames.clear();
         m_haveChain = true;
@@ -371,6 +374,7 @@ void ReverseView::forkHere() {
     m_frames.resize(index);
     m_follow = true;
     const int id = m_worker->newRequest();
+    m_chainRequest = id;
     setRunning(true);
     QMetaObject::invokeMethod(m_worker, "forkFrom", Qt::QueuedConnection, Q_ARG(int, index),
                               Q_ARG(dlab::ui::ChainSettings, settings()), Q_ARG(int, -1), Q_ARG(int, id));
@@ -465,7 +469,8 @@ void ReverseView::showFrame(int index) {
     m_stepLabel->setText(text);
 }
 
-void ReverseView::onStopped(int done, int total) {
+void ReverseView::onStopped(int done, int total, int requestId) {
+    if (requestId != m_chainRequest) return;  // a chain this view has since replaced
     setRunning(false);
     refresh();
     if (done == total && total > 0) {

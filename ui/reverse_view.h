@@ -66,7 +66,7 @@ Q_SIGNALS:
 private:
     ChainSettings settings() const;
     void onFrame(const ChainFrame& f);
-    void onStopped(int done, int total);
+    void onStopped(int done, int total, int requestId);
     void onModelLoaded(const ModelInfo& info);
     void refresh();
     void setRunning(bool running);
@@ -107,6 +107,7 @@ private:
     int m_shown = -1;
     bool m_follow = true;
     bool m_running = false;
+    int m_chainRequest = 0;  // the worker request of this view's latest chain
     bool m_refreshPending = false;
     bool m_haveChain = false;
     int m_savedClass = -1;

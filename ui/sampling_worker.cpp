@@ -30,11 +30,16 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::ModelInfo>();
     qRegisterMetaType<dlab::ui::SweepRow>();
     qRegisterMetaType<QVector<double>>();
+    qRegisterMetaType<dlab::ui::ForwardRequest>();
+    qRegisterMetaType<dlab::ui::ForwardResult>();
+    qRegisterMetaType<dlab::ui::ToyFrame>();
+    qRegisterMetaType<dlab::ui::ToyChainRequest>();
 }
 
 SamplingWorker::~SamplingWorker() = default;
 
 void SamplingWorker::loadModel(const QString& path, const QString& device) {
+    endChain();
     try {
         auto dev = select_device(device.toStdString());
         if (!dev) {
@@ -131,6 +136,7 @@ void SamplingWorker::prepare(const ChainSettings& s) {
 
 void SamplingWorker::startChain(const ChainSettings& settings, int runSteps, int requestId) {
     if (requestId != m_latest.load()) return;  // a newer request is queued: skip this one
+    endChain();
     if (!m_model) {
         Q_EMIT failed(tr("No model is loaded"));
         return;
@@ -155,6 +161,7 @@ void SamplingWorker::startChain(const ChainSettings& settings, int runSteps, int
 
 void SamplingWorker::runSteps(int n, int requestId) {
     if (requestId != m_latest.load()) return;
+    endChain();
     if (!m_sampler) {
         Q_EMIT failed(tr("No chain to continue: press Play to start one"));
         return;
@@ -164,6 +171,7 @@ void SamplingWorker::runSteps(int n, int requestId) {
 
 void SamplingWorker::forkFrom(int index, const ChainSettings& settings, int runSteps, int requestId) {
     if (requestId != m_latest.load()) return;
+    endChain();
     if (!m_model || index < 0 || index >= int(m_record.size())) {
         Q_EMIT failed(tr("Cannot fork: step %1 has not been recorded").arg(index + 1));
         return;
@@ -210,6 +218,7 @@ void SamplingWorker::generateVaeGrid(int count, quint64 seed, int requestId) {
         Q_EMIT failed(tr("VAE samples need a latent model (e.g. latent-fashion-mnist)"));
         return;
     }
+    endChain();
     try {
         c10::NoGradGuard ng;
         Autoencoder ae = m_model->autoencoder;
@@ -244,6 +253,7 @@ void SamplingWorker::generateGrid(int classIndex, const QVector<double>& scales,
         Q_EMIT failed(tr("Batch grids need an image model"));
         return;
     }
+    endChain();
     m_stop = false;
     // Stop when asked or when a newer request arrives.
     std::atomic<bool> cancel{false};
@@ -265,6 +275,7 @@ void SamplingWorker::generateGrid(int classIndex, const QVector<double>& scales,
             auto x = generate(*m_model, req, [&](int64_t, int64_t, const StepInfo&) {
                 if (m_stop.load() || requestId != m_latest.load()) cancel = true;
                 Q_EMIT batchProgress(++done, total);
+                serveForward();
             });
             if (!x) {
                 if (x.error() != "cancelled") Q_EMIT failed(QString::fromStdString(x.error()));
@@ -302,6 +313,7 @@ void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count
         Q_EMIT sweepFinished(false, QString());
         return;
     }
+    endChain();
     m_stop = false;
     std::atomic<bool> cancel{false};
     try {
@@ -344,6 +356,7 @@ void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count
             auto x = generate(*m_model, req, [&](int64_t, int64_t, const StepInfo& st) {
                 if (m_stop.load() || requestId != m_latest.load()) cancel = true;
                 if (st.index + 1 == st.total || st.index % 5 == 0) Q_EMIT batchProgress(done + int(st.index) + 1, total);
+                serveForward();
             });
             if (!x) {
                 if (x.error() != "cancelled") Q_EMIT failed(QString::fromStdString(x.error()));
@@ -375,76 +388,150 @@ void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count
 }
 
 void SamplingWorker::loop(int n, int requestId) {
-    c10::NoGradGuard no_grad;
+    endChain();  // a chain still running was replaced by this request
     m_stop = false;
+    m_activeChain = requestId;
+    m_remaining = n;
+    QMetaObject::invokeMethod(this, [this, requestId] { chainStep(requestId); }, Qt::QueuedConnection);
+}
+
+void SamplingWorker::endChain() {
+    if (m_activeChain == 0) return;
+    const int id = m_activeChain;
+    m_activeChain = 0;
+    Q_EMIT chainStopped(m_index, m_sampler ? int(m_sampler->num_steps()) : 0, id);
+}
+
+void SamplingWorker::chainStep(int requestId) {
+    if (requestId != m_activeChain) return;  // this chain was ended or replaced
     const int total = int(m_sampler->num_steps());
-    int done = 0;
+    // Cancellation and newer requests are honoured before every step.
+    if (m_index >= total || m_remaining == 0 || m_stop.load() || requestId != m_latest.load()) {
+        endChain();
+        return;
+    }
+    c10::NoGradGuard no_grad;
     const bool image = m_model->config.network.kind == NetworkKind::UNet;
     try {
-        while (m_index < total && (n < 0 || done < n)) {
-            // Cancellation and newer requests are honoured before every step.
-            if (m_stop.load() || requestId != m_latest.load()) break;
-            m_outC = at::Tensor();
-            m_outU = at::Tensor();
-            m_grad = at::Tensor();
-            const int64_t t = m_sampler->timesteps()[size_t(m_index)];
-            const double scale = m_guidance->scale_at(t);
-            const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
-            m_record.resize(size_t(m_index));
-            m_record.push_back(m_x.to(at::kCPU));
-            ChainFrame f;
-            f.index = m_index;
-            f.total = total;
-            f.t = int(t);
-            f.guidance = scale;
-            f.classifierScale = m_grad.defined() ? m_guidance->classifier_scale() : 0.0;
-            Autoencoder ae = m_model->autoencoder;
-            // Latent models: the latents' channels as images, the predicted x0 decoded each step.
-            auto pixels = [&](const at::Tensor& x) { return ae ? ae->decode(x.unsqueeze(0))[0] : x; };
-            if (image && ae) {
-                f.latent = true;
-                f.xt = latentImage(m_x[0]);
-                f.x0Latent = latentImage(out.x0[0]);
-                f.x0 = tensorToImage(pixels(out.x0[0]));
-                f.eps = latentImage(out.eps[0]);
-                f.next = m_index + 1 == total ? tensorToImage(pixels(out.x_prev[0])) : latentImage(out.x_prev[0]);
-                if (m_outC.defined()) {
-                    const at::Tensor tt = at::full({1}, t, at::kLong);
-                    const int64_t ch = m_x.size(1);
-                    const X0Eps c = m_schedule->split_prediction(m_model->config.prediction, m_outC.narrow(1, 0, ch), m_x, tt);
-                    const X0Eps u = m_schedule->split_prediction(m_model->config.prediction, m_outU.narrow(1, 0, ch), m_x, tt);
-                    const double bound = ae->config().latent_clip;
-                    f.guided = true;
-                    f.x0Cond = tensorToImage(pixels(c.x0[0].clamp(-bound, bound)));
-                    f.x0Uncond = tensorToImage(pixels(u.x0[0].clamp(-bound, bound)));
-                    f.guidanceMap = heatMap(c.eps[0] - u.eps[0]);
-                }
-            } else if (image) {
-                if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
-                f.xt = tensorToImage(m_x[0], -1.5, 1.5);
-                f.x0 = tensorToImage(out.x0[0]);
-                f.eps = tensorToImage(out.eps[0], -3.0, 3.0);
-                f.next = tensorToImage(out.x_prev[0]);
-                if (m_outC.defined()) {
-                    const at::Tensor tt = at::full({1}, t, at::kLong);
-                    const int64_t ch = m_x.size(1);
-                    const X0Eps c = m_schedule->split_prediction(m_model->config.prediction, m_outC.narrow(1, 0, ch), m_x, tt);
-                    const X0Eps u = m_schedule->split_prediction(m_model->config.prediction, m_outU.narrow(1, 0, ch), m_x, tt);
-                    f.guided = true;
-                    f.x0Cond = tensorToImage(c.x0[0].clamp(-1, 1));
-                    f.x0Uncond = tensorToImage(u.x0[0].clamp(-1, 1));
-                    f.guidanceMap = heatMap(c.eps[0] - u.eps[0]);
-                }
+        m_outC = at::Tensor();
+        m_outU = at::Tensor();
+        m_grad = at::Tensor();
+        const int64_t t = m_sampler->timesteps()[size_t(m_index)];
+        const double scale = m_guidance->scale_at(t);
+        const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
+        m_record.resize(size_t(m_index));
+        m_record.push_back(m_x.to(at::kCPU));
+        ChainFrame f;
+        f.index = m_index;
+        f.total = total;
+        f.t = int(t);
+        f.guidance = scale;
+        f.classifierScale = m_grad.defined() ? m_guidance->classifier_scale() : 0.0;
+        Autoencoder ae = m_model->autoencoder;
+        // Latent models: the latents' channels as images, the predicted x0 decoded each step.
+        auto pixels = [&](const at::Tensor& x) { return ae ? ae->decode(x.unsqueeze(0))[0] : x; };
+        if (image && ae) {
+            f.latent = true;
+            f.xt = latentImage(m_x[0]);
+            f.x0Latent = latentImage(out.x0[0]);
+            f.x0 = tensorToImage(pixels(out.x0[0]));
+            f.eps = latentImage(out.eps[0]);
+            f.next = m_index + 1 == total ? tensorToImage(pixels(out.x_prev[0])) : latentImage(out.x_prev[0]);
+            if (m_outC.defined()) {
+                const at::Tensor tt = at::full({1}, t, at::kLong);
+                const int64_t ch = m_x.size(1);
+                const X0Eps c = m_schedule->split_prediction(m_model->config.prediction, m_outC.narrow(1, 0, ch), m_x, tt);
+                const X0Eps u = m_schedule->split_prediction(m_model->config.prediction, m_outU.narrow(1, 0, ch), m_x, tt);
+                const double bound = ae->config().latent_clip;
+                f.guided = true;
+                f.x0Cond = tensorToImage(pixels(c.x0[0].clamp(-bound, bound)));
+                f.x0Uncond = tensorToImage(pixels(u.x0[0].clamp(-bound, bound)));
+                f.guidanceMap = heatMap(c.eps[0] - u.eps[0]);
             }
-            m_x = out.x_prev;
-            ++m_index;
-            ++done;
-            Q_EMIT frameReady(f);
+        } else if (image) {
+            if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
+            f.xt = tensorToImage(m_x[0], -1.5, 1.5);
+            f.x0 = tensorToImage(out.x0[0]);
+            f.eps = tensorToImage(out.eps[0], -3.0, 3.0);
+            f.next = tensorToImage(out.x_prev[0]);
+            if (m_outC.defined()) {
+                const at::Tensor tt = at::full({1}, t, at::kLong);
+                const int64_t ch = m_x.size(1);
+                const X0Eps c = m_schedule->split_prediction(m_model->config.prediction, m_outC.narrow(1, 0, ch), m_x, tt);
+                const X0Eps u = m_schedule->split_prediction(m_model->config.prediction, m_outU.narrow(1, 0, ch), m_x, tt);
+                f.guided = true;
+                f.x0Cond = tensorToImage(c.x0[0].clamp(-1, 1));
+                f.x0Uncond = tensorToImage(u.x0[0].clamp(-1, 1));
+                f.guidanceMap = heatMap(c.eps[0] - u.eps[0]);
+            }
         }
+        m_x = out.x_prev;
+        ++m_index;
+        Q_EMIT frameReady(f);
+        if (m_remaining > 0) --m_remaining;
     } catch (const std::exception& e) {
         Q_EMIT failed(tr("Sampling failed: %1").arg(QString::fromUtf8(e.what())));
+        endChain();
+        return;
     }
-    Q_EMIT chainStopped(m_index, total);
+    if (m_index >= total || m_remaining == 0) endChain();
+    else QMetaObject::invokeMethod(this, [this, requestId] { chainStep(requestId); }, Qt::QueuedConnection);
+}
+
+void SamplingWorker::startToyChain(const ToyChainRequest& request, int requestId) {
+    if (requestId != m_latestToy.load()) return;  // a newer toy request is queued
+    const QString error = m_toy.start(request);
+    if (!error.isEmpty()) {
+        Q_EMIT toyFailed(error, requestId);
+        return;
+    }
+    QMetaObject::invokeMethod(this, [this, requestId] { toyStep(requestId); }, Qt::QueuedConnection);
+}
+
+void SamplingWorker::toyStep(int requestId) {
+    if (requestId != m_latestToy.load() || !m_toy.active()) return;  // cancelled or replaced
+    try {
+        const ToyFrame f = m_toy.step();
+        Q_EMIT toyFrame(f, requestId);
+        if (!f.last) QMetaObject::invokeMethod(this, [this, requestId] { toyStep(requestId); }, Qt::QueuedConnection);
+    } catch (const std::exception& e) {
+        m_toy.reset();
+        Q_EMIT toyFailed(QString::fromUtf8(e.what()), requestId);
+    }
+}
+
+void SamplingWorker::requestForward(const ForwardRequest& request) {
+    std::lock_guard<std::mutex> lock(m_forwardMutex);
+    m_forwardPending = request;
+    if (m_forwardPosted) return;  // a serve event is queued and will take this one
+    m_forwardPosted = true;
+    QMetaObject::invokeMethod(this, [this] { serveForward(); }, Qt::QueuedConnection);
+}
+
+ModelImageShape SamplingWorker::modelImageShape() const {
+    ModelImageShape shape;
+    if (!m_model) return shape;
+    if (m_model->autoencoder) {
+        shape.channels = int(m_model->autoencoder->config().in_channels);
+        shape.size = int(m_model->autoencoder->config().image_size);
+    } else if (m_model->config.network.kind == NetworkKind::UNet) {
+        shape.channels = int(m_model->config.network.in_channels);
+        shape.size = int(m_model->config.network.image_size);
+    }
+    return shape;
+}
+
+void SamplingWorker::serveForward() {
+    std::optional<ForwardRequest> request;
+    {
+        std::lock_guard<std::mutex> lock(m_forwardMutex);
+        request.swap(m_forwardPending);
+        m_forwardPosted = false;
+    }
+    if (!request) return;
+    ForwardResult result = m_forward.compute(*request, modelImageShape());
+    ++m_forwardServed;
+    Q_EMIT forwardReady(result);
 }
 
 }  // namespace dlab::ui

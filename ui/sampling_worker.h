@@ -1,11 +1,18 @@
 #pragma once
 // The job layer of the lab: one worker object on a QThread owns the loaded model and runs the
-// reverse chain step by step. Only value types cross threads (queued signals with QImages and
-// plain structs); stop/cancel and the guidance scale are atomics the GUI sets directly, so the GUI
-// never waits on the worker. A newer request makes a running loop return at its next step.
+// lab's jobs: the reverse chain, the 2-D chain, the forward preview, batch grids and sweeps. Only
+// value types cross threads (queued signals with QImages and plain structs); stop/cancel and the
+// guidance scale are atomics the GUI sets directly, so the GUI never waits on the worker.
+// Chains run one queued event per step, so other jobs interleave between their steps: a forward
+// preview lands while a chain plays, and the reverse chain and the 2-D chain run side by side.
+// Forward previews are coalesced in a one-slot mailbox (the latest request wins); long batch jobs
+// serve the mailbox between their steps. A newer chain request makes a running chain stop at its
+// next step.
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include <QImage>
@@ -17,6 +24,8 @@
 #include "core/guidance.h"
 #include "core/model_io.h"
 #include "core/sampler.h"
+#include "ui/forward_job.h"
+#include "ui/toy_job.h"
 
 namespace dlab::ui {
 
@@ -75,6 +84,12 @@ public:
     void requestStop() { m_stop = true; }
     /// Marks a newer request: a running loop returns at once (thread-safe). Returns its id.
     int newRequest() { return ++m_latest; }
+    /// The 2-D chain's own request counter and stop (thread-safe): it never stops the image chain.
+    int newToyRequest() { return ++m_latestToy; }
+    /// Queues a forward preview (thread-safe). Requests not yet started are replaced: the latest wins.
+    void requestForward(const dlab::ui::ForwardRequest& request);
+    /// Forward previews computed so far (thread-safe; for tests and benchmarks).
+    int forwardServed() const { return m_forwardServed.load(); }
 
 public Q_SLOTS:
     void loadModel(const QString& path, const QString& device);
@@ -95,12 +110,16 @@ public Q_SLOTS:
     void generateVaeGrid(int count, quint64 seed, int requestId);
     /// Restarts from the recorded x_t of step `index` with new settings (fork from step t).
     void forkFrom(int index, const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
+    /// Starts a 2-D chain (toy model) that runs to the end, one toyFrame per step, unless a newer
+    /// toy request arrives. It does not disturb the loaded model or the image chain.
+    void startToyChain(const dlab::ui::ToyChainRequest& request, int requestId);
 
 Q_SIGNALS:
     void modelLoaded(const dlab::ui::ModelInfo& info);
     void frameReady(const dlab::ui::ChainFrame& frame);
-    /// The loop returned: `done` steps of `total` are recorded; finished when done == total.
-    void chainStopped(int done, int total);
+    /// The chain of request `requestId` stopped: `done` steps of `total` are recorded; finished
+    /// when done == total.
+    void chainStopped(int done, int total, int requestId);
     void failed(const QString& message);
     /// A batch grid is ready; `title` describes it, `columns` images per row.
     void gridReady(const QImage& grid, const QString& title);
@@ -110,10 +129,25 @@ Q_SIGNALS:
     /// The sweep ended (`completed` false when cancelled or failed); `floor` describes the
     /// real-vs-real FID at the same N.
     void sweepFinished(bool completed, const QString& floor);
+    /// A forward preview is ready (the latest request at the time it started).
+    void forwardReady(const dlab::ui::ForwardResult& result);
+    /// One step of a 2-D chain (the last one carries the final points).
+    void toyFrame(const dlab::ui::ToyFrame& frame, int requestId);
+    /// A 2-D chain could not start or failed; `requestId` says which.
+    void toyFailed(const QString& message, int requestId);
 
 private:
     void prepare(const ChainSettings& s);
+    /// Runs n steps (-1: to the end) of the current chain, one queued event per step.
     void loop(int n, int requestId);
+    void chainStep(int requestId);
+    /// Ends the running chain (if any) and reports where it stopped.
+    void endChain();
+    void toyStep(int requestId);
+    /// Computes the pending forward preview, if any (called from queued events and between the
+    /// steps of long jobs).
+    void serveForward();
+    ModelImageShape modelImageShape() const;
 
     std::unique_ptr<LoadedModel> m_model;
     std::unique_ptr<NoiseSchedule> m_schedule;
@@ -125,8 +159,17 @@ private:
     at::Tensor m_x;                  // current sample
     std::vector<at::Tensor> m_record;  // x_t entering each step (CPU)
     int m_index = 0;
+    int m_activeChain = 0;   // the request id of the running chain, 0 when none
+    int m_remaining = -1;    // steps left to run in it (-1: to the end)
     std::atomic<bool> m_stop{false};
     std::atomic<int> m_latest{0};
+    std::atomic<int> m_latestToy{0};
+    ToyChainJob m_toy;
+    ForwardJob m_forward;
+    std::mutex m_forwardMutex;
+    std::optional<ForwardRequest> m_forwardPending;  // guarded by m_forwardMutex
+    bool m_forwardPosted = false;                     // guarded: a serve event is queued
+    std::atomic<int> m_forwardServed{0};
     // Filled by the guidance observers during a step.
     at::Tensor m_outC, m_outU, m_grad;
     ClassifierGradFn m_classifierGrad;  // the bundled noise-aware classifier, when it fits the model

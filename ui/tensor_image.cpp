@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <QPainter>
+
 #include <ATen/ATen.h>
 
 namespace dlab::ui {
@@ -58,6 +60,31 @@ QImage heatMap(const at::Tensor& values, double range) {
         }
     }
     return img;
+}
+
+QImage scatterImage(const at::Tensor& points, int size, int alpha) {
+    QImage img(size, size, QImage::Format_RGB32);
+    img.fill(QColor(252, 252, 252));
+    QPainter p(&img);
+    p.setRenderHint(QPainter::Antialiasing);
+    const double c = size / 2.0, unit = size / 8.0;
+    p.setPen(QPen(QColor(200, 200, 200), 1));
+    p.drawLine(QPointF(c, 0), QPointF(c, size));
+    p.drawLine(QPointF(0, c), QPointF(size, c));
+    p.setPen(Qt::NoPen);
+    p.setBrush(QColor(31, 119, 180, alpha));
+    const at::Tensor pts = points.to(at::kCPU, at::kFloat).contiguous();
+    const float* d = pts.data_ptr<float>();
+    for (int64_t i = 0; i < pts.size(0); ++i) {
+        const double x = c + d[2 * i] * unit, y = c - d[2 * i + 1] * unit;
+        if (std::isfinite(x) && std::isfinite(y)) p.drawEllipse(QPointF(x, y), 1.6, 1.6);
+    }
+    return img;
+}
+
+QVector<double> toDoubles(const at::Tensor& values) {
+    const at::Tensor c = values.to(at::kCPU, at::kDouble).contiguous();
+    return QVector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
 }  // namespace dlab::ui

@@ -9,107 +9,19 @@
 #include <QSlider>
 #include <QSpinBox>
 #include <QVBoxLayout>
-#include <QtConcurrent/QtConcurrentRun>
 
-#include <ATen/ATen.h>
-#include <c10/core/GradMode.h>
-
-#include "core/guidance.h"
 #include "core/model_catalog.h"
-#include "core/model_io.h"
-#include "core/runtime.h"
 #include "ui/qcp.h"
+#include "ui/sampling_worker.h"
 
 namespace dlab::ui {
 
 namespace {
-
 constexpr int kTrajectories = 12;
-constexpr int kGrid = 15;
-constexpr double kExtent = 3.2;
-
-ToyChain runToyChain(const QString& path, int classIndex, int points, int steps,
-                     std::shared_ptr<std::atomic<bool>> cancel) {
-    ToyChain out;
-    out.model = path;
-    try {
-        c10::NoGradGuard ng;
-        auto model = load_model(path.toStdString(), c10::Device(c10::kCPU));
-        if (!model) {
-            out.error = QString::fromStdString(model.error());
-            return out;
-        }
-        const ModelConfig& mc = model->config;
-        if (mc.network.kind != NetworkKind::Mlp || mc.network.in_channels != 2) {
-            out.error = QStringLiteral("%1 is not a 2-D model").arg(path);
-            return out;
-        }
-        auto schedule = NoiseSchedule::create(mc.schedule).value();
-        SamplerConfig sc;
-        sc.steps = steps;
-        // Clip the predicted x0 to the data's range: at t near T, abar is ~1e-9 under the cosine
-        // schedule and x0 = (x - sqrt(1 - abar) eps) / sqrt(abar) amplifies any error in eps.
-        sc.clip_x0 = true;
-        sc.clip_value = 5.0;
-        auto sampler = make_sampler(schedule, sc);
-        if (!sampler) {
-            out.error = QString::fromStdString(sampler.error());
-            return out;
-        }
-        Network net = model->network;
-        ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
-        const int64_t C = mc.network.num_classes;
-        auto labelsFor = [&](int64_t n) {
-            return C > 0 ? at::full({n}, classIndex < 0 ? C : classIndex, at::kLong) : at::Tensor();
-        };
-        auto control = std::make_shared<GuidanceControl>(1.0);
-        Denoiser denoise = make_denoiser(C > 0 ? classifier_free_guidance(fn, labelsFor(points), C, control)
-                                               : plain_denoiser(fn, at::Tensor()),
-                                         schedule, mc.prediction);
-        // A grid for the arrows, denoised with the same class.
-        const at::Tensor lin = at::linspace(-kExtent, kExtent, kGrid);
-        const auto mesh = at::meshgrid({lin, lin}, "ij");
-        const at::Tensor grid = at::stack({mesh[0].flatten(), mesh[1].flatten()}, 1);
-        Denoiser gridDenoise = make_denoiser(C > 0 ? classifier_free_guidance(fn, labelsFor(grid.size(0)), C, control)
-                                                   : plain_denoiser(fn, at::Tensor()),
-                                             schedule, mc.prediction);
-        at::Generator gen = make_generator(1);
-        at::Tensor x = at::randn({points, 2}, gen, at::TensorOptions().dtype(at::kFloat));
-        auto toVec = [](const at::Tensor& t) {
-            const at::Tensor c = t.to(at::kDouble).contiguous();
-            return QVector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-        };
-        for (int64_t i = 0; i < sampler.value()->num_steps(); ++i) {
-            if (cancel->load()) {
-                out.error = QStringLiteral("cancelled");
-                return out;
-            }
-            const int64_t t = sampler.value()->timesteps()[size_t(i)];
-            ToyFrame f;
-            f.t = int(t);
-            f.x = toVec(x.select(1, 0));
-            f.y = toVec(x.select(1, 1));
-            const X0Eps g = gridDenoise(grid, t);
-            // Direction towards the predicted clean point, scaled for display.
-            const at::Tensor d = (g.x0 - grid) * 0.25;
-            f.ax = toVec(grid.select(1, 0));
-            f.ay = toVec(grid.select(1, 1));
-            f.dx = toVec(d.select(1, 0));
-            f.dy = toVec(d.select(1, 1));
-            out.frames.push_back(std::move(f));
-            x = sampler.value()->step(i, x, denoise, gen).x_prev;
-        }
-        out.finalX = toVec(x.select(1, 0));
-        out.finalY = toVec(x.select(1, 1));
-    } catch (const std::exception& e) {
-        out.error = QString::fromUtf8(e.what());
-    }
-    return out;
-}
-
+constexpr double kExtent = ToyChainJob::kExtent;
 }  // namespace
 
-ToyView::ToyView(QWidget* parent) : QWidget(parent) {
+ToyView::ToyView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_worker(worker) {
     auto* controls = new QGroupBox(tr("2-D lab"));
     auto* form = new QFormLayout;
     m_model = new QComboBox;
@@ -157,18 +69,29 @@ ToyView::ToyView(QWidget* parent) : QWidget(parent) {
     connect(runButton, &QPushButton::clicked, this, &ToyView::run);
     connect(cancelButton, &QPushButton::clicked, this, &ToyView::cancel);
     connect(m_scrub, &QSlider::valueChanged, this, &ToyView::showFrame);
-    connect(&m_watcher, &QFutureWatcher<ToyChain>::finished, this, [this] {
-        ToyChain result = m_watcher.result();
-        if (!result.error.isEmpty()) {
-            if (result.error != QStringLiteral("cancelled"))
-                m_label->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(result.error.toHtmlEscaped()));
+    connect(m_worker, &SamplingWorker::toyFrame, this, [this](const ToyFrame& f, int id) {
+        if (id != m_request) return;  // a cancelled or replaced chain
+        m_pending.frames.push_back(f);
+        if (!f.last) {
+            m_label->setText(tr("running: step %1 / %2 · t = %3").arg(f.index + 1).arg(f.total).arg(f.t));
             return;
         }
-        m_chain = std::move(result);
+        m_request = 0;
+        m_pending.finalX = f.finalX;
+        m_pending.finalY = f.finalY;
+        m_chain = std::move(m_pending);
+        m_pending = ToyChain();
         m_scrub->setRange(0, m_chain.frames.size());
         m_scrub->setValue(0);
+        showFrame(0);
         m_player.start();
         Q_EMIT chainReady();
+    });
+    connect(m_worker, &SamplingWorker::toyFailed, this, [this](const QString& message, int id) {
+        if (id != m_request) return;
+        m_request = 0;
+        m_pending = ToyChain();
+        m_label->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(message.toHtmlEscaped()));
     });
     m_player.setInterval(60);
     connect(&m_player, &QTimer::timeout, this, [this] {
@@ -186,25 +109,29 @@ ToyView::ToyView(QWidget* parent) : QWidget(parent) {
 
 ToyView::~ToyView() {
     m_player.stop();
-    m_cancel->store(true);         // the job stops before its next step
-    m_watcher.waitForFinished();
+    m_worker->newToyRequest();  // a running chain stops before its next step
 }
 
 void ToyView::cancel() {
-    m_cancel->store(true);
+    m_worker->newToyRequest();
+    m_request = 0;
+    m_pending = ToyChain();
     m_label->setText(tr("cancelled"));
 }
 
 void ToyView::run() {
-    if (m_watcher.isRunning() || m_model->count() == 0) return;
+    if (m_request != 0 || m_model->count() == 0) return;
     m_label->setText(tr("running…"));
-    const QString path = m_model->currentData().toString();
-    const int cls = m_class->currentData().toInt(), points = m_points->value(), steps = m_steps->value();
-    m_cancel = std::make_shared<std::atomic<bool>>(false);
-    auto cancel = m_cancel;
-    m_watcher.setFuture(QtConcurrent::run([path, cls, points, steps, cancel] {
-        return runToyChain(path, cls, points, steps, cancel);
-    }));
+    ToyChainRequest r;
+    r.model = m_model->currentData().toString();
+    r.classIndex = m_class->currentData().toInt();
+    r.points = m_points->value();
+    r.steps = m_steps->value();
+    m_pending = ToyChain();
+    m_pending.model = r.model;
+    m_request = m_worker->newToyRequest();
+    QMetaObject::invokeMethod(m_worker, "startToyChain", Qt::QueuedConnection, Q_ARG(dlab::ui::ToyChainRequest, r),
+                              Q_ARG(int, m_request));
 }
 
 void ToyView::showFrame(int index) {

@@ -1,16 +1,14 @@
 #pragma once
 // The 2-D lab: a toy model's point cloud moving through the reverse chain, a few sample
 // trajectories, and the model's denoising direction as a field of arrows at the current t.
-// The chain runs as one job on Qt's thread pool; the view then plays the recorded frames.
+// The chain runs as a job of the lab's worker, one step per event; frames arrive as they are
+// computed and the view plays the recorded chain when it is complete.
 
-#include <atomic>
-#include <memory>
-
-#include <QElapsedTimer>
-#include <QFutureWatcher>
 #include <QTimer>
 #include <QVector>
 #include <QWidget>
+
+#include "ui/toy_job.h"
 
 class QComboBox;
 class QCustomPlot;
@@ -21,12 +19,7 @@ class QPushButton;
 
 namespace dlab::ui {
 
-/// One recorded step of a toy chain.
-struct ToyFrame {
-    int t = 0;
-    QVector<double> x, y;              ///< the points entering the step
-    QVector<double> ax, ay, dx, dy;    ///< arrow grid: positions and directions (x0_hat - x)
-};
+class SamplingWorker;
 
 /// The whole recorded chain (or an error message).
 struct ToyChain {
@@ -39,13 +32,13 @@ struct ToyChain {
 class ToyView : public QWidget {
     Q_OBJECT
 public:
-    explicit ToyView(QWidget* parent = nullptr);
+    explicit ToyView(SamplingWorker* worker, QWidget* parent = nullptr);
     ~ToyView() override;
     int frameCount() const { return m_chain.frames.size(); }
 
 public Q_SLOTS:
     void run();
-    /// Stops a running chain job within one step (its partial result is discarded).
+    /// Stops a running chain within one step (its partial frames are discarded).
     void cancel();
     void showFrame(int index);
 
@@ -61,10 +54,11 @@ private:
     QLabel* m_label = nullptr;
     QPushButton* m_play = nullptr;
     QCustomPlot* m_plot = nullptr;
-    QFutureWatcher<ToyChain> m_watcher;
+    SamplingWorker* m_worker = nullptr;
+    int m_request = 0;        // the worker request of the running chain (0: none)
     QTimer m_player;
-    ToyChain m_chain;
-    std::shared_ptr<std::atomic<bool>> m_cancel = std::make_shared<std::atomic<bool>>(false);
+    ToyChain m_chain;         // the chain on screen
+    ToyChain m_pending;       // the chain being computed
 };
 
 }  // namespace dlab::ui

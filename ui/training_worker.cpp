@@ -4,7 +4,6 @@
 
 #include <QDir>
 #include <QJsonDocument>
-#include <QPainter>
 #include <QSaveFile>
 
 #include <torch/torch.h>
@@ -58,26 +57,6 @@ TrainingRequest TrainingRequest::fromJson(const QJsonObject& o) {
 }
 
 namespace {
-
-// 2-D samples as a scatter on a white square ([-4, 4] on both axes, as the 2-D lab shows them).
-QImage scatterImage(const at::Tensor& points) {
-    QImage img(256, 256, QImage::Format_RGB32);
-    img.fill(Qt::white);
-    QPainter p(&img);
-    p.setRenderHint(QPainter::Antialiasing);
-    p.setPen(QPen(QColor(200, 200, 200), 1));
-    p.drawLine(128, 0, 128, 255);
-    p.drawLine(0, 128, 255, 128);
-    p.setPen(Qt::NoPen);
-    p.setBrush(QColor(31, 119, 180, 90));
-    const at::Tensor pts = points.to(at::kCPU, at::kFloat).contiguous();
-    const float* d = pts.data_ptr<float>();
-    for (int64_t i = 0; i < pts.size(0); ++i) {
-        const double x = 128 + d[2 * i] * 32, y = 128 - d[2 * i + 1] * 32;
-        if (std::isfinite(x) && std::isfinite(y)) p.drawEllipse(QPointF(x, y), 1.6, 1.6);
-    }
-    return img;
-}
 
 bool writeJson(const QString& path, const QJsonObject& o) {
     QSaveFile f(path);  // written to a temporary file, renamed on commit
@@ -179,7 +158,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
                 const at::Tensor grid = imaging::make_grid((x.value().clamp(-1, 1) + 1) / 2, cols, 2, 1.0);
                 Q_EMIT samplesReady(tensorToImage(grid, 0.0, 1.0), step);
             } else {
-                Q_EMIT samplesReady(scatterImage(x.value()), step);
+                Q_EMIT samplesReady(scatterImage(x.value(), 256, 90), step);
             }
         };
         auto r = train(mc, tc, data.value(), device.value(), request.outDir.toStdString(), request.resume, hooks);

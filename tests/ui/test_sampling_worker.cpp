@@ -8,46 +8,17 @@
 #include <QThread>
 
 #include "core/model_catalog.h"
+#include "core/schedule.h"
 #include "ui/reverse_view.h"
 #include "ui/explorer_view.h"
 #include "ui/sampling_worker.h"
 #include "ui/toy_view.h"
 #include "ui/signal_wait.h"
+#include "ui/worker_fixture.h"
 
 using namespace dlab;
 using namespace dlab::ui;
 
-namespace {
-
-struct WorkerFixture {
-    QThread thread;
-    SamplingWorker* worker = new SamplingWorker;
-    WorkerFixture() {
-        worker->moveToThread(&thread);
-        QObject::connect(&thread, &QThread::finished, worker, &QObject::deleteLater);
-        thread.start();
-    }
-    ~WorkerFixture() {
-        worker->newRequest();
-        worker->requestStop();
-        thread.quit();
-        thread.wait();
-    }
-    bool load(const char* name = "default") {
-        QSignalSpy loaded(worker, &SamplingWorker::modelLoaded);
-        auto path = resolve_model(name);
-        QMetaObject::invokeMethod(worker, "loadModel", Qt::QueuedConnection,
-                                  Q_ARG(QString, QString::fromStdString(path.value())), Q_ARG(QString, QStringLiteral("cpu")));
-        return waitCount(loaded, 1, 30000);
-    }
-    void start(const ChainSettings& s, int steps) {
-        const int id = worker->newRequest();
-        QMetaObject::invokeMethod(worker, "startChain", Qt::QueuedConnection, Q_ARG(dlab::ui::ChainSettings, s),
-                                  Q_ARG(int, steps), Q_ARG(int, id));
-    }
-};
-
-}  // namespace
 
 class TestSamplingWorker : public QObject {
     Q_OBJECT
@@ -254,8 +225,125 @@ private Q_SLOTS:
         QVERIFY(failed.last().at(0).toString().contains("No model"));
     }
 
+    void forwardPreviewsAreCoalescedAndInterleaveWithAChain() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        QSignalSpy previews(w.worker, &SamplingWorker::forwardReady);
+        w.startLong(400);
+        QVERIFY(waitCount(frames, 3, 30000));
+        // 50 scrub positions sent at once while the chain runs: the latest wins.
+        for (int t = 0; t < 50; ++t) {
+            ForwardRequest r;
+            r.classIndex = 3;
+            r.t = t * 20;
+            r.serial = t + 1;
+            w.worker->requestForward(r);
+        }
+        int last = 0;
+        QElapsedTimer clock;
+        clock.start();
+        while (last != 50 && clock.elapsed() < 30000) {
+            previews.wait(20);
+            if (!previews.isEmpty()) last = previews.last().at(0).value<ForwardResult>().request.serial;
+        }
+        QCOMPARE(last, 50);
+        // It landed between chain steps, not after the chain.
+        QVERIFY(stopped.isEmpty());
+        const int served = w.worker->forwardServed();
+        qInfo("50 forward requests during a chain: %d computed, %lld chain frames so far", served, qlonglong(frames.size()));
+        QVERIFY2(served >= 1 && served <= 5, qPrintable(QString::number(served)));
+        QCOMPARE(previews.size(), served);
+        const ForwardResult r = previews.last().at(0).value<ForwardResult>();
+        QVERIFY(r.error.isEmpty());
+        QCOMPARE(r.request.t, 980);
+        QCOMPARE(r.a.size(), QSize(28, 28));
+        QCOMPARE(r.stripA.size(), ForwardJob::kStrip);
+        // The curves are the schedules' own: abar at t as core computes it.
+        ScheduleConfig lin;
+        lin.kind = ScheduleKind::Linear;
+        const auto sched = NoiseSchedule::create(lin).value();
+        QCOMPARE(r.curveA.size(), 1000);
+        QCOMPARE(r.curveA[980], sched.alpha_bar(980));
+        QCOMPARE(r.alphaBarA, sched.alpha_bar(980));
+        const int before = frames.size();
+        QVERIFY(waitCount(frames, before + 3, 30000));  // the chain goes on
+        w.worker->requestStop();
+        QVERIFY(waitCount(stopped, 1, 30000));
+        QVERIFY(stopped.first().at(0).toInt() < 400);
+    }
+
+    void userImagesAreResizedToTheModelSize() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QTemporaryDir dir;
+        // 90x60, left half white, right half black: centre-cropped to 60x60, then 28x28 grey.
+        QImage img(90, 60, QImage::Format_RGB32);
+        img.fill(Qt::black);
+        for (int y = 0; y < 60; ++y)
+            for (int x = 0; x < 45; ++x) img.setPixel(x, y, qRgb(255, 255, 255));
+        const QString path = dir.filePath("mine.png");
+        QVERIFY(img.save(path));
+        QSignalSpy previews(w.worker, &SamplingWorker::forwardReady);
+        ForwardRequest r;
+        r.source = ForwardRequest::File;
+        r.path = path;
+        r.t = 0;
+        w.worker->requestForward(r);
+        QVERIFY(waitCount(previews, 1, 30000));
+        const ForwardResult out = previews.first().at(0).value<ForwardResult>();
+        QVERIFY2(out.error.isEmpty(), qPrintable(out.error));
+        QCOMPARE(out.original.size(), QSize(28, 28));
+        QVERIFY(out.original.isGrayscale());
+        QVERIFY(out.message.contains("90x60") && out.message.contains("28x28"));
+        // Columns 0-13 of the crop were white (x 15..44 of 90), 14-27 black.
+        QVERIFY(qGray(out.original.pixel(3, 14)) > 240);
+        QVERIFY(qGray(out.original.pixel(24, 14)) < 15);
+        // A missing file is a message naming it.
+        r.path = dir.filePath("missing.png");
+        w.worker->requestForward(r);
+        QVERIFY(waitCount(previews, 2, 30000));
+        QVERIFY(previews.last().at(0).value<ForwardResult>().error.contains("missing.png"));
+    }
+
+    void toyChainRunsBesideTheImageChain() {
+        WorkerFixture w;
+        QVERIFY(w.load());
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        QSignalSpy toy(w.worker, &SamplingWorker::toyFrame);
+        w.startLong(400);
+        QVERIFY(waitCount(frames, 2, 30000));
+        ToyChainRequest r;
+        r.model = QString::fromStdString(resolve_model("toy-moons").value());
+        r.steps = 30;
+        r.points = 500;
+        const int id = w.worker->newToyRequest();
+        QMetaObject::invokeMethod(w.worker, "startToyChain", Qt::QueuedConnection, Q_ARG(dlab::ui::ToyChainRequest, r), Q_ARG(int, id));
+        QVERIFY(waitCount(toy, 30, 30000));
+        QVERIFY(stopped.isEmpty());  // the image chain was not stopped by the toy chain
+        for (int i = 0; i < 30; ++i) {
+            const ToyFrame f = toy.at(i).at(0).value<ToyFrame>();
+            QCOMPARE(f.index, i);
+            QCOMPARE(f.x.size(), 500);
+            QCOMPARE(f.last, i == 29);
+        }
+        const ToyFrame final = toy.last().at(0).value<ToyFrame>();
+        QCOMPARE(final.finalX.size(), 500);
+        // The moons have mean y² about 0.35, the starting noise 1: the final cloud is not noise.
+        double spread = 0;
+        for (double v : final.finalY) spread += v * v;
+        QVERIFY2(spread / 500 < 0.7, qPrintable(QString::number(spread / 500)));  // N(0, 1): 1.0
+        const int during = frames.size();
+        QVERIFY(during > 2 && during < 400);
+        w.worker->requestStop();
+        QVERIFY(waitCount(stopped, 1, 30000));
+    }
+
     void toyViewRunsAChainOffTheGuiThread() {
-        ToyView view;
+        WorkerFixture w;
+        ToyView view(w.worker);
         QSignalSpy ready(&view, &ToyView::chainReady);
         view.run();
         QVERIFY(ready.wait(30000));

@@ -9,8 +9,27 @@
 #include "ui/main_window.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
+#include "ui/signal_wait.h"
+#include "ui/worker_fixture.h"
 
 using namespace dlab;
+
+namespace {
+// Pearson correlation of two grey images' pixels.
+double correlation(const QImage& a, const QImage& b) {
+    const QImage ga = a.convertToFormat(QImage::Format_Grayscale8), gb = b.convertToFormat(QImage::Format_Grayscale8);
+    if (ga.size() != gb.size()) return 0;
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+    const int n = ga.width() * ga.height();
+    for (int y = 0; y < ga.height(); ++y)
+        for (int x = 0; x < ga.width(); ++x) {
+            const double u = ga.constScanLine(y)[x], v = gb.constScanLine(y)[x];
+            sa += u; sb += v; saa += u * u; sbb += v * v; sab += u * v;
+        }
+    const double cov = sab / n - sa * sb / n / n, va = saa / n - sa * sa / n / n, vb = sbb / n - sb * sb / n / n;
+    return cov / std::sqrt(va * vb + 1e-12);
+}
+}  // namespace
 
 class TestScheduleView : public QObject {
     Q_OBJECT
@@ -45,33 +64,64 @@ private Q_SLOTS:
 
     void initTestCase() { QStandardPaths::setTestModeEnabled(true); }  // no user settings
 
+    // The forward view computes nothing itself: each change is a request to the lab's worker and
+    // the view shows the results as they arrive.
     void forwardViewNoisesImagesAndPoints() {
-        ui::ForwardView view;
+        WorkerFixture w;
+        ui::ForwardView view(w.worker);
         view.show();
-        QVERIFY(view.loadDatasetSample(7, 2));
-        view.setT(0);
-        const QImage clean = view.noisedImage(0);
-        QCOMPARE(clean.size(), QSize(28, 28));
-        view.setT(999);
-        QVERIFY(view.noisedImage(0) != clean);
-        // A 2-D toy set is drawn as a point cloud; an unreadable image file is an error, not a crash.
-        QVERIFY(view.loadToySet(QStringLiteral("moons")));
+        QSignalSpy shown(&view, &ui::ForwardView::previewShown);
+        auto settle = [&](int t) {  // until the result for t is on screen
+            view.setT(t);
+            QTRY_VERIFY_WITH_TIMEOUT(view.shownT() == t && !view.hasError(), 30000);
+        };
+        view.loadDatasetSample(7, 2);
+        settle(0);
+        QVERIFY(view.message().contains("Sneaker"));
+        const QImage x0 = view.originalImage();
+        QCOMPARE(x0.size(), QSize(28, 28));
+        // Correlation of x_t with x_0: ~1 at t = 0; at t = 300 the linear schedule (A, abar 0.39)
+        // has destroyed more of the image than the cosine one (B, abar 0.79); noise at t = 999.
+        QVERIFY(correlation(view.noisedImage(0), x0) > 0.98);
+        settle(300);
+        const double a300 = correlation(view.noisedImage(0), x0), b300 = correlation(view.noisedImage(1), x0);
+        qInfo("correlation with x0 at t = 300: linear %.3f, cosine %.3f", a300, b300);
+        QVERIFY2(a300 < b300 && b300 > 0.7, qPrintable(QString("%1 %2").arg(a300).arg(b300)));
+        settle(999);
+        QVERIFY(std::abs(correlation(view.noisedImage(0), x0)) < 0.2);
+        // A 2-D toy set is drawn as a point cloud.
+        view.loadToySet(QStringLiteral("moons"));
+        QTRY_VERIFY_WITH_TIMEOUT(view.message().contains("moons"), 30000);
         QCOMPARE(view.noisedImage(1).size(), QSize(220, 220));
-        QVERIFY(!view.loadToySet(QStringLiteral("nope")));
-        QVERIFY(!view.loadImageFile(QStringLiteral("/nonexistent.png")));
+        // Bad input is a message naming it; the last good x_0 stays and scrubbing goes on with it.
+        const int before = shown.size();
+        view.loadToySet(QStringLiteral("nope"));
+        QVERIFY(waitCount(shown, before + 1, 30000));
+        QVERIFY(view.hasError() && view.message().contains("nope"));
+        QCOMPARE(view.noisedImage(1).size(), QSize(220, 220));
+        settle(500);
+        QVERIFY(view.message().contains("moons"));
+        view.loadImageFile(QStringLiteral("/nonexistent.png"));
+        QTRY_VERIFY_WITH_TIMEOUT(view.hasError(), 30000);
+        QVERIFY(view.message().contains("/nonexistent.png"));
     }
 
     void forwardViewNoisesInLatentSpace() {
-        ui::ForwardView view;
-        QVERIFY(view.loadDatasetSample(0, 0));
+        WorkerFixture w;
+        ui::ForwardView view(w.worker);
+        view.loadDatasetSample(0, 0);
         QVERIFY(view.latentImage().isNull());
-        QVERIFY(view.setLatent(true));
+        view.setLatent(true);
         view.setT(0);
+        QTRY_VERIFY_WITH_TIMEOUT(view.shownT() == 0 && !view.latentImage().isNull(), 30000);
         const QImage clean = view.latentImage();
         QCOMPARE(clean.size(), QSize(28, 28));  // decoded back to the image size
+        // The autoencoder reconstructs x_0 at t = 0.
+        QVERIFY(correlation(clean, view.originalImage()) > 0.95);
         view.setT(700);
+        QTRY_VERIFY_WITH_TIMEOUT(view.shownT() == 700, 30000);
         QVERIFY(view.latentImage() != clean);
-        QVERIFY(view.setLatent(false));
+        view.setLatent(false);
         QVERIFY(view.latentImage().isNull());
     }
 
