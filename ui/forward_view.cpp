@@ -251,19 +251,24 @@ void ForwardView::showResult(const ForwardResult& r) {
             m_stripL[i]->setCaption(i == 0 ? tr("latent, decoded") : QString());
         }
     }
-    QVector<double> xs(kT);
-    for (int k = 0; k < kT; ++k) xs[k] = k;
-    m_plot->clearGraphs();
-    for (int which = 0; which < 2; ++which) {
-        const QColor colour = which == 0 ? kColourA : kColourB;
-        auto* g = m_plot->addGraph();
-        g->setData(xs, which == 0 ? r.curveA : r.curveB, true);
-        g->setPen(QPen(colour, 2));
-        g->setName(which == 0 ? r.nameA : r.nameB);
-        auto* gs = m_plot->addGraph(m_plot->xAxis, m_plot->yAxis2);
-        gs->setData(xs, which == 0 ? r.snrCurveA : r.snrCurveB, true);
-        gs->setPen(QPen(colour, 1, Qt::DashLine));
-        gs->removeFromLegend();
+    // The curves change only with the schedules; t moves the marker.
+    const QString curves = r.nameA + QLatin1Char('|') + r.nameB;
+    if (curves != m_curvesShown) {
+        m_curvesShown = curves;
+        QVector<double> xs(kT);
+        for (int k = 0; k < kT; ++k) xs[k] = k;
+        m_plot->clearGraphs();
+        for (int which = 0; which < 2; ++which) {
+            const QColor colour = which == 0 ? kColourA : kColourB;
+            auto* g = m_plot->addGraph();
+            g->setData(xs, which == 0 ? r.curveA : r.curveB, true);
+            g->setPen(QPen(colour, 2));
+            g->setName(which == 0 ? r.nameA : r.nameB);
+            auto* gs = m_plot->addGraph(m_plot->xAxis, m_plot->yAxis2);
+            gs->setData(xs, which == 0 ? r.snrCurveA : r.snrCurveB, true);
+            gs->setPen(QPen(colour, 1, Qt::DashLine));
+            gs->removeFromLegend();
+        }
     }
     if (!m_marker) {
         m_marker = new QCPItemStraightLine(m_plot);
@@ -275,8 +280,13 @@ void ForwardView::showResult(const ForwardResult& r) {
                           .arg(r.request.t)
                           .arg(r.nameA).arg(r.alphaBarA, 0, 'f', 4).arg(r.snrA, 0, 'g', 3)
                           .arg(r.nameB).arg(r.alphaBarB, 0, 'f', 4).arg(r.snrB, 0, 'g', 3));
-    m_plot->replot(QCustomPlot::rpQueuedReplot);
+    if (m_plot->isVisible()) m_plot->replot(QCustomPlot::rpQueuedReplot);
     Q_EMIT previewShown();
+}
+
+void ForwardView::showEvent(QShowEvent* event) {
+    QWidget::showEvent(event);
+    m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 
 void ForwardView::dragEnterEvent(QDragEnterEvent* event) {

@@ -58,6 +58,7 @@ Q_SIGNALS:
 protected:
     void dragEnterEvent(QDragEnterEvent* event) override;
     void dropEvent(QDropEvent* event) override;
+    void showEvent(QShowEvent* event) override;  // the plot is redrawn only while visible
 
 private:
     void refresh();
@@ -69,6 +70,7 @@ private:
     QString m_lastMessage;
     bool m_error = false;
     int m_shownT = -1;
+    QString m_curvesShown;  // the schedules whose curves are plotted
     QCheckBox* m_latentBox = nullptr;
     ImagePanel* m_latentPanel = nullptr;
     QVector<ImagePanel*> m_stripL;

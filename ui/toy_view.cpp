@@ -109,18 +109,18 @@ ToyView::ToyView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_w
 
 ToyView::~ToyView() {
     m_player.stop();
-    m_worker->newToyRequest();  // a running chain stops before its next step
+    if (m_worker) m_worker->newToyRequest();  // a running chain stops before its next step
 }
 
 void ToyView::cancel() {
-    m_worker->newToyRequest();
+    if (m_worker) m_worker->newToyRequest();
     m_request = 0;
     m_pending = ToyChain();
     m_label->setText(tr("cancelled"));
 }
 
 void ToyView::run() {
-    if (m_request != 0 || m_model->count() == 0) return;
+    if (m_request != 0 || m_model->count() == 0 || !m_worker) return;
     m_label->setText(tr("running…"));
     ToyChainRequest r;
     r.model = m_model->currentData().toString();

@@ -4,6 +4,7 @@
 // The chain runs as a job of the lab's worker, one step per event; frames arrive as they are
 // computed and the view plays the recorded chain when it is complete.
 
+#include <QPointer>
 #include <QTimer>
 #include <QVector>
 #include <QWidget>
@@ -54,7 +55,7 @@ private:
     QLabel* m_label = nullptr;
     QPushButton* m_play = nullptr;
     QCustomPlot* m_plot = nullptr;
-    SamplingWorker* m_worker = nullptr;
+    QPointer<SamplingWorker> m_worker;  // owned by the Reverse view's thread, which may end first
     int m_request = 0;        // the worker request of the running chain (0: none)
     QTimer m_player;
     ToyChain m_chain;         // the chain on screen
