@@ -9,6 +9,7 @@
 #include "ui/main_window.h"
 #include "ui/reverse_view.h"
 #include "ui/schedule_view.h"
+#include "ui/toy_view.h"
 #include "ui/signal_wait.h"
 #include "ui/worker_fixture.h"
 
@@ -134,6 +135,25 @@ private Q_SLOTS:
         QVERIFY(!w.scheduleView()->isVisible());
         w.setCurrentTab(4);
         QVERIFY(w.scheduleView()->isVisible());
+    }
+
+    void mainWindowClosesWithJobsRunning() {
+        // A long chain, a 2-D chain and forward previews all on the worker when the window goes.
+        auto* w = new ui::MainWindow(ui::MainWindowOptions{QStringLiteral("CPU"), 2, QStringLiteral("test")});
+        w->show();
+        QSignalSpy ready(w->reverseView(), &ui::ReverseView::modelReady);
+        QVERIFY(waitCount(ready, 1, 30000));
+        w->reverseView()->findChild<QSpinBox*>(QStringLiteral("steps"))->setValue(1000);
+        w->reverseView()->newChain();
+        w->toyView()->findChild<QSpinBox*>(QStringLiteral("steps"))->setValue(1000);
+        w->toyView()->run();
+        for (int t = 0; t < 1000; t += 50) w->forwardView()->setT(t);
+        QTest::qWait(300);
+        QVERIFY(w->reverseView()->isRunning());
+        QElapsedTimer clock;
+        clock.start();
+        delete w;  // stops the jobs at their next step and joins the worker thread
+        QVERIFY2(clock.elapsed() < 2000, qPrintable(QString::number(clock.elapsed())));
     }
 };
 
