@@ -58,7 +58,12 @@ private Q_SLOTS:
         QVERIFY(!at::allclose(out[0], out[2]));
         // An undefined label tensor means the null class.
         const at::Tensor un = net->forward(x.narrow(0, 0, 1), at::full({1}, 300), at::Tensor());
-        QVERIFY(at::allclose(un[0], out[2], 1e-5, 1e-6));
+        // Batched and single-image convolutions may take different kernels: compare at float
+        // round-off relative to the output's scale (labels differ by far more, checked above).
+        const double scale = out.abs().max().item<double>();
+        const double diff = (un[0] - out[2]).abs().max().item<double>();
+        QVERIFY2(diff <= 1e-5 * scale, qPrintable(QString("max |diff| %1, scale %2").arg(diff).arg(scale)));
+        QVERIFY((out[0] - out[2]).abs().max().item<double>() > 1e-2 * scale);
     }
 
     void mlpDenoiser() {
