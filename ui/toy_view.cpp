@@ -5,6 +5,7 @@
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QProgressBar>
 #include <QPushButton>
 #include <QSlider>
 #include <QSpinBox>
@@ -47,6 +48,9 @@ ToyView::ToyView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_w
     form->addRow(runButton);
     form->addRow(cancelButton);
     form->addRow(m_play);
+    m_progress = new QProgressBar;
+    m_progress->setFormat(QStringLiteral("%v / %m"));
+    form->addRow(m_progress);
     m_label = new QLabel;
     m_label->setWordWrap(true);
     form->addRow(m_label);
@@ -72,10 +76,24 @@ ToyView::ToyView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_w
     connect(m_worker, &SamplingWorker::toyFrame, this, [this](const ToyFrame& f, int id) {
         if (id != m_request) return;  // a cancelled or replaced chain
         m_pending.frames.push_back(f);
+        m_progress->setRange(0, f.total);
+        m_progress->setValue(f.index + 1);
         if (!f.last) {
-            m_label->setText(tr("running: step %1 / %2 · t = %3").arg(f.index + 1).arg(f.total).arg(f.t));
+            const double eta = m_clock.elapsed() / 1000.0 / (f.index + 1) * (f.total - f.index - 1);
+            m_progress->setFormat(tr("%v / %m · ETA %1 s").arg(eta, 0, 'f', 1));
+            // The cloud moves while the chain runs: the newest frame, at most once per event-loop turn.
+            if (!m_liveQueued) {
+                m_liveQueued = true;
+                QTimer::singleShot(15, this, [this] {
+                    m_liveQueued = false;
+                    if (m_request == 0 || m_pending.frames.isEmpty()) return;
+                    drawFrame(m_pending, int(m_pending.frames.size()) - 1);
+                    m_label->setText(tr("running: ") + m_label->text());
+                });
+            }
             return;
         }
+        m_progress->setFormat(QStringLiteral("%v / %m"));
         m_request = 0;
         m_pending.finalX = f.finalX;
         m_pending.finalY = f.finalY;
@@ -130,17 +148,22 @@ void ToyView::run() {
     m_pending = ToyChain();
     m_pending.model = r.model;
     m_request = m_worker->newToyRequest();
+    m_clock.start();
+    m_progress->setRange(0, r.steps);
+    m_progress->setValue(0);
     QMetaObject::invokeMethod(m_worker, "startToyChain", Qt::QueuedConnection, Q_ARG(dlab::ui::ToyChainRequest, r),
                               Q_ARG(int, m_request));
 }
 
-void ToyView::showFrame(int index) {
-    if (m_chain.frames.isEmpty()) return;
+void ToyView::showFrame(int index) { drawFrame(m_chain, index); }
+
+void ToyView::drawFrame(const ToyChain& chain, int index) {
+    if (chain.frames.isEmpty()) return;
     m_plot->clearGraphs();
     m_plot->clearItems();
     m_plot->clearPlottables();
-    const bool final = index >= m_chain.frames.size();
-    const ToyFrame& f = m_chain.frames[std::min(index, int(m_chain.frames.size()) - 1)];
+    const bool final = index >= chain.frames.size();
+    const ToyFrame& f = chain.frames[std::min(index, int(chain.frames.size()) - 1)];
     // Arrows: the model's denoising direction at this t.
     if (!final) {
         for (int i = 0; i < f.ax.size(); ++i) {
@@ -155,13 +178,13 @@ void ToyView::showFrame(int index) {
     for (int k = 0; k < kTrajectories; ++k) {
         auto* curve = new QCPCurve(m_plot->xAxis, m_plot->yAxis);
         QVector<double> xs, ys;
-        for (int s = 0; s <= std::min(index, int(m_chain.frames.size()) - 1); ++s) {
-            xs << m_chain.frames[s].x[k];
-            ys << m_chain.frames[s].y[k];
+        for (int s = 0; s <= std::min(index, int(chain.frames.size()) - 1); ++s) {
+            xs << chain.frames[s].x[k];
+            ys << chain.frames[s].y[k];
         }
         if (final) {
-            xs << m_chain.finalX[k];
-            ys << m_chain.finalY[k];
+            xs << chain.finalX[k];
+            ys << chain.finalY[k];
         }
         curve->setData(xs, ys);
         curve->setPen(QPen(QColor(214, 39, 40, 170), 1.5));
@@ -169,9 +192,9 @@ void ToyView::showFrame(int index) {
     auto* cloud = m_plot->addGraph();
     cloud->setLineStyle(QCPGraph::lsNone);
     cloud->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(31, 119, 180, 120), 3));
-    cloud->setData(final ? m_chain.finalX : f.x, final ? m_chain.finalY : f.y);
-    m_label->setText(final ? tr("final samples x₀ (%1 points)").arg(m_chain.finalX.size())
-                           : tr("step %1 / %2 · t = %3").arg(index + 1).arg(m_chain.frames.size()).arg(f.t));
+    cloud->setData(final ? chain.finalX : f.x, final ? chain.finalY : f.y);
+    m_label->setText(final ? tr("final samples x₀ (%1 points)").arg(chain.finalX.size())
+                           : tr("step %1 / %2 · t = %3").arg(index + 1).arg(f.total).arg(f.t));
     m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 

@@ -4,6 +4,7 @@
 // The chain runs as a job of the lab's worker, one step per event; frames arrive as they are
 // computed and the view plays the recorded chain when it is complete.
 
+#include <QElapsedTimer>
 #include <QPointer>
 #include <QTimer>
 #include <QVector>
@@ -17,6 +18,7 @@ class QLabel;
 class QSlider;
 class QSpinBox;
 class QPushButton;
+class QProgressBar;
 
 namespace dlab::ui {
 
@@ -47,12 +49,16 @@ Q_SIGNALS:
     void chainReady();
 
 private:
+    void drawFrame(const ToyChain& chain, int index);
     QComboBox* m_model = nullptr;
     QComboBox* m_class = nullptr;
     QSpinBox* m_points = nullptr;
     QSpinBox* m_steps = nullptr;
     QSlider* m_scrub = nullptr;
     QLabel* m_label = nullptr;
+    QProgressBar* m_progress = nullptr;
+    QElapsedTimer m_clock;
+    bool m_liveQueued = false;  // a live redraw of the newest frame is scheduled
     QPushButton* m_play = nullptr;
     QCustomPlot* m_plot = nullptr;
     QPointer<SamplingWorker> m_worker;  // owned by the Reverse view's thread, which may end first

@@ -3,6 +3,7 @@
 #include <QtTest/QtTest>
 
 #include <QComboBox>
+#include <QProgressBar>
 #include <QSpinBox>
 #include <QSignalSpy>
 #include <QThread>
@@ -354,10 +355,19 @@ private Q_SLOTS:
         QSignalSpy again(&view, &ToyView::chainReady);
         view.findChild<QSpinBox*>(QStringLiteral("steps"))->setValue(1000);
         view.run();
+        // While it runs, the progress bar advances (the cloud is drawn live).
+        auto* progress = view.findChild<QProgressBar*>();
+        QVERIFY(progress);
+        QTRY_VERIFY_WITH_TIMEOUT(progress->value() >= 5 && progress->maximum() == 1000, 30000);
+        QSignalSpy workerFrames(w.worker, &SamplingWorker::toyFrame);
         view.cancel();
-        QTest::qWait(1500);
+        QTest::qWait(100);  // a step in flight may still land
+        const int after = workerFrames.size();
+        QTest::qWait(1000);
+        QCOMPARE(workerFrames.size(), after);  // the worker stopped the chain
         QVERIFY(again.isEmpty());
-        QCOMPARE(view.frameCount(), 50);
+        QVERIFY(progress->value() < 1000);
+        QCOMPARE(view.frameCount(), 50);  // the previous chain is kept
     }
 
     void viewReactsToTheWorker() {
