@@ -32,7 +32,7 @@ at::Tensor imageAtModelSize(const at::Tensor& image01, const ModelImageShape& sh
     return (x[0].clamp(0, 1) * 2 - 1).contiguous();
 }
 
-QString ForwardJob::load(const ForwardRequest& r, const ModelImageShape& shape, ForwardResult& out) {
+QString ForwardJob::load(const ForwardRequest& r, const ModelImageShape& shape) {
     QString key;
     if (r.source == ForwardRequest::Dataset) key = QStringLiteral("dataset:%1:%2").arg(r.classIndex).arg(r.index);
     else if (r.source == ForwardRequest::File) key = QStringLiteral("file:%1:%2:%3").arg(r.path).arg(shape.channels).arg(shape.size);
@@ -44,17 +44,17 @@ QString ForwardJob::load(const ForwardRequest& r, const ModelImageShape& shape, 
             if (!data) return QString::fromStdString(data.error());
             m_testImages = data->x;
             m_testLabels = data->labels;
+            m_classNames = data->class_names;
         }
-        if (r.classIndex < 0 || r.classIndex > 9) return QStringLiteral("class %1: Fashion-MNIST has classes 0 to 9").arg(r.classIndex);
+        if (r.classIndex < 0 || r.classIndex >= int(m_classNames.size()))
+            return QStringLiteral("class %1: Fashion-MNIST has classes 0 to %2").arg(r.classIndex).arg(m_classNames.size() - 1);
         const at::Tensor idx = at::nonzero(m_testLabels == r.classIndex).flatten();
         if (idx.numel() == 0) return QStringLiteral("class %1 has no test images").arg(r.classIndex);
         const int64_t i = idx[std::max(0, r.index) % idx.numel()].item<int64_t>();
         m_x0 = m_testImages[i];
         m_points = false;
         m_eps = at::randn(m_x0.sizes(), make_generator(quint64(r.classIndex * 1000 + r.index)), at::TensorOptions().dtype(at::kFloat));
-        static const char* names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
-        m_message = QStringLiteral("Fashion-MNIST test image %1 (%2)").arg(i).arg(QLatin1String(names[r.classIndex]));
+        m_message = QStringLiteral("Fashion-MNIST test image %1 (%2)").arg(i).arg(QString::fromStdString(m_classNames[size_t(r.classIndex)]));
     } else if (r.source == ForwardRequest::File) {
         auto img = imaging::read_image(r.path.toStdString(), 3);
         if (!img) return QString::fromStdString(img.error());
@@ -83,7 +83,7 @@ ForwardResult ForwardJob::compute(const ForwardRequest& r, const ModelImageShape
     out.request = r;
     c10::NoGradGuard ng;
     try {
-        const QString error = load(r, shape, out);
+        const QString error = load(r, shape);
         if (!error.isEmpty()) {
             out.error = error;
             return out;

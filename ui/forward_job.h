@@ -5,6 +5,8 @@
 // its latent between requests, so scrubbing t only re-noises.
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <QImage>
 #include <QMetaType>
@@ -55,13 +57,14 @@ public:
     ForwardResult compute(const ForwardRequest& request, const ModelImageShape& shape);
 
 private:
-    QString load(const ForwardRequest& r, const ModelImageShape& shape, ForwardResult& out);
+    QString load(const ForwardRequest& r, const ModelImageShape& shape);
     QString m_key;        // the source x_0 was made from
     QString m_message;
     at::Tensor m_x0;      // [C,H,W] in [-1, 1], or [N,2] points
     bool m_points = false;
     at::Tensor m_eps;     // fixed noise: scrubbing t shows one trajectory
     at::Tensor m_testImages, m_testLabels;
+    std::vector<std::string> m_classNames;
     Autoencoder m_autoencoder{nullptr};
     at::Tensor m_z0, m_zeps;
 };

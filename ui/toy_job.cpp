@@ -54,7 +54,6 @@ QString ToyChainJob::start(const ToyChainRequest& r) {
         m_x = at::randn({r.points, 2}, *m_gen, at::TensorOptions().dtype(at::kFloat));
         m_sampler = std::move(sampler.value());
         m_index = 0;
-        m_total = int(m_sampler->num_steps());
     } catch (const std::exception& e) {
         m_sampler.reset();
         return QString::fromUtf8(e.what());
@@ -65,9 +64,10 @@ QString ToyChainJob::start(const ToyChainRequest& r) {
 ToyFrame ToyChainJob::step() {
     c10::NoGradGuard ng;
     ToyFrame f;
+    const int total = int(m_sampler->num_steps());
     const int64_t t = m_sampler->timesteps()[size_t(m_index)];
     f.index = m_index;
-    f.total = m_total;
+    f.total = total;
     f.t = int(t);
     f.x = toDoubles(m_x.select(1, 0));
     f.y = toDoubles(m_x.select(1, 1));
@@ -80,7 +80,7 @@ ToyFrame ToyChainJob::step() {
     f.dy = toDoubles(d.select(1, 1));
     m_x = m_sampler->step(m_index, m_x, m_denoise, *m_gen).x_prev;
     ++m_index;
-    if (m_index == m_total) {
+    if (m_index == total) {
         f.last = true;
         f.finalX = toDoubles(m_x.select(1, 0));
         f.finalY = toDoubles(m_x.select(1, 1));

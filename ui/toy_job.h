@@ -40,7 +40,7 @@ public:
     /// Loads the model (kept while the same file is asked for) and draws the starting noise;
     /// an empty string on success, else what is wrong.
     QString start(const ToyChainRequest& request);
-    bool active() const { return m_sampler != nullptr && m_index < m_total; }
+    bool active() const { return m_sampler != nullptr && m_index < m_sampler->num_steps(); }
     /// One DDIM step; the frame of the points entering it (and the final points at the last step).
     ToyFrame step();
     void reset() { m_sampler.reset(); }
@@ -53,7 +53,7 @@ private:
     Denoiser m_denoise, m_gridDenoise;
     std::optional<at::Generator> m_gen;
     at::Tensor m_x, m_grid;
-    int m_index = 0, m_total = 0;
+    int m_index = 0;
 };
 
 }  // namespace dlab::ui

@@ -146,7 +146,6 @@ void ToyView::run() {
     r.points = m_points->value();
     r.steps = m_steps->value();
     m_pending = ToyChain();
-    m_pending.model = r.model;
     m_request = m_worker->newToyRequest();
     m_clock.start();
     m_progress->setRange(0, r.steps);

@@ -24,12 +24,10 @@ namespace dlab::ui {
 
 class SamplingWorker;
 
-/// The whole recorded chain (or an error message).
+/// The whole recorded chain.
 struct ToyChain {
     QVector<ToyFrame> frames;
     QVector<double> finalX, finalY;
-    QString error;
-    QString model;
 };
 
 class ToyView : public QWidget {
