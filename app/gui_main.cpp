@@ -16,15 +16,15 @@
 #include <QTimer>
 
 #include "app/args.h"
-#include "core/runtime.h"
-#include "ui/explorer_view.h"
-#include "ui/forward_view.h"
-#include "ui/main_window.h"
-#include "ui/batch_view.h"
-#include "ui/reverse_view.h"
-#include "ui/toy_view.h"
-#include "ui/training_view.h"
-#include "ui/sampling_worker.h"
+#include "core/runtime/runtime.h"
+#include "ui/views/explorer_view.h"
+#include "ui/views/forward_view.h"
+#include "ui/views/main_window.h"
+#include "ui/views/batch_view.h"
+#include "ui/views/reverse_view.h"
+#include "ui/views/toy_view.h"
+#include "ui/views/training_view.h"
+#include "ui/jobs/sampling_worker.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 """Plain PyTorch (Python, eager) training loop of the same UNet, batch and precision as
 diffusionlab-cli train, for a side-by-side speed comparison on the same GPU (issue: training speed).
 
-Same architecture as core/network.cpp (base 32, multipliers 1-2-2, one residual block per level,
+Same architecture as core/networks/network.cpp (base 32, multipliers 1-2-2, one residual block per level,
 attention at 7x7 with 4 heads, 10 classes + null), eps-prediction MSE on the cosine schedule,
 AdamW (foreach) lr 3e-4, gradient clipping 1.0, EMA 0.9995, p_uncond 0.1, float32, data on the GPU.
 Prints images/s over the timed steps.

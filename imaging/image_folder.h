@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "core/datasets.h"
-#include "core/result.h"
+#include "core/data/datasets.h"
+#include "core/runtime/result.h"
 
 namespace dlab::imaging {
 

@@ -8,7 +8,7 @@
 #include <opencv2/imgproc.hpp>
 #include <zlib.h>
 
-#include "core/atomic_file.h"
+#include "core/io/atomic_file.h"
 
 namespace dlab::imaging {
 

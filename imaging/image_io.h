@@ -7,7 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <opencv2/core/mat.hpp>
 
-#include "core/result.h"
+#include "core/runtime/result.h"
 
 namespace dlab::imaging {
 

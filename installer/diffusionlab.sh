@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for the README's set-up on a fresh Debian 12 machine:
 #   installer/diffusionlab.sh gui [ARGS...]   install what is missing, build, launch the application
-#   installer/diffusionlab.sh test            install what is missing, build, run every test
+#   installer/diffusionlab.sh test            install what is missing, build, run the tests
+#                                             (all but the heavy statistical runs, label slow)
+#   installer/diffusionlab.sh test-slow       the same for the heavy statistical runs only
 #   installer/diffusionlab.sh build           install what is missing and build
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,10 +40,18 @@ case "$mode" in
       echo "[test] ERROR: core/ includes Qt or OpenCV headers (listed above)" >&2
       exit 1
     fi
+    t0=$SECONDS
     ctest --preset default
+    echo "[test] tests done in $((SECONDS - t0)) s" >&2
+    ;;
+  test-slow)
+    build
+    t0=$SECONDS
+    ctest --preset slow
+    echo "[test] slow tests done in $((SECONDS - t0)) s" >&2
     ;;
   *)
-    echo "usage: $0 gui|test|build [ARGS...]" >&2
+    echo "usage: $0 gui|test|test-slow|build [ARGS...]" >&2
     exit 2
     ;;
 esac

@@ -3,9 +3,9 @@
 
 #include <ATen/ATen.h>
 
-#include "core/model_catalog.h"
-#include "core/safetensors.h"
-#include "core/schedule.h"
+#include "core/io/model_catalog.h"
+#include "core/io/safetensors.h"
+#include "core/forward/schedule.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 
 #include <torch/torch.h>
 
-#include "core/model_io.h"
-#include "core/safetensors.h"
+#include "core/io/model_io.h"
+#include "core/io/safetensors.h"
 
 using namespace dlab;
 

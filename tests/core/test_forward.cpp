@@ -7,7 +7,7 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
-#include "core/schedule.h"
+#include "core/forward/schedule.h"
 
 using namespace dlab;
 

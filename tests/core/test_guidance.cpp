@@ -7,14 +7,14 @@
 
 #include <torch/torch.h>
 
-#include "core/classifier.h"
-#include "core/datasets.h"
-#include "core/generate.h"
-#include "core/guidance.h"
-#include "core/model_catalog.h"
-#include "core/model_io.h"
-#include "core/noisy_classifier.h"
-#include "core/sampler.h"
+#include "core/evaluation/classifier.h"
+#include "core/data/datasets.h"
+#include "core/sampling/generate.h"
+#include "core/guidance/guidance.h"
+#include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/guidance/noisy_classifier.h"
+#include "core/sampling/sampler.h"
 
 using namespace dlab;
 

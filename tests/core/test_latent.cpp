@@ -7,13 +7,13 @@
 
 #include <torch/torch.h>
 
-#include "core/autoencoder.h"
-#include "core/classifier.h"
-#include "core/datasets.h"
-#include "core/generate.h"
-#include "core/model_catalog.h"
-#include "core/model_io.h"
-#include "core/sampler.h"
+#include "core/latent/autoencoder.h"
+#include "core/evaluation/classifier.h"
+#include "core/data/datasets.h"
+#include "core/sampling/generate.h"
+#include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/sampling/sampler.h"
 
 using namespace dlab;
 
@@ -43,6 +43,25 @@ Denoiser gaussianDenoiser(const at::Tensor& mu, const at::Tensor& C, const Noise
     };
 }
 
+// The same prediction in the eigenbasis of C = U diag(lambda) U^T, where the
+// Gaussian factorises: eps' = sqrt(1-ab) (x' - sqrt(ab) mu') / (ab lambda + 1 - ab), elementwise
+// (float64). Every sampler step is an elementwise linear map of x, x0, eps and isotropic noise,
+// so a chain run on rotated coordinates and rotated back is distributed exactly as the chain run
+// with the full-covariance denoiser eps = sqrt(1-ab) S^-1 (x - sqrt(ab) mu), S = ab C + (1-ab) I,
+// at the cost of a few elementwise operations per step instead of a 256x256 solve.
+Denoiser diagonalGaussianDenoiser(const at::Tensor& muRot, const at::Tensor& lambda, const NoiseSchedule& schedule) {
+    return [muRot, lambda, schedule](const at::Tensor& x, int64_t t) {
+        const double ab = schedule.alpha_bar(t);
+        const int64_t d = muRot.size(0);
+        const at::Tensor flat = x.reshape({x.size(0), d}).to(at::kDouble);
+        const at::Tensor eps = std::sqrt(1 - ab) * (flat - std::sqrt(ab) * muRot) / (ab * lambda + (1 - ab));
+        X0Eps p;
+        p.eps = eps.to(x.scalar_type()).reshape(x.sizes());
+        p.x0 = (x - std::sqrt(1 - ab) * p.eps) / std::sqrt(ab);
+        return p;
+    };
+}
+
 }  // namespace
 
 class TestLatent : public QObject {
@@ -50,6 +69,9 @@ class TestLatent : public QObject {
 private:
     LabelledData m_test, m_train;
     Autoencoder m_ae{nullptr};
+    // A Gaussian fitted to 8000 real latents (256-d, full covariance), and its eigenbasis.
+    at::Tensor m_z;  // scaled latents of the first 8000 training images
+    at::Tensor m_mu, m_cov, m_basis, m_lambda;
 
 private Q_SLOTS:
     void initTestCase() {
@@ -64,6 +86,20 @@ private Q_SLOTS:
         QVERIFY(m_ae);
         QCOMPARE(m_ae->config().latent_channels, int64_t(4));
         QCOMPARE(m_ae->config().latent_size(), int64_t(8));
+        // The first 8000 training images, encoded once for every test below.
+        QElapsedTimer clock;
+        clock.start();
+        m_z = encode_all(m_ae, m_train.x.narrow(0, 0, 8000), at::kCPU);
+        qInfo("encoded 8000 training images in %.1f s", clock.elapsed() / 1000.0);
+        const at::Tensor z = m_z.reshape({8000, 256}).to(at::kDouble);
+        m_mu = z.mean(0);
+        m_cov = at::cov(z.t());
+        const auto [lambda, basis] = at::linalg_eigh(m_cov);
+        m_lambda = lambda.clamp_min(0);
+        m_basis = basis;
+        // The eigendecomposition reproduces the covariance (the rotation below rests on it).
+        const at::Tensor rebuilt = at::matmul(m_basis * m_lambda.unsqueeze(0), m_basis.t());
+        QVERIFY((rebuilt - m_cov).abs().max().item<double>() < 1e-8 * m_cov.abs().max().item<double>());
     }
 
     void roundTripOnTestImages() {
@@ -82,37 +118,71 @@ private Q_SLOTS:
     }
 
     void scaledLatentsHaveUnitVariance() {
-        const at::Tensor z = encode_all(m_ae, m_train.x.narrow(0, 0, 5000), at::kCPU);
+        const at::Tensor z = m_z.narrow(0, 0, 5000);  // encode_all of the first 5000 training images
         const double sd = z.std().item<double>(), mean = z.mean().item<double>();
         qInfo("scaled latents: mean %.4f, std %.4f (scale factor %.5f)", mean, sd, m_ae->config().scale_factor);
         QVERIFY(std::abs(sd - 1.0) < 0.05);
         QVERIFY(std::abs(mean) < 0.25);
-        // The factor is what makes it so: the raw posterior means have std 1 / scale.
-        const double measured = measure_latent_scale(m_ae, m_train.x.narrow(0, 0, 5000), at::kCPU);
-        QVERIFY(std::abs(measured * sd / m_ae->config().scale_factor - 1.0) < 1e-3);
+        // The factor is what makes it so: the raw posterior means have std 1 / scale (measured on
+        // the first 1000 of the same images: the relation holds image set by image set).
+        const double measured = measure_latent_scale(m_ae, m_train.x.narrow(0, 0, 1000), at::kCPU);
+        const double sd1000 = m_z.narrow(0, 0, 1000).std().item<double>();
+        QVERIFY(std::abs(measured * sd1000 / m_ae->config().scale_factor - 1.0) < 1e-3);
+    }
+
+    void eigenbasisDenoiserEqualsTheFullOne() {
+        // The rotation the conformance test rests on: rotating x into the eigenbasis, denoising
+        // elementwise and rotating back gives the full-covariance denoiser's output.
+        auto schedule = NoiseSchedule::create(ScheduleConfig{}).value();
+        at::Generator gen = make_generator(5);
+        const at::Tensor x = at::randn({16, 4, 8, 8}, gen, at::TensorOptions().dtype(at::kDouble));
+        const Denoiser full = gaussianDenoiser(m_mu, m_cov, schedule);
+        const Denoiser diag = diagonalGaussianDenoiser(at::matmul(m_mu, m_basis), m_lambda, schedule);
+        for (int64_t t : {0, 200, 500, 800, 999}) {
+            const at::Tensor expected = full(x, t).eps.reshape({16, 256});
+            const at::Tensor xRot = at::matmul(x.reshape({16, 256}), m_basis).reshape({16, 4, 8, 8});
+            const at::Tensor got = at::matmul(diag(xRot, t).eps.reshape({16, 256}), m_basis.t());
+            const double err = (got - expected).abs().max().item<double>();
+            QVERIFY2(err < 1e-6, qPrintable(QString("t = %1: %2").arg(t).arg(err)));
+        }
     }
 
     void samplersConformInLatentSpace_data() {
         QTest::addColumn<int>("kind");
         QTest::addColumn<int>("steps");
         QTest::addColumn<double>("covBias");
-        QTest::newRow("ddpm-1000") << int(SamplerKind::Ddpm) << 1000 << 0.0;
-        QTest::newRow("ddim-250") << int(SamplerKind::Ddim) << 250 << 0.0;
+        QTest::addColumn<int>("seed");
         // Few steps carry a discretisation bias in these strongly anisotropic 256-d latents (measured
         // relative covariance error 0.12 for DDIM 50 and 0.20 for DPM-Solver++ 20 at a floor of 0.034,
         // against 0.036 for DDIM 250 and 0.038 for DDPM 1000): the allowance covers it, not more.
-        QTest::newRow("ddim-50") << int(SamplerKind::Ddim) << 50 << 0.12;
-        QTest::newRow("dpmpp2m-20") << int(SamplerKind::DpmSolverPP2M) << 20 << 0.2;
+        struct Row {
+            const char* name;
+            SamplerKind kind;
+            int steps;
+            double covBias;
+        };
+        const Row rows[] = {{"ddpm-1000", SamplerKind::Ddpm, 1000, 0.0},
+                            {"ddim-250", SamplerKind::Ddim, 250, 0.0},
+                            {"ddim-50", SamplerKind::Ddim, 50, 0.12},
+                            {"dpmpp2m-20", SamplerKind::DpmSolverPP2M, 20, 0.2}};
+        for (const Row& r : rows) QTest::newRow(r.name) << int(r.kind) << r.steps << r.covBias << 3;
+        // The `slow` label (DLAB_SLOW_TESTS=1) repeats every row with five more seeds, the same N
+        // and the same tolerances: a pass must not hang on one lucky draw.
+        if (qEnvironmentVariableIsSet("DLAB_SLOW_TESTS"))
+            for (const Row& r : rows)
+                for (int seed = 11; seed <= 15; ++seed)
+                    QTest::newRow(qPrintable(QString("%1 seed %2").arg(r.name).arg(seed)))
+                        << int(r.kind) << r.steps << r.covBias << seed;
     }
     void samplersConformInLatentSpace() {
-        // A Gaussian fitted to 8000 real latents (256-d, full covariance): the exact denoiser's chain
-        // must reproduce its mean and covariance.
+        // The Gaussian fitted to 8000 real latents (256-d, full covariance): the exact denoiser's
+        // chain must reproduce its mean and covariance.
         QFETCH(int, kind);
         QFETCH(int, steps);
         QFETCH(double, covBias);
-        const at::Tensor z = encode_all(m_ae, m_train.x.narrow(0, 0, 8000), at::kCPU).reshape({8000, 256}).to(at::kDouble);
-        const at::Tensor mu = z.mean(0);
-        const at::Tensor C = at::cov(z.t());
+        QFETCH(int, seed);
+        const at::Tensor& mu = m_mu;
+        const at::Tensor& C = m_cov;
         auto schedule = NoiseSchedule::create(ScheduleConfig{}).value();
         SamplerConfig sc;
         sc.kind = SamplerKind(kind);
@@ -121,12 +191,15 @@ private Q_SLOTS:
         sc.eta = sc.kind == SamplerKind::Ddpm ? 1.0 : 0.0;
         auto sampler = make_sampler(schedule, sc);
         QVERIFY(sampler);
-        at::Generator gen = make_generator(3);
+        at::Generator gen = make_generator(uint64_t(seed));
         const int64_t N = 4000;
         // In float64, as the 2-D conformance test: near t = T, abar ~ 1e-9 and float32 rounding of
         // x - sqrt(1 - abar) eps would dominate x0.
         const at::Tensor xT = at::randn({N, 4, 8, 8}, gen, at::TensorOptions().dtype(at::kDouble));
-        const at::Tensor x = run_chain(*sampler.value(), xT, gaussianDenoiser(mu, C, schedule), gen).x;
+        // Run on the eigenbasis coordinates (x' = x U; isotropic x_T stays isotropic), rotate back.
+        const at::Tensor muRot = at::matmul(mu, m_basis);
+        const at::Tensor xRot = run_chain(*sampler.value(), xT, diagonalGaussianDenoiser(muRot, m_lambda, schedule), gen).x;
+        const at::Tensor x = at::matmul(xRot.reshape({N, 256}), m_basis.t());
         auto errors = [&](const at::Tensor& samples) {
             const at::Tensor s = samples.reshape({N, 256}).to(at::kDouble);
             return std::make_pair((s.mean(0) - mu).norm().item<double>() / std::sqrt(256.0),

@@ -9,8 +9,8 @@
 
 #include <torch/script.h>
 
-#include "core/feature_net.h"
-#include "core/metrics.h"
+#include "core/evaluation/feature_net.h"
+#include "core/evaluation/metrics.h"
 
 using namespace dlab;
 

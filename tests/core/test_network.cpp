@@ -6,7 +6,7 @@
 
 #include <torch/torch.h>
 
-#include "core/network.h"
+#include "core/networks/network.h"
 
 using namespace dlab;
 

@@ -1,7 +1,7 @@
 // Threads and device selection.
 #include <QtTest/QtTest>
 
-#include "core/runtime.h"
+#include "core/runtime/runtime.h"
 
 using namespace dlab;
 

@@ -8,8 +8,8 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
-#include "core/guidance.h"
-#include "core/sampler.h"
+#include "core/guidance/guidance.h"
+#include "core/sampling/sampler.h"
 #include "golden/reference_samplers.h"
 
 using namespace dlab;

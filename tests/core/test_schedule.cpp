@@ -5,7 +5,7 @@
 
 #include <ATen/ATen.h>
 
-#include "core/schedule.h"
+#include "core/forward/schedule.h"
 
 using namespace dlab;
 

@@ -7,12 +7,12 @@
 
 #include <torch/torch.h>
 
-#include "core/datasets.h"
-#include "core/guidance.h"
-#include "core/losses.h"
-#include "core/sampler.h"
-#include "core/safetensors.h"
-#include "core/trainer.h"
+#include "core/data/datasets.h"
+#include "core/guidance/guidance.h"
+#include "core/training/losses.h"
+#include "core/sampling/sampler.h"
+#include "core/io/safetensors.h"
+#include "core/training/trainer.h"
 
 using namespace dlab;
 

@@ -8,12 +8,12 @@
 #include <QSignalSpy>
 #include <QThread>
 
-#include "core/model_catalog.h"
-#include "core/schedule.h"
-#include "ui/reverse_view.h"
-#include "ui/explorer_view.h"
-#include "ui/sampling_worker.h"
-#include "ui/toy_view.h"
+#include "core/io/model_catalog.h"
+#include "core/forward/schedule.h"
+#include "ui/views/reverse_view.h"
+#include "ui/views/explorer_view.h"
+#include "ui/jobs/sampling_worker.h"
+#include "ui/views/toy_view.h"
 #include "ui/signal_wait.h"
 #include "ui/worker_fixture.h"
 

@@ -4,12 +4,12 @@
 #include <QCheckBox>
 #include <QSpinBox>
 
-#include "core/schedule.h"
-#include "ui/forward_view.h"
-#include "ui/main_window.h"
-#include "ui/reverse_view.h"
-#include "ui/schedule_view.h"
-#include "ui/toy_view.h"
+#include "core/forward/schedule.h"
+#include "ui/views/forward_view.h"
+#include "ui/views/main_window.h"
+#include "ui/views/reverse_view.h"
+#include "ui/views/schedule_view.h"
+#include "ui/views/toy_view.h"
 #include "ui/signal_wait.h"
 #include "ui/worker_fixture.h"
 

@@ -9,13 +9,13 @@
 #include <QTemporaryDir>
 #include <QThread>
 
-#include "ui/batch_view.h"
-#include "ui/history_view.h"
-#include "ui/main_window.h"
-#include "ui/run_history.h"
+#include "ui/views/batch_view.h"
+#include "ui/views/history_view.h"
+#include "ui/views/main_window.h"
+#include "ui/common/run_history.h"
 #include "ui/signal_wait.h"
-#include "ui/training_view.h"
-#include "ui/training_worker.h"
+#include "ui/views/training_view.h"
+#include "ui/jobs/training_worker.h"
 
 using namespace dlab::ui;
 

@@ -3,8 +3,8 @@
 #include <QSignalSpy>
 #include <QThread>
 
-#include "core/model_catalog.h"
-#include "ui/sampling_worker.h"
+#include "core/io/model_catalog.h"
+#include "ui/jobs/sampling_worker.h"
 #include "ui/signal_wait.h"
 
 struct WorkerFixture {

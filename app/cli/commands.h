@@ -1,0 +1,22 @@
+#pragma once
+// diffusionlab-cli's commands, one file each in app/cli/; each returns the process exit code
+// (0 success, 1 runtime failure, 2 usage error).
+#include <string>
+#include <vector>
+
+namespace dlab::app {
+
+int cmd_schedule(const std::vector<std::string>& argv);
+int cmd_info(const std::vector<std::string>& argv);
+int cmd_train(const std::vector<std::string>& argv);
+int cmd_sample(const std::vector<std::string>& argv);
+int cmd_forward(const std::vector<std::string>& argv);
+int cmd_train_classifier(const std::vector<std::string>& argv);
+int cmd_eval(const std::vector<std::string>& argv);
+int cmd_sweep(const std::vector<std::string>& argv);
+int cmd_models(const std::vector<std::string>& argv);
+int cmd_bench(const std::vector<std::string>& argv);
+int cmd_train_autoencoder(const std::vector<std::string>& argv);
+int cmd_convert(const std::vector<std::string>& argv);
+
+}  // namespace dlab::app

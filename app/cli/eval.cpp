@@ -1,0 +1,356 @@
+// diffusionlab-cli eval and sweep: sample-quality metrics of a model's samples against a reference
+// set, per guidance scale (classifier-free or classifier guidance), with the real-vs-real floor.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "app/cli/commands.h"
+#include "app/cli/cli_util.h"
+#include "core/latent/autoencoder.h"
+#include "core/io/atomic_file.h"
+#include "core/evaluation/classifier.h"
+#include "core/data/datasets.h"
+#include "core/evaluation/feature_net.h"
+#include "core/sampling/generate.h"
+#include "core/evaluation/metrics.h"
+#include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/guidance/noisy_classifier.h"
+#include "core/runtime/runtime.h"
+#ifdef DLAB_HAVE_IMAGING
+#include "imaging/image_folder.h"
+#endif
+
+namespace dlab::app {
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+const std::vector<std::string> kAllMetrics = {"fid", "sfid", "is", "precision", "recall", "agreement", "diversity"};
+
+Result<std::set<std::string>> parse_metrics(const std::string& text) {
+    std::set<std::string> out;
+    std::stringstream ss(text);
+    std::string m;
+    while (std::getline(ss, m, ',')) {
+        if (m.empty()) continue;
+        if (m == "all") {
+            out.insert(kAllMetrics.begin(), kAllMetrics.end());
+            continue;
+        }
+        if (std::find(kAllMetrics.begin(), kAllMetrics.end(), m) == kAllMetrics.end())
+            return Error{"unknown metric '" + m + "' (fid, sfid, is, precision, recall, agreement, diversity, all)"};
+        out.insert(m);
+    }
+    if (out.empty()) return Error{"--metrics is empty"};
+    return out;
+}
+
+// All metrics of one sample set against the reference; `timing` gets seconds per metric.
+json compute_metrics(const std::set<std::string>& metrics, const Features& fake, const at::Tensor& labels,
+                     const Features& real, const FeatureStats& real_stats, const FeatureStats* real_spatial_stats,
+                     std::map<std::string, double>& timing) {
+    json row;
+    auto timed = [&](const std::string& name, auto&& fn) {
+        if (!metrics.count(name)) return;
+        const auto t0 = Clock::now();
+        fn();
+        timing[name] += since(t0);
+    };
+    timed("fid", [&] { row["fid"] = frechet_distance(feature_stats(fake.pooled), real_stats); });
+    timed("sfid", [&] {
+        if (fake.spatial.defined() && real_spatial_stats)
+            row["sfid"] = frechet_distance(feature_stats(fake.spatial), *real_spatial_stats);
+    });
+    timed("is", [&] {
+        if (!fake.logits.defined()) return;
+        const auto is = inception_score(fake.logits, 10);
+        row["is"] = is.mean;
+        row["is_std"] = is.std;
+    });
+    if (metrics.count("precision") || metrics.count("recall")) {
+        const auto t0 = Clock::now();
+        const auto pr = precision_recall(real.pooled, fake.pooled, 3);
+        timing["precision+recall"] += since(t0);
+        if (metrics.count("precision")) row["precision"] = pr.precision;
+        if (metrics.count("recall")) row["recall"] = pr.recall;
+    }
+    timed("agreement", [&] {
+        if (fake.logits.defined() && labels.defined()) row["agreement"] = class_agreement(fake.logits, labels);
+    });
+    timed("diversity", [&] {
+        row["diversity"] = mean_pairwise_distance(fake.pooled, labels.defined() ? labels : at::zeros({fake.pooled.size(0)}, at::kLong));
+    });
+    return row;
+}
+
+std::string fmt(const json& row, const char* key, int width, int prec) {
+    char buf[64];
+    if (!row.contains(key)) {
+        std::snprintf(buf, sizeof buf, "%*s", width, "-");
+    } else {
+        std::snprintf(buf, sizeof buf, "%*.*f", width, prec, row[key].get<double>());
+    }
+    return buf;
+}
+
+int run_eval(const std::string& command, const std::vector<std::string>& argv) {
+    const bool sweep = command == "sweep";
+    Args args(command);
+    args.option("model", "default, a bundled name or a .safetensors file", "default")
+        .option("metrics", "fid,sfid,is,precision,recall,agreement,diversity or all", sweep ? "all" : "fid,sfid,is,precision,recall,agreement")
+        .option("count", "samples per scale (and reference/floor images)", sweep ? "2000" : "10000")
+        .option("scales", "guidance scales (the same starting noise for every scale)", sweep ? "0,1,2,3,5" : "3");
+    if (!sweep) args.option("guidance", "one classifier-free scale (same as --scales S)");
+    args.option("kind", "cfg (classifier-free scale s) or classifier (classifier scale c on the unconditional path)", "cfg")
+        .option("noisy-classifier", "for --kind classifier", "fashion-mnist-noisy-classifier")
+        .option("classifier", "the feature classifier (Fashion-MNIST)", "fashion-mnist-classifier")
+        .option("features", "a TorchScript feature network instead (see README: forward(x) -> pooled[, spatial[, logits]])")
+        .option("features-size", "input side of the TorchScript network", "299")
+        .option("features-channels", "input channels of the TorchScript network", "3")
+        .option("reference", "fashion-mnist-test or an image folder", "fashion-mnist-test")
+        .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
+        .option("steps", "sampling steps", "50")
+        .option("seed", "random seed", "0")
+        .option("batch", "samples per chain", "1000")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("json", "also write the results as JSON")
+        .option("csv", "also write one CSV row per scale")
+        .flag("real-as-samples", "score training images instead of samples (metric timings and the floor's spread)")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, command + " [--model M] [OPTIONS]"); rc >= 0) return rc;
+    auto count = args.get_int("count", 10, 1000000);
+    if (!count) return usage(count.error());
+    auto steps = args.get_int("steps", 1, 10000);
+    if (!steps) return usage(steps.error());
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    if (!seed) return usage(seed.error());
+    auto batch = args.get_int("batch", 1, 100000);
+    if (!batch) return usage(batch.error());
+    auto metrics = parse_metrics(args.get("metrics"));
+    if (!metrics) return usage(command + ": " + metrics.error());
+    auto scales = (!sweep && args.given("guidance")) ? args.get_double_list("guidance", -100.0, 1000.0)
+                                                      : args.get_double_list("scales", -100.0, 1000.0);
+    if (!scales) return usage(scales.error());
+    const std::string kind = args.get("kind");
+    if (kind != "cfg" && kind != "classifier") return usage(command + ": --kind must be cfg or classifier");
+    const auto sk = parse_sampler_kind(args.get("sampler"));
+    if (!sk) return usage(command + ": unknown sampler '" + args.get("sampler") + "'");
+    auto fsize = args.get_int("features-size", 8, 4096);
+    auto fch = args.get_int("features-channels", 1, 3);
+    if (!fsize) return usage(fsize.error());
+    if (!fch) return usage(fch.error());
+    auto device = select_device(args.get("device"));
+    if (!device) return failure(command + ": " + device.error());
+    const bool real_as_samples = args.given("real-as-samples");
+
+    Result<LoadedModel> model = Error{"no model"};
+    Autoencoder vae{nullptr};  // an autoencoder file as the model: its decoder as a one-step generator
+    std::string model_path = "(training images)";
+    if (!real_as_samples) {
+        auto path = resolve_model(args.get("model"));
+        if (!path) return failure(command + ": " + path.error());
+        model_path = path.value();
+        if (is_autoencoder_file(path.value())) {
+            auto ae = load_autoencoder(path.value(), device.value());
+            if (!ae) return failure(command + ": " + ae.error());
+            vae = ae.value();
+        }
+    }
+    if (!real_as_samples && !vae) {
+        model = load_model(model_path, device.value());
+        if (!model) return failure(command + ": " + model.error());
+        if (model->config.network.kind != NetworkKind::UNet) return usage(command + ": needs an image model");
+    }
+    // The feature network.
+    std::unique_ptr<FeatureNet> fnet;
+    if (args.given("features")) {
+        auto f = torchscript_feature_net(args.get("features"), device.value(), fsize.value(), fch.value());
+        if (!f) return failure(command + ": " + f.error());
+        fnet = std::move(f.value());
+    } else {
+        auto cpath = resolve_model(args.get("classifier"));
+        if (!cpath) return failure(command + ": classifier: " + cpath.error());
+        auto clf = load_classifier(cpath.value(), device.value());
+        if (!clf) return failure(command + ": " + clf.error());
+        fnet = classifier_feature_net(clf.value(), device.value(), "Fashion-MNIST classifier " + cpath.value());
+    }
+    // Reference and floor sets.
+    const int64_t N = count.value();
+    at::Tensor ref_images, floor_images;
+    at::Tensor train_labels;
+    std::string ref_name = args.get("reference");
+    if (ref_name == "fashion-mnist-test") {
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        if (!test) return failure(command + ": " + test.error());
+        auto train = load_fashion_mnist(fashion_mnist_dir(), true);
+        if (!train) return failure(command + ": " + train.error());
+        ref_images = test->x.narrow(0, 0, std::min<int64_t>(N, test->x.size(0)));
+        floor_images = train->x.narrow(0, 0, std::min<int64_t>(N, train->x.size(0)));
+        train_labels = train->labels.narrow(0, 0, floor_images.size(0));
+    } else {
+#ifdef DLAB_HAVE_IMAGING
+        imaging::ImageFolderOptions io;
+        io.size = real_as_samples ? 28 : vae ? vae->config().image_size : model->config.network.image_size;
+        io.channels = real_as_samples ? 1 : vae ? int(vae->config().in_channels) : static_cast<int>(model->config.network.in_channels);
+        auto d = imaging::load_image_folder(ref_name, io);
+        if (!d) return failure(command + ": reference: " + d.error());
+        // Half the folder is the reference, the other half the floor.
+        const int64_t half = d->x.size(0) / 2;
+        if (half < 2) return failure(command + ": reference: " + ref_name + " needs at least 4 images");
+        const at::Tensor perm = at::randperm(d->x.size(0), make_generator(5), at::TensorOptions().dtype(at::kLong));
+        ref_images = d->x.index_select(0, perm.narrow(0, 0, std::min(N, half)));
+        floor_images = d->x.index_select(0, perm.narrow(0, half, std::min(N, half)));
+#else
+        return usage(command + ": this build has no OpenCV imaging; only --reference fashion-mnist-test");
+#endif
+    }
+    torch::NoGradGuard ng;
+    Features real, floor;
+    try {
+        real = fnet->extract(ref_images);
+        floor = fnet->extract(floor_images);
+    } catch (const std::exception& e) {
+        return failure(command + ": feature network: " + e.what());
+    }
+    const FeatureStats real_stats = feature_stats(real.pooled);
+    FeatureStats real_spatial;
+    if (real.spatial.defined()) real_spatial = feature_stats(real.spatial);
+    std::map<std::string, double> timing;
+    const json floor_row = compute_metrics(metrics.value(), floor, train_labels, real, real_stats,
+                                           real.spatial.defined() ? &real_spatial : nullptr, timing);
+    std::printf("%s: model %s\n  features: %s; N = %lld; reference %s (%lld images)\n", command.c_str(),
+                model_path.c_str(), fnet->name().c_str(), (long long)N, ref_name.c_str(), (long long)ref_images.size(0));
+    if (real_as_samples) {
+        std::printf("  samples: %lld training images in place of generated ones (the floor row, timed alone)\n",
+                    (long long)floor_images.size(0));
+    } else if (vae) {
+        std::printf("  samples: the autoencoder's decoder applied to latents drawn from its prior N(0, I) (unscaled; one step, unconditional); seed %lld\n",
+                    (long long)seed.value());
+    } else {
+        std::printf("  guidance: %s; sampler %s, %lld steps; seed %lld (same starting noise for every scale)\n",
+                    kind == "cfg" ? "classifier-free scale s" : "classifier scale c on the unconditional path (s = 0)",
+                    to_string(*sk).c_str(), (long long)steps.value(), (long long)seed.value());
+    }
+    std::printf("%10s %9s %9s %8s %10s %8s %10s %10s %9s\n", "scale", "FID", "sFID", "IS", "precision", "recall",
+                "agreement", "diversity", "time (s)");
+    auto print_row = [&](const std::string& label, const json& r, double secs) {
+        std::printf("%10s %s %s %s %s %s %s %s %9.1f\n", label.c_str(), fmt(r, "fid", 9, 3).c_str(),
+                    fmt(r, "sfid", 9, 3).c_str(), fmt(r, "is", 8, 3).c_str(), fmt(r, "precision", 10, 4).c_str(),
+                    fmt(r, "recall", 8, 4).c_str(), fmt(r, "agreement", 10, 4).c_str(), fmt(r, "diversity", 10, 4).c_str(), secs);
+        std::fflush(stdout);
+    };
+    print_row("floor", floor_row, 0.0);
+    json out = {{"command", command}, {"model", model_path}, {"features", fnet->name()}, {"count", N},
+                {"reference", ref_name}, {"kind", kind}, {"sampler", to_string(*sk)}, {"steps", steps.value()},
+                {"seed", seed.value()}, {"device", device->str()}, {"floor", floor_row}, {"rows", json::array()}};
+    // Training images as "samples": the floor row is the result, and its timings are the ones reported.
+    if (real_as_samples) {
+        out["rows"].push_back(floor_row);
+    } else if (vae) {
+        const auto& ac = vae->config();
+        const at::Tensor z = at::randn({N, ac.latent_channels, ac.latent_size(), ac.latent_size()},
+                                       make_generator(uint64_t(seed.value())), at::TensorOptions().dtype(at::kFloat));
+        const auto t0 = Clock::now();
+        // The VAE's own prior: N(0, I) for the unscaled latent (what the KL term pulls towards).
+        const at::Tensor x = decode_all(vae, z * ac.scale_factor, device.value());
+        const double secs = since(t0);
+        Features fake;
+        try {
+            fake = fnet->extract(x);
+        } catch (const std::exception& e) {
+            return failure(command + ": feature network: " + e.what());
+        }
+        json r = compute_metrics(metrics.value(), fake, at::Tensor(), real, real_stats,
+                                 real.spatial.defined() ? &real_spatial : nullptr, timing);
+        r["seconds"] = secs;
+        r["generator"] = "vae-prior";
+        out["rows"].push_back(r);
+        print_row("vae", r, secs);
+    } else {
+        const int64_t C = model->config.network.num_classes;
+        ClassifierGradFn grad;
+        if (kind == "classifier") {
+            auto cp = resolve_model(args.get("noisy-classifier"));
+            if (!cp) return failure(command + ": " + cp.error());
+            auto nc = load_noisy_classifier(cp.value(), device.value());
+            if (!nc) return failure(command + ": " + nc.error());
+            grad = classifier_gradient(nc.value(), NoiseSchedule::create(model->config.schedule).value());
+            out["noisy_classifier"] = cp.value();
+        }
+        timing.clear();
+        for (double s : scales.value()) {
+            GenerateRequest req;
+            req.sampler.kind = *sk;
+            req.sampler.steps = steps.value();
+            req.sampler.eta = *sk == SamplerKind::Ddpm ? 1.0 : 0.0;
+            const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);  // balanced classes
+            req.labels = C > 0 ? target : at::Tensor();
+            req.count = N;
+            req.seed = static_cast<uint64_t>(seed.value());
+            req.batch = batch.value();
+            if (kind == "cfg") {
+                req.guidance = s;
+            } else {
+                req.guidance = 0.0;
+                req.classifier_grad = grad;
+                req.classifier_scale = s;
+                req.classifier_labels = target;
+            }
+            const auto t0 = Clock::now();
+            auto x = generate(model.value(), req);
+            if (!x) return failure(command + ": " + x.error());
+            if (device->is_cuda()) torch::cuda::synchronize();
+            const double secs = since(t0);
+            Features fake;
+            try {
+                fake = fnet->extract(x.value().clamp(-1, 1));
+            } catch (const std::exception& e) {
+                return failure(command + ": feature network: " + e.what());
+            }
+            json r = compute_metrics(metrics.value(), fake, target, real, real_stats,
+                                     real.spatial.defined() ? &real_spatial : nullptr, timing);
+            r["scale"] = s;
+            r["seconds"] = secs;
+            out["rows"].push_back(r);
+            char label[32];
+            std::snprintf(label, sizeof label, "%s=%.2f", kind == "cfg" ? "s" : "c", s);
+            print_row(label, r, secs);
+        }
+    }
+    std::printf("metric time (s, summed over %zu set%s of N = %lld on %s):", out["rows"].size(),
+                out["rows"].size() == 1 ? "" : "s", (long long)N, device->str().c_str());
+    for (const auto& [k, v] : timing) std::printf("  %s %.2f", k.c_str(), v);
+    std::printf("\n");
+    out["metric_seconds"] = timing;
+    if (args.has("json"))
+        if (auto st = write_file_atomic(args.get("json"), out.dump(2)); !st) return failure(command + ": " + st.error());
+    if (args.has("csv")) {
+        std::ostringstream csv;
+        csv << "kind,scale,fid,sfid,is,precision,recall,agreement,diversity,seconds\n";
+        auto cell = [](const json& r, const char* k) { return r.contains(k) ? std::to_string(r[k].get<double>()) : std::string(); };
+        for (const auto& r : out["rows"])
+            csv << kind << ',' << cell(r, "scale") << ',' << cell(r, "fid") << ',' << cell(r, "sfid") << ',' << cell(r, "is") << ','
+                << cell(r, "precision") << ',' << cell(r, "recall") << ',' << cell(r, "agreement") << ','
+                << cell(r, "diversity") << ',' << cell(r, "seconds") << '\n';
+        if (auto st = write_file_atomic(args.get("csv"), csv.str()); !st) return failure(command + ": " + st.error());
+    }
+    return 0;
+}
+
+}  // namespace
+
+int cmd_eval(const std::vector<std::string>& argv) { return run_eval("eval", argv); }
+int cmd_sweep(const std::vector<std::string>& argv) { return run_eval("sweep", argv); }
+
+}  // namespace dlab::app

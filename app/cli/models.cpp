@@ -1,0 +1,51 @@
+// diffusionlab-cli models: the bundled and user models
+#include "app/cli/commands.h"
+
+#include <fstream>
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "app/args.h"
+#include "app/cli/cli_util.h"
+#include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/io/safetensors.h"
+
+namespace dlab::app {
+
+int cmd_models(const std::vector<std::string>& argv) {
+    Args args("models");
+    args.flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "models"); rc >= 0) return rc;
+    const auto models = bundled_models();
+    if (models.empty()) std::cout << "no models found in:";
+    for (const auto& d : model_dirs()) std::cout << (models.empty() ? " " + d : "");
+    if (models.empty()) std::cout << "\n";
+    for (const auto& [name, path] : models) {
+        auto file = load_safetensors(path);
+        std::cout << name << "  " << path << "\n";
+        if (!file) {
+            std::cout << "  (unreadable: " << file.error() << ")\n";
+            continue;
+        }
+        auto it = file->metadata.find("dlab");
+        if (it != file->metadata.end()) {
+            auto cfg = model_config_from_json(nlohmann::json::parse(it->second, nullptr, false));
+            if (cfg) {
+                std::cout << "  " << to_string(cfg->network.kind) << ", " << cfg->dataset << ", "
+                          << to_string(cfg->schedule.kind) << " schedule, " << to_string(cfg->prediction)
+                          << " prediction, " << cfg->network.num_classes << " classes, trained "
+                          << cfg->training.value("steps_done", 0) << " steps\n";
+            }
+        }
+        std::ifstream manifest(path.substr(0, path.size() - 12) + ".json");
+        if (manifest) {
+            auto m = nlohmann::json::parse(manifest, nullptr, false);
+            if (!m.is_discarded() && m.contains("summary")) std::cout << "  " << m["summary"].get<std::string>() << "\n";
+        }
+    }
+    return 0;
+}
+
+}  // namespace dlab::app

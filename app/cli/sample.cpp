@@ -1,0 +1,203 @@
+// diffusionlab-cli sample: images from a model (grid PNG, tensors, chain video)
+#include "app/cli/commands.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "app/args.h"
+#include "app/cli/cli_util.h"
+#include "core/forward/schedule.h"
+#include "core/guidance/noisy_classifier.h"
+#include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/io/safetensors.h"
+#include "core/latent/autoencoder.h"
+#include "core/networks/network.h"
+#include "core/runtime/runtime.h"
+#include "core/sampling/generate.h"
+#include "core/sampling/sampler.h"
+#ifdef DLAB_HAVE_IMAGING
+#include "imaging/image_folder.h"
+#include "imaging/image_io.h"
+#endif
+
+namespace dlab::app {
+
+int cmd_sample(const std::vector<std::string>& argv) {
+    Args args("sample");
+    args.option("model", "default, a bundled name or a .safetensors file", "default")
+        .option("class", "class index for every sample (default: cycle through the classes)")
+        .flag("unconditional", "sample with the null class (no guidance)")
+        .option("guidance", "classifier-free guidance scale s (0 uncond, 1 cond, >1 guided)", "3")
+        .option("classifier-scale", "classifier guidance scale c (0: off); with --guidance 0 it steers the unconditional path", "0")
+        .option("noisy-classifier", "the noise-aware classifier for --classifier-scale", "fashion-mnist-noisy-classifier")
+        .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
+        .option("steps", "sampling steps", "50")
+        .option("eta", "DDIM eta", "0")
+        .option("spacing", "leading, trailing or linspace", "trailing")
+        .option("seed", "random seed", "0")
+        .option("count", "number of samples", "16")
+        .option("batch", "samples per forward pass", "256")
+        .option("output", "grid PNG (also -o)")
+        .option("tensors", "write images/labels (or points/labels) to a .safetensors file")
+        .option("chain-video", "write the chain of the first batch (x_t at every step) as MP4")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("deterministic", "CUDA: no TF32, deterministic cuDNN (closer to CPU results)")
+        .flag("quiet", "no progress on stderr")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "sample [--model M] [OPTIONS] -o GRID.png"); rc >= 0) return rc;
+    auto steps = args.get_int("steps", 1, 100000);
+    if (!steps) return usage(steps.error());
+    auto count = args.get_int("count", 1, 1000000);
+    if (!count) return usage(count.error());
+    auto batch = args.get_int("batch", 1, 100000);
+    if (!batch) return usage(batch.error());
+    auto eta = args.get_double("eta", 0.0, 1.0);
+    if (!eta) return usage(eta.error());
+    auto scale = args.get_double("guidance", -100.0, 100.0);
+    if (!scale) return usage(scale.error());
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    if (!seed) return usage(seed.error());
+    const auto kind = parse_sampler_kind(args.get("sampler"));
+    if (!kind) return usage("sample: unknown sampler '" + args.get("sampler") + "' (ddpm, ddim or dpmpp2m)");
+    const auto spacing = parse_timestep_spacing(args.get("spacing"));
+    if (!spacing) return usage("sample: unknown spacing '" + args.get("spacing") + "'");
+    if (!args.has("output") && !args.has("tensors")) return usage("sample: give -o GRID.png and/or --tensors FILE");
+#ifndef DLAB_HAVE_IMAGING
+    if (args.has("output") || args.has("chain-video"))
+        return usage("sample: this build has no OpenCV imaging; use --tensors");
+#endif
+    if (args.has("deterministic")) {
+        at::globalContext().setAllowTF32CuDNN(false);
+        at::globalContext().setAllowTF32CuBLAS(false);
+        at::globalContext().setDeterministicCuDNN(true);
+    }
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("sample: " + device.error());
+    auto path = resolve_model(args.get("model"));
+    if (!path) return failure("sample: " + path.error());
+    auto model = load_model(path.value(), device.value());
+    if (!model) return failure("sample: " + model.error());
+    const ModelConfig& mc = model->config;
+    const int64_t C = mc.network.num_classes;
+    int64_t fixed_class = -1;
+    if (args.has("class")) {
+        const bool classifier_guided = args.get("classifier-scale") != "0";
+        if (C == 0 && !classifier_guided)
+            return usage("sample: the model is unconditional; --class needs --classifier-scale");
+        auto k = args.get_int("class", 0, (C > 0 ? C : 1000) - 1);
+        if (!k) return usage(k.error());
+        fixed_class = k.value();
+    }
+    auto schedule = NoiseSchedule::create(mc.schedule);
+    if (!schedule) return failure("sample: " + schedule.error());
+    SamplerConfig sc;
+    sc.kind = *kind;
+    sc.steps = steps.value();
+    sc.eta = kind == SamplerKind::Ddpm ? 1.0 : eta.value();
+    sc.spacing = *spacing;
+    // Images live in [-1, 1]; the 2-D toy sets within about [-4, 4].
+    sc.clip_x0 = true;
+    sc.clip_value = mc.network.kind == NetworkKind::UNet ? 1.0 : 5.0;
+    auto probe = make_sampler(schedule.value(), sc);
+    if (!probe) return usage("sample: " + probe.error());
+
+    const int64_t N = count.value();
+    at::Tensor labels = at::arange(N, at::kLong);
+    if (C > 0) labels = fixed_class >= 0 ? at::full({N}, fixed_class, at::kLong) : labels.remainder(C);
+    if (args.has("unconditional") && C > 0) labels = at::full({N}, C, at::kLong);
+    GenerateRequest req;
+    req.sampler = sc;
+    req.labels = C > 0 ? labels : at::Tensor();
+    req.count = N;
+    req.guidance = scale.value();
+    auto cscale = args.get_double("classifier-scale", -1000.0, 1000.0);
+    if (!cscale) return usage(cscale.error());
+    if (cscale.value() != 0.0) {
+        auto cpath = resolve_model(args.get("noisy-classifier"));
+        if (!cpath) return failure("sample: " + cpath.error());
+        auto clf = load_noisy_classifier(cpath.value(), device.value());
+        if (!clf) return failure("sample: " + clf.error());
+        const auto& cc = clf.value()->config();
+        if (mc.network.kind != NetworkKind::UNet || cc.in_channels != mc.network.in_channels ||
+            cc.image_size != mc.network.image_size)
+            return usage("sample: the classifier's images (" + std::to_string(cc.in_channels) + "x" +
+                         std::to_string(cc.image_size) + "x" + std::to_string(cc.image_size) + ") do not match the model's");
+        req.classifier_grad = classifier_gradient(clf.value(), schedule.value());
+        req.classifier_scale = cscale.value();
+        // The classifier steers towards the asked classes even when the model runs unconditionally.
+        at::Tensor target = at::arange(N, at::kLong).remainder(cc.num_classes);
+        if (fixed_class >= 0) {
+            if (fixed_class >= cc.num_classes) return usage("sample: --class is out of the classifier's range");
+            target = at::full({N}, fixed_class, at::kLong);
+        }
+        req.classifier_labels = target;
+    }
+    req.seed = static_cast<uint64_t>(seed.value());
+    req.batch = batch.value();
+    std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
+    // The chain video shows x_t: pixel models only (a latent model's x_t is a latent).
+    const bool record = args.has("chain-video") && mc.network.kind == NetworkKind::UNet && !model->autoencoder;
+    if (args.has("chain-video") && model->autoencoder) std::cerr << "sample: no chain video for a latent model\n";
+    const bool quiet = args.has("quiet");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto out = generate(model.value(), req, [&](int64_t start, int64_t n, const StepInfo& s) {
+#ifdef DLAB_HAVE_IMAGING
+        if (record && start == 0) {
+            const int64_t k = std::min<int64_t>(n, 16);
+            video.push_back(imaging::make_grid(((s.x_t.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
+            if (s.index + 1 == s.total)
+                video.push_back(imaging::make_grid(((s.x_next.narrow(0, 0, k).clamp(-1, 1) + 1) / 2).cpu(), 4, 1, 1.0));
+        }
+#endif
+        if (!quiet && ((s.index + 1) % 10 == 0 || s.index + 1 == s.total))
+            std::fprintf(stderr, "\rsamples %lld-%lld: step %lld/%lld", (long long)start, (long long)(start + n),
+                         (long long)(s.index + 1), (long long)s.total);
+    });
+    if (!out) return failure("sample: " + out.error());
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!args.has("quiet")) std::fprintf(stderr, "\n%lld samples in %.2f s on %s\n", (long long)N, secs, device->str().c_str());
+    at::Tensor x = out.value();
+    const bool images = mc.network.kind == NetworkKind::UNet;
+    if (images) x = ((x.clamp(-1, 1) + 1) / 2).contiguous();
+    if (args.has("tensors")) {
+        TensorFile f;
+        f.tensors[images ? "images" : "points"] = x;
+        f.tensors["labels"] = labels;
+        f.metadata["model"] = path.value();
+        f.metadata["sampler"] = to_string(sc.kind);
+        f.metadata["steps"] = std::to_string(sc.steps);
+        f.metadata["guidance"] = std::to_string(scale.value());
+        f.metadata["seed"] = std::to_string(seed.value());
+        if (auto st = save_safetensors(args.get("tensors"), f); !st) return failure("sample: " + st.error());
+    }
+#ifdef DLAB_HAVE_IMAGING
+    if (args.has("chain-video")) {
+        if (!images) return usage("sample: --chain-video needs an image model");
+        for (int i = 0; i < 12; ++i) video.push_back(video.back());  // hold the final image
+        if (auto st = imaging::write_video(args.get("chain-video"), video, 12.0, 4); !st)
+            return failure("sample: " + st.error());
+    }
+    if (args.has("output")) {
+        if (!images) return usage("sample: -o needs an image model; use --tensors for points");
+        const int64_t cols = C > 0 && fixed_class < 0 ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
+        const at::Tensor grid = imaging::make_grid(x, cols, 2, 1.0);
+        std::ostringstream params;
+        params << "model=" << args.get("model") << " sampler=" << to_string(sc.kind) << " steps=" << sc.steps
+               << " eta=" << sc.eta << " guidance=" << scale.value() << " classifier_scale=" << cscale.value()
+               << " seed=" << seed.value()
+               << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class) : std::string("cycle"));
+        auto mat = imaging::tensor_to_mat(grid);
+        if (auto st = imaging::write_png(args.get("output"), mat, {{"parameters", params.str()}}); !st)
+            return failure("sample: " + st.error());
+    }
+#endif
+    return 0;
+}
+
+}  // namespace dlab::app

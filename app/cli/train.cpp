@@ -1,0 +1,209 @@
+// diffusionlab-cli train: train a diffusion model (Fashion-MNIST, an image folder, latents or a 2-D toy set)
+#include "app/cli/commands.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "app/args.h"
+#include "app/cli/cli_util.h"
+#include "core/data/datasets.h"
+#include "core/forward/schedule.h"
+#include "core/io/atomic_file.h"
+#include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/io/safetensors.h"
+#include "core/latent/autoencoder.h"
+#include "core/networks/network.h"
+#include "core/runtime/runtime.h"
+#include "core/training/trainer.h"
+#ifdef DLAB_HAVE_IMAGING
+#include "imaging/image_folder.h"
+#include "imaging/image_io.h"
+#endif
+
+namespace dlab::app {
+
+int cmd_train(const std::vector<std::string>& argv) {
+    Args args("train");
+    args.option("dataset", "fashion-mnist, images:DIR (class subfolders = labels), latents:AUTOENCODER (Fashion-MNIST latents) or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+        .option("config", "a JSON settings file (network, schedule, prediction, training); options given here win")
+        .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
+        .option("timesteps", "diffusion steps T", "1000")
+        .option("prediction", "eps, v or x0", "eps")
+        .option("steps", "optimisation steps", "10000")
+        .option("batch", "batch size", "128")
+        .option("lr", "learning rate", "2e-4")
+        .option("warmup", "warm-up steps", "200")
+        .option("ema", "EMA decay", "0.999")
+        .option("p-uncond", "probability of the null class (classifier-free guidance)", "0.1")
+        .option("min-snr", "min-SNR-gamma weighting (0: off)", "0")
+        .option("size", "model size preset: tiny, small (the default model's) or large")
+        .option("base-channels", "UNet channels at full resolution", "32")
+        .option("dropout", "dropout in residual blocks", "0.1")
+        .option("image-size", "images:DIR: side of the square the images are resized and cropped to", "32")
+        .option("channels", "images:DIR: 1 (grey) or 3 (RGB)", "3")
+        .option("vlb-weight", "with --learn-sigma: weight of L_vlb in the hybrid loss", "0.001")
+        .option("seed", "random seed", "0")
+        .option("checkpoint-every", "steps between checkpoints", "1000")
+        .option("log-every", "steps between progress lines", "100")
+        .option("out", "run folder (checkpoint, model, loss.csv)")
+        .option("max-minutes", "stop (with a checkpoint) after this much wall time; resume later", "0")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .flag("learn-sigma", "learn the variance too (hybrid loss L_simple + w L_vlb, Improved DDPM)")
+        .flag("bf16", "bf16 autocast of the forward pass (CUDA)")
+        .flag("hflip", "random horizontal flips")
+        .flag("resume", "continue from OUT/checkpoint.safetensors")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "train --out DIR [OPTIONS]"); rc >= 0) return rc;
+    if (!args.has("out")) return usage("train: --out DIR is required");
+    TrainConfig tc;
+    ModelConfig mc;
+    auto steps = args.get_int("steps", 1, 100000000);
+    auto batch = args.get_int("batch", 1, 65536);
+    auto lr = args.get_double("lr", 1e-8, 1.0);
+    auto warm = args.get_int("warmup", 0, 100000000);
+    auto ema = args.get_double("ema", 0.0, 1.0);
+    auto pu = args.get_double("p-uncond", 0.0, 0.99);
+    auto msnr = args.get_double("min-snr", 0.0, 1e6);
+    auto base = args.get_int("base-channels", 8, 1024);
+    auto drop = args.get_double("dropout", 0.0, 0.9);
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    auto ce = args.get_int("checkpoint-every", 1, 100000000);
+    auto le = args.get_int("log-every", 1, 100000000);
+    auto T = args.get_int("timesteps", 2, 100000);
+    auto isize = args.get_int("image-size", 4, 4096);
+    auto chans = args.get_int("channels", 1, 3);
+    auto vlbw = args.get_double("vlb-weight", 0.0, 1e3);
+    for (const std::string* e : {&steps.error(), &batch.error(), &lr.error(), &warm.error(), &ema.error(),
+                                 &pu.error(), &msnr.error(), &base.error(), &drop.error(), &seed.error(),
+                                 &ce.error(), &le.error(), &T.error(), &isize.error(), &chans.error(), &vlbw.error()})
+        if (!e->empty()) return usage(*e);
+    if (chans.value() == 2) return usage("train: --channels must be 1 or 3");
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("train: " + device.error());
+
+    // The dataset fixes the network's kind and input shape.
+    const std::string ds = args.get("dataset");
+    Result<LabelledData> data = Error{""};
+    if (ds.rfind("images:", 0) == 0) {
+#ifndef DLAB_HAVE_IMAGING
+        return usage("train: this build has no OpenCV imaging; images:DIR is not available");
+#else
+        imaging::ImageFolderOptions io;
+        io.size = isize.value();
+        io.channels = static_cast<int>(chans.value());
+        imaging::ImageFolderReport report;
+        data = imaging::load_image_folder(ds.substr(7), io, &report);
+        if (!report.skipped.empty()) {
+            std::string list;
+            for (size_t i = 0; i < report.skipped.size() && i < 10; ++i) list += "\n  " + report.skipped[i];
+            if (report.skipped.size() > 10) list += "\n  ... and " + std::to_string(report.skipped.size() - 10) + " more";
+            std::cerr << "warning: skipped " << report.skipped.size() << " unreadable file(s):" << list << "\n";
+        }
+#endif
+    } else if (ds.rfind("latents:", 0) == 0) {
+        // Latent diffusion: Fashion-MNIST encoded by the autoencoder into unit-variance latents.
+        auto ae_path = resolve_model(ds.substr(8));
+        if (!ae_path) return failure("train: autoencoder: " + ae_path.error());
+        auto ae = load_autoencoder(ae_path.value(), device.value());
+        if (!ae) return failure("train: " + ae.error());
+        auto images = load_fashion_mnist(fashion_mnist_dir(), true);
+        if (!images) return failure("train: " + images.error());
+        LabelledData latents = images.value();
+        latents.x = encode_all(ae.value(), images->x, device.value());
+        latents.name = "fashion-mnist latents (" + ds.substr(8) + ")";
+        std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
+                  << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
+                  << ", std " << latents.x.std().item<double>() << ")\n";
+        // A bundled name stays a name; a file is referenced by its absolute path.
+        const std::string spec = ds.substr(8);
+        mc.autoencoder = spec.find('/') == std::string::npos && spec.find(".safetensors") == std::string::npos
+                             ? spec : std::filesystem::absolute(spec).string();
+        data = std::move(latents);
+    } else if (ds == "fashion-mnist" || ds.rfind("toy:", 0) == 0) {
+        data = load_builtin_dataset(ds);
+    } else {
+        return usage("train: unknown dataset '" + ds + "' (fashion-mnist, images:DIR or toy:NAME)");
+    }
+    if (!data) return failure("train: " + data.error());
+    shape_network_for_data(data.value(), mc.network);
+
+    // Settings file first, then the options given on the command line (without a file, every
+    // option's value, given or default, is used).
+    const bool has_config = args.given("config");
+    if (has_config) {
+        std::ifstream in(args.get("config"));
+        if (!in) return failure("train: cannot read the settings file " + args.get("config"));
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (j.is_discarded()) return failure("train: " + args.get("config") + " is not valid JSON");
+        if (auto st = apply_settings_json(j, mc, tc); !st) return failure("train: " + args.get("config") + ": " + st.error());
+    }
+    auto use = [&](const char* name) { return !has_config || args.given(name); };
+    if (use("steps")) tc.steps = steps.value();
+    if (use("batch")) tc.batch = batch.value();
+    if (use("lr")) tc.lr = lr.value();
+    if (use("warmup")) tc.warmup = warm.value();
+    if (use("ema")) tc.ema_decay = ema.value();
+    if (use("p-uncond")) tc.p_uncond = pu.value();
+    if (use("min-snr")) tc.min_snr_gamma = msnr.value();
+    if (use("seed")) tc.seed = static_cast<uint64_t>(seed.value());
+    if (use("checkpoint-every")) tc.checkpoint_every = ce.value();
+    if (use("log-every")) tc.log_every = le.value();
+    if (use("vlb-weight")) tc.vlb_weight = vlbw.value();
+    if (args.given("hflip") || !has_config) tc.hflip = args.given("hflip");
+    if (args.given("bf16") || !has_config) tc.bf16 = args.given("bf16");
+    if (args.given("learn-sigma") || !has_config) mc.network.learn_sigma = args.given("learn-sigma");
+    if (use("schedule")) {
+        const auto sk = parse_schedule_kind(args.get("schedule"));
+        if (!sk) return usage("train: unknown schedule '" + args.get("schedule") + "'");
+        mc.schedule.kind = *sk;
+    }
+    if (use("timesteps")) mc.schedule.timesteps = T.value();
+    if (use("prediction")) {
+        const auto pt = parse_prediction_type(args.get("prediction"));
+        if (!pt) return usage("train: unknown prediction type '" + args.get("prediction") + "' (eps, v or x0)");
+        mc.prediction = *pt;
+    }
+    if (args.given("size")) {
+        if (auto st = apply_size_preset(args.get("size"), mc.network); !st) return usage("train: " + st.error());
+    }
+    if (mc.network.kind == NetworkKind::UNet) {
+        if (use("base-channels") && (!args.given("size") || args.given("base-channels"))) mc.network.base_channels = base.value();
+        if (use("dropout")) mc.network.dropout = drop.value();
+    }
+    auto net = make_network(mc.network);
+    if (!net) return failure("train: " + net.error());
+    std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
+              << " parameters) on " << data->name << " (" << data->x.size(0) << " examples, "
+              << data->num_classes << " classes), " << to_string(mc.schedule.kind) << " schedule, "
+              << to_string(mc.prediction) << " prediction" << (mc.network.learn_sigma ? ", hybrid loss" : "")
+              << (tc.bf16 ? ", bf16 autocast" : "") << ", device " << device->str() << "\n";
+    auto max_minutes = args.get_double("max-minutes", 0.0, 1e7);
+    if (!max_minutes) return usage(max_minutes.error());
+    std::atomic<bool> stop{false};
+    const auto started = std::chrono::steady_clock::now();
+    const double budget_s = max_minutes.value() * 60.0;
+    TrainHooks hooks;
+    hooks.cancel = &stop;
+    hooks.on_progress = [&stop, started, budget_s](const TrainProgress& p) {
+        if (budget_s > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > budget_s)
+            stop = true;
+        std::fprintf(stderr, "step %lld/%lld  loss %.5f  lr %.2e  %.0f img/s  ETA %s\n",
+                     static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss, p.lr,
+                     p.images_per_s, format_duration(p.eta_s).c_str());
+    };
+    auto r = train(mc, tc, data.value(), device.value(), args.get("out"), args.has("resume"), hooks);
+    if (!r) return failure(r.error());
+    if (r->cancelled) std::cerr << "stopped at the time limit; continue with --resume\n";
+    std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, "
+              << r->images_per_s << " img/s; model in " << args.get("out") << "/model.safetensors\n";
+    return 0;
+}
+
+}  // namespace dlab::app

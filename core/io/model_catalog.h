@@ -1,0 +1,18 @@
+#pragma once
+// Where models are found: "default" and bundled names in the models folders, or a file path.
+#include <string>
+#include <vector>
+
+#include "core/runtime/result.h"
+
+namespace dlab {
+
+/// The folders searched for bundled models, in order: $DLAB_MODELS_DIR, the install's
+/// share/diffusionlab/models, and the source tree's resources/models.
+std::vector<std::string> model_dirs();
+/// Resolves "default", a bundled name (without .safetensors) or a path to a model file.
+Result<std::string> resolve_model(const std::string& name);
+/// Bundled model files: (name, path).
+std::vector<std::pair<std::string, std::string>> bundled_models();
+
+}  // namespace dlab

@@ -1,0 +1,170 @@
+#include "core/io/model_io.h"
+
+#include <filesystem>
+
+#include "core/io/model_catalog.h"
+
+#include <torch/torch.h>
+
+namespace dlab {
+
+using json = nlohmann::json;
+
+json to_json(const ModelConfig& c) {
+    const NetworkConfig& n = c.network;
+    const ScheduleConfig& s = c.schedule;
+    json j{
+        {"format", "diffusionlab-model-1"},
+        {"network",
+         {{"kind", to_string(n.kind)}, {"in_channels", n.in_channels}, {"image_size", n.image_size},
+          {"base_channels", n.base_channels}, {"channel_mult", n.channel_mult},
+          {"num_res_blocks", n.num_res_blocks}, {"attention_resolutions", n.attention_resolutions},
+          {"attention_heads", n.attention_heads}, {"num_classes", n.num_classes},
+          {"dropout", n.dropout}, {"groups", n.groups}, {"mlp_hidden", n.mlp_hidden},
+          {"mlp_layers", n.mlp_layers}, {"learn_sigma", n.learn_sigma}}},
+        {"schedule",
+         {{"kind", to_string(s.kind)}, {"timesteps", s.timesteps}, {"beta_start", s.beta_start},
+          {"beta_end", s.beta_end}, {"cosine_s", s.cosine_s}, {"max_beta", s.max_beta},
+          {"rescale_to_T", s.rescale_to_T}, {"zero_terminal_snr", s.zero_terminal_snr}}},
+        {"prediction", to_string(c.prediction)},
+        {"dataset", c.dataset},
+        {"class_names", c.class_names},
+        {"training", c.training}};
+    if (!c.autoencoder.empty()) j["autoencoder"] = c.autoencoder;
+    return j;
+}
+
+Result<ModelConfig> model_config_from_json(const json& j) {
+    ModelConfig c;
+    try {
+        const json& n = j.at("network");
+        const std::string kind = n.at("kind").get<std::string>();
+        if (kind == "unet") c.network.kind = NetworkKind::UNet;
+        else if (kind == "mlp") c.network.kind = NetworkKind::Mlp;
+        else return Error{"config: unknown network kind '" + kind + "'"};
+        c.network.in_channels = n.at("in_channels").get<int64_t>();
+        c.network.image_size = n.value("image_size", c.network.image_size);
+        c.network.base_channels = n.value("base_channels", c.network.base_channels);
+        c.network.channel_mult = n.value("channel_mult", c.network.channel_mult);
+        c.network.num_res_blocks = n.value("num_res_blocks", c.network.num_res_blocks);
+        c.network.attention_resolutions = n.value("attention_resolutions", c.network.attention_resolutions);
+        c.network.attention_heads = n.value("attention_heads", c.network.attention_heads);
+        c.network.num_classes = n.at("num_classes").get<int64_t>();
+        c.network.dropout = n.value("dropout", c.network.dropout);
+        c.network.groups = n.value("groups", c.network.groups);
+        c.network.mlp_hidden = n.value("mlp_hidden", c.network.mlp_hidden);
+        c.network.mlp_layers = n.value("mlp_layers", c.network.mlp_layers);
+        c.network.learn_sigma = n.value("learn_sigma", false);
+        const json& s = j.at("schedule");
+        const auto sk = parse_schedule_kind(s.at("kind").get<std::string>());
+        if (!sk) return Error{"config: unknown schedule '" + s.at("kind").get<std::string>() + "'"};
+        c.schedule.kind = *sk;
+        c.schedule.timesteps = s.at("timesteps").get<int64_t>();
+        c.schedule.beta_start = s.value("beta_start", c.schedule.beta_start);
+        c.schedule.beta_end = s.value("beta_end", c.schedule.beta_end);
+        c.schedule.cosine_s = s.value("cosine_s", c.schedule.cosine_s);
+        c.schedule.max_beta = s.value("max_beta", c.schedule.max_beta);
+        c.schedule.rescale_to_T = s.value("rescale_to_T", false);
+        c.schedule.zero_terminal_snr = s.value("zero_terminal_snr", false);
+        const auto p = parse_prediction_type(j.at("prediction").get<std::string>());
+        if (!p) return Error{"config: unknown prediction type '" + j.at("prediction").get<std::string>() + "'"};
+        c.prediction = *p;
+        c.dataset = j.value("dataset", std::string());
+        c.class_names = j.value("class_names", std::vector<std::string>{});
+        c.training = j.value("training", json::object());
+        c.autoencoder = j.value("autoencoder", std::string());
+    } catch (const json::exception& e) {
+        return Error{std::string("config: ") + e.what()};
+    }
+    if (auto st = c.network.validate(); !st) return Error{st.error()};
+    return c;
+}
+
+void add_network_tensors(TensorFile& file, const std::string& prefix, torch::nn::Module& net) {
+    for (const auto& p : net.named_parameters()) file.tensors[prefix + p.key()] = p.value();
+    for (const auto& b : net.named_buffers()) file.tensors[prefix + b.key()] = b.value();
+}
+
+Status load_network_tensors(const TensorFile& file, const std::string& prefix, torch::nn::Module& net,
+                            const std::string& path) {
+    torch::NoGradGuard no_grad;
+    auto copy = [&](const std::string& name, at::Tensor& dst) -> Status {
+        auto it = file.tensors.find(prefix + name);
+        if (it == file.tensors.end())
+            return Status::failure(path + ": tensor '" + prefix + name + "' is missing (the file does not match its config)");
+        const at::Tensor& src = it->second;
+        if (src.sizes() != dst.sizes()) {
+            std::ostringstream s;
+            s << path << ": tensor '" << prefix << name << "' has shape " << src.sizes() << ", expected " << dst.sizes();
+            return Status::failure(s.str());
+        }
+        // float16 is accepted for float32 weights (compact bundled files; see `diffusionlab-cli convert`).
+        const bool compact = src.scalar_type() == at::kHalf && dst.scalar_type() == at::kFloat;
+        if (src.scalar_type() != dst.scalar_type() && !compact)
+            return Status::failure(path + ": tensor '" + prefix + name + "' has dtype " +
+                                   std::string(c10::toString(src.scalar_type())) + ", expected " +
+                                   std::string(c10::toString(dst.scalar_type())));
+        dst.copy_(src);
+        return Status::success();
+    };
+    for (auto& p : net.named_parameters())
+        if (auto st = copy(p.key(), p.value()); !st) return st;
+    for (auto& b : net.named_buffers())
+        if (auto st = copy(b.key(), b.value()); !st) return st;
+    return Status::success();
+}
+
+Status save_model(const std::string& path, const ModelConfig& config, NetworkImpl& model, NetworkImpl* ema) {
+    TensorFile file;
+    file.metadata["dlab"] = to_json(config).dump();
+    add_network_tensors(file, "model.", model);
+    if (ema) add_network_tensors(file, "ema.", *ema);
+    return save_safetensors(path, file);
+}
+
+Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool prefer_ema) {
+    auto file = load_safetensors(path);
+    if (!file) return Error{file.error()};
+    auto meta = file->metadata.find("dlab");
+    if (meta == file->metadata.end())
+        return Error{path + ": not a DiffusionLab model (no 'dlab' config in the metadata)"};
+    json j;
+    try {
+        j = json::parse(meta->second);
+    } catch (const json::exception& e) {
+        return Error{path + ": corrupt config: " + e.what()};
+    }
+    auto config = model_config_from_json(j);
+    if (!config) return Error{path + ": " + config.error()};
+    auto net = make_network(config->network);
+    if (!net) return Error{path + ": " + net.error()};
+    LoadedModel loaded;
+    loaded.used_ema = prefer_ema && file->tensors.count("ema.conv_out.weight") + file->tensors.count("ema.out.weight") > 0;
+    if (auto st = load_network_tensors(file.value(), loaded.used_ema ? "ema." : "model.", *net.value(), path); !st)
+        return Error{st.error()};
+    net.value()->to(device);
+    net.value()->eval();
+    if (!config->autoencoder.empty()) {
+        // Latent diffusion: the autoencoder next to the model file, else a bundled one.
+        namespace fs = std::filesystem;
+        const fs::path wanted(config->autoencoder);
+        std::string ae_path;
+        if (wanted.is_absolute()) ae_path = wanted.string();
+        else if (fs::exists(fs::path(path).parent_path() / wanted)) ae_path = (fs::path(path).parent_path() / wanted).string();
+        else if (auto r = resolve_model(config->autoencoder)) ae_path = r.value();
+        if (ae_path.empty() || !fs::exists(ae_path))
+            return Error{path + ": its autoencoder '" + config->autoencoder + "' was not found (next to the model or bundled)"};
+        auto ae = load_autoencoder(ae_path, device);
+        if (!ae) return Error{path + ": " + ae.error()};
+        if (ae.value()->config().latent_channels != config->network.in_channels ||
+            ae.value()->config().latent_size() != config->network.image_size)
+            return Error{path + ": the autoencoder " + ae_path + " makes latents of another shape than the network's input"};
+        loaded.autoencoder = ae.value();
+    }
+    loaded.config = std::move(config.value());
+    loaded.network = net.value();
+    loaded.path = path;
+    return loaded;
+}
+
+}  // namespace dlab

@@ -1,0 +1,226 @@
+#include "core/networks/network.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "core/networks/network_blocks.h"
+
+namespace dlab {
+
+namespace nn = torch::nn;
+
+std::string to_string(NetworkKind kind) { return kind == NetworkKind::UNet ? "unet" : "mlp"; }
+
+Status NetworkConfig::validate() const {
+    if (in_channels < 1) return Status::failure("network: in_channels must be >= 1");
+    if (num_classes < 0) return Status::failure("network: num_classes must be >= 0");
+    if (kind == NetworkKind::Mlp) {
+        if (mlp_hidden < 1 || mlp_layers < 1) return Status::failure("network: MLP sizes must be >= 1");
+        return Status::success();
+    }
+    if (base_channels < 1 || channel_mult.empty() || num_res_blocks < 1)
+        return Status::failure("network: UNet needs base_channels, channel_mult and num_res_blocks >= 1");
+    for (int64_t m : channel_mult) {
+        if (m < 1) return Status::failure("network: channel multipliers must be >= 1");
+        if ((base_channels * m) % groups != 0)
+            return Status::failure("network: channels " + std::to_string(base_channels * m) +
+                                   " not divisible by " + std::to_string(groups) + " GroupNorm groups");
+        if ((base_channels * m) % attention_heads != 0)
+            return Status::failure("network: channels not divisible by the attention heads");
+    }
+    int64_t size = image_size;
+    for (size_t l = 0; l + 1 < channel_mult.size(); ++l) {
+        if (size % 2 != 0)
+            return Status::failure("network: image size " + std::to_string(image_size) +
+                                   " cannot be halved " + std::to_string(channel_mult.size() - 1) +
+                                   " times");
+        size /= 2;
+    }
+    return Status::success();
+}
+
+int64_t NetworkImpl::parameter_count() const {
+    int64_t n = 0;
+    for (const auto& p : parameters()) n += p.numel();
+    return n;
+}
+
+at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_period) {
+    const int64_t half = dim / 2;
+    const auto opts = at::TensorOptions().dtype(at::kFloat).device(t.device());
+    const at::Tensor freqs = at::exp(-std::log(max_period) * at::arange(half, opts) / double(half));
+    const at::Tensor args = t.to(at::kFloat).unsqueeze(1) * freqs.unsqueeze(0);
+    at::Tensor emb = at::cat({at::cos(args), at::sin(args)}, 1);
+    if (dim % 2) emb = at::cat({emb, at::zeros({t.size(0), 1}, opts)}, 1);
+    return emb;
+}
+
+namespace {
+
+using blocks::Attention;
+using blocks::ResBlock;
+
+class UNetImpl : public NetworkImpl {
+public:
+    explicit UNetImpl(const NetworkConfig& c) : cfg_(c) {
+        const int64_t ch0 = c.base_channels, temb = 4 * ch0;
+        temb1_ = register_module("temb1", nn::Linear(ch0, temb));
+        temb2_ = register_module("temb2", nn::Linear(temb, temb));
+        if (c.num_classes > 0) {
+            label_emb_ = register_module("label_emb", nn::Embedding(c.num_classes + 1, temb));
+        }
+        conv_in_ = register_module("conv_in", nn::Conv2d(nn::Conv2dOptions(c.in_channels, ch0, 3).padding(1)));
+        auto has_attn = [&](int64_t res) {
+            for (int64_t r : c.attention_resolutions)
+                if (r == res) return true;
+            return false;
+        };
+        // Encoder.
+        std::vector<int64_t> skip_ch = {ch0};
+        int64_t ch = ch0, res = c.image_size;
+        const size_t L = c.channel_mult.size();
+        for (size_t l = 0; l < L; ++l) {
+            const int64_t out = ch0 * c.channel_mult[l];
+            for (int64_t b = 0; b < c.num_res_blocks; ++b) {
+                const std::string n = "down" + std::to_string(l) + "_res" + std::to_string(b);
+                down_.push_back({register_module(n, ResBlock(ch, out, temb, c.groups, c.dropout)),
+                                 has_attn(res) ? register_module(n + "_attn", Attention(out, c.attention_heads, c.groups))
+                                               : Attention(nullptr),
+                                 nn::Conv2d(nullptr)});
+                ch = out;
+                skip_ch.push_back(ch);
+            }
+            if (l + 1 < L) {
+                const std::string n = "down" + std::to_string(l) + "_downsample";
+                down_.push_back({ResBlock(nullptr), Attention(nullptr),
+                                 register_module(n, nn::Conv2d(nn::Conv2dOptions(ch, ch, 3).stride(2).padding(1)))});
+                skip_ch.push_back(ch);
+                res /= 2;
+            }
+        }
+        mid1_ = register_module("mid_res1", ResBlock(ch, ch, temb, c.groups, c.dropout));
+        mid_attn_ = register_module("mid_attn", Attention(ch, c.attention_heads, c.groups));
+        mid2_ = register_module("mid_res2", ResBlock(ch, ch, temb, c.groups, c.dropout));
+        // Decoder: one more block per level, each taking a skip connection.
+        for (size_t li = 0; li < L; ++li) {
+            const size_t l = L - 1 - li;
+            const int64_t out = ch0 * c.channel_mult[l];
+            for (int64_t b = 0; b <= c.num_res_blocks; ++b) {
+                const std::string n = "up" + std::to_string(l) + "_res" + std::to_string(b);
+                const int64_t skip = skip_ch.back();
+                skip_ch.pop_back();
+                up_.push_back({register_module(n, ResBlock(ch + skip, out, temb, c.groups, c.dropout)),
+                               has_attn(res) ? register_module(n + "_attn", Attention(out, c.attention_heads, c.groups))
+                                             : Attention(nullptr),
+                               nn::Conv2d(nullptr)});
+                ch = out;
+            }
+            if (l > 0) {
+                const std::string n = "up" + std::to_string(l) + "_upsample";
+                up_.push_back({ResBlock(nullptr), Attention(nullptr),
+                               register_module(n, nn::Conv2d(nn::Conv2dOptions(ch, ch, 3).padding(1)))});
+                res *= 2;
+            }
+        }
+        norm_out_ = register_module("norm_out", nn::GroupNorm(c.groups, ch));
+        conv_out_ = register_module("conv_out", nn::Conv2d(nn::Conv2dOptions(ch, c.out_channels(), 3).padding(1)));
+        nn::init::zeros_(conv_out_->weight);
+        nn::init::zeros_(conv_out_->bias);
+    }
+
+    at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) override {
+        at::Tensor emb = temb2_(at::silu(temb1_(timestep_embedding(t, cfg_.base_channels))));
+        if (label_emb_) {
+            // An undefined label tensor means "unconditional": the null class.
+            const at::Tensor y = labels.defined()
+                                     ? labels
+                                     : at::full({x.size(0)}, cfg_.num_classes,
+                                                at::TensorOptions().dtype(at::kLong).device(x.device()));
+            emb = emb + label_emb_(y);
+        }
+        std::vector<at::Tensor> hs;
+        at::Tensor h = conv_in_(x);
+        hs.push_back(h);
+        for (auto& s : down_) {
+            if (s.res) {
+                h = s.res(h, emb);
+                if (s.attn) h = s.attn(h);
+            } else {
+                h = s.resample(h);
+            }
+            hs.push_back(h);
+        }
+        h = mid2_(mid_attn_(mid1_(h, emb)), emb);
+        for (auto& s : up_) {
+            if (s.res) {
+                h = s.res(at::cat({h, hs.back()}, 1), emb);
+                hs.pop_back();
+                if (s.attn) h = s.attn(h);
+            } else {
+                h = s.resample(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
+            }
+        }
+        return conv_out_(at::silu(norm_out_(h)));
+    }
+    const NetworkConfig& config() const override { return cfg_; }
+
+private:
+    struct Stage {
+        ResBlock res;
+        Attention attn;
+        nn::Conv2d resample;
+    };
+    NetworkConfig cfg_;
+    nn::Linear temb1_{nullptr}, temb2_{nullptr};
+    nn::Embedding label_emb_{nullptr};
+    nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};
+    std::vector<Stage> down_, up_;
+    ResBlock mid1_{nullptr}, mid2_{nullptr};
+    Attention mid_attn_{nullptr};
+    nn::GroupNorm norm_out_{nullptr};
+};
+
+// MLP denoiser for 2-D points: [x, embed(t), embed(label)] -> hidden layers with SiLU -> D.
+class MlpImpl : public NetworkImpl {
+public:
+    explicit MlpImpl(const NetworkConfig& c) : cfg_(c) {
+        const int64_t H = c.mlp_hidden;
+        in_ = register_module("in", nn::Linear(c.in_channels + H, H));
+        temb_ = register_module("temb", nn::Linear(H, H));
+        if (c.num_classes > 0) label_emb_ = register_module("label_emb", nn::Embedding(c.num_classes + 1, H));
+        for (int64_t i = 0; i < c.mlp_layers; ++i)
+            hidden_.push_back(register_module("hidden" + std::to_string(i), nn::Linear(H, H)));
+        out_ = register_module("out", nn::Linear(H, c.out_channels()));
+    }
+    at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) override {
+        at::Tensor e = temb_(timestep_embedding(t, cfg_.mlp_hidden));
+        if (label_emb_) {
+            const at::Tensor y = labels.defined()
+                                     ? labels
+                                     : at::full({x.size(0)}, cfg_.num_classes,
+                                                at::TensorOptions().dtype(at::kLong).device(x.device()));
+            e = e + label_emb_(y);
+        }
+        at::Tensor h = at::silu(in_(at::cat({x, e}, 1)));
+        for (auto& l : hidden_) h = h + at::silu(l(h));
+        return out_(h);
+    }
+    const NetworkConfig& config() const override { return cfg_; }
+
+private:
+    NetworkConfig cfg_;
+    nn::Linear in_{nullptr}, temb_{nullptr}, out_{nullptr};
+    nn::Embedding label_emb_{nullptr};
+    std::vector<nn::Linear> hidden_;
+};
+
+}  // namespace
+
+Result<Network> make_network(const NetworkConfig& config) {
+    if (auto st = config.validate(); !st) return Error{st.error()};
+    if (config.kind == NetworkKind::Mlp) return Network(std::make_shared<MlpImpl>(config));
+    return Network(std::make_shared<UNetImpl>(config));
+}
+
+}  // namespace dlab

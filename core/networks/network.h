@@ -1,0 +1,66 @@
+#pragma once
+// core/networks/ -- the networks that predict the noise: the class-conditional UNet (residual blocks
+// with a time embedding, self-attention at coarse resolutions, a null class for classifier-free
+// guidance) and a small MLP for 2-D points; `network_blocks.h` holds the blocks they share with the
+// noise-aware classifier.
+//
+// Denoising networks: a class-conditional UNet for images and a small MLP for 2-D points. Both take
+// (x_t, t, labels) and return the model output (eps, x0 or v, by the prediction type in use).
+// Labels equal to `num_classes` are the *null* class used by classifier-free guidance.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn.h>
+
+#include "core/runtime/result.h"
+
+namespace dlab {
+
+/// Which network a config describes.
+enum class NetworkKind { UNet, Mlp };
+std::string to_string(NetworkKind kind);
+
+/// Architecture of a denoising network; saved in every checkpoint.
+struct NetworkConfig {
+    NetworkKind kind = NetworkKind::UNet;
+    int64_t in_channels = 1;                  ///< image channels (UNet) or point dimension (MLP)
+    int64_t image_size = 28;                  ///< UNet input height = width
+    int64_t base_channels = 32;               ///< UNet channels at full resolution
+    std::vector<int64_t> channel_mult = {1, 2, 2};  ///< per resolution level
+    int64_t num_res_blocks = 1;               ///< residual blocks per level
+    std::vector<int64_t> attention_resolutions = {7};  ///< feature-map sizes with self-attention
+    int64_t attention_heads = 4;
+    int64_t num_classes = 10;                 ///< 0: unconditional; else a null class is added
+    double dropout = 0.1;
+    int64_t groups = 8;                       ///< GroupNorm groups
+    int64_t mlp_hidden = 128;                 ///< MLP width
+    int64_t mlp_layers = 3;                   ///< MLP hidden layers
+    bool learn_sigma = false;                 ///< output 2x channels (hybrid loss)
+
+    /// Checks that the sizes fit together (divisibility, positive counts).
+    Status validate() const;
+    /// Output channels: in_channels, doubled with learn_sigma.
+    int64_t out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
+};
+
+/// The interface every denoising network offers.
+class NetworkImpl : public torch::nn::Module {
+public:
+    /// x: [B,C,H,W] (UNet) or [B,D] (MLP); t: [B] timesteps (any numeric dtype);
+    /// labels: [B] int64 in [0, num_classes] (num_classes = null), or undefined for unconditional.
+    virtual at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) = 0;
+    virtual const NetworkConfig& config() const = 0;
+    /// Number of trainable parameters.
+    int64_t parameter_count() const;
+};
+using Network = std::shared_ptr<NetworkImpl>;
+
+/// Builds the network that a config describes (freshly initialised), or says what is wrong.
+Result<Network> make_network(const NetworkConfig& config);
+
+/// Sinusoidal embedding of timesteps (Vaswani et al. 2017, as in Ho et al. 2020): [B] -> [B, dim].
+at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_period = 10000.0);
+
+}  // namespace dlab

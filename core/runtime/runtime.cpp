@@ -1,0 +1,66 @@
+#include "core/runtime/runtime.h"
+
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include "core/runtime/version.h"
+
+namespace dlab {
+
+std::string version() { return DLAB_VERSION_STRING; }
+
+int configure_threads(int threads) {
+    int n = threads;
+    if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+    if (n <= 0) n = 1;
+    at::set_num_threads(n);
+    return at::get_num_threads();
+}
+
+RuntimeInfo runtime_info() {
+    RuntimeInfo info;
+    info.torch_version = TORCH_VERSION;
+    info.cuda_available = torch::cuda::is_available();
+    info.cuda_devices = info.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
+    info.intra_op_threads = at::get_num_threads();
+    info.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
+    return info;
+}
+
+Result<c10::Device> select_device(const std::string& request) {
+    const bool cuda = torch::cuda::is_available();
+    if (request.empty() || request == "auto") {
+        return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+    }
+    if (request == "cpu") return c10::Device(c10::kCPU);
+    if (request.rfind("cuda", 0) == 0) {
+        if (!cuda) {
+            return Error{"device '" + request +
+                         "': CUDA is not available (this LibTorch build or machine has no GPU); "
+                         "use --device cpu"};
+        }
+        int index = 0;
+        if (request.size() > 4) {
+            if (request[4] != ':') return Error{"device '" + request + "': expected cuda or cuda:N"};
+            try {
+                size_t used = 0;
+                index = std::stoi(request.substr(5), &used);
+                if (used != request.size() - 5) throw std::invalid_argument("trailing");
+            } catch (const std::exception&) {
+                return Error{"device '" + request + "': expected cuda or cuda:N"};
+            }
+        }
+        const int count = static_cast<int>(torch::cuda::device_count());
+        if (index < 0 || index >= count) {
+            return Error{"device '" + request + "': only " + std::to_string(count) +
+                         " CUDA device(s) present"};
+        }
+        return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+    }
+    return Error{"unknown device '" + request + "': expected auto, cpu, cuda or cuda:N"};
+}
+
+}  // namespace dlab

@@ -1,0 +1,155 @@
+#include "core/sampling/generate.h"
+
+#include <optional>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+namespace dlab {
+
+struct GenerateRun::State {
+    const LoadedModel* model = nullptr;
+    GenerateRequest req;
+    NoiseSchedule schedule;
+    SamplerConfig sampler_config;
+    at::Tensor noise;
+    c10::Device device = c10::kCPU;
+    ModelFn fn;
+    std::shared_ptr<GuidanceControl> control;
+    bool conditional = false;
+    int64_t N = 0, C = 0, steps_per_batch = 0;
+    // The batch being sampled.
+    int64_t start = 0, n = 0, index = 0;
+    std::unique_ptr<Sampler> sampler;
+    Denoiser denoise;
+    std::optional<at::Generator> gen;
+    at::Tensor x;
+    bool in_batch = false;
+    int64_t steps_done = 0;
+    std::vector<at::Tensor> outs;
+
+    explicit State(NoiseSchedule s) : schedule(std::move(s)) {}
+
+    // Sets up the batch at `start`: its sampler, its denoiser (guidance on its labels), its noise.
+    void begin_batch() {
+        n = std::min(req.batch, N - start);
+        sampler = make_sampler(schedule, sampler_config).value();
+        at::Tensor y;
+        if (conditional) y = req.labels.narrow(0, start, n).to(device);
+        const bool null_only = conditional && (y == C).all().item<bool>();
+        RawDenoiser raw = conditional && !null_only ? classifier_free_guidance(fn, y, C, control)
+                                                    : plain_denoiser(fn, y);
+        denoise = make_denoiser(raw, schedule, model->config.prediction);
+        if (req.classifier_grad && req.classifier_scale != 0.0) {
+            const at::Tensor& target = req.classifier_labels.defined() ? req.classifier_labels : req.labels;
+            denoise = add_classifier_guidance(denoise, req.classifier_grad, target.narrow(0, start, n).to(device), control);
+        }
+        // Each batch's fresh noise comes from its own generator: results do not depend on batch order.
+        gen = make_generator(req.seed * 7919ULL + static_cast<uint64_t>(start) + 1);
+        x = noise.narrow(0, start, n).to(device);
+        index = 0;
+        in_batch = true;
+    }
+
+    void end_batch() {
+        if (model->autoencoder && req.decode_latents) {
+            at::NoGradGuard g;
+            Autoencoder ae = model->autoencoder;
+            outs.push_back(ae->decode(x).to(at::kCPU));
+        } else {
+            outs.push_back(x.to(at::kCPU));
+        }
+        x = at::Tensor();
+        sampler.reset();
+        in_batch = false;
+        start += n;
+    }
+};
+
+GenerateRun::GenerateRun(std::unique_ptr<State> state) : s_(std::move(state)) {}
+GenerateRun::~GenerateRun() = default;
+
+Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& model, const GenerateRequest& req) {
+    const ModelConfig& mc = model.config;
+    auto schedule = NoiseSchedule::create(mc.schedule);
+    if (!schedule) return Error{schedule.error()};
+    auto s = std::make_unique<State>(schedule.value());
+    s->model = &model;
+    s->req = req;
+    // Latents are unit-variance, not bounded to [-1, 1]: the predicted x0 is clipped at the
+    // autoencoder's latent bound instead (without any clip, the first steps, where abar is ~0,
+    // multiply the model's small eps error by 1/sqrt(abar) and the chain never recovers).
+    s->sampler_config = req.sampler;
+    if (model.autoencoder) {
+        s->sampler_config.clip_x0 = true;
+        s->sampler_config.clip_value = model.autoencoder->config().latent_clip;
+    }
+    auto probe = make_sampler(s->schedule, s->sampler_config);
+    if (!probe) return Error{probe.error()};
+    s->steps_per_batch = probe.value()->num_steps();
+    const NetworkConfig& nc = mc.network;
+    s->N = req.count;
+    s->C = nc.num_classes;
+    if (s->N < 1 || req.batch < 1) return Error{"generate: count and batch must be positive"};
+    s->conditional = s->C > 0 && req.labels.defined();
+    if (req.classifier_grad && req.classifier_scale != 0.0) {
+        const at::Tensor& target = req.classifier_labels.defined() ? req.classifier_labels : req.labels;
+        if (!target.defined() || target.size(0) != s->N) return Error{"generate: classifier guidance needs a target class per sample"};
+        if ((target < 0).any().item<bool>()) return Error{"generate: negative target class"};
+    }
+    const std::vector<int64_t> shape = nc.kind == NetworkKind::UNet
+                                           ? std::vector<int64_t>{s->N, nc.in_channels, nc.image_size, nc.image_size}
+                                           : std::vector<int64_t>{s->N, nc.in_channels};
+    at::Generator gen = make_generator(req.seed);
+    s->noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    s->device = model.network->parameters().front().device();
+    Network net = model.network;
+    s->fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+    s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
+    return std::unique_ptr<GenerateRun>(new GenerateRun(std::move(s)));
+}
+
+bool GenerateRun::done() const { return s_->start >= s_->N; }
+
+int64_t GenerateRun::steps_done() const { return s_->steps_done; }
+
+int64_t GenerateRun::total_steps() const {
+    return ((s_->N + s_->req.batch - 1) / s_->req.batch) * s_->steps_per_batch;
+}
+
+void GenerateRun::step(const GenerateStepHook& on_step) {
+    if (done()) return;
+    State& s = *s_;
+    if (!s.in_batch) s.begin_batch();
+    {
+        c10::NoGradGuard no_grad;
+        const int64_t total = s.sampler->num_steps();
+        StepOutput out = s.sampler->step(s.index, s.x, s.denoise, *s.gen);
+        if (on_step) {
+            on_step(s.start, s.n,
+                    StepInfo{s.index, total, s.sampler->timesteps()[static_cast<size_t>(s.index)], s.x, out.x0,
+                             out.eps, out.x_prev});
+        }
+        s.x = out.x_prev;
+        ++s.index;
+        ++s.steps_done;
+        if (s.index < total) return;
+    }
+    s.end_batch();
+}
+
+at::Tensor GenerateRun::result() const { return s_->outs.empty() ? at::Tensor() : at::cat(s_->outs, 0); }
+
+Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req, const GenerateStepHook& on_step) {
+    auto run = GenerateRun::create(model, req);
+    if (!run) return Error{run.error()};
+    GenerateRun& r = *run.value();
+    while (!r.done()) {
+        if (req.cancel && req.cancel->load(std::memory_order_relaxed)) return Error{"cancelled"};
+        r.step(on_step);
+    }
+    return r.result();
+}
+
+}  // namespace dlab

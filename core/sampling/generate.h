@@ -1,0 +1,66 @@
+#pragma once
+// Batched sampling from a loaded model: the unrolled chain for many samples, with classifier-free
+// guidance, reproducible from a seed (noise drawn on the CPU).
+
+#include <atomic>
+#include <functional>
+#include <memory>
+
+#include "core/guidance/guidance.h"
+#include "core/io/model_io.h"
+#include "core/sampling/sampler.h"
+
+namespace dlab {
+
+/// What to generate.
+struct GenerateRequest {
+    SamplerConfig sampler;
+    at::Tensor labels;          ///< [N] int64 class per sample (num_classes = null); undefined: unconditional
+    int64_t count = 0;          ///< N
+    double guidance = 1.0;      ///< classifier-free scale (ignored for unconditional requests)
+    ClassifierGradFn classifier_grad;  ///< classifier guidance (noisy_classifier.h); empty: off
+    double classifier_scale = 0.0;     ///< its scale c (0: off)
+    at::Tensor classifier_labels;      ///< [N] target classes; undefined: `labels`
+    uint64_t seed = 0;
+    int64_t batch = 256;        ///< samples per chain
+    const std::atomic<bool>* cancel = nullptr;  ///< checked before every step
+    bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
+};
+
+/// Per-call hooks: step reports of each batch's chain (batch start index, step info).
+using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;
+
+/// A generation run advanced one sampler step at a time, so that a job can interleave it with
+/// other work (the lab's batch grids and sweeps); generate() is such a run driven to the end. The
+/// batches are chained one after the other; each batch's fresh noise comes from its own generator,
+/// so results do not depend on how the steps are scheduled. The model must outlive the run.
+class GenerateRun {
+public:
+    /// Checks the request (sampler settings, count, batch) and draws the starting noise.
+    static Result<std::unique_ptr<GenerateRun>> create(const LoadedModel& model, const GenerateRequest& request);
+    ~GenerateRun();
+
+    /// Whether every batch has been sampled (and decoded).
+    bool done() const;
+    /// One sampler step of the current batch (a latent batch is decoded after its last step);
+    /// `on_step` gets (batch start, batch size, the step's report). Throws on LibTorch errors.
+    void step(const GenerateStepHook& on_step = {});
+    /// Chain steps done and in all, over every batch.
+    int64_t steps_done() const;
+    int64_t total_steps() const;
+    /// The N samples on the CPU (after done()).
+    at::Tensor result() const;
+
+private:
+    struct State;
+    explicit GenerateRun(std::unique_ptr<State> state);
+    std::unique_ptr<State> s_;
+};
+
+/// Generates N samples; returns them on the CPU in model space ([-1, 1] for images; for a latent
+/// model the decoded images unless decode_latents is false). A cancelled
+/// request returns the error "cancelled".
+Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& request,
+                            const GenerateStepHook& on_step = {});
+
+}  // namespace dlab

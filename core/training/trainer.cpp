@@ -1,0 +1,504 @@
+#include "core/training/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include "core/io/atomic_file.h"
+#include "core/training/losses.h"
+#include "core/sampling/sampler.h"
+#include "core/forward/schedule.h"
+
+namespace dlab {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+json to_json(const TrainConfig& c) {
+    return json{{"steps", c.steps}, {"batch", c.batch}, {"lr", c.lr},
+                {"weight_decay", c.weight_decay}, {"warmup", c.warmup}, {"grad_clip", c.grad_clip},
+                {"ema_decay", c.ema_decay}, {"p_uncond", c.p_uncond},
+                {"min_snr_gamma", c.min_snr_gamma}, {"hflip", c.hflip}, {"seed", c.seed},
+                {"vlb_weight", c.vlb_weight}, {"bf16", c.bf16},
+                {"checkpoint_every", c.checkpoint_every}, {"log_every", c.log_every}};
+}
+
+TrainConfig train_config_from_json(const json& j) {
+    TrainConfig c;
+    c.steps = j.value("steps", c.steps);
+    c.batch = j.value("batch", c.batch);
+    c.lr = j.value("lr", c.lr);
+    c.weight_decay = j.value("weight_decay", c.weight_decay);
+    c.warmup = j.value("warmup", c.warmup);
+    c.grad_clip = j.value("grad_clip", c.grad_clip);
+    c.ema_decay = j.value("ema_decay", c.ema_decay);
+    c.p_uncond = j.value("p_uncond", c.p_uncond);
+    c.min_snr_gamma = j.value("min_snr_gamma", c.min_snr_gamma);
+    c.hflip = j.value("hflip", c.hflip);
+    c.vlb_weight = j.value("vlb_weight", c.vlb_weight);
+    c.bf16 = j.value("bf16", c.bf16);
+    c.seed = j.value("seed", c.seed);
+    c.checkpoint_every = j.value("checkpoint_every", c.checkpoint_every);
+    c.log_every = j.value("log_every", c.log_every);
+    return c;
+}
+
+Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
+    if (!j.is_object()) return Status::failure("settings: the file must hold a JSON object");
+    auto check_keys = [](const json& obj, const std::string& where, std::initializer_list<const char*> known) -> Status {
+        if (!obj.is_object()) return Status::failure("settings: \"" + where + "\" must be an object");
+        for (auto it = obj.begin(); it != obj.end(); ++it) {
+            bool ok = false;
+            for (const char* k : known) ok = ok || it.key() == k;
+            if (!ok) return Status::failure("settings: unknown key \"" + it.key() + "\" in \"" + where + "\"");
+        }
+        return Status::success();
+    };
+    if (auto st = check_keys(j, "top level", {"network", "schedule", "prediction", "training"}); !st) return st;
+    try {
+        if (j.contains("network")) {
+            const json& n = j["network"];
+            if (auto st = check_keys(n, "network", {"base_channels", "channel_mult", "num_res_blocks", "attention_resolutions",
+                                                     "attention_heads", "dropout", "groups", "mlp_hidden", "mlp_layers",
+                                                     "learn_sigma"}); !st)
+                return st;
+            NetworkConfig& c = mc.network;
+            c.base_channels = n.value("base_channels", c.base_channels);
+            c.channel_mult = n.value("channel_mult", c.channel_mult);
+            c.num_res_blocks = n.value("num_res_blocks", c.num_res_blocks);
+            c.attention_resolutions = n.value("attention_resolutions", c.attention_resolutions);
+            c.attention_heads = n.value("attention_heads", c.attention_heads);
+            c.dropout = n.value("dropout", c.dropout);
+            c.groups = n.value("groups", c.groups);
+            c.mlp_hidden = n.value("mlp_hidden", c.mlp_hidden);
+            c.mlp_layers = n.value("mlp_layers", c.mlp_layers);
+            c.learn_sigma = n.value("learn_sigma", c.learn_sigma);
+        }
+        if (j.contains("schedule")) {
+            const json& s = j["schedule"];
+            if (auto st = check_keys(s, "schedule", {"kind", "timesteps", "beta_start", "beta_end", "cosine_s", "max_beta",
+                                                      "rescale_to_T", "zero_terminal_snr"}); !st)
+                return st;
+            ScheduleConfig& c = mc.schedule;
+            if (s.contains("kind")) {
+                const auto k = parse_schedule_kind(s["kind"].get<std::string>());
+                if (!k) return Status::failure("settings: unknown schedule \"" + s["kind"].get<std::string>() + "\"");
+                c.kind = *k;
+            }
+            c.timesteps = s.value("timesteps", c.timesteps);
+            c.beta_start = s.value("beta_start", c.beta_start);
+            c.beta_end = s.value("beta_end", c.beta_end);
+            c.cosine_s = s.value("cosine_s", c.cosine_s);
+            c.max_beta = s.value("max_beta", c.max_beta);
+            c.rescale_to_T = s.value("rescale_to_T", c.rescale_to_T);
+            c.zero_terminal_snr = s.value("zero_terminal_snr", c.zero_terminal_snr);
+        }
+        if (j.contains("prediction")) {
+            const auto p = parse_prediction_type(j["prediction"].get<std::string>());
+            if (!p) return Status::failure("settings: unknown prediction \"" + j["prediction"].get<std::string>() + "\"");
+            mc.prediction = *p;
+        }
+        if (j.contains("training")) {
+            const json& t = j["training"];
+            if (auto st = check_keys(t, "training", {"steps", "batch", "lr", "weight_decay", "warmup", "grad_clip",
+                                                      "ema_decay", "p_uncond", "min_snr_gamma", "hflip", "seed",
+                                                      "checkpoint_every", "log_every", "vlb_weight", "bf16"}); !st)
+                return st;
+            json merged = to_json(tc);
+            for (auto it = t.begin(); it != t.end(); ++it) merged[it.key()] = it.value();
+            tc = train_config_from_json(merged);
+        }
+    } catch (const json::exception& e) {
+        return Status::failure(std::string("settings: a value has the wrong type (") + e.what() + ")");
+    }
+    if (auto st = mc.network.validate(); !st) return st;
+    return Status::success();
+}
+
+namespace {
+
+// AdamW (Loshchilov & Hutter 2019) kept here so that its state is plain named tensors that the
+// checkpoint saves and restores exactly. The multi-tensor (_foreach) kernels update all parameters
+// in a few launches, which matters on the GPU where a small UNet is launch-bound.
+struct AdamW {
+    std::vector<at::Tensor> params, m, v;
+    double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    void init(const std::vector<at::Tensor>& ps) {
+        params = ps;
+        for (const auto& p : ps) {
+            m.push_back(at::zeros_like(p));
+            v.push_back(at::zeros_like(p));
+        }
+    }
+    void step(int64_t t, double lr, double wd) {
+        torch::NoGradGuard g;
+        const double c1 = 1 - std::pow(b1, double(t)), c2 = 1 - std::pow(b2, double(t));
+        std::vector<at::Tensor> grads;
+        grads.reserve(params.size());
+        for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
+        at::_foreach_mul_(m, b1);
+        at::_foreach_add_(m, grads, 1 - b1);
+        at::_foreach_mul_(v, b2);
+        at::_foreach_addcmul_(v, grads, grads, 1 - b2);
+        if (wd > 0) at::_foreach_mul_(params, 1 - lr * wd);
+        std::vector<at::Tensor> denom = at::_foreach_sqrt(v);
+        at::_foreach_div_(denom, std::sqrt(c2));
+        at::_foreach_add_(denom, eps);
+        at::_foreach_addcdiv_(params, m, denom, -lr / c1);  // p -= lr m_hat / (sqrt(v_hat) + eps)
+    }
+};
+
+// Scales all gradients so that their global L2 norm is at most max_norm.
+void clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
+    std::vector<at::Tensor> grads;
+    for (const auto& p : params)
+        if (p.grad().defined()) grads.push_back(p.grad());
+    if (grads.empty()) return;
+    const at::Tensor total = at::stack(at::_foreach_norm(grads, 2)).norm();
+    const double norm = total.item<double>();
+    if (std::isfinite(norm) && norm > max_norm) at::_foreach_mul_(grads, max_norm / (norm + 1e-6));
+}
+
+// bf16 autocast of CUDA ops for one scope (LibTorch 2.4 renamed the calls; 1.13 has the old ones).
+class CudaBf16Autocast {
+public:
+    explicit CudaBf16Autocast(bool on) : on_(on) {
+        if (!on_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+        at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+        at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+        at::autocast::set_enabled(true);
+#endif
+        at::autocast::increment_nesting();
+    }
+    ~CudaBf16Autocast() {
+        if (!on_) return;
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+        at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+        at::autocast::set_enabled(false);
+#endif
+    }
+    CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+    CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+private:
+    bool on_;
+};
+
+std::string checkpoint_path(const std::string& dir) { return dir + "/checkpoint.safetensors"; }
+
+// Keeps the loss log consistent with a resumed checkpoint: rows past `step` are dropped.
+void truncate_log(const std::string& path, int64_t step) {
+    std::ifstream in(path);
+    if (!in) return;
+    std::string line, kept;
+    std::getline(in, line);
+    kept = line + "\n";
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        if (std::stoll(line.substr(0, line.find(','))) <= step) kept += line + "\n";
+    }
+    write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+const std::vector<std::string>& size_presets() {
+    static const std::vector<std::string> names{"tiny", "small", "large"};
+    return names;
+}
+
+Status apply_size_preset(const std::string& preset, NetworkConfig& n) {
+    if (preset == "tiny") {
+        n.base_channels = 16;
+        n.num_res_blocks = 1;
+        n.mlp_hidden = 64;
+        n.mlp_layers = 2;
+    } else if (preset == "small") {
+        n.base_channels = 32;
+        n.num_res_blocks = 1;
+        n.mlp_hidden = 128;
+        n.mlp_layers = 3;
+    } else if (preset == "large") {
+        n.base_channels = 64;
+        n.num_res_blocks = 2;
+        n.mlp_hidden = 256;
+        n.mlp_layers = 4;
+    } else {
+        return Status::failure("unknown model size '" + preset + "' (tiny, small or large)");
+    }
+    return Status::success();
+}
+
+void shape_network_for_data(const LabelledData& data, NetworkConfig& n) {
+    if (data.x.dim() == 4) {
+        n.kind = NetworkKind::UNet;
+        n.in_channels = data.x.size(1);
+        n.image_size = data.x.size(2);
+        n.attention_resolutions = {n.image_size / 4};
+    } else {
+        n.kind = NetworkKind::Mlp;
+        n.in_channels = data.x.size(1);
+        n.dropout = 0;
+    }
+    n.num_classes = data.num_classes;
+}
+
+Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledData& data,
+                          c10::Device device, const std::string& out_dir, bool resume,
+                          const TrainHooks& hooks) {
+    if (tc.steps < 1 || tc.batch < 1) return Error{"train: steps and batch must be positive"};
+    if (!(tc.lr > 0) || !std::isfinite(tc.lr)) return Error{"train: the learning rate must be positive"};
+    if (!(tc.p_uncond >= 0 && tc.p_uncond < 1)) return Error{"train: p_uncond must be in [0, 1)"};
+    if (data.x.size(0) < 1) return Error{"train: the dataset is empty"};
+    if (tc.bf16 && !device.is_cuda())
+        return Error{"train: bf16 autocast needs a CUDA device (this run is on " + device.str() + ")"};
+    if (mc.network.learn_sigma && !(tc.vlb_weight >= 0))
+        return Error{"train: the VLB weight of the hybrid loss must be >= 0"};
+    auto schedule_r = NoiseSchedule::create(mc.schedule);
+    if (!schedule_r) return Error{"train: " + schedule_r.error()};
+    const NoiseSchedule& schedule = schedule_r.value();
+    if (mc.network.num_classes != data.num_classes && mc.network.num_classes != 0)
+        return Error{"train: the network has " + std::to_string(mc.network.num_classes) +
+                     " classes but the dataset has " + std::to_string(data.num_classes)};
+    at::manual_seed(tc.seed);  // the initial weights depend on the seed alone
+    auto net_r = make_network(mc.network);
+    if (!net_r) return Error{"train: " + net_r.error()};
+    auto ema_r = make_network(mc.network);
+    Network net = net_r.value(), ema = ema_r.value();
+    {
+        torch::NoGradGuard g;
+        auto src = net->parameters();
+        auto dst = ema->parameters();
+        for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+    }
+    std::error_code ec;
+    fs::create_directories(out_dir, ec);
+    if (ec) return Error{out_dir + ": cannot create the run folder: " + ec.message()};
+
+    mc.dataset = data.name;
+    mc.class_names = data.class_names;
+    AdamW opt;
+    opt.init(net->parameters());
+    int64_t step = 0;
+    const std::string ckpt = checkpoint_path(out_dir);
+    const std::string log_path = out_dir + "/loss.csv";
+    if (resume) {
+        auto file = load_safetensors(ckpt);
+        if (!file) return Error{"resume: " + file.error()};
+        if (auto st = load_network_tensors(file.value(), "model.", *net, ckpt); !st) return Error{st.error()};
+        if (auto st = load_network_tensors(file.value(), "ema.", *ema, ckpt); !st) return Error{st.error()};
+        torch::NoGradGuard g;
+        auto names = net->named_parameters();
+        for (size_t i = 0; i < names.size(); ++i) {
+            auto m = file->tensors.find("adam_m." + names[i].key());
+            auto v = file->tensors.find("adam_v." + names[i].key());
+            if (m == file->tensors.end() || v == file->tensors.end())
+                return Error{ckpt + ": optimizer state for '" + names[i].key() + "' is missing"};
+            opt.m[i].copy_(m->second);
+            opt.v[i].copy_(v->second);
+        }
+        step = std::stoll(file->metadata.at("step"));
+        truncate_log(log_path, step);
+    } else {
+        write_file_atomic(log_path, "step,loss,lr,images_per_s\n");
+    }
+    net->to(device);
+    ema->to(device);
+    // The optimizer's tensors follow the parameters to the device.
+    opt.params = net->parameters();
+    for (auto& t : opt.m) t = t.to(device);
+    for (auto& t : opt.v) t = t.to(device);
+
+    const at::Tensor images = data.x.to(device);
+    const at::Tensor labels = data.labels.to(device);
+    const at::Tensor sqrt_ab = schedule.alpha_bars().sqrt().to(device, at::kFloat);
+    const at::Tensor sqrt_1mab = (1.0 - schedule.alpha_bars()).sqrt().to(device, at::kFloat);
+    const at::Tensor snr = schedule.snr().to(device, at::kFloat);
+    // Hybrid loss tables (float32 on the device): posterior coefficients and the two log variances.
+    const at::Tensor coef_x0 = schedule.posterior_mean_coef_x0().to(device, at::kFloat);
+    const at::Tensor coef_xt = schedule.posterior_mean_coef_xt().to(device, at::kFloat);
+    const at::Tensor log_beta = schedule.betas().log().to(device, at::kFloat);
+    const at::Tensor log_beta_tilde = schedule.posterior_log_variance_clipped().to(device, at::kFloat);
+    const int64_t N = images.size(0), B = tc.batch, T = schedule.timesteps();
+    const int64_t null_class = mc.network.num_classes;
+    std::vector<int64_t> bshape(static_cast<size_t>(images.dim()), 1);
+    bshape[0] = B;
+
+    auto save_checkpoint = [&]() -> Status {
+        TensorFile file;
+        add_network_tensors(file, "model.", *net);
+        add_network_tensors(file, "ema.", *ema);
+        auto names = net->named_parameters();
+        for (size_t i = 0; i < names.size(); ++i) {
+            file.tensors["adam_m." + names[i].key()] = opt.m[i];
+            file.tensors["adam_v." + names[i].key()] = opt.v[i];
+        }
+        json training = to_json(tc);
+        training["steps_done"] = step;
+        mc.training = training;
+        file.metadata["dlab"] = to_json(mc).dump();
+        file.metadata["step"] = std::to_string(step);
+        return save_safetensors(ckpt, file);
+    };
+
+    std::vector<at::Tensor> ema_params = ema->parameters();
+    net->train();
+    TrainResult result;
+    std::string log_rows;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto window_start = t0;
+    int64_t window_images = 0, images_this_call = 0;
+    double last_ips = 0;
+    auto cancelled = [&] { return hooks.cancel && hooks.cancel->load(); };
+    while (step < tc.steps) {
+        if (hooks.pause && hooks.pause->load() && !cancelled()) {
+            const auto paused_at = std::chrono::steady_clock::now();
+            while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            window_start += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
+        }
+        if (cancelled()) {
+            result.cancelled = true;
+            break;
+        }
+        // Every random choice of step k comes from (seed, k): resuming reproduces the same run.
+        const uint64_t k = tc.seed * 1000003ULL + static_cast<uint64_t>(step);
+        at::manual_seed(k);  // dropout
+        at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
+        const auto i64 = at::TensorOptions().dtype(at::kLong);
+        const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
+        const at::Tensor t = at::randint(T, {B}, gen, i64).to(device);
+        at::Tensor x0 = images.index_select(0, idx);
+        const at::Tensor eps = at::randn(x0.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
+        const at::Tensor drop = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < tc.p_uncond).to(device);
+        const at::Tensor flip = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < 0.5).to(device);
+        if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({B, 1, 1, 1}), x0.flip({3}), x0);
+        at::Tensor y;
+        if (null_class > 0) {
+            const at::Tensor y0 = labels.index_select(0, idx);
+            y = at::where(drop, at::full_like(y0, null_class), y0);
+        }
+        const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
+        const at::Tensor xt = a * x0 + s * eps;
+        at::Tensor target = mc.prediction == PredictionType::Eps ? eps
+                            : mc.prediction == PredictionType::X0 ? x0
+                                                                  : a * eps - s * x0;
+        at::Tensor full_out;
+        {
+            CudaBf16Autocast autocast(tc.bf16);
+            full_out = net->forward(xt, t, y);
+        }
+        full_out = full_out.to(at::kFloat);
+        const int64_t C = x0.size(1);
+        const at::Tensor out = full_out.narrow(1, 0, C);
+        at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
+        if (tc.min_snr_gamma > 0) {
+            const at::Tensor r = snr.index_select(0, t);
+            const at::Tensor w = mc.prediction == PredictionType::Eps ? at::clamp_max(r, tc.min_snr_gamma) / r
+                                 : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
+                                                                      : at::clamp_max(r, tc.min_snr_gamma);
+            per = per * w;
+        }
+        if (mc.network.learn_sigma) {
+            // L_vlb term (bits per dimension) trains only the variance: the mean is detached.
+            const X0Eps pred = schedule.split_prediction(mc.prediction, out.detach(), xt, t);
+            const at::Tensor cx0 = coef_x0.index_select(0, t).view(bshape);
+            const at::Tensor cxt = coef_xt.index_select(0, t).view(bshape);
+            const at::Tensor mean_q = cx0 * x0 + cxt * xt;
+            const at::Tensor mean_p = cx0 * pred.x0 + cxt * xt;
+            const at::Tensor lv_q = log_beta_tilde.index_select(0, t).view(bshape);
+            const at::Tensor lv_p = learned_log_variance(full_out.narrow(1, C, C),
+                                                         log_beta.index_select(0, t).view(bshape), lv_q);
+            const at::Tensor kl = normal_kl(mean_q, lv_q, mean_p, lv_p).flatten(1).mean(1);
+            // Decoder term at t = 0: images are 8-bit data (discretised); points are continuous.
+            const at::Tensor nll = (x0.dim() == 4 ? -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * lv_p)
+                                                  : 0.5 * (std::log(2.0 * M_PI) + lv_p + (x0 - mean_p).pow(2) * at::exp(-lv_p)))
+                                       .flatten(1).mean(1);
+            const at::Tensor vlb = at::where(t == 0, nll, kl) / std::log(2.0);
+            // L_vlb = T E_t[L_t]: weight w on the whole bound is w * T on one sampled term.
+            per = per + tc.vlb_weight * double(T) * vlb;
+        }
+        const at::Tensor loss = per.mean();
+        net->zero_grad();
+        loss.backward();
+        const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
+        if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
+        const double lr = tc.lr * std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
+        opt.step(step + 1, lr, tc.weight_decay);
+        {
+            torch::NoGradGuard g;
+            const double d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
+            at::_foreach_mul_(ema_params, d);
+            at::_foreach_add_(ema_params, opt.params, 1 - d);
+        }
+        ++step;
+        window_images += B;
+        images_this_call += B;
+        if (log_now) {
+            const double l = loss.item<double>();  // syncs with the device only when logging
+            if (!std::isfinite(l)) {
+                return Error{"training stopped at step " + std::to_string(step) + ": the loss is " +
+                             (std::isnan(l) ? "NaN" : "infinite") +
+                             "; the last good checkpoint is kept in " + ckpt +
+                             " (try a lower learning rate)"};
+            }
+            const auto now = std::chrono::steady_clock::now();
+            const double secs = std::chrono::duration<double>(now - window_start).count();
+            last_ips = secs > 0 ? double(window_images) / secs : 0;
+            window_start = now;
+            window_images = 0;
+            result.last_loss = l;
+            std::ostringstream row;
+            row << step << ',' << l << ',' << lr << ',' << last_ips << '\n';
+            log_rows += row.str();
+            if (hooks.on_progress) {
+                const double eta = last_ips > 0 ? double(tc.steps - step) * double(B) / last_ips : 0;
+                hooks.on_progress(TrainProgress{step, tc.steps, l, lr, last_ips, eta});
+            }
+        }
+        if (hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
+            const auto snap_start = std::chrono::steady_clock::now();
+            ema->eval();
+            {
+                torch::NoGradGuard g;
+                hooks.on_snapshot(step, mc, ema);
+            }
+            window_start += std::chrono::steady_clock::now() - snap_start;
+        }
+        if (step % tc.checkpoint_every == 0 || step == tc.steps) {
+            if (auto st = save_checkpoint(); !st) return Error{st.error()};
+            std::ofstream(log_path, std::ios::app) << log_rows;
+            log_rows.clear();
+        }
+    }
+    if (!log_rows.empty() && !result.cancelled) std::ofstream(log_path, std::ios::app) << log_rows;
+    if (result.cancelled) {
+        // Keep what was reached: a checkpoint at the current step.
+        if (auto st = save_checkpoint(); !st) return Error{st.error()};
+        std::ofstream(log_path, std::ios::app) << log_rows;
+    }
+    json training = to_json(tc);
+    training["steps_done"] = step;
+    training["device"] = device.str();
+    mc.training = training;
+    // The model file for sampling holds the EMA weights only (the checkpoint keeps both).
+    if (auto st = save_model(out_dir + "/model.safetensors", mc, *ema); !st) return Error{st.error()};
+    result.steps_done = step;
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result.images_per_s = result.seconds > 0 ? double(images_this_call) / result.seconds : 0;
+    return result;
+}
+
+}  // namespace dlab

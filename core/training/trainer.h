@@ -1,0 +1,97 @@
+#pragma once
+// core/training/ -- learning to denoise. The trainer (noise-prediction loss with eps/x0/v targets,
+// min-SNR weighting, the hybrid loss with a learned variance, label dropout for classifier-free
+// guidance, AdamW, EMA, atomic checkpoints and exact resume) and the variational-bound terms
+// (`losses.h`: Gaussian KLs, the discretised decoder likelihood, the learned-variance mix).
+//
+// The trainer: L_simple (Ho et al. 2020) with eps, x0 or v targets, optional min-SNR weighting,
+// the hybrid loss L_simple + 0.001 L_vlb for networks with a learned variance (Nichol & Dhariwal 2021),
+// bf16 autocast on CUDA,
+// classifier-free label dropout, AdamW with warm-up and gradient clipping, EMA weights, atomic
+// periodic checkpoints and exact resume (every step's randomness is derived from seed and step).
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include "core/data/datasets.h"
+#include "core/io/model_io.h"
+#include "core/runtime/result.h"
+
+namespace dlab {
+
+/// Optimisation settings; saved in the checkpoint.
+struct TrainConfig {
+    int64_t steps = 10000;
+    int64_t batch = 128;
+    double lr = 2e-4;
+    double weight_decay = 0.0;
+    int64_t warmup = 200;            ///< linear learning-rate warm-up steps
+    double grad_clip = 1.0;          ///< max global gradient norm (0: off)
+    double ema_decay = 0.999;
+    double p_uncond = 0.1;           ///< probability of the null class (classifier-free guidance)
+    double min_snr_gamma = 0.0;      ///< min-SNR-gamma loss weighting (0: off; 5 is usual)
+    bool hflip = false;              ///< random horizontal flips
+    double vlb_weight = 0.001;       ///< hybrid loss (networks with learn_sigma): L_simple + w L_vlb
+    bool bf16 = false;               ///< bf16 autocast of the forward pass (CUDA only)
+    uint64_t seed = 0;
+    int64_t checkpoint_every = 1000;
+    int64_t log_every = 100;
+};
+nlohmann::json to_json(const TrainConfig& c);
+TrainConfig train_config_from_json(const nlohmann::json& j);
+
+/// Applies a JSON settings file over `model` and `train`: any of the keys "network" (an object of
+/// NetworkConfig fields), "schedule" (ScheduleConfig fields, "kind" by name), "prediction", and
+/// "training" (TrainConfig fields). Absent keys keep their values; an unknown key or a value of the
+/// wrong type is an error naming it.
+Status apply_settings_json(const nlohmann::json& j, ModelConfig& model, TrainConfig& train);
+
+/// A progress report.
+struct TrainProgress {
+    int64_t step = 0, total = 0;
+    double loss = 0, lr = 0, images_per_s = 0, eta_s = 0;
+};
+
+/// Per-call hooks: progress reports, a cancel flag checked every step, a pause flag (the loop
+/// waits between two steps while it is set, still honouring cancel), and snapshots of the EMA
+/// network every `snapshot_every` steps (and at the last step), e.g. to draw a sample grid. The
+/// snapshot network is in eval mode on the training device; its time is left out of images/s.
+struct TrainHooks {
+    std::function<void(const TrainProgress&)> on_progress;
+    const std::atomic<bool>* cancel = nullptr;
+    const std::atomic<bool>* pause = nullptr;
+    int64_t snapshot_every = 0;
+    std::function<void(int64_t step, const ModelConfig& config, Network ema)> on_snapshot;
+};
+
+struct TrainResult {
+    int64_t steps_done = 0;   ///< the step count reached (including resumed steps)
+    bool cancelled = false;
+    double last_loss = 0;
+    double seconds = 0;       ///< wall time of this call
+    double images_per_s = 0;  ///< throughput of this call
+};
+
+/// The network size presets: "tiny", "small" (the bundled default's size) and "large".
+const std::vector<std::string>& size_presets();
+/// Sets the width/depth fields of `net` for a preset (UNet channels and blocks, MLP width); an
+/// unknown name is an error listing the presets.
+Status apply_size_preset(const std::string& preset, NetworkConfig& net);
+/// Fits the network's kind and input shape to the data: images [N,C,H,W] get a UNet of that
+/// channel count and size (attention at 1/4 of the side), points [N,D] an MLP; the class count
+/// follows the data.
+void shape_network_for_data(const LabelledData& data, NetworkConfig& net);
+
+/// Trains a model on `data` into `out_dir` (checkpoint.safetensors, model.safetensors, loss.csv).
+/// With `resume`, continues from out_dir/checkpoint.safetensors. A NaN or Inf loss stops with an
+/// error and leaves the last good checkpoint in place.
+Result<TrainResult> train(ModelConfig model_config, const TrainConfig& config,
+                          const LabelledData& data, c10::Device device, const std::string& out_dir,
+                          bool resume, const TrainHooks& hooks = {});
+
+}  // namespace dlab

@@ -1,0 +1,166 @@
+#include "ui/jobs/chain_job.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "ui/common/tensor_image.h"
+#include "ui/jobs/sampling_worker.h"
+
+namespace dlab::ui {
+
+ReverseChainJob::ReverseChainJob(std::shared_ptr<const LabModel> lab, std::shared_ptr<GuidanceControl> guidance,
+                                 SamplingWorker* worker)
+    : m_lab(std::move(lab)), m_guidance(std::move(guidance)), m_worker(worker) {}
+
+void ReverseChainJob::prepare(const ChainSettings& s) {
+    const ModelConfig& c = m_lab->config();
+    SamplerConfig sc;
+    sc.kind = s.sampler;
+    sc.steps = s.steps;
+    sc.eta = s.sampler == SamplerKind::Ddpm ? 1.0 : s.eta;
+    sc.clip_x0 = m_lab->isImage();
+    if (m_lab->model->autoencoder) sc.clip_value = m_lab->model->autoencoder->config().latent_clip;  // unit-variance latents
+    auto sampler = make_sampler(m_lab->schedule, sc);
+    if (!sampler) throw std::runtime_error(sampler.error());
+    m_sampler = std::move(sampler.value());
+    m_settings = s;
+    m_guidance->set_scale(s.guidance);
+    const int64_t C = c.network.num_classes;
+    at::Tensor y;
+    if (C > 0) y = at::full({1}, s.classIndex < 0 ? C : std::min<int64_t>(s.classIndex, C - 1), at::kLong).to(m_lab->device);
+    Network net = m_lab->model->network;
+    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& l) { return net->forward(x, t, l); };
+    RawDenoiser raw;
+    if (C > 0 && s.classIndex >= 0) {
+        raw = classifier_free_guidance(fn, y, C, m_guidance,
+                                       [this](int64_t, double, const at::Tensor& oc, const at::Tensor& ou) {
+                                           m_outC = oc;
+                                           m_outU = ou;
+                                       });
+    } else {
+        raw = plain_denoiser(fn, y);
+    }
+    m_denoise = make_denoiser(raw, m_lab->schedule, c.prediction);
+    m_guidance->set_classifier_scale(s.classifierScale);
+    if (m_lab->classifierGrad && C > 0 && s.classIndex >= 0) {
+        m_denoise = add_classifier_guidance(m_denoise, m_lab->classifierGrad, y, m_guidance,
+                                            [this](int64_t, double, const at::Tensor& g) { m_grad = g; });
+    }
+}
+
+void ReverseChainJob::begin(const ChainSettings& settings) {
+    prepare(settings);
+    m_gen.emplace(make_generator(settings.seed));
+    const NetworkConfig& n = m_lab->config().network;
+    std::vector<int64_t> shape = n.kind == NetworkKind::UNet
+                                     ? std::vector<int64_t>{1, n.in_channels, n.image_size, n.image_size}
+                                     : std::vector<int64_t>{1, n.in_channels};
+    m_x = at::randn(shape, *m_gen, at::TensorOptions().dtype(at::kFloat)).to(m_lab->device);
+    m_record.clear();
+    m_index = 0;
+}
+
+bool ReverseChainJob::fork(int index, const ChainSettings& settings) {
+    if (!m_sampler || index < 0 || index >= int(m_record.size())) return false;
+    const int64_t t = m_sampler->timesteps()[size_t(index)];
+    const at::Tensor x = m_record[size_t(index)];
+    prepare(settings);
+    // Continue from the first step of the new schedule at or below the recorded t.
+    const auto& ts = m_sampler->timesteps();
+    int start = 0;
+    while (start < int(ts.size()) && ts[size_t(start)] > t) ++start;
+    if (start >= int(ts.size())) start = int(ts.size()) - 1;
+    m_record.assign(size_t(start), at::Tensor());
+    m_index = start;
+    m_x = x.to(m_lab->device);
+    m_gen.emplace(make_generator(settings.seed * 31 + quint64(index) + 1));
+    return true;
+}
+
+bool ReverseChainJob::start() { return hasChain(); }
+
+JobProgress ReverseChainJob::progress() const {
+    return {m_index, m_sampler ? int(m_sampler->num_steps()) : 0};
+}
+
+void ReverseChainJob::finish(bool) {
+    Q_EMIT m_worker->chainStopped(m_index, m_sampler ? int(m_sampler->num_steps()) : 0, m_requestId);
+}
+
+ChainFrame ReverseChainJob::frame(const StepOutput& out, int64_t t, double scale) const {
+    const int total = int(m_sampler->num_steps());
+    const ModelConfig& c = m_lab->config();
+    ChainFrame f;
+    f.index = m_index;
+    f.total = total;
+    f.t = int(t);
+    f.guidance = scale;
+    f.classifierScale = m_grad.defined() ? m_guidance->classifier_scale() : 0.0;
+    if (!m_lab->isImage()) return f;
+    Autoencoder ae = m_lab->model->autoencoder;
+    // Latent models: the latents' channels as images, the predicted x0 decoded each step.
+    auto pixels = [&](const at::Tensor& x) { return ae ? ae->decode(x.unsqueeze(0))[0] : x; };
+    // The conditional and unconditional predictions of a guided step, split into x0 and eps.
+    auto split = [&](const at::Tensor& out) {
+        const at::Tensor tt = at::full({1}, t, at::kLong);
+        return m_lab->schedule.split_prediction(c.prediction, out.narrow(1, 0, m_x.size(1)), m_x, tt);
+    };
+    if (ae) {
+        f.latent = true;
+        f.xt = latentImage(m_x[0]);
+        f.x0Latent = latentImage(out.x0[0]);
+        f.x0 = tensorToImage(pixels(out.x0[0]));
+        f.eps = latentImage(out.eps[0]);
+        f.next = m_index + 1 == total ? tensorToImage(pixels(out.x_prev[0])) : latentImage(out.x_prev[0]);
+        if (m_outC.defined()) {
+            const X0Eps cond = split(m_outC), uncond = split(m_outU);
+            const double bound = ae->config().latent_clip;
+            f.guided = true;
+            f.x0Cond = tensorToImage(pixels(cond.x0[0].clamp(-bound, bound)));
+            f.x0Uncond = tensorToImage(pixels(uncond.x0[0].clamp(-bound, bound)));
+            f.guidanceMap = heatMap(cond.eps[0] - uncond.eps[0]);
+        }
+    } else {
+        if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
+        f.xt = tensorToImage(m_x[0], -1.5, 1.5);
+        f.x0 = tensorToImage(out.x0[0]);
+        f.eps = tensorToImage(out.eps[0], -3.0, 3.0);
+        f.next = tensorToImage(out.x_prev[0]);
+        if (m_outC.defined()) {
+            const X0Eps cond = split(m_outC), uncond = split(m_outU);
+            f.guided = true;
+            f.x0Cond = tensorToImage(cond.x0[0].clamp(-1, 1));
+            f.x0Uncond = tensorToImage(uncond.x0[0].clamp(-1, 1));
+            f.guidanceMap = heatMap(cond.eps[0] - uncond.eps[0]);
+        }
+    }
+    return f;
+}
+
+bool ReverseChainJob::step() {
+    if (!m_sampler) return false;
+    const int total = int(m_sampler->num_steps());
+    if (m_index >= total || m_remaining == 0) return false;
+    c10::NoGradGuard no_grad;
+    try {
+        m_outC = at::Tensor();
+        m_outU = at::Tensor();
+        m_grad = at::Tensor();
+        const int64_t t = m_sampler->timesteps()[size_t(m_index)];
+        const double scale = m_guidance->scale_at(t);
+        const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
+        m_record.resize(size_t(m_index));
+        m_record.push_back(m_x.to(at::kCPU));
+        const ChainFrame f = frame(out, t, scale);
+        m_x = out.x_prev;
+        ++m_index;
+        Q_EMIT m_worker->frameReady(f);
+        if (m_remaining > 0) --m_remaining;
+    } catch (const std::exception& e) {
+        Q_EMIT m_worker->failed(SamplingWorker::tr("Sampling failed: %1").arg(QString::fromUtf8(e.what())));
+        return false;
+    }
+    return m_index < total && m_remaining != 0;
+}
+
+}  // namespace dlab::ui

@@ -1,0 +1,149 @@
+#pragma once
+// The lab's worker: one object on a QThread that owns the loaded model and schedules the lab's
+// jobs (lab_job.h): the reverse chain, the 2-D chain, batch grids, sweeps, VAE samples, and the
+// forward preview. Jobs run a step at a time, one queued event per step, taking turns, so a
+// forward preview lands while a chain plays and the reverse chain and the 2-D chain run side by
+// side. Only value types cross threads (queued signals with QImages and plain structs);
+// stop/cancel and the guidance scale are atomics the GUI sets directly, so the GUI never waits.
+//
+// Rules of the scheduler:
+// - Lanes: the image lane (reverse chain, batch grid, sweep, VAE grid: one job at a time, the
+//   newest request wins and ends the one before) and the 2-D lane (its own request counter, so a
+//   2-D chain never stops the image chain).
+// - A job whose request is no longer the latest, or that was stopped, ends before its next step.
+// - Forward previews go through a one-slot mailbox (the latest request wins) served before every
+//   step of any job.
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include <QImage>
+#include <QObject>
+#include <QString>
+#include <QStringList>
+#include <QVector>
+
+#include "ui/jobs/chain_job.h"
+#include "ui/jobs/forward_job.h"
+#include "ui/jobs/lab_job.h"
+#include "ui/jobs/sweep_job.h"
+#include "ui/jobs/toy_job.h"
+
+namespace dlab::ui {
+
+/// Description of the loaded model.
+struct ModelInfo {
+    QString path, description;
+    QStringList classNames;
+    bool image = true;
+    bool classifierGuidance = false;  ///< a matching noise-aware classifier is available
+    bool latent = false;              ///< latent diffusion (an autoencoder decodes the samples)
+};
+
+class SamplingWorker : public QObject {
+    Q_OBJECT
+public:
+    SamplingWorker();
+    ~SamplingWorker() override;
+
+    /// Live guidance settings (thread-safe): a change applies at the next step.
+    std::shared_ptr<GuidanceControl> guidanceControl() const { return m_guidance; }
+    /// Makes the running image-lane job return before its next step (thread-safe).
+    void requestStop() { m_stop = true; }
+    /// Marks a newer image-lane request: a running job ends at once (thread-safe). Returns its id.
+    int newRequest() { return ++m_latest; }
+    /// The 2-D chain's own request counter (thread-safe): it never stops the image chain.
+    int newToyRequest() { return ++m_latestToy; }
+    /// Queues a forward preview (thread-safe). Requests not yet started are replaced: the latest wins.
+    void requestForward(const dlab::ui::ForwardRequest& request);
+    /// Forward previews computed so far (thread-safe; for tests and benchmarks).
+    int forwardServed() const { return m_forwardServed.load(); }
+
+public Q_SLOTS:
+    void loadModel(const QString& path, const QString& device);
+    /// Starts a new chain from fresh noise and runs `runSteps` steps (-1: to the end).
+    void startChain(const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
+    /// Continues the current chain by n steps (-1: to the end).
+    void runSteps(int n, int requestId);
+    /// Restarts from the recorded x_t of step `index` with new settings (fork from step t).
+    void forkFrom(int index, const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
+    /// Generates `perScale` samples of a class for each guidance scale from the same noise and
+    /// emits them as one grid image, a row (or block) per scale (batch_job.h).
+    void generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
+                      quint64 seed, int requestId);
+    /// A guidance sweep (sweep_job.h): one sweepRow per scale, batchProgress while sampling, then
+    /// sweepFinished.
+    void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, int requestId);
+    /// Latent models: the autoencoder's decoder on latents drawn from N(0, I) (vae_job.h).
+    void generateVaeGrid(int count, quint64 seed, int requestId);
+    /// Starts a 2-D chain (toy model) that runs to the end, one toyFrame per step, unless a newer
+    /// toy request arrives. It does not disturb the loaded model or the image chain.
+    void startToyChain(const dlab::ui::ToyChainRequest& request, int requestId);
+
+Q_SIGNALS:
+    void modelLoaded(const dlab::ui::ModelInfo& info);
+    void frameReady(const dlab::ui::ChainFrame& frame);
+    /// The chain of request `requestId` stopped: `done` steps of `total` are recorded; finished
+    /// when done == total.
+    void chainStopped(int done, int total, int requestId);
+    void failed(const QString& message);
+    /// A batch grid is ready; `title` describes it.
+    void gridReady(const QImage& grid, const QString& title);
+    /// Progress of a batch job: done of total chain steps.
+    void batchProgress(int done, int total);
+    void sweepRow(const dlab::ui::SweepRow& row);
+    /// The sweep ended (`completed` false when cancelled or failed); `floor` describes the
+    /// real-vs-real FID at the same N.
+    void sweepFinished(bool completed, const QString& floor);
+    /// A forward preview is ready (the latest request at the time it started).
+    void forwardReady(const dlab::ui::ForwardResult& result);
+    /// One step of a 2-D chain (the last one carries the final points).
+    void toyFrame(const dlab::ui::ToyFrame& frame, int requestId);
+    /// A 2-D chain could not start or failed; `requestId` says which.
+    void toyFailed(const QString& message, int requestId);
+
+private:
+    enum Lane { ImageLane = 0, ToyLane = 1, kLanes = 2 };
+    struct Slot {
+        std::shared_ptr<LabJob> job;
+        std::function<bool()> stale;  ///< true when the job's request was stopped or superseded
+    };
+    /// Ends the lane's job (if any) and starts `job` there; it then runs a step per event.
+    void schedule(Lane lane, std::shared_ptr<LabJob> job, std::function<bool()> stale);
+    /// Takes a job out of its lane and lets it report its end.
+    void end(Lane lane, bool completed);
+    /// One scheduler event: the pending forward preview, then one step of the next job in turn.
+    void pump();
+    void postPump();
+    /// Schedules the current chain for n steps (-1: to the end) on behalf of `requestId`.
+    void runChain(int n, int requestId);
+    /// An image-lane job of request `requestId`: stale once stopped or superseded.
+    std::function<bool()> imageStale(int requestId);
+    /// Computes the pending forward preview, if any.
+    void serveForward();
+    ModelImageShape modelImageShape() const;
+
+    std::shared_ptr<const LabModel> m_lab;
+    std::shared_ptr<GuidanceControl> m_guidance;
+    std::shared_ptr<ReverseChainJob> m_chain;  // the current chain, kept to continue or fork it
+    std::shared_ptr<ToyChainJob> m_toy;        // kept between requests (it caches its model)
+    std::array<Slot, kLanes> m_lanes;
+    int m_turn = 0;             // the lane whose job steps next
+    bool m_pumpPosted = false;  // a pump event is queued
+    std::atomic<bool> m_stop{false};
+    std::atomic<int> m_latest{0};
+    std::atomic<int> m_latestToy{0};
+    ForwardJob m_forward;
+    std::mutex m_forwardMutex;
+    std::optional<ForwardRequest> m_forwardPending;  // guarded by m_forwardMutex
+    bool m_forwardPosted = false;                     // guarded: a serve event is queued
+    std::atomic<int> m_forwardServed{0};
+};
+
+}  // namespace dlab::ui
+
+Q_DECLARE_METATYPE(dlab::ui::ModelInfo)

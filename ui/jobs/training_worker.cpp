@@ -1,0 +1,182 @@
+#include "ui/jobs/training_worker.h"
+
+#include <cmath>
+
+#include <QDir>
+#include <QJsonDocument>
+#include <QSaveFile>
+
+#include <torch/torch.h>
+
+#include "core/sampling/generate.h"
+#include "core/runtime/runtime.h"
+#include "core/forward/schedule.h"
+#include "core/training/trainer.h"
+#include "imaging/image_folder.h"
+#include "imaging/image_io.h"
+#include "ui/common/tensor_image.h"
+
+namespace dlab::ui {
+
+QJsonObject TrainingRequest::toJson() const {
+    return QJsonObject{{QStringLiteral("dataset"), dataset},
+                       {QStringLiteral("image_size"), imageSize},
+                       {QStringLiteral("channels"), channels},
+                       {QStringLiteral("size"), sizePreset},
+                       {QStringLiteral("schedule"), schedule},
+                       {QStringLiteral("prediction"), prediction},
+                       {QStringLiteral("steps"), double(steps)},
+                       {QStringLiteral("batch"), double(batch)},
+                       {QStringLiteral("lr"), lr},
+                       {QStringLiteral("device"), device},
+                       {QStringLiteral("seed"), QString::number(seed)},
+                       {QStringLiteral("sample_every"), sampleEvery},
+                       {QStringLiteral("log_every"), logEvery},
+                       {QStringLiteral("checkpoint_every"), checkpointEvery},
+                       {QStringLiteral("out"), outDir}};
+}
+
+TrainingRequest TrainingRequest::fromJson(const QJsonObject& o) {
+    TrainingRequest r;
+    r.dataset = o.value(QStringLiteral("dataset")).toString(r.dataset);
+    r.imageSize = o.value(QStringLiteral("image_size")).toInt(r.imageSize);
+    r.channels = o.value(QStringLiteral("channels")).toInt(r.channels);
+    r.sizePreset = o.value(QStringLiteral("size")).toString(r.sizePreset);
+    r.schedule = o.value(QStringLiteral("schedule")).toString(r.schedule);
+    r.prediction = o.value(QStringLiteral("prediction")).toString(r.prediction);
+    r.steps = qint64(o.value(QStringLiteral("steps")).toDouble(double(r.steps)));
+    r.batch = qint64(o.value(QStringLiteral("batch")).toDouble(double(r.batch)));
+    r.lr = o.value(QStringLiteral("lr")).toDouble(r.lr);
+    r.device = o.value(QStringLiteral("device")).toString(r.device);
+    r.seed = o.value(QStringLiteral("seed")).toString().toULongLong();
+    r.sampleEvery = o.value(QStringLiteral("sample_every")).toInt(r.sampleEvery);
+    r.logEvery = o.value(QStringLiteral("log_every")).toInt(r.logEvery);
+    r.checkpointEvery = o.value(QStringLiteral("checkpoint_every")).toInt(r.checkpointEvery);
+    r.outDir = o.value(QStringLiteral("out")).toString();
+    return r;
+}
+
+namespace {
+
+bool writeJson(const QString& path, const QJsonObject& o) {
+    QSaveFile f(path);  // written to a temporary file, renamed on commit
+    if (!f.open(QIODevice::WriteOnly)) return false;
+    f.write(QJsonDocument(o).toJson());
+    return f.commit();
+}
+
+}  // namespace
+
+TrainingWorker::TrainingWorker() {
+    qRegisterMetaType<dlab::ui::TrainingRequest>();
+    qRegisterMetaType<dlab::ui::TrainingUpdate>();
+    qRegisterMetaType<dlab::ui::TrainingOutcome>();
+}
+
+void TrainingWorker::run(const TrainingRequest& request) {
+    m_stop = false;
+    TrainingOutcome out;
+    out.outDir = request.outDir;
+    auto fail = [&](const QString& message) {
+        out.ok = false;
+        out.message = message;
+        Q_EMIT finished(out);
+    };
+    try {
+        if (request.outDir.isEmpty()) return fail(tr("No run folder was given"));
+        auto device = select_device(request.device.toStdString());
+        if (!device) return fail(QString::fromStdString(device.error()));
+        const std::string spec = request.dataset.toStdString();
+        Result<LabelledData> data = Error{""};
+        if (spec.rfind("images:", 0) == 0) {
+            imaging::ImageFolderOptions io;
+            io.size = request.imageSize;
+            io.channels = request.channels;
+            data = imaging::load_image_folder(spec.substr(7), io, nullptr);
+        } else {
+            data = load_builtin_dataset(spec);
+        }
+        if (!data) return fail(QString::fromStdString(data.error()));
+        ModelConfig mc;
+        shape_network_for_data(data.value(), mc.network);
+        if (auto st = apply_size_preset(request.sizePreset.toStdString(), mc.network); !st)
+            return fail(QString::fromStdString(st.error()));
+        const auto sk = parse_schedule_kind(request.schedule.toStdString());
+        if (!sk) return fail(tr("Unknown schedule '%1'").arg(request.schedule));
+        mc.schedule.kind = *sk;
+        const auto pt = parse_prediction_type(request.prediction.toStdString());
+        if (!pt) return fail(tr("Unknown prediction type '%1'").arg(request.prediction));
+        mc.prediction = *pt;
+        TrainConfig tc;
+        tc.steps = request.steps;
+        tc.batch = request.batch;
+        tc.lr = request.lr;
+        tc.warmup = std::min<int64_t>(200, std::max<int64_t>(1, request.steps / 10));
+        tc.seed = request.seed;
+        tc.log_every = std::max(1, request.logEvery);
+        tc.checkpoint_every = std::max(1, request.checkpointEvery);
+        auto net = make_network(mc.network);
+        if (!net) return fail(QString::fromStdString(net.error()));
+        Q_EMIT started(tr("%1 · %2 parameters · %3 examples · %4 schedule · %5 prediction · %6")
+                           .arg(request.dataset)
+                           .arg(net.value()->parameter_count())
+                           .arg(data->x.size(0))
+                           .arg(request.schedule, request.prediction,
+                                QString::fromStdString(device->str())));
+        if (!request.resume) {
+            QDir().mkpath(request.outDir);
+            writeJson(request.outDir + QStringLiteral("/request.json"), request.toJson());
+        }
+
+        const bool image = mc.network.kind == NetworkKind::UNet;
+        TrainHooks hooks;
+        hooks.cancel = &m_stop;
+        hooks.pause = &m_pause;
+        hooks.on_progress = [this](const TrainProgress& p) {
+            Q_EMIT progress(TrainingUpdate{p.step, p.total, p.loss, p.lr, p.images_per_s, p.eta_s});
+        };
+        hooks.snapshot_every = request.sampleEvery;
+        hooks.on_snapshot = [this, image, seed = request.seed](int64_t step, const ModelConfig& cfg, Network ema) {
+            // Samples from the EMA weights with the same noise every time: the grid shows learning,
+            // not a new draw. Images: two per class (DDIM 20, conditional); points: 2000 (DDIM 50).
+            const LoadedModel model{cfg, ema, true, std::string()};
+            GenerateRequest req;
+            req.sampler.kind = SamplerKind::Ddim;
+            req.sampler.steps = image ? 20 : 50;
+            req.sampler.clip_x0 = image;
+            const int64_t C = cfg.network.num_classes;
+            req.count = image ? (C > 0 ? 2 * C : 16) : 2000;
+            if (C > 0) req.labels = at::arange(req.count, at::kLong).remainder(C);
+            req.guidance = 1.0;
+            req.seed = seed + 7;
+            req.batch = req.count;
+            req.cancel = &m_stop;
+            auto x = generate(model, req);
+            if (!x) return;  // cancelled: no grid
+            if (image) {
+                const int64_t cols = C > 0 ? C : 8;
+                const at::Tensor grid = imaging::make_grid((x.value().clamp(-1, 1) + 1) / 2, cols, 2, 1.0);
+                Q_EMIT samplesReady(tensorToImage(grid, 0.0, 1.0), step);
+            } else {
+                Q_EMIT samplesReady(scatterImage(x.value(), 256, 90), step);
+            }
+        };
+        auto r = train(mc, tc, data.value(), device.value(), request.outDir.toStdString(), request.resume, hooks);
+        if (!r) return fail(QString::fromStdString(r.error()));
+        out.ok = true;
+        out.stopped = r->cancelled;
+        out.stepsDone = r->steps_done;
+        out.seconds = r->seconds;
+        out.imagesPerS = r->images_per_s;
+        out.modelPath = request.outDir + QStringLiteral("/model.safetensors");
+        out.message = r->cancelled ? tr("Stopped at step %1 of %2; resume continues from the checkpoint").arg(r->steps_done).arg(tc.steps)
+                                   : tr("Finished %1 steps in %2 s").arg(r->steps_done).arg(r->seconds, 0, 'f', 1);
+        Q_EMIT finished(out);
+    } catch (const c10::Error& e) {
+        fail(tr("Training failed: %1").arg(QString::fromUtf8(e.what_without_backtrace())));
+    } catch (const std::exception& e) {
+        fail(tr("Training failed: %1").arg(QString::fromUtf8(e.what())));
+    }
+}
+
+}  // namespace dlab::ui

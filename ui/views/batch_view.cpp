@@ -1,0 +1,220 @@
+#include "ui/views/batch_view.h"
+
+#include <QComboBox>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QJsonArray>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+#include "ui/common/image_panel.h"
+#include "ui/common/progress_eta.h"
+#include "ui/jobs/sampling_worker.h"
+
+namespace dlab::ui {
+
+BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_worker(worker) {
+    auto* controls = new QGroupBox(tr("Batch"));
+    auto* form = new QFormLayout;
+    auto* note = new QLabel(tr("Uses the model chosen in the Reverse chain tab. DDIM, η = 0."));
+    note->setWordWrap(true);
+    form->addRow(note);
+    m_class = new QComboBox;
+    form->addRow(tr("Class"), m_class);
+    m_scales = new QLineEdit(QStringLiteral("0, 1, 2, 3, 5, 8"));
+    m_scales->setToolTip(tr("Guidance scales: the first is used for a grid, all of them for a strip"));
+    form->addRow(tr("Guidance s"), m_scales);
+    m_count = new QSpinBox;
+    m_count->setRange(1, 256);
+    m_count->setValue(64);
+    m_count->setToolTip(tr("Samples in a grid; a strip uses 8 per scale"));
+    form->addRow(tr("Grid size"), m_count);
+    m_steps = new QSpinBox;
+    m_steps->setRange(1, 1000);
+    m_steps->setValue(30);
+    form->addRow(tr("Steps"), m_steps);
+    m_seed = new QSpinBox;
+    m_seed->setRange(0, 1000000);
+    form->addRow(tr("Seed"), m_seed);
+    m_gridButton = new QPushButton(tr("Grid (first scale)"));
+    m_stripButton = new QPushButton(tr("Strip across scales"));
+    auto* cancelButton = new QPushButton(tr("Cancel"));
+    form->addRow(m_gridButton);
+    form->addRow(m_stripButton);
+    m_vaeButton = new QPushButton(tr("VAE samples (one step)"));
+    m_vaeButton->setToolTip(tr("Latent models: decode latents drawn from N(0, I) without diffusion, to see what diffusion adds"));
+    m_vaeButton->setEnabled(false);
+    form->addRow(m_vaeButton);
+    form->addRow(cancelButton);
+    m_progress = new QProgressBar;
+    form->addRow(m_progress);
+    controls->setLayout(form);
+    controls->setFixedWidth(290);
+    m_title = new QLabel(tr("Press a button to generate"));
+    m_image = new ImagePanel(QString());
+    auto* right = new QVBoxLayout;
+    right->addWidget(m_title);
+    right->addWidget(m_image, 1);
+    auto* layout = new QHBoxLayout(this);
+    layout->addWidget(controls);
+    layout->addLayout(right, 1);
+
+    connect(m_gridButton, &QPushButton::clicked, this, &BatchView::generateGrid);
+    connect(m_stripButton, &QPushButton::clicked, this, &BatchView::generateStrip);
+    connect(m_vaeButton, &QPushButton::clicked, this, &BatchView::generateVae);
+    connect(cancelButton, &QPushButton::clicked, this, &BatchView::cancel);
+    connect(m_worker, &SamplingWorker::batchProgress, this, [this](int done, int total) {
+        showProgress(m_progress, done, total, m_clock, tr("steps"));
+    });
+    connect(m_worker, &SamplingWorker::gridReady, this, [this](const QImage& grid, const QString& title) {
+        m_image->setImage(grid);
+        m_title->setText(title);
+        m_gridButton->setEnabled(true);
+        m_stripButton->setEnabled(true);
+        if (m_pending && m_history) {
+            // The run history keeps the grid and what made it.
+            m_pending = false;
+            const QString runTitle = tr("%1, %2").arg(QFileInfo(m_modelPath).baseName(), title);
+            QString error;
+            RunRecord run = m_history->create(QStringLiteral("samples"), runTitle, m_request,
+                                              quint64(m_request.value(QStringLiteral("seed")).toInt()), &error);
+            if (!run.id.isEmpty()) {
+                run.status = QStringLiteral("finished");
+                run.message = m_parameters;
+                if (grid.save(run.folder + QStringLiteral("/grid.png"))) run.outputs << QStringLiteral("grid.png");
+                m_history->save(run, &error);
+            }
+            if (!error.isEmpty()) m_title->setText(title + QStringLiteral(" · ") + error);
+            Q_EMIT historyChanged();
+        }
+        Q_EMIT finished();
+    });
+    connect(m_worker, &SamplingWorker::failed, this, [this](const QString&) {
+        m_pending = false;
+        m_gridButton->setEnabled(true);
+        m_stripButton->setEnabled(true);
+    });
+}
+
+void BatchView::setModelInfo(const ModelInfo& info) {
+    m_modelPath = info.path;
+    m_vaeButton->setEnabled(info.latent);
+    m_class->clear();
+    for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
+    m_class->addItem(tr("unconditional"), -1);
+}
+
+QImage BatchView::grid() const { return m_image->image(); }
+
+namespace {
+
+// The comma-separated guidance scales; empty with `bad` set to the first item that is no number.
+QVector<double> parseScales(const QString& text, QString* bad) {
+    QVector<double> scales;
+    for (const QString& part : text.split(',', Qt::SkipEmptyParts)) {
+        bool ok = false;
+        const double v = part.trimmed().toDouble(&ok);
+        if (!ok) {
+            *bad = part.trimmed();
+            return {};
+        }
+        scales.push_back(v);
+    }
+    return scales;
+}
+
+}  // namespace
+
+void BatchView::generateGrid() {
+    QString bad;
+    const QVector<double> scales = parseScales(m_scales->text(), &bad);
+    if (scales.isEmpty()) {
+        m_title->setText(tr("Guidance s: give a number or a comma-separated list ('%1' is not one)").arg(bad));
+        return;
+    }
+    start({scales.front()}, m_count->value());
+}
+
+void BatchView::generateStrip() {
+    QString bad;
+    const QVector<double> scales = parseScales(m_scales->text(), &bad);
+    if (scales.isEmpty()) {
+        m_title->setText(tr("Guidance s: give a number or a comma-separated list ('%1' is not one)").arg(bad));
+        return;
+    }
+    start(scales, 8);
+}
+
+void BatchView::start(const QVector<double>& scales, int perScale) {
+    const int classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
+    QStringList sc;
+    for (double s : scales) sc << QString::number(s);
+    m_parameters = QStringLiteral("class=%1 guidance=%2 per_scale=%3 sampler=ddim steps=%4 seed=%5")
+                       .arg(classIndex).arg(sc.join(QLatin1Char(','))).arg(perScale).arg(m_steps->value()).arg(m_seed->value());
+    QJsonArray sa;
+    for (double s : scales) sa.append(s);
+    m_request = QJsonObject{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("class"), classIndex},
+                            {QStringLiteral("scales"), sa}, {QStringLiteral("per_scale"), perScale},
+                            {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
+                            {QStringLiteral("sampler"), QStringLiteral("ddim")}};
+    m_pending = true;
+    m_title->setText(tr("generating…"));
+    m_gridButton->setEnabled(false);
+    m_stripButton->setEnabled(false);
+    m_clock.start();
+    const int id = m_worker->newRequest();
+    QMetaObject::invokeMethod(m_worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, classIndex),
+                              Q_ARG(QVector<double>, scales), Q_ARG(int, perScale), Q_ARG(int, m_steps->value()),
+                              Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
+}
+
+void BatchView::runWith(const QJsonObject& p) {
+    QVector<double> scales;
+    QStringList text;
+    for (const auto& v : p.value(QStringLiteral("scales")).toArray()) {
+        scales << v.toDouble();
+        text << QString::number(v.toDouble());
+    }
+    if (scales.isEmpty()) {
+        m_title->setText(tr("This record has no guidance scales"));
+        return;
+    }
+    const int cls = m_class->findData(p.value(QStringLiteral("class")).toInt());
+    if (cls >= 0) m_class->setCurrentIndex(cls);
+    m_scales->setText(text.join(QStringLiteral(", ")));
+    m_steps->setValue(p.value(QStringLiteral("steps")).toInt(m_steps->value()));
+    m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
+    const int perScale = p.value(QStringLiteral("per_scale")).toInt(8);
+    if (scales.size() == 1) m_count->setValue(perScale);
+    start(scales, perScale);
+}
+
+void BatchView::generateVae() {
+    m_parameters = QStringLiteral("vae-prior count=%1 seed=%2").arg(m_count->value()).arg(m_seed->value());
+    m_title->setText(tr("decoding…"));
+    m_pending = false;
+    const int id = m_worker->newRequest();
+    QMetaObject::invokeMethod(m_worker, "generateVaeGrid", Qt::QueuedConnection, Q_ARG(int, m_count->value()),
+                              Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
+}
+
+void BatchView::showResult(const QImage& grid, const QString& title) {
+    m_image->setImage(grid);
+    m_title->setText(title);
+}
+
+void BatchView::cancel() {
+    m_pending = false;
+    m_worker->requestStop();
+    m_gridButton->setEnabled(true);
+    m_stripButton->setEnabled(true);
+    m_title->setText(tr("cancelled"));
+}
+
+}  // namespace dlab::ui

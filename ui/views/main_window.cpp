@@ -1,0 +1,209 @@
+#include "ui/views/main_window.h"
+
+#include <QAction>
+#include <QFileDialog>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QFileInfo>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QSettings>
+#include <QStatusBar>
+#include <QTabWidget>
+
+#include "imaging/image_io.h"
+#include "ui/views/batch_view.h"
+#include "ui/views/explorer_view.h"
+#include "core/runtime/runtime.h"
+#include "ui/views/forward_view.h"
+#include "ui/views/history_view.h"
+#include "ui/views/training_view.h"
+#include "ui/views/reverse_view.h"
+#include "ui/views/schedule_view.h"
+#include "ui/views/toy_view.h"
+
+namespace dlab::ui {
+
+MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMainWindow(parent) {
+    setWindowTitle(tr("DiffusionLab"));
+    m_tabs = new QTabWidget;
+    m_reverse = new ReverseView(options.deviceLabel.toLower());
+    m_schedules = new ScheduleView;
+    m_tabs->addTab(m_reverse, tr("Reverse chain"));
+    m_forward = new ForwardView(m_reverse->worker());
+    m_tabs->addTab(m_forward, tr("Forward process"));
+    m_batch = new BatchView(m_reverse->worker());
+    m_tabs->addTab(m_batch, tr("Batch"));
+    connect(m_reverse, &ReverseView::modelReady, m_batch, &BatchView::setModelInfo);
+    m_toy = new ToyView(m_reverse->worker());
+    m_tabs->addTab(m_toy, tr("2-D lab"));
+    m_tabs->addTab(m_schedules, tr("Schedules"));
+    m_explorer = new ExplorerView(m_reverse->worker());
+    m_tabs->addTab(m_explorer, tr("Guidance explorer"));
+    connect(m_reverse, &ReverseView::modelReady, m_explorer, &ExplorerView::setModelInfo);
+    connect(m_reverse, &ReverseView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    connect(m_reverse, &ReverseView::modelReady, this, [this](const ModelInfo& info) { m_loadedModel = info.path; });
+
+    // Training and the run history (tabs 6 and 7).
+    m_history = std::make_unique<RunHistory>(RunHistory::defaultRoot());
+    m_training = new TrainingView(m_history.get(), select_device("cuda").ok());
+    m_tabs->addTab(m_training, tr("Training"));
+    m_historyView = new HistoryView(m_history.get());
+    m_tabs->addTab(m_historyView, tr("History"));
+    m_batch->setHistory(m_history.get());
+    m_explorer->setHistory(m_history.get());
+    connect(m_training, &TrainingView::modelTrained, m_reverse, &ReverseView::addModel);
+    connect(m_training, &TrainingView::openModel, this, [this](const QString& name, const QString& path) {
+        m_reverse->useModel(name, path);
+        m_tabs->setCurrentWidget(m_reverse);
+    });
+    for (auto* sender : {static_cast<QObject*>(m_training), static_cast<QObject*>(m_batch), static_cast<QObject*>(m_explorer)})
+        connect(sender, SIGNAL(historyChanged()), m_historyView, SLOT(refresh()));
+    connect(m_historyView, &HistoryView::openRun, this, &MainWindow::openRun);
+    connect(m_historyView, &HistoryView::rerunRun, this, &MainWindow::rerunRun);
+    connect(m_historyView, &HistoryView::resumeRun, this, [this](const RunRecord& run) {
+        m_tabs->setCurrentWidget(m_training);
+        m_training->resumeRun(run);
+    });
+    // Models of earlier training runs are in the lab's model list (newest first, up to 12).
+    int added = 0;
+    for (const RunRecord& run : m_history->list()) {
+        if (run.kind != QStringLiteral("training") || added >= 12) continue;
+        const QString path = run.folder + QStringLiteral("/model.safetensors");
+        if ((run.status == QStringLiteral("finished") || run.status == QStringLiteral("stopped")) && QFileInfo::exists(path)) {
+            m_reverse->addModel(run.title, path);
+            ++added;
+        }
+    }
+    setCentralWidget(m_tabs);
+
+    auto* fileMenu = menuBar()->addMenu(tr("&File"));
+    auto* exportAct = fileMenu->addAction(tr("&Export image…"));
+    exportAct->setShortcut(QKeySequence::Save);
+    connect(exportAct, &QAction::triggered, this, &MainWindow::exportImage);
+    auto* video = fileMenu->addAction(tr("Export chain as &video…"));
+    connect(video, &QAction::triggered, this, [this] {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Export chain"), QStringLiteral("chain.mp4"), tr("MP4 video (*.mp4)"));
+        if (path.isEmpty()) return;
+        const QString error = m_reverse->exportChainVideo(path);
+        if (!error.isEmpty()) QMessageBox::warning(this, tr("Export failed"), error);
+        else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+    });
+    auto* quit = fileMenu->addAction(tr("&Quit"));
+    quit->setShortcut(QKeySequence::Quit);
+    connect(quit, &QAction::triggered, this, &QWidget::close);
+    auto* helpMenu = menuBar()->addMenu(tr("&Help"));
+    auto* about = helpMenu->addAction(tr("&About DiffusionLab"));
+    connect(about, &QAction::triggered, this, [this, options] {
+        QMessageBox::about(this, tr("About DiffusionLab"),
+                           tr("<b>DiffusionLab %1</b><p>Train, sample and see diffusion models."
+                              "<p>LibTorch %2, Qt %3")
+                               .arg(QApplication::applicationVersion(), options.torchVersion,
+                                    QString::fromLatin1(qVersion())));
+    });
+
+    statusBar()->addPermanentWidget(new QLabel(
+        tr("LibTorch %1 · %2 · %3 threads").arg(options.torchVersion, options.deviceLabel)
+            .arg(options.threads)));
+    statusBar()->showMessage(tr("Ready"), 3000);
+    resize(1100, 640);
+    restoreState();
+}
+
+int MainWindow::currentTab() const { return m_tabs->currentIndex(); }
+
+void MainWindow::setCurrentTab(int index) {
+    if (index >= 0 && index < m_tabs->count()) m_tabs->setCurrentIndex(index);
+}
+
+void MainWindow::restoreState() {
+    QSettings settings;
+    if (settings.contains(QStringLiteral("window/geometry")))
+        restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
+    m_tabs->setCurrentIndex(settings.value(QStringLiteral("window/tab"), 0).toInt());
+}
+
+void MainWindow::exportImage() {
+    const bool batch = m_tabs->currentWidget() == m_batch;
+    const QImage image = batch ? m_batch->grid() : m_reverse->currentImage();
+    if (image.isNull()) {
+        statusBar()->showMessage(tr("Nothing to export yet: run a chain first"), 5000);
+        return;
+    }
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
+    if (path.isEmpty()) return;
+    // Upscaled 8x (nearest) so the 28x28 sample is visible; parameters in a tEXt chunk.
+    const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * (batch ? 3 : 8));
+    cv::Mat mat(big.height(), big.width(), CV_8UC1, const_cast<uchar*>(big.constBits()), size_t(big.bytesPerLine()));
+    auto st = imaging::write_png(path.toStdString(), mat.clone(), {{"parameters", (batch ? m_batch->parameters() : m_reverse->currentParameters()).toStdString()}});
+    if (!st) QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(st.error()));
+    else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+}
+
+void MainWindow::withModel(const QString& modelPath, std::function<void()> then) {
+    if (modelPath.isEmpty() || modelPath == m_loadedModel) {
+        then();
+        return;
+    }
+    if (!QFileInfo::exists(modelPath)) {
+        statusBar()->showMessage(tr("The model of this run was deleted: %1").arg(modelPath), 8000);
+        return;
+    }
+    auto* once = new QObject(this);
+    connect(m_reverse, &ReverseView::modelReady, once, [once, then](const ModelInfo&) {
+        once->deleteLater();
+        then();
+    }, Qt::QueuedConnection);
+    m_reverse->useModel(QFileInfo(modelPath).baseName(), modelPath);
+}
+
+void MainWindow::openRun(const RunRecord& run) {
+    if (run.kind == QStringLiteral("training")) {
+        const QString path = run.folder + QStringLiteral("/model.safetensors");
+        if (!QFileInfo::exists(path)) {
+            statusBar()->showMessage(tr("The model file of this run was deleted"), 8000);
+            return;
+        }
+        m_reverse->useModel(run.title, path);
+        m_tabs->setCurrentWidget(m_reverse);
+    } else if (run.kind == QStringLiteral("samples")) {
+        QImage grid;
+        if (!grid.load(RunHistory::outputPath(run, QStringLiteral("grid.png")))) {
+            statusBar()->showMessage(tr("The grid of this run was deleted"), 8000);
+            return;
+        }
+        m_batch->showResult(grid, run.title);
+        m_tabs->setCurrentWidget(m_batch);
+    } else if (run.kind == QStringLiteral("sweep")) {
+        const QString error = m_explorer->openRecord(run);
+        if (!error.isEmpty()) {
+            statusBar()->showMessage(error, 8000);
+            return;
+        }
+        m_tabs->setCurrentWidget(m_explorer);
+    }
+}
+
+void MainWindow::rerunRun(const RunRecord& run) {
+    const QString model = run.parameters.value(QStringLiteral("model")).toString();
+    if (run.kind == QStringLiteral("training")) {
+        m_tabs->setCurrentWidget(m_training);
+        m_training->rerun(run);
+    } else if (run.kind == QStringLiteral("samples")) {
+        m_tabs->setCurrentWidget(m_batch);
+        withModel(model, [this, p = run.parameters] { m_batch->runWith(p); });
+    } else if (run.kind == QStringLiteral("sweep")) {
+        m_tabs->setCurrentWidget(m_explorer);
+        withModel(model, [this, p = run.parameters] { m_explorer->runRecorded(p); });
+    }
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    QSettings settings;
+    settings.setValue(QStringLiteral("window/geometry"), saveGeometry());
+    settings.setValue(QStringLiteral("window/tab"), m_tabs->currentIndex());
+    event->accept();
+}
+
+}  // namespace dlab::ui

@@ -1,0 +1,71 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include <QMainWindow>
+
+#include "ui/common/run_history.h"
+
+class QTabWidget;
+
+namespace dlab::ui {
+
+class BatchView;
+class ExplorerView;
+class ForwardView;
+class HistoryView;
+class TrainingView;
+class ToyView;
+class ReverseView;
+class ScheduleView;
+
+/// Startup settings the entry point passes to the window.
+struct MainWindowOptions {
+    QString deviceLabel;  ///< e.g. "CPU" or "CUDA:0"
+    int threads = 1;
+    QString torchVersion;
+};
+
+/// The application window: one tab per view (schedules first; more views build on it).
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    explicit MainWindow(const MainWindowOptions& options, QWidget* parent = nullptr);
+    ScheduleView* scheduleView() const { return m_schedules; }
+    ReverseView* reverseView() const { return m_reverse; }
+    BatchView* batchView() const { return m_batch; }
+    ToyView* toyView() const { return m_toy; }
+    ExplorerView* explorerView() const { return m_explorer; }
+    TrainingView* trainingView() const { return m_training; }
+    ForwardView* forwardView() const { return m_forward; }
+    HistoryView* historyView() const { return m_historyView; }
+    RunHistory* history() const { return m_history.get(); }
+    int currentTab() const;
+    /// Shows the tab at `index` (ignored when out of range).
+    void setCurrentTab(int index);
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
+private:
+    void restoreState();
+    void exportImage();
+    void openRun(const RunRecord& run);
+    void rerunRun(const RunRecord& run);
+    /// Loads `modelPath` in the lab (unless it is loaded) and then calls `then`.
+    void withModel(const QString& modelPath, std::function<void()> then);
+    QTabWidget* m_tabs = nullptr;
+    ScheduleView* m_schedules = nullptr;
+    ReverseView* m_reverse = nullptr;
+    BatchView* m_batch = nullptr;
+    ToyView* m_toy = nullptr;
+    ExplorerView* m_explorer = nullptr;
+    TrainingView* m_training = nullptr;
+    ForwardView* m_forward = nullptr;
+    HistoryView* m_historyView = nullptr;
+    std::unique_ptr<RunHistory> m_history;
+    QString m_loadedModel;
+};
+
+}  // namespace dlab::ui

@@ -1,0 +1,513 @@
+#include "ui/views/reverse_view.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QGridLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QRandomGenerator>
+#include <QSettings>
+#include <QShortcut>
+#include <QSlider>
+#include <QSpinBox>
+#include <QTimer>
+#include <QVBoxLayout>
+
+#include <ATen/ATen.h>
+
+#include "core/io/model_catalog.h"
+#include "imaging/image_io.h"
+#include "ui/common/image_panel.h"
+#include "ui/common/progress_eta.h"
+
+namespace dlab::ui {
+
+namespace {
+constexpr int kStripLength = 10;
+}
+
+ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(parent), m_device(device) {
+    m_worker = new SamplingWorker;
+    m_worker->moveToThread(&m_thread);
+    connect(&m_thread, &QThread::finished, m_worker, &QObject::deleteLater);
+    connect(m_worker, &SamplingWorker::frameReady, this, &ReverseView::onFrame);
+    connect(m_worker, &SamplingWorker::chainStopped, this, &ReverseView::onStopped);
+    connect(m_worker, &SamplingWorker::modelLoaded, this, &ReverseView::onModelLoaded);
+    connect(m_worker, &SamplingWorker::failed, this, [this](const QString& m) {
+        setRunning(false);
+        m_modelInfo->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(m.toHtmlEscaped()));
+        Q_EMIT statusMessage(m);
+    });
+    m_thread.setObjectName(QStringLiteral("sampling-worker"));
+    m_thread.start();
+
+    // Controls.
+    auto* controls = new QGroupBox(tr("Reverse process"));
+    auto* form = new QFormLayout;
+    m_model = new QComboBox;
+    for (const auto& [name, path] : bundled_models()) {
+        if (name.rfind("toy-", 0) == 0) continue;  // the 2-D models have their own view
+        if (name.size() > 11 && name.compare(name.size() - 11, 11, "-classifier") == 0) continue;
+        if (name.size() > 12 && name.compare(name.size() - 12, 12, "-autoencoder") == 0) continue;  // not a diffusion model
+        m_model->addItem(QString::fromStdString(name), QString::fromStdString(path));
+    }
+    m_model->addItem(tr("Open model file…"), QString());
+    form->addRow(tr("Model"), m_model);
+    m_modelInfo = new QLabel(tr("loading…"));
+    m_modelInfo->setWordWrap(true);
+    m_modelInfo->setStyleSheet(QStringLiteral("color: #555; font-size: 9pt;"));
+    form->addRow(m_modelInfo);
+    m_class = new QComboBox;
+    form->addRow(tr("Class"), m_class);
+    auto* g = new QHBoxLayout;
+    m_guidance = new QSlider(Qt::Horizontal);
+    m_guidance->setRange(0, 100);
+    m_guidance->setValue(30);
+    m_guidance->setToolTip(tr("Classifier-free guidance scale s: 0 unconditional, 1 conditional, >1 guided. "
+                              "Takes effect at the next step of a running chain."));
+    m_guidanceLabel = new QLabel(QStringLiteral("3.0"));
+    m_guidanceLabel->setMinimumWidth(30);
+    g->addWidget(m_guidance);
+    g->addWidget(m_guidanceLabel);
+    form->addRow(tr("Guidance s"), g);
+    m_kind = new QComboBox;
+    m_kind->addItem(tr("classifier-free"), 0);
+    m_kind->addItem(tr("classifier"), 1);
+    m_kind->addItem(tr("both"), 2);
+    m_kind->setToolTip(tr("Classifier-free: the model's conditional and unconditional outputs (scale s). "
+                          "Classifier: the unconditional path steered by the gradient of a noise-aware "
+                          "classifier (scale c). Both: the two at once. Live."));
+    form->addRow(tr("Guidance kind"), m_kind);
+    auto* cg = new QHBoxLayout;
+    m_classifier = new QSlider(Qt::Horizontal);
+    m_classifier->setRange(0, 200);
+    m_classifier->setValue(100);
+    m_classifier->setToolTip(tr("Classifier guidance scale c (the gradient of log p(y | x_t) is scaled by c)"));
+    m_classifierLabel = new QLabel(QStringLiteral("10.0"));
+    m_classifierLabel->setMinimumWidth(30);
+    cg->addWidget(m_classifier);
+    cg->addWidget(m_classifierLabel);
+    form->addRow(tr("Classifier c"), cg);
+    m_sampler = new QComboBox;
+    for (SamplerKind k : {SamplerKind::Ddim, SamplerKind::DpmSolverPP2M, SamplerKind::Ddpm})
+        m_sampler->addItem(QString::fromStdString(to_string(k)), int(k));
+    form->addRow(tr("Sampler"), m_sampler);
+    m_steps = new QSpinBox;
+    m_steps->setObjectName(QStringLiteral("steps"));
+    m_steps->setRange(1, 1000);
+    m_steps->setValue(50);
+    form->addRow(tr("Steps"), m_steps);
+    m_eta = new QDoubleSpinBox;
+    m_eta->setRange(0, 1);
+    m_eta->setSingleStep(0.1);
+    m_eta->setToolTip(tr("DDIM eta: 0 deterministic, 1 like DDPM"));
+    form->addRow(tr("Eta"), m_eta);
+    auto* seedRow = new QHBoxLayout;
+    m_seed = new QSpinBox;
+    m_seed->setRange(0, 1000000);
+    m_randomSeed = new QCheckBox(tr("random"));
+    seedRow->addWidget(m_seed);
+    seedRow->addWidget(m_randomSeed);
+    form->addRow(tr("Seed"), seedRow);
+    auto* buttons = new QGridLayout;
+    m_play = new QPushButton(tr("▶ Play"));
+    m_play->setToolTip(tr("Play / pause (Space)"));
+    m_step = new QPushButton(tr("Step ▸"));
+    m_step->setToolTip(tr("One denoising step (Right arrow)"));
+    auto* fresh = new QPushButton(tr("New chain"));
+    fresh->setToolTip(tr("Start again from fresh noise with the current settings"));
+    m_fork = new QPushButton(tr("Fork from here"));
+    m_fork->setToolTip(tr("Re-run the chain from the shown step with the current settings"));
+    buttons->addWidget(m_play, 0, 0);
+    buttons->addWidget(m_step, 0, 1);
+    buttons->addWidget(fresh, 1, 0);
+    buttons->addWidget(m_fork, 1, 1);
+    form->addRow(buttons);
+    m_progress = new QProgressBar;
+    m_progress->setFormat(QStringLiteral("%v / %m"));
+    form->addRow(m_progress);
+    controls->setLayout(form);
+    controls->setFixedWidth(290);
+
+    // Panels.
+    m_xt = new ImagePanel(tr("x_t (current sample)"));
+    m_x0 = new ImagePanel(tr("predicted x̂₀"));
+    m_eps = new ImagePanel(tr("predicted noise ε̂"));
+    m_x0c = new ImagePanel(tr("x̂₀ conditional"));
+    m_x0u = new ImagePanel(tr("x̂₀ unconditional"));
+    m_map = new ImagePanel(tr("guidance ε̂_c − ε̂_u"));
+    m_cmap = new ImagePanel(tr("classifier c·∇log p(y|x_t)"));
+    m_x0Latent = new ImagePanel(tr("predicted x̂₀ latent (4 channels)"));
+    m_x0Latent->setVisible(false);
+    auto* panels = new QGridLayout;
+    panels->addWidget(m_xt, 0, 0);
+    panels->addWidget(m_x0, 0, 1);
+    panels->addWidget(m_eps, 0, 2);
+    panels->addWidget(m_x0c, 1, 0);
+    panels->addWidget(m_x0u, 1, 1);
+    panels->addWidget(m_map, 1, 2);
+    panels->addWidget(m_cmap, 1, 3);
+    panels->addWidget(m_x0Latent, 0, 3);
+    auto* scrubRow = new QHBoxLayout;
+    m_scrub = new QSlider(Qt::Horizontal);
+    m_scrub->setRange(0, 0);
+    m_scrub->setToolTip(tr("Scrub through the recorded chain"));
+    m_stepLabel = new QLabel(tr("no chain yet"));
+    m_stepLabel->setMinimumWidth(230);
+    scrubRow->addWidget(m_scrub, 1);
+    scrubRow->addWidget(m_stepLabel);
+    auto* strip = new QHBoxLayout;
+    strip->setSpacing(2);
+    for (int i = 0; i < kStripLength; ++i) {
+        auto* p = new ImagePanel(QString());
+        p->setMinimumSize(48, 60);
+        m_strip.push_back(p);
+        strip->addWidget(p);
+    }
+    auto* right = new QVBoxLayout;
+    right->addLayout(panels, 5);
+    right->addLayout(scrubRow);
+    right->addWidget(new QLabel(tr("The chain, from noise (left) to image (right):")));
+    right->addLayout(strip, 1);
+
+    auto* layout = new QHBoxLayout(this);
+    layout->addWidget(controls);
+    layout->addLayout(right, 1);
+
+    connect(m_guidance, &QSlider::valueChanged, this, [this](int v) { setGuidance(v / 10.0); });
+    connect(m_classifier, &QSlider::valueChanged, this, [this](int v) {
+        m_classifierLabel->setText(QString::number(v / 10.0, 'f', 1));
+        applyGuidance();
+    });
+    connect(m_kind, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int) { applyGuidance(); });
+    connect(m_play, &QPushButton::clicked, this, &ReverseView::playPause);
+    connect(m_step, &QPushButton::clicked, this, &ReverseView::stepOnce);
+    connect(fresh, &QPushButton::clicked, this, &ReverseView::newChain);
+    connect(m_fork, &QPushButton::clicked, this, &ReverseView::forkHere);
+    connect(m_scrub, &QSlider::valueChanged, this, [this](int v) {
+        m_follow = v == m_frames.size() - 1;
+        showFrame(v);
+    });
+    connect(m_model, qOverload<int>(&QComboBox::activated), this, [this](int i) {
+        QString path = m_model->itemData(i).toString();
+        if (path.isEmpty()) {
+            path = QFileDialog::getOpenFileName(this, tr("Open model"), QString(), tr("Models (*.safetensors)"));
+            if (path.isEmpty()) return;
+            m_model->insertItem(i, QFileInfo(path).baseName(), path);
+            m_model->setCurrentIndex(i);
+        }
+        loadModel(path);
+    });
+    auto* space = new QShortcut(QKeySequence(Qt::Key_Space), this);
+    connect(space, &QShortcut::activated, this, &ReverseView::playPause);
+    auto* right_key = new QShortcut(QKeySequence(Qt::Key_Right), this);
+    connect(right_key, &QShortcut::activated, this, &ReverseView::stepOnce);
+    auto* left_key = new QShortcut(QKeySequence(Qt::Key_Left), this);
+    connect(left_key, &QShortcut::activated, this, [this] { m_scrub->setValue(m_scrub->value() - 1); });
+
+    // The last choices (QSettings) come back at the next start.
+    QSettings settings;
+    settings.beginGroup(QStringLiteral("reverse"));
+    m_guidance->setValue(settings.value(QStringLiteral("guidance10"), m_guidance->value()).toInt());
+    m_classifier->setValue(settings.value(QStringLiteral("classifier10"), m_classifier->value()).toInt());
+    m_kind->setCurrentIndex(settings.value(QStringLiteral("guidanceKind"), 0).toInt());
+    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(settings.value(QStringLiteral("sampler"), m_sampler->currentText()).toString())));
+    m_steps->setValue(settings.value(QStringLiteral("steps"), m_steps->value()).toInt());
+    m_eta->setValue(settings.value(QStringLiteral("eta"), m_eta->value()).toDouble());
+    m_seed->setValue(settings.value(QStringLiteral("seed"), m_seed->value()).toInt());
+    m_randomSeed->setChecked(settings.value(QStringLiteral("randomSeed"), false).toBool());
+    m_savedClass = settings.value(QStringLiteral("class"), 0).toInt();
+    const int savedModel = m_model->findText(settings.value(QStringLiteral("model")).toString());
+    settings.endGroup();
+    if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) {
+        m_model->setCurrentIndex(savedModel);
+    } else {
+        // First start: the live model (a third of the default's compute, so chains animate on a
+        // CPU), else the CLI's default.
+        for (const char* name : {"fashion-mnist-cosine", "fashion-mnist-live"})
+            if (const int i = m_model->findText(QString::fromLatin1(name)); i >= 0) m_model->setCurrentIndex(i);
+    }
+    if (m_model->count() > 1) loadModel(m_model->currentData().toString());
+}
+
+void ReverseView::saveSettings() const {
+    QSettings settings;
+    settings.beginGroup(QStringLiteral("reverse"));
+    settings.setValue(QStringLiteral("model"), m_model->currentText());
+    settings.setValue(QStringLiteral("class"), m_class->currentIndex());
+    settings.setValue(QStringLiteral("guidance10"), m_guidance->value());
+    settings.setValue(QStringLiteral("classifier10"), m_classifier->value());
+    settings.setValue(QStringLiteral("guidanceKind"), m_kind->currentIndex());
+    settings.setValue(QStringLiteral("sampler"), m_sampler->currentText());
+    settings.setValue(QStringLiteral("steps"), m_steps->value());
+    settings.setValue(QStringLiteral("eta"), m_eta->value());
+    settings.setValue(QStringLiteral("seed"), m_seed->value());
+    settings.setValue(QStringLiteral("randomSeed"), m_randomSeed->isChecked());
+    settings.endGroup();
+}
+
+ReverseView::~ReverseView() {
+    saveSettings();
+    // Shut down without waiting on a long job: stop at the next step, then join the thread.
+    m_worker->newRequest();
+    m_worker->requestStop();
+    m_thread.quit();
+    m_thread.wait();
+}
+
+void ReverseView::addModel(const QString& name, const QString& path) {
+    if (m_model->findData(path) >= 0) return;
+    m_model->insertItem(m_model->count() - 1, name, path);
+}
+
+void ReverseView::useModel(const QString& name, const QString& path) {
+    addModel(name, path);
+    m_model->setCurrentIndex(m_model->findData(path));
+    loadModel(path);
+}
+
+void ReverseView::loadModel(const QString& path) {
+    m_modelInfo->setText(tr("loading %1…").arg(QFileInfo(path).fileName()));
+    const int id = m_worker->newRequest();
+    Q_UNUSED(id);
+    m_worker->requestStop();
+    QMetaObject::invokeMethod(m_worker, "loadModel", Qt::QueuedConnection, Q_ARG(QString, path),
+                              Q_ARG(QString, m_device));
+}
+
+void ReverseView::onModelLoaded(const ModelInfo& info) {
+    m_modelInfo->setText(info.description);
+    const int previous = m_savedClass >= 0 ? m_savedClass : m_class->currentIndex();
+    m_savedClass = -1;
+    m_class->clear();
+    for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
+    m_class->addItem(tr("unconditional (null class)"), -1);
+    m_class->setCurrentIndex(previous >= 0 && previous < m_class->count() ? previous : 0);
+    m_haveChain = false;
+    // Latent models: x_t and the noise are latents (their channels shown), x0 is decoded.
+    m_x0Latent->setVisible(info.latent);
+    m_xt->setCaption(info.latent ? tr("x_t latent (4 channels)") : tr("x_t (current sample)"));
+    m_eps->setCaption(info.latent ? tr("predicted noise ε̂ (latent)") : tr("predicted noise ε̂"));
+    m_cmap->setVisible(!info.latent);
+    if (!info.classifierGuidance) m_kind->setCurrentIndex(0);
+    m_kind->setEnabled(info.classifierGuidance);
+    m_kind->setToolTip(info.classifierGuidance ? m_kind->toolTip()
+                                               : tr("Classifier guidance needs a noise-aware classifier for this model's images"));
+    applyGuidance();
+    Q_EMIT statusMessage(tr("Loaded %1").arg(info.path));
+    Q_EMIT modelReady(info);
+}
+
+ChainSettings ReverseView::settings() const {
+    ChainSettings s;
+    s.classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
+    const int kind = m_kind->currentData().toInt();
+    s.guidance = kind == 1 ? 0.0 : m_guidance->value() / 10.0;  // classifier only: the unconditional path
+    s.classifierScale = kind == 0 ? 0.0 : m_classifier->value() / 10.0;
+    s.sampler = SamplerKind(m_sampler->currentData().toInt());
+    s.steps = m_steps->value();
+    s.eta = m_eta->value();
+    s.seed = quint64(m_seed->value());
+    return s;
+}
+
+void ReverseView::setRunning(bool running) {
+    m_running = running;
+    m_play->setText(running ? tr("❚❚ Pause") : tr("▶ Play"));
+}
+
+void ReverseView::newChain() {
+    if (m_randomSeed->isChecked()) m_seed->setValue(int(QRandomGenerator::global()->bounded(1000000)));
+    m_frames.clear();
+    m_follow = true;
+    m_haveChain = true;
+    const int id = m_worker->newRequest();
+    m_chainRequest = id;
+    setRunning(true);
+    m_chainTimer.start();
+    m_progress->setRange(0, m_steps->value());
+    m_progress->setValue(0);
+    QMetaObject::invokeMethod(m_worker, "startChain", Qt::QueuedConnection, Q_ARG(dlab::ui::ChainSettings, settings()),
+                              Q_ARG(int, -1), Q_ARG(int, id));
+}
+
+void ReverseView::playPause() {
+    if (m_running) {
+        m_worker->requestStop();  // pauses at the next step; the chain is kept
+        setRunning(false);
+        return;
+    }
+    if (!m_haveChain || (!m_frames.isEmpty() && m_frames.size() == m_frames.last().total)) {
+        newChain();
+        return;
+    }
+    const int id = m_worker->newRequest();
+    m_chainRequest = id;
+    setRunning(true);
+    QMetaObject::invokeMethod(m_worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
+}
+
+void ReverseView::stepOnce() {
+    if (m_running) return;
+    const int id = m_worker->newRequest();
+    m_chainRequest = id;
+    if (!m_haveChain || (!m_frames.isEmpty() && m_frames.size() == m_frames.last().total)) {
+        m_frames.clear();
+        m_haveChain = true;
+        m_progress->setRange(0, m_steps->value());
+        QMetaObject::invokeMethod(m_worker, "startChain", Qt::QueuedConnection,
+                                  Q_ARG(dlab::ui::ChainSettings, settings()), Q_ARG(int, 1), Q_ARG(int, id));
+        return;
+    }
+    QMetaObject::invokeMethod(m_worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, 1), Q_ARG(int, id));
+}
+
+void ReverseView::forkHere() {
+    if (m_frames.isEmpty() || m_shown < 0) return;
+    const int index = m_shown;
+    m_frames.resize(index);
+    m_follow = true;
+    const int id = m_worker->newRequest();
+    m_chainRequest = id;
+    setRunning(true);
+    QMetaObject::invokeMethod(m_worker, "forkFrom", Qt::QueuedConnection, Q_ARG(int, index),
+                              Q_ARG(dlab::ui::ChainSettings, settings()), Q_ARG(int, -1), Q_ARG(int, id));
+    Q_EMIT statusMessage(tr("Forked at step %1 with the current settings").arg(index + 1));
+}
+
+void ReverseView::setGuidance(double scale) {
+    m_guidanceLabel->setText(QString::number(scale, 'f', 1));
+    if (m_guidance->value() != qRound(scale * 10)) m_guidance->setValue(qRound(scale * 10));
+    applyGuidance();
+}
+
+void ReverseView::setClassifierGuidance(int kind, double c) {
+    m_kind->setCurrentIndex(std::clamp(kind, 0, 2));
+    m_classifier->setValue(qRound(c * 10));
+    applyGuidance();
+}
+
+void ReverseView::applyGuidance() {
+    const ChainSettings s = settings();
+    m_guidance->setEnabled(m_kind->currentData().toInt() != 1);
+    m_classifier->setEnabled(m_kind->currentData().toInt() != 0 && m_kind->isEnabled());
+    // Live: the next step of a running chain uses them.
+    m_worker->guidanceControl()->set_scale(s.guidance);
+    m_worker->guidanceControl()->set_classifier_scale(s.classifierScale);
+}
+
+void ReverseView::onFrame(const ChainFrame& f) {
+    // A forked chain may restart at a later index of a new schedule.
+    if (f.index < m_frames.size()) m_frames.resize(f.index);
+    while (m_frames.size() < f.index) m_frames.push_back(ChainFrame{});
+    m_frames.push_back(f);
+    // Coalesce repaints: at most one refresh per 40 ms however fast steps arrive.
+    if (!m_refreshPending) {
+        m_refreshPending = true;
+        QTimer::singleShot(40, this, [this] {
+            m_refreshPending = false;
+            refresh();
+        });
+    }
+}
+
+void ReverseView::refresh() {
+    if (m_frames.isEmpty()) return;
+    const ChainFrame& last = m_frames.last();
+    showProgress(m_progress, last.index + 1, last.total, m_chainTimer);
+    if (!m_running) m_progress->setFormat(QStringLiteral("%v / %m"));  // stopped: no ETA
+    const QSignalBlocker block(m_scrub);
+    m_scrub->setRange(0, m_frames.size() - 1);
+    if (m_follow) {
+        m_scrub->setValue(m_frames.size() - 1);
+        showFrame(m_frames.size() - 1);
+    }
+    // The strip: evenly spaced recorded steps, the last one showing the final image.
+    const int n = m_frames.size();
+    for (int i = 0; i < kStripLength; ++i) {
+        const int k = (last.total - 1) * i / (kStripLength - 1);
+        if (k < n && !m_frames[k].xt.isNull()) {
+            m_strip[i]->setImage(k == last.total - 1 ? m_frames[k].next : m_frames[k].xt);
+            m_strip[i]->setCaption(k == last.total - 1 ? tr("x₀") : QStringLiteral("t=%1").arg(m_frames[k].t));
+        } else {
+            m_strip[i]->setImage(QImage());
+            m_strip[i]->setCaption(QString());
+        }
+    }
+}
+
+void ReverseView::showFrame(int index) {
+    if (index < 0 || index >= m_frames.size()) return;
+    const ChainFrame& f = m_frames[index];
+    if (f.xt.isNull()) return;
+    m_shown = index;
+    m_xt->setImage(f.xt);
+    m_x0->setImage(f.index == f.total - 1 ? f.next : f.x0);
+    m_x0->setCaption(f.index == f.total - 1 ? tr("final sample x₀") : f.latent ? tr("predicted x̂₀, decoded") : tr("predicted x̂₀"));
+    m_eps->setImage(f.eps);
+    m_x0c->setImage(f.x0Cond);
+    m_x0u->setImage(f.x0Uncond);
+    m_map->setImage(f.guidanceMap);
+    m_cmap->setImage(f.classifierMap);
+    m_x0Latent->setImage(f.x0Latent);
+    QString text = tr("step %1 / %2 · t = %3 · s = %4").arg(f.index + 1).arg(f.total).arg(f.t).arg(f.guidance, 0, 'f', 1);
+    if (f.classifierScale != 0.0) text += tr(" · c = %1").arg(f.classifierScale, 0, 'f', 1);
+    m_stepLabel->setText(text);
+}
+
+void ReverseView::onStopped(int done, int total, int requestId) {
+    if (requestId != m_chainRequest) return;  // a chain this view has since replaced
+    setRunning(false);
+    refresh();
+    if (done == total && total > 0) {
+        Q_EMIT statusMessage(tr("Chain finished: %1 steps in %2 s").arg(total).arg(m_chainTimer.elapsed() / 1000.0, 0, 'f', 2));
+        Q_EMIT chainFinished();
+    }
+}
+
+QImage ReverseView::currentImage() const { return m_x0->image(); }
+
+QString ReverseView::currentParameters() const {
+    const ChainSettings s = settings();
+    return QStringLiteral("model=%1 class=%2 guidance=%3 classifier_scale=%9 sampler=%4 steps=%5 eta=%6 seed=%7 step=%8")
+        .arg(m_model->currentText())
+        .arg(s.classIndex)
+        .arg(s.guidance)
+        .arg(QString::fromStdString(to_string(s.sampler)))
+        .arg(s.steps)
+        .arg(s.eta)
+        .arg(s.seed)
+        .arg(m_shown + 1)
+        .arg(s.classifierScale);
+}
+
+}  // namespace dlab::ui
+
+namespace dlab::ui {
+
+QString ReverseView::exportChainVideo(const QString& path) const {
+    std::vector<at::Tensor> frames;
+    auto toTensor = [](const QImage& img) {
+        const QImage g = img.convertToFormat(QImage::Format_Grayscale8);
+        at::Tensor t = at::empty({1, g.height(), g.width()}, at::kFloat);
+        for (int y = 0; y < g.height(); ++y)
+            for (int x = 0; x < g.width(); ++x) t[0][y][x] = g.constScanLine(y)[x] / 255.0f;
+        return t;
+    };
+    for (const ChainFrame& f : m_frames)
+        if (!f.xt.isNull()) frames.push_back(toTensor(f.xt));
+    if (frames.empty()) return tr("Nothing to export yet: run a chain first");
+    if (!m_frames.last().next.isNull())
+        for (int i = 0; i < 12; ++i) frames.push_back(toTensor(m_frames.last().next));  // hold the result
+    auto st = imaging::write_video(path.toStdString(), frames, 12.0, 8);
+    return st ? QString() : QString::fromStdString(st.error());
+}
+
+}  // namespace dlab::ui
