@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include "core/runtime/version.h"
+
 namespace dlab {
 
 namespace fs = std::filesystem;
