@@ -10,12 +10,14 @@
 
 #include <QApplication>
 #include <QIcon>
+#include <QFileInfo>
 #include <QSettings>
 #include <QElapsedTimer>
 #include <QSpinBox>
 #include <QTimer>
 
 #include "app/args.h"
+#include "core/io/model_catalog.h"
 #include "core/runtime/runtime.h"
 #include "ui/views/explorer_view.h"
 #include "ui/views/forward_view.h"
@@ -97,12 +99,21 @@ int main(int argc, char** argv) {
     options.deviceLabel = QString::fromStdString(device->str()).toUpper();
     options.torchVersion = QString::fromStdString(dlab::runtime_info().torch_version);
 
+    // --model: a bundled name or a model file. It is loaded like a choice in the model list; the
+    // settings remember it only once it has loaded (a broken file cannot lock the app out).
+    QString modelName, modelPath;
     if (args.has("model")) {
-        // The lab opens the model the settings name.
-        QSettings settings;
-        settings.setValue(QStringLiteral("reverse/model"), QString::fromStdString(args.get("model")));
+        const std::string wanted = args.get("model");
+        auto resolved = dlab::resolve_model(wanted);
+        if (!resolved) {
+            std::cerr << "diffusionlab: --model: " << resolved.error() << "\n";
+            return 2;
+        }
+        modelPath = QString::fromStdString(resolved.value());
+        modelName = QFileInfo(modelPath).completeBaseName();
     }
     dlab::ui::MainWindow window(options);
+    if (!modelPath.isEmpty()) window.reverseView()->useModel(modelName, modelPath);
     if (args.has("tab")) {
         auto tab = args.get_int("tab", 0, 100);
         if (tab) window.setCurrentTab(static_cast<int>(tab.value()));

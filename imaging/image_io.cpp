@@ -111,6 +111,7 @@ namespace dlab::imaging {
 
 Status write_video(const std::string& path, const std::vector<at::Tensor>& frames, double fps, int scale) {
     if (frames.empty()) return Status::failure(path + ": no frames to write");
+    if (auto st = check_output_path(path); !st) return st;
     const std::string tmp = path + ".part.mp4";
     cv::Mat first = tensor_to_mat(frames.front());
     const cv::Size size(first.cols * scale, first.rows * scale);

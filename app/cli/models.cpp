@@ -29,20 +29,34 @@ int cmd_models(const std::vector<std::string>& argv) {
             std::cout << "  (unreadable: " << file.error() << ")\n";
             continue;
         }
-        auto it = file->metadata.find("dlab");
-        if (it != file->metadata.end()) {
-            auto cfg = model_config_from_json(nlohmann::json::parse(it->second, nullptr, false));
-            if (cfg) {
-                std::cout << "  " << to_string(cfg->network.kind) << ", " << cfg->dataset << ", "
-                          << to_string(cfg->schedule.kind) << " schedule, " << to_string(cfg->prediction)
-                          << " prediction, " << cfg->network.num_classes << " classes, trained "
-                          << cfg->training.value("steps_done", 0) << " steps\n";
+        // One model's damaged config or manifest is reported on its line; the listing goes on.
+        try {
+            auto it = file->metadata.find("dlab");
+            if (it == file->metadata.end()) {
+                std::cout << "  (no DiffusionLab config: a classifier, an autoencoder or another file)\n";
+            } else {
+                auto cfg = model_config_from_json(nlohmann::json::parse(it->second, nullptr, false));
+                if (!cfg) {
+                    std::cout << "  (unusable config: " << cfg.error() << ")\n";
+                } else if (auto st = cfg->network.validate(); !st) {
+                    std::cout << "  (unusable config: " << st.error() << ")\n";
+                } else {
+                    const auto steps = cfg->training.is_object() ? cfg->training.find("steps_done") : cfg->training.end();
+                    std::cout << "  " << to_string(cfg->network.kind) << ", " << cfg->dataset << ", "
+                              << to_string(cfg->schedule.kind) << " schedule, " << to_string(cfg->prediction)
+                              << " prediction, " << cfg->network.num_classes << " classes, trained "
+                              << (steps != cfg->training.end() && steps->is_number_integer() ? std::to_string(steps->get<int64_t>()) : "?")
+                              << " steps\n";
+                }
             }
-        }
-        std::ifstream manifest(path.substr(0, path.size() - 12) + ".json");
-        if (manifest) {
-            auto m = nlohmann::json::parse(manifest, nullptr, false);
-            if (!m.is_discarded() && m.contains("summary")) std::cout << "  " << m["summary"].get<std::string>() << "\n";
+            std::ifstream manifest(path.substr(0, path.size() - 12) + ".json");
+            if (manifest) {
+                auto m = nlohmann::json::parse(manifest, nullptr, false);
+                if (m.is_object() && m.contains("summary") && m["summary"].is_string())
+                    std::cout << "  " << m["summary"].get<std::string>() << "\n";
+            }
+        } catch (const std::exception& e) {
+            std::cout << "  (unreadable config: " << e.what() << ")\n";
         }
     }
     return 0;

@@ -13,6 +13,7 @@
 #include "app/cli/cli_util.h"
 #include "core/forward/schedule.h"
 #include "core/guidance/noisy_classifier.h"
+#include "core/io/atomic_file.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
@@ -77,6 +78,10 @@ int cmd_sample(const std::vector<std::string>& argv) {
         at::globalContext().setAllowTF32CuBLAS(false);
         at::globalContext().setDeterministicCuDNN(true);
     }
+    // Output paths are checked before any work: a bad one fails now, not after sampling.
+    for (const char* option : {"output", "tensors", "chain-video"})
+        if (args.has(option))
+            if (auto st = check_output_path(args.get(option)); !st) return failure("sample: --" + std::string(option) + ": " + st.error());
     auto device = select_device(args.get("device"));
     if (!device) return failure("sample: " + device.error());
     auto path = resolve_model(args.get("model"));
@@ -159,7 +164,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
             std::fprintf(stderr, "\rsamples %lld-%lld: step %lld/%lld", (long long)start, (long long)(start + n),
                          (long long)(s.index + 1), (long long)s.total);
     });
-    if (!out) return failure("sample: " + out.error());
+    if (!out) return failure("sample: " + path.value() + ": " + out.error() + " (nothing was written)");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!args.has("quiet")) std::fprintf(stderr, "\n%lld samples in %.2f s on %s\n", (long long)N, secs, device->str().c_str());
     at::Tensor x = out.value();

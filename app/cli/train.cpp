@@ -58,7 +58,8 @@ int cmd_train(const std::vector<std::string>& argv) {
         .flag("learn-sigma", "learn the variance too (hybrid loss L_simple + w L_vlb, Improved DDPM)")
         .flag("bf16", "bf16 autocast of the forward pass (CUDA)")
         .flag("hflip", "random horizontal flips")
-        .flag("resume", "continue from OUT/checkpoint.safetensors")
+        .flag("resume", "continue from OUT/checkpoint.safetensors (with its settings; options given here change them)")
+        .flag("overwrite", "replace the run already in OUT (without it, an existing run is never overwritten)")
         .flag("help", "show this help");
     if (int rc = parse_or_help(args, argv, "train --out DIR [OPTIONS]"); rc >= 0) return rc;
     if (!args.has("out")) return usage("train: --out DIR is required");
@@ -144,7 +145,27 @@ int cmd_train(const std::vector<std::string>& argv) {
         if (j.is_discarded()) return failure("train: " + args.get("config") + " is not valid JSON");
         if (auto st = apply_settings_json(j, mc, tc); !st) return failure("train: " + args.get("config") + ": " + st.error());
     }
-    auto use = [&](const char* name) { return !has_config || args.given(name); };
+    // --resume starts from the checkpoint's own settings (network, schedule, prediction and
+    // training), like a settings file: only the options given here change them, and the trainer
+    // refuses a network, schedule or prediction that differs from the checkpoint's.
+    const bool resume = args.has("resume");
+    if (resume) {
+        const std::string ckpt = args.get("out") + "/checkpoint.safetensors";
+        auto file = load_safetensors(ckpt);
+        if (!file) return failure("train: --resume: " + file.error());
+        const auto meta = file->metadata.find("dlab");
+        const nlohmann::json saved = meta == file->metadata.end() ? nlohmann::json() : nlohmann::json::parse(meta->second, nullptr, false);
+        auto saved_config = saved.is_object() ? model_config_from_json(saved) : Result<ModelConfig>(Error{"no readable model config"});
+        if (!saved_config) return failure("train: --resume: " + ckpt + ": " + saved_config.error());
+        const std::string autoencoder = mc.autoencoder;
+        mc.network = saved_config->network;
+        mc.schedule = saved_config->schedule;
+        mc.prediction = saved_config->prediction;
+        if (saved_config->training.is_object()) tc = train_config_from_json(saved_config->training);
+        mc.autoencoder = autoencoder;
+    }
+    const bool settings_given = has_config || resume;
+    auto use = [&](const char* name) { return !settings_given || args.given(name); };
     if (use("steps")) tc.steps = steps.value();
     if (use("batch")) tc.batch = batch.value();
     if (use("lr")) tc.lr = lr.value();
@@ -156,9 +177,9 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (use("checkpoint-every")) tc.checkpoint_every = ce.value();
     if (use("log-every")) tc.log_every = le.value();
     if (use("vlb-weight")) tc.vlb_weight = vlbw.value();
-    if (args.given("hflip") || !has_config) tc.hflip = args.given("hflip");
-    if (args.given("bf16") || !has_config) tc.bf16 = args.given("bf16");
-    if (args.given("learn-sigma") || !has_config) mc.network.learn_sigma = args.given("learn-sigma");
+    if (args.given("hflip") || !settings_given) tc.hflip = args.given("hflip");
+    if (args.given("bf16") || !settings_given) tc.bf16 = args.given("bf16");
+    if (args.given("learn-sigma") || !settings_given) mc.network.learn_sigma = args.given("learn-sigma");
     if (use("schedule")) {
         const auto sk = parse_schedule_kind(args.get("schedule"));
         if (!sk) return usage("train: unknown schedule '" + args.get("schedule") + "'");
@@ -198,7 +219,9 @@ int cmd_train(const std::vector<std::string>& argv) {
                      static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss, p.lr,
                      p.images_per_s, format_duration(p.eta_s).c_str());
     };
-    auto r = train(mc, tc, data.value(), device.value(), args.get("out"), args.has("resume"), hooks);
+    if (resume && args.has("overwrite")) return usage("train: --resume and --overwrite exclude each other");
+    const TrainStart start = resume ? TrainStart::Resume : args.has("overwrite") ? TrainStart::Overwrite : TrainStart::New;
+    auto r = train(mc, tc, data.value(), device.value(), args.get("out"), start, hooks);
     if (!r) return failure(r.error());
     if (r->cancelled) std::cerr << "stopped at the time limit; continue with --resume\n";
     std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, "

@@ -19,18 +19,28 @@ std::string fashion_mnist_dir() {
 namespace {
 
 Result<std::string> read_gz(const std::string& path) {
-    if (!std::filesystem::exists(path)) return Error{path + ": no such file (install dataset-fashion-mnist)"};
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return Error{path + ": no such file (install dataset-fashion-mnist)"};
+    if (!std::filesystem::is_regular_file(path, ec)) return Error{path + ": not a regular file"};
     gzFile f = gzopen(path.c_str(), "rb");
     if (!f) return Error{path + ": cannot open"};
+    // The largest IDX file of the data sets is 47 MB unpacked; more than this is not one.
+    constexpr size_t kMaxBytes = size_t(1) << 30;
     std::string out;
     char buf[1 << 16];
     int n;
-    while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = gzread(f, buf, sizeof buf)) > 0) {
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > kMaxBytes) {
+            gzclose(f);
+            return Error{path + ": unpacks to more than 1 GiB; not an IDX file of a data set"};
+        }
+    }
     int err = 0;
     const char* msg = gzerror(f, &err);
+    const std::string why = msg ? msg : "?";  // gzerror's text lives in the gzFile: copy it before gzclose
     gzclose(f);
-    if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
-        return Error{path + ": corrupt gzip data (" + std::string(msg ? msg : "?") + ")"};
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) return Error{path + ": corrupt gzip data (" + why + ")"};
     return out;
 }
 
@@ -52,9 +62,22 @@ Result<LabelledData> load_fashion_mnist(const std::string& dir, bool train) {
     if (im.size() < 16 || be32(im, 0) != 2051) return Error{prefix + "-images-idx3-ubyte.gz: not an IDX image file (magic)"};
     if (lb.size() < 8 || be32(lb, 0) != 2049) return Error{prefix + "-labels-idx1-ubyte.gz: not an IDX label file (magic)"};
     const int64_t n = be32(im, 4), h = be32(im, 8), w = be32(im, 12);
+    // Bounds before any product of them is taken.
+    if (h < 1 || w < 1 || h > 4096 || w > 4096)
+        return Error{prefix + "-images-idx3-ubyte.gz: image size " + std::to_string(h) + "x" + std::to_string(w) +
+                     " is out of range (1 to 4096 a side)"};
+    if (n < 1) return Error{prefix + "-images-idx3-ubyte.gz: holds no images"};
     if (int64_t(be32(lb, 4)) != n) return Error{prefix + ": image and label counts differ"};
-    if (im.size() != size_t(16 + n * h * w) || lb.size() != size_t(8 + n))
-        return Error{prefix + ": truncated IDX file"};
+    if (int64_t(im.size()) - 16 != n * h * w || int64_t(lb.size()) - 8 != n)
+        return Error{prefix + ": truncated IDX file (the header promises " + std::to_string(n) + " images of " +
+                     std::to_string(h) + "x" + std::to_string(w) + ")"};
+    constexpr int kClasses = 10;
+    for (int64_t i = 0; i < n; ++i) {
+        const int label = uint8_t(lb[size_t(8 + i)]);
+        if (label >= kClasses)
+            return Error{prefix + "-labels-idx1-ubyte.gz: label " + std::to_string(label) + " of image " +
+                         std::to_string(i) + " is outside the classes 0 to " + std::to_string(kClasses - 1)};
+    }
     LabelledData d;
     d.x = at::from_blob(const_cast<char*>(im.data() + 16), {n, 1, h, w}, at::kByte)
               .to(at::kFloat)

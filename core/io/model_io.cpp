@@ -136,11 +136,23 @@ Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool
     }
     auto config = model_config_from_json(j);
     if (!config) return Error{path + ": " + config.error()};
+    // The config must fit the file before anything is built: a config that asks for more
+    // parameters than the file's weights hold is refused without allocating the network.
+    if (auto st = config->network.validate(); !st) return Error{path + ": " + st.error()};
+    const std::string prefix = prefer_ema && (file->tensors.count("ema.conv_out.weight") + file->tensors.count("ema.out.weight") > 0)
+                                   ? "ema." : "model.";
+    int64_t stored = 0;
+    for (const auto& [name, tensor] : file->tensors)
+        if (name.rfind(prefix, 0) == 0) stored += tensor.numel();
+    if (config->network.min_parameters() > stored)
+        return Error{path + ": the config describes a network of at least " + std::to_string(config->network.min_parameters()) +
+                     " parameters but the file holds " + std::to_string(stored) + " numbers under '" + prefix +
+                     "': the config and the weights do not belong together"};
     auto net = make_network(config->network);
     if (!net) return Error{path + ": " + net.error()};
     LoadedModel loaded;
-    loaded.used_ema = prefer_ema && file->tensors.count("ema.conv_out.weight") + file->tensors.count("ema.out.weight") > 0;
-    if (auto st = load_network_tensors(file.value(), loaded.used_ema ? "ema." : "model.", *net.value(), path); !st)
+    loaded.used_ema = prefix == "ema.";
+    if (auto st = load_network_tensors(file.value(), prefix, *net.value(), path); !st)
         return Error{st.error()};
     net.value()->to(device);
     net.value()->eval();

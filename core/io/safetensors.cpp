@@ -1,6 +1,7 @@
 #include "core/io/safetensors.h"
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -67,6 +68,9 @@ Status save_safetensors(const std::string& path, const TensorFile& file) {
 }
 
 Result<TensorFile> load_safetensors(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+        return Error{path + ": not a regular file (a folder or a device), so not a model file"};
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) return Error{path + ": cannot open (missing or unreadable)"};
     const auto size = static_cast<uint64_t>(in.tellg());
@@ -81,7 +85,7 @@ Result<TensorFile> load_safetensors(const std::string& path) {
                      std::to_string(n) + " does not fit in " + std::to_string(size) + " bytes)"};
     }
     std::string head(n, '\0');
-    in.read(head.data(), static_cast<std::streamsize>(n));
+    if (!in.read(head.data(), static_cast<std::streamsize>(n))) return Error{path + ": read failed (header)"};
     json header;
     try {
         header = json::parse(head);
@@ -91,7 +95,7 @@ Result<TensorFile> load_safetensors(const std::string& path) {
     if (!header.is_object()) return Error{path + ": corrupt safetensors header (not an object)"};
     const uint64_t data_size = size - 8 - n;
     std::string data(data_size, '\0');
-    in.read(data.data(), static_cast<std::streamsize>(data_size));
+    if (!in.read(data.data(), static_cast<std::streamsize>(data_size))) return Error{path + ": read failed (tensor data)"};
     if (!in) return Error{path + ": read failed"};
 
     TensorFile file;

@@ -18,6 +18,14 @@ Status AutoencoderConfig::validate() const {
     if (in_channels < 1 || image_size < 4 || pad < 0 || base_channels < 1 || latent_channels < 1 || groups < 1 ||
         num_res_blocks < 0 || channel_mult.empty())
         return Status::failure("autoencoder: sizes must be positive");
+    // Upper bounds before anything is sized or shifted by these.
+    if (in_channels > 64 || image_size > 4096 || pad > 1024 || base_channels > 1024 || latent_channels > 256 ||
+        groups > 1024 || num_res_blocks > 16 || channel_mult.size() > 8)
+        return Status::failure("autoencoder: a size is out of range (channels <= 64, image_size <= 4096, pad <= 1024, "
+                               "base_channels <= 1024, latent_channels <= 256, groups <= 1024, num_res_blocks <= 16, "
+                               "at most 8 levels)");
+    for (int64_t m : channel_mult)
+        if (m > 16) return Status::failure("autoencoder: channel multipliers must be <= 16");
     for (int64_t m : channel_mult)
         if (m < 1 || (base_channels * m) % groups != 0)
             return Status::failure("autoencoder: every level's channels must be a positive multiple of the groups");

@@ -12,17 +12,35 @@ namespace nn = torch::nn;
 
 std::string to_string(NetworkKind kind) { return kind == NetworkKind::UNet ? "unet" : "mlp"; }
 
+namespace {
+
+// `value` of `field` within [lo, hi], or a message naming them.
+Status in_range(const char* field, int64_t value, int64_t lo, int64_t hi) {
+    if (value >= lo && value <= hi) return Status::success();
+    return Status::failure("network: " + std::string(field) + " is " + std::to_string(value) + "; allowed " +
+                           std::to_string(lo) + " to " + std::to_string(hi));
+}
+
+}  // namespace
+
 Status NetworkConfig::validate() const {
-    if (in_channels < 1) return Status::failure("network: in_channels must be >= 1");
-    if (num_classes < 0) return Status::failure("network: num_classes must be >= 0");
+    // Ranges first: every later check may divide by these or size tensors with them.
+    for (const Status& st : {in_range("in_channels", in_channels, 1, 64), in_range("num_classes", num_classes, 0, 100000)})
+        if (!st) return st;
+    if (!(dropout >= 0.0 && dropout < 1.0)) return Status::failure("network: dropout must be in [0, 1)");
     if (kind == NetworkKind::Mlp) {
-        if (mlp_hidden < 1 || mlp_layers < 1) return Status::failure("network: MLP sizes must be >= 1");
+        for (const Status& st : {in_range("mlp_hidden", mlp_hidden, 1, 65536), in_range("mlp_layers", mlp_layers, 1, 64)})
+            if (!st) return st;
         return Status::success();
     }
-    if (base_channels < 1 || channel_mult.empty() || num_res_blocks < 1)
-        return Status::failure("network: UNet needs base_channels, channel_mult and num_res_blocks >= 1");
+    for (const Status& st : {in_range("image_size", image_size, 1, 4096), in_range("base_channels", base_channels, 1, 1024),
+                             in_range("num_res_blocks", num_res_blocks, 1, 16), in_range("groups", groups, 1, 1024),
+                             in_range("attention_heads", attention_heads, 1, 64),
+                             in_range("channel_mult (levels)", int64_t(channel_mult.size()), 1, 8),
+                             in_range("attention_resolutions (entries)", int64_t(attention_resolutions.size()), 0, 16)})
+        if (!st) return st;
     for (int64_t m : channel_mult) {
-        if (m < 1) return Status::failure("network: channel multipliers must be >= 1");
+        if (auto st = in_range("channel_mult", m, 1, 16); !st) return st;
         if ((base_channels * m) % groups != 0)
             return Status::failure("network: channels " + std::to_string(base_channels * m) +
                                    " not divisible by " + std::to_string(groups) + " GroupNorm groups");
@@ -38,6 +56,26 @@ Status NetworkConfig::validate() const {
         size /= 2;
     }
     return Status::success();
+}
+
+int64_t NetworkConfig::min_parameters() const {
+    if (kind == NetworkKind::Mlp) return (mlp_layers + 1) * mlp_hidden * mlp_hidden;  // time embedding + hidden layers
+    // Each residual block of the encoder half ends in a 3x3 convolution c -> c at its level.
+    int64_t n = 0;
+    for (int64_t m : channel_mult) n += num_res_blocks * 9 * (base_channels * m) * (base_channels * m);
+    return n;
+}
+
+int64_t NetworkConfig::min_activation_bytes() const {
+    if (kind == NetworkKind::Mlp) return 4 * mlp_hidden * 2;
+    // Every level keeps at least its residual blocks' outputs for the skip connections, and the
+    // decoder half holds as many again: 2 (num_res_blocks + 1) maps of c x s x s per level.
+    int64_t n = 0, s = image_size;
+    for (int64_t m : channel_mult) {
+        n += 2 * (num_res_blocks + 1) * base_channels * m * s * s;
+        s = std::max<int64_t>(1, s / 2);
+    }
+    return 4 * n;
 }
 
 int64_t NetworkImpl::parameter_count() const {

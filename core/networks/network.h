@@ -39,8 +39,17 @@ struct NetworkConfig {
     int64_t mlp_layers = 3;                   ///< MLP hidden layers
     bool learn_sigma = false;                 ///< output 2x channels (hybrid loss)
 
-    /// Checks that the sizes fit together (divisibility, positive counts).
+    /// Checks every field against its allowed range first (so nothing below divides by zero or
+    /// builds a runaway network), then that the sizes fit together (divisibility). The message
+    /// names the field, its value and the range.
     Status validate() const;
+    /// A lower bound on the parameter count, from the config alone (no allocation): a model
+    /// file whose tensors hold fewer numbers cannot be this network, so it is refused before
+    /// the network is built.
+    int64_t min_parameters() const;
+    /// A lower bound on the activation memory one sample takes in a forward pass (bytes, float32,
+    /// no grad), for the memory budget of a batch.
+    int64_t min_activation_bytes() const;
     /// Output channels: in_channels, doubled with learn_sigma.
     int64_t out_channels() const { return learn_sigma ? 2 * in_channels : in_channels; }
 };

@@ -1,5 +1,8 @@
 #include "core/runtime/runtime.h"
 
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -61,6 +64,30 @@ Result<c10::Device> select_device(const std::string& request) {
         return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
     }
     return Error{"unknown device '" + request + "': expected auto, cpu, cuda or cuda:N"};
+}
+
+int64_t available_memory_bytes(c10::Device device) {
+    if (!device.is_cpu()) return -1;
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    int64_t kb = 0;
+    std::string unit;
+    while (in >> key >> kb >> unit)
+        if (key == "MemAvailable:") return kb * 1024;
+    return -1;
+}
+
+Status check_memory_budget(const std::string& what, int64_t count, int64_t bytes_each, c10::Device device) {
+    const int64_t available = available_memory_bytes(device);
+    if (available <= 0 || count <= 0 || bytes_each <= 0) return Status::success();
+    const int64_t budget = available / 2;
+    if (bytes_each <= budget / count) return Status::success();
+    int64_t fits = 1;
+    while (fits * 2 <= budget / bytes_each) fits *= 2;
+    std::ostringstream m;
+    m << what << " of " << count << " needs at least " << (count * (bytes_each / 1024) / 1024) << " MiB of working memory but "
+      << available / (1024 * 1024) << " MiB are free on " << device.str() << "; use " << fits << " or fewer at a time";
+    return Status::failure(m.str());
 }
 
 }  // namespace dlab

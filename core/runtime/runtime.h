@@ -37,4 +37,12 @@ RuntimeInfo runtime_info();
 /// A CUDA request on a machine without CUDA is an error that says so.
 Result<c10::Device> select_device(const std::string& request = "auto");
 
+/// Memory a request may still take on `device`, in bytes: on the CPU the kernel's MemAvailable;
+/// -1 where it is not known (CUDA devices, for now: their allocator reports out-of-memory itself).
+int64_t available_memory_bytes(c10::Device device);
+
+/// Checks that `count` items of `bytes_each` fit in half the memory available on `device`; else a
+/// message naming `what`, the size tried and the largest count that fits (a power of two).
+Status check_memory_budget(const std::string& what, int64_t count, int64_t bytes_each, c10::Device device);
+
 }  // namespace dlab

@@ -1,10 +1,14 @@
 #include "core/sampling/generate.h"
 
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+
+#include "core/runtime/runtime.h"
 
 namespace dlab {
 
@@ -53,6 +57,11 @@ struct GenerateRun::State {
     }
 
     void end_batch() {
+        // A damaged or diverged model gives NaN or Inf: an error, never silently black images.
+        if (!at::isfinite(x).all().item<bool>())
+            throw std::runtime_error("the model produced non-finite values (NaN or Inf) in samples " + std::to_string(start) +
+                                     " to " + std::to_string(start + n - 1) +
+                                     ": its weights are damaged or it was saved from a diverged run");
         if (model->autoencoder && req.decode_latents) {
             at::NoGradGuard g;
             Autoencoder ae = model->autoencoder;
@@ -93,6 +102,12 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     s->C = nc.num_classes;
     if (s->N < 1 || req.batch < 1) return Error{"generate: count and batch must be positive"};
     s->conditional = s->C > 0 && req.labels.defined();
+    // The memory budget, before anything is allocated: a batch of the network's activations
+    // (twice with classifier-free guidance) must fit in half the free memory.
+    if (auto st = check_memory_budget("generate: a batch", std::min(req.batch, s->N),
+                                      nc.min_activation_bytes() * (s->conditional ? 2 : 1), model.network->parameters().front().device());
+        !st)
+        return Error{st.error() + " (--batch)"};
     if (req.classifier_grad && req.classifier_scale != 0.0) {
         const at::Tensor& target = req.classifier_labels.defined() ? req.classifier_labels : req.labels;
         if (!target.defined() || target.size(0) != s->N) return Error{"generate: classifier guidance needs a target class per sample"};
@@ -147,7 +162,11 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
     GenerateRun& r = *run.value();
     while (!r.done()) {
         if (req.cancel && req.cancel->load(std::memory_order_relaxed)) return Error{"cancelled"};
-        r.step(on_step);
+        try {
+            r.step(on_step);
+        } catch (const std::exception& e) {
+            return Error{e.what()};
+        }
     }
     return r.result();
 }

@@ -43,7 +43,8 @@ public:
     /// Whether every batch has been sampled (and decoded).
     bool done() const;
     /// One sampler step of the current batch (a latent batch is decoded after its last step);
-    /// `on_step` gets (batch start, batch size, the step's report). Throws on LibTorch errors.
+    /// `on_step` gets (batch start, batch size, the step's report). Throws on LibTorch errors and
+    /// when a finished batch holds NaN or Inf.
     void step(const GenerateStepHook& on_step = {});
     /// Chain steps done and in all, over every batch.
     int64_t steps_done() const;
@@ -59,7 +60,8 @@ private:
 
 /// Generates N samples; returns them on the CPU in model space ([-1, 1] for images; for a latent
 /// model the decoded images unless decode_latents is false). A cancelled
-/// request returns the error "cancelled".
+/// request returns the error "cancelled"; non-finite samples (a damaged or diverged model), a
+/// batch beyond the memory budget and LibTorch failures are errors with a message.
 Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& request,
                             const GenerateStepHook& on_step = {});
 

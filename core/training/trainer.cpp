@@ -1,9 +1,11 @@
 #include "core/training/trainer.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -199,18 +201,35 @@ private:
 
 std::string checkpoint_path(const std::string& dir) { return dir + "/checkpoint.safetensors"; }
 
-// Keeps the loss log consistent with a resumed checkpoint: rows past `step` are dropped.
-void truncate_log(const std::string& path, int64_t step) {
+// A whole number >= 0 written in decimal, or nothing.
+std::optional<int64_t> parse_count(const std::string& text) {
+    int64_t v = 0;
+    const char* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, v);
+    if (r.ec != std::errc() || r.ptr != end || v < 0) return std::nullopt;
+    return v;
+}
+
+// Keeps the loss log consistent with a resumed checkpoint: rows past `step` are dropped (and rows
+// that are no log rows at all, which only a damaged file has).
+Status truncate_log(const std::string& path, int64_t step) {
     std::ifstream in(path);
-    if (!in) return;
+    if (!in) return Status::success();
     std::string line, kept;
     std::getline(in, line);
     kept = line + "\n";
     while (std::getline(in, line)) {
-        if (line.empty()) continue;
-        if (std::stoll(line.substr(0, line.find(','))) <= step) kept += line + "\n";
+        const auto s = parse_count(line.substr(0, line.find(',')));
+        if (s && *s <= step) kept += line + "\n";
     }
-    write_file_atomic(path, kept);
+    return write_file_atomic(path, kept);
+}
+
+// Whether every tensor is finite (one device sync per tensor; called at checkpoint time only).
+bool all_finite(const std::vector<at::Tensor>& tensors) {
+    for (const at::Tensor& t : tensors)
+        if (t.defined() && !at::isfinite(t).all().item<bool>()) return false;
+    return true;
 }
 
 }  // namespace
@@ -256,9 +275,20 @@ void shape_network_for_data(const LabelledData& data, NetworkConfig& n) {
     n.num_classes = data.num_classes;
 }
 
+bool holds_training_run(const std::string& dir) {
+    std::error_code ec;
+    for (const char* name : {"checkpoint.safetensors", "model.safetensors", "loss.csv"})
+        if (fs::exists(fs::path(dir) / name, ec)) return true;
+    return false;
+}
+
 Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledData& data,
-                          c10::Device device, const std::string& out_dir, bool resume,
+                          c10::Device device, const std::string& out_dir, TrainStart start,
                           const TrainHooks& hooks) {
+    const bool resume = start == TrainStart::Resume;
+    if (start == TrainStart::New && holds_training_run(out_dir))
+        return Error{"train: " + out_dir + " already holds a training run; continue it with --resume or "
+                     "replace it with --overwrite (nothing was changed)"};
     if (tc.steps < 1 || tc.batch < 1) return Error{"train: steps and batch must be positive"};
     if (!(tc.lr > 0) || !std::isfinite(tc.lr)) return Error{"train: the learning rate must be positive"};
     if (!(tc.p_uncond >= 0 && tc.p_uncond < 1)) return Error{"train: p_uncond must be in [0, 1)"};
@@ -298,6 +328,30 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (resume) {
         auto file = load_safetensors(ckpt);
         if (!file) return Error{"resume: " + file.error()};
+        // A resumed run keeps the network, schedule and prediction it was trained with: a
+        // different one would be trained on silently and written into the model.
+        const auto meta = file->metadata.find("dlab");
+        if (meta == file->metadata.end()) return Error{ckpt + ": the checkpoint has no model config ('dlab' metadata)"};
+        const json saved_json = json::parse(meta->second, nullptr, false);
+        if (saved_json.is_discarded()) return Error{ckpt + ": the checkpoint's model config is not valid JSON"};
+        auto saved = model_config_from_json(saved_json);
+        if (!saved) return Error{ckpt + ": " + saved.error()};
+        const json mine = to_json(mc), theirs = to_json(saved.value());
+        for (const char* part : {"network", "schedule", "prediction"}) {
+            if (mine.at(part) == theirs.at(part)) continue;
+            std::string field = part;
+            if (mine.at(part).is_object())
+                for (const auto& [k, v] : theirs.at(part).items())
+                    if (!mine.at(part).contains(k) || mine.at(part).at(k) != v) {
+                        field = std::string(part) + "." + k + " (" + v.dump() + " in the checkpoint, " +
+                                (mine.at(part).contains(k) ? mine.at(part).at(k).dump() : "absent") + " asked for)";
+                        break;
+                    }
+            if (!mine.at(part).is_object())
+                field += " (" + theirs.at(part).dump() + " in the checkpoint, " + mine.at(part).dump() + " asked for)";
+            return Error{"resume: " + ckpt + " was trained with another " + field +
+                         "; resume with the run's own settings or start a new run"};
+        }
         if (auto st = load_network_tensors(file.value(), "model.", *net, ckpt); !st) return Error{st.error()};
         if (auto st = load_network_tensors(file.value(), "ema.", *ema, ckpt); !st) return Error{st.error()};
         torch::NoGradGuard g;
@@ -310,10 +364,18 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             opt.m[i].copy_(m->second);
             opt.v[i].copy_(v->second);
         }
-        step = std::stoll(file->metadata.at("step"));
-        truncate_log(log_path, step);
+        const auto step_text = file->metadata.find("step");
+        if (step_text == file->metadata.end()) return Error{ckpt + ": the checkpoint has no 'step' in its metadata"};
+        const auto parsed = parse_count(step_text->second);
+        if (!parsed) return Error{ckpt + ": the checkpoint's step '" + step_text->second + "' is not a whole number >= 0"};
+        step = *parsed;
+        if (auto st = truncate_log(log_path, step); !st) return Error{st.error()};
     } else {
-        write_file_atomic(log_path, "step,loss,lr,images_per_s\n");
+        if (auto st = write_file_atomic(log_path, "step,loss,lr,images_per_s\n"); !st) return Error{st.error()};
+        // An overwritten run's old checkpoint and model go: nothing of it may be resumed by mistake.
+        std::error_code rm;
+        fs::remove(ckpt, rm);
+        fs::remove(out_dir + "/model.safetensors", rm);
     }
     net->to(device);
     ema->to(device);
@@ -337,7 +399,18 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     std::vector<int64_t> bshape(static_cast<size_t>(images.dim()), 1);
     bshape[0] = B;
 
+    int64_t last_good = resume ? step : -1;  // the step of the newest checkpoint on disk
+    // The weights, EMA and optimizer state are checked before anything is written: a checkpoint
+    // on disk is always one that can be resumed and sampled.
+    auto not_finite = [&]() -> std::string {
+        return "training stopped at step " + std::to_string(step) + ": the weights are no longer finite (NaN or Inf)" +
+               (last_good >= 0 ? "; the last good checkpoint (step " + std::to_string(last_good) + ") is kept in " + ckpt
+                               : "; no checkpoint was written") +
+               " (try a lower learning rate)";
+    };
     auto save_checkpoint = [&]() -> Status {
+        if (!all_finite(net->parameters()) || !all_finite(ema->parameters()) || !all_finite(opt.m) || !all_finite(opt.v))
+            return Status::failure(not_finite());
         TensorFile file;
         add_network_tensors(file, "model.", *net);
         add_network_tensors(file, "ema.", *ema);
@@ -351,7 +424,9 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         mc.training = training;
         file.metadata["dlab"] = to_json(mc).dump();
         file.metadata["step"] = std::to_string(step);
-        return save_safetensors(ckpt, file);
+        Status st = save_safetensors(ckpt, file);
+        if (st) last_good = step;
+        return st;
     };
 
     std::vector<at::Tensor> ema_params = ema->parameters();
@@ -451,7 +526,9 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             if (!std::isfinite(l)) {
                 return Error{"training stopped at step " + std::to_string(step) + ": the loss is " +
                              (std::isnan(l) ? "NaN" : "infinite") +
-                             "; the last good checkpoint is kept in " + ckpt +
+                             (last_good >= 0 ? "; the last good checkpoint (step " + std::to_string(last_good) +
+                                                   ") is kept in " + ckpt
+                                             : "; no checkpoint was written") +
                              " (try a lower learning rate)"};
             }
             const auto now = std::chrono::steady_clock::now();
@@ -494,6 +571,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     training["device"] = device.str();
     mc.training = training;
     // The model file for sampling holds the EMA weights only (the checkpoint keeps both).
+    if (!all_finite(ema->parameters())) return Error{not_finite()};
     if (auto st = save_model(out_dir + "/model.safetensors", mc, *ema); !st) return Error{st.error()};
     result.steps_done = step;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -87,11 +87,22 @@ Status apply_size_preset(const std::string& preset, NetworkConfig& net);
 /// follows the data.
 void shape_network_for_data(const LabelledData& data, NetworkConfig& net);
 
+/// How a training call treats its run folder.
+enum class TrainStart {
+    New,        ///< a new run: refused when the folder already holds one (nothing is lost)
+    Resume,     ///< continue from out_dir/checkpoint.safetensors
+    Overwrite,  ///< a new run that replaces the folder's earlier one, asked for explicitly
+};
+
 /// Trains a model on `data` into `out_dir` (checkpoint.safetensors, model.safetensors, loss.csv).
-/// With `resume`, continues from out_dir/checkpoint.safetensors. A NaN or Inf loss stops with an
-/// error and leaves the last good checkpoint in place.
+/// A checkpoint or model is written only after every weight and optimizer state was checked to be
+/// finite; a NaN or Inf loss or weight stops with an error and leaves the last good checkpoint in
+/// place.
 Result<TrainResult> train(ModelConfig model_config, const TrainConfig& config,
                           const LabelledData& data, c10::Device device, const std::string& out_dir,
-                          bool resume, const TrainHooks& hooks = {});
+                          TrainStart start, const TrainHooks& hooks = {});
+
+/// Whether a folder holds a training run (a checkpoint, a model or a loss log).
+bool holds_training_run(const std::string& dir);
 
 }  // namespace dlab

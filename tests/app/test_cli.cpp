@@ -1,7 +1,10 @@
 // diffusionlab-cli through its public interface: a real process, its output, files and exit codes.
 #include <QtTest/QtTest>
 
+#include <sys/stat.h>
+
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "core/io/model_catalog.h"
 #include "core/io/safetensors.h"
@@ -14,12 +17,36 @@ struct Run {
     QString out, err;
 };
 
-Run cli(const QStringList& args) {
+Run cli(const QStringList& args, const QProcessEnvironment& env = QProcessEnvironment::systemEnvironment()) {
     QProcess p;
+    p.setProcessEnvironment(env);
     p.start(qEnvironmentVariable("DLAB_CLI"), args);
     if (!p.waitForFinished(120000)) qFatal("diffusionlab-cli did not finish");
     return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1,
             QString::fromUtf8(p.readAllStandardOutput()), QString::fromUtf8(p.readAllStandardError())};
+}
+
+// The bundled default model with its config edited by `edit` (and its tensors by `tensors`),
+// written to `path`.
+bool writeEditedModel(const QString& path, const std::function<void(nlohmann::json&)>& edit,
+                      const std::function<void(at::Tensor&)>& tensors = {}) {
+    auto file = dlab::load_safetensors(dlab::resolve_model("default").value());
+    if (!file) return false;
+    dlab::TensorFile out = file.value();
+    nlohmann::json j = nlohmann::json::parse(out.metadata.at("dlab"));
+    edit(j);
+    out.metadata["dlab"] = j.dump();
+    if (tensors)
+        for (auto& [name, t] : out.tensors) {
+            t = t.clone();
+            tensors(t);
+        }
+    return dlab::save_safetensors(path.toStdString(), out).ok();
+}
+
+QByteArray readAll(const QString& path) {
+    QFile f(path);
+    return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
 }
 
 }  // namespace
@@ -246,6 +273,134 @@ private Q_SLOTS:
         const Run r = cli({"train", "--config", dir.filePath("s.json"), "--dataset", "toy:moons", "--out", dir.filePath("run")});
         QCOMPARE(r.code, 1);
         QVERIFY2(r.err.contains("unknown key \"stepz\" in \"training\""), qPrintable(r.err));
+    }
+
+    void hostileModelFilesAreMessages_data() {
+        QTest::addColumn<QString>("field");
+        QTest::addColumn<QString>("message");
+        // Each was a crash (SIGFPE) or a runaway build before the config was checked first.
+        QTest::newRow("groups 0") << "groups=0" << "groups is 0";
+        QTest::newRow("attention heads 0") << "attention_heads=0" << "attention_heads is 0";
+        QTest::newRow("a million blocks") << "num_res_blocks=1000000" << "num_res_blocks is 1000000";
+        QTest::newRow("too wide for its weights") << "base_channels=1024" << "do not belong together";
+        QTest::newRow("NaN weights") << "nan" << "non-finite values";
+    }
+    void hostileModelFilesAreMessages() {
+        QFETCH(QString, field);
+        QFETCH(QString, message);
+        QTemporaryDir dir;
+        const QString model = dir.filePath("model.safetensors"), out = dir.filePath("x.safetensors");
+        if (field == "nan") {
+            QVERIFY(writeEditedModel(model, [](nlohmann::json&) {}, [](at::Tensor& t) {
+                if (t.is_floating_point()) t.fill_(std::nan(""));
+            }));
+        } else {
+            const QStringList kv = field.split('=');
+            QVERIFY(writeEditedModel(model, [&](nlohmann::json& j) {
+                j["network"][kv[0].toStdString()] = kv[1].toLongLong();
+            }));
+        }
+        for (const QStringList& args : {QStringList{"sample", "--model", model, "--count", "2", "--steps", "2", "--tensors", out},
+                                        QStringList{"eval", "--model", model, "--count", "20", "--steps", "2"}}) {
+            const Run r = cli(args);
+            QVERIFY2(r.code == 1, qPrintable(QString("%1: exit %2: %3").arg(args.first()).arg(r.code).arg(r.err)));
+            QVERIFY2(r.err.contains(message) && !r.err.contains("Exception raised from"), qPrintable(r.err));
+        }
+        QVERIFY(!QFileInfo::exists(out));
+        // bench builds the network from the file too: refused, or (NaN weights) timed, never a signal.
+        const Run bench = cli({"bench", "--model", model, "--batches", "1", "--iters", "1", "--device", "cpu"});
+        QVERIFY2(field == "nan" ? bench.code >= 0 : bench.code == 1, qPrintable(bench.err));
+    }
+
+    void aFolderIsNoModelFile() {
+        QTemporaryDir dir;
+        const Run r = cli({"sample", "--model", dir.path() + "/", "--tensors", dir.filePath("x.safetensors")});
+        QCOMPARE(r.code, 1);
+        QVERIFY2(r.err.contains("not a regular file"), qPrintable(r.err));
+    }
+
+    void outputsAreCheckedBeforeTheWork() {
+        QTemporaryDir dir;
+        const Run video = cli({"sample", "--steps", "50", "--count", "8", "-o", dir.filePath("grid.png"),
+                               "--chain-video", "/nonexistent-folder/chain.mp4"});
+        QCOMPARE(video.code, 1);
+        QVERIFY2(video.err.contains("/nonexistent-folder") && video.err.contains("does not exist"), qPrintable(video.err));
+        QVERIFY2(!video.err.contains("samples in"), qPrintable(video.err));  // it failed before sampling
+        QVERIFY(!QFileInfo::exists(dir.filePath("grid.png")));
+        // A symbolic link, a pipe and a read-only file are never replaced.
+        const QString target = dir.filePath("target.csv"), link = dir.filePath("link.csv");
+        QFile t(target);
+        QVERIFY(t.open(QIODevice::WriteOnly));
+        t.write("precious\n");
+        t.close();
+        QVERIFY(QFile::link(target, link));
+        const QString fifo = dir.filePath("pipe.csv");
+        QCOMPARE(::mkfifo(fifo.toLocal8Bit().constData(), 0644), 0);
+        const QString ro = dir.filePath("readonly.csv");
+        QFile r(ro);
+        QVERIFY(r.open(QIODevice::WriteOnly));
+        r.write("keep\n");
+        r.close();
+        QVERIFY(QFile::setPermissions(ro, QFileDevice::ReadOwner | QFileDevice::ReadGroup | QFileDevice::ReadOther));
+        for (const auto& [path, why] : {std::pair<QString, QString>{link, "symbolic link"}, {fifo, "not a regular file"},
+                                        {ro, "read-only"}}) {
+            const Run w = cli({"schedule", "--csv", path});
+            QCOMPARE(w.code, 1);
+            QVERIFY2(w.err.contains(why), qPrintable(w.err));
+        }
+        QVERIFY(QFileInfo(link).isSymLink());
+        QCOMPARE(readAll(target), QByteArray("precious\n"));
+        QCOMPARE(readAll(ro), QByteArray("keep\n"));
+    }
+
+    void modelsListsPastADamagedModel() {
+        QTemporaryDir dir;
+        QVERIFY(writeEditedModel(dir.filePath("aaa-damaged.safetensors"), [](nlohmann::json& j) {
+            j["training"]["steps_done"] = "many";
+        }));
+        QFile manifest(dir.filePath("aaa-damaged.json"));
+        QVERIFY(manifest.open(QIODevice::WriteOnly));
+        manifest.write(R"({"summary": 42})");
+        manifest.close();
+        QVERIFY(writeEditedModel(dir.filePath("bbb-groups0.safetensors"), [](nlohmann::json& j) { j["network"]["groups"] = 0; }));
+        QVERIFY(writeEditedModel(dir.filePath("zzz-fine.safetensors"), [](nlohmann::json&) {}));
+        QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+        env.insert("DLAB_MODELS_DIR", dir.path());
+        const Run r = cli({"models"}, env);
+        QCOMPARE(r.code, 0);
+        QVERIFY2(r.out.contains("aaa-damaged") && r.out.contains("bbb-groups0") && r.out.contains("groups is 0") &&
+                     r.out.contains("zzz-fine"), qPrintable(r.out));
+        // The listing went on after the damaged ones: the last model has its description line.
+        QVERIFY2(r.out.mid(r.out.indexOf("zzz-fine")).contains("unet"), qPrintable(r.out));
+    }
+
+    void trainingRunsAreNotLost() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("run");
+        const QStringList base{"train", "--dataset", "toy:moons", "--steps", "20", "--batch", "32", "--log-every", "5",
+                               "--checkpoint-every", "10", "--out", out, "--device", "cpu"};
+        const Run first = cli(base);
+        QVERIFY2(first.code == 0, qPrintable(first.err));
+        const QByteArray log = readAll(out + "/loss.csv");
+        const QByteArray ckpt = readAll(out + "/checkpoint.safetensors");
+        // Again without --resume: refused, nothing touched.
+        const Run again = cli(base);
+        QCOMPARE(again.code, 1);
+        QVERIFY2(again.err.contains("--resume") && again.err.contains("--overwrite"), qPrintable(again.err));
+        QCOMPARE(readAll(out + "/loss.csv"), log);
+        QCOMPARE(readAll(out + "/checkpoint.safetensors"), ckpt);
+        // --resume with another schedule than the run's: refused, naming it.
+        const Run other = cli(base + QStringList{"--resume", "--schedule", "linear", "--steps", "30"});
+        QCOMPARE(other.code, 1);
+        QVERIFY2(other.err.contains("schedule.kind"), qPrintable(other.err));
+        QCOMPARE(readAll(out + "/checkpoint.safetensors"), ckpt);
+        // --resume alone takes the run's own settings.
+        const Run more = cli({"train", "--dataset", "toy:moons", "--steps", "30", "--out", out, "--resume", "--device", "cpu"});
+        QVERIFY2(more.code == 0, qPrintable(more.err));
+        QVERIFY(readAll(out + "/loss.csv").startsWith(log));
+        // --overwrite replaces the run on request.
+        const Run fresh = cli(base + QStringList{"--overwrite"});
+        QVERIFY2(fresh.code == 0, qPrintable(fresh.err));
     }
 
     void modelsListsTheBundledOnes() {

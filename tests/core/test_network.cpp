@@ -1,6 +1,7 @@
 // Networks: shapes for the supported image sizes, the null class, config validation and the
 // sinusoidal embedding against its closed form.
 #include <cmath>
+#include <functional>
 
 #include <QtTest/QtTest>
 
@@ -87,6 +88,52 @@ private Q_SLOTS:
         c = NetworkConfig{};
         c.channel_mult = {};
         QVERIFY(!make_network(c).ok());
+    }
+
+    void boundsAreCheckedBeforeDividing() {
+        // Zero groups or heads used to divide by zero (SIGFPE) before any check; huge sizes used
+        // to build the network first. Each is now a message naming the field and the range.
+        const std::pair<std::function<void(NetworkConfig&)>, const char*> cases[] = {
+            {[](NetworkConfig& c) { c.groups = 0; }, "groups is 0"},
+            {[](NetworkConfig& c) { c.attention_heads = 0; }, "attention_heads is 0"},
+            {[](NetworkConfig& c) { c.num_res_blocks = 1000000; }, "num_res_blocks is 1000000"},
+            {[](NetworkConfig& c) { c.base_channels = 100000; }, "base_channels is 100000"},
+            {[](NetworkConfig& c) { c.channel_mult = std::vector<int64_t>(40, 1); }, "channel_mult (levels) is 40"},
+            {[](NetworkConfig& c) { c.image_size = -28; }, "image_size is -28"},
+            {[](NetworkConfig& c) { c.num_classes = -1; }, "num_classes is -1"},
+        };
+        for (const auto& [edit, message] : cases) {
+            NetworkConfig c;
+            edit(c);
+            const Status st = c.validate();
+            QVERIFY2(!st.ok() && QString::fromStdString(st.error()).contains(message), st.ok() ? message : st.error().c_str());
+            QVERIFY(!make_network(c).ok());
+        }
+    }
+
+    void lowerBoundsHold() {
+        // min_parameters() is what a model file is checked against before the network is built: it
+        // must never exceed the real count, or good files would be refused.
+        std::vector<NetworkConfig> configs(6);
+        configs[1].base_channels = 64;
+        configs[1].num_res_blocks = 2;
+        configs[2].channel_mult = {1, 2, 2, 4};
+        configs[2].image_size = 32;
+        configs[3].learn_sigma = true;
+        configs[3].num_classes = 0;
+        configs[4].kind = NetworkKind::Mlp;
+        configs[4].in_channels = 2;
+        configs[5].kind = NetworkKind::Mlp;
+        configs[5].mlp_layers = 1;
+        configs[5].mlp_hidden = 16;
+        for (const NetworkConfig& c : configs) {
+            auto net = make_network(c);
+            QVERIFY2(net.ok(), net.ok() ? "" : net.error().c_str());
+            const int64_t real = net.value()->parameter_count();
+            QVERIFY2(c.min_parameters() <= real && c.min_parameters() * 64 > real,
+                     qPrintable(QString("bound %1, real %2").arg(c.min_parameters()).arg(real)));
+            QVERIFY(c.min_activation_bytes() > 0);
+        }
     }
 
     void timestepEmbeddingClosedForm() {

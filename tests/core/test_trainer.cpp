@@ -77,6 +77,56 @@ private Q_SLOTS:
         QVERIFY(QString::fromStdString(missing.error()).contains("no such file"));
     }
 
+    void damagedIdxFilesAreMessages() {
+        // zlib reads plain files as well, so hand-made IDX bytes can stand in for the .gz files.
+        auto bytes = [](std::initializer_list<int> values) {
+            QByteArray b;
+            for (int v : values) b.append(char(v));
+            return b;
+        };
+        auto be32 = [&](uint32_t v) { return bytes({int(v >> 24), int(v >> 16), int(v >> 8), int(v)}); };
+        auto write = [](const QString& path, const QByteArray& bytes) {
+            QFile f(path);
+            return f.open(QIODevice::WriteOnly) && f.write(bytes) == bytes.size();
+        };
+        auto idx = [&](uint32_t n, uint32_t h, uint32_t w, const QByteArray& labels) {
+            return std::make_pair(be32(2051) + be32(n) + be32(h) + be32(w) + QByteArray(int(n * h * w), 'x'),
+                                  be32(2049) + be32(n) + labels);
+        };
+        auto load = [&](const std::pair<QByteArray, QByteArray>& files) {
+            QTemporaryDir dir;
+            write(dir.filePath("t10k-images-idx3-ubyte.gz"), files.first);
+            write(dir.filePath("t10k-labels-idx1-ubyte.gz"), files.second);
+            auto r = load_fashion_mnist(dir.path().toStdString(), false);
+            return r.ok() ? QString() : QString::fromStdString(r.error());
+        };
+        QCOMPARE(load(idx(3, 2, 2, bytes({0, 1, 9}))), QString());  // a well-formed tiny set loads
+        const QString ten = load(idx(3, 2, 2, bytes({0, 10, 1})));
+        QVERIFY2(ten.contains("label 10 of image 1"), qPrintable(ten));  // not silently the null class
+        const QString big = load(idx(3, 2, 2, bytes({0, 255, 1})));
+        QVERIFY2(big.contains("label 255"), qPrintable(big));
+        const QString empty = load(idx(3, 0, 0, bytes({0, 1, 2})));
+        QVERIFY2(empty.contains("image size 0x0"), qPrintable(empty));
+        auto truncated = idx(3, 2, 2, bytes({0, 1, 2}));
+        truncated.first.chop(5);
+        QVERIFY2(load(truncated).contains("truncated"), qPrintable(load(truncated)));
+        // A real .gz cut in half: zlib's own reason, read before the file is closed.
+        QFile real(QString::fromStdString(fashion_mnist_dir()) + "/t10k-labels-idx1-ubyte.gz");
+        QVERIFY(real.open(QIODevice::ReadOnly));
+        const QByteArray gz = real.readAll();
+        QTemporaryDir dir;
+        QVERIFY(write(dir.filePath("t10k-images-idx3-ubyte.gz"), idx(3, 2, 2, QByteArray()).first));
+        QVERIFY(write(dir.filePath("t10k-labels-idx1-ubyte.gz"), gz.left(gz.size() / 2)));
+        auto cut = load_fashion_mnist(dir.path().toStdString(), false);
+        QVERIFY(!cut.ok());
+        QVERIFY2(QString::fromStdString(cut.error()).contains("t10k-labels-idx1-ubyte.gz"), cut.error().c_str());
+        // A folder in the file's place.
+        QTemporaryDir folder;
+        QVERIFY(QDir(folder.path()).mkdir("t10k-images-idx3-ubyte.gz"));
+        auto dirAsFile = load_fashion_mnist(folder.path().toStdString(), false);
+        QVERIFY2(QString::fromStdString(dirAsFile.error()).contains("not a regular file"), dirAsFile.error().c_str());
+    }
+
     void toySets() {
         for (const auto& name : toy_names()) {
             auto d = make_toy(name, 5000, 1);
@@ -96,7 +146,7 @@ private Q_SLOTS:
         std::vector<double> losses;
         TrainHooks hooks;
         hooks.on_progress = [&](const TrainProgress& p) { losses.push_back(p.loss); };
-        auto r = train(tiny(), fast(60), data, c10::Device(c10::kCPU), dir.path().toStdString(), false, hooks);
+        auto r = train(tiny(), fast(60), data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New, hooks);
         QVERIFY2(r.ok(), r.error().c_str());
         QCOMPARE(losses.size(), size_t(60));
         const auto [first, last] = first_and_last_ten(losses);
@@ -111,7 +161,7 @@ private Q_SLOTS:
     void resumeMatchesUninterruptedRun() {
         const LabelledData data = subset(256);
         QTemporaryDir a, b;
-        auto full = train(tiny(), fast(20), data, c10::Device(c10::kCPU), a.path().toStdString(), false);
+        auto full = train(tiny(), fast(20), data, c10::Device(c10::kCPU), a.path().toStdString(), TrainStart::New);
         QVERIFY(full.ok());
         // Interrupt after 8 steps, then resume to 20.
         std::atomic<bool> cancel{false};
@@ -120,11 +170,11 @@ private Q_SLOTS:
         hooks.on_progress = [&](const TrainProgress& p) {
             if (p.step == 8) cancel = true;
         };
-        auto part = train(tiny(), fast(20), data, c10::Device(c10::kCPU), b.path().toStdString(), false, hooks);
+        auto part = train(tiny(), fast(20), data, c10::Device(c10::kCPU), b.path().toStdString(), TrainStart::New, hooks);
         QVERIFY(part.ok());
         QVERIFY(part->cancelled);
         QCOMPARE(part->steps_done, int64_t(8));
-        auto rest = train(tiny(), fast(20), data, c10::Device(c10::kCPU), b.path().toStdString(), true);
+        auto rest = train(tiny(), fast(20), data, c10::Device(c10::kCPU), b.path().toStdString(), TrainStart::Resume);
         QVERIFY2(rest.ok(), rest.error().c_str());
         QCOMPARE(rest->steps_done, int64_t(20));
         const auto fa = load_safetensors(a.filePath("checkpoint.safetensors").toStdString()).value();
@@ -144,20 +194,117 @@ private Q_SLOTS:
         QCOMPARE(QString::fromUtf8(log.readAll()).count('\n'), 21);
     }
 
+    void nanStopsTrainingAndKeepsCheckpoint_data() {
+        QTest::addColumn<int>("checkpointEvery");
+        QTest::addColumn<int>("logEvery");
+        QTest::newRow("caught at a logged loss") << 4 << 1;
+        // Checkpoints more often than the loss is logged: the weights are checked before every
+        // write, so the NaN step is caught at its checkpoint and the good one stays.
+        QTest::newRow("caught at a checkpoint") << 1 << 1000;
+    }
     void nanStopsTrainingAndKeepsCheckpoint() {
+        QFETCH(int, checkpointEvery);
+        QFETCH(int, logEvery);
         QTemporaryDir dir;
         LabelledData data = subset(64);
         TrainConfig t = fast(4);
         t.checkpoint_every = 4;
-        QVERIFY(train(tiny(), t, data, c10::Device(c10::kCPU), dir.path().toStdString(), false).ok());
+        QVERIFY(train(tiny(), t, data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New).ok());
         data.x.fill_(std::nan(""));
         t.steps = 8;
-        auto r = train(tiny(), t, data, c10::Device(c10::kCPU), dir.path().toStdString(), true);
+        t.checkpoint_every = checkpointEvery;
+        t.log_every = logEvery;
+        auto r = train(tiny(), t, data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::Resume);
         QVERIFY(!r.ok());
         QVERIFY2(QString::fromStdString(r.error()).contains("NaN"), r.error().c_str());
+        QVERIFY2(QString::fromStdString(r.error()).contains("checkpoint (step 4)"), r.error().c_str());
         auto kept = load_safetensors(dir.filePath("checkpoint.safetensors").toStdString());
         QVERIFY(kept.ok());
         QCOMPARE(kept->metadata.at("step"), std::string("4"));
+        for (const auto& [name, tensor] : kept->tensors)
+            QVERIFY2(at::isfinite(tensor).all().item<bool>(), name.c_str());
+    }
+
+    void anEarlierRunIsNeverOverwrittenUnasked() {
+        QTemporaryDir dir;
+        const LabelledData data = subset(32);
+        const std::string out = dir.path().toStdString();
+        QVERIFY(train(tiny(), fast(4), data, c10::Device(c10::kCPU), out, TrainStart::New).ok());
+        QFile log(dir.filePath("loss.csv"));
+        QVERIFY(log.open(QIODevice::ReadOnly));
+        const QByteArray before = log.readAll();
+        log.close();
+        auto again = train(tiny(), fast(4), data, c10::Device(c10::kCPU), out, TrainStart::New);
+        QVERIFY(!again.ok());
+        QVERIFY2(QString::fromStdString(again.error()).contains("--resume") &&
+                     QString::fromStdString(again.error()).contains("--overwrite"), again.error().c_str());
+        QVERIFY(log.open(QIODevice::ReadOnly));
+        QCOMPARE(log.readAll(), before);  // untouched
+        log.close();
+        // Asked for explicitly, a new run replaces it.
+        TrainConfig t = fast(2);
+        t.log_every = 1;
+        QVERIFY(train(tiny(), t, data, c10::Device(c10::kCPU), out, TrainStart::Overwrite).ok());
+        auto ck = load_safetensors(dir.filePath("checkpoint.safetensors").toStdString());
+        QVERIFY(ck.ok());
+        QCOMPARE(ck->metadata.at("step"), std::string("2"));
+    }
+
+    void damagedCheckpointStepsAreMessagesAndLoseNothing() {
+        QTemporaryDir dir;
+        const LabelledData data = subset(32);
+        const std::string out = dir.path().toStdString();
+        TrainConfig t = fast(4);
+        t.log_every = 1;
+        QVERIFY(train(tiny(), t, data, c10::Device(c10::kCPU), out, TrainStart::New).ok());
+        QFile log(dir.filePath("loss.csv"));
+        QVERIFY(log.open(QIODevice::ReadOnly));
+        const QByteArray before = log.readAll();
+        log.close();
+        QCOMPARE(before.count('\n'), 5);  // header + 4 rows
+        const std::string ckpt = dir.filePath("checkpoint.safetensors").toStdString();
+        for (const char* step : {"-5", "four", "", "4x", "99999999999999999999999"}) {
+            auto file = load_safetensors(ckpt);
+            QVERIFY(file.ok());
+            TensorFile edited = file.value();
+            edited.metadata["step"] = step;
+            QVERIFY(save_safetensors(ckpt, edited).ok());
+            t.steps = 6;
+            auto r = train(tiny(), t, data, c10::Device(c10::kCPU), out, TrainStart::Resume);
+            QVERIFY(!r.ok());
+            QVERIFY2(QString::fromStdString(r.error()).contains("step") &&
+                         QString::fromStdString(r.error()).contains("whole number"), r.error().c_str());
+            QVERIFY(log.open(QIODevice::ReadOnly));
+            QCOMPARE(log.readAll(), before);  // the log is not cut
+            log.close();
+            edited.metadata["step"] = "4";
+            QVERIFY(save_safetensors(ckpt, edited).ok());
+        }
+        // No step at all.
+        auto file = load_safetensors(ckpt);
+        TensorFile edited = file.value();
+        edited.metadata.erase("step");
+        QVERIFY(save_safetensors(ckpt, edited).ok());
+        auto r = train(tiny(), t, data, c10::Device(c10::kCPU), out, TrainStart::Resume);
+        QVERIFY2(!r.ok() && QString::fromStdString(r.error()).contains("no 'step'"), r.error().c_str());
+    }
+
+    void resumeKeepsTheRunsSchedule() {
+        QTemporaryDir dir;
+        const LabelledData data = subset(32);
+        const std::string out = dir.path().toStdString();
+        QVERIFY(train(tiny(), fast(2), data, c10::Device(c10::kCPU), out, TrainStart::New).ok());
+        ModelConfig other = tiny();
+        other.schedule.kind = other.schedule.kind == ScheduleKind::Cosine ? ScheduleKind::Linear : ScheduleKind::Cosine;
+        auto r = train(other, fast(4), data, c10::Device(c10::kCPU), out, TrainStart::Resume);
+        QVERIFY(!r.ok());
+        QVERIFY2(QString::fromStdString(r.error()).contains("schedule.kind"), r.error().c_str());
+        ModelConfig eps = tiny();
+        eps.prediction = PredictionType::V;
+        auto p = train(eps, fast(4), data, c10::Device(c10::kCPU), out, TrainStart::Resume);
+        QVERIFY2(!p.ok() && QString::fromStdString(p.error()).contains("prediction"), p.error().c_str());
+        // The run's own settings resume.
+        QVERIFY(train(tiny(), fast(4), data, c10::Device(c10::kCPU), out, TrainStart::Resume).ok());
     }
 
     void vlbTermsMatchClosedForms() {
@@ -226,7 +373,7 @@ private Q_SLOTS:
         std::vector<double> losses;
         TrainHooks hooks;
         hooks.on_progress = [&](const TrainProgress& p) { losses.push_back(p.loss); };
-        auto r = train(mc, fast(60), data, c10::Device(c10::kCPU), dir.path().toStdString(), false, hooks);
+        auto r = train(mc, fast(60), data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New, hooks);
         QVERIFY2(r.ok(), r.error().c_str());
         const auto [first, last] = first_and_last_ten(losses);
         qInfo("hybrid loss: first 10 steps %.3f, last 10 %.3f", first, last);
@@ -278,16 +425,16 @@ private Q_SLOTS:
         QTemporaryDir dir;
         const LabelledData data = subset(32);
         TrainConfig t = fast(0);
-        QVERIFY(!train(tiny(), t, data, c10::Device(c10::kCPU), dir.path().toStdString(), false).ok());
+        QVERIFY(!train(tiny(), t, data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New).ok());
         ModelConfig wrong = tiny();
         wrong.network.num_classes = 3;
-        auto r = train(wrong, fast(2), data, c10::Device(c10::kCPU), dir.path().toStdString(), false);
+        auto r = train(wrong, fast(2), data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New);
         QVERIFY(QString::fromStdString(r.error()).contains("classes"));
-        auto nores = train(tiny(), fast(2), data, c10::Device(c10::kCPU), dir.filePath("fresh").toStdString(), true);
+        auto nores = train(tiny(), fast(2), data, c10::Device(c10::kCPU), dir.filePath("fresh").toStdString(), TrainStart::Resume);
         QVERIFY(QString::fromStdString(nores.error()).contains("resume"));
         TrainConfig bf = fast(2);
         bf.bf16 = true;
-        auto nobf = train(tiny(), bf, data, c10::Device(c10::kCPU), dir.path().toStdString(), false);
+        auto nobf = train(tiny(), bf, data, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New);
         QVERIFY2(!nobf.ok() && QString::fromStdString(nobf.error()).contains("CUDA"), nobf.error().c_str());
     }
 };

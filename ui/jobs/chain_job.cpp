@@ -149,6 +149,14 @@ bool ReverseChainJob::step() {
         const int64_t t = m_sampler->timesteps()[size_t(m_index)];
         const double scale = m_guidance->scale_at(t);
         const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
+        // A damaged or diverged model gives NaN or Inf: the chain stops and says so instead of
+        // showing black panels.
+        if (!at::isfinite(out.x_prev).all().item<bool>() || !at::isfinite(out.x0).all().item<bool>()) {
+            Q_EMIT m_worker->failed(SamplingWorker::tr("The model produced non-finite values (NaN or Inf) at step %1 (t = %2): "
+                                                       "its weights are damaged or it diverged in training; the chain is stopped")
+                                        .arg(m_index + 1).arg(t));
+            return false;
+        }
         m_record.resize(size_t(m_index));
         m_record.push_back(m_x.to(at::kCPU));
         const ChainFrame f = frame(out, t, scale);

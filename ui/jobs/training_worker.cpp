@@ -161,7 +161,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
                 Q_EMIT samplesReady(scatterImage(x.value(), 256, 90), step);
             }
         };
-        auto r = train(mc, tc, data.value(), device.value(), request.outDir.toStdString(), request.resume, hooks);
+        auto r = train(mc, tc, data.value(), device.value(), request.outDir.toStdString(), request.resume ? TrainStart::Resume : TrainStart::New, hooks);
         if (!r) return fail(QString::fromStdString(r.error()));
         out.ok = true;
         out.stopped = r->cancelled;

@@ -240,7 +240,9 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
 void ReverseView::saveSettings() const {
     QSettings settings;
     settings.beginGroup(QStringLiteral("reverse"));
-    settings.setValue(QStringLiteral("model"), m_model->currentText());
+    // The model that last loaded, not merely the one chosen: a file that fails to load is never
+    // opened again at the next start.
+    if (!m_loadedModel.isEmpty()) settings.setValue(QStringLiteral("model"), m_loadedModel);
     settings.setValue(QStringLiteral("class"), m_class->currentIndex());
     settings.setValue(QStringLiteral("guidance10"), m_guidance->value());
     settings.setValue(QStringLiteral("classifier10"), m_classifier->value());
@@ -284,6 +286,7 @@ void ReverseView::loadModel(const QString& path) {
 
 void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_modelInfo->setText(info.description);
+    if (const int i = m_model->findData(info.path); i >= 0) m_loadedModel = m_model->itemText(i);
     const int previous = m_savedClass >= 0 ? m_savedClass : m_class->currentIndex();
     m_savedClass = -1;
     m_class->clear();

@@ -104,6 +104,7 @@ private:
     ImagePanel* m_x0Latent = nullptr;  // latent models: the predicted x0's latent channels
     QVector<ImagePanel*> m_strip;
     QVector<ChainFrame> m_frames;
+    QString m_loadedModel;  // the list name of the model that last loaded (saved in the settings)
     int m_shown = -1;
     bool m_follow = true;
     bool m_running = false;
