@@ -8,6 +8,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "imaging/image_io.h"
+
 namespace dlab::imaging {
 
 namespace fs = std::filesystem;
@@ -32,12 +34,13 @@ std::vector<fs::path> images_in(const fs::path& dir) {
 
 // Short side to `size`, then the centre `size` x `size` square; 8-bit grey or RGB.
 cv::Mat fit(const cv::Mat& img, int size) {
-    const double scale = double(size) / std::min(img.cols, img.rows);
-    const int w = std::max(size, int(std::lround(img.cols * scale)));
-    const int h = std::max(size, int(std::lround(img.rows * scale)));
+    // Centre-crop to a square first, then resize: resizing the short side first made a 999999x1
+    // image 32 million pixels wide (gigabytes) before the crop.
+    const int m = std::min(img.cols, img.rows);
+    const cv::Mat square = img(cv::Rect((img.cols - m) / 2, (img.rows - m) / 2, m, m));
     cv::Mat resized;
-    cv::resize(img, resized, cv::Size(w, h), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
-    return resized(cv::Rect((w - size) / 2, (h - size) / 2, size, size)).clone();
+    cv::resize(square, resized, cv::Size(size, size), 0, 0, m > size ? cv::INTER_AREA : cv::INTER_LINEAR);
+    return resized;
 }
 
 }  // namespace
@@ -81,7 +84,18 @@ Result<LabelledData> load_image_folder(const std::string& dir, const ImageFolder
     const int size = static_cast<int>(opt.size);
     for (size_t c = 0; c < files.size(); ++c) {
         for (const auto& path : files[c]) {
-            cv::Mat img = cv::imread(path.string(), opt.channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+            // The header's size is checked before decoding; OpenCV's own failures name the file.
+            if (auto st = check_image_size(path.string()); !st) {
+                skipped.push_back(st.error());
+                continue;
+            }
+            cv::Mat img;
+            try {
+                img = cv::imread(path.string(), opt.channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+            } catch (const cv::Exception& e) {
+                skipped.push_back(path.string() + " (" + e.err + ")");
+                continue;
+            }
             if (img.empty() || img.cols < 1 || img.rows < 1) {
                 skipped.push_back(path.string() + " (not a readable image)");
                 continue;

@@ -1,7 +1,11 @@
 #include "imaging/image_io.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
@@ -85,8 +89,69 @@ Status write_png(const std::string& path, const cv::Mat& image,
     return write_file_atomic(path, png);
 }
 
+namespace {
+
+uint32_t be(const unsigned char* p, int n) {
+    uint32_t v = 0;
+    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+    return v;
+}
+uint32_t le(const unsigned char* p, int n) {
+    uint32_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+    return v;
+}
+
+// Width and height from the header of a PNG, GIF, BMP or JPEG file; {-1, -1} when the format is
+// none of these or the header does not say.
+std::pair<int64_t, int64_t> header_size(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<unsigned char> h(32, 0);
+    in.read(reinterpret_cast<char*>(h.data()), 32);
+    const auto got = in.gcount();
+    if (got >= 24 && h[0] == 0x89 && h[1] == 'P' && h[2] == 'N' && h[3] == 'G') return {be(&h[16], 4), be(&h[20], 4)};
+    if (got >= 10 && h[0] == 'G' && h[1] == 'I' && h[2] == 'F') return {le(&h[6], 2), le(&h[8], 2)};
+    if (got >= 26 && h[0] == 'B' && h[1] == 'M') {
+        const int32_t w = int32_t(le(&h[18], 4)), hh = int32_t(le(&h[22], 4));
+        return {std::abs(int64_t(w)), std::abs(int64_t(hh))};
+    }
+    if (got >= 4 && h[0] == 0xFF && h[1] == 0xD8) {
+        // JPEG: walk the segments to the first start-of-frame marker.
+        in.clear();
+        in.seekg(2);
+        unsigned char m[2], len[2], sof[5];
+        for (int guard = 0; guard < 1000 && in.read(reinterpret_cast<char*>(m), 2); ++guard) {
+            if (m[0] != 0xFF) break;
+            if (m[1] == 0xD8 || (m[1] >= 0xD0 && m[1] <= 0xD7) || m[1] == 0x01) continue;
+            if (!in.read(reinterpret_cast<char*>(len), 2)) break;
+            const uint32_t n = be(len, 2);
+            const bool frame = m[1] >= 0xC0 && m[1] <= 0xCF && m[1] != 0xC4 && m[1] != 0xC8 && m[1] != 0xCC;
+            if (frame) {
+                if (!in.read(reinterpret_cast<char*>(sof), 5)) break;
+                return {be(&sof[3], 2), be(&sof[1], 2)};
+            }
+            if (n < 2) break;
+            in.seekg(n - 2, std::ios::cur);
+        }
+    }
+    return {-1, -1};
+}
+
+}  // namespace
+
+Status check_image_size(const std::string& path) {
+    const auto [w, h] = header_size(path);
+    if (w < 0) return Status::success();  // another format: the decoder decides
+    if (w < 1 || h < 1 || w > (1 << 20) || h > (1 << 20) || w * h > kMaxImagePixels)
+        return Status::failure(path + ": the image declares " + std::to_string(w) + "x" + std::to_string(h) +
+                               " pixels; at most " + std::to_string(kMaxImagePixels / (1 << 20)) +
+                               " megapixels and 1048576 a side are read");
+    return Status::success();
+}
+
 Result<at::Tensor> read_image(const std::string& path, int channels) {
     if (!fs::exists(path)) return Error{path + ": no such file"};
+    if (auto st = check_image_size(path); !st) return Error{st.error()};
     cv::Mat mat;
     try {
         mat = cv::imread(path, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);

@@ -26,6 +26,12 @@ Status write_png(const std::string& path, const cv::Mat& image,
                  const std::vector<std::pair<std::string, std::string>>& text = {});
 
 /// Reads an image file as [C,H,W] float in [0,1]; `channels` 1 (grey) or 3 (RGB).
+/// The largest image read (pixels): 64 megapixels, e.g. 8192x8192.
+constexpr int64_t kMaxImagePixels = int64_t(1) << 26;
+/// Reads the width and height from a PNG, JPEG, BMP or GIF header without decoding and refuses
+/// sizes beyond kMaxImagePixels (or a side beyond 2^20, as OpenCV); other formats pass to the decoder.
+Status check_image_size(const std::string& path);
+
 Result<at::Tensor> read_image(const std::string& path, int channels);
 
 }  // namespace dlab::imaging

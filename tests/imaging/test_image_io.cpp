@@ -1,7 +1,11 @@
 // Image files: PNG round trip with tEXt chunks, grids, errors for unreadable files, image folders.
+#include <cmath>
+
 #include <QtTest/QtTest>
 
 #include <ATen/ATen.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "imaging/image_folder.h"
 #include "imaging/image_io.h"
@@ -52,6 +56,46 @@ private Q_SLOTS:
         auto bad = imaging::read_image(junk.toStdString(), 1);
         QVERIFY(!bad.ok());
         QVERIFY(QString::fromStdString(bad.error()).contains("junk.png"));
+    }
+
+    void absurdImageSizesAreRefusedByName() {
+        QTemporaryDir dir;
+        QDir(dir.path()).mkpath("set");
+        // A real 999999x1 PNG (1 MB of pixels): centre-cropped before resizing, it costs nothing.
+        cv::Mat line(1, 999999, CV_8UC1, cv::Scalar(200));
+        QVERIFY(cv::imwrite(dir.filePath("set/line.png").toStdString(), line));
+        for (int i = 0; i < 2; ++i) {
+            cv::Mat img(20, 20, CV_8UC3, cv::Scalar(10 * i, 50, 90));
+            QVERIFY(cv::imwrite(dir.filePath(QString("set/ok%1.png").arg(i)).toStdString(), img));
+        }
+        // A PNG whose header declares 100000x100000 (its data is junk): refused before decoding.
+        QByteArray png("\x89PNG\r\n\x1a\n", 8);
+        png += QByteArray("\x00\x00\x00\x0dIHDR", 8);
+        png += QByteArray("\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\x00\x00\x00", 13);
+        png += QByteArray(64, 'x');
+        QFile f(dir.filePath("set/huge.png"));
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write(png);
+        f.close();
+        auto one = imaging::read_image(dir.filePath("set/huge.png").toStdString(), 3);
+        QVERIFY(!one.ok());
+        QVERIFY2(QString::fromStdString(one.error()).contains("huge.png") &&
+                     QString::fromStdString(one.error()).contains("100000x100000"), one.error().c_str());
+        imaging::ImageFolderOptions o;
+        o.size = 16;
+        o.channels = 3;
+        imaging::ImageFolderReport report;
+        auto d = imaging::load_image_folder(dir.filePath("set").toStdString(), o, &report);
+        QVERIFY2(d.ok(), d.ok() ? "" : d.error().c_str());
+        std::string skipped;
+        for (const auto& r : report.skipped) skipped += r + "; ";
+        QVERIFY2(d->x.size(0) == 3, skipped.c_str());  // the line and the two small ones; the huge one skipped
+        QCOMPARE(report.skipped.size(), size_t(1));
+        QVERIFY(QString::fromStdString(report.skipped.front()).contains("huge.png"));
+        // The line's centre pixel, resized: grey 200 everywhere.
+        QVERIFY(std::abs(d->x.select(0, 1).mean().item<double>() - (200 / 127.5 - 1)) < 1e-2 ||
+                std::abs(d->x.select(0, 0).mean().item<double>() - (200 / 127.5 - 1)) < 1e-2 ||
+                std::abs(d->x.select(0, 2).mean().item<double>() - (200 / 127.5 - 1)) < 1e-2);
     }
 
     void imageFolderWithClasses() {

@@ -14,6 +14,7 @@
 #include "ui/views/explorer_view.h"
 #include "ui/jobs/sampling_worker.h"
 #include "ui/views/toy_view.h"
+#include "core/io/safetensors.h"
 #include "ui/signal_wait.h"
 #include "ui/worker_fixture.h"
 
@@ -211,6 +212,34 @@ private Q_SLOTS:
         QCOMPARE(grid.size(), QSize(8 * 30 + 2, 2 * 30 + 2));
         QCOMPARE(progress.size(), 10);  // 2 scales x 5 steps
         QVERIFY(grids.first().at(1).toString().contains("0, 3"));
+    }
+
+    void nonFiniteChainsAreRefused() {
+        // A model whose weights are NaN (a diverged run): the chain stops at its first step with a
+        // message, instead of "finished" over black panels.
+        QTemporaryDir dir;
+        auto file = dlab::load_safetensors(dlab::resolve_model("fashion-mnist-live").value());
+        QVERIFY(file.ok());
+        dlab::TensorFile broken = file.value();
+        for (auto& [name, t] : broken.tensors)
+            if (t.is_floating_point()) t = at::full_like(t, std::nan(""));
+        const QString path = dir.filePath("nan.safetensors");
+        QVERIFY(dlab::save_safetensors(path.toStdString(), broken).ok());
+        WorkerFixture w;
+        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        QSignalSpy failed(w.worker, &SamplingWorker::failed);
+        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
+        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        QMetaObject::invokeMethod(w.worker, "loadModel", Qt::QueuedConnection, Q_ARG(QString, path), Q_ARG(QString, QStringLiteral("cpu")));
+        QVERIFY(waitCount(loaded, 1, 30000));
+        ChainSettings s;
+        s.steps = 10;
+        w.start(s, -1);
+        QVERIFY(waitCount(stopped, 1, 30000));
+        QCOMPARE(stopped.first().at(0).toInt(), 0);  // no step recorded
+        QCOMPARE(frames.size(), 0);
+        QVERIFY(!failed.isEmpty());
+        QVERIFY2(failed.first().at(0).toString().contains("non-finite"), qPrintable(failed.first().at(0).toString()));
     }
 
     void badModelIsAnErrorNotACrash() {
