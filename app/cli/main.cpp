@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
             return c.run(rest);
         } catch (const std::exception& e) {
             // LibTorch reports bad shapes, CUDA out-of-memory and similar through exceptions.
-            std::cerr << "diffusionlab-cli: " << command << ": " << e.what() << "\n";
+            std::cerr << "diffusionlab-cli: " << command << ": " << dlab::error_message(e)
+                      << (dlab::is_out_of_memory(e) ? " (out of memory: a smaller --batch may fit)" : "") << "\n";
             return dlab::app::kRuntimeError;
         }
     }

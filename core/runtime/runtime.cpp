@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -64,6 +65,23 @@ Result<c10::Device> select_device(const std::string& request) {
         return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
     }
     return Error{"unknown device '" + request + "': expected auto, cpu, cuda or cuda:N"};
+}
+
+std::string error_message(const std::exception& e) {
+    std::string m;
+    if (const auto* c = dynamic_cast<const c10::Error*>(&e)) m = c->what_without_backtrace();
+    else m = e.what();
+    // LibTorch appends "Exception raised from ..." and frame lists: keep the message itself.
+    for (const char* cut : {"\nException raised from", " (Triggered internally at", "\nframe #"})
+        if (const auto at = m.find(cut); at != std::string::npos) m.erase(at);
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    return m;
+}
+
+bool is_out_of_memory(const std::exception& e) {
+    const std::string m = error_message(e);
+    return m.find("out of memory") != std::string::npos || m.find("Out of memory") != std::string::npos ||
+           m.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos;
 }
 
 int64_t available_memory_bytes(c10::Device device) {

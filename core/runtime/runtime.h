@@ -37,6 +37,12 @@ RuntimeInfo runtime_info();
 /// A CUDA request on a machine without CUDA is an error that says so.
 Result<c10::Device> select_device(const std::string& request = "auto");
 
+/// A LibTorch exception as one readable line: the message without the C++ backtrace that
+/// c10::Error carries (never shown to a user), other exceptions' what().
+std::string error_message(const std::exception& e);
+/// Whether a LibTorch exception reports an out-of-memory (CUDA or CPU allocator).
+bool is_out_of_memory(const std::exception& e);
+
 /// Memory a request may still take on `device`, in bytes: on the CPU the kernel's MemAvailable;
 /// -1 where it is not known (CUDA devices, for now: their allocator reports out-of-memory itself).
 int64_t available_memory_bytes(c10::Device device);

@@ -165,7 +165,13 @@ Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req
         try {
             r.step(on_step);
         } catch (const std::exception& e) {
-            return Error{e.what()};
+            if (is_out_of_memory(e)) {
+                const int64_t b = std::min(req.batch, req.count);
+                return Error{"out of memory at a batch of " + std::to_string(b) + " samples on " +
+                             model.network->parameters().front().device().str() + "; use a batch of " +
+                             std::to_string(std::max<int64_t>(1, b / 4)) + " or less (--batch)"};
+            }
+            return Error{error_message(e)};
         }
     }
     return r.result();

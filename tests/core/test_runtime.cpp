@@ -1,6 +1,8 @@
 // Threads and device selection.
 #include <QtTest/QtTest>
 
+#include <ATen/ATen.h>
+
 #include "core/runtime/runtime.h"
 
 using namespace dlab;
@@ -35,6 +37,37 @@ private Q_SLOTS:
         QVERIFY(QString::fromStdString(bogus.error()).contains("tpu"));
         QVERIFY(!select_device("cuda:x").ok());
         QVERIFY(!select_device("cuda:99").ok());
+    }
+
+    void torchErrorsBecomeOneReadableLine() {
+        // LibTorch's c10::Error carries a C++ backtrace; users see only the message.
+        try {
+            (void)at::ones({2}).view({3});
+            QFAIL("no exception");
+        } catch (const std::exception& e) {
+            const QString m = QString::fromStdString(dlab::error_message(e));
+            QVERIFY2(!m.isEmpty() && !m.contains("Exception raised from") && !m.contains("frame #"), qPrintable(m));
+            QVERIFY2(m.contains("shape"), qPrintable(m));
+            QVERIFY(!dlab::is_out_of_memory(e));
+        }
+        // An allocation no machine has: reported as out of memory.
+        try {
+            (void)at::empty({int64_t(1) << 55}, at::kByte);
+            QFAIL("no exception");
+        } catch (const std::exception& e) {
+            QVERIFY2(dlab::is_out_of_memory(e), dlab::error_message(e).c_str());
+        }
+    }
+
+    void memoryBudgetNamesWhatFits() {
+        const int64_t free = dlab::available_memory_bytes(c10::Device(c10::kCPU));
+        QVERIFY(free > 0);
+        QVERIFY(dlab::check_memory_budget("a batch", 4, 1024, c10::Device(c10::kCPU)).ok());
+        const auto st = dlab::check_memory_budget("a batch", 1000000, free / 1000, c10::Device(c10::kCPU));
+        QVERIFY(!st.ok());
+        // Half the free memory over 1/1000 of it per item: at most 500 fit, and the largest power
+        // of two below is proposed.
+        QVERIFY2(QString::fromStdString(st.error()).contains("use 256 or fewer"), st.error().c_str());
     }
 
     void versionIsSemantic() {

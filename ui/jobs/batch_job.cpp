@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/runtime/runtime.h"
 #include "imaging/image_io.h"
 #include "ui/common/tensor_image.h"
 #include "ui/jobs/sampling_worker.h"
@@ -61,7 +62,7 @@ bool BatchGridJob::step() {
         if (++m_scale < int(m_request.scales.size())) return beginScale();
         emitGrid();
     } catch (const std::exception& e) {
-        Q_EMIT m_worker->failed(SamplingWorker::tr("Batch failed: %1").arg(QString::fromUtf8(e.what())));
+        Q_EMIT m_worker->failed(SamplingWorker::tr("Batch failed: %1").arg(QString::fromStdString(error_message(e))));
     }
     return false;
 }

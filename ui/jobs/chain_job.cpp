@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "core/runtime/runtime.h"
 #include "ui/common/tensor_image.h"
 #include "ui/jobs/sampling_worker.h"
 
@@ -165,7 +166,7 @@ bool ReverseChainJob::step() {
         Q_EMIT m_worker->frameReady(f);
         if (m_remaining > 0) --m_remaining;
     } catch (const std::exception& e) {
-        Q_EMIT m_worker->failed(SamplingWorker::tr("Sampling failed: %1").arg(QString::fromUtf8(e.what())));
+        Q_EMIT m_worker->failed(SamplingWorker::tr("Sampling failed: %1").arg(QString::fromStdString(error_message(e))));
         return false;
     }
     return m_index < total && m_remaining != 0;

@@ -151,7 +151,7 @@ ForwardResult ForwardJob::compute(const ForwardRequest& r, const ModelImageShape
             for (int i = 0; i < kStrip; ++i) out.stripL << tensorToImage(dec[i + 1]);
         }
     } catch (const std::exception& e) {
-        out.error = QString::fromUtf8(e.what());
+        out.error = QString::fromStdString(error_message(e));
     }
     return out;
 }

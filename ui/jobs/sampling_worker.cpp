@@ -128,7 +128,7 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
         m_chain = std::make_shared<ReverseChainJob>(m_lab, m_guidance, this);
         Q_EMIT modelLoaded(info);
     } catch (const std::exception& e) {
-        Q_EMIT failed(path + QStringLiteral(": ") + QString::fromUtf8(e.what()));
+        Q_EMIT failed(path + QStringLiteral(": ") + QString::fromStdString(error_message(e)));
     }
 }
 
@@ -157,7 +157,7 @@ void SamplingWorker::startChain(const ChainSettings& settings, int runSteps, int
     try {
         m_chain->begin(settings);
     } catch (const std::exception& e) {
-        Q_EMIT failed(QString::fromUtf8(e.what()));
+        Q_EMIT failed(QString::fromStdString(error_message(e)));
         return;
     }
     runChain(runSteps, requestId);
@@ -188,7 +188,7 @@ void SamplingWorker::forkFrom(int index, const ChainSettings& settings, int runS
             return;
         }
     } catch (const std::exception& e) {
-        Q_EMIT failed(QString::fromUtf8(e.what()));
+        Q_EMIT failed(QString::fromStdString(error_message(e)));
         return;
     }
     runChain(runSteps, requestId);

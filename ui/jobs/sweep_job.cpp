@@ -7,6 +7,7 @@
 #include "core/data/datasets.h"
 #include "core/evaluation/classifier.h"
 #include "core/io/model_catalog.h"
+#include "core/runtime/runtime.h"
 #include "imaging/image_io.h"
 #include "ui/common/tensor_image.h"
 #include "ui/jobs/sampling_worker.h"
@@ -48,7 +49,7 @@ bool SweepJob::start() {
         m_target = at::arange(N, at::kLong).remainder(m_lab->config().network.num_classes);
         if (!beginScale()) return false;
     } catch (const std::exception& e) {
-        Q_EMIT m_worker->failed(SamplingWorker::tr("Sweep failed: %1").arg(QString::fromUtf8(e.what())));
+        Q_EMIT m_worker->failed(SamplingWorker::tr("Sweep failed: %1").arg(QString::fromStdString(error_message(e))));
         return false;
     }
     m_total = int(m_request.scales.size()) * int(m_run->total_steps());
@@ -90,7 +91,7 @@ bool SweepJob::step() {
         if (++m_scale < int(m_request.scales.size())) return beginScale();
         return false;
     } catch (const std::exception& e) {
-        Q_EMIT m_worker->failed(SamplingWorker::tr("Sweep failed: %1").arg(QString::fromUtf8(e.what())));
+        Q_EMIT m_worker->failed(SamplingWorker::tr("Sweep failed: %1").arg(QString::fromStdString(error_message(e))));
         m_scale = -1;  // failed: finish() reports an incomplete sweep
         return false;
     }

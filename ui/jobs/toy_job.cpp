@@ -57,7 +57,7 @@ QString ToyChainJob::load(const ToyChainRequest& r) {
         m_index = 0;
     } catch (const std::exception& e) {
         m_sampler.reset();
-        return QString::fromUtf8(e.what());
+        return QString::fromStdString(error_message(e));
     }
     return QString();
 }
@@ -104,7 +104,7 @@ bool ToyChainJob::step() {
         return !f.last;
     } catch (const std::exception& e) {
         m_sampler.reset();
-        Q_EMIT m_worker->toyFailed(QString::fromUtf8(e.what()), m_requestId);
+        Q_EMIT m_worker->toyFailed(QString::fromStdString(error_message(e)), m_requestId);
         return false;
     }
 }

@@ -175,7 +175,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
     } catch (const c10::Error& e) {
         fail(tr("Training failed: %1").arg(QString::fromUtf8(e.what_without_backtrace())));
     } catch (const std::exception& e) {
-        fail(tr("Training failed: %1").arg(QString::fromUtf8(e.what())));
+        fail(tr("Training failed: %1").arg(QString::fromStdString(error_message(e))));
     }
 }
 

@@ -12,6 +12,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/io/model_catalog.h"
+#include "core/runtime/runtime.h"
 #include "imaging/image_io.h"
 #include "ui/common/tensor_image.h"
 #include "ui/jobs/sampling_worker.h"
@@ -68,7 +69,7 @@ bool VaeGridJob::step() {
             title += SamplingWorker::tr(" · FID %1 against %2 for latent diffusion at s = 1 (N = 10,000, manifests)").arg(vaeFid, 0, 'f', 0).arg(ldmFid, 0, 'f', 1);
         Q_EMIT m_worker->gridReady(tensorToImage(grid, 0.0, 1.0), title);
     } catch (const std::exception& e) {
-        Q_EMIT m_worker->failed(SamplingWorker::tr("VAE samples failed: %1").arg(QString::fromUtf8(e.what())));
+        Q_EMIT m_worker->failed(SamplingWorker::tr("VAE samples failed: %1").arg(QString::fromStdString(error_message(e))));
     }
     return false;
 }
