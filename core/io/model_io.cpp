@@ -1,5 +1,7 @@
 #include "core/io/model_io.h"
 
+#include <cmath>
+
 #include <filesystem>
 
 #include "core/io/model_catalog.h"
@@ -9,6 +11,18 @@
 namespace dlab {
 
 using json = nlohmann::json;
+
+Status check_json_numbers(const json& j, const std::string& where) {
+    constexpr double kLimit = 9007199254740992.0;  // 2^53
+    if (j.is_number_float()) {
+        const double v = j.get<double>();
+        if (!(std::abs(v) <= kLimit)) return Status::failure(where + ": the number " + j.dump() + " is out of range");
+    } else if (j.is_structured()) {
+        for (const auto& [key, value] : j.items())
+            if (auto st = check_json_numbers(value, where); !st) return st;
+    }
+    return Status::success();
+}
 
 json to_json(const ModelConfig& c) {
     const NetworkConfig& n = c.network;
@@ -36,6 +50,7 @@ json to_json(const ModelConfig& c) {
 
 Result<ModelConfig> model_config_from_json(const json& j) {
     ModelConfig c;
+    if (auto st = check_json_numbers(j, "config"); !st) return Error{st.error()};
     try {
         const json& n = j.at("network");
         const std::string kind = n.at("kind").get<std::string>();

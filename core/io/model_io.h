@@ -34,6 +34,11 @@ struct ModelConfig {
     std::string autoencoder;
 };
 
+/// Rejects JSON numbers that no field may hold: a float beyond +-2^53 (converting it to an integer
+/// field would be undefined behaviour; found by fuzz/fuzz_model_config). Called before any config
+/// read from outside is converted; `where` names the file or part in the message.
+Status check_json_numbers(const nlohmann::json& j, const std::string& where);
+
 nlohmann::json to_json(const ModelConfig& config);
 /// Parses a config; unknown enum names or wrong types are errors naming the field.
 Result<ModelConfig> model_config_from_json(const nlohmann::json& j);

@@ -48,6 +48,7 @@ json to_json(const AutoencoderConfig& c) {
 
 Result<AutoencoderConfig> autoencoder_config_from_json(const json& j) {
     AutoencoderConfig c;
+    if (auto st = check_json_numbers(j, "autoencoder config"); !st) return Error{st.error()};
     try {
         c.in_channels = j.at("in_channels").get<int64_t>();
         c.image_size = j.at("image_size").get<int64_t>();

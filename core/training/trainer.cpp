@@ -65,6 +65,7 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
         return Status::success();
     };
     if (auto st = check_keys(j, "top level", {"network", "schedule", "prediction", "training"}); !st) return st;
+    if (auto st = check_json_numbers(j, "settings"); !st) return st;
     try {
         if (j.contains("network")) {
             const json& n = j["network"];

@@ -421,6 +421,22 @@ private Q_SLOTS:
         QVERIFY2(!bad.ok() && QString::fromStdString(bad.error()).contains("GroupNorm"), bad.error().c_str());
     }
 
+    void hugeNumbersInJsonAreMessages() {
+        // Found by fuzz/fuzz_model_config: a float far beyond int64 for an integer field was
+        // converted with undefined behaviour (UBSan: float-cast-overflow).
+        ModelConfig mc;
+        TrainConfig tc;
+        auto st = apply_settings_json(nlohmann::json::parse(R"({"network": {"base_channels": 1.7e83}})"), mc, tc);
+        QVERIFY2(!st.ok() && QString::fromStdString(st.error()).contains("out of range"), st.ok() ? "" : st.error().c_str());
+        nlohmann::json config = to_json(tiny());
+        config["network"]["groups"] = -1e300;
+        auto parsed = model_config_from_json(config);
+        QVERIFY2(!parsed.ok() && QString::fromStdString(parsed.error()).contains("out of range"),
+                 parsed.ok() ? "" : parsed.error().c_str());
+        config["network"]["groups"] = 8.0;  // an integral float in range is still read
+        QVERIFY(model_config_from_json(config).ok());
+    }
+
     void badSettings() {
         QTemporaryDir dir;
         const LabelledData data = subset(32);
