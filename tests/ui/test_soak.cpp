@@ -61,25 +61,28 @@ private Q_SLOTS:
             s.steps = 8;
             s.seed = quint64(i);
             s.guidance = 1.0 + (i % 5);
-            const int before = stopped.size();
+            // The spies keep every signal they saw (a forward preview holds ~60 KB of images and
+            // curves): emptied each round so that the test measures the worker, not itself.
+            stopped.clear();
             w.start(s, -1);
             ForwardRequest r;
             r.classIndex = i % 10;
             r.t = (i * 37) % 1000;
             r.serial = i;
             w.worker->requestForward(r);  // a scrub while the chain runs
-            QVERIFY2(waitCount(stopped, before + 1, 30000), qPrintable(QString("chain %1 did not stop").arg(i)));
+            QVERIFY2(waitCount(stopped, 1, 30000), qPrintable(QString("chain %1 did not stop").arg(i)));
             QCOMPARE(stopped.last().at(0).toInt(), 8);  // every chain ran to the end
-            served = previews.size();
+            served += int(previews.size());
+            previews.clear();
         }
-        QVERIFY(waitCount(previews, 1, 10000));
+        QVERIFY(served > 0);
         const double rssEnd = residentMiB();
         const int filesEnd = openFiles();
         qInfo("after %d chains, %d model loads, %d forward previews: resident %.1f MiB (%+.1f), %d open files (%+d)",
               chains, loads, served, rssEnd, rssEnd - rssStart, filesEnd, filesEnd - filesStart);
         QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.first().at(0).toString()));
         QVERIFY2(filesEnd <= filesStart + 2, qPrintable(QString("%1 -> %2 open files").arg(filesStart).arg(filesEnd)));
-        // 480 chains after the warm-up: a leak of one chain's frames (~50 KiB) each would be 24 MiB.
+X
         QVERIFY2(rssEnd - rssStart < 64.0, qPrintable(QString("resident %1 -> %2 MiB").arg(rssStart).arg(rssEnd)));
     }
 };
