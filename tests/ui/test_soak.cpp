@@ -82,8 +82,9 @@ private Q_SLOTS:
               chains, loads, served, rssEnd, rssEnd - rssStart, filesEnd, filesEnd - filesStart);
         QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.first().at(0).toString()));
         QVERIFY2(filesEnd <= filesStart + 2, qPrintable(QString("%1 -> %2 open files").arg(filesStart).arg(filesEnd)));
-X
-        QVERIFY2(rssEnd - rssStart < 64.0, qPrintable(QString("resident %1 -> %2 MiB").arg(rssStart).arg(rssEnd)));
+        // Measured +10.8 MiB after 500 chains and +11.3 MiB after 1500 (allocator warm-up, flat); a
+        // leak of one chain's frames (~50 KiB) per chain would add 24 MiB over 480 chains.
+        QVERIFY2(rssEnd - rssStart < 32.0, qPrintable(QString("resident %1 -> %2 MiB").arg(rssStart).arg(rssEnd)));
     }
 };
 
