@@ -8,8 +8,6 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
 
@@ -21,12 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     auto file = dlab::load_safetensors(path);
     if (!file) return 0;
-    const auto meta = file->metadata.find("dlab");
-    if (meta == file->metadata.end()) return 0;
-    const auto j = nlohmann::json::parse(meta->second, nullptr, false);
-    if (j.is_discarded()) return 0;
-    auto config = dlab::model_config_from_json(j);
-    if (!config || !config->network.validate()) return 0;
+    auto config = dlab::stored_model_config(file.value(), path);
+    if (!config) return 0;
     int64_t stored = 0;
     for (const auto& [name, t] : file->tensors) stored += t.numel();
     (void)(config->network.min_parameters() <= stored);

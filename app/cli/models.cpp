@@ -31,15 +31,12 @@ int cmd_models(const std::vector<std::string>& argv) {
         }
         // One model's damaged config or manifest is reported on its line; the listing goes on.
         try {
-            auto it = file->metadata.find("dlab");
-            if (it == file->metadata.end()) {
+            if (file->metadata.count("dlab") == 0) {
                 std::cout << "  (no DiffusionLab config: a classifier, an autoencoder or another file)\n";
             } else {
-                auto cfg = model_config_from_json(nlohmann::json::parse(it->second, nullptr, false));
+                auto cfg = stored_model_config(file.value(), path);
                 if (!cfg) {
                     std::cout << "  (unusable config: " << cfg.error() << ")\n";
-                } else if (auto st = cfg->network.validate(); !st) {
-                    std::cout << "  (unusable config: " << st.error() << ")\n";
                 } else {
                     const auto steps = cfg->training.is_object() ? cfg->training.find("steps_done") : cfg->training.end();
                     std::cout << "  " << to_string(cfg->network.kind) << ", " << cfg->dataset << ", "

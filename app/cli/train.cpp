@@ -153,10 +153,8 @@ int cmd_train(const std::vector<std::string>& argv) {
         const std::string ckpt = args.get("out") + "/checkpoint.safetensors";
         auto file = load_safetensors(ckpt);
         if (!file) return failure("train: --resume: " + file.error());
-        const auto meta = file->metadata.find("dlab");
-        const nlohmann::json saved = meta == file->metadata.end() ? nlohmann::json() : nlohmann::json::parse(meta->second, nullptr, false);
-        auto saved_config = saved.is_object() ? model_config_from_json(saved) : Result<ModelConfig>(Error{"no readable model config"});
-        if (!saved_config) return failure("train: --resume: " + ckpt + ": " + saved_config.error());
+        auto saved_config = stored_model_config(file.value(), ckpt);
+        if (!saved_config) return failure("train: --resume: " + saved_config.error());
         const std::string autoencoder = mc.autoencoder;
         mc.network = saved_config->network;
         mc.schedule = saved_config->schedule;

@@ -137,23 +137,23 @@ Status save_model(const std::string& path, const ModelConfig& config, NetworkImp
     return save_safetensors(path, file);
 }
 
+Result<ModelConfig> stored_model_config(const TensorFile& file, const std::string& path) {
+    const auto meta = file.metadata.find("dlab");
+    if (meta == file.metadata.end()) return Error{path + ": not a DiffusionLab model (no 'dlab' config in the metadata)"};
+    const json j = json::parse(meta->second, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return Error{path + ": corrupt config (not a JSON object)"};
+    auto config = model_config_from_json(j);  // validates the network's ranges too
+    if (!config) return Error{path + ": " + config.error()};
+    return config;
+}
+
 Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool prefer_ema) {
     auto file = load_safetensors(path);
     if (!file) return Error{file.error()};
-    auto meta = file->metadata.find("dlab");
-    if (meta == file->metadata.end())
-        return Error{path + ": not a DiffusionLab model (no 'dlab' config in the metadata)"};
-    json j;
-    try {
-        j = json::parse(meta->second);
-    } catch (const json::exception& e) {
-        return Error{path + ": corrupt config: " + e.what()};
-    }
-    auto config = model_config_from_json(j);
-    if (!config) return Error{path + ": " + config.error()};
+    auto config = stored_model_config(file.value(), path);
+    if (!config) return Error{config.error()};
     // The config must fit the file before anything is built: a config that asks for more
     // parameters than the file's weights hold is refused without allocating the network.
-    if (auto st = config->network.validate(); !st) return Error{path + ": " + st.error()};
     const std::string prefix = prefer_ema && (file->tensors.count("ema.conv_out.weight") + file->tensors.count("ema.out.weight") > 0)
                                    ? "ema." : "model.";
     int64_t stored = 0;

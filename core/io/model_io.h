@@ -43,6 +43,10 @@ nlohmann::json to_json(const ModelConfig& config);
 /// Parses a config; unknown enum names or wrong types are errors naming the field.
 Result<ModelConfig> model_config_from_json(const nlohmann::json& j);
 
+/// The config stored in a model or checkpoint file (its "dlab" metadata), parsed and validated;
+/// the message names `path` and what is missing or wrong.
+Result<ModelConfig> stored_model_config(const TensorFile& file, const std::string& path);
+
 /// A model loaded for sampling.
 struct LoadedModel {
     ModelConfig config;

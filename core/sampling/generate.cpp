@@ -104,8 +104,9 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     s->conditional = s->C > 0 && req.labels.defined();
     // The memory budget, before anything is allocated: a batch of the network's activations
     // (twice with classifier-free guidance) must fit in half the free memory.
+    s->device = model.network->parameters().front().device();
     if (auto st = check_memory_budget("generate: a batch", std::min(req.batch, s->N),
-                                      nc.min_activation_bytes() * (s->conditional ? 2 : 1), model.network->parameters().front().device());
+                                      nc.min_activation_bytes() * (s->conditional ? 2 : 1), s->device);
         !st)
         return Error{st.error() + " (--batch)"};
     if (req.classifier_grad && req.classifier_scale != 0.0) {
@@ -118,7 +119,6 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
                                            : std::vector<int64_t>{s->N, nc.in_channels};
     at::Generator gen = make_generator(req.seed);
     s->noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
-    s->device = model.network->parameters().front().device();
     Network net = model.network;
     s->fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
     s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);

@@ -331,12 +331,8 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         if (!file) return Error{"resume: " + file.error()};
         // A resumed run keeps the network, schedule and prediction it was trained with: a
         // different one would be trained on silently and written into the model.
-        const auto meta = file->metadata.find("dlab");
-        if (meta == file->metadata.end()) return Error{ckpt + ": the checkpoint has no model config ('dlab' metadata)"};
-        const json saved_json = json::parse(meta->second, nullptr, false);
-        if (saved_json.is_discarded()) return Error{ckpt + ": the checkpoint's model config is not valid JSON"};
-        auto saved = model_config_from_json(saved_json);
-        if (!saved) return Error{ckpt + ": " + saved.error()};
+        auto saved = stored_model_config(file.value(), ckpt);
+        if (!saved) return Error{"resume: " + saved.error()};
         const json mine = to_json(mc), theirs = to_json(saved.value());
         for (const char* part : {"network", "schedule", "prediction"}) {
             if (mine.at(part) == theirs.at(part)) continue;
