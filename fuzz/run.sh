@@ -6,12 +6,12 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-60}
 cmake --preset fuzz > /dev/null || exit 1
-cmake --build --preset fuzz --target fuzz_safetensors fuzz_model_config fuzz_idx > /tmp/dlab-fuzz-build.log 2>&1 ||
+cmake --build --preset fuzz --target fuzz_safetensors fuzz_model_config fuzz_idx fuzz_manifest fuzz_image fuzz_run_record > /tmp/dlab-fuzz-build.log 2>&1 ||
   { grep -E "error" /tmp/dlab-fuzz-build.log | head -20; exit 1; }
 export ASAN_OPTIONS=detect_leaks=0:detect_container_overflow=0:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 failed=0
-for t in safetensors model_config idx; do
+for t in safetensors model_config idx manifest image run_record; do
   work=$(mktemp -d)
   cp fuzz/corpus/$t/* "$work/"
   log=build-fuzz/fuzz_$t.log

@@ -84,23 +84,15 @@ Result<LabelledData> load_image_folder(const std::string& dir, const ImageFolder
     const int size = static_cast<int>(opt.size);
     for (size_t c = 0; c < files.size(); ++c) {
         for (const auto& path : files[c]) {
-            // The header's size is checked before decoding; OpenCV's own failures name the file.
-            if (auto st = check_image_size(path.string()); !st) {
-                skipped.push_back(st.error());
+            // The file's size and its header's image size are checked before decoding; every
+            // failure names the file.
+            auto bytes = read_image_bytes(path.string());
+            auto decoded = bytes ? decode_image(bytes.value(), path.string(), opt.channels) : Result<cv::Mat>(Error{bytes.error()});
+            if (!decoded) {
+                skipped.push_back(decoded.error());
                 continue;
             }
-            cv::Mat img;
-            try {
-                img = cv::imread(path.string(), opt.channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
-            } catch (const cv::Exception& e) {
-                skipped.push_back(path.string() + " (" + e.err + ")");
-                continue;
-            }
-            if (img.empty() || img.cols < 1 || img.rows < 1) {
-                skipped.push_back(path.string() + " (not a readable image)");
-                continue;
-            }
-            if (img.depth() != CV_8U) img.convertTo(img, CV_8U, img.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
+            const cv::Mat& img = decoded.value();
             cv::Mat sq = fit(img, size);
             if (opt.channels == 3) cv::cvtColor(sq, sq, cv::COLOR_BGR2RGB);
             at::Tensor t = at::from_blob(sq.data, {size, size, opt.channels}, at::kByte).clone();

@@ -104,11 +104,7 @@ uint32_t le(const unsigned char* p, int n) {
 
 // Width and height from the header of a PNG, GIF, BMP or JPEG file; {-1, -1} when the format is
 // none of these or the header does not say.
-std::pair<int64_t, int64_t> header_size(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::vector<unsigned char> h(32, 0);
-    in.read(reinterpret_cast<char*>(h.data()), 32);
-    const auto got = in.gcount();
+std::pair<int64_t, int64_t> header_size(const unsigned char* h, size_t got) {
     if (got >= 24 && h[0] == 0x89 && h[1] == 'P' && h[2] == 'N' && h[3] == 'G') return {be(&h[16], 4), be(&h[20], 4)};
     if (got >= 10 && h[0] == 'G' && h[1] == 'I' && h[2] == 'F') return {le(&h[6], 2), le(&h[8], 2)};
     if (got >= 26 && h[0] == 'B' && h[1] == 'M') {
@@ -117,21 +113,24 @@ std::pair<int64_t, int64_t> header_size(const std::string& path) {
     }
     if (got >= 4 && h[0] == 0xFF && h[1] == 0xD8) {
         // JPEG: walk the segments to the first start-of-frame marker.
-        in.clear();
-        in.seekg(2);
-        unsigned char m[2], len[2], sof[5];
-        for (int guard = 0; guard < 1000 && in.read(reinterpret_cast<char*>(m), 2); ++guard) {
+        size_t at = 2;
+        for (int guard = 0; guard < 100000 && at + 2 <= got; ++guard) {
+            const unsigned char* m = h + at;
             if (m[0] != 0xFF) break;
-            if (m[1] == 0xD8 || (m[1] >= 0xD0 && m[1] <= 0xD7) || m[1] == 0x01) continue;
-            if (!in.read(reinterpret_cast<char*>(len), 2)) break;
-            const uint32_t n = be(len, 2);
+            at += 2;
+            if (m[1] == 0xD8 || (m[1] >= 0xD0 && m[1] <= 0xD7) || m[1] == 0x01 || m[1] == 0xFF) {
+                if (m[1] == 0xFF) at -= 1;  // fill bytes before a marker
+                continue;
+            }
+            if (at + 2 > got) break;
+            const uint32_t n = be(h + at, 2);
             const bool frame = m[1] >= 0xC0 && m[1] <= 0xCF && m[1] != 0xC4 && m[1] != 0xC8 && m[1] != 0xCC;
             if (frame) {
-                if (!in.read(reinterpret_cast<char*>(sof), 5)) break;
-                return {be(&sof[3], 2), be(&sof[1], 2)};
+                if (at + 7 > got) break;
+                return {be(h + at + 5, 2), be(h + at + 3, 2)};
             }
             if (n < 2) break;
-            in.seekg(n - 2, std::ios::cur);
+            at += n;
         }
     }
     return {-1, -1};
@@ -139,26 +138,57 @@ std::pair<int64_t, int64_t> header_size(const std::string& path) {
 
 }  // namespace
 
-Status check_image_size(const std::string& path) {
-    const auto [w, h] = header_size(path);
+Status check_image_header(const unsigned char* bytes, size_t size, const std::string& name) {
+    const auto [w, h] = header_size(bytes, size);
     if (w < 0) return Status::success();  // another format: the decoder decides
     if (w < 1 || h < 1 || w > (1 << 20) || h > (1 << 20) || w * h > kMaxImagePixels)
-        return Status::failure(path + ": the image declares " + std::to_string(w) + "x" + std::to_string(h) +
+        return Status::failure(name + ": the image declares " + std::to_string(w) + "x" + std::to_string(h) +
                                " pixels; at most " + std::to_string(kMaxImagePixels / (1 << 20)) +
                                " megapixels and 1048576 a side are read");
     return Status::success();
 }
 
-Result<at::Tensor> read_image(const std::string& path, int channels) {
-    if (!fs::exists(path)) return Error{path + ": no such file"};
-    if (auto st = check_image_size(path); !st) return Error{st.error()};
+Result<std::vector<unsigned char>> read_image_bytes(const std::string& path) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return Error{path + ": no such file"};
+    if (!fs::is_regular_file(path, ec)) return Error{path + ": not a regular file"};
+    const auto size = fs::file_size(path, ec);
+    if (ec) return Error{path + ": cannot read its size: " + ec.message()};
+    // The size before the read: an image file beyond the largest decodable image is not read.
+    if (int64_t(size) > kMaxImageFileBytes)
+        return Error{path + ": " + std::to_string(size >> 20) + " MB; image files of at most " +
+                     std::to_string(kMaxImageFileBytes >> 20) + " MB are read"};
+    std::vector<unsigned char> bytes(size);
+    std::ifstream in(path, std::ios::binary);
+    if (!in || !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(size)))
+        return Error{path + ": cannot be read"};
+    return bytes;
+}
+
+Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
+    if (channels != 1 && channels != 3) return Error{name + ": images are read with 1 or 3 channels"};
+    if (bytes.empty()) return Error{name + ": an empty file"};
+    if (auto st = check_image_header(bytes.data(), bytes.size(), name); !st) return Error{st.error()};
     cv::Mat mat;
     try {
-        mat = cv::imread(path, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+        mat = cv::imdecode(bytes, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
     } catch (const cv::Exception& e) {
-        return Error{path + ": cannot read image: " + e.what()};
+        return Error{name + ": cannot read image: " + e.err};
     }
-    if (mat.empty()) return Error{path + ": not an image OpenCV can read (corrupt or unknown format)"};
+    if (mat.empty() || mat.cols < 1 || mat.rows < 1)
+        return Error{name + ": not an image OpenCV can read (corrupt or unknown format)"};
+    if (int64_t(mat.cols) * mat.rows > kMaxImagePixels)
+        return Error{name + ": " + std::to_string(mat.cols) + "x" + std::to_string(mat.rows) + " pixels is too large"};
+    if (mat.depth() != CV_8U) mat.convertTo(mat, CV_8U, mat.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
+    return mat;
+}
+
+Result<at::Tensor> read_image(const std::string& path, int channels) {
+    auto bytes = read_image_bytes(path);
+    if (!bytes) return Error{bytes.error()};
+    auto decoded = decode_image(bytes.value(), path, channels);
+    if (!decoded) return Error{decoded.error()};
+    cv::Mat mat = decoded.value();
     if (channels == 3) cv::cvtColor(mat, mat, cv::COLOR_BGR2RGB);
     at::Tensor t = at::from_blob(mat.data, {mat.rows, mat.cols, mat.channels()}, at::kByte)
                        .clone()

@@ -25,13 +25,20 @@ at::Tensor make_grid(const at::Tensor& batch, int64_t columns, int64_t padding =
 Status write_png(const std::string& path, const cv::Mat& image,
                  const std::vector<std::pair<std::string, std::string>>& text = {});
 
-/// Reads an image file as [C,H,W] float in [0,1]; `channels` 1 (grey) or 3 (RGB).
 /// The largest image read (pixels): 64 megapixels, e.g. 8192x8192.
 constexpr int64_t kMaxImagePixels = int64_t(1) << 26;
+/// The largest image file read (bytes), checked before it is read.
+constexpr int64_t kMaxImageFileBytes = int64_t(256) << 20;
 /// Reads the width and height from a PNG, JPEG, BMP or GIF header without decoding and refuses
-/// sizes beyond kMaxImagePixels (or a side beyond 2^20, as OpenCV); other formats pass to the decoder.
-Status check_image_size(const std::string& path);
-
+/// sizes beyond kMaxImagePixels (or a side beyond 2^20, as OpenCV); other formats pass to the
+/// decoder. `name` (the file) starts the message.
+Status check_image_header(const unsigned char* bytes, size_t size, const std::string& name);
+/// A file's bytes, its size checked against kMaxImageFileBytes first.
+Result<std::vector<unsigned char>> read_image_bytes(const std::string& path);
+/// Decodes an image held in memory (the header checked first) to an 8-bit cv::Mat, grey or BGR
+/// (`channels` 1 or 3). Every failure is a message starting with `name`.
+Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std::string& name, int channels);
+/// Reads an image file as [C,H,W] float in [0,1]; `channels` 1 (grey) or 3 (RGB).
 Result<at::Tensor> read_image(const std::string& path, int channels);
 
 }  // namespace dlab::imaging

@@ -5,6 +5,10 @@
 #                                             (all but the heavy statistical runs, label slow)
 #   installer/diffusionlab.sh test-slow       the same for the heavy statistical runs only
 #   installer/diffusionlab.sh build           install what is missing and build
+#   installer/diffusionlab.sh hardening [SECONDS]
+#                                             the test suite built with AddressSanitizer and
+#                                             UndefinedBehaviorSanitizer (label slow excluded), then
+#                                             every libFuzzer target for SECONDS each (default 30)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -50,8 +54,21 @@ case "$mode" in
     ctest --preset slow
     echo "[test] slow tests done in $((SECONDS - t0)) s" >&2
     ;;
+  hardening)
+    bash "$here/setup-debian.sh" --hardening
+    t0=$SECONDS
+    cmake --preset sanitize >/dev/null
+    cmake --build --preset sanitize -j "$(nproc)"
+    echo "[hardening] sanitizer build done in $((SECONDS - t0)) s" >&2
+    t0=$SECONDS
+    ctest --preset sanitize
+    echo "[hardening] sanitizer tests done in $((SECONDS - t0)) s" >&2
+    t0=$SECONDS
+    bash "$root/fuzz/run.sh" "${1:-30}"
+    echo "[hardening] fuzzing done in $((SECONDS - t0)) s" >&2
+    ;;
   *)
-    echo "usage: $0 gui|test|test-slow|build [ARGS...]" >&2
+    echo "usage: $0 gui|test|test-slow|build|hardening [ARGS...]" >&2
     exit 2
     ;;
 esac

@@ -18,6 +18,10 @@ PACKAGES=(
   # headless GUI runs and screenshots
   xvfb xauth imagemagick
 )
+# `setup-debian.sh --hardening`: also the fuzzing toolchain (clang's libFuzzer and sanitizer runtimes).
+if [ "${1:-}" = "--hardening" ]; then
+  PACKAGES+=(clang-14 libclang-rt-14-dev)
+fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -1,7 +1,7 @@
 // diffusionlab-cli models: the bundled and user models
 #include "app/cli/commands.h"
 
-#include <fstream>
+#include <filesystem>
 #include <iostream>
 
 #include <torch/torch.h>
@@ -9,6 +9,7 @@
 #include "app/args.h"
 #include "app/cli/cli_util.h"
 #include "core/io/model_catalog.h"
+#include "core/io/manifest.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
 
@@ -46,11 +47,10 @@ int cmd_models(const std::vector<std::string>& argv) {
                               << " steps\n";
                 }
             }
-            std::ifstream manifest(path.substr(0, path.size() - 12) + ".json");
-            if (manifest) {
-                auto m = nlohmann::json::parse(manifest, nullptr, false);
-                if (m.is_object() && m.contains("summary") && m["summary"].is_string())
-                    std::cout << "  " << m["summary"].get<std::string>() << "\n";
+            if (std::filesystem::exists(manifest_path(path))) {
+                auto manifest = read_manifest(path);
+                if (!manifest) std::cout << "  (damaged manifest: " << manifest.error() << ")\n";
+                else if (!manifest->summary.empty()) std::cout << "  " << manifest->summary << "\n";
             }
         } catch (const std::exception& e) {
             std::cout << "  (unreadable config: " << e.what() << ")\n";

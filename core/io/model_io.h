@@ -1,8 +1,8 @@
 #pragma once
 // core/io/ -- files and the model catalogue. The safetensors reader/writer (`safetensors.h`), model
 // files with their JSON config and the checkpoint format (`model_io.h`), where bundled and user
-// models are found (`model_catalog.h`), and atomic writes that never leave half a file
-// (`atomic_file.h`).
+// models are found (`model_catalog.h`), bundled models' manifests (`manifest.h`), and atomic
+// writes that never leave half a file (`atomic_file.h`).
 //
 // A trained model on disk: one safetensors file holding the weights ("model.*"), the EMA weights
 // ("ema.*") and, in the metadata key "dlab", a JSON config saying how it was made.

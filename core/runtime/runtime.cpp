@@ -1,6 +1,9 @@
 #include "core/runtime/runtime.h"
 
+#include <dlfcn.h>
+
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -84,7 +87,47 @@ bool is_out_of_memory(const std::exception& e) {
            m.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos;
 }
 
+namespace {
+
+// CUDA's free memory through the runtime LibTorch already loaded (core is built without CUDA
+// headers, so the one function is looked up by name): cudaMemGetInfo from libcudart, else the
+// driver's cuMemGetInfo_v2 (the primary context is current once LibTorch has used the device).
+int64_t cuda_free_bytes(c10::DeviceIndex index) {
+    using RuntimeInfo = int (*)(size_t*, size_t*);
+    using SetDevice = int (*)(int);
+    using GetDevice = int (*)(int*);
+    static const auto lookup = [](const char* symbol, std::initializer_list<const char*> libraries) -> void* {
+        if (void* f = dlsym(RTLD_DEFAULT, symbol)) return f;
+        for (const char* lib : libraries)
+            if (void* h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD))
+                if (void* f = dlsym(h, symbol)) return f;
+        return nullptr;
+    };
+    static const auto runtime_info = reinterpret_cast<RuntimeInfo>(
+        lookup("cudaMemGetInfo", {"libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so"}));
+    static const auto set_device = reinterpret_cast<SetDevice>(
+        lookup("cudaSetDevice", {"libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so"}));
+    static const auto get_device = reinterpret_cast<GetDevice>(
+        lookup("cudaGetDevice", {"libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so"}));
+    static const auto driver_info = reinterpret_cast<RuntimeInfo>(lookup("cuMemGetInfo_v2", {"libcuda.so.1", "libcuda.so"}));
+    size_t free = 0, total = 0;
+    if (runtime_info && set_device && get_device) {
+        // Asked on the device itself; the thread's current device is put back afterwards.
+        int current = 0;
+        if (get_device(&current) == 0) {
+            const bool ok = set_device(index < 0 ? current : index) == 0 && runtime_info(&free, &total) == 0;
+            set_device(current);
+            if (ok) return int64_t(free);
+        }
+    }
+    if (driver_info && driver_info(&free, &total) == 0) return int64_t(free);
+    return -1;
+}
+
+}  // namespace
+
 int64_t available_memory_bytes(c10::Device device) {
+    if (device.is_cuda()) return cuda_free_bytes(device.index());
     if (!device.is_cpu()) return -1;
     std::ifstream in("/proc/meminfo");
     std::string key;

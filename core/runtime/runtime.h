@@ -43,8 +43,9 @@ std::string error_message(const std::exception& e);
 /// Whether a LibTorch exception reports an out-of-memory (CUDA or CPU allocator).
 bool is_out_of_memory(const std::exception& e);
 
-/// Memory a request may still take on `device`, in bytes: on the CPU the kernel's MemAvailable;
-/// -1 where it is not known (CUDA devices, for now: their allocator reports out-of-memory itself).
+/// Memory a request may still take on `device`, in bytes: on the CPU the kernel's MemAvailable, on
+/// a CUDA device the free memory the CUDA runtime reports (memory LibTorch's allocator caches is
+/// not counted: the budget errs on the safe side); -1 where it is not known.
 int64_t available_memory_bytes(c10::Device device);
 
 /// Checks that `count` items of `bytes_each` fit in half the memory available on `device`; else a

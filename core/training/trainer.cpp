@@ -15,6 +15,7 @@
 #include <torch/version.h>
 
 #include "core/io/atomic_file.h"
+#include "core/runtime/runtime.h"
 #include "core/training/losses.h"
 #include "core/sampling/sampler.h"
 #include "core/forward/schedule.h"
@@ -307,6 +308,10 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     at::manual_seed(tc.seed);  // the initial weights depend on the seed alone
     auto net_r = make_network(mc.network);
     if (!net_r) return Error{"train: " + net_r.error()};
+    // The memory budget before the run folder is touched: a batch's activations (kept for the
+    // backward pass) must fit in half the device's free memory; the message proposes a batch.
+    if (auto st = check_memory_budget("train: a batch", tc.batch, mc.network.min_activation_bytes(), device); !st)
+        return Error{st.error() + " (--batch)"};
     auto ema_r = make_network(mc.network);
     Network net = net_r.value(), ema = ema_r.value();
     {
@@ -435,127 +440,138 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     int64_t window_images = 0, images_this_call = 0;
     double last_ips = 0;
     auto cancelled = [&] { return hooks.cancel && hooks.cancel->load(); };
-    while (step < tc.steps) {
-        if (hooks.pause && hooks.pause->load() && !cancelled()) {
-            const auto paused_at = std::chrono::steady_clock::now();
-            while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            window_start += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
-        }
-        if (cancelled()) {
-            result.cancelled = true;
-            break;
-        }
-        // Every random choice of step k comes from (seed, k): resuming reproduces the same run.
-        const uint64_t k = tc.seed * 1000003ULL + static_cast<uint64_t>(step);
-        at::manual_seed(k);  // dropout
-        at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
-        const auto i64 = at::TensorOptions().dtype(at::kLong);
-        const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
-        const at::Tensor t = at::randint(T, {B}, gen, i64).to(device);
-        at::Tensor x0 = images.index_select(0, idx);
-        const at::Tensor eps = at::randn(x0.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
-        const at::Tensor drop = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < tc.p_uncond).to(device);
-        const at::Tensor flip = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < 0.5).to(device);
-        if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({B, 1, 1, 1}), x0.flip({3}), x0);
-        at::Tensor y;
-        if (null_class > 0) {
-            const at::Tensor y0 = labels.index_select(0, idx);
-            y = at::where(drop, at::full_like(y0, null_class), y0);
-        }
-        const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
-        const at::Tensor xt = a * x0 + s * eps;
-        at::Tensor target = mc.prediction == PredictionType::Eps ? eps
-                            : mc.prediction == PredictionType::X0 ? x0
-                                                                  : a * eps - s * x0;
-        at::Tensor full_out;
-        {
-            CudaBf16Autocast autocast(tc.bf16);
-            full_out = net->forward(xt, t, y);
-        }
-        full_out = full_out.to(at::kFloat);
-        const int64_t C = x0.size(1);
-        const at::Tensor out = full_out.narrow(1, 0, C);
-        at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
-        if (tc.min_snr_gamma > 0) {
-            const at::Tensor r = snr.index_select(0, t);
-            const at::Tensor w = mc.prediction == PredictionType::Eps ? at::clamp_max(r, tc.min_snr_gamma) / r
-                                 : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
-                                                                      : at::clamp_max(r, tc.min_snr_gamma);
-            per = per * w;
-        }
-        if (mc.network.learn_sigma) {
-            // L_vlb term (bits per dimension) trains only the variance: the mean is detached.
-            const X0Eps pred = schedule.split_prediction(mc.prediction, out.detach(), xt, t);
-            const at::Tensor cx0 = coef_x0.index_select(0, t).view(bshape);
-            const at::Tensor cxt = coef_xt.index_select(0, t).view(bshape);
-            const at::Tensor mean_q = cx0 * x0 + cxt * xt;
-            const at::Tensor mean_p = cx0 * pred.x0 + cxt * xt;
-            const at::Tensor lv_q = log_beta_tilde.index_select(0, t).view(bshape);
-            const at::Tensor lv_p = learned_log_variance(full_out.narrow(1, C, C),
-                                                         log_beta.index_select(0, t).view(bshape), lv_q);
-            const at::Tensor kl = normal_kl(mean_q, lv_q, mean_p, lv_p).flatten(1).mean(1);
-            // Decoder term at t = 0: images are 8-bit data (discretised); points are continuous.
-            const at::Tensor nll = (x0.dim() == 4 ? -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * lv_p)
-                                                  : 0.5 * (std::log(2.0 * M_PI) + lv_p + (x0 - mean_p).pow(2) * at::exp(-lv_p)))
-                                       .flatten(1).mean(1);
-            const at::Tensor vlb = at::where(t == 0, nll, kl) / std::log(2.0);
-            // L_vlb = T E_t[L_t]: weight w on the whole bound is w * T on one sampled term.
-            per = per + tc.vlb_weight * double(T) * vlb;
-        }
-        const at::Tensor loss = per.mean();
-        net->zero_grad();
-        loss.backward();
-        const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
-        if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
-        const double lr = tc.lr * std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
-        opt.step(step + 1, lr, tc.weight_decay);
-        {
-            torch::NoGradGuard g;
-            const double d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
-            at::_foreach_mul_(ema_params, d);
-            at::_foreach_add_(ema_params, opt.params, 1 - d);
-        }
-        ++step;
-        window_images += B;
-        images_this_call += B;
-        if (log_now) {
-            const double l = loss.item<double>();  // syncs with the device only when logging
-            if (!std::isfinite(l)) {
-                return Error{"training stopped at step " + std::to_string(step) + ": the loss is " +
-                             (std::isnan(l) ? "NaN" : "infinite") +
-                             (last_good >= 0 ? "; the last good checkpoint (step " + std::to_string(last_good) +
-                                                   ") is kept in " + ckpt
-                                             : "; no checkpoint was written") +
-                             " (try a lower learning rate)"};
+    // Out of device memory in a step (a batch the budget let through, or memory another process
+    // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
+    try {
+        while (step < tc.steps) {
+            if (hooks.pause && hooks.pause->load() && !cancelled()) {
+                const auto paused_at = std::chrono::steady_clock::now();
+                while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                window_start += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
             }
-            const auto now = std::chrono::steady_clock::now();
-            const double secs = std::chrono::duration<double>(now - window_start).count();
-            last_ips = secs > 0 ? double(window_images) / secs : 0;
-            window_start = now;
-            window_images = 0;
-            result.last_loss = l;
-            std::ostringstream row;
-            row << step << ',' << l << ',' << lr << ',' << last_ips << '\n';
-            log_rows += row.str();
-            if (hooks.on_progress) {
-                const double eta = last_ips > 0 ? double(tc.steps - step) * double(B) / last_ips : 0;
-                hooks.on_progress(TrainProgress{step, tc.steps, l, lr, last_ips, eta});
+            if (cancelled()) {
+                result.cancelled = true;
+                break;
             }
-        }
-        if (hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
-            const auto snap_start = std::chrono::steady_clock::now();
-            ema->eval();
+            // Every random choice of step k comes from (seed, k): resuming reproduces the same run.
+            const uint64_t k = tc.seed * 1000003ULL + static_cast<uint64_t>(step);
+            at::manual_seed(k);  // dropout
+            at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
+            const auto i64 = at::TensorOptions().dtype(at::kLong);
+            const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
+            const at::Tensor t = at::randint(T, {B}, gen, i64).to(device);
+            at::Tensor x0 = images.index_select(0, idx);
+            const at::Tensor eps = at::randn(x0.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
+            const at::Tensor drop = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < tc.p_uncond).to(device);
+            const at::Tensor flip = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < 0.5).to(device);
+            if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({B, 1, 1, 1}), x0.flip({3}), x0);
+            at::Tensor y;
+            if (null_class > 0) {
+                const at::Tensor y0 = labels.index_select(0, idx);
+                y = at::where(drop, at::full_like(y0, null_class), y0);
+            }
+            const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
+            const at::Tensor xt = a * x0 + s * eps;
+            at::Tensor target = mc.prediction == PredictionType::Eps ? eps
+                                : mc.prediction == PredictionType::X0 ? x0
+                                                                      : a * eps - s * x0;
+            at::Tensor full_out;
+            {
+                CudaBf16Autocast autocast(tc.bf16);
+                full_out = net->forward(xt, t, y);
+            }
+            full_out = full_out.to(at::kFloat);
+            const int64_t C = x0.size(1);
+            const at::Tensor out = full_out.narrow(1, 0, C);
+            at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
+            if (tc.min_snr_gamma > 0) {
+                const at::Tensor r = snr.index_select(0, t);
+                const at::Tensor w = mc.prediction == PredictionType::Eps ? at::clamp_max(r, tc.min_snr_gamma) / r
+                                     : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
+                                                                          : at::clamp_max(r, tc.min_snr_gamma);
+                per = per * w;
+            }
+            if (mc.network.learn_sigma) {
+                // L_vlb term (bits per dimension) trains only the variance: the mean is detached.
+                const X0Eps pred = schedule.split_prediction(mc.prediction, out.detach(), xt, t);
+                const at::Tensor cx0 = coef_x0.index_select(0, t).view(bshape);
+                const at::Tensor cxt = coef_xt.index_select(0, t).view(bshape);
+                const at::Tensor mean_q = cx0 * x0 + cxt * xt;
+                const at::Tensor mean_p = cx0 * pred.x0 + cxt * xt;
+                const at::Tensor lv_q = log_beta_tilde.index_select(0, t).view(bshape);
+                const at::Tensor lv_p = learned_log_variance(full_out.narrow(1, C, C),
+                                                             log_beta.index_select(0, t).view(bshape), lv_q);
+                const at::Tensor kl = normal_kl(mean_q, lv_q, mean_p, lv_p).flatten(1).mean(1);
+                // Decoder term at t = 0: images are 8-bit data (discretised); points are continuous.
+                const at::Tensor nll = (x0.dim() == 4 ? -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * lv_p)
+                                                      : 0.5 * (std::log(2.0 * M_PI) + lv_p + (x0 - mean_p).pow(2) * at::exp(-lv_p)))
+                                           .flatten(1).mean(1);
+                const at::Tensor vlb = at::where(t == 0, nll, kl) / std::log(2.0);
+                // L_vlb = T E_t[L_t]: weight w on the whole bound is w * T on one sampled term.
+                per = per + tc.vlb_weight * double(T) * vlb;
+            }
+            const at::Tensor loss = per.mean();
+            net->zero_grad();
+            loss.backward();
+            const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
+            if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
+            const double lr = tc.lr * std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
+            opt.step(step + 1, lr, tc.weight_decay);
             {
                 torch::NoGradGuard g;
-                hooks.on_snapshot(step, mc, ema);
+                const double d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
+                at::_foreach_mul_(ema_params, d);
+                at::_foreach_add_(ema_params, opt.params, 1 - d);
             }
-            window_start += std::chrono::steady_clock::now() - snap_start;
+            ++step;
+            window_images += B;
+            images_this_call += B;
+            if (log_now) {
+                const double l = loss.item<double>();  // syncs with the device only when logging
+                if (!std::isfinite(l)) {
+                    return Error{"training stopped at step " + std::to_string(step) + ": the loss is " +
+                                 (std::isnan(l) ? "NaN" : "infinite") +
+                                 (last_good >= 0 ? "; the last good checkpoint (step " + std::to_string(last_good) +
+                                                       ") is kept in " + ckpt
+                                                 : "; no checkpoint was written") +
+                                 " (try a lower learning rate)"};
+                }
+                const auto now = std::chrono::steady_clock::now();
+                const double secs = std::chrono::duration<double>(now - window_start).count();
+                last_ips = secs > 0 ? double(window_images) / secs : 0;
+                window_start = now;
+                window_images = 0;
+                result.last_loss = l;
+                std::ostringstream row;
+                row << step << ',' << l << ',' << lr << ',' << last_ips << '\n';
+                log_rows += row.str();
+                if (hooks.on_progress) {
+                    const double eta = last_ips > 0 ? double(tc.steps - step) * double(B) / last_ips : 0;
+                    hooks.on_progress(TrainProgress{step, tc.steps, l, lr, last_ips, eta});
+                }
+            }
+            if (hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
+                const auto snap_start = std::chrono::steady_clock::now();
+                ema->eval();
+                {
+                    torch::NoGradGuard g;
+                    hooks.on_snapshot(step, mc, ema);
+                }
+                window_start += std::chrono::steady_clock::now() - snap_start;
+            }
+            if (step % tc.checkpoint_every == 0 || step == tc.steps) {
+                if (auto st = save_checkpoint(); !st) return Error{st.error()};
+                std::ofstream(log_path, std::ios::app) << log_rows;
+                log_rows.clear();
+            }
         }
-        if (step % tc.checkpoint_every == 0 || step == tc.steps) {
-            if (auto st = save_checkpoint(); !st) return Error{st.error()};
-            std::ofstream(log_path, std::ios::app) << log_rows;
-            log_rows.clear();
-        }
+    } catch (const std::exception& e) {
+        if (!is_out_of_memory(e)) throw;
+        return Error{"training stopped at step " + std::to_string(step) + ": out of memory at a batch of " +
+                     std::to_string(B) + " on " + device.str() +
+                     (last_good >= 0 ? "; the last checkpoint (step " + std::to_string(last_good) + ") is kept in " + ckpt
+                                     : "; no checkpoint was written") +
+                     "; use a batch of " + std::to_string(std::max<int64_t>(1, B / 4)) + " or less (--batch)"};
     }
     if (!log_rows.empty() && !result.cancelled) std::ofstream(log_path, std::ios::app) << log_rows;
     if (result.cancelled) {

@@ -10,8 +10,10 @@
 
 #include <torch/torch.h>
 
+#include "core/io/manifest.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
+#include "core/runtime/version.h"
 
 using namespace dlab;
 
@@ -157,6 +159,41 @@ private Q_SLOTS:
         plain.tensors["x"] = at::zeros({1});
         QVERIFY(save_safetensors(path, plain).ok());
         QVERIFY(QString::fromStdString(load_model(path, c10::Device(c10::kCPU)).error()).contains("not a DiffusionLab model"));
+    }
+
+    void manifestsAreChecked() {
+        // A bundled manifest reads, and its figures come out as numbers.
+        const std::string model = std::string(DLAB_SOURCE_MODELS_DIR) + "/latent-fashion-mnist.safetensors";
+        auto m = dlab::read_manifest(model);
+        QVERIFY2(m, m ? "" : m.error().c_str());
+        QCOMPARE(QString::fromStdString(m->name), QStringLiteral("latent-fashion-mnist"));
+        const auto fid = dlab::manifest_figure(m.value(), {"latent", "s=1", "fid"});
+        QVERIFY(fid && *fid > 0 && *fid < 1000);
+        QVERIFY(!dlab::manifest_figure(m.value(), {"eval"}));          // a note, not a number
+        QVERIFY(!dlab::manifest_figure(m.value(), {"latent", "nope"}));
+        QVERIFY(!dlab::manifest_figure(m.value(), {"eval", "deeper"}));  // through a text
+
+        // Damaged ones: each refused with the file and the problem named.
+        const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+        const std::pair<std::string, const char*> bad[] = {
+            {"[1, 2]", "JSON object"},
+            {"{\"summary\": 42}", "\"summary\" must be a text"},
+            {"{\"figures\": [1]}", "\"figures\" must be an object"},
+            {"{\"figures\": {\"a\": " + deep + "}}", "nested deeper"},
+            {"{\"summary\": \"" + std::string(70000, 'x') + "\"}", "longer than 64 KB"},
+            {std::string(size_t(dlab::kMaxManifestBytes) + 1, ' '), "at most 1024 KB"},
+            {"{\"name\": ", "not valid JSON"}};
+        for (const auto& [text, expected] : bad) {
+            auto r = dlab::parse_manifest(text, "m.json");
+            QVERIFY(!r);
+            QVERIFY2(r.error().rfind("m.json: ", 0) == 0 && r.error().find(expected) != std::string::npos, r.error().c_str());
+        }
+        QTemporaryDir dir;
+        auto missing = dlab::read_manifest(dir.path().toStdString() + "/none.safetensors");
+        QVERIFY(!missing && missing.error().find("none.json") != std::string::npos);
+        QVERIFY(QDir(dir.path()).mkdir(QStringLiteral("d.json")));  // a folder where the file should be
+        QVERIFY(!dlab::read_manifest(dir.path().toStdString() + "/d.safetensors"));
+        QCOMPARE(QString::fromStdString(dlab::manifest_path("x.pt")), QString());
     }
 
     void interruptedWriteKeepsPreviousFile() {

@@ -250,6 +250,21 @@ private Q_SLOTS:
         QCOMPARE(ck->metadata.at("step"), std::string("2"));
     }
 
+    void aBatchBeyondTheMemoryIsRefusedBeforeTheRun() {
+        // A batch whose activations alone exceed the machine's memory: refused with the size tried
+        // and one that fits, before the run folder is created.
+        QTemporaryDir dir;
+        const std::string out = dir.path().toStdString() + "/run";
+        TrainConfig t = fast(2);
+        t.batch = int64_t(1) << 40;
+        auto r = train(tiny(), t, subset(32), c10::Device(c10::kCPU), out, TrainStart::New);
+        QVERIFY(!r.ok());
+        const QString e = QString::fromStdString(r.error());
+        QVERIFY2(e.contains("train: a batch of 1099511627776") && e.contains("or fewer at a time") && e.contains("--batch"),
+                 qPrintable(e));
+        QVERIFY(!QFileInfo::exists(QString::fromStdString(out)));
+    }
+
     void damagedCheckpointStepsAreMessagesAndLoseNothing() {
         QTemporaryDir dir;
         const LabelledData data = subset(32);

@@ -1,7 +1,12 @@
 // The schedule view plots what core computes, and reacts to its controls.
 #include <QtTest/QtTest>
 
+#include <cmath>
+
 #include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QSettings>
 #include <QSpinBox>
 
 #include "core/forward/schedule.h"
@@ -135,6 +140,28 @@ private Q_SLOTS:
         QVERIFY(!w.scheduleView()->isVisible());
         w.setCurrentTab(4);
         QVERIFY(w.scheduleView()->isVisible());
+    }
+
+    void damagedSettingsKeepTheDefaults() {
+        // A hand-edited settings file: indices and values outside every control's range.
+        {
+            QSettings s;
+            s.setValue(QStringLiteral("reverse/guidanceKind"), 99);
+            s.setValue(QStringLiteral("reverse/steps"), -5);
+            s.setValue(QStringLiteral("reverse/eta"), QStringLiteral("nan"));
+            s.setValue(QStringLiteral("reverse/seed"), QStringLiteral("1e300"));
+            s.setValue(QStringLiteral("window/tab"), 42);
+            s.setValue(QStringLiteral("training/request"), QVariantMap{{QStringLiteral("steps"), 1e300}});
+        }
+        {
+            ui::MainWindow w(ui::MainWindowOptions{QStringLiteral("CPU"), 2, QStringLiteral("test")});
+            QCOMPARE(w.currentTab(), 0);
+            QCOMPARE(w.reverseView()->findChild<QComboBox*>(QStringLiteral("guidanceKind"))->currentIndex(), 0);
+            auto* steps = w.reverseView()->findChild<QSpinBox*>(QStringLiteral("steps"));
+            QVERIFY(steps->value() >= steps->minimum() && steps->value() > 0);
+            QVERIFY(std::isfinite(w.reverseView()->findChild<QDoubleSpinBox*>(QStringLiteral("eta"))->value()));
+        }
+        QSettings().clear();
     }
 
     void mainWindowClosesWithJobsRunning() {

@@ -220,6 +220,65 @@ private Q_SLOTS:
         QCOMPARE(h.list().size(), 2);
     }
 
+    void recordsAndRequestsAreCheckedBeforeUse() {
+        // A request survives its own JSON unchanged and without a note.
+        TrainingRequest good = toyRequest(QStringLiteral("/tmp/x"), 1234);
+        good.seed = 18446744073709551615ull;
+        good.lr = 3e-4;
+        QStringList problems;
+        const TrainingRequest back = TrainingRequest::fromJson(good.toJson(), &problems);
+        QVERIFY2(problems.isEmpty(), qPrintable(problems.join(QLatin1Char('\n'))));
+        QCOMPARE(back.toJson(), good.toJson());
+
+        // A hand-edited run.json: every field out of range or of the wrong type keeps its default
+        // and is named (steps 1e300 used to be cast to qint64: undefined behaviour).
+        const QJsonObject hostile{{QStringLiteral("dataset"), QStringLiteral("/etc")},
+                                  {QStringLiteral("image_size"), QStringLiteral("99999")},
+                                  {QStringLiteral("channels"), 2},
+                                  {QStringLiteral("schedule"), QStringLiteral("quadratic")},
+                                  {QStringLiteral("steps"), 1e300},
+                                  {QStringLiteral("batch"), -5},
+                                  {QStringLiteral("lr"), QStringLiteral("fast")},
+                                  {QStringLiteral("device"), QStringLiteral("tpu")},
+                                  {QStringLiteral("seed"), QStringLiteral("-1")},
+                                  {QStringLiteral("sample_every"), 1.5},
+                                  {QStringLiteral("out"), 42}};
+        problems.clear();
+        const TrainingRequest r = TrainingRequest::fromJson(hostile, &problems);
+        const TrainingRequest defaults;
+        QCOMPARE(r.toJson(), defaults.toJson());
+        QCOMPARE(problems.size(), hostile.size());
+        for (const QString& key : hostile.keys())
+            QVERIFY2(problems.filter(key + QLatin1Char(':')).size() == 1, qPrintable(key));
+
+        // Run records: an unknown kind is unreadable (never offered for resume); wrong field types
+        // are noted in the message and replaced.
+        RunRecord bad = RunHistory::parseRecord(R"({"kind": "rm -rf", "status": "finished"})", QStringLiteral("a"), QStringLiteral("/x/a"));
+        QCOMPARE(bad.status, QStringLiteral("unreadable"));
+        QVERIFY(bad.message.contains(QStringLiteral("kind")));
+        RunRecord odd = RunHistory::parseRecord(
+            R"({"kind": "training", "status": "stopped", "seed": 1e300, "outputs": {"a": 1}, "title": ["x"], "parameters": 5})",
+            QStringLiteral("b"), QStringLiteral("/x/b"));
+        QCOMPARE(odd.status, QStringLiteral("stopped"));
+        QCOMPARE(odd.title, QStringLiteral("b"));
+        QCOMPARE(odd.seed, quint64(0));
+        QVERIFY(odd.outputs.isEmpty());
+        for (const char* field : {"seed", "outputs", "title", "parameters"})
+            QVERIFY2(odd.message.contains(QLatin1String(field)), qPrintable(odd.message));
+
+        // Resuming such a record is refused with the reason, before any training starts.
+        QTemporaryDir dir;
+        RunHistory h(dir.path() + QStringLiteral("/runs"));
+        RunRecord run = h.create(QStringLiteral("training"), QStringLiteral("edited"), hostile, 1);
+        QFile(run.folder + QStringLiteral("/checkpoint.safetensors")).open(QIODevice::WriteOnly);
+        run.status = QStringLiteral("stopped");
+        QVERIFY(h.save(run));
+        TrainingView view(&h, false);
+        view.resumeRun(h.load(run.id));
+        QVERIFY(!view.isRunning());
+        QVERIFY2(view.statusText().contains(QStringLiteral("steps: 1e+300")), qPrintable(view.statusText()));
+    }
+
     void windowListsAndReopensRecordedRuns() {
         // A batch recorded in an earlier session: the window lists it and reopens its grid in Batch.
         QTemporaryDir dir;

@@ -11,10 +11,14 @@
 #include <QSaveFile>
 #include <QStandardPaths>
 
+#include "ui/common/checked_values.h"
+
 namespace dlab::ui {
 
 namespace {
 const QString kRunFile = QStringLiteral("run.json");
+constexpr qint64 kMaxRecordBytes = qint64(4) << 20;
+constexpr int kMaxOutputs = 100000;
 }
 
 RunHistory::RunHistory(QString root) : m_root(std::move(root)) {}
@@ -76,31 +80,75 @@ bool RunHistory::save(const RunRecord& r, QString* error) const {
 }
 
 RunRecord RunHistory::load(const QString& id) const {
-    RunRecord r;
-    r.id = id;
-    r.folder = QDir(m_root).absoluteFilePath(id);
-    r.status = QStringLiteral("unreadable");
-    r.title = id;
-    QFile f(r.folder + QLatin1Char('/') + kRunFile);
+    const QString folder = QDir(m_root).absoluteFilePath(id);
+    QFile f(folder + QLatin1Char('/') + kRunFile);
     if (!f.open(QIODevice::ReadOnly)) {
+        RunRecord r = parseRecord(QByteArray(), id, folder);
         r.message = QObject::tr("run.json is missing");
         return r;
     }
+    // The size before the read: a run.json is a few KB; a huge file is not read into memory.
+    if (f.size() > kMaxRecordBytes) {
+        RunRecord r = parseRecord(QByteArray(), id, folder);
+        r.message = QObject::tr("run.json is %1 MB; a run record is at most %2 MB").arg(f.size() >> 20).arg(kMaxRecordBytes >> 20);
+        return r;
+    }
+    return parseRecord(f.readAll(), id, folder);
+}
+
+RunRecord RunHistory::parseRecord(const QByteArray& bytes, const QString& id, const QString& folder) {
+    RunRecord r;
+    r.id = id;
+    r.folder = folder;
+    r.status = QStringLiteral("unreadable");
+    r.title = id;
+    if (bytes.size() > kMaxRecordBytes) {
+        r.message = QObject::tr("run.json is larger than %1 MB").arg(kMaxRecordBytes >> 20);
+        return r;
+    }
     QJsonParseError pe;
-    const QJsonDocument doc = QJsonDocument::fromJson(f.readAll(), &pe);
+    const QJsonDocument doc = QJsonDocument::fromJson(bytes, &pe);
     if (!doc.isObject()) {
         r.message = QObject::tr("run.json is not valid JSON (%1)").arg(pe.errorString());
         return r;
     }
     const QJsonObject o = doc.object();
-    r.kind = o.value(QStringLiteral("kind")).toString();
-    r.title = o.value(QStringLiteral("title")).toString(id);
-    r.created = QDateTime::fromString(o.value(QStringLiteral("created")).toString(), Qt::ISODate);
-    r.status = o.value(QStringLiteral("status")).toString(QStringLiteral("unknown"));
-    r.message = o.value(QStringLiteral("message")).toString();
-    r.parameters = o.value(QStringLiteral("parameters")).toObject();
-    r.seed = o.value(QStringLiteral("seed")).toString().toULongLong();
-    for (const auto& v : o.value(QStringLiteral("outputs")).toArray()) r.outputs << v.toString();
+    QStringList problems;
+    // Kind and status decide what the history offers (resume, re-run): unknown ones make the run
+    // unreadable; the other fields fall back to defaults with a note in the message.
+    const QString kind = checkedChoice(o.value(QStringLiteral("kind")), QStringLiteral("kind"),
+                                       {QStringLiteral("training"), QStringLiteral("samples"), QStringLiteral("sweep")}, QString(), &problems);
+    const QString status = checkedChoice(o.value(QStringLiteral("status")), QStringLiteral("status"),
+                                         {QStringLiteral("running"), QStringLiteral("finished"), QStringLiteral("stopped"), QStringLiteral("failed")},
+                                         QString(), &problems);
+    if (kind.isEmpty() || status.isEmpty()) {
+        r.message = QObject::tr("run.json: %1").arg(problems.isEmpty() ? QObject::tr("no kind or status") : problems.join(QStringLiteral("; ")));
+        return r;
+    }
+    r.kind = kind;
+    r.status = status;
+    r.title = checkedText(o.value(QStringLiteral("title")), QStringLiteral("title"), 1000, id, &problems);
+    r.created = QDateTime::fromString(checkedText(o.value(QStringLiteral("created")), QStringLiteral("created"), 64, QString(), &problems), Qt::ISODate);
+    r.message = checkedText(o.value(QStringLiteral("message")), QStringLiteral("message"), 100000, QString(), &problems);
+    const QJsonValue parameters = o.value(QStringLiteral("parameters"));
+    if (parameters.isObject()) r.parameters = parameters.toObject();
+    else if (!parameters.isUndefined()) problems << QObject::tr("parameters: not an object");
+    r.seed = o.contains(QStringLiteral("seed")) ? checkedSeed(o.value(QStringLiteral("seed")), QStringLiteral("seed"), &problems) : 0;
+    const QJsonValue outputs = o.value(QStringLiteral("outputs"));
+    if (outputs.isArray()) {
+        for (const QJsonValue& v : outputs.toArray()) {
+            const QString name = checkedText(v, QStringLiteral("outputs"), 4096, QString(), &problems);
+            if (!name.isEmpty() && r.outputs.size() < kMaxOutputs) r.outputs << name;
+        }
+        if (outputs.toArray().size() > kMaxOutputs) problems << QObject::tr("outputs: only the first %1 are listed").arg(kMaxOutputs);
+    } else if (!outputs.isUndefined()) {
+        problems << QObject::tr("outputs: not a list");
+    }
+    if (!problems.isEmpty()) {
+        problems.removeDuplicates();
+        r.message = QObject::tr("run.json: %1").arg(problems.join(QStringLiteral("; "))) +
+                    (r.message.isEmpty() ? QString() : QStringLiteral(" · ") + r.message);
+    }
     return r;
 }
 

@@ -43,6 +43,10 @@ public:
     QVector<RunRecord> list() const;
     /// The record of one run (status "unreadable" if its run.json is missing or broken).
     RunRecord load(const QString& id) const;
+    /// A run record from the bytes of its run.json, every field checked (kind and status among the
+    /// known ones, texts bounded, the seed a number, outputs a list of names): "unreadable" with
+    /// the reason when the kind or status is unusable, else the problems noted in `message`.
+    static RunRecord parseRecord(const QByteArray& bytes, const QString& id, const QString& folder);
     /// The outputs of a run that are no longer on disk.
     QStringList missingOutputs(const RunRecord& run) const;
     /// Absolute path of an output.

@@ -18,44 +18,6 @@
 
 namespace dlab::ui {
 
-QJsonObject TrainingRequest::toJson() const {
-    return QJsonObject{{QStringLiteral("dataset"), dataset},
-                       {QStringLiteral("image_size"), imageSize},
-                       {QStringLiteral("channels"), channels},
-                       {QStringLiteral("size"), sizePreset},
-                       {QStringLiteral("schedule"), schedule},
-                       {QStringLiteral("prediction"), prediction},
-                       {QStringLiteral("steps"), double(steps)},
-                       {QStringLiteral("batch"), double(batch)},
-                       {QStringLiteral("lr"), lr},
-                       {QStringLiteral("device"), device},
-                       {QStringLiteral("seed"), QString::number(seed)},
-                       {QStringLiteral("sample_every"), sampleEvery},
-                       {QStringLiteral("log_every"), logEvery},
-                       {QStringLiteral("checkpoint_every"), checkpointEvery},
-                       {QStringLiteral("out"), outDir}};
-}
-
-TrainingRequest TrainingRequest::fromJson(const QJsonObject& o) {
-    TrainingRequest r;
-    r.dataset = o.value(QStringLiteral("dataset")).toString(r.dataset);
-    r.imageSize = o.value(QStringLiteral("image_size")).toInt(r.imageSize);
-    r.channels = o.value(QStringLiteral("channels")).toInt(r.channels);
-    r.sizePreset = o.value(QStringLiteral("size")).toString(r.sizePreset);
-    r.schedule = o.value(QStringLiteral("schedule")).toString(r.schedule);
-    r.prediction = o.value(QStringLiteral("prediction")).toString(r.prediction);
-    r.steps = qint64(o.value(QStringLiteral("steps")).toDouble(double(r.steps)));
-    r.batch = qint64(o.value(QStringLiteral("batch")).toDouble(double(r.batch)));
-    r.lr = o.value(QStringLiteral("lr")).toDouble(r.lr);
-    r.device = o.value(QStringLiteral("device")).toString(r.device);
-    r.seed = o.value(QStringLiteral("seed")).toString().toULongLong();
-    r.sampleEvery = o.value(QStringLiteral("sample_every")).toInt(r.sampleEvery);
-    r.logEvery = o.value(QStringLiteral("log_every")).toInt(r.logEvery);
-    r.checkpointEvery = o.value(QStringLiteral("checkpoint_every")).toInt(r.checkpointEvery);
-    r.outDir = o.value(QStringLiteral("out")).toString();
-    return r;
-}
-
 namespace {
 
 bool writeJson(const QString& path, const QJsonObject& o) {

@@ -7,35 +7,12 @@
 #include <atomic>
 
 #include <QImage>
-#include <QJsonObject>
 #include <QObject>
 #include <QString>
 
+#include "ui/jobs/training_request.h"
+
 namespace dlab::ui {
-
-/// What a training run is made of. Saved with the run (request.json, the run history) so that a
-/// run can be resumed or run again.
-struct TrainingRequest {
-    QString dataset = QStringLiteral("fashion-mnist");  ///< fashion-mnist, images:DIR or toy:NAME
-    int imageSize = 32;        ///< images:DIR: side of the square
-    int channels = 1;          ///< images:DIR: 1 or 3
-    QString sizePreset = QStringLiteral("small");      ///< tiny, small or large
-    QString schedule = QStringLiteral("cosine");
-    QString prediction = QStringLiteral("eps");
-    qint64 steps = 2000;
-    qint64 batch = 64;
-    double lr = 2e-4;
-    QString device = QStringLiteral("cpu");
-    quint64 seed = 0;
-    int sampleEvery = 200;     ///< steps between EMA sample grids (0: none)
-    int logEvery = 10;         ///< steps between progress reports
-    int checkpointEvery = 500;
-    QString outDir;            ///< the run folder
-    bool resume = false;       ///< continue from outDir/checkpoint.safetensors
-
-    QJsonObject toJson() const;
-    static TrainingRequest fromJson(const QJsonObject& o);
-};
 
 /// A progress report.
 struct TrainingUpdate {
@@ -80,6 +57,5 @@ private:
 
 }  // namespace dlab::ui
 
-Q_DECLARE_METATYPE(dlab::ui::TrainingRequest)
 Q_DECLARE_METATYPE(dlab::ui::TrainingUpdate)
 Q_DECLARE_METATYPE(dlab::ui::TrainingOutcome)

@@ -2,15 +2,14 @@
 
 #include <cmath>
 
-#include <QFile>
-#include <QJsonDocument>
-#include <QJsonObject>
-#include <QRegularExpression>
-#include <QStringList>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "core/runtime/runtime.h"
 #include "imaging/image_io.h"
@@ -22,14 +21,10 @@ namespace dlab::ui {
 namespace {
 
 // A figure from a bundled model's manifest (name.json beside name.safetensors), or NaN.
-double manifestFigure(const std::string& modelPath, const QStringList& keys) {
-    QString path = QString::fromStdString(modelPath);
-    path.replace(QRegularExpression(QStringLiteral("\\.safetensors$")), QStringLiteral(".json"));
-    QFile f(path);
-    if (!f.open(QIODevice::ReadOnly)) return std::nan("");
-    QJsonValue v = QJsonDocument::fromJson(f.readAll()).object();
-    for (const QString& k : keys) v = v.toObject().value(k);
-    return v.isDouble() ? v.toDouble() : std::nan("");
+double manifestFigure(const std::string& modelPath, const std::vector<std::string>& keys) {
+    const auto manifest = read_manifest(modelPath);
+    const auto figure = manifest ? manifest_figure(manifest.value(), keys) : std::nullopt;
+    return figure ? *figure : std::nan("");
 }
 
 }  // namespace
@@ -63,8 +58,8 @@ bool VaeGridJob::step() {
         const at::Tensor grid = imaging::make_grid((x + 1) / 2, cols, 2, 1.0);
         QString title = SamplingWorker::tr("VAE: the decoder on latents drawn from N(0, I), one step, no diffusion");
         auto aePath = resolve_model(m_lab->config().autoencoder);
-        const double vaeFid = aePath ? manifestFigure(aePath.value(), {QStringLiteral("figures"), QStringLiteral("vae_prior_samples_n10000"), QStringLiteral("fid")}) : std::nan("");
-        const double ldmFid = manifestFigure(m_lab->model->path, {QStringLiteral("figures"), QStringLiteral("latent"), QStringLiteral("s=1"), QStringLiteral("fid")});
+        const double vaeFid = aePath ? manifestFigure(aePath.value(), {"vae_prior_samples_n10000", "fid"}) : std::nan("");
+        const double ldmFid = manifestFigure(m_lab->model->path, {"latent", "s=1", "fid"});
         if (std::isfinite(vaeFid) && std::isfinite(ldmFid))
             title += SamplingWorker::tr(" · FID %1 against %2 for latent diffusion at s = 1 (N = 10,000, manifests)").arg(vaeFid, 0, 'f', 0).arg(ldmFid, 0, 'f', 1);
         Q_EMIT m_worker->gridReady(tensorToImage(grid, 0.0, 1.0), title);

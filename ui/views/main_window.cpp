@@ -13,6 +13,7 @@
 #include <QTabWidget>
 
 #include "imaging/image_io.h"
+#include "ui/common/checked_values.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/explorer_view.h"
 #include "core/runtime/runtime.h"
@@ -121,7 +122,7 @@ void MainWindow::restoreState() {
     QSettings settings;
     if (settings.contains(QStringLiteral("window/geometry")))
         restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
-    m_tabs->setCurrentIndex(settings.value(QStringLiteral("window/tab"), 0).toInt());
+    m_tabs->setCurrentIndex(int(checkedInt(settingValue(settings, QStringLiteral("window/tab")), QString(), 0, m_tabs->count() - 1, 0, nullptr)));
 }
 
 void MainWindow::exportImage() {

@@ -24,6 +24,7 @@
 
 #include "core/io/model_catalog.h"
 #include "imaging/image_io.h"
+#include "ui/common/checked_values.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
 
@@ -78,6 +79,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     g->addWidget(m_guidanceLabel);
     form->addRow(tr("Guidance s"), g);
     m_kind = new QComboBox;
+    m_kind->setObjectName(QStringLiteral("guidanceKind"));
     m_kind->addItem(tr("classifier-free"), 0);
     m_kind->addItem(tr("classifier"), 1);
     m_kind->addItem(tr("both"), 2);
@@ -105,6 +107,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_steps->setValue(50);
     form->addRow(tr("Steps"), m_steps);
     m_eta = new QDoubleSpinBox;
+    m_eta->setObjectName(QStringLiteral("eta"));
     m_eta->setRange(0, 1);
     m_eta->setSingleStep(0.1);
     m_eta->setToolTip(tr("DDIM eta: 0 deterministic, 1 like DDPM"));
@@ -212,18 +215,23 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     auto* left_key = new QShortcut(QKeySequence(Qt::Key_Left), this);
     connect(left_key, &QShortcut::activated, this, [this] { m_scrub->setValue(m_scrub->value() - 1); });
 
-    // The last choices (QSettings) come back at the next start.
+    // The last choices (QSettings) come back at the next start, each checked against its control's
+    // range first (a hand-edited or damaged settings file keeps the defaults, never an index of -1).
     QSettings settings;
     settings.beginGroup(QStringLiteral("reverse"));
-    m_guidance->setValue(settings.value(QStringLiteral("guidance10"), m_guidance->value()).toInt());
-    m_classifier->setValue(settings.value(QStringLiteral("classifier10"), m_classifier->value()).toInt());
-    m_kind->setCurrentIndex(settings.value(QStringLiteral("guidanceKind"), 0).toInt());
-    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(settings.value(QStringLiteral("sampler"), m_sampler->currentText()).toString())));
-    m_steps->setValue(settings.value(QStringLiteral("steps"), m_steps->value()).toInt());
-    m_eta->setValue(settings.value(QStringLiteral("eta"), m_eta->value()).toDouble());
-    m_seed->setValue(settings.value(QStringLiteral("seed"), m_seed->value()).toInt());
+    auto intSetting = [&settings](const char* key, qint64 lo, qint64 hi, qint64 fallback) {
+        return int(checkedInt(settingValue(settings, QLatin1String(key)), QLatin1String(key), lo, hi, fallback, nullptr));
+    };
+    m_guidance->setValue(intSetting("guidance10", m_guidance->minimum(), m_guidance->maximum(), m_guidance->value()));
+    m_classifier->setValue(intSetting("classifier10", m_classifier->minimum(), m_classifier->maximum(), m_classifier->value()));
+    m_kind->setCurrentIndex(intSetting("guidanceKind", 0, m_kind->count() - 1, 0));
+    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(settings.value(QStringLiteral("sampler")).toString())));
+    m_steps->setValue(intSetting("steps", m_steps->minimum(), m_steps->maximum(), m_steps->value()));
+    m_eta->setValue(checkedReal(settingValue(settings, QStringLiteral("eta")), QStringLiteral("eta"), m_eta->minimum(),
+                                m_eta->maximum(), m_eta->value(), nullptr));
+    m_seed->setValue(intSetting("seed", m_seed->minimum(), m_seed->maximum(), m_seed->value()));
     m_randomSeed->setChecked(settings.value(QStringLiteral("randomSeed"), false).toBool());
-    m_savedClass = settings.value(QStringLiteral("class"), 0).toInt();
+    m_savedClass = intSetting("class", 0, 1000, 0);
     const int savedModel = m_model->findText(settings.value(QStringLiteral("model")).toString());
     settings.endGroup();
     if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) {

@@ -177,8 +177,11 @@ TrainingView::TrainingView(RunHistory* history, bool cudaAvailable, QWidget* par
 
     QSettings settings;
     settings.beginGroup(QStringLiteral("training"));
-    setRequest(TrainingRequest::fromJson(QJsonObject::fromVariantMap(settings.value(QStringLiteral("request")).toMap())));
+    QStringList problems;
+    setRequest(TrainingRequest::fromJson(QJsonObject::fromVariantMap(settings.value(QStringLiteral("request")).toMap()), &problems));
     settings.endGroup();
+    if (!problems.isEmpty())
+        m_status->setText(tr("The saved training settings had values out of range, defaults used: %1").arg(problems.join(QStringLiteral("; "))));
     updateDataControls();
     setRunning(false);
 }
@@ -237,6 +240,8 @@ void TrainingView::setRequest(const TrainingRequest& r) {
     m_seed->setValue(int(r.seed));
     m_sampleEvery->setValue(r.sampleEvery);
 }
+
+QString TrainingView::statusText() const { return m_status->text(); }
 
 QImage TrainingView::samples() const { return m_samples->image(); }
 
@@ -312,7 +317,12 @@ void TrainingView::resumeRun(const RunRecord& record) {
         m_status->setText(tr("Cannot resume %1: its checkpoint was deleted").arg(record.title));
         return;
     }
-    TrainingRequest r = TrainingRequest::fromJson(record.parameters);
+    QStringList problems;
+    TrainingRequest r = TrainingRequest::fromJson(record.parameters, &problems);
+    if (!problems.isEmpty()) {
+        m_status->setText(tr("Cannot resume %1: its run.json has values out of range: %2").arg(record.title, problems.join(QStringLiteral("; "))));
+        return;
+    }
     r.outDir = record.folder;
     r.resume = true;
     if (record.id != m_run.id) {
@@ -326,7 +336,12 @@ void TrainingView::resumeRun(const RunRecord& record) {
 
 void TrainingView::rerun(const RunRecord& record) {
     if (m_running) return;
-    setRequest(TrainingRequest::fromJson(record.parameters));
+    QStringList problems;
+    setRequest(TrainingRequest::fromJson(record.parameters, &problems));
+    if (!problems.isEmpty()) {
+        m_status->setText(tr("Cannot run %1 again: its run.json has values out of range: %2").arg(record.title, problems.join(QStringLiteral("; "))));
+        return;
+    }
     start();
 }
 

@@ -33,6 +33,8 @@ public:
     ~TrainingView() override;
 
     bool isRunning() const { return m_running; }
+    /// The line under the controls (what the run is doing, or why it could not start).
+    QString statusText() const;
     /// The request the controls describe (run folder not set).
     TrainingRequest request() const;
     /// Sets the controls from a request.

@@ -1,0 +1,39 @@
+#pragma once
+// A bundled model's manifest: name.json beside name.safetensors, saying how the model was trained
+// (data, network, command, hardware) and what it measured (figures). Read from outside like any
+// file: its size is checked before it is read, its shape before anything uses it, and a figure is
+// handed out only as a finite number.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/runtime/result.h"
+
+namespace dlab {
+
+struct ModelManifest {
+    std::string name, summary, dataset, network, training, command, script, hardware;
+    nlohmann::json figures = nlohmann::json::object();  ///< nested objects of numbers and notes
+};
+
+/// A manifest is a few KB; larger files are refused before they are read.
+constexpr int64_t kMaxManifestBytes = int64_t(1) << 20;
+/// Objects and lists nest at most this deep (the bundled ones: 4).
+constexpr int kMaxManifestDepth = 16;
+
+/// The manifest's path for a model file: name.safetensors -> name.json ("" for other names).
+std::string manifest_path(const std::string& model_path);
+/// Parses and checks a manifest's text: a JSON object whose known text fields are strings of at
+/// most 64 KiB, whose "figures" is an object, nested at most kMaxManifestDepth deep. `source` names
+/// the file in messages.
+Result<ModelManifest> parse_manifest(const std::string& text, const std::string& source);
+/// The manifest beside `model_path`; an error naming the file when it is missing or damaged.
+Result<ModelManifest> read_manifest(const std::string& model_path);
+/// A figure by its path of keys under "figures" (e.g. {"latent", "s=1", "fid"}): set only when it
+/// is a finite number.
+std::optional<double> manifest_figure(const ModelManifest& manifest, const std::vector<std::string>& keys);
+
+}  // namespace dlab
