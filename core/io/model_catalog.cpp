@@ -38,8 +38,8 @@ std::vector<std::pair<std::string, std::string>> bundled_models() {
 
 Result<std::string> resolve_model(const std::string& name) {
     const std::string wanted = name.empty() || name == "default" ? "fashion-mnist-cosine" : name;
-    if (wanted.find('/') != std::string::npos || wanted.size() > 12 &&
-            wanted.compare(wanted.size() - 12, 12, ".safetensors") == 0) {
+    if (wanted.find('/') != std::string::npos ||
+        (wanted.size() > 12 && wanted.compare(wanted.size() - 12, 12, ".safetensors") == 0)) {
         if (!fs::exists(wanted)) return Error{"model file '" + wanted + "' does not exist"};
         return wanted;
     }

@@ -212,6 +212,7 @@ void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count
 
 void SamplingWorker::generateVaeGrid(int count, quint64 seed, int requestId) {
     if (requestId != m_latest.load()) return;
+    m_stop = false;  // a stop asked of an earlier job (a model switch asks one) is not this job's
     schedule(ImageLane, std::make_shared<VaeGridJob>(m_lab, count, seed, this), imageStale(requestId));
 }
 
