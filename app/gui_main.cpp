@@ -21,6 +21,7 @@
 #include "core/runtime/runtime.h"
 #include "ui/views/explorer_view.h"
 #include "ui/views/forward_view.h"
+#include "ui/views/lecture_tour.h"
 #include "ui/views/main_window.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/reverse_view.h"
@@ -70,6 +71,10 @@ int main(int argc, char** argv) {
         .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
         .option("train-steps", "with --tab 6 --play: a tiny Fashion-MNIST training run of this many steps", "300")
         .option("classifier-scale", "start with classifier guidance of this scale (kind: classifier; with --guidance: both)")
+        .flag("tour", "open the lecture tour (Help > Lecture tour) at its first stop")
+        .option("tour-stop", "with --tour: open this stop (1-based); with --screenshot the picture is taken once its job has shown its output")
+        .flag("first-start", "show the first start's demonstration (it plays by itself at the very first start)")
+        .option("size", "window size WxH (e.g. 1280x800), or 'min' for the smallest the window allows")
         .flag("version", "print the version")
         .flag("help", "show this help");
     if (auto st = args.parse(rest); !st) {
@@ -112,7 +117,25 @@ int main(int argc, char** argv) {
         modelPath = QString::fromStdString(resolved.value());
         modelName = QFileInfo(modelPath).completeBaseName();
     }
+    // The very first start (nothing in the settings yet) shows the demonstration, unless the
+    // command line asks for something else to happen at once.
+    const bool automated = args.has("play") || args.has("bench-stall") || args.has("screenshot") || args.has("tour");
+    options.firstStart = args.has("first-start") || (!automated && !QSettings().value(QStringLiteral("firstStartShown")).toBool());
     dlab::ui::MainWindow window(options);
+    if (args.has("size")) {
+        const QString size = QString::fromStdString(args.get("size"));
+        const QStringList wh = size.split(QLatin1Char('x'));
+        bool okW = false, okH = false;
+        if (size == QStringLiteral("min")) {
+            window.resize(window.minimumSize());
+        } else if (wh.size() == 2 && wh[0].toInt(&okW) > 0 && wh[1].toInt(&okH) > 0 && okW && okH && wh[0].toInt() <= 16384 &&
+                   wh[1].toInt() <= 16384) {
+            window.resize(wh[0].toInt(), wh[1].toInt());
+        } else {
+            std::cerr << "diffusionlab: --size: '" << size.toStdString() << "' is not WxH (e.g. 1280x800) or min\n";
+            return 2;
+        }
+    }
     if (!modelPath.isEmpty()) window.reverseView()->useModel(modelName, modelPath);
     if (args.has("tab")) {
         auto tab = args.get_int("tab", 0, 100);
@@ -145,6 +168,20 @@ int main(int argc, char** argv) {
         window.reverseView()->setClassifierGuidance(args.has("guidance") ? 2 : 1, c.value());
     }
     window.show();
+    int tourStop = -1;
+    if (args.has("tour")) {
+        tourStop = 0;
+        if (args.has("tour-stop")) {
+            auto stop = args.get_int("tour-stop", 1, window.tour()->count());
+            if (!stop) {
+                std::cerr << stop.error() << "\n";
+                return 2;
+            }
+            tourStop = int(stop.value()) - 1;
+        }
+        window.tour()->show();
+        window.tour()->go(tourStop);
+    }
     if (args.has("bench-stall")) {
         // Measures how long the GUI thread goes without handling a 1 ms timer while a chain runs
         // on the worker: the longest gap is the worst freeze a user would feel.
@@ -249,7 +286,12 @@ int main(int argc, char** argv) {
                       << path.toStdString() << "\n";
             QApplication::exit(ok ? 0 : 1);
         };
-        if (play && tab == 5) {
+        if (tourStop >= 0) {
+            QObject::connect(window.tour(), &dlab::ui::LectureTour::stopProduced, &window, [shoot](int) { QTimer::singleShot(600, shoot); });
+            if (window.tour()->produced()) QTimer::singleShot(600, shoot);
+        } else if (options.firstStart) {
+            QObject::connect(window.reverseView(), &dlab::ui::ReverseView::demoFinished, &window, [shoot] { QTimer::singleShot(300, shoot); });
+        } else if (play && tab == 5) {
             QObject::connect(window.explorerView(), &dlab::ui::ExplorerView::finished, &window, [&window, shoot](bool ok) {
                 if (!ok || !window.explorerView()->rows(1).isEmpty()) QTimer::singleShot(300, shoot);
             });

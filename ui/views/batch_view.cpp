@@ -13,6 +13,7 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
 #include "ui/jobs/sampling_worker.h"
@@ -58,6 +59,8 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
     controls->setFixedWidth(290);
     m_title = new QLabel(tr("Press a button to generate"));
     m_image = new ImagePanel(QString());
+    explain(m_image, tr("A batch of samples"), tr("a grid of one class and scale, or a strip: a row per guidance scale, the same starting noise in every column"),
+            tr("In a strip read down a column: one noise, guided harder and harder; variety shrinks along the rows."));
     auto* right = new QVBoxLayout;
     right->addWidget(m_title);
     right->addWidget(m_image, 1);

@@ -16,12 +16,16 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QProgressBar>
+#include <QRegularExpression>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "core/io/model_catalog.h"
+#include "ui/common/checked_values.h"
+#include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
 #include "ui/common/qcp.h"
@@ -100,7 +104,7 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
     m_byScale->legend->setWrap(4);
     m_byScale->plotLayout()->setRowStretchFactor(1, 0.001);
     m_tradeoff = new QCustomPlot;
-    m_tradeoff->xAxis->setLabel(tr("diversity (mean pairwise feature distance in a class)"));
+    m_tradeoff->xAxis->setLabel(tr("diversity (distance within a class)"));
     m_tradeoff->yAxis->setLabel(tr("FID"));
     m_tradeoff->legend->setVisible(true);
     m_tradeoff->legend->setFont(QFont(font().family(), 7));
@@ -129,6 +133,13 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
     });
     m_samplesTitle = new QLabel(tr("Click a point or a row to see that scale's samples"));
     m_samples = new ImagePanel(QString());
+    explain(m_byScale, tr("Quality and fidelity against the guidance scale"),
+            tr("FID = ‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2 (Σ_r Σ_g)^½) (left); agreement, precision, recall (right)"),
+            tr("FID falls, then rises again once lost variety costs more than fidelity gains; agreement keeps rising."));
+    explain(m_tradeoff, tr("The quality-variety trade-off"), tr("x: mean pairwise feature distance within a class; y: FID; one point per scale"),
+            tr("Guidance moves left (less variety); the best FID sits where the curve turns."));
+    explain(m_samples, tr("Samples of one scale"), tr("the sweep's samples at the clicked scale (same starting noise for every scale)"),
+            tr("Click a point or a table row."));
 
     auto* plots = new QHBoxLayout;
     plots->addWidget(m_byScale, 1);
@@ -155,6 +166,69 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
         showProgress(m_progress, done, total, m_clock, tr("steps"));
     });
     replot();
+    showMeasured();
+}
+
+bool ExplorerView::showMeasured() {
+    if (m_running) return false;
+    // The measured sweeps of the default model, beside it in the models folder.
+    const QString model = QStringLiteral("fashion-mnist-cosine");
+    const auto path = resolve_model(model.toStdString());
+    if (!path) {
+        m_floor->setText(tr("No measured sweeps: the bundled model %1 was not found").arg(model));
+        return false;
+    }
+    QVector<SweepRow> rows[2];
+    QString facts[2];
+    const char* files[2] = {".sweep-cfg.json", ".sweep-classifier.json"};
+    for (int kind = 0; kind < 2; ++kind) {
+        QString file = QString::fromStdString(path.value());
+        file.replace(QRegularExpression(QStringLiteral("\\.safetensors$")), QLatin1String(files[kind]));
+        QFile f(file);
+        // Read like any file from outside: the size first, every value checked before use.
+        if (!f.open(QIODevice::ReadOnly) || f.size() > (qint64(1) << 20)) continue;
+        const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+        for (const QJsonValue& v : o.value(QStringLiteral("rows")).toArray()) {
+            const QJsonObject r = v.toObject();
+            QStringList problems;
+            auto real = [&](const char* key, double hi) {
+                return checkedReal(r.value(QLatin1String(key)), QLatin1String(key), 0, hi, 0, &problems);
+            };
+            SweepRow row;
+            row.kind = kind;
+            row.scale = real("scale", 100);
+            row.fid = real("fid", 1e5);
+            row.inceptionScore = real("is", 1e3);
+            row.precision = real("precision", 1);
+            row.recall = real("recall", 1);
+            row.agreement = real("agreement", 1);
+            row.diversity = real("diversity", 1e6);
+            row.seconds = real("seconds", 1e7);
+            if (problems.isEmpty() && rows[kind].size() < 100) rows[kind] << row;
+        }
+        const qint64 n = checkedInt(o.value(QStringLiteral("count")), QString(), 1, 10000000, 0, nullptr);
+        const QString device = checkedText(o.value(QStringLiteral("device")), QString(), 40, tr("unknown device"), nullptr);
+        const qint64 steps = checkedInt(o.value(QStringLiteral("steps")), QString(), 1, 100000, 0, nullptr);
+        if (!rows[kind].isEmpty())
+            facts[kind] = tr("%1: N = %2 per scale, DDIM %3, on %4").arg(kind == 0 ? tr("classifier-free") : tr("classifier"))
+                              .arg(n).arg(steps).arg(device);
+    }
+    if (rows[0].isEmpty() && rows[1].isEmpty()) {
+        m_floor->setText(tr("No measured sweeps found beside %1").arg(QString::fromStdString(path.value())));
+        return false;
+    }
+    m_rows[0] = rows[0];
+    m_rows[1] = rows[1];
+    m_showingMeasured = true;
+    QStringList f;
+    for (const QString& s : facts)
+        if (!s.isEmpty()) f << s;
+    m_floor->setText(tr("Shown: the measured sweeps of the bundled %1 (%2; docs/eval). Run sweep measures the "
+                        "model loaded in the Reverse chain tab and replaces them.").arg(model, f.join(QStringLiteral("; "))));
+    m_samplesTitle->setText(tr("Measured sweeps keep their figures, not their samples: run a sweep to see samples"));
+    rebuildTable();
+    replot();
+    return true;
 }
 
 void ExplorerView::setModelInfo(const ModelInfo& info) {
@@ -178,6 +252,12 @@ void ExplorerView::runWith(int kind, const QString& scalesText, int count, int s
     m_scales->setText(scalesText);
     m_count->setValue(count);
     m_steps->setValue(steps);
+    if (m_showingMeasured) {  // the measured sweeps are of another model: they go
+        m_rows[0].clear();
+        m_rows[1].clear();
+        m_showingMeasured = false;
+        m_samplesTitle->setText(tr("Click a point or a row to see that scale's samples"));
+    }
     m_rows[kind].clear();
     m_runningKind = kind;
     m_running = true;
@@ -261,6 +341,10 @@ QString ExplorerView::openRecord(const RunRecord& run) {
     const QJsonDocument doc = QJsonDocument::fromJson(f.readAll());
     if (!doc.isObject()) return tr("%1 is not valid JSON").arg(f.fileName());
     const int kind = std::clamp(run.parameters.value(QStringLiteral("kind")).toInt(), 0, 1);
+    if (m_showingMeasured) {
+        m_rows[1 - kind].clear();
+        m_showingMeasured = false;
+    }
     m_rows[kind].clear();
     for (const auto& v : doc.object().value(QStringLiteral("rows")).toArray()) {
         const QJsonObject o = v.toObject();

@@ -48,6 +48,10 @@ public Q_SLOTS:
     void runWith(int kind, const QString& scales, int count, int steps);
     /// Runs a recorded sweep again (the model must be loaded already).
     void runRecorded(const QJsonObject& parameters);
+    /// Shows the bundled model's measured sweeps (resources/models/NAME.sweep-cfg.json and
+    /// .sweep-classifier.json, from docs/eval) with their N and device, until a sweep is run or
+    /// opened. False (and a note) when none is found or readable.
+    bool showMeasured();
 
 Q_SIGNALS:
     void finished(bool completed);
@@ -78,6 +82,7 @@ private:
     int m_runningKind = -1;
     RunHistory* m_history = nullptr;
     QString m_modelPath;
+    bool m_showingMeasured = false;
     bool m_running = false;
     QElapsedTimer m_clock;
 };

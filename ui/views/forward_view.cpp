@@ -18,6 +18,7 @@
 
 #include "core/data/datasets.h"
 #include "core/forward/schedule.h"
+#include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/qcp.h"
 #include "ui/jobs/sampling_worker.h"
@@ -87,6 +88,14 @@ ForwardView::ForwardView(SamplingWorker* worker, QWidget* parent) : QWidget(pare
     top->addWidget(m_b);
     m_latentPanel = new ImagePanel(tr("decoded latent x_t, schedule B"));
     m_latentPanel->setVisible(false);
+    explain(m_original, tr("x₀, the clean image"), tr("a Fashion-MNIST image, a 2-D point set or your own image, scaled to [−1, 1]"),
+            tr("Drop an image file here to noise your own."));
+    explain(m_a, tr("x_t under schedule A"), tr("x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε, ε ~ N(0, I), one jump from x₀"),
+            tr("The same ε for both schedules: only ᾱ_t differs."));
+    explain(m_b, tr("x_t under schedule B"), tr("x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε with schedule B's ᾱ_t"),
+            tr("Compare with A at the same t: the schedule with the larger ᾱ_t keeps more of the image."));
+    explain(m_latentPanel, tr("Noised in latent space, then decoded"), tr("z_t = √ᾱ_t E(x₀) + √(1 − ᾱ_t) ε, shown as D(z_t)"),
+            tr("Latent noise decodes to smooth blotches, not pixel grain."));
     top->addWidget(m_latentPanel);
     m_plot = new QCustomPlot;
     m_plot->setMinimumWidth(260);
@@ -103,6 +112,8 @@ ForwardView::ForwardView(SamplingWorker* worker, QWidget* parent) : QWidget(pare
     m_plot->yAxis2->setNumberPrecision(0);
     m_plot->yAxis2->setRange(1e-5, 1e4);
     top->addWidget(m_plot, 1);
+    explain(m_plot, tr("ᾱ_t and SNR of both schedules"), tr("ᾱ_t = ∏_{s≤t} (1 − β_s), SNR(t) = ᾱ_t / (1 − ᾱ_t)"),
+            tr("Solid: ᾱ_t (left axis); dashed: SNR on a log scale (right axis); the line marks the current t."));
     auto* strips = new QGridLayout;
     strips->setSpacing(2);
     for (int i = 0; i < kStrip; ++i) {

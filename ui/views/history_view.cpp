@@ -13,6 +13,7 @@
 #include <QUrl>
 #include <QVBoxLayout>
 
+#include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 
 namespace dlab::ui {
@@ -29,6 +30,7 @@ HistoryView::HistoryView(RunHistory* history, QWidget* parent) : QWidget(parent)
     m_details = new QTextBrowser;
     m_details->setOpenLinks(false);
     m_preview = new ImagePanel(QString());
+    explain(m_preview, tr("The run's picture"), tr("its last sample grid, sweep plot or batch"), tr("Open the run to see it in its own tab."));
     m_root = new QLabel(tr("Runs are kept in %1").arg(history->root()));
     m_root->setStyleSheet(QStringLiteral("color: #555; font-size: 9pt;"));
     m_root->setTextInteractionFlags(Qt::TextSelectableByMouse);

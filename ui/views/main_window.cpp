@@ -11,14 +11,17 @@
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QWhatsThis>
 
 #include "imaging/image_io.h"
+#include "core/io/model_catalog.h"
 #include "ui/common/checked_values.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/explorer_view.h"
 #include "core/runtime/runtime.h"
 #include "ui/views/forward_view.h"
 #include "ui/views/history_view.h"
+#include "ui/views/lecture_tour.h"
 #include "ui/views/training_view.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/schedule_view.h"
@@ -95,6 +98,16 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     quit->setShortcut(QKeySequence::Quit);
     connect(quit, &QAction::triggered, this, &QWidget::close);
     auto* helpMenu = menuBar()->addMenu(tr("&Help"));
+    m_tour = new LectureTour(this);
+    addDockWidget(Qt::RightDockWidgetArea, m_tour);
+    m_tour->hide();
+    auto* tourAct = helpMenu->addAction(tr("&Lecture tour"));
+    tourAct->setShortcut(QKeySequence::HelpContents);
+    tourAct->setToolTip(tr("The lecture in order: each stop opens a tab, runs what it shows and explains it"));
+    connect(tourAct, &QAction::triggered, m_tour, &LectureTour::start);
+    auto* whatsThis = helpMenu->addAction(tr("What is &this?"));
+    whatsThis->setShortcut(QKeySequence::WhatsThis);
+    connect(whatsThis, &QAction::triggered, this, [] { QWhatsThis::enterWhatsThisMode(); });
     auto* about = helpMenu->addAction(tr("&About DiffusionLab"));
     connect(about, &QAction::triggered, this, [this, options] {
         QMessageBox::about(this, tr("About DiffusionLab"),
@@ -108,8 +121,31 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
         tr("LibTorch %1 · %2 · %3 threads").arg(options.torchVersion, options.deviceLabel)
             .arg(options.threads)));
     statusBar()->showMessage(tr("Ready"), 3000);
-    resize(1100, 640);
+    // 1280x800 at the first start (smaller screens: what is available); the smallest size the
+    // window allows keeps every tab readable (checked by screenshots in the tests).
+    setMinimumSize(1024, 640);
+    resize(1280, 800);
     restoreState();
+    if (options.firstStart) {
+        // The first thing a new user sees: noise turning into garments, a few classes, then it stops.
+        auto* once = new QObject(this);
+        connect(m_reverse, &ReverseView::modelReady, once, [this, once](const ModelInfo& info) {
+            once->deleteLater();
+            if (info.classNames.size() >= 10) m_reverse->startDemo({0, 7, 8, 1});
+            else if (!info.classNames.isEmpty()) m_reverse->startDemo({0});
+            else m_reverse->startDemo({-1});
+        }, Qt::QueuedConnection);
+        QSettings().setValue(QStringLiteral("firstStartShown"), true);
+    }
+}
+
+void MainWindow::withBundledModel(const QString& name, std::function<void()> then) {
+    const auto path = resolve_model(name.toStdString());
+    if (!path) {
+        statusBar()->showMessage(tr("The bundled model %1 is missing: %2").arg(name, QString::fromStdString(path.error())), 8000);
+        return;
+    }
+    withModel(QString::fromStdString(path.value()), std::move(then));
 }
 
 int MainWindow::currentTab() const { return m_tabs->currentIndex(); }
@@ -151,8 +187,10 @@ void MainWindow::withModel(const QString& modelPath, std::function<void()> then)
         statusBar()->showMessage(tr("The model of this run was deleted: %1").arg(modelPath), 8000);
         return;
     }
+    // Called once this model is ready (a model still loading from before is not it).
     auto* once = new QObject(this);
-    connect(m_reverse, &ReverseView::modelReady, once, [once, then](const ModelInfo&) {
+    connect(m_reverse, &ReverseView::modelReady, once, [once, then, modelPath](const ModelInfo& info) {
+        if (QFileInfo(info.path) != QFileInfo(modelPath)) return;
         once->deleteLater();
         then();
     }, Qt::QueuedConnection);

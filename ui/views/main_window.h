@@ -15,6 +15,7 @@ class BatchView;
 class ExplorerView;
 class ForwardView;
 class HistoryView;
+class LectureTour;
 class TrainingView;
 class ToyView;
 class ReverseView;
@@ -25,6 +26,8 @@ struct MainWindowOptions {
     QString deviceLabel;  ///< e.g. "CPU" or "CUDA:0"
     int threads = 1;
     QString torchVersion;
+    /// The first start: once the model is loaded, a chain plays by itself for a few classes.
+    bool firstStart = false;
 };
 
 /// The application window: one tab per view (schedules first; more views build on it).
@@ -40,10 +43,13 @@ public:
     TrainingView* trainingView() const { return m_training; }
     ForwardView* forwardView() const { return m_forward; }
     HistoryView* historyView() const { return m_historyView; }
+    LectureTour* tour() const { return m_tour; }
     RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
     void setCurrentTab(int index);
+    /// Loads a bundled model by name in the lab (unless it is loaded), then calls `then`.
+    void withBundledModel(const QString& name, std::function<void()> then);
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -64,6 +70,7 @@ private:
     TrainingView* m_training = nullptr;
     ForwardView* m_forward = nullptr;
     HistoryView* m_historyView = nullptr;
+    LectureTour* m_tour = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;
 };

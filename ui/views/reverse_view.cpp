@@ -25,6 +25,7 @@
 #include "core/io/model_catalog.h"
 #include "imaging/image_io.h"
 #include "ui/common/checked_values.h"
+#include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
 
@@ -149,6 +150,22 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_cmap = new ImagePanel(tr("classifier c·∇log p(y|x_t)"));
     m_x0Latent = new ImagePanel(tr("predicted x̂₀ latent (4 channels)"));
     m_x0Latent->setVisible(false);
+    explain(m_xt, tr("x_t, the sample at the current step"), tr("x_T ~ N(0, I); x_{t−1} = √ᾱ_{t−1} x̂₀ + √(1 − ᾱ_{t−1}) ε̂ (DDIM, η = 0)"),
+            tr("Pure noise at the first step, the final sample at the last; grey is 0, white +1, black −1."));
+    explain(m_x0, tr("x̂₀, the network's guess of the clean image"), tr("x̂₀ = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t"),
+            tr("Blurry early (the mean of all images that could lie under this noise), sharp late; at the last step the final sample."));
+    explain(m_eps, tr("ε̂, the noise the network sees in x_t"), tr("ε̂ = ε_θ(x_t, t, y), guided: ε̂_u + s (ε̂_c − ε̂_u)"),
+            tr("Early it is almost all of x_t; late only the grain that is still to be removed."));
+    explain(m_x0c, tr("x̂₀ from the conditional prediction"), tr("x̂₀ computed with ε_θ(x_t, t, y)"),
+            tr("What the model expects for the chosen class at this step, without guidance."));
+    explain(m_x0u, tr("x̂₀ from the unconditional prediction"), tr("x̂₀ computed with ε_θ(x_t, t, ∅)"),
+            tr("What the model expects for any class; the difference to the conditional one is what guidance amplifies."));
+    explain(m_map, tr("The classifier-free guidance direction"), tr("ε̂_c − ε̂_u = ε_θ(x_t, t, y) − ε_θ(x_t, t, ∅), scaled by s"),
+            tr("Red where the class pushes pixels brighter, blue darker; white: no difference."));
+    explain(m_cmap, tr("The classifier guidance direction"), tr("c · ∇_{x_t} log p_φ(y | x_t), from a classifier trained on noisy images"),
+            tr("Red where the classifier wants brighter pixels for class y, blue darker."));
+    explain(m_x0Latent, tr("x̂₀ in latent space"), tr("the 4 channels of ẑ₀ = (z_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, before the decoder"),
+            tr("Each channel a grey 8×8 tile; the decoded image is the x̂₀ panel."));
     auto* panels = new QGridLayout;
     panels->addWidget(m_xt, 0, 0);
     panels->addWidget(m_x0, 0, 1);
@@ -335,6 +352,38 @@ void ReverseView::setRunning(bool running) {
 }
 
 void ReverseView::newChain() {
+    endDemo();
+    startChain();
+}
+
+void ReverseView::setClassIndex(int classIndex) {
+    if (const int i = m_class->findData(classIndex); i >= 0) m_class->setCurrentIndex(i);
+}
+
+void ReverseView::startDemo(const QVector<int>& classes) {
+    m_demo = classes;
+    nextDemoChain();
+}
+
+void ReverseView::nextDemoChain() {
+    if (m_demo.isEmpty()) {
+        if (m_inDemo) {
+            m_inDemo = false;
+            Q_EMIT demoFinished();
+        }
+        return;
+    }
+    m_inDemo = true;
+    setClassIndex(m_demo.takeFirst());
+    startChain();
+}
+
+void ReverseView::endDemo() {
+    m_demo.clear();
+    m_inDemo = false;
+}
+
+void ReverseView::startChain() {
     if (m_randomSeed->isChecked()) m_seed->setValue(int(QRandomGenerator::global()->bounded(1000000)));
     m_frames.clear();
     m_follow = true;
@@ -350,6 +399,7 @@ void ReverseView::newChain() {
 }
 
 void ReverseView::playPause() {
+    endDemo();
     if (m_running) {
         m_worker->requestStop();  // pauses at the next step; the chain is kept
         setRunning(false);
@@ -366,6 +416,7 @@ void ReverseView::playPause() {
 }
 
 void ReverseView::stepOnce() {
+    endDemo();
     if (m_running) return;
     const int id = m_worker->newRequest();
     m_chainRequest = id;
@@ -382,6 +433,7 @@ void ReverseView::stepOnce() {
 
 void ReverseView::forkHere() {
     if (m_frames.isEmpty() || m_shown < 0) return;
+    endDemo();
     const int index = m_shown;
     m_frames.resize(index);
     m_follow = true;
@@ -480,6 +532,10 @@ void ReverseView::onStopped(int done, int total, int requestId) {
     if (done == total && total > 0) {
         Q_EMIT statusMessage(tr("Chain finished: %1 steps in %2 s").arg(total).arg(m_chainTimer.elapsed() / 1000.0, 0, 'f', 2));
         Q_EMIT chainFinished();
+        // The demonstration: the finished garment stays a moment, then the next class.
+        if (m_inDemo) QTimer::singleShot(m_demo.isEmpty() ? 0 : 900, this, [this] { if (m_inDemo) nextDemoChain(); });
+    } else if (m_inDemo) {
+        endDemo();  // stopped or failed: the demonstration ends there
     }
 }
 

@@ -56,14 +56,25 @@ public Q_SLOTS:
     /// Kind 0 classifier-free, 1 classifier, 2 both; c the classifier scale.
     void setClassifierGuidance(int kind, double c);
     void showFrame(int index);
+    /// Selects a class of the loaded model (an index into its class names; ignored if out of range).
+    void setClassIndex(int classIndex);
+    /// The first-start demonstration: one chain per class in `classes`, each a short pause after the
+    /// last, then it stops. Any chain the user starts (Play, Step, New chain, Fork) ends it.
+    void startDemo(const QVector<int>& classes);
+    bool demoRunning() const { return !m_demo.isEmpty() || m_inDemo; }
 
 Q_SIGNALS:
+    /// The first-start demonstration ran through all its classes.
+    void demoFinished();
     void statusMessage(const QString& message);
     /// A model finished loading (emitted on the GUI thread).
     void modelReady(const dlab::ui::ModelInfo& info);
     void chainFinished();
 
 private:
+    void startChain();
+    void endDemo();
+    void nextDemoChain();
     ChainSettings settings() const;
     void onFrame(const ChainFrame& f);
     void onStopped(int done, int total, int requestId);
@@ -111,6 +122,8 @@ private:
     int m_chainRequest = 0;  // the worker request of this view's latest chain
     bool m_refreshPending = false;
     bool m_haveChain = false;
+    QVector<int> m_demo;   // classes of the demonstration still to play
+    bool m_inDemo = false; // the running chain is one of the demonstration
     int m_savedClass = -1;
     QElapsedTimer m_chainTimer;
 };

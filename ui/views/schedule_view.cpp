@@ -12,6 +12,7 @@
 #include <QVBoxLayout>
 
 #include "core/forward/schedule.h"
+#include "ui/common/explain.h"
 #include "ui/common/qcp.h"
 
 namespace dlab::ui {
@@ -64,6 +65,8 @@ ScheduleView::ScheduleView(QWidget* parent) : QWidget(parent) {
 
     m_plot = new QCustomPlot;
     m_plot->setMinimumSize(520, 420);
+    explain(m_plot, tr("Noise schedules"), tr("top: ᾱ_t = ∏_{s≤t} (1 − β_s); bottom: SNR(t) = ᾱ_t / (1 − ᾱ_t), log scale"),
+            tr("Where ᾱ_t is near 0 the image is gone: steps spent there teach the model little."));
     m_plot->plotLayout()->clear();
     m_abarRect = new QCPAxisRect(m_plot);
     m_snrRect = new QCPAxisRect(m_plot);

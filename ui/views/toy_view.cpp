@@ -12,6 +12,7 @@
 #include <QVBoxLayout>
 
 #include "core/io/model_catalog.h"
+#include "ui/common/explain.h"
 #include "ui/common/progress_eta.h"
 #include "ui/common/qcp.h"
 #include "ui/jobs/sampling_worker.h"
@@ -63,6 +64,8 @@ ToyView::ToyView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_w
     m_plot->yAxis->setRange(-kExtent - 0.3, kExtent + 0.3);
     m_plot->xAxis->setLabel(QStringLiteral("x₁"));
     m_plot->yAxis->setLabel(QStringLiteral("x₂"));
+    explain(m_plot, tr("2-D samples along the reverse chain"), tr("every point an x_t of its own chain; x_T ~ N(0, I), x_{t−1} from the denoiser"),
+            tr("Blue: the samples at the shown step; grey arrows: the model's denoising direction there; red: a few points' paths. Scrub to see the cloud take the data's shape."));
     m_scrub = new QSlider(Qt::Horizontal);
     auto* right = new QVBoxLayout;
     right->addWidget(m_plot, 1);

@@ -20,6 +20,7 @@
 #include <QVBoxLayout>
 
 #include "core/data/datasets.h"
+#include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
 #include "ui/common/qcp.h"
@@ -142,6 +143,10 @@ TrainingView::TrainingView(RunHistory* history, bool cudaAvailable, QWidget* par
     m_plot->setMinimumHeight(240);
     m_stats = new QLabel(tr("lr – · – img/s · ETA –"));
     m_samples = new ImagePanel(tr("EMA samples appear here while training"));
+    explain(m_plot, tr("The training loss"), tr("L = ‖ε − ε_θ(√ᾱ_t x₀ + √(1 − ᾱ_t) ε, t)‖², averaged over the batch (log scale)"),
+            tr("Grey: every logged batch; blue: smoothed. It falls fast, then slowly: late gains show in the samples more than here."));
+    explain(m_samples, tr("Samples from the EMA weights"), tr("θ_EMA ← d θ_EMA + (1 − d) θ after every step"),
+            tr("Drawn every few hundred steps with DDIM; they sharpen as training goes on."));
 
     auto* right = new QVBoxLayout;
     right->addWidget(m_plot, 3);

@@ -1,0 +1,154 @@
+// The first start, the lecture tour and the readability of every tab: the demonstration chain
+// runs and stops; each tour stop opens its tab and its job shows output; every tab's screenshot at
+// 1280x800 and at the window's smallest size, with every plot checked for overlapping tick labels
+// and axis titles longer than their axis.
+#include <QtTest/QtTest>
+
+#include <QDir>
+#include <QFontMetrics>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QTabWidget>
+#include <QTemporaryDir>
+
+#include "ui/common/qcp.h"
+#include "ui/signal_wait.h"
+#include "ui/views/lecture_tour.h"
+#include "ui/views/main_window.h"
+#include "ui/views/reverse_view.h"
+
+using namespace dlab::ui;
+
+namespace {
+
+MainWindowOptions options(bool firstStart = false) {
+    MainWindowOptions o{QStringLiteral("CPU"), 2, QStringLiteral("test")};
+    o.firstStart = firstStart;
+    return o;
+}
+
+// Problems of one axis as drawn: tick labels that overlap their neighbours, a title longer than the
+// axis, an axis squeezed below 60 pixels.
+QStringList axisProblems(QCPAxis* axis, const QString& where) {
+    QStringList out;
+    if (!axis->visible()) return out;
+    const bool horizontal = axis->orientation() == Qt::Horizontal;
+    const QRect r = axis->axisRect()->rect();
+    const int length = horizontal ? r.width() : r.height();
+    if (length < 60) out << QStringLiteral("%1: the plot area is %2 px long").arg(where).arg(length);
+    const QFontMetrics tickFont(axis->tickLabelFont());
+    const QVector<double> ticks = axis->tickVector();
+    const QVector<QString> labels = axis->tickVectorLabels();
+    double previousEnd = -1e9;
+    for (int i = 0; i < ticks.size() && i < labels.size(); ++i) {
+        const double pixel = axis->coordToPixel(ticks[i]);
+        if (pixel < (horizontal ? r.left() : r.top()) - 1 || pixel > (horizontal ? r.right() : r.bottom()) + 1) continue;
+        // Exponent labels ("1·10^4") draw in two lines: their width is at most the text's.
+        const double half = horizontal ? tickFont.horizontalAdvance(labels[i]) / 2.0 : tickFont.height() / 2.0;
+        const double start = (horizontal ? pixel : -pixel) - half, end = (horizontal ? pixel : -pixel) + half;
+        if (start < previousEnd - 1) out << QStringLiteral("%1: tick labels '%2' and its neighbour overlap").arg(where, labels[i]);
+        previousEnd = std::max(previousEnd, end);
+    }
+    if (!axis->label().isEmpty()) {
+        const int title = QFontMetrics(axis->labelFont()).horizontalAdvance(axis->label());
+        if (title > length + 4) out << QStringLiteral("%1: the title '%2' (%3 px) is longer than the axis (%4 px)").arg(where, axis->label()).arg(title).arg(length);
+    }
+    return out;
+}
+
+QStringList plotProblems(QWidget* root, const QString& where) {
+    QStringList out;
+    for (QCustomPlot* plot : root->findChildren<QCustomPlot*>()) {
+        if (!plot->isVisible()) continue;
+        plot->replot(QCustomPlot::rpImmediateRefresh);
+        for (QCPAxisRect* rect : plot->axisRects())
+            for (QCPAxis* axis : rect->axes())
+                out << axisProblems(axis, QStringLiteral("%1, plot '%2'").arg(where, axis->label().isEmpty() ? QStringLiteral("?") : axis->label()));
+    }
+    return out;
+}
+
+}  // namespace
+
+class TestTour : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void initTestCase() {
+        QStandardPaths::setTestModeEnabled(true);
+        qputenv("DLAB_DATA_DIR", m_data.path().toUtf8());
+        QSettings().clear();
+    }
+
+    void firstStartChainRunsAndStops() {
+        MainWindow w(options(true));
+        w.show();
+        QSignalSpy finished(w.reverseView(), &ReverseView::chainFinished);
+        QSignalSpy demo(w.reverseView(), &ReverseView::demoFinished);
+        QVERIFY(waitCount(demo, 1, 60000));
+        QCOMPARE(finished.size(), 4);  // four classes, one chain each
+        QVERIFY(!w.reverseView()->isRunning());
+        QVERIFY(!w.reverseView()->demoRunning());
+        QCOMPARE(w.reverseView()->frameCount(), 50);
+        QVERIFY(QSettings().value(QStringLiteral("firstStartShown")).toBool());
+        // The user takes over at once: pressing Play ends a running demonstration.
+        MainWindow again(options(true));
+        QSignalSpy first(again.reverseView(), &ReverseView::chainFinished);
+        QVERIFY(waitCount(first, 1, 30000));
+        again.reverseView()->playPause();  // a new chain of the user's
+        QVERIFY(!again.reverseView()->demoRunning());
+    }
+
+    void tourStopsOpenTheirTabsAndProduce_data() {
+        QTest::addColumn<int>("from");
+        QTest::addColumn<int>("to");
+        QTest::newRow("generative goal to 2-D") << 0 << 5;
+        QTest::newRow("training to classifier-free") << 5 << 9;
+        QTest::newRow("trade-off to the end") << 9 << 99;
+    }
+
+    void tourStopsOpenTheirTabsAndProduce() {
+        QFETCH(int, from);
+        QFETCH(int, to);
+        MainWindow w(options());
+        w.show();
+        LectureTour* tour = w.tour();
+        QVERIFY(tour->count() >= 12);
+        tour->show();
+        for (int i = from; i < std::min(to, tour->count()); ++i) {
+            qInfo("stop %d: %s", i + 1, qPrintable(tour->stop(i).title));
+            tour->go(i);
+            QCOMPARE(tour->current(), i);
+            QCOMPARE(w.currentTab(), tour->stop(i).tab);
+            QVERIFY2(!tour->stop(i).html.isEmpty(), qPrintable(tour->stop(i).title));
+            QTRY_VERIFY2_WITH_TIMEOUT(tour->produced(), qPrintable(tour->stop(i).title), 60000);
+            QCOMPARE(w.currentTab(), tour->stop(i).tab);
+        }
+    }
+
+    void everyTabIsReadableAtBothSizes() {
+        const QString dir = qEnvironmentVariable("DLAB_SCREENSHOT_DIR", QDir::currentPath() + QStringLiteral("/screenshots"));
+        QDir().mkpath(dir);
+        MainWindow w(options());
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QStringList problems;
+        for (const QSize size : {QSize(1280, 800), w.minimumSize()}) {
+            w.resize(size);
+            auto* tabs = w.findChild<QTabWidget*>();
+            for (int i = 0; i < tabs->count(); ++i) {
+                w.setCurrentTab(i);
+                QTest::qWait(50);
+                const QString name = QStringLiteral("tab%1-%2x%3").arg(i).arg(w.width()).arg(w.height());
+                QVERIFY(w.grab().save(dir + QLatin1Char('/') + name + QStringLiteral(".png")));
+                problems << plotProblems(tabs->widget(i), name);
+            }
+        }
+        QVERIFY2(problems.isEmpty(), qPrintable(problems.join(QLatin1Char('\n'))));
+    }
+
+private:
+    QTemporaryDir m_data;
+};
+
+QTEST_MAIN(TestTour)
+#include "test_tour.moc"
