@@ -1,5 +1,6 @@
 // diffusionlab-cli eval and sweep: sample-quality metrics of a model's samples against a reference
 // set, per guidance scale (classifier-free or classifier guidance), with the real-vs-real floor.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "core/evaluation/feature_net.h"
 #include "core/sampling/generate.h"
 #include "core/evaluation/metrics.h"
+#include "core/gan/gan.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
 #include "core/guidance/noisy_classifier.h"
@@ -352,5 +354,176 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
 
 int cmd_eval(const std::vector<std::string>& argv) { return run_eval("eval", argv); }
 int cmd_sweep(const std::vector<std::string>& argv) { return run_eval("sweep", argv); }
+
+// The generative trilemma (Xiao et al. 2022): quality (FID, precision), diversity (recall) and
+// sampling cost (network evaluations, seconds) of one GAN step, one VAE-prior step and diffusion at
+// a range of step counts, all in one run with the same features, N, reference and device.
+int cmd_trilemma(const std::vector<std::string>& argv) {
+    Args args("trilemma");
+    args.option("count", "samples per row (and reference images)", "10000")
+        .option("model", "the diffusion model", "default")
+        .option("gan", "the GAN (empty: none)", "fashion-mnist-gan")
+        .option("autoencoder", "the autoencoder whose decoder on its prior is the VAE row (empty: none)", "fashion-mnist-autoencoder")
+        .option("steps", "diffusion step counts", "1,2,4,8,16,32,64,250,1000")
+        .option("samplers", "diffusion samplers", "ddim,dpmpp2m")
+        .option("guidance", "classifier-free scale (1: the conditional model alone, one evaluation a step)", "1")
+        .option("classifier", "the feature classifier", "fashion-mnist-classifier")
+        .option("seed", "random seed (the same for every row)", "0")
+        .option("batch", "samples per batch", "1000")
+        .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("json", "also write the results as JSON")
+        .option("csv", "also write one CSV row per generator and step count")
+        .flag("help", "show this help");
+    if (int rc = parse_or_help(args, argv, "trilemma [--count N] [OPTIONS]"); rc >= 0) return rc;
+    auto count = args.get_int("count", 10, 1000000);
+    auto steps = args.get_int_list("steps", 1, 10000);
+    auto guidance = args.get_double("guidance", 0.0, 100.0);
+    auto seed = args.get_int("seed", 0, INT64_MAX);
+    auto batch = args.get_int("batch", 1, 100000);
+    for (const std::string* e : {&count.error(), &steps.error(), &guidance.error(), &seed.error(), &batch.error()})
+        if (!e->empty()) return usage(*e);
+    std::vector<SamplerKind> samplers;
+    {
+        std::stringstream ss(args.get("samplers"));
+        std::string name;
+        while (std::getline(ss, name, ','))
+            if (!name.empty()) {
+                const auto k = parse_sampler_kind(name);
+                if (!k) return usage("trilemma: unknown sampler '" + name + "'");
+                samplers.push_back(*k);
+            }
+    }
+    std::vector<int64_t> step_list = steps.value();
+    std::sort(step_list.begin(), step_list.end());
+    step_list.erase(std::unique(step_list.begin(), step_list.end()), step_list.end());
+    auto device = select_device(args.get("device"));
+    if (!device) return failure("trilemma: " + device.error());
+    const int64_t N = count.value();
+    // Models first: a missing one is a message before any work.
+    auto model_path = resolve_model(args.get("model"));
+    if (!model_path) return failure("trilemma: " + model_path.error());
+    auto model = load_model(model_path.value(), device.value());
+    if (!model) return failure("trilemma: " + model.error());
+    if (model->config.network.kind != NetworkKind::UNet) return usage("trilemma: --model needs an image model");
+    Result<GanModel> gan = Error{"none"};
+    if (!args.get("gan").empty()) {
+        auto p = resolve_model(args.get("gan"));
+        if (!p) return failure("trilemma: --gan: " + p.error());
+        gan = load_gan(p.value(), device.value());
+        if (!gan) return failure("trilemma: " + gan.error());
+    }
+    Autoencoder vae{nullptr};
+    if (!args.get("autoencoder").empty()) {
+        auto p = resolve_model(args.get("autoencoder"));
+        if (!p) return failure("trilemma: --autoencoder: " + p.error());
+        auto ae = load_autoencoder(p.value(), device.value());
+        if (!ae) return failure("trilemma: " + ae.error());
+        vae = ae.value();
+    }
+    auto cpath = resolve_model(args.get("classifier"));
+    if (!cpath) return failure("trilemma: classifier: " + cpath.error());
+    auto clf = load_classifier(cpath.value(), device.value());
+    if (!clf) return failure("trilemma: " + clf.error());
+    auto fnet = classifier_feature_net(clf.value(), device.value(), "Fashion-MNIST classifier " + cpath.value());
+    auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+    if (!test) return failure("trilemma: " + test.error());
+    auto train = load_fashion_mnist(fashion_mnist_dir(), true);
+    if (!train) return failure("trilemma: " + train.error());
+    torch::NoGradGuard ng;
+    const std::set<std::string> metrics{"fid", "precision", "recall", "agreement", "diversity"};
+    Features real = fnet->extract(test->x.narrow(0, 0, std::min<int64_t>(N, test->x.size(0))));
+    const FeatureStats real_stats = feature_stats(real.pooled);
+    std::map<std::string, double> timing;
+    const at::Tensor train_labels = train->labels.narrow(0, 0, std::min<int64_t>(N, train->x.size(0)));
+    const json floor = compute_metrics(metrics, fnet->extract(train->x.narrow(0, 0, train_labels.size(0))), train_labels, real,
+                                       real_stats, nullptr, timing);
+    const int64_t C = model->config.network.num_classes;
+    const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);  // balanced classes
+    const uint64_t sd = uint64_t(seed.value());
+    const int evals_per_step = guidance.value() == 1.0 || C == 0 ? 1 : 2;
+
+    json out = {{"command", "trilemma"}, {"count", N}, {"device", device->str()}, {"model", model_path.value()},
+                {"features", fnet->name()}, {"reference", "fashion-mnist-test"}, {"guidance", guidance.value()},
+                {"seed", seed.value()}, {"floor", floor}, {"rows", json::array()}};
+    std::printf("trilemma: N = %lld per row on %s; features %s; reference fashion-mnist-test\n", (long long)N,
+                device->str().c_str(), fnet->name().c_str());
+    std::printf("%-22s %6s %9s %10s %8s %10s %10s %12s\n", "generator", "NFE", "FID", "precision", "recall", "agreement",
+                "time (s)", "s / 10k");
+    auto row = [&](const std::string& generator, const std::string& sampler, int64_t steps_n, int64_t nfe, const at::Tensor& x,
+                   double secs, const at::Tensor& labels) {
+        const Features fake = fnet->extract(x.clamp(-1, 1));
+        json r = compute_metrics(metrics, fake, labels, real, real_stats, nullptr, timing);
+        r["generator"] = generator;
+        r["sampler"] = sampler;
+        r["steps"] = steps_n;
+        r["nfe"] = nfe;
+        r["seconds"] = secs;
+        r["seconds_per_10k"] = secs * 10000.0 / double(N);
+        out["rows"].push_back(r);
+        const std::string name = generator + (sampler.empty() ? "" : " " + sampler);
+        std::printf("%-22s %6lld %s %s %s %s %10.2f %12.2f\n", name.c_str(), (long long)nfe, fmt(r, "fid", 9, 2).c_str(),
+                    fmt(r, "precision", 10, 4).c_str(), fmt(r, "recall", 8, 4).c_str(), fmt(r, "agreement", 10, 4).c_str(), secs,
+                    secs * 10000.0 / double(N));
+        std::fflush(stdout);
+    };
+    auto sync = [&] {
+        if (device->is_cuda()) torch::cuda::synchronize();
+    };
+    std::printf("%-22s %6s %s %s %s %s\n", "floor (train vs test)", "-", fmt(floor, "fid", 9, 2).c_str(),
+                fmt(floor, "precision", 10, 4).c_str(), fmt(floor, "recall", 8, 4).c_str(), fmt(floor, "agreement", 10, 4).c_str());
+    if (gan) {
+        sync();
+        const auto t0 = Clock::now();
+        const at::Tensor x = gan_generate(*gan->generator, N, gan->config.num_classes > 0 ? target : at::Tensor(), sd, batch.value());
+        sync();
+        row("GAN", "", 1, 1, x, since(t0), gan->config.num_classes > 0 ? target : at::Tensor());
+    }
+    if (vae) {
+        const auto& ac = vae->config();
+        const at::Tensor z = at::randn({N, ac.latent_channels, ac.latent_size(), ac.latent_size()}, make_generator(sd),
+                                       at::TensorOptions().dtype(at::kFloat));
+        sync();
+        const auto t0 = Clock::now();
+        const at::Tensor x = decode_all(vae, z * ac.scale_factor, device.value());
+        sync();
+        row("VAE prior", "", 1, 1, x, since(t0), at::Tensor());
+    }
+    for (SamplerKind sk : samplers) {
+        for (int64_t n : step_list) {
+            GenerateRequest req;
+            req.sampler.kind = sk;
+            req.sampler.steps = n;
+            req.sampler.eta = sk == SamplerKind::Ddpm ? 1.0 : 0.0;
+            req.labels = C > 0 ? target : at::Tensor();
+            req.count = N;
+            req.seed = sd;
+            req.batch = batch.value();
+            req.guidance = guidance.value();
+            sync();
+            const auto t0 = Clock::now();
+            auto x = generate(model.value(), req);
+            if (!x) {
+                std::printf("%-22s %6lld   (%s)\n", ("diffusion " + to_string(sk)).c_str(), (long long)(n * evals_per_step),
+                            x.error().c_str());
+                continue;
+            }
+            sync();
+            row("diffusion", to_string(sk), n, n * evals_per_step, x.value(), since(t0), C > 0 ? target : at::Tensor());
+        }
+    }
+    if (args.has("json"))
+        if (auto st = write_file_atomic(args.get("json"), out.dump(2)); !st) return failure("trilemma: " + st.error());
+    if (args.has("csv")) {
+        std::ostringstream csv;
+        csv << "generator,sampler,steps,nfe,fid,precision,recall,agreement,diversity,seconds,seconds_per_10k\n";
+        for (const auto& r : out["rows"])
+            csv << r["generator"].get<std::string>() << ',' << r["sampler"].get<std::string>() << ',' << r["steps"].get<int64_t>()
+                << ',' << r["nfe"].get<int64_t>() << ',' << r.value("fid", 0.0) << ',' << r.value("precision", 0.0) << ','
+                << r.value("recall", 0.0) << ',' << r.value("agreement", 0.0) << ',' << r.value("diversity", 0.0) << ','
+                << r["seconds"].get<double>() << ',' << r["seconds_per_10k"].get<double>() << "\n";
+        if (auto st = write_file_atomic(args.get("csv"), csv.str()); !st) return failure("trilemma: " + st.error());
+    }
+    return 0;
+}
 
 }  // namespace dlab::app

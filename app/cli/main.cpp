@@ -28,6 +28,8 @@ const CommandEntry kCommands[] = {
     {"sample", dlab::app::cmd_sample, "sample images from a model (grid PNG, tensors, chain video)"},
     {"forward", dlab::app::cmd_forward, "noise an image with q(x_t | x_0): a strip of x_t"},
     {"train-classifier", dlab::app::cmd_train_classifier, "train the Fashion-MNIST classifier used by eval"},
+    {"train-gan", dlab::app::cmd_train_gan, "train a class-conditional GAN (one big step) on Fashion-MNIST"},
+    {"trilemma", dlab::app::cmd_trilemma, "quality, diversity and sampling cost: GAN, VAE prior and diffusion at 1-1000 steps"},
     {"train-autoencoder", dlab::app::cmd_train_autoencoder,
      "train the KL autoencoder of latent diffusion (train --dataset latents:AE)"},
     {"eval", dlab::app::cmd_eval, "FID, sFID, IS, precision/recall, class agreement of samples (with the real floor)"},

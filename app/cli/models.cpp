@@ -9,6 +9,7 @@
 #include "app/args.h"
 #include "app/cli/cli_util.h"
 #include "core/io/model_catalog.h"
+#include "core/gan/gan.h"
 #include "core/io/manifest.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
@@ -32,7 +33,14 @@ int cmd_models(const std::vector<std::string>& argv) {
         }
         // One model's damaged config or manifest is reported on its line; the listing goes on.
         try {
-            if (file->metadata.count("dlab") == 0) {
+            if (const auto gan = file->metadata.find("dlab_gan"); gan != file->metadata.end()) {
+                const auto j = nlohmann::json::parse(gan->second, nullptr, false);
+                auto gc = j.is_object() && j.contains("gan") ? gan_config_from_json(j["gan"]) : Result<GanConfig>(Error{"no config"});
+                if (!gc) std::cout << "  (unusable GAN config: " << gc.error() << ")\n";
+                else
+                    std::cout << "  GAN (one step), z " << gc->z_dim << ", " << gc->num_classes << " classes, "
+                              << gc->image_size << "x" << gc->image_size << "x" << gc->channels << "\n";
+            } else if (file->metadata.count("dlab") == 0) {
                 std::cout << "  (no DiffusionLab config: a classifier, an autoencoder or another file)\n";
             } else {
                 auto cfg = stored_model_config(file.value(), path);

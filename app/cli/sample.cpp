@@ -14,6 +14,7 @@
 #include "core/forward/schedule.h"
 #include "core/guidance/noisy_classifier.h"
 #include "core/io/atomic_file.h"
+#include "core/gan/gan.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
@@ -86,6 +87,40 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (!device) return failure("sample: " + device.error());
     auto path = resolve_model(args.get("model"));
     if (!path) return failure("sample: " + path.error());
+    if (is_gan_file(path.value())) {
+        // A GAN: one network evaluation per image; the sampler options do not apply.
+        auto gan = load_gan(path.value(), device.value());
+        if (!gan) return failure("sample: " + gan.error());
+        const int64_t C = gan->config.num_classes, N = count.value();
+        at::Tensor labels = at::arange(N, at::kLong).remainder(std::max<int64_t>(1, C));
+        if (args.has("class")) {
+            auto k = args.get_int("class", 0, std::max<int64_t>(1, C) - 1);
+            if (!k) return usage(k.error());
+            labels = at::full({N}, k.value(), at::kLong);
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        const at::Tensor x = ((gan_generate(*gan->generator, N, labels, uint64_t(seed.value()), batch.value()).clamp(-1, 1) + 1) / 2).contiguous();
+        if (!args.has("quiet"))
+            std::fprintf(stderr, "%lld GAN samples (one step each) in %.3f s on %s\n", (long long)N,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), device->str().c_str());
+        if (args.has("tensors")) {
+            TensorFile f;
+            f.tensors["images"] = x;
+            f.tensors["labels"] = labels;
+            f.metadata["model"] = path.value();
+            f.metadata["seed"] = std::to_string(seed.value());
+            if (auto st = save_safetensors(args.get("tensors"), f); !st) return failure("sample: " + st.error());
+        }
+#ifdef DLAB_HAVE_IMAGING
+        if (args.has("output")) {
+            const int64_t cols = C > 0 && !args.has("class") ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
+            auto mat = imaging::tensor_to_mat(imaging::make_grid(x, cols, 2, 1.0));
+            const std::string params = "model=" + args.get("model") + " gan seed=" + std::to_string(seed.value());
+            if (auto st = imaging::write_png(args.get("output"), mat, {{"parameters", params}}); !st) return failure("sample: " + st.error());
+        }
+#endif
+        return 0;
+    }
     auto model = load_model(path.value(), device.value());
     if (!model) return failure("sample: " + model.error());
     const ModelConfig& mc = model->config;

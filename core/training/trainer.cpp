@@ -17,6 +17,7 @@
 #include "core/io/atomic_file.h"
 #include "core/runtime/runtime.h"
 #include "core/training/losses.h"
+#include "core/training/train_support.h"
 #include "core/sampling/sampler.h"
 #include "core/forward/schedule.h"
 
@@ -129,48 +130,6 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
 
 namespace {
 
-// AdamW (Loshchilov & Hutter 2019) kept here so that its state is plain named tensors that the
-// checkpoint saves and restores exactly. The multi-tensor (_foreach) kernels update all parameters
-// in a few launches, which matters on the GPU where a small UNet is launch-bound.
-struct AdamW {
-    std::vector<at::Tensor> params, m, v;
-    double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    void init(const std::vector<at::Tensor>& ps) {
-        params = ps;
-        for (const auto& p : ps) {
-            m.push_back(at::zeros_like(p));
-            v.push_back(at::zeros_like(p));
-        }
-    }
-    void step(int64_t t, double lr, double wd) {
-        torch::NoGradGuard g;
-        const double c1 = 1 - std::pow(b1, double(t)), c2 = 1 - std::pow(b2, double(t));
-        std::vector<at::Tensor> grads;
-        grads.reserve(params.size());
-        for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : at::zeros_like(p));
-        at::_foreach_mul_(m, b1);
-        at::_foreach_add_(m, grads, 1 - b1);
-        at::_foreach_mul_(v, b2);
-        at::_foreach_addcmul_(v, grads, grads, 1 - b2);
-        if (wd > 0) at::_foreach_mul_(params, 1 - lr * wd);
-        std::vector<at::Tensor> denom = at::_foreach_sqrt(v);
-        at::_foreach_div_(denom, std::sqrt(c2));
-        at::_foreach_add_(denom, eps);
-        at::_foreach_addcdiv_(params, m, denom, -lr / c1);  // p -= lr m_hat / (sqrt(v_hat) + eps)
-    }
-};
-
-// Scales all gradients so that their global L2 norm is at most max_norm.
-void clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
-    std::vector<at::Tensor> grads;
-    for (const auto& p : params)
-        if (p.grad().defined()) grads.push_back(p.grad());
-    if (grads.empty()) return;
-    const at::Tensor total = at::stack(at::_foreach_norm(grads, 2)).norm();
-    const double norm = total.item<double>();
-    if (std::isfinite(norm) && norm > max_norm) at::_foreach_mul_(grads, max_norm / (norm + 1e-6));
-}
-
 // bf16 autocast of CUDA ops for one scope (LibTorch 2.4 renamed the calls; 1.13 has the old ones).
 class CudaBf16Autocast {
 public:
@@ -200,39 +159,6 @@ public:
 private:
     bool on_;
 };
-
-std::string checkpoint_path(const std::string& dir) { return dir + "/checkpoint.safetensors"; }
-
-// A whole number >= 0 written in decimal, or nothing.
-std::optional<int64_t> parse_count(const std::string& text) {
-    int64_t v = 0;
-    const char* end = text.data() + text.size();
-    const auto r = std::from_chars(text.data(), end, v);
-    if (r.ec != std::errc() || r.ptr != end || v < 0) return std::nullopt;
-    return v;
-}
-
-// Keeps the loss log consistent with a resumed checkpoint: rows past `step` are dropped (and rows
-// that are no log rows at all, which only a damaged file has).
-Status truncate_log(const std::string& path, int64_t step) {
-    std::ifstream in(path);
-    if (!in) return Status::success();
-    std::string line, kept;
-    std::getline(in, line);
-    kept = line + "\n";
-    while (std::getline(in, line)) {
-        const auto s = parse_count(line.substr(0, line.find(',')));
-        if (s && *s <= step) kept += line + "\n";
-    }
-    return write_file_atomic(path, kept);
-}
-
-// Whether every tensor is finite (one device sync per tensor; called at checkpoint time only).
-bool all_finite(const std::vector<at::Tensor>& tensors) {
-    for (const at::Tensor& t : tensors)
-        if (t.defined() && !at::isfinite(t).all().item<bool>()) return false;
-    return true;
-}
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // diffusionlab-cli through its public interface: a real process, its output, files and exit codes.
 #include <QtTest/QtTest>
 
+#include <cmath>
+
 #include <sys/stat.h>
 
 #include <ATen/ATen.h>
@@ -262,6 +264,56 @@ private Q_SLOTS:
             QVERIFY(lines[1].startsWith(QString("%1,0.0").arg(kind)));
             QCOMPARE(lines[2].split(',').size(), 10);
         }
+    }
+
+    void trilemmaWritesOneRowPerGeneratorAndStepCount() {
+        QTemporaryDir dir;
+        const QString csv = dir.filePath("tri.csv");
+        const Run r = cli({"trilemma", "--count", "20", "--steps", "4,1,2", "--samplers", "ddim", "--device", "cpu",
+                           "--batch", "20", "--csv", csv});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QFile f(csv);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QStringList lines = QString::fromUtf8(f.readAll()).trimmed().split('\n');
+        QCOMPARE(lines[0], QString("generator,sampler,steps,nfe,fid,precision,recall,agreement,diversity,seconds,seconds_per_10k"));
+        QCOMPARE(lines.size(), 1 + 2 + 3);  // GAN, VAE prior, diffusion at 1, 2, 4 steps
+        QVERIFY(lines[1].startsWith("GAN,,1,1,"));
+        QVERIFY(lines[2].startsWith("VAE prior,,1,1,"));
+        int previous = 0;
+        for (int i = 3; i < lines.size(); ++i) {
+            const QStringList f = lines[i].split(',');
+            QCOMPARE(f.size(), 11);
+            QCOMPARE(f[0], QString("diffusion"));
+            const int nfe = f[3].toInt();
+            QVERIFY2(nfe > previous, qPrintable(lines[i]));  // the NFE axis rises
+            previous = nfe;
+            QVERIFY(std::isfinite(f[4].toDouble()) && f[4].toDouble() > 0);
+        }
+        // Bad input: a sampler that does not exist, a model that is not there.
+        QCOMPARE(cli({"trilemma", "--samplers", "euler", "--device", "cpu"}).code, 2);
+        const Run missing = cli({"trilemma", "--gan", dir.filePath("none.safetensors"), "--device", "cpu"});
+        QCOMPARE(missing.code, 1);
+        QVERIFY2(missing.err.contains("none.safetensors"), qPrintable(missing.err));
+    }
+
+    void ganSamplesAndTrainGanRefusesToLoseARun() {
+        QTemporaryDir dir;
+        const QString tensors = dir.filePath("gan.safetensors");
+        const Run s = cli({"sample", "--model", "fashion-mnist-gan", "--count", "20", "--tensors", tensors, "--device", "cpu"});
+        QVERIFY2(s.code == 0, qPrintable(s.err));
+        auto file = dlab::load_safetensors(tensors.toStdString());
+        QVERIFY(file);
+        QCOMPARE(file->tensors.at("images").sizes().vec(), (std::vector<int64_t>{20, 1, 28, 28}));
+        QVERIFY(file->tensors.at("images").min().item<double>() >= 0 && file->tensors.at("images").max().item<double>() <= 1);
+        const QString out = dir.filePath("run");
+        const QStringList quick{"train-gan", "--out", out, "--steps", "4", "--batch", "8", "--base-channels", "8",
+                                "--z-dim", "8", "--log-every", "2", "--checkpoint-every", "2", "--device", "cpu"};
+        const Run first = cli(quick);
+        QVERIFY2(first.code == 0 || first.err.contains("collapsed"), qPrintable(first.err));  // 4 steps: marked, not hidden
+        QVERIFY(QFileInfo::exists(out + "/checkpoint.safetensors"));
+        const Run again = cli(quick);
+        QCOMPARE(again.code, 1);
+        QVERIFY2(again.err.contains("--resume") && again.err.contains("--overwrite"), qPrintable(again.err));
     }
 
     void settingsFileWithUnknownKeyIsRejected() {
