@@ -22,6 +22,7 @@
 #include "ui/views/explorer_view.h"
 #include "ui/views/forward_view.h"
 #include "ui/views/lecture_tour.h"
+#include "ui/views/models_view.h"
 #include "ui/views/main_window.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/reverse_view.h"
@@ -272,7 +273,8 @@ int main(int argc, char** argv) {
                                  r.sampleEvery = int(std::max<qint64>(10, r.steps / 4));
                                  window.trainingView()->setRequest(r);
                                  window.trainingView()->start();
-                             } else if (tab == 2 && args.has("vae")) window.batchView()->generateVae();
+                             } else if (tab == 8) window.modelsView()->compare();
+                             else if (tab == 2 && args.has("vae")) window.batchView()->generateVae();
                              else if (tab == 2) window.batchView()->generateStrip();
                              else if (tab == 3) window.toyView()->run();
                              else window.reverseView()->newChain();
@@ -295,6 +297,8 @@ int main(int argc, char** argv) {
             QObject::connect(window.explorerView(), &dlab::ui::ExplorerView::finished, &window, [&window, shoot](bool ok) {
                 if (!ok || !window.explorerView()->rows(1).isEmpty()) QTimer::singleShot(300, shoot);
             });
+        } else if (play && tab == 8) {
+            QObject::connect(window.modelsView(), &dlab::ui::ModelsView::finished, &window, [shoot] { QTimer::singleShot(300, shoot); });
         } else if (play && tab == 6) {
             QObject::connect(window.trainingView(), &dlab::ui::TrainingView::finished, &window,
                              [shoot] { QTimer::singleShot(300, shoot); });

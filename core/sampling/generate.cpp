@@ -1,5 +1,6 @@
 #include "core/sampling/generate.h"
 
+#include <cmath>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -117,8 +118,14 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     const std::vector<int64_t> shape = nc.kind == NetworkKind::UNet
                                            ? std::vector<int64_t>{s->N, nc.in_channels, nc.image_size, nc.image_size}
                                            : std::vector<int64_t>{s->N, nc.in_channels};
-    at::Generator gen = make_generator(req.seed);
-    s->noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    if (req.noise.defined()) {
+        if (req.noise.sizes().vec() != shape) return Error{"generate: the starting noise has the wrong shape"};
+        if (!at::isfinite(req.noise).all().item<bool>()) return Error{"generate: the starting noise is not finite"};
+        s->noise = req.noise.to(at::kCPU, at::kFloat).contiguous();
+    } else {
+        at::Generator gen = make_generator(req.seed);
+        s->noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    }
     Network net = model.network;
     s->fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
     s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
@@ -155,6 +162,14 @@ void GenerateRun::step(const GenerateStepHook& on_step) {
 }
 
 at::Tensor GenerateRun::result() const { return s_->outs.empty() ? at::Tensor() : at::cat(s_->outs, 0); }
+
+at::Tensor slerp(const at::Tensor& a, const at::Tensor& b, double t) {
+    const at::Tensor fa = a.flatten().to(at::kDouble), fb = b.flatten().to(at::kDouble);
+    const double cosw = (fa.dot(fb) / (fa.norm() * fb.norm() + 1e-300)).item<double>();
+    const double w = std::acos(std::max(-1.0, std::min(1.0, cosw)));
+    if (std::sin(w) < 1e-6) return a * (1 - t) + b * t;
+    return (a * (std::sin((1 - t) * w) / std::sin(w)) + b * (std::sin(t * w) / std::sin(w))).to(a.scalar_type());
+}
 
 Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req, const GenerateStepHook& on_step) {
     auto run = GenerateRun::create(model, req);

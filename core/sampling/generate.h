@@ -25,7 +25,13 @@ struct GenerateRequest {
     int64_t batch = 256;        ///< samples per chain
     const std::atomic<bool>* cancel = nullptr;  ///< checked before every step
     bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
+    at::Tensor noise;            ///< the starting noise x_T [N, ...] (undefined: drawn from `seed`)
 };
+
+/// Spherical interpolation between two noise tensors (Shoemake 1985), the path between two
+/// starting noises that keeps a Gaussian sample's norm: sin((1-t)w)/sin(w) a + sin(tw)/sin(w) b, w the
+/// angle between a and b (flattened); linear when they are (anti)parallel.
+at::Tensor slerp(const at::Tensor& a, const at::Tensor& b, double t);
 
 /// Per-call hooks: step reports of each batch's chain (batch start index, step info).
 using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;

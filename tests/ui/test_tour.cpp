@@ -15,6 +15,7 @@
 #include "ui/signal_wait.h"
 #include "ui/views/lecture_tour.h"
 #include "ui/views/main_window.h"
+#include "ui/views/models_view.h"
 #include "ui/views/reverse_view.h"
 
 using namespace dlab::ui;
@@ -123,6 +124,28 @@ private Q_SLOTS:
             QTRY_VERIFY2_WITH_TIMEOUT(tour->produced(), qPrintable(tour->stop(i).title), 60000);
             QCOMPARE(w.currentTab(), tour->stop(i).tab);
         }
+    }
+
+    void generativeModelsShowsThreePanelsAndTheTrilemma() {
+        QSettings().clear();  // the first start's pixel model, whatever an earlier test left chosen
+        MainWindow w(options());
+        w.show();
+        QSignalSpy ready(w.reverseView(), &ReverseView::modelReady);
+        QVERIFY(waitCount(ready, 1, 30000));
+        ModelsView* v = w.modelsView();
+        QVERIFY(v->trilemma().size() >= 10);  // the measured trilemma is bundled
+        QSignalSpy finished(v, &ModelsView::finished);
+        QSignalSpy failed(w.reverseView()->worker(), &SamplingWorker::failed);
+        v->setDiffusionSteps(8);
+        QCOMPARE(v->diffusionSteps(), 8);
+        v->compare();
+        QVERIFY2(waitCount(finished, 1, 60000), failed.isEmpty() ? "" : qPrintable(failed.first().first().toString()));
+        // Three panels of the same size: a 4x4 grid of 28x28 images with 2-pixel padding each.
+        for (int i = 0; i < 3; ++i) QCOMPARE(v->panelImage(i).size(), QSize(4 * 30 + 2, 4 * 30 + 2));
+        v->interpolate();
+        QVERIFY(waitCount(finished, 2, 60000));
+        QCOMPARE(v->panelImage(0).size(), QSize(8 * 30 + 2, 30 + 2));  // a row of 8 frames
+        QCOMPARE(v->panelImage(2).size(), QSize(8 * 30 + 2, 30 + 2));
     }
 
     void everyTabIsReadableAtBothSizes() {

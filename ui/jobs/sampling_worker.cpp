@@ -12,6 +12,7 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::ChainSettings>();
     qRegisterMetaType<dlab::ui::ChainFrame>();
     qRegisterMetaType<dlab::ui::ModelInfo>();
+    qRegisterMetaType<dlab::ui::GenerativeRequest>();
     qRegisterMetaType<dlab::ui::SweepRow>();
     qRegisterMetaType<QVector<double>>();
     qRegisterMetaType<dlab::ui::ForwardRequest>();
@@ -214,6 +215,12 @@ void SamplingWorker::generateVaeGrid(int count, quint64 seed, int requestId) {
     if (requestId != m_latest.load()) return;
     m_stop = false;  // a stop asked of an earlier job (a model switch asks one) is not this job's
     schedule(ImageLane, std::make_shared<VaeGridJob>(m_lab, count, seed, this), imageStale(requestId));
+}
+
+void SamplingWorker::generateModels(const GenerativeRequest& request, int requestId) {
+    if (requestId != m_latest.load()) return;
+    m_stop = false;
+    schedule(ImageLane, std::make_shared<GenerativeJob>(m_lab, request, requestId, this), imageStale(requestId));
 }
 
 // ---- the 2-D lane -------------------------------------------------------------------------

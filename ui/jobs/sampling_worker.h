@@ -29,6 +29,7 @@
 
 #include "ui/jobs/chain_job.h"
 #include "ui/jobs/forward_job.h"
+#include "ui/jobs/generative_job.h"
 #include "ui/jobs/lab_job.h"
 #include "ui/jobs/sweep_job.h"
 #include "ui/jobs/toy_job.h"
@@ -80,6 +81,8 @@ public Q_SLOTS:
     void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, int requestId);
     /// Latent models: the autoencoder's decoder on latents drawn from N(0, I) (vae_job.h).
     void generateVaeGrid(int count, quint64 seed, int requestId);
+    /// GAN, VAE prior and diffusion side by side, or their interpolations (generative_job.h).
+    void generateModels(const dlab::ui::GenerativeRequest& request, int requestId);
     /// Starts a 2-D chain (toy model) that runs to the end, one toyFrame per step, unless a newer
     /// toy request arrives. It does not disturb the loaded model or the image chain.
     void startToyChain(const dlab::ui::ToyChainRequest& request, int requestId);
@@ -93,6 +96,8 @@ Q_SIGNALS:
     void failed(const QString& message);
     /// A batch grid is ready; `title` describes it.
     void gridReady(const QImage& grid, const QString& title);
+    /// A panel of the generative-models comparison of request `requestId`: 0 GAN, 1 VAE prior, 2 diffusion.
+    void generativePanel(int which, const QImage& grid, const QString& caption, int requestId);
     /// Progress of a batch job: done of total chain steps.
     void batchProgress(int done, int total);
     void sweepRow(const dlab::ui::SweepRow& row);

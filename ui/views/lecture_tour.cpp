@@ -13,6 +13,7 @@
 #include "ui/views/explorer_view.h"
 #include "ui/views/forward_view.h"
 #include "ui/views/main_window.h"
+#include "ui/views/models_view.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/schedule_view.h"
 #include "ui/views/toy_view.h"
@@ -43,20 +44,23 @@ QVector<TourStop> lectureStops(MainWindow* w) {
     };
 
     s.push_back({QObject::tr("The goal: one big step, or many small ones"),
-                 page(QObject::tr("A generative model turns noise into data. A VAE or a GAN does it in <b>one big step</b>: "
-                                  "one pass of a decoder. Diffusion takes <b>many small steps</b>, each an easy Gaussian "
-                                  "denoising. On screen: the latent model's own autoencoder used as a VAE, one step from "
-                                  "N(0, I); the next stops show the many small steps."),
-                      QObject::tr("VAE: x = D(z), z ~ N(0, I) &nbsp;&nbsp;·&nbsp;&nbsp; diffusion: x<sub>T</sub> ~ N(0, I), "
+                 page(QObject::tr("A generative model turns noise into data. A GAN or a VAE does it in <b>one big "
+                                  "step</b>: one pass of a generator. Diffusion takes <b>many small steps</b>, each an "
+                                  "easy Gaussian denoising. On screen, one class from the bundled GAN, the VAE prior and "
+                                  "diffusion with DDIM; move the steps slider to watch quality arrive. Below, the "
+                                  "trilemma as measured (N = 10,000 on the GPU machine): the GAN is sharp (precision "
+                                  "0.87) and 40x faster than 64 diffusion steps, diffusion covers more of the data "
+                                  "(recall 0.81 against 0.68) with a slightly better FID (46 against 52)."),
+                      QObject::tr("GAN: x = G(z, y) &nbsp;·&nbsp; VAE: x = D(z) &nbsp;·&nbsp; diffusion: x<sub>T</sub> ~ N(0, I), "
                                   "x<sub>t−1</sub> ~ p<sub>θ</sub>(x<sub>t−1</sub> | x<sub>t</sub>), t = T … 1"),
-                      QObject::tr("Blurry, shapeless garments are what one step from a simple prior gives; the title "
-                                  "quotes the measured FIDs of both (lower is better).")),
-                 2,
+                      QObject::tr("Click a point of the plot to sample it; Interpolate shows the GAN's z path beside "
+                                  "diffusion's spherical path of starting noise.")),
+                 8,
                  [w] {
-                     w->setCurrentTab(2);
-                     w->withBundledModel(QStringLiteral("latent-fashion-mnist"), [w] { w->batchView()->generateVae(); });
+                     w->setCurrentTab(8);
+                     w->withBundledModel(QStringLiteral("fashion-mnist-live"), [w] { w->modelsView()->compare(); });
                  },
-                 w->batchView(), SIGNAL(finished())});
+                 w->modelsView(), SIGNAL(finished())});
 
     s.push_back({QObject::tr("The forward process: adding noise"),
                  page(QObject::tr("Training data are destroyed step by step with Gaussian noise. Any step t can be "
@@ -214,10 +218,10 @@ QVector<TourStop> lectureStops(MainWindow* w) {
                  rev, SIGNAL(chainFinished())});
 
     s.push_back({QObject::tr("Still to come"),
-                 page(QObject::tr("The rest of the lecture is being built: a GAN beside the VAE and diffusion (the "
-                                  "generative trilemma), text-to-image with a small self-trained text encoder and "
-                                  "cross-attention, video diffusion, and score distillation (DreamFusion). They join "
-                                  "this tour as they land, each with a model trained by this project."),
+                 page(QObject::tr("The rest of the lecture is being built: text-to-image with a small self-trained "
+                                  "text encoder and cross-attention, video diffusion, and score distillation "
+                                  "(DreamFusion). They join this tour as they land, each with a model trained by this "
+                                  "project."),
                       QString(), QObject::tr("Back (Alt+←) revisits any stop; each one runs again.")),
                  0, [w] { w->setCurrentTab(0); }});
     return s;

@@ -22,6 +22,7 @@
 #include "ui/views/forward_view.h"
 #include "ui/views/history_view.h"
 #include "ui/views/lecture_tour.h"
+#include "ui/views/models_view.h"
 #include "ui/views/training_view.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/schedule_view.h"
@@ -55,6 +56,10 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_tabs->addTab(m_training, tr("Training"));
     m_historyView = new HistoryView(m_history.get());
     m_tabs->addTab(m_historyView, tr("History"));
+    // Tab 8: one big step or many small ones (GAN, VAE prior and diffusion; the trilemma).
+    m_models = new ModelsView(m_reverse->worker());
+    m_tabs->addTab(m_models, tr("Generative models"));
+    connect(m_reverse, &ReverseView::modelReady, m_models, &ModelsView::setModelInfo);
     m_batch->setHistory(m_history.get());
     m_explorer->setHistory(m_history.get());
     connect(m_training, &TrainingView::modelTrained, m_reverse, &ReverseView::addModel);

@@ -16,6 +16,7 @@ class ExplorerView;
 class ForwardView;
 class HistoryView;
 class LectureTour;
+class ModelsView;
 class TrainingView;
 class ToyView;
 class ReverseView;
@@ -44,6 +45,7 @@ public:
     ForwardView* forwardView() const { return m_forward; }
     HistoryView* historyView() const { return m_historyView; }
     LectureTour* tour() const { return m_tour; }
+    ModelsView* modelsView() const { return m_models; }
     RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
@@ -71,6 +73,7 @@ private:
     ForwardView* m_forward = nullptr;
     HistoryView* m_historyView = nullptr;
     LectureTour* m_tour = nullptr;
+    ModelsView* m_models = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;
 };
