@@ -3,12 +3,15 @@
 // generator loss falls, resume equal to an uninterrupted run bit for bit, files and bad input.
 #include <QtTest/QtTest>
 
+#include <cmath>
+
 #include <torch/torch.h>
 
 #include "core/data/datasets.h"
 #include "core/gan/gan.h"
 #include "core/gan/gan_trainer.h"
 #include "core/io/safetensors.h"
+#include "core/sampling/generate.h"
 
 using namespace dlab;
 
@@ -61,6 +64,29 @@ private Q_SLOTS:
         QVERIFY(std::abs(hinge_g_loss(fake).item<double>() + 1.0 / 3.0) < 1e-12);
         // A perfect discriminator (margins beyond 1) has zero loss.
         QCOMPARE(hinge_d_loss(at::tensor({1.5, 4.0}), at::tensor({-1.0, -7.0})).item<double>(), 0.0);
+    }
+
+    void slerpFollowsTheGreatCircle() {
+        // Orthogonal unit vectors: slerp(a, b, t) = cos(t pi/2) a + sin(t pi/2) b, of unit norm.
+        const at::Tensor a = at::tensor({1.0, 0.0, 0.0}), b = at::tensor({0.0, 1.0, 0.0});
+        for (double t : {0.0, 0.25, 0.5, 1.0}) {
+            const at::Tensor s = slerp(a, b, t);
+            const double c = std::cos(t * M_PI / 2), si = std::sin(t * M_PI / 2);
+            QVERIFY(at::allclose(s, at::tensor({c, si, 0.0}), 1e-9, 1e-12));
+        }
+        // Two Gaussian noises of one norm: every frame keeps it (a straight line would shrink it by
+        // about 1/sqrt(2) in the middle), and the angle to a grows linearly.
+        torch::manual_seed(0);
+        const at::Tensor x = torch::randn({784}, at::kDouble), y0 = torch::randn({784}, at::kDouble);
+        const at::Tensor y = y0 * (x.norm() / y0.norm());
+        const double w = std::acos((x.dot(y) / (x.norm() * y.norm())).item<double>());
+        for (double t : {0.1, 0.5, 0.9}) {
+            const at::Tensor s = slerp(x, y, t);
+            QVERIFY(std::abs(s.norm().item<double>() / x.norm().item<double>() - 1.0) < 1e-9);
+            const double angle = std::acos((s.dot(x) / (s.norm() * x.norm())).item<double>());
+            QVERIFY(std::abs(angle - t * w) < 1e-9);
+        }
+        QVERIFY(at::allclose(slerp(x, x, 0.3), x));  // parallel: no division by sin(0)
     }
 
     void spectralNormFindsTheLargestSingularValue() {
