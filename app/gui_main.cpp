@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
         .option("guidance", "initial guidance scale")
         .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
         .option("train-steps", "with --tab 6 --play: a tiny Fashion-MNIST training run of this many steps", "300")
+        .flag("train-gan", "with --tab 6 --play: train a GAN instead of a diffusion model")
         .option("classifier-scale", "start with classifier guidance of this scale (kind: classifier; with --guidance: both)")
         .flag("tour", "open the lecture tour (Help > Lecture tour) at its first stop")
         .option("tour-stop", "with --tour: open this stop (1-based); with --screenshot the picture is taken once its job has shown its output")
@@ -266,6 +267,7 @@ int main(int argc, char** argv) {
                              } else if (tab == 6) {
                                  auto steps = args.get_int("train-steps", 10, 1000000);
                                  dlab::ui::TrainingRequest r;
+                                 if (args.has("train-gan")) r.family = QStringLiteral("gan");
                                  r.sizePreset = QStringLiteral("tiny");
                                  r.steps = steps ? steps.value() : 300;
                                  r.batch = 32;

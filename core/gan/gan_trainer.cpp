@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -200,6 +201,12 @@ Result<GanTrainResult> train_gan(const GanConfig& gc, const GanTrainConfig& tc, 
     g_ema->train();
     try {
         while (step < tc.steps) {
+            if (hooks.pause && hooks.pause->load()) {
+                const auto paused_at = std::chrono::steady_clock::now();
+                while (hooks.pause->load() && !(hooks.cancel && hooks.cancel->load()))
+                    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                window += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
+            }
             if (hooks.cancel && hooks.cancel->load()) {
                 result.cancelled = true;
                 break;
@@ -266,6 +273,13 @@ Result<GanTrainResult> train_gan(const GanConfig& gc, const GanTrainConfig& tc, 
                     << p.diversity_ratio << ',' << p.images_per_s << '\n';
                 log_rows += row.str();
                 if (hooks.on_progress) hooks.on_progress(p);
+            }
+            if (hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
+                const auto snap = std::chrono::steady_clock::now();
+                g_ema->eval();
+                hooks.on_snapshot(step, *g_ema);
+                g_ema->train();
+                window += std::chrono::steady_clock::now() - snap;
             }
             if (step % tc.checkpoint_every == 0 || step == tc.steps) {
                 if (auto st = save_checkpoint(); !st) return Error{st.error()};

@@ -44,6 +44,10 @@ struct GanTrainProgress {
 struct GanTrainHooks {
     std::function<void(const GanTrainProgress&)> on_progress;
     const std::atomic<bool>* cancel = nullptr;
+    const std::atomic<bool>* pause = nullptr;  ///< the loop waits between two steps while set
+    int64_t snapshot_every = 0;                ///< steps between snapshots (0: none); also the last step
+    /// The EMA generator in eval mode (its time is left out of images/s).
+    std::function<void(int64_t step, GeneratorImpl& ema)> on_snapshot;
 };
 
 struct GanTrainResult {

@@ -16,6 +16,7 @@
 #include "ui/signal_wait.h"
 #include "ui/views/training_view.h"
 #include "ui/jobs/training_worker.h"
+#include "core/gan/gan.h"
 
 using namespace dlab::ui;
 
@@ -277,6 +278,39 @@ private Q_SLOTS:
         view.resumeRun(h.load(run.id));
         QVERIFY(!view.isRunning());
         QVERIFY2(view.statusText().contains(QStringLiteral("steps: 1e+300")), qPrintable(view.statusText()));
+    }
+
+    void trainingViewTrainsAGanWithBothLosses() {
+        QTemporaryDir dir;
+        RunHistory h(dir.path() + QStringLiteral("/runs"));
+        TrainingView view(&h, false);
+        QSignalSpy finished(&view, &TrainingView::finished);
+        QSignalSpy trained(&view, &TrainingView::modelTrained);
+        TrainingRequest r;
+        r.family = QStringLiteral("gan");
+        r.dataset = QStringLiteral("fashion-mnist");
+        r.sizePreset = QStringLiteral("tiny");
+        r.steps = 40;
+        r.batch = 16;
+        r.lr = 2e-4;
+        r.sampleEvery = 20;
+        view.setRequest(r);
+        QCOMPARE(view.request().family, QStringLiteral("gan"));
+        view.start();
+        QVERIFY(waitCount(finished, 1, 60000));
+        const auto outcome = finished.first().first().value<TrainingOutcome>();
+        QVERIFY2(outcome.ok, qPrintable(outcome.message));
+        QCOMPARE(outcome.stepsDone, qint64(40));
+        // Both losses are plotted, one point per log step (every 10), and a grid of samples is shown.
+        QCOMPARE(view.plottedLoss(0).size(), 4);
+        QCOMPARE(view.plottedLoss(1).size(), 4);
+        QVERIFY(!view.samples().isNull());
+        QCOMPARE(trained.size(), 0);  // a GAN does not join the reverse chain's model list
+        const RunRecord run = h.list().first();
+        QFile log(run.folder + QStringLiteral("/loss.csv"));
+        QVERIFY(log.open(QIODevice::ReadOnly));
+        QVERIFY(log.readLine().startsWith("step,d_loss,g_loss"));
+        QVERIFY(dlab::is_gan_file((run.folder + QStringLiteral("/model.safetensors")).toStdString()));
     }
 
     void windowListsAndReopensRecordedRuns() {

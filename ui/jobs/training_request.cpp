@@ -7,7 +7,8 @@
 namespace dlab::ui {
 
 QJsonObject TrainingRequest::toJson() const {
-    return QJsonObject{{QStringLiteral("dataset"), dataset},
+    return QJsonObject{{QStringLiteral("family"), family},
+                       {QStringLiteral("dataset"), dataset},
                        {QStringLiteral("image_size"), imageSize},
                        {QStringLiteral("channels"), channels},
                        {QStringLiteral("size"), sizePreset},
@@ -27,6 +28,7 @@ QJsonObject TrainingRequest::toJson() const {
 TrainingRequest TrainingRequest::fromJson(const QJsonObject& o, QStringList* problems) {
     TrainingRequest r;
     auto v = [&o](const char* key) { return o.value(QLatin1String(key)); };
+    r.family = checkedChoice(v("family"), QStringLiteral("family"), {QStringLiteral("diffusion"), QStringLiteral("gan")}, r.family, problems);
     const QJsonValue dataset = v("dataset");
     const QString d = checkedText(dataset, QStringLiteral("dataset"), 4096, r.dataset, problems);
     if (d == QStringLiteral("fashion-mnist") || d.startsWith(QStringLiteral("images:")) || d.startsWith(QStringLiteral("toy:")))

@@ -12,6 +12,7 @@ namespace dlab::ui {
 /// What a training run is made of. Saved with the run (request.json, the run history) so that a
 /// run can be resumed or run again.
 struct TrainingRequest {
+    QString family = QStringLiteral("diffusion");  ///< diffusion or gan (one big step: images only)
     QString dataset = QStringLiteral("fashion-mnist");  ///< fashion-mnist, images:DIR or toy:NAME
     int imageSize = 32;        ///< images:DIR: side of the square
     int channels = 1;          ///< images:DIR: 1 or 3

@@ -11,6 +11,7 @@
 #include "core/sampling/generate.h"
 #include "core/runtime/runtime.h"
 #include "core/forward/schedule.h"
+#include "core/gan/gan_trainer.h"
 #include "core/training/trainer.h"
 #include "imaging/image_folder.h"
 #include "imaging/image_io.h"
@@ -59,6 +60,62 @@ void TrainingWorker::run(const TrainingRequest& request) {
             data = load_builtin_dataset(spec);
         }
         if (!data) return fail(QString::fromStdString(data.error()));
+        if (request.family == QStringLiteral("gan")) {
+            // One big step: a GAN on image data, the size preset setting its width.
+            if (data->x.dim() != 4) return fail(tr("A GAN needs image data (Fashion-MNIST or an image folder), not 2-D points"));
+            GanConfig gc;
+            gc.image_size = data->x.size(2);
+            gc.channels = data->x.size(1);
+            gc.num_classes = data->num_classes;
+            gc.base_channels = request.sizePreset == QStringLiteral("tiny") ? 16 : request.sizePreset == QStringLiteral("large") ? 64 : 32;
+            if (auto st = gc.validate(); !st) return fail(QString::fromStdString(st.error()) + tr(" (image folders: a side that is a multiple of 4)"));
+            GanTrainConfig tc;
+            tc.steps = request.steps;
+            tc.batch = std::max<qint64>(2, request.batch);
+            tc.lr_g = tc.lr_d = request.lr;
+            tc.seed = request.seed;
+            tc.log_every = std::max(1, request.logEvery);
+            tc.checkpoint_every = std::max(1, request.checkpointEvery);
+            Q_EMIT started(tr("%1 · GAN (base %2 channels, z %3) · %4 images · %5")
+                               .arg(request.dataset).arg(gc.base_channels).arg(gc.z_dim).arg(data->x.size(0))
+                               .arg(QString::fromStdString(device->str())));
+            if (!request.resume) {
+                QDir().mkpath(request.outDir);
+                writeJson(request.outDir + QStringLiteral("/request.json"), request.toJson());
+            }
+            GanTrainHooks hooks;
+            hooks.cancel = &m_stop;
+            hooks.pause = &m_pause;
+            hooks.on_progress = [this, lr = request.lr](const GanTrainProgress& p) {
+                TrainingUpdate u{p.step, p.total, p.g_loss, lr, p.images_per_s, p.eta_s};
+                u.dLoss = p.d_loss;
+                Q_EMIT progress(u);
+            };
+            hooks.snapshot_every = request.sampleEvery;
+            hooks.on_snapshot = [this, seed = request.seed](int64_t step, GeneratorImpl& g) {
+                const int64_t C = g.config().num_classes;
+                const int64_t n = C > 0 ? 2 * C : 16;
+                const at::Tensor x = gan_generate(g, n, at::Tensor(), seed + 7, n);
+                const at::Tensor grid = imaging::make_grid((x.clamp(-1, 1) + 1) / 2, C > 0 ? C : 8, 2, 1.0);
+                Q_EMIT samplesReady(tensorToImage(grid, 0.0, 1.0), step);
+            };
+            auto r = train_gan(gc, tc, data.value(), device.value(), request.outDir.toStdString(),
+                               request.resume ? TrainStart::Resume : TrainStart::New, hooks);
+            if (!r) return fail(QString::fromStdString(r.error()));
+            out.ok = true;
+            out.stopped = r->cancelled;
+            out.stepsDone = r->steps_done;
+            out.seconds = r->seconds;
+            out.imagesPerS = r->images_per_s;
+            out.modelPath = request.outDir + QStringLiteral("/model.safetensors");
+            out.message = r->cancelled ? tr("Stopped at step %1 of %2; resume continues from the checkpoint").arg(r->steps_done).arg(tc.steps)
+                                       : tr("Finished %1 steps in %2 s").arg(r->steps_done).arg(r->seconds, 0, 'f', 1);
+            if (r->collapsed)
+                out.message += tr(" · collapsed: the samples' diversity is %1 of the data's (below %2); the model is marked collapsed")
+                                   .arg(r->diversity_ratio, 0, 'f', 2).arg(kGanCollapseRatio);
+            Q_EMIT finished(out);
+            return;
+        }
         ModelConfig mc;
         shape_network_for_data(data.value(), mc.network);
         if (auto st = apply_size_preset(request.sizePreset.toStdString(), mc.network); !st)

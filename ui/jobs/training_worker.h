@@ -5,6 +5,7 @@
 // its own so that the lab views stay usable (sampling other models) while a model trains.
 
 #include <atomic>
+#include <cmath>
 
 #include <QImage>
 #include <QObject>
@@ -18,6 +19,7 @@ namespace dlab::ui {
 struct TrainingUpdate {
     qint64 step = 0, total = 0;
     double loss = 0, lr = 0, imagesPerS = 0, etaS = 0;
+    double dLoss = std::nan("");  ///< a GAN: the discriminator's loss (`loss` is the generator's)
 };
 
 /// How a run ended.

@@ -66,6 +66,13 @@ TrainingView::TrainingView(RunHistory* history, bool cudaAvailable, QWidget* par
     imgRow->addWidget(m_imageSize);
     imgRow->addWidget(m_channels);
     form->addRow(tr("Size, colour"), imgRow);
+    m_family = new QComboBox;
+    m_family->setObjectName(QStringLiteral("family"));
+    m_family->addItem(tr("diffusion (many small steps)"), QStringLiteral("diffusion"));
+    m_family->addItem(tr("GAN (one big step)"), QStringLiteral("gan"));
+    m_family->setToolTip(tr("A GAN trains a generator against a discriminator (hinge loss); both losses are plotted. "
+                            "Images only; schedule and prediction do not apply."));
+    form->addRow(tr("Model"), m_family);
     m_size = new QComboBox;
     m_size->addItem(tr("tiny (fast on a CPU)"), QStringLiteral("tiny"));
     m_size->addItem(tr("small (the bundled model's size)"), QStringLiteral("small"));
@@ -163,6 +170,11 @@ TrainingView::TrainingView(RunHistory* history, bool cudaAvailable, QWidget* par
         m_channels->setEnabled(folder);
     };
     connect(m_dataset, qOverload<int>(&QComboBox::currentIndexChanged), this, updateDataControls);
+    connect(m_family, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int) {
+        const bool gan = m_family->currentData().toString() == QStringLiteral("gan");
+        m_schedule->setEnabled(!gan);
+        m_prediction->setEnabled(!gan);
+    });
     connect(browse, &QPushButton::clicked, this, [this] {
         const QString dir = QFileDialog::getExistingDirectory(this, tr("Image folder"), m_folder->text());
         if (!dir.isEmpty()) {
@@ -210,6 +222,7 @@ TrainingView::~TrainingView() {
 
 TrainingRequest TrainingView::request() const {
     TrainingRequest r;
+    r.family = m_family->currentData().toString();
     const QString ds = m_dataset->currentData().toString();
     r.dataset = ds == QStringLiteral("images:") ? ds + m_folder->text() : ds;
     r.imageSize = m_imageSize->value();
@@ -227,6 +240,7 @@ TrainingRequest TrainingView::request() const {
 }
 
 void TrainingView::setRequest(const TrainingRequest& r) {
+    m_family->setCurrentIndex(std::max(0, m_family->findData(r.family)));
     if (r.dataset.startsWith(QStringLiteral("images:"))) {
         m_dataset->setCurrentIndex(1);
         m_folder->setText(r.dataset.mid(7));
@@ -257,10 +271,10 @@ void TrainingView::start() {
         m_status->setText(tr("Choose an image folder first"));
         return;
     }
-    const QString title = tr("%1, %2, %3 %4, %5 steps")
-                              .arg(r.dataset.startsWith(QStringLiteral("images:")) ? QFileInfo(r.dataset.mid(7)).fileName() : r.dataset,
-                                   r.sizePreset, r.schedule, r.prediction)
-                              .arg(r.steps);
+    const QString data = r.dataset.startsWith(QStringLiteral("images:")) ? QFileInfo(r.dataset.mid(7)).fileName() : r.dataset;
+    const QString title = r.family == QStringLiteral("gan")
+                              ? tr("%1, GAN %2, %3 steps").arg(data, r.sizePreset).arg(r.steps)
+                              : tr("%1, %2, %3 %4, %5 steps").arg(data, r.sizePreset, r.schedule, r.prediction).arg(r.steps);
     QString error;
     RunRecord run = m_history->create(QStringLiteral("training"), title, r.toJson(), r.seed, &error);
     if (run.id.isEmpty()) {
@@ -275,6 +289,8 @@ void TrainingView::start() {
     m_steps_.clear();
     m_loss.clear();
     m_smooth.clear();
+    m_dLoss.clear();
+    setGanPlot(r.family == QStringLiteral("gan"));
     m_emaState = 0;
     m_emaCount = 0;
     m_samples->setImage(QImage());
@@ -365,13 +381,21 @@ void TrainingView::loadLossLog(const QString& dir) {
     m_smooth.clear();
     m_emaState = 0;
     m_emaCount = 0;
+    m_dLoss.clear();
     QFile f(dir + QStringLiteral("/loss.csv"));
     if (f.open(QIODevice::ReadOnly)) {
         QTextStream in(&f);
-        in.readLine();  // header
+        // A GAN's log holds both losses: step,d_loss,g_loss,...
+        const bool gan = in.readLine().startsWith(QStringLiteral("step,d_loss,g_loss"));
+        setGanPlot(gan);
         while (!in.atEnd()) {
             const QStringList cols = in.readLine().split(QLatin1Char(','));
-            if (cols.size() >= 2) pushLoss(cols[0].toDouble(), cols[1].toDouble());
+            if (gan && cols.size() >= 3) {
+                m_dLoss << cols[1].toDouble();
+                pushLoss(cols[0].toDouble(), cols[2].toDouble());
+            } else if (!gan && cols.size() >= 2) {
+                pushLoss(cols[0].toDouble(), cols[1].toDouble());
+            }
         }
     }
     replot();
@@ -380,8 +404,18 @@ void TrainingView::loadLossLog(const QString& dir) {
 void TrainingView::onProgress(const TrainingUpdate& u) {
     if (!m_running) return;
     if (!std::isfinite(u.loss)) return;
+    if (std::isfinite(u.dLoss)) m_dLoss << u.dLoss;
     pushLoss(double(u.step), u.loss);
     const double smooth = m_smooth.back();
+    if (std::isfinite(u.dLoss)) {
+        m_progress->setValue(int(u.step));
+        if (!m_worker->paused()) m_progress->setFormat(tr("%v / %m steps · ETA %1").arg(formatEta(u.etaS)));
+        m_stats->setText(tr("step %1 · D loss %2 · G loss %3 · %4 img/s · ETA %5")
+                             .arg(u.step).arg(u.dLoss, 0, 'f', 4).arg(u.loss, 0, 'f', 4).arg(u.imagesPerS, 0, 'f', 0)
+                             .arg(formatEta(u.etaS)));
+        replot();
+        return;
+    }
     m_progress->setValue(int(u.step));
     if (!m_worker->paused()) m_progress->setFormat(tr("%v / %m steps · ETA %1").arg(formatEta(u.etaS)));
     m_stats->setText(tr("step %1 · loss %2 (smoothed %3) · lr %4 · %5 img/s · ETA %6")
@@ -420,7 +454,10 @@ void TrainingView::onFinished(const TrainingOutcome& o) {
     m_open->setEnabled(o.ok);
     m_resume->setEnabled(o.ok && o.stopped);
     Q_EMIT historyChanged();
-    if (o.ok) Q_EMIT modelTrained(m_run.title, o.modelPath);
+    // A GAN has no chain to show in the Reverse tab: `diffusionlab-cli sample --model PATH` samples it.
+    const bool gan = m_run.parameters.value(QStringLiteral("family")).toString() == QStringLiteral("gan");
+    if (o.ok && !gan) Q_EMIT modelTrained(m_run.title, o.modelPath);
+    if (gan) m_open->setEnabled(false);
     Q_EMIT finished(o);
 }
 
@@ -434,7 +471,33 @@ void TrainingView::setRunning(bool running) {
     if (running) m_open->setEnabled(false);
 }
 
+void TrainingView::setGanPlot(bool gan) {
+    m_ganPlot = gan;
+    m_plot->graph(0)->setName(gan ? tr("discriminator loss") : tr("loss (batch)"));
+    m_plot->graph(1)->setName(gan ? tr("generator loss") : tr("smoothed"));
+    // Hinge losses cross zero (the generator's is -E[D(G(z))]): a linear axis for a GAN.
+    m_plot->yAxis->setScaleType(gan ? QCPAxis::stLinear : QCPAxis::stLogarithmic);
+    if (gan) m_plot->yAxis->setTicker(QSharedPointer<QCPAxisTicker>::create());
+    else m_plot->yAxis->setTicker(QSharedPointer<QCPAxisTickerLog>::create());
+}
+
 void TrainingView::replot() {
+    if (m_ganPlot) {
+        m_plot->graph(0)->setData(m_steps_.mid(0, m_dLoss.size()), m_dLoss, true);
+        m_plot->graph(1)->setData(m_steps_, m_loss, true);
+        if (!m_loss.isEmpty()) {
+            double lo = 0, hi = 0;
+            for (const QVector<double>* v : {&m_loss, &m_dLoss})
+                for (double x : *v) {
+                    lo = std::min(lo, x);
+                    hi = std::max(hi, x);
+                }
+            m_plot->xAxis->setRange(0, std::max(m_steps_.back(), 1.0));
+            m_plot->yAxis->setRange(lo - 0.1 * (hi - lo) - 0.1, hi + 0.1 * (hi - lo) + 0.1);
+        }
+        m_plot->replot(QCustomPlot::rpQueuedReplot);
+        return;
+    }
     m_plot->graph(0)->setData(m_steps_, m_loss, true);
     m_plot->graph(1)->setData(m_steps_, m_smooth, true);
     if (!m_loss.isEmpty()) {

@@ -33,6 +33,8 @@ public:
     ~TrainingView() override;
 
     bool isRunning() const { return m_running; }
+    /// The plot's curves: diffusion: the loss and its smoothing; a GAN: the D and G losses.
+    const QVector<double>& plottedLoss(int curve) const { return curve == 0 ? (m_ganPlot ? m_dLoss : m_loss) : (m_ganPlot ? m_loss : m_smooth); }
     /// The line under the controls (what the run is doing, or why it could not start).
     QString statusText() const;
     /// The request the controls describe (run folder not set).
@@ -72,6 +74,7 @@ private:
     void onFinished(const TrainingOutcome& o);
     void setRunning(bool running);
     void replot();
+    void setGanPlot(bool gan);
     void loadLossLog(const QString& dir);
     void pushLoss(double step, double loss);
 
@@ -86,6 +89,7 @@ private:
     QSpinBox* m_imageSize = nullptr;
     QComboBox* m_channels = nullptr;
     QComboBox* m_size = nullptr;
+    QComboBox* m_family = nullptr;  // diffusion or GAN
     QComboBox* m_schedule = nullptr;
     QComboBox* m_prediction = nullptr;
     QSpinBox* m_steps = nullptr;
@@ -107,6 +111,8 @@ private:
     QVector<double> m_steps_, m_loss, m_smooth;
     double m_emaState = 0;  // bias-corrected EMA of the loss (TensorBoard-style smoothing)
     int m_emaCount = 0;
+    bool m_ganPlot = false;  // the plot shows a GAN's two losses (linear axis) instead of loss + smoothed
+    QVector<double> m_dLoss;
 };
 
 }  // namespace dlab::ui
