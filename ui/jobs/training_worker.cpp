@@ -45,6 +45,18 @@ void TrainingWorker::run(const TrainingRequest& request) {
         out.message = message;
         Q_EMIT finished(out);
     };
+    // A run that ended without error (finished, or stopped with a checkpoint): the same report for
+    // both model families.
+    auto succeed = [&](int64_t stepsDone, bool cancelled, double seconds, double imagesPerS, int64_t total) {
+        out.ok = true;
+        out.stopped = cancelled;
+        out.stepsDone = stepsDone;
+        out.seconds = seconds;
+        out.imagesPerS = imagesPerS;
+        out.modelPath = request.outDir + QStringLiteral("/model.safetensors");
+        out.message = cancelled ? tr("Stopped at step %1 of %2; resume continues from the checkpoint").arg(stepsDone).arg(total)
+                                : tr("Finished %1 steps in %2 s").arg(stepsDone).arg(seconds, 0, 'f', 1);
+    };
     try {
         if (request.outDir.isEmpty()) return fail(tr("No run folder was given"));
         auto device = select_device(request.device.toStdString());
@@ -102,14 +114,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
             auto r = train_gan(gc, tc, data.value(), device.value(), request.outDir.toStdString(),
                                request.resume ? TrainStart::Resume : TrainStart::New, hooks);
             if (!r) return fail(QString::fromStdString(r.error()));
-            out.ok = true;
-            out.stopped = r->cancelled;
-            out.stepsDone = r->steps_done;
-            out.seconds = r->seconds;
-            out.imagesPerS = r->images_per_s;
-            out.modelPath = request.outDir + QStringLiteral("/model.safetensors");
-            out.message = r->cancelled ? tr("Stopped at step %1 of %2; resume continues from the checkpoint").arg(r->steps_done).arg(tc.steps)
-                                       : tr("Finished %1 steps in %2 s").arg(r->steps_done).arg(r->seconds, 0, 'f', 1);
+            succeed(r->steps_done, r->cancelled, r->seconds, r->images_per_s, tc.steps);
             if (r->collapsed)
                 out.message += tr(" · collapsed: the samples' diversity is %1 of the data's (below %2); the model is marked collapsed")
                                    .arg(r->diversity_ratio, 0, 'f', 2).arg(kGanCollapseRatio);
@@ -182,14 +187,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
         };
         auto r = train(mc, tc, data.value(), device.value(), request.outDir.toStdString(), request.resume ? TrainStart::Resume : TrainStart::New, hooks);
         if (!r) return fail(QString::fromStdString(r.error()));
-        out.ok = true;
-        out.stopped = r->cancelled;
-        out.stepsDone = r->steps_done;
-        out.seconds = r->seconds;
-        out.imagesPerS = r->images_per_s;
-        out.modelPath = request.outDir + QStringLiteral("/model.safetensors");
-        out.message = r->cancelled ? tr("Stopped at step %1 of %2; resume continues from the checkpoint").arg(r->steps_done).arg(tc.steps)
-                                   : tr("Finished %1 steps in %2 s").arg(r->steps_done).arg(r->seconds, 0, 'f', 1);
+        succeed(r->steps_done, r->cancelled, r->seconds, r->images_per_s, tc.steps);
         Q_EMIT finished(out);
     } catch (const c10::Error& e) {
         fail(tr("Training failed: %1").arg(QString::fromUtf8(e.what_without_backtrace())));
