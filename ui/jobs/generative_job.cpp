@@ -1,6 +1,8 @@
 #include "ui/jobs/generative_job.h"
 
 #include <cmath>
+#include <optional>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -17,6 +19,27 @@
 namespace dlab::ui {
 
 namespace {
+
+// The bundled GAN and autoencoder, read once per worker thread (a slider move asks again at once).
+Result<GanModel> cachedGan(c10::Device device) {
+    thread_local std::optional<std::pair<c10::Device, GanModel>> cache;
+    if (cache && cache->first == device) return cache->second;
+    auto path = resolve_model("fashion-mnist-gan");
+    if (!path) return Error{path.error()};
+    auto gan = load_gan(path.value(), device);
+    if (gan) cache.emplace(device, gan.value());
+    return gan;
+}
+
+Result<Autoencoder> cachedAutoencoder(c10::Device device) {
+    thread_local std::optional<std::pair<c10::Device, Autoencoder>> cache;
+    if (cache && cache->first == device) return cache->second;
+    auto path = resolve_model("fashion-mnist-autoencoder");
+    if (!path) return Error{path.error()};
+    auto ae = load_autoencoder(path.value(), device);
+    if (ae) cache.emplace(device, ae.value());
+    return ae;
+}
 
 // A grid image of images in [-1, 1]: `cols` columns.
 QImage gridImage(const at::Tensor& x, int64_t cols) {
@@ -57,8 +80,7 @@ bool GenerativeJob::step() {
     try {
         if (m_phase == 0) {
             m_phase = 1;
-            auto path = resolve_model("fashion-mnist-gan");
-            auto gan = path ? load_gan(path.value(), m_lab->device) : Result<GanModel>(Error{path.error()});
+            auto gan = cachedGan(m_lab->device);
             if (!gan) {
                 Q_EMIT m_worker->generativePanel(0, QImage(), SamplingWorker::tr("GAN: %1").arg(QString::fromStdString(gan.error())), m_requestId);
                 return true;
@@ -81,8 +103,7 @@ bool GenerativeJob::step() {
         if (m_phase == 1) {
             m_phase = 2;
             if (!m_request.interpolate) {
-                auto path = resolve_model("fashion-mnist-autoencoder");
-                auto ae = path ? load_autoencoder(path.value(), m_lab->device) : Result<Autoencoder>(Error{path.error()});
+                auto ae = cachedAutoencoder(m_lab->device);
                 if (!ae) {
                     Q_EMIT m_worker->generativePanel(1, QImage(), SamplingWorker::tr("VAE: %1").arg(QString::fromStdString(ae.error())), m_requestId);
                 } else {
