@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -165,9 +166,31 @@ Result<std::vector<unsigned char>> read_image_bytes(const std::string& path) {
     return bytes;
 }
 
+namespace {
+
+// Only these formats reach OpenCV's decoders, recognised by their first bytes: OpenCV would try
+// every codec it was built with, and some abort the process on malformed input (the DICOM reader,
+// GDCM, asserts: found by fuzz/fuzz_image).
+bool known_image_format(const std::vector<unsigned char>& b) {
+    auto starts = [&b](std::initializer_list<unsigned char> magic, size_t at = 0) {
+        if (b.size() < at + magic.size()) return false;
+        size_t i = at;
+        for (unsigned char m : magic)
+            if (b[i++] != m) return false;
+        return true;
+    };
+    return starts({0x89, 'P', 'N', 'G'}) || starts({0xFF, 0xD8, 0xFF}) || starts({'B', 'M'}) ||
+           starts({'G', 'I', 'F', '8'}) || starts({'I', 'I', 0x2A, 0x00}) || starts({'M', 'M', 0x00, 0x2A}) ||
+           (starts({'R', 'I', 'F', 'F'}) && starts({'W', 'E', 'B', 'P'}, 8)) ||
+           (b.size() >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6');
+}
+
+}  // namespace
+
 Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
     if (channels != 1 && channels != 3) return Error{name + ": images are read with 1 or 3 channels"};
     if (bytes.empty()) return Error{name + ": an empty file"};
+    if (!known_image_format(bytes)) return Error{name + ": not a PNG, JPEG, BMP, GIF, TIFF, WebP or PNM image"};
     if (auto st = check_image_header(bytes.data(), bytes.size(), name); !st) return Error{st.error()};
     cv::Mat mat;
     try {

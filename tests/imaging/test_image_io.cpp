@@ -56,6 +56,27 @@ private Q_SLOTS:
         auto bad = imaging::read_image(junk.toStdString(), 1);
         QVERIFY(!bad.ok());
         QVERIFY(QString::fromStdString(bad.error()).contains("junk.png"));
+        // Found by fuzz/fuzz_image: a file OpenCV took for DICOM made its GDCM reader abort the
+        // process. Formats outside the list never reach OpenCV now: a message, not a crash.
+        std::vector<unsigned char> dicomish(256, 0);
+        dicomish[0x1a] = 0x01;
+        dicomish[0x19] = 0x10;
+        const char dicm[] = {'D', 'I', 'C', 'M'};
+        std::copy(dicm, dicm + 4, dicomish.begin() + 128);
+        for (int channels : {1, 3}) {
+            auto r = imaging::decode_image(dicomish, "scan.dcm", channels);
+            QVERIFY(!r);
+            QVERIFY2(r.error().rfind("scan.dcm: not a PNG, JPEG", 0) == 0, r.error().c_str());
+        }
+        // The supported formats still decode.
+        cv::Mat m(4, 5, CV_8UC3, cv::Scalar(10, 20, 30));
+        for (const char* ext : {".png", ".bmp", ".jpg", ".tiff", ".pgm"}) {
+            std::vector<unsigned char> buf;
+            cv::Mat src = std::string(ext) == ".pgm" ? cv::Mat(4, 5, CV_8UC1, cv::Scalar(9)) : m;
+            QVERIFY(cv::imencode(ext, src, buf));
+            auto r = imaging::decode_image(buf, std::string("x") + ext, 3);
+            QVERIFY2(r && r->cols == 5 && r->rows == 4, r ? ext : r.error().c_str());
+        }
     }
 
     void absurdImageSizesAreRefusedByName() {
