@@ -155,7 +155,10 @@ void NoiseSchedule::derive_from_betas(at::Tensor betas) {
     // Posterior q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 6-7):
     // beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t, clamped at 1e-20 for the log.
     posterior_variance_ = (1.0 - alpha_bars_prev_) / (1.0 - alpha_bars_) * betas_;
-    posterior_log_var_ = at::log(at::clamp_min(posterior_variance_, 1e-20));
+    // Its log, "clipped" as in Improved DDPM: index 0, where beta~_0 = 0, takes beta~_1 (a reverse
+    // step of zero width would make the decoder term infinite); clamped at 1e-20 for T = 1.
+    posterior_log_var_ = at::log(at::clamp_min(
+        T > 1 ? at::cat({posterior_variance_.slice(0, 1, 2), posterior_variance_.slice(0, 1, T)}) : posterior_variance_, 1e-20));
     // mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t)(1 - abar_{t-1})/(1 - abar_t) x_t
     coef_x0_ = alpha_bars_prev_.sqrt() * betas_ / (1.0 - alpha_bars_);
     coef_xt_ = alphas_.sqrt() * (1.0 - alpha_bars_prev_) / (1.0 - alpha_bars_);

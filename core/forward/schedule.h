@@ -77,6 +77,7 @@ public:
     const at::Tensor& snr() const { return snr_; }                 ///< abar / (1 - abar)
     const at::Tensor& log_snr() const { return log_snr_; }         ///< lambda_t = log(sqrt(abar)/sqrt(1-abar))
     const at::Tensor& posterior_variance() const { return posterior_variance_; }  ///< beta~_t
+    /// log beta~_t, with log beta~_1 at t = 0 (where beta~_0 = 0), as in Improved DDPM.
     const at::Tensor& posterior_log_variance_clipped() const { return posterior_log_var_; }
     const at::Tensor& posterior_mean_coef_x0() const { return coef_x0_; }  ///< on x_0
     const at::Tensor& posterior_mean_coef_xt() const { return coef_xt_; }  ///< on x_t

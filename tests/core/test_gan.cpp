@@ -12,19 +12,13 @@
 #include "core/gan/gan_trainer.h"
 #include "core/io/safetensors.h"
 #include "core/sampling/generate.h"
+#include "tests/core/test_data.h"
 
 using namespace dlab;
 
 namespace {
 
-LabelledData subset(int64_t n) {
-    auto d = load_fashion_mnist(fashion_mnist_dir(), false);
-    if (!d) qFatal("Fashion-MNIST: %s", d.error().c_str());
-    LabelledData s = d.value();
-    s.x = s.x.narrow(0, 0, n).contiguous();
-    s.labels = s.labels.narrow(0, 0, n).contiguous();
-    return s;
-}
+LabelledData subset(int64_t n) { return test::fashion_subset(n, false); }
 
 GanConfig small() {
     GanConfig c;

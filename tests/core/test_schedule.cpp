@@ -138,6 +138,8 @@ private Q_SLOTS:
             const auto s = make(k, 200);
             QCOMPARE(s.alpha_bar_prev(0), 1.0);
             QCOMPARE(val(s.posterior_variance(), 0), 0.0);
+            // The log variance is "clipped" at t = 0: beta~_1 stands in for beta~_0 = 0.
+            QCOMPARE(val(s.posterior_log_variance_clipped(), 0), std::log(val(s.posterior_variance(), 1)));
             for (int64_t t = 1; t < 200; ++t) {
                 const double ab = s.alpha_bar(t), abp = s.alpha_bar_prev(t), b = s.beta(t);
                 QCOMPARE(abp, s.alpha_bar(t - 1));

@@ -13,28 +13,15 @@
 #include "core/sampling/sampler.h"
 #include "core/io/safetensors.h"
 #include "core/training/trainer.h"
+#include "tests/core/test_data.h"
 
 using namespace dlab;
 
 namespace {
 
-LabelledData subset(int64_t n) {
-    auto all = load_fashion_mnist(fashion_mnist_dir(), true);
-    if (!all) qFatal("%s", all.error().c_str());
-    LabelledData d = all.value();
-    d.x = d.x.narrow(0, 0, n).clone();
-    d.labels = d.labels.narrow(0, 0, n).clone();
-    return d;
-}
+LabelledData subset(int64_t n) { return test::fashion_subset(n); }
 
-ModelConfig tiny() {
-    ModelConfig c;
-    c.network.base_channels = 8;
-    c.network.channel_mult = {1, 2};
-    c.network.attention_resolutions = {14};
-    c.network.num_classes = 10;
-    return c;
-}
+ModelConfig tiny() { return test::tiny_unet(); }
 
 // Mean loss of the first ten and of the last ten reports.
 std::pair<double, double> first_and_last_ten(const std::vector<double>& losses) {
