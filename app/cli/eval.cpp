@@ -13,6 +13,7 @@
 
 #include "app/cli/commands.h"
 #include "app/cli/cli_util.h"
+#include "app/cli/nll.h"
 #include "core/latent/autoencoder.h"
 #include "core/io/atomic_file.h"
 #include "core/evaluation/classifier.h"
@@ -46,12 +47,16 @@ Result<std::set<std::string>> parse_metrics(const std::string& text) {
     std::string m;
     while (std::getline(ss, m, ',')) {
         if (m.empty()) continue;
+        if (m == "nll") {  // the variational bound (app/cli/nll.cpp): never part of "all"
+            out.insert(m);
+            continue;
+        }
         if (m == "all") {
             out.insert(kAllMetrics.begin(), kAllMetrics.end());
             continue;
         }
         if (std::find(kAllMetrics.begin(), kAllMetrics.end(), m) == kAllMetrics.end())
-            return Error{"unknown metric '" + m + "' (fid, sfid, is, precision, recall, agreement, diversity, all)"};
+            return Error{"unknown metric '" + m + "' (fid, sfid, is, precision, recall, agreement, diversity, all, nll)"};
         out.insert(m);
     }
     if (out.empty()) return Error{"--metrics is empty"};
@@ -110,7 +115,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     const bool sweep = command == "sweep";
     Args args(command);
     args.option("model", "default, a bundled name or a .safetensors file", "default")
-        .option("metrics", "fid,sfid,is,precision,recall,agreement,diversity or all", sweep ? "all" : "fid,sfid,is,precision,recall,agreement")
+        .option("metrics", sweep ? "fid,sfid,is,precision,recall,agreement,diversity or all"
+                                 : "fid,sfid,is,precision,recall,agreement,diversity or all; nll: the variational bound in bits/dim",
+                sweep ? "all" : "fid,sfid,is,precision,recall,agreement")
         .option("count", "samples per scale (and reference/floor images)", sweep ? "2000" : "10000")
         .option("scales", "guidance scales (the same starting noise for every scale)", sweep ? "0,1,2,3,5" : "3");
     if (!sweep) args.option("guidance", "one classifier-free scale (same as --scales S)");
@@ -130,6 +137,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .option("csv", "also write one CSV row per scale")
         .flag("real-as-samples", "score training images instead of samples (metric timings and the floor's spread)")
         .flag("help", "show this help");
+    if (!sweep) add_nll_options(args);
     if (int rc = parse_or_help(args, argv, command + " [--model M] [OPTIONS]"); rc >= 0) return rc;
     auto count = args.get_int("count", 10, 1000000);
     if (!count) return usage(count.error());
@@ -173,6 +181,21 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         model = load_model(model_path, device.value());
         if (!model) return failure(command + ": " + model.error());
         if (model->config.network.kind != NetworkKind::UNet) return usage(command + ": needs an image model");
+    }
+    json nll;
+    if (metrics->count("nll")) {
+        if (sweep) return usage("sweep: --metrics nll belongs to eval");
+        if (!model) return usage(command + ": --metrics nll needs a diffusion model (not an autoencoder or training images)");
+        auto j = run_nll(args, model.value(), command);
+        if (!j) return failure(command + ": " + j.error());
+        nll = j.value();
+        metrics->erase("nll");
+        if (metrics->empty()) {  // the bound alone: no features, no sampling
+            const json out = {{"command", command}, {"model", model_path}, {"device", device->str()}, {"nll", nll}};
+            if (args.has("json"))
+                if (auto st = write_file_atomic(args.get("json"), out.dump(2)); !st) return failure(command + ": " + st.error());
+            return 0;
+        }
     }
     // The feature network.
     std::unique_ptr<FeatureNet> fnet;
@@ -256,6 +279,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     json out = {{"command", command}, {"model", model_path}, {"features", fnet->name()}, {"count", N},
                 {"reference", ref_name}, {"kind", kind}, {"sampler", to_string(*sk)}, {"steps", steps.value()},
                 {"seed", seed.value()}, {"device", device->str()}, {"floor", floor_row}, {"rows", json::array()}};
+    if (!nll.is_null()) out["nll"] = nll;
     // Training images as "samples": the floor row is the result, and its timings are the ones reported.
     if (real_as_samples) {
         out["rows"].push_back(floor_row);

@@ -249,6 +249,33 @@ private Q_SLOTS:
         QVERIFY(rows[1].toObject()["agreement"].toDouble() > rows[0].toObject()["agreement"].toDouble() + 0.3);
     }
 
+    // eval --metrics nll: the bound's parts add up to the total in the JSON, one CSV row per grid
+    // timestep; a latent model and bad options are messages.
+    void evalNllReportsTheBoundAndItsTerms() {
+        QTemporaryDir dir;
+        const QString json = dir.filePath("nll.json"), csv = dir.filePath("nll.csv");
+        Run r = cli({"eval", "--model", "fashion-mnist-live", "--metrics", "nll", "--nll-count", "16", "--nll-strata", "6",
+                     "--batch", "16", "--device", "cpu", "--json", json, "--nll-csv", csv});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY2(r.out.contains("bits/dim (variational bound):") && r.out.contains("N = 16 test images"), qPrintable(r.out));
+        const QJsonObject o = QJsonDocument::fromJson(readAll(json)).object()["nll"].toObject();
+        const double bpd = o["bpd"].toDouble();
+        QVERIFY(bpd > 0 && bpd < 8);  // 8 bits/dim is the bound of a uniform 8-bit model
+        QVERIFY(o["bpd_se"].toDouble() > 0);
+        QVERIFY(std::abs(o["prior"].toDouble() + o["decoder"].toDouble() + o["diffusion"].toDouble() - bpd) < 1e-6 * bpd);
+        QCOMPARE(o["timesteps"].toArray().size(), 7);
+        QCOMPARE(QString::fromUtf8(readAll(csv)).trimmed().split('\n').size(), 8);  // header + 7 rows
+        r = cli({"eval", "--model", "latent-fashion-mnist", "--metrics", "nll", "--nll-count", "4", "--nll-strata", "2"});
+        QCOMPARE(r.code, 1);
+        QVERIFY2(r.err.contains("latent model"), qPrintable(r.err));
+        r = cli({"eval", "--metrics", "nll", "--nll-variance", "wide"});
+        QCOMPARE(r.code, 1);
+        QVERIFY2(r.err.contains("--nll-variance"), qPrintable(r.err));
+        r = cli({"eval", "--metrics", "nll,bpd"});
+        QCOMPARE(r.code, 2);
+        QVERIFY2(r.err.contains("unknown metric 'bpd'"), qPrintable(r.err));
+    }
+
     void sweepWritesCsvForBothKinds() {
         QTemporaryDir dir;
         for (const char* kind : {"cfg", "classifier"}) {
