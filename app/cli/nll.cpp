@@ -48,7 +48,7 @@ Result<nlohmann::json> run_nll(const Args& args, const LoadedModel& model, const
     int last_tenth = -1;
     o.on_progress = [&](int64_t done, int64_t all) {
         const int tenth = int(10 * done / all);
-        if (tenth != last_tenth) std::fprintf(stderr, "\r%s: bits/dim %lld/%lld images", command.c_str(), (long long)done, (long long)all);
+        if (tenth != last_tenth) std::fprintf(stderr, "\r%s: bits/dim %d%%", command.c_str(), 10 * tenth);
         last_tenth = tenth;
         if (done == all) std::fprintf(stderr, "\n");
     };

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <stdexcept>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -113,9 +114,35 @@ BoundTerms bound_terms(const Denoiser& denoise, const NoiseSchedule& schedule, c
     return out;
 }
 
-Result<BoundReport> model_bound(const LoadedModel& model, const at::Tensor& images, const at::Tensor& labels,
-                                const BoundOptions& o) {
-    const auto t0 = std::chrono::steady_clock::now();
+struct BoundRun::State {
+    const LoadedModel* model = nullptr;
+    BoundOptions o;
+    NoiseSchedule schedule;
+    BoundGrid grid;
+    BoundVariance variance = BoundVariance::Small;
+    at::Tensor images, labels;  // on the model's device
+    int64_t N = 0, C = 0, batch = 0;
+    bool conditional = false, guided = false;
+    c10::Device device = c10::kCPU;
+    ModelFn fn;
+    std::shared_ptr<GuidanceControl> control;
+    std::string variance_name, conditioning;
+    // Progress: grid index k, batch start.
+    size_t k = 0;
+    int64_t start = 0, steps_done = 0;
+    at::Tensor totals, priors;            // [N] float64 CPU
+    at::Tensor term_sum, mse_sum;         // sums over images for the current timestep
+    std::vector<double> term_mean, mse_mean;
+    double seconds = 0;
+
+    explicit State(NoiseSchedule s) : schedule(std::move(s)) {}
+};
+
+BoundRun::BoundRun(std::unique_ptr<State> state) : s_(std::move(state)) {}
+BoundRun::~BoundRun() = default;
+
+Result<std::unique_ptr<BoundRun>> BoundRun::create(const LoadedModel& model, const at::Tensor& images, const at::Tensor& labels,
+                                                   const BoundOptions& o) {
     const ModelConfig& mc = model.config;
     const NetworkConfig& nc = mc.network;
     const std::string name = model.path.empty() ? std::string("the model") : model.path;
@@ -141,72 +168,127 @@ Result<BoundReport> model_bound(const LoadedModel& model, const at::Tensor& imag
     }
     auto schedule = NoiseSchedule::create(mc.schedule);
     if (!schedule) return Error{"bits/dim: " + schedule.error()};
-    const bool guided = conditional && o.guidance != 1.0;
-    const c10::Device device = model.network->parameters().front().device();
-    const int64_t batch = std::min(o.batch, N);
-    if (auto st = check_memory_budget("bits/dim: a batch", batch, nc.min_activation_bytes() * (guided ? 2 : 1), device); !st)
+    auto s = std::make_unique<State>(schedule.value());
+    s->model = &model;
+    s->o = o;
+    s->N = N;
+    s->C = C;
+    s->conditional = conditional;
+    s->guided = conditional && o.guidance != 1.0;
+    s->device = model.network->parameters().front().device();
+    s->batch = std::min(o.batch, N);
+    if (auto st = check_memory_budget("bits/dim: a batch", s->batch, nc.min_activation_bytes() * (s->guided ? 2 : 1), s->device); !st)
         return Error{st.error()};
     at::Generator grid_gen = make_generator(o.seed);
-    auto grid = make_bound_grid(schedule->timesteps(), o.strata, grid_gen);
+    auto grid = make_bound_grid(s->schedule.timesteps(), o.strata, grid_gen);
     if (!grid) return Error{grid.error()};
-
-    BoundReport r;
-    r.count = N;
-    r.grid = grid.value();
+    s->grid = grid.value();
     const bool learned = nc.learn_sigma && o.variance == BoundVariance::Model;
-    r.variance = learned ? "learned" : o.variance == BoundVariance::Large ? "large" : "small";
+    s->variance = learned ? BoundVariance::Model : o.variance == BoundVariance::Large ? BoundVariance::Large : BoundVariance::Small;
+    s->variance_name = learned ? "learned" : o.variance == BoundVariance::Large ? "large" : "small";
     char cond[64];
     std::snprintf(cond, sizeof cond, "guided s = %g", o.guidance);
-    r.conditioning = C == 0 ? "unconditional model" : !conditional ? "unconditional (null class)" : guided ? cond : "conditional";
-    Network net = model.network;
-    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
-    auto control = std::make_shared<GuidanceControl>(o.guidance);
-    const size_t K = r.grid.timesteps.size();
-    at::Tensor term_sum = at::zeros({int64_t(K)}, at::kDouble), mse_sum = at::zeros({int64_t(K)}, at::kDouble);
-    std::vector<at::Tensor> totals, priors;
-    const BoundVariance fixed = learned ? BoundVariance::Model : o.variance == BoundVariance::Large ? BoundVariance::Large
-                                                                                                    : BoundVariance::Small;
+    s->conditioning = C == 0 ? "unconditional model" : !conditional ? "unconditional (null class)" : s->guided ? cond : "conditional";
     try {
-        for (int64_t start = 0; start < N; start += batch) {
+        s->images = images.to(s->device, at::kFloat).contiguous();
+        if (conditional) s->labels = labels.to(s->device, at::kLong);
+        else if (C > 0) s->labels = at::full({N}, C, at::TensorOptions().dtype(at::kLong).device(s->device));
+    } catch (const std::exception& e) {
+        return Error{"bits/dim: " + error_message(e)};
+    }
+    Network net = model.network;
+    s->fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+    s->control = std::make_shared<GuidanceControl>(o.guidance);
+    s->totals = at::zeros({N}, at::kDouble);
+    s->priors = at::zeros({N}, at::kDouble);
+    s->term_sum = at::zeros({}, at::kDouble);
+    s->mse_sum = at::zeros({}, at::kDouble);
+    return std::unique_ptr<BoundRun>(new BoundRun(std::move(s)));
+}
+
+bool BoundRun::done() const { return s_->k >= s_->grid.timesteps.size(); }
+int64_t BoundRun::steps_done() const { return s_->steps_done; }
+int64_t BoundRun::total_steps() const {
+    return int64_t(s_->grid.timesteps.size()) * ((s_->N + s_->batch - 1) / s_->batch);
+}
+
+void BoundRun::step() {
+    if (done()) return;
+    State& s = *s_;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t n = std::min(s.batch, s.N - s.start);
+    const int64_t t = s.grid.timesteps[s.k];
+    const double w = s.grid.weights[s.k];
+    const at::Tensor x0 = s.images.narrow(0, s.start, n);
+    const at::Tensor y = s.labels.defined() ? s.labels.narrow(0, s.start, n) : at::Tensor();
+    RawDenoiser raw = s.guided ? classifier_free_guidance(s.fn, y, s.C, s.control) : plain_denoiser(s.fn, y);
+    const Denoiser denoise = make_denoiser(raw, s.schedule, s.model->config.prediction);
+    // Each (timestep, batch) draws its noise from its own generator: results do not depend on the order.
+    at::Generator gen = make_generator(s.o.seed * 7919ULL + uint64_t(s.k) * 1000003ULL + uint64_t(s.start) + 1);
+    BoundGrid one;
+    one.timesteps = {t};
+    one.weights = {w};
+    const BoundTerms bt = bound_terms(denoise, s.schedule, x0, one, s.variance, s.o.clip_x0, gen);
+    if (!at::isfinite(bt.terms).all().item<bool>() || !at::isfinite(bt.mse).all().item<bool>())
+        throw std::runtime_error("bits/dim: the model gave non-finite terms at t = " + std::to_string(t) + " for images " +
+                                 std::to_string(s.start) + " to " + std::to_string(s.start + n - 1) +
+                                 " (damaged weights or a diverged run)");
+    s.totals.narrow(0, s.start, n).add_(w * bt.terms.select(1, 0));
+    if (s.k == 0) s.priors.narrow(0, s.start, n).copy_(bt.prior);
+    s.term_sum += bt.terms.sum();
+    s.mse_sum += bt.mse.sum();
+    ++s.steps_done;
+    s.start += n;
+    if (s.start >= s.N) {  // this timestep is done over every image
+        s.term_mean.push_back(s.term_sum.item<double>() / double(s.N));
+        s.mse_mean.push_back(s.mse_sum.item<double>() / double(s.N));
+        s.term_sum.zero_();
+        s.mse_sum.zero_();
+        s.start = 0;
+        ++s.k;
+    }
+    s.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+BoundReport BoundRun::report() const {
+    const State& s = *s_;
+    BoundReport r;
+    r.count = s.N;
+    r.grid = s.grid;
+    r.term_mean = s.term_mean;
+    r.mse_mean = s.mse_mean;
+    r.variance = s.variance_name;
+    r.conditioning = s.conditioning;
+    r.seconds = s.seconds;
+    if (!done()) return r;
+    const at::Tensor all = s.totals + s.priors;
+    r.bpd = all.mean().item<double>();
+    r.bpd_se = all.std().item<double>() / std::sqrt(double(s.N));
+    r.prior = s.priors.mean().item<double>();
+    r.decoder = r.term_mean[0];
+    for (size_t k = 1; k < r.term_mean.size(); ++k) r.diffusion += r.grid.weights[k] * r.term_mean[k];
+    return r;
+}
+
+Result<BoundReport> model_bound(const LoadedModel& model, const at::Tensor& images, const at::Tensor& labels,
+                                const BoundOptions& o) {
+    auto run = BoundRun::create(model, images, labels, o);
+    if (!run) return Error{run.error()};
+    BoundRun& r = *run.value();
+    try {
+        while (!r.done()) {
             if (o.cancel && o.cancel->load(std::memory_order_relaxed)) return Error{"cancelled"};
-            const int64_t n = std::min(batch, N - start);
-            const at::Tensor x0 = images.narrow(0, start, n).to(device, at::kFloat);
-            at::Tensor y;
-            if (conditional) y = labels.narrow(0, start, n).to(device, at::kLong);
-            else if (C > 0) y = at::full({n}, C, at::TensorOptions().dtype(at::kLong).device(device));
-            RawDenoiser raw = guided ? classifier_free_guidance(fn, y, C, control) : plain_denoiser(fn, y);
-            const Denoiser denoise = make_denoiser(raw, schedule.value(), mc.prediction);
-            // Each batch's noise from its own generator: results do not depend on the batch size order.
-            at::Generator gen = make_generator(o.seed * 7919ULL + uint64_t(start) + 1);
-            const BoundTerms bt = bound_terms(denoise, schedule.value(), x0, r.grid, fixed, o.clip_x0, gen);
-            const at::Tensor total = bt.total(r.grid);
-            if (!at::isfinite(total).all().item<bool>() || !at::isfinite(bt.mse).all().item<bool>())
-                return Error{"bits/dim: the model gave non-finite terms for images " + std::to_string(start) + " to " +
-                             std::to_string(start + n - 1) + " (damaged weights or a diverged run)"};
-            totals.push_back(total);
-            priors.push_back(bt.prior);
-            term_sum += bt.terms.sum(0);
-            mse_sum += bt.mse.sum(0);
-            if (o.on_progress) o.on_progress(start + n, N);
+            r.step();
+            if (o.on_progress) o.on_progress(r.steps_done(), r.total_steps());
         }
     } catch (const std::exception& e) {
         if (is_out_of_memory(e))
-            return Error{"bits/dim: out of memory at a batch of " + std::to_string(batch) + " on " + device.str() +
-                         "; use a smaller batch"};
-        return Error{"bits/dim: " + error_message(e)};
+            return Error{"bits/dim: out of memory at a batch of " + std::to_string(std::min(o.batch, images.size(0))) + " on " +
+                         model.network->parameters().front().device().str() + "; use a smaller batch"};
+        const std::string m = error_message(e);
+        return Error{m.rfind("bits/dim", 0) == 0 ? m : "bits/dim: " + m};
     }
-    const at::Tensor all = at::cat(totals);
-    r.bpd = all.mean().item<double>();
-    r.bpd_se = all.std().item<double>() / std::sqrt(double(N));
-    r.prior = at::cat(priors).mean().item<double>();
-    for (size_t k = 0; k < K; ++k) {
-        r.term_mean.push_back(term_sum[int64_t(k)].item<double>() / double(N));
-        r.mse_mean.push_back(mse_sum[int64_t(k)].item<double>() / double(N));
-    }
-    r.decoder = r.term_mean[0];
-    for (size_t k = 1; k < K; ++k) r.diffusion += r.grid.weights[k] * r.term_mean[k];
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return r;
+    return r.report();
 }
 
 }  // namespace dlab

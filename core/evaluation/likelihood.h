@@ -21,6 +21,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,7 +81,7 @@ struct BoundOptions {
     bool unconditional = false;      ///< the null class for every image (the model's p(x))
     int64_t batch = 256;
     uint64_t seed = 0;
-    /// (images done, images in all) after every batch; may be empty.
+    /// model_bound: (steps done, steps in all) after every step; may be empty.
     std::function<void(int64_t, int64_t)> on_progress;
     const std::atomic<bool>* cancel = nullptr;
 };
@@ -100,10 +102,35 @@ struct BoundReport {
     double seconds = 0;
 };
 
-/// The bound of a pixel-space image model over `images` [N, C, H, W] in [-1, 1] (CPU), with class
-/// `labels` [N] (CPU, int64) for a class-conditional model (ignored when `unconditional`). Checks
-/// the shapes against the model's config and the memory budget before any work; a latent model, a
-/// point model, a wrong shape, a label out of range, non-finite terms and "cancelled" are errors.
+/// The bound of a model evaluated a step at a time (one timestep of one batch per step), so that a
+/// GUI job can interleave it with other work and draw the per-timestep curve as it grows. The
+/// timesteps are visited in the grid's order, each over every batch before the next, so report()
+/// holds final values for the timesteps done so far. The model must outlive the run.
+class BoundRun {
+public:
+    /// Checks everything before any work: the model is a pixel-space image model, the images are
+    /// [N, C, H, W] as its config says (CPU, in [-1, 1]), one label in range per image for a
+    /// class-conditional model (unless `unconditional`), the batch fits the memory budget.
+    static Result<std::unique_ptr<BoundRun>> create(const LoadedModel& model, const at::Tensor& images,
+                                                    const at::Tensor& labels, const BoundOptions& options);
+    ~BoundRun();
+    bool done() const;
+    /// One timestep of one batch. Throws on LibTorch errors and on non-finite terms.
+    void step();
+    int64_t steps_done() const;
+    int64_t total_steps() const;
+    /// term_mean / mse_mean for the timesteps done so far (a prefix of grid.timesteps); the totals
+    /// (bpd, its standard error, the parts) once done().
+    BoundReport report() const;
+
+private:
+    struct State;
+    explicit BoundRun(std::unique_ptr<State> state);
+    std::unique_ptr<State> s_;
+};
+
+/// The bound of a pixel-space image model over `images` (BoundRun::create's checks), driven to
+/// the end; non-finite terms, out of memory and "cancelled" are errors with a message.
 Result<BoundReport> model_bound(const LoadedModel& model, const at::Tensor& images, const at::Tensor& labels,
                                 const BoundOptions& options);
 
