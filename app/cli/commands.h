@@ -14,6 +14,7 @@ int cmd_forward(const std::vector<std::string>& argv);
 int cmd_train_classifier(const std::vector<std::string>& argv);
 int cmd_train_gan(const std::vector<std::string>& argv);
 int cmd_trilemma(const std::vector<std::string>& argv);
+int cmd_compare_schedules(const std::vector<std::string>& argv);
 int cmd_eval(const std::vector<std::string>& argv);
 int cmd_sweep(const std::vector<std::string>& argv);
 int cmd_models(const std::vector<std::string>& argv);

@@ -276,6 +276,42 @@ private Q_SLOTS:
         QVERIFY2(r.err.contains("unknown metric 'bpd'"), qPrintable(r.err));
     }
 
+    // compare-schedules: runs trained and evaluated one at a time (--only) or all together, finished
+    // phases skipped when run again, one CSV row per run and scale, the same timesteps for every run.
+    void compareSchedulesRunsItsPhases() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("cs"), csv = dir.filePath("r.csv"), curves = dir.filePath("c.csv");
+        const QStringList common = {"compare-schedules", "--out", out, "--steps", "12", "--batch", "8", "--warmup", "2",
+                                    "--size", "tiny", "--seeds", "1,2", "--count", "20", "--scales", "0,2",
+                                    "--sampling-steps", "3", "--loss-images", "8", "--loss-timesteps", "4",
+                                    "--eval-batch", "20", "--device", "cpu"};
+        Run r = cli(common + QStringList{"--phase", "train", "--only", "cosine:2"});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(QFileInfo::exists(out + "/cosine-seed2/done.json"));
+        QVERIFY(!QFileInfo::exists(out + "/linear-seed1"));
+        r = cli(common + QStringList{"--csv", csv, "--curves-csv", curves});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY2(r.out.contains("train cosine-seed2: done earlier"), qPrintable(r.out));
+        QVERIFY(r.out.contains("4 evaluated runs"));
+        const QStringList rows = QString::fromUtf8(readAll(csv)).trimmed().split('\n');
+        QCOMPARE(rows.size(), 1 + 4 * 2);
+        QVERIFY(rows[0].startsWith("schedule,seed,scale,fid"));
+        const QStringList curveRows = QString::fromUtf8(readAll(curves)).trimmed().split('\n');
+        QCOMPARE(curveRows.size(), 1 + 4 * 5);  // t = 0 and one timestep from each of 4 ranges, per run
+        // The same timesteps for both schedules: column 3 of linear-seed1's rows equals cosine-seed1's.
+        QStringList tLinear, tCosine;
+        for (const QString& row : curveRows) {
+            const QStringList c = row.split(',');
+            if (c[0] == "linear" && c[1] == "1") tLinear << c[2];
+            if (c[0] == "cosine" && c[1] == "1") tCosine << c[2];
+        }
+        QCOMPARE(tLinear.size(), 5);
+        QCOMPARE(tLinear, tCosine);
+        r = cli(common + QStringList{"--phase", "report", "--only", "sigmoid:1"});
+        QCOMPARE(r.code, 2);
+        QVERIFY2(r.err.contains("names none of the runs"), qPrintable(r.err));
+    }
+
     void sweepWritesCsvForBothKinds() {
         QTemporaryDir dir;
         for (const char* kind : {"cfg", "classifier"}) {
