@@ -104,7 +104,7 @@ int cmd_compare_schedules(const std::vector<std::string>& argv) {
         .option("sampling-steps", "eval: DDIM steps", "50")
         .option("eval-batch", "eval: samples per batch", "1000")
         .option("loss-images", "eval: test images for the per-timestep loss and bound", "1000")
-        .option("loss-timesteps", "eval: timesteps of the per-timestep curves (one per equal range of 1..T-1, plus t = 0)", "100")
+        .option("loss-timesteps", "eval: timesteps of the per-timestep curves: 0 for all T (exact), else t = 0 plus one per geometric range of 1..T-1", "0")
         .option("classifier", "eval: the feature classifier", "fashion-mnist-classifier")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
         .option("csv", "report: one row per run and scale")
@@ -128,7 +128,7 @@ int cmd_compare_schedules(const std::vector<std::string>& argv) {
     auto sampling_steps = args.get_int("sampling-steps", 1, 10000);
     auto eval_batch = args.get_int("eval-batch", 1, 100000);
     auto loss_images = args.get_int("loss-images", 2, 10000);
-    auto loss_timesteps = args.get_int("loss-timesteps", 1, 100000);
+    auto loss_timesteps = args.get_int("loss-timesteps", 0, 100000);
     for (const std::string* e : {&seeds.error(), &steps.error(), &batch.error(), &warmup.error(), &count.error(),
                                  &sampling_steps.error(), &eval_batch.error(), &loss_images.error(), &loss_timesteps.error()})
         if (!e->empty()) return usage(*e);
@@ -230,17 +230,34 @@ int cmd_compare_schedules(const std::vector<std::string>& argv) {
                 std::printf("eval %s: not trained yet\n", run.name().c_str());
                 continue;
             }
-            if (fs::exists(dir + "/eval.json")) {
-                std::printf("eval %s: done earlier\n", run.name().c_str());
-                continue;
+            // eval.json grows a scale at a time ("complete" once the curves are in): a stopped
+            // evaluation continues with the scales it lacks.
+            const std::string eval_path = dir + "/eval.json";
+            json result = {{"schedule", run.schedule}, {"seed", run.seed}, {"count", N}, {"rows", json::array()},
+                           {"sampler", "ddim"}, {"sampling_steps", sampling_steps.value()}, {"complete", false}};
+            if (fs::exists(eval_path)) {
+                auto earlier = read_json(eval_path);
+                if (!earlier) return failure("compare-schedules: " + earlier.error());
+                if (earlier.value().value("complete", false)) {
+                    std::printf("eval %s: done earlier\n", run.name().c_str());
+                    continue;
+                }
+                if (earlier.value().value("count", int64_t(0)) != N || earlier.value().value("sampling_steps", int64_t(0)) != sampling_steps.value() ||
+                    !earlier.value().contains("rows") || !earlier.value()["rows"].is_array())
+                    return failure("compare-schedules: " + eval_path + " was started with another N or step count (or is damaged); move it away to start again");
+                result["rows"] = earlier.value()["rows"];
             }
+            auto has_scale = [&](double s) {
+                for (const json& row : result["rows"])
+                    if (row.contains("scale") && row["scale"].is_number() && row["scale"].get<double>() == s) return true;
+                return false;
+            };
             auto model = load_model(dir + "/model.safetensors", device.value());
             if (!model) return failure("compare-schedules: " + model.error());
             const int64_t C = model->config.network.num_classes;
             const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);
-            json result = {{"schedule", run.schedule}, {"seed", run.seed}, {"count", N}, {"rows", json::array()},
-                           {"sampler", "ddim"}, {"sampling_steps", sampling_steps.value()}};
             for (double s : scales.value()) {
+                if (has_scale(s)) continue;
                 GenerateRequest req;
                 req.sampler.kind = SamplerKind::Ddim;
                 req.sampler.steps = sampling_steps.value();
@@ -258,6 +275,7 @@ int cmd_compare_schedules(const std::vector<std::string>& argv) {
                             row.value("agreement", 0.0));
                 std::fflush(stdout);
                 result["rows"].push_back(row);
+                if (auto st = write_file_atomic(eval_path, result.dump(1)); !st) return failure("compare-schedules: " + st.error());
             }
             // The per-timestep curves on the same test images and timesteps for every run.
             BoundOptions bo;
@@ -275,6 +293,7 @@ int cmd_compare_schedules(const std::vector<std::string>& argv) {
             result["bpd_exact"] = b->grid.exact;
             result["curve"] = {{"t", b->grid.timesteps}, {"weight", b->grid.weights}, {"log_snr", log_snr},
                                {"eps_mse", b->mse_mean}, {"term_bpd", b->term_mean}};
+            result["complete"] = true;
             std::printf("eval %s: bound %.3f +- %.3f bits/dim (%lld test images)\n", run.name().c_str(), b->bpd, b->bpd_se,
                         (long long)n);
             if (auto st = write_file_atomic(dir + "/eval.json", result.dump(1)); !st) return failure("compare-schedules: " + st.error());
@@ -296,6 +315,10 @@ int cmd_compare_schedules(const std::vector<std::string>& argv) {
             if (!fs::exists(path)) continue;
             auto j = read_json(path);
             if (!j) return failure("compare-schedules: " + j.error());
+            if (!j.value().value("complete", false)) {
+                std::printf("report: %s is not fully evaluated yet (run the eval phase again)\n", run.name().c_str());
+                continue;
+            }
             try {
                 ++found;
                 const double b = j.value()["bpd"].get<double>();

@@ -1,5 +1,6 @@
 #include "core/evaluation/likelihood.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -43,10 +44,17 @@ Result<BoundGrid> make_bound_grid(int64_t T, int64_t strata, at::Generator& gen)
         g.exact = true;
         return g;
     }
-    // Strata [lo, hi) of 1..T-1 with sizes differing by at most one; one uniform draw in each.
-    const int64_t n = T - 1;
+    // Strata [e_k, e_{k+1}) of 1..T-1 whose edges grow geometrically (e_k ~ T^(k/K)): the terms fall
+    // roughly like 1/t, so the first timesteps, which carry most of the bound, are taken one by one
+    // and a stratum's terms differ little. One uniform draw in each.
+    std::vector<int64_t> edges{1};
+    for (int64_t j = 1; j < strata; ++j) {
+        const int64_t e = std::llround(std::pow(double(T), double(j) / double(strata)));
+        edges.push_back(std::clamp<int64_t>(e, edges.back() + 1, T - (strata - j)));
+    }
+    edges.push_back(T);
     for (int64_t k = 0; k < strata; ++k) {
-        const int64_t lo = 1 + k * n / strata, hi = 1 + (k + 1) * n / strata;
+        const int64_t lo = edges[size_t(k)], hi = edges[size_t(k) + 1];
         const int64_t t = lo + at::randint(hi - lo, {1}, gen, at::TensorOptions().dtype(at::kLong)).item<int64_t>();
         g.timesteps.push_back(t);
         g.weights.push_back(double(hi - lo));

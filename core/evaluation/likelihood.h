@@ -16,7 +16,9 @@
 //
 // Every timestep costs one network evaluation per image. `strata` trades exactness for time: L_0
 // is always computed, and the sum over t >= 1 is estimated from one timestep drawn uniformly from
-// each of `strata` equal ranges of 1..T-1, weighted by its range's length (unbiased over draws).
+// each of `strata` ranges of 1..T-1, weighted by its range's length (unbiased over draws). The
+// ranges grow geometrically: L_t falls roughly like 1/t, so the first timesteps, which carry most
+// of the bound, are taken one by one (equal ranges left a single draw ~30% low on a real model).
 
 #include <atomic>
 #include <cstdint>
@@ -53,8 +55,8 @@ struct BoundGrid {
     bool exact = false;              ///< every timestep, weight 1
 };
 
-/// All T timesteps (strata = 0 or >= T-1), or 0 plus one uniform draw from each of `strata` equal
-/// ranges of 1..T-1. Refuses T < 2 or a negative strata count.
+/// All T timesteps (strata = 0 or >= T-1), or 0 plus one uniform draw from each of `strata`
+/// geometrically growing ranges of 1..T-1. Refuses T < 2 or a negative strata count.
 Result<BoundGrid> make_bound_grid(int64_t T, int64_t strata, at::Generator& gen);
 
 /// The terms for one batch of images, all in bits/dim and float64 on the CPU.

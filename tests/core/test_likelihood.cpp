@@ -136,6 +136,9 @@ private Q_SLOTS:
                 if (k > 0) QVERIFY(grid.timesteps[k] > grid.timesteps[k - 1] && grid.timesteps[k] < T);
             }
             QCOMPARE(w, double(T));
+            // Geometric ranges: the first timesteps are taken one by one.
+            QCOMPARE(grid.timesteps[1], int64_t(1));
+            QCOMPARE(grid.weights[1], 1.0);
             at::Generator gn = make_generator(7);
             const double e = bound_terms(exact(c, s), s, c, grid, BoundVariance::Large, true, gn).total(grid).mean().item<double>();
             sum += e;
