@@ -14,6 +14,7 @@
 #include "ui/common/qcp.h"
 #include "ui/signal_wait.h"
 #include "ui/views/lecture_tour.h"
+#include "ui/views/likelihood_view.h"
 #include "ui/views/main_window.h"
 #include "ui/views/models_view.h"
 #include "ui/views/reverse_view.h"
@@ -146,6 +147,47 @@ private Q_SLOTS:
         QVERIFY(waitCount(finished, 2, 60000));
         QCOMPARE(v->panelImage(0).size(), QSize(8 * 30 + 2, 30 + 2));  // a row of 8 frames
         QCOMPARE(v->panelImage(2).size(), QSize(8 * 30 + 2, 30 + 2));
+    }
+
+    // The likelihood tab: linear and cosine measured one after the other stay side by side, each
+    // with a point per grid timestep and a total; the bundled exact curves are drawn beside them.
+    void likelihoodViewComparesTwoSchedules() {
+        QSettings().clear();
+        MainWindow w(options());
+        w.show();
+        QSignalSpy ready(w.reverseView(), &ReverseView::modelReady);
+        QVERIFY(waitCount(ready, 1, 30000));
+        w.setCurrentTab(9);
+        LikelihoodView* v = w.likelihoodView();
+        QSignalSpy finished(v, &LikelihoodView::finished);
+        QSignalSpy failed(w.reverseView()->worker(), &SamplingWorker::failed);
+        int n = 0;
+        for (const char* model : {"fashion-mnist-linear", "fashion-mnist-cosine"}) {
+            v->configure(QString::fromLatin1(model), 24, 20);
+            v->compute();
+            QVERIFY2(waitCount(finished, ++n, 60000), failed.isEmpty() ? "" : qPrintable(failed.first().first().toString()));
+        }
+        QCOMPARE(v->curves().size(), 2);
+        for (const LikelihoodCurve& c : v->curves()) {
+            QVERIFY(c.complete);
+            QCOMPARE(c.t.size(), 21);  // t = 0 and 20 ranges
+            QCOMPARE(c.t.first(), 0.0);
+            QVERIFY2(c.bpd > 0.5 && c.bpd < 8, qPrintable(QString::number(c.bpd)));
+            QVERIFY(c.se > 0);
+            QVERIFY(std::abs(c.prior + c.decoder + c.diffusion - c.bpd) < 1e-6 * c.bpd);
+            QVERIFY(v->bundledCurves().contains(c.model));
+            QCOMPARE(v->bundledCurves()[c.model].t.size(), 1000);  // the exact GPU curve
+        }
+        // Linear's last timesteps are nearly pure noise: its noise loss there is far below cosine's.
+        const LikelihoodCurve& lin = v->curves()["fashion-mnist-linear"];
+        const LikelihoodCurve& cos = v->curves()["fashion-mnist-cosine"];
+        QCOMPARE(lin.t, cos.t);  // the same timesteps for both (same seed)
+        QVERIFY(lin.mse.last() < cos.mse.last() || lin.mse[lin.mse.size() - 3] < cos.mse[cos.mse.size() - 3]);
+        QVERIFY(v->summary().contains(QStringLiteral("bits/dim")));
+        const QString dir = qEnvironmentVariable("DLAB_SCREENSHOT_DIR", QDir::currentPath() + QStringLiteral("/screenshots"));
+        QDir().mkpath(dir);
+        QTest::qWait(100);  // the summary label is laid out again
+        QVERIFY(w.grab().save(dir + QStringLiteral("/likelihood.png")));
     }
 
     void everyTabIsReadableAtBothSizes() {

@@ -13,6 +13,8 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::ChainFrame>();
     qRegisterMetaType<dlab::ui::ModelInfo>();
     qRegisterMetaType<dlab::ui::GenerativeRequest>();
+    qRegisterMetaType<dlab::ui::LikelihoodRequest>();
+    qRegisterMetaType<dlab::ui::LikelihoodCurve>();
     qRegisterMetaType<dlab::ui::SweepRow>();
     qRegisterMetaType<QVector<double>>();
     qRegisterMetaType<dlab::ui::ForwardRequest>();
@@ -221,6 +223,12 @@ void SamplingWorker::generateModels(const GenerativeRequest& request, int reques
     if (requestId != m_latest.load()) return;
     m_stop = false;
     schedule(ImageLane, std::make_shared<GenerativeJob>(m_lab, request, requestId, this), imageStale(requestId));
+}
+
+void SamplingWorker::computeLikelihood(const LikelihoodRequest& request, int requestId) {
+    if (requestId != m_latest.load()) return;
+    m_stop = false;
+    schedule(ImageLane, std::make_shared<LikelihoodJob>(m_lab, request, requestId, this), imageStale(requestId));
 }
 
 // ---- the 2-D lane -------------------------------------------------------------------------

@@ -31,6 +31,7 @@
 #include "ui/jobs/forward_job.h"
 #include "ui/jobs/generative_job.h"
 #include "ui/jobs/lab_job.h"
+#include "ui/jobs/likelihood_job.h"
 #include "ui/jobs/sweep_job.h"
 #include "ui/jobs/toy_job.h"
 
@@ -83,6 +84,9 @@ public Q_SLOTS:
     void generateVaeGrid(int count, quint64 seed, int requestId);
     /// GAN, VAE prior and diffusion side by side, or their interpolations (generative_job.h).
     void generateModels(const dlab::ui::GenerativeRequest& request, int requestId);
+    /// The variational bound of the loaded or a bundled model on test images (likelihood_job.h):
+    /// likelihoodCurve after every finished timestep and once at the end.
+    void computeLikelihood(const dlab::ui::LikelihoodRequest& request, int requestId);
     /// Starts a 2-D chain (toy model) that runs to the end, one toyFrame per step, unless a newer
     /// toy request arrives. It does not disturb the loaded model or the image chain.
     void startToyChain(const dlab::ui::ToyChainRequest& request, int requestId);
@@ -106,6 +110,8 @@ Q_SIGNALS:
     void sweepFinished(bool completed, const QString& floor);
     /// A forward preview is ready (the latest request at the time it started).
     void forwardReady(const dlab::ui::ForwardResult& result);
+    /// The growing per-timestep curves of a likelihood request (ended once it left the worker).
+    void likelihoodCurve(const dlab::ui::LikelihoodCurve& curve, int requestId);
     /// One step of a 2-D chain (the last one carries the final points).
     void toyFrame(const dlab::ui::ToyFrame& frame, int requestId);
     /// A 2-D chain could not start or failed; `requestId` says which.

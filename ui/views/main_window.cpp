@@ -22,6 +22,7 @@
 #include "ui/views/forward_view.h"
 #include "ui/views/history_view.h"
 #include "ui/views/lecture_tour.h"
+#include "ui/views/likelihood_view.h"
 #include "ui/views/models_view.h"
 #include "ui/views/training_view.h"
 #include "ui/views/reverse_view.h"
@@ -60,6 +61,10 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_models = new ModelsView(m_reverse->worker());
     m_tabs->addTab(m_models, tr("Generative models"));
     connect(m_reverse, &ReverseView::modelReady, m_models, &ModelsView::setModelInfo);
+    // Tab 9: the variational bound term by term and the noise loss against t.
+    m_likelihood = new LikelihoodView(m_reverse->worker(), select_device("cuda").ok());
+    m_tabs->addTab(m_likelihood, tr("Loss and likelihood"));
+    connect(m_reverse, &ReverseView::modelReady, m_likelihood, &LikelihoodView::setModelInfo);
     m_batch->setHistory(m_history.get());
     m_explorer->setHistory(m_history.get());
     connect(m_training, &TrainingView::modelTrained, m_reverse, &ReverseView::addModel);

@@ -17,6 +17,7 @@ class ForwardView;
 class HistoryView;
 class LectureTour;
 class ModelsView;
+class LikelihoodView;
 class TrainingView;
 class ToyView;
 class ReverseView;
@@ -46,6 +47,7 @@ public:
     HistoryView* historyView() const { return m_historyView; }
     LectureTour* tour() const { return m_tour; }
     ModelsView* modelsView() const { return m_models; }
+    LikelihoodView* likelihoodView() const { return m_likelihood; }
     RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
@@ -74,6 +76,7 @@ private:
     HistoryView* m_historyView = nullptr;
     LectureTour* m_tour = nullptr;
     ModelsView* m_models = nullptr;
+    LikelihoodView* m_likelihood = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;
 };
