@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 
 #include <torch/torch.h>
 
@@ -10,7 +11,9 @@
 #include "app/cli/cli_util.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
+#include "core/networks/graphed_model.h"
 #include "core/networks/network.h"
+#include "core/sampling/generate.h"
 #include "core/runtime/runtime.h"
 
 namespace dlab::app {
@@ -23,6 +26,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         .option("iters", "timed denoising steps per batch size", "30")
         .option("base-channels", "with --model config: UNet base channels", "32")
         .option("mult", "with --model config: channel multipliers", "1,2,2")
+        .flag("chain", "also time a whole guided DDIM chain (1 and 256 samples) eagerly and as CUDA graphs")
         .flag("no-mkldnn", "use LibTorch's native convolutions instead of oneDNN (CPU)")
         .option("threads", "intra-op threads (0: one per core)", "0")
         .flag("help", "show this help");
@@ -63,7 +67,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
     std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s\n",
                 to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
                 at::get_num_threads(), runtime_info().torch_version.c_str());
-    std::printf("%8s %12s %14s %16s %22s\n", "batch", "forward", "ms/step (CFG)", "img-steps/s (CFG)", "images/s (50-step DDIM)");
+    // The same forward pass eagerly and replayed as a CUDA graph (graphed_model.h), alternated in
+    // this one process on the same inputs; "-" where graphs are not in use (CPU, or DLAB_CUDA_GRAPHS=0).
+    GraphedModel graphed(net);
+    std::printf("%8s %14s %14s %9s %18s %18s\n", "batch", "eager ms/step", "graph ms/step", "ratio", "img-steps/s eager",
+                "img-steps/s graph");
     for (int64_t b : batches.value()) {
         // A guided step is one forward pass over 2b inputs (conditional + unconditional halves).
         const int64_t fb = 2 * b;
@@ -72,23 +80,66 @@ int cmd_bench(const std::vector<std::string>& argv) {
                                          : std::vector<int64_t>{fb, nc.in_channels};
         const at::Tensor x = at::randn(shape).to(device.value());
         const at::Tensor t = at::full({fb}, 500, at::kLong).to(device.value());
-        const at::Tensor y = at::zeros({fb}, at::kLong).to(device.value());
+        const at::Tensor y = nc.num_classes > 0 ? at::zeros({fb}, at::kLong).to(device.value()) : at::Tensor();
         auto sync = [&] {
             if (device->is_cuda()) torch::cuda::synchronize();
         };
-        for (int i = 0; i < 3; ++i) net->forward(x, t, nc.num_classes > 0 ? y : at::Tensor());
-        sync();
-        std::vector<double> ms;
-        for (int64_t i = 0; i < iters.value(); ++i) {
-            const auto a = std::chrono::steady_clock::now();
-            net->forward(x, t, nc.num_classes > 0 ? y : at::Tensor());
+        auto median_ms = [&](const std::function<at::Tensor()>& f) {
+            for (int i = 0; i < 3; ++i) f();
             sync();
-            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+            std::vector<double> ms;
+            for (int64_t i = 0; i < iters.value(); ++i) {
+                const auto a = std::chrono::steady_clock::now();
+                f();
+                sync();
+                ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+            }
+            std::sort(ms.begin(), ms.end());
+            return ms[ms.size() / 2];
+        };
+        const double eager = median_ms([&] { return net->forward(x, t, y); });
+        if (graphed.active()) {
+            const double graph = median_ms([&] { return graphed(x, t, y); });
+            const double diff = (graphed(x, t, y) - net->forward(x, t, y)).abs().max().item<double>();
+            std::printf("%8lld %14.3f %14.3f %9.2f %18.1f %18.1f   max |graph - eager| %.2e\n", (long long)b, eager, graph,
+                        eager / graph, 1000.0 * b / eager, 1000.0 * b / graph, diff);
+        } else {
+            std::printf("%8lld %14.3f %14s %9s %18.1f %18s\n", (long long)b, eager, "-", "-", 1000.0 * b / eager, "-");
         }
-        std::sort(ms.begin(), ms.end());
-        const double med = ms[ms.size() / 2];
-        std::printf("%8lld %12s %14.3f %16.1f %22.1f\n", (long long)b, "median", med, 1000.0 * b / med,
-                    1000.0 * b / (50 * med));
+        std::fflush(stdout);
+    }
+    // A whole guided DDIM chain through generate(), eager and graphed, same seed: time and agreement.
+    if (args.has("chain") && nc.kind == NetworkKind::UNet && args.get("model") != "config") {
+        auto path = resolve_model(args.get("model"));
+        auto m = load_model(path.value(), device.value());
+        if (!m) return failure("bench: " + m.error());
+        for (int64_t n : {int64_t(1), int64_t(256)}) {
+            GenerateRequest req;
+            req.sampler.kind = SamplerKind::Ddim;
+            req.sampler.steps = 50;
+            req.count = n;
+            req.batch = n;
+            req.guidance = 3.0;
+            req.seed = 7;
+            if (nc.num_classes > 0) req.labels = at::arange(n, at::kLong).remainder(nc.num_classes);
+            at::Tensor out[2];
+            double secs[2];
+            for (int g = 0; g < 2; ++g) {
+                req.cuda_graphs = g == 1;
+                generate(m.value(), req);  // warm-up (and the capture)
+                if (device->is_cuda()) torch::cuda::synchronize();
+                const auto a = std::chrono::steady_clock::now();
+                auto r = generate(m.value(), req);
+                if (device->is_cuda()) torch::cuda::synchronize();
+                secs[g] = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+                if (!r) return failure("bench: " + r.error());
+                out[g] = r.value();
+            }
+            std::printf("chain: %lld sample%s, DDIM 50, CFG s = 3: eager %.1f ms (%.2f ms/step), graphed %.1f ms (%.2f ms/step), "
+                        "ratio %.2f; max |graphed - eager| %.2e\n",
+                        (long long)n, n == 1 ? "" : "s", 1000 * secs[0], 20 * secs[0], 1000 * secs[1], 20 * secs[1],
+                        secs[0] / secs[1], (out[1] - out[0]).abs().max().item<double>());
+        }
     }
     return 0;
 }

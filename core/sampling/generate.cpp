@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "core/networks/graphed_model.h"
 #include "core/runtime/runtime.h"
 
 namespace dlab {
@@ -127,7 +128,7 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
         s->noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
     }
     Network net = model.network;
-    s->fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+    s->fn = model_function(net, req.cuda_graphs ? std::make_shared<GraphedModel>(net) : nullptr);
     s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
     return std::unique_ptr<GenerateRun>(new GenerateRun(std::move(s)));
 }

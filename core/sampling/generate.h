@@ -26,6 +26,7 @@ struct GenerateRequest {
     const std::atomic<bool>* cancel = nullptr;  ///< checked before every step
     bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
     at::Tensor noise;            ///< the starting noise x_T [N, ...] (undefined: drawn from `seed`)
+    bool cuda_graphs = true;     ///< replay the network as CUDA graphs on CUDA (graphed_model.h)
 };
 
 /// Spherical interpolation between two noise tensors (Shoemake 1985), the path between two

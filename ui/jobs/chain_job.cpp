@@ -30,7 +30,7 @@ void ReverseChainJob::prepare(const ChainSettings& s) {
     at::Tensor y;
     if (C > 0) y = at::full({1}, s.classIndex < 0 ? C : std::min<int64_t>(s.classIndex, C - 1), at::kLong).to(m_lab->device);
     Network net = m_lab->model->network;
-    ModelFn fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& l) { return net->forward(x, t, l); };
+    ModelFn fn = model_function(net, m_lab->graphed);
     RawDenoiser raw;
     if (C > 0 && s.classIndex >= 0) {
         raw = classifier_free_guidance(fn, y, C, m_guidance,

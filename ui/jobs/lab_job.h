@@ -16,6 +16,7 @@
 #include "core/forward/schedule.h"
 #include "core/guidance/guidance.h"
 #include "core/io/model_io.h"
+#include "core/networks/graphed_model.h"
 
 namespace dlab::ui {
 
@@ -27,6 +28,8 @@ struct LabModel {
     NoiseSchedule schedule;
     c10::Device device = c10::kCPU;
     ClassifierGradFn classifierGrad;  ///< the bundled noise-aware classifier, when it fits the model
+    /// The network's forward pass as CUDA graphs (on CUDA; captured per shape on first use).
+    std::shared_ptr<GraphedModel> graphed;
     const ModelConfig& config() const { return model->config; }
     bool isImage() const { return model->config.network.kind == NetworkKind::UNet; }
 };

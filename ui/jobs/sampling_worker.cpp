@@ -97,7 +97,8 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
             return;
         }
         auto lab = std::make_shared<LabModel>(LabModel{std::make_shared<LoadedModel>(std::move(loaded.value())),
-                                                        schedule.value(), dev.value(), {}});
+                                                        schedule.value(), dev.value(), {}, nullptr});
+        lab->graphed = std::make_shared<GraphedModel>(lab->model->network);
         ModelInfo info;
         info.path = path;
         const ModelConfig& c = lab->config();
