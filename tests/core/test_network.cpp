@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "core/networks/graphed_model.h"
 #include "core/networks/network.h"
 
 using namespace dlab;
@@ -65,6 +66,27 @@ private Q_SLOTS:
         const double diff = (un[0] - out[2]).abs().max().item<double>();
         QVERIFY2(diff <= 1e-5 * scale, qPrintable(QString("max |diff| %1, scale %2").arg(diff).arg(scale)));
         QVERIFY((out[0] - out[2]).abs().max().item<double>() > 1e-2 * scale);
+    }
+
+    // A GraphedModel replays CUDA graphs only for a CUDA network in a CUDA build; on the CPU (and in
+    // this Debian build) it is the plain forward pass, and model_function gives the same outputs.
+    void graphedModelIsTheForwardPassOffCuda() {
+        NetworkConfig c;
+        c.base_channels = 16;
+        c.dropout = 0;
+        auto net = make_network(c).value();
+        torch::NoGradGuard g;
+        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+        net->eval();
+        auto graphed = std::make_shared<GraphedModel>(net);
+        QVERIFY(!graphed->active());
+        QCOMPARE(graphed->captured(), 0);
+        const at::Tensor x = at::randn({2, 1, 28, 28}), t = at::full({2}, 300, at::kLong), y = at::tensor({3, 10});
+        const at::Tensor direct = net->forward(x, t, y);
+        QVERIFY(at::equal((*graphed)(x, t, y), direct));
+        QVERIFY(at::equal(model_function(net, graphed)(x, t, y), direct));
+        QVERIFY(at::equal(model_function(net)(x, t, y), direct));
+        QCOMPARE(graphed->captured(), 0);
     }
 
     void mlpDenoiser() {
