@@ -17,3 +17,10 @@ for m in fashion-mnist-live default; do
   $cli bench --model "$m" --device cuda --batches 1,64,256 --iters 100 --chain 2>&1 | tee -a "$OUT/graphs.log"
 done
 echo "total $((SECONDS - t0)) s"
+# The peer in the same call: the same network in PyTorch eager, as a hand CUDA graph and with
+# torch.compile (default, reduce-overhead), at batch 1 and 256 (bench/sample_reference.py).
+echo "== peer (PyTorch), same GPU, same call" | tee -a "$OUT/graphs.log"
+(cd bench && timeout 300 python3 sample_reference.py --batches 1,256 --iters 100) 2>&1 | grep -v "Warning\|warn" | tee -a "$OUT/graphs.log"
+echo "== diffusionlab again (alternated), default architecture" | tee -a "$OUT/graphs.log"
+$cli bench --model default --device cuda --batches 1,256 --iters 100 2>&1 | tee -a "$OUT/graphs.log"
+echo "total with peer $((SECONDS - t0)) s"

@@ -20,6 +20,7 @@
 #include "core/evaluation/classifier.h"
 #include "core/data/datasets.h"
 #include "core/evaluation/feature_net.h"
+#include "core/evaluation/likelihood.h"
 #include "core/sampling/generate.h"
 #include "core/evaluation/metrics.h"
 #include "core/gan/gan.h"
@@ -138,6 +139,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     json nll;
     if (metrics->count("nll")) {
         if (sweep) return usage("sweep: --metrics nll belongs to eval");
+        if (!parse_bound_variance(args.get("nll-variance")))
+            return usage(command + ": --nll-variance must be model, small or large (not '" + args.get("nll-variance") + "')");
         if (!model) return usage(command + ": --metrics nll needs a diffusion model (not an autoencoder or training images)");
         auto j = run_nll(args, model.value(), command);
         if (!j) return failure(command + ": " + j.error());

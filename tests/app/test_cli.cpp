@@ -269,7 +269,7 @@ private Q_SLOTS:
         QCOMPARE(r.code, 1);
         QVERIFY2(r.err.contains("latent model"), qPrintable(r.err));
         r = cli({"eval", "--metrics", "nll", "--nll-variance", "wide"});
-        QCOMPARE(r.code, 1);
+        QCOMPARE(r.code, 2);
         QVERIFY2(r.err.contains("--nll-variance"), qPrintable(r.err));
         r = cli({"eval", "--metrics", "nll,bpd"});
         QCOMPARE(r.code, 2);

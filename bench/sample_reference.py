@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""The peer of `diffusionlab-cli bench` (issue 17): the same UNet as core/networks/network.cpp (from
+train_reference.py: base 32, multipliers 1-2-2, attention at 7x7, 10 classes + null), one guided
+denoising forward pass over 2B rows (conditional and unconditional halves), timed in PyTorch eager,
+with torch.compile (default and reduce-overhead) and as a hand-made CUDA graph, at each batch size B.
+float32 with TF32 convolutions allowed, as the project's default. Prints the median ms per pass.
+Speed does not depend on the weights: they are the random initialisation.
+"""
+import argparse
+import time
+
+import torch
+
+from train_reference import UNet
+
+
+def median_ms(fn, iters):
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    ms = []
+    for _ in range(iters):
+        a = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        ms.append(1000 * (time.perf_counter() - a))
+    ms.sort()
+    return ms[len(ms) // 2]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--batches", default="1,256")
+    p.add_argument("--iters", type=int, default=100)
+    p.add_argument("--variants", default="eager,graph,compile,compile-ro")
+    a = p.parse_args()
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    net = UNet().cuda().eval()
+    print(f"peer: PyTorch {torch.__version__}, {torch.cuda.get_device_name()}, "
+          f"{sum(p.numel() for p in net.parameters())} parameters")
+    print(f"{'batch':>6} {'variant':>12} {'ms/step (CFG)':>14} {'img-steps/s':>12}")
+    variants = a.variants.split(",")
+    with torch.inference_mode():
+        for b in [int(v) for v in a.batches.split(",")]:
+            x = torch.randn(2 * b, 1, 28, 28, device="cuda")
+            t = torch.full((2 * b,), 500, device="cuda", dtype=torch.long)
+            y = torch.cat([torch.zeros(b, dtype=torch.long), torch.full((b,), 10, dtype=torch.long)]).cuda()
+            for v in variants:
+                if v == "eager":
+                    fn = lambda: net(x, t, y)
+                elif v == "graph":
+                    s = torch.cuda.Stream()
+                    s.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(s):
+                        for _ in range(3):
+                            net(x, t, y)
+                    torch.cuda.current_stream().wait_stream(s)
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):
+                        out = net(x, t, y)
+                    fn = lambda: (g.replay(), out)
+                else:
+                    mode = "reduce-overhead" if v == "compile-ro" else "default"
+                    c = torch.compile(net, mode=mode)
+                    fn = lambda: c(x, t, y)
+                ms = median_ms(fn, a.iters)
+                print(f"{b:>6} {v:>12} {ms:>14.3f} {1000 * b / ms:>12.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
