@@ -12,6 +12,23 @@
 
 using namespace dlab;
 
+namespace {
+
+// A small UNet in eval mode, without dropout. Its output layer starts at zero: every weight is
+// perturbed so that the input and the conditioning show in the output.
+Network perturbedNetwork() {
+    NetworkConfig c;
+    c.base_channels = 16;
+    c.dropout = 0;
+    Network net = make_network(c).value();
+    torch::NoGradGuard g;
+    for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+    net->eval();
+    return net;
+}
+
+}  // namespace
+
 class TestNetwork : public QObject {
     Q_OBJECT
 private Q_SLOTS:
@@ -46,14 +63,8 @@ private Q_SLOTS:
     }
 
     void labelsChangeTheOutput() {
-        NetworkConfig c;
-        c.base_channels = 16;
-        c.dropout = 0;
-        auto net = make_network(c).value();
-        // The output layer starts at zero; perturb all weights so that conditioning shows.
+        Network net = perturbedNetwork();
         torch::NoGradGuard g;
-        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
-        net->eval();
         const at::Tensor x = at::randn({1, 1, 28, 28}).expand({3, 1, 28, 28}).contiguous();
         const at::Tensor out = net->forward(x, at::full({3}, 300), at::tensor({2, 7, 10}));
         QVERIFY(!at::allclose(out[0], out[1]));
@@ -71,13 +82,8 @@ private Q_SLOTS:
     // A GraphedModel replays CUDA graphs only for a CUDA network in a CUDA build; on the CPU (and in
     // this Debian build) it is the plain forward pass, and model_function gives the same outputs.
     void graphedModelIsTheForwardPassOffCuda() {
-        NetworkConfig c;
-        c.base_channels = 16;
-        c.dropout = 0;
-        auto net = make_network(c).value();
+        Network net = perturbedNetwork();
         torch::NoGradGuard g;
-        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
-        net->eval();
         auto graphed = std::make_shared<GraphedModel>(net);
         QVERIFY(!graphed->active());
         QCOMPARE(graphed->captured(), 0);
