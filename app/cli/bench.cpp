@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <optional>
 
 #include <torch/torch.h>
 
@@ -39,6 +40,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     if (!iters) return usage(iters.error());
     Network net;
     NetworkConfig nc;
+    std::optional<LoadedModel> loaded;  // a model file: kept for --chain
     if (args.get("model") == "config") {
         auto base = args.get_int("base-channels", 8, 1024);
         auto mult = args.get_int_list("mult", 1, 16);
@@ -58,6 +60,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         if (!m) return failure("bench: " + m.error());
         net = m->network;
         nc = m->config.network;
+        loaded = std::move(m.value());
     }
     torch::NoGradGuard ng;
     if (args.has("no-mkldnn")) at::globalContext().setUserEnabledMkldnn(false);
@@ -109,10 +112,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         std::fflush(stdout);
     }
     // A whole guided DDIM chain through generate(), eager and graphed, same seed: time and agreement.
-    if (args.has("chain") && nc.kind == NetworkKind::UNet && args.get("model") != "config") {
-        auto path = resolve_model(args.get("model"));
-        auto m = load_model(path.value(), device.value());
-        if (!m) return failure("bench: " + m.error());
+    if (args.has("chain") && nc.kind == NetworkKind::UNet && loaded) {
         for (int64_t n : {int64_t(1), int64_t(256)}) {
             GenerateRequest req;
             req.sampler.kind = SamplerKind::Ddim;
@@ -126,10 +126,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
             double secs[2];
             for (int g = 0; g < 2; ++g) {
                 req.cuda_graphs = g == 1;
-                generate(m.value(), req);  // warm-up (and the capture)
+                generate(*loaded, req);  // warm-up (and the capture)
                 if (device->is_cuda()) torch::cuda::synchronize();
                 const auto a = std::chrono::steady_clock::now();
-                auto r = generate(m.value(), req);
+                auto r = generate(*loaded, req);
                 if (device->is_cuda()) torch::cuda::synchronize();
                 secs[g] = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
                 if (!r) return failure("bench: " + r.error());

@@ -216,6 +216,7 @@ Result<std::unique_ptr<BoundRun>> BoundRun::create(const LoadedModel& model, con
 
 bool BoundRun::done() const { return s_->k >= s_->grid.timesteps.size(); }
 int64_t BoundRun::steps_done() const { return s_->steps_done; }
+int64_t BoundRun::timesteps_done() const { return int64_t(s_->term_mean.size()); }
 int64_t BoundRun::total_steps() const {
     return int64_t(s_->grid.timesteps.size()) * ((s_->N + s_->batch - 1) / s_->batch);
 }

@@ -121,6 +121,8 @@ public:
     void step();
     int64_t steps_done() const;
     int64_t total_steps() const;
+    /// Grid timesteps finished over every image so far.
+    int64_t timesteps_done() const;
     /// term_mean / mse_mean for the timesteps done so far (a prefix of grid.timesteps); the totals
     /// (bpd, its standard error, the parts) once done().
     BoundReport report() const;

@@ -31,12 +31,14 @@ int nesting_depth(const nlohmann::json& root, int limit) {
 
 }  // namespace
 
-std::string manifest_path(const std::string& model_path) {
+std::string sibling_path(const std::string& model_path, const std::string& suffix) {
     const std::string ext = ".safetensors";
     if (model_path.size() <= ext.size() || model_path.compare(model_path.size() - ext.size(), ext.size(), ext) != 0)
         return "";
-    return model_path.substr(0, model_path.size() - ext.size()) + ".json";
+    return model_path.substr(0, model_path.size() - ext.size()) + suffix;
 }
+
+std::string manifest_path(const std::string& model_path) { return sibling_path(model_path, ".json"); }
 
 Result<ModelManifest> parse_manifest(const std::string& text, const std::string& source) {
     if (int64_t(text.size()) > kMaxManifestBytes)

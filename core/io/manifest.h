@@ -24,6 +24,9 @@ constexpr int64_t kMaxManifestBytes = int64_t(1) << 20;
 /// Objects and lists nest at most this deep (the bundled ones: 4).
 constexpr int kMaxManifestDepth = 16;
 
+/// A file beside a model file: name.safetensors -> name + suffix ("" for other names). The bundled
+/// models keep their manifest (".json"), measured sweeps, trilemma and likelihood curves so.
+std::string sibling_path(const std::string& model_path, const std::string& suffix);
 /// The manifest's path for a model file: name.safetensors -> name.json ("" for other names).
 std::string manifest_path(const std::string& model_path);
 /// Parses and checks a manifest's text: a JSON object whose known text fields are strings of at

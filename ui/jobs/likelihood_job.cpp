@@ -111,7 +111,7 @@ bool LikelihoodJob::step() {
         return false;
     }
     // A point per finished timestep (a timestep spans every batch of images).
-    const size_t finished = m_run->report().term_mean.size();
+    const size_t finished = size_t(m_run->timesteps_done());
     if (finished != m_reported || m_run->done()) {
         m_reported = finished;
         Q_EMIT m_worker->likelihoodCurve(curve(), m_requestId);

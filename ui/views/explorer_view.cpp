@@ -16,13 +16,13 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QProgressBar>
-#include <QRegularExpression>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "ui/common/checked_values.h"
 #include "ui/common/explain.h"
@@ -182,9 +182,7 @@ bool ExplorerView::showMeasured() {
     QString facts[2];
     const char* files[2] = {".sweep-cfg.json", ".sweep-classifier.json"};
     for (int kind = 0; kind < 2; ++kind) {
-        QString file = QString::fromStdString(path.value());
-        file.replace(QRegularExpression(QStringLiteral("\\.safetensors$")), QLatin1String(files[kind]));
-        QFile f(file);
+        QFile f(QString::fromStdString(sibling_path(path.value(), files[kind])));
         // Read like any file from outside: the size first, every value checked before use.
         if (!f.open(QIODevice::ReadOnly) || f.size() > (qint64(1) << 20)) continue;
         const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();

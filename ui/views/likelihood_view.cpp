@@ -14,7 +14,6 @@
 #include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
-#include <QRegularExpression>
 #include <QSpinBox>
 #include <QVBoxLayout>
 
@@ -145,7 +144,7 @@ LikelihoodView::LikelihoodView(SamplingWorker* worker, bool cuda, QWidget* paren
         if (!c.t.isEmpty()) m_curves[c.model] = c;
         m_progress->setRange(0, std::max(1, c.total));
         m_progress->setValue(c.done);
-        if (!c.t.isEmpty() && !m_bundled.contains(c.model)) loadBundled(c.model);
+        if (!c.t.isEmpty() && !m_bundledTried.contains(c.model)) loadBundled(c.model);
         if (c.ended) {
             m_running = false;
             m_compute->setEnabled(true);
@@ -213,12 +212,11 @@ void LikelihoodView::clearCurves() {
 }
 
 void LikelihoodView::loadBundled(const QString& name) {
+    m_bundledTried.insert(name);  // a model without a bundled curve is not looked up at every update
     m_bundled.remove(name);
     const auto model = resolve_model(name.toStdString());
     if (!model) return;
-    QString path = QString::fromStdString(model.value());
-    path.replace(QRegularExpression(QStringLiteral("\\.safetensors$")), QStringLiteral(".nll.csv"));
-    QFile f(path);
+    QFile f(QString::fromStdString(sibling_path(model.value(), ".nll.csv")));
     if (!f.open(QIODevice::ReadOnly) || f.size() > (4 << 20)) return;
     // The model's schedule gives log-SNR for the alternative x axis.
     auto file = load_safetensors(model.value());
@@ -228,6 +226,7 @@ void LikelihoodView::loadBundled(const QString& name) {
     auto schedule = NoiseSchedule::create(config->schedule);
     if (!schedule) return;
     const int64_t T = schedule->timesteps();
+    const at::Tensor log_snr = schedule->log_snr().contiguous();
     LikelihoodCurve c;
     c.model = name;
     c.exact = true;
@@ -243,7 +242,7 @@ void LikelihoodView::loadBundled(const QString& name) {
         c.t << double(t);
         c.term << term;
         c.mse << mse;
-        c.logSnr << schedule->log_snr()[t].item<double>();
+        c.logSnr << log_snr.data_ptr<double>()[t];
     }
     // The exact total and its standard error, from the manifest.
     if (auto manifest = read_manifest(model.value())) {

@@ -9,6 +9,7 @@
 // beside the live estimate.
 
 #include <QMap>
+#include <QSet>
 #include <QVector>
 #include <QWidget>
 
@@ -68,6 +69,7 @@ private:
     QCustomPlot* m_lossPlot = nullptr;
     QMap<QString, LikelihoodCurve> m_curves;
     QMap<QString, LikelihoodCurve> m_bundled;
+    QSet<QString> m_bundledTried;  // names whose bundled curve was looked up
     QString m_loadedName;
     int m_request = 0;
     bool m_running = false;

@@ -11,11 +11,11 @@
 #include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
-#include <QRegularExpression>
 #include <QSlider>
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "ui/common/checked_values.h"
 #include "ui/common/explain.h"
@@ -208,9 +208,7 @@ void ModelsView::loadTrilemma() {
     m_points.clear();
     const auto model = resolve_model("fashion-mnist-cosine");
     if (!model) return;
-    QString path = QString::fromStdString(model.value());
-    path.replace(QRegularExpression(QStringLiteral("\\.safetensors$")), QStringLiteral(".trilemma.csv"));
-    QFile f(path);
+    QFile f(QString::fromStdString(sibling_path(model.value(), ".trilemma.csv")));
     if (!f.open(QIODevice::ReadOnly) || f.size() > (1 << 20)) return;
     const QStringList lines = QString::fromUtf8(f.readAll()).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
     for (int i = 1; i < lines.size() && m_points.size() < 200; ++i) {
