@@ -30,8 +30,8 @@ private Q_SLOTS:
     void oneFramePerStep() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         ChainSettings s;
         s.steps = 12;
         s.classIndex = 7;
@@ -54,11 +54,11 @@ private Q_SLOTS:
 
     void latentChainShowsLatentsAndDecodedImages() {
         WorkerFixture w;
-        QSignalSpy info(w.worker, &SamplingWorker::modelLoaded);
+        ThreadSpy info(w.worker, &SamplingWorker::modelLoaded);
         QVERIFY(w.load("latent-fashion-mnist"));
         QVERIFY(info.first().at(0).value<ModelInfo>().latent);
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         ChainSettings s;
         s.steps = 6;
         s.classIndex = 1;
@@ -78,7 +78,7 @@ private Q_SLOTS:
         }
         QCOMPARE(frames.last().at(0).value<ChainFrame>().next.size(), QSize(28, 28));
         // The one-step VAE grid.
-        QSignalSpy grids(w.worker, &SamplingWorker::gridReady);
+        ThreadSpy grids(w.worker, &SamplingWorker::gridReady);
         const int id = w.worker->newRequest();
         QMetaObject::invokeMethod(w.worker, "generateVaeGrid", Qt::QueuedConnection, Q_ARG(int, 9), Q_ARG(quint64, quint64(1)),
                                   Q_ARG(int, id));
@@ -89,8 +89,8 @@ private Q_SLOTS:
     void stopLandsWithinOneStep() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         ChainSettings s;
         s.steps = 1000;
         s.sampler = SamplerKind::Ddpm;
@@ -116,8 +116,8 @@ private Q_SLOTS:
     void guidanceChangeAppliesAtNextStep() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         ChainSettings s;
         s.steps = 6;
         s.guidance = 2.0;
@@ -134,11 +134,11 @@ private Q_SLOTS:
 
     void classifierGuidanceLiveWithHeatMap() {
         WorkerFixture w;
-        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        ThreadSpy loaded(w.worker, &SamplingWorker::modelLoaded);
         QVERIFY(w.load());
         QVERIFY(loaded.at(0).at(0).value<ModelInfo>().classifierGuidance);  // the bundled one fits
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         ChainSettings s;
         s.steps = 6;
         s.guidance = 0.0;  // unconditional path, steered by the classifier only
@@ -160,10 +160,10 @@ private Q_SLOTS:
     void sweepRowsReachTheExplorer() {
         WorkerFixture w;
         ExplorerView view(w.worker);
-        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        ThreadSpy loaded(w.worker, &SamplingWorker::modelLoaded);
         QVERIFY(w.load());
         view.setModelInfo(loaded.at(0).at(0).value<ModelInfo>());
-        QSignalSpy rows(w.worker, &SamplingWorker::sweepRow);
+        ThreadSpy rows(w.worker, &SamplingWorker::sweepRow);
         QSignalSpy done(&view, &ExplorerView::finished);
         view.runWith(0, QStringLiteral("0, 3"), 20, 3);
         QVERIFY(done.wait(120000));
@@ -185,7 +185,7 @@ private Q_SLOTS:
     void newerRequestWins() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         ChainSettings slow;
         slow.steps = 1000;
         slow.sampler = SamplerKind::Ddpm;
@@ -200,8 +200,8 @@ private Q_SLOTS:
     void batchStripAcrossScales() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy grids(w.worker, &SamplingWorker::gridReady);
-        QSignalSpy progress(w.worker, &SamplingWorker::batchProgress);
+        ThreadSpy grids(w.worker, &SamplingWorker::gridReady);
+        ThreadSpy progress(w.worker, &SamplingWorker::batchProgress);
         const int id = w.worker->newRequest();
         QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, 3),
                                   Q_ARG(QVector<double>, (QVector<double>{0.0, 3.0})), Q_ARG(int, 8), Q_ARG(int, 5),
@@ -226,10 +226,10 @@ private Q_SLOTS:
         const QString path = dir.filePath("nan.safetensors");
         QVERIFY(dlab::save_safetensors(path.toStdString(), broken).ok());
         WorkerFixture w;
-        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
-        QSignalSpy failed(w.worker, &SamplingWorker::failed);
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        ThreadSpy failed(w.worker, &SamplingWorker::failed);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
         QMetaObject::invokeMethod(w.worker, "loadModel", Qt::QueuedConnection, Q_ARG(QString, path), Q_ARG(QString, QStringLiteral("cpu")));
         QVERIFY(waitCount(loaded, 1, 30000));
         ChainSettings s;
@@ -244,7 +244,7 @@ private Q_SLOTS:
 
     void badModelIsAnErrorNotACrash() {
         WorkerFixture w;
-        QSignalSpy failed(w.worker, &SamplingWorker::failed);
+        ThreadSpy failed(w.worker, &SamplingWorker::failed);
         QMetaObject::invokeMethod(w.worker, "loadModel", Qt::QueuedConnection,
                                   Q_ARG(QString, QStringLiteral("/nonexistent/model.safetensors")), Q_ARG(QString, QStringLiteral("cpu")));
         QVERIFY(waitCount(failed, 1, 10000));
@@ -258,9 +258,9 @@ private Q_SLOTS:
     void forwardPreviewsAreCoalescedAndInterleaveWithAChain() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
-        QSignalSpy previews(w.worker, &SamplingWorker::forwardReady);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy previews(w.worker, &SamplingWorker::forwardReady);
         w.startLong(400);
         QVERIFY(waitCount(frames, 3, 30000));
         // 50 scrub positions sent at once while the chain runs: the latest wins.
@@ -315,7 +315,7 @@ private Q_SLOTS:
             for (int x = 0; x < 45; ++x) img.setPixel(x, y, qRgb(255, 255, 255));
         const QString path = dir.filePath("mine.png");
         QVERIFY(img.save(path));
-        QSignalSpy previews(w.worker, &SamplingWorker::forwardReady);
+        ThreadSpy previews(w.worker, &SamplingWorker::forwardReady);
         ForwardRequest r;
         r.source = ForwardRequest::File;
         r.path = path;
@@ -340,9 +340,9 @@ private Q_SLOTS:
     void toyChainRunsBesideTheImageChain() {
         WorkerFixture w;
         QVERIFY(w.load());
-        QSignalSpy frames(w.worker, &SamplingWorker::frameReady);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
-        QSignalSpy toy(w.worker, &SamplingWorker::toyFrame);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy toy(w.worker, &SamplingWorker::toyFrame);
         w.startLong(400);
         QVERIFY(waitCount(frames, 2, 30000));
         ToyChainRequest r;
@@ -388,7 +388,7 @@ private Q_SLOTS:
         auto* progress = view.findChild<QProgressBar*>();
         QVERIFY(progress);
         QTRY_VERIFY_WITH_TIMEOUT(progress->value() >= 5 && progress->maximum() == 1000, 30000);
-        QSignalSpy workerFrames(w.worker, &SamplingWorker::toyFrame);
+        ThreadSpy workerFrames(w.worker, &SamplingWorker::toyFrame);
         view.cancel();
         QTest::qWait(100);  // a step in flight may still land
         const int after = workerFrames.size();

@@ -36,10 +36,10 @@ private Q_SLOTS:
         WorkerFixture w;
         const QString models[2] = {QString::fromStdString(dlab::resolve_model("fashion-mnist-live").value()),
                                    QString::fromStdString(dlab::resolve_model("default").value())};
-        QSignalSpy loaded(w.worker, &SamplingWorker::modelLoaded);
-        QSignalSpy stopped(w.worker, &SamplingWorker::chainStopped);
-        QSignalSpy previews(w.worker, &SamplingWorker::forwardReady);
-        QSignalSpy failed(w.worker, &SamplingWorker::failed);
+        ThreadSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ThreadSpy previews(w.worker, &SamplingWorker::forwardReady);
+        ThreadSpy failed(w.worker, &SamplingWorker::failed);
         int loads = 0;
         auto load = [&](int which) {
             QMetaObject::invokeMethod(w.worker, "loadModel", Qt::QueuedConnection, Q_ARG(QString, models[which]),

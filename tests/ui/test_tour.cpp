@@ -136,7 +136,7 @@ private Q_SLOTS:
         ModelsView* v = w.modelsView();
         QVERIFY(v->trilemma().size() >= 10);  // the measured trilemma is bundled
         QSignalSpy finished(v, &ModelsView::finished);
-        QSignalSpy failed(w.reverseView()->worker(), &SamplingWorker::failed);
+        ThreadSpy failed(w.reverseView()->worker(), &SamplingWorker::failed);
         v->setDiffusionSteps(8);
         QCOMPARE(v->diffusionSteps(), 8);
         v->compare();
@@ -160,7 +160,7 @@ private Q_SLOTS:
         w.setCurrentTab(9);
         LikelihoodView* v = w.likelihoodView();
         QSignalSpy finished(v, &LikelihoodView::finished);
-        QSignalSpy failed(w.reverseView()->worker(), &SamplingWorker::failed);
+        ThreadSpy failed(w.reverseView()->worker(), &SamplingWorker::failed);
         int n = 0;
         for (const char* model : {"fashion-mnist-linear", "fashion-mnist-cosine"}) {
             v->configure(QString::fromLatin1(model), 24, 20);

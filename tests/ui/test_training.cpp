@@ -69,10 +69,10 @@ private Q_SLOTS:
         QTemporaryDir dir;
         const QString out = dir.path() + QStringLiteral("/run");
         TrainingFixture f;
-        QSignalSpy progress(f.worker, &TrainingWorker::progress);
-        QSignalSpy samples(f.worker, &TrainingWorker::samplesReady);
-        QSignalSpy finished(f.worker, &TrainingWorker::finished);
-        QSignalSpy started(f.worker, &TrainingWorker::started);
+        ThreadSpy progress(f.worker, &TrainingWorker::progress);
+        ThreadSpy samples(f.worker, &TrainingWorker::samplesReady);
+        ThreadSpy finished(f.worker, &TrainingWorker::finished);
+        ThreadSpy started(f.worker, &TrainingWorker::started);
         f.run(toyRequest(out, 100000));
         QVERIFY(waitCount(started, 1, 30000));
         QVERIFY(started.at(0).at(0).toString().contains(QStringLiteral("toy:moons")));
@@ -127,8 +127,8 @@ private Q_SLOTS:
     void imageRunDrawsAnEmaGrid() {
         QTemporaryDir dir;
         TrainingFixture f;
-        QSignalSpy samples(f.worker, &TrainingWorker::samplesReady);
-        QSignalSpy finished(f.worker, &TrainingWorker::finished);
+        ThreadSpy samples(f.worker, &TrainingWorker::samplesReady);
+        ThreadSpy finished(f.worker, &TrainingWorker::finished);
         TrainingRequest r = toyRequest(dir.path() + QStringLiteral("/img"), 12);
         r.dataset = QStringLiteral("fashion-mnist");
         r.batch = 8;
@@ -148,7 +148,7 @@ private Q_SLOTS:
     void badRequestsFailWithMessages() {
         QTemporaryDir dir;
         TrainingFixture f;
-        QSignalSpy finished(f.worker, &TrainingWorker::finished);
+        ThreadSpy finished(f.worker, &TrainingWorker::finished);
         TrainingRequest r = toyRequest(dir.path() + QStringLiteral("/a"), 10);
         r.dataset = QStringLiteral("toy:nosuchset");
         f.run(r);

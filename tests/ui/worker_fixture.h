@@ -23,7 +23,7 @@ struct WorkerFixture {
         thread.wait();
     }
     bool load(const char* name = "default") {
-        QSignalSpy loaded(worker, &dlab::ui::SamplingWorker::modelLoaded);
+        ThreadSpy loaded(worker, &dlab::ui::SamplingWorker::modelLoaded);
         auto path = dlab::resolve_model(name);
         QMetaObject::invokeMethod(worker, "loadModel", Qt::QueuedConnection,
                                   Q_ARG(QString, QString::fromStdString(path.value())), Q_ARG(QString, QStringLiteral("cpu")));
