@@ -8,6 +8,8 @@ PACKAGES=(
   cmake ninja-build g++ git
   # engine: LibTorch (CPU), fast BLAS for it (switches libblas.so.3 to OpenBLAS/OpenMP)
   libtorch-dev libopenblas0-openmp
+  # distributed training: the headers of gloo, the CPU collectives LibTorch's c10d uses
+  libgloo-dev
   # imaging, JSON (safetensors headers, manifests), gzip (IDX datasets)
   libopencv-dev nlohmann-json3-dev zlib1g-dev
   # GUI: Qt 6 widgets, platform plugins, QCustomPlot built for Qt 6, an SVG icon loader, fonts

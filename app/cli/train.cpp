@@ -12,6 +12,7 @@
 
 #include "app/args.h"
 #include "app/cli/cli_util.h"
+#include "app/cli/launch.h"
 #include "core/data/datasets.h"
 #include "core/forward/schedule.h"
 #include "core/io/atomic_file.h"
@@ -55,12 +56,14 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("out", "run folder (checkpoint, model, loss.csv)")
         .option("max-minutes", "stop (with a checkpoint) after this much wall time; resume later", "0")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("bucket-mb", "several ranks: MiB of gradients summed at once while backward runs", "25")
         .flag("learn-sigma", "learn the variance too (hybrid loss L_simple + w L_vlb, Improved DDPM)")
         .flag("bf16", "bf16 autocast of the forward pass (CUDA)")
         .flag("hflip", "random horizontal flips")
         .flag("resume", "continue from OUT/checkpoint.safetensors (with its settings; options given here change them)")
         .flag("overwrite", "replace the run already in OUT (without it, an existing run is never overwritten)")
         .flag("help", "show this help");
+    add_distributed_options(args);
     if (int rc = parse_or_help(args, argv, "train --out DIR [OPTIONS]"); rc >= 0) return rc;
     if (!args.has("out")) return usage("train: --out DIR is required");
     TrainConfig tc;
@@ -86,8 +89,17 @@ int cmd_train(const std::vector<std::string>& argv) {
                                  &ce.error(), &le.error(), &T.error(), &isize.error(), &chans.error(), &vlbw.error()})
         if (!e->empty()) return usage(*e);
     if (chans.value() == 2) return usage("train: --channels must be 1 or 3");
-    auto device = select_device(args.get("device"));
-    if (!device) return failure("train: " + device.error());
+    if (args.has("resume") && args.has("overwrite")) return usage("train: --resume and --overwrite exclude each other");
+    // Several ranks asked for: this process starts them and waits (each rank runs the lines below).
+    if (auto rc = launch_if_asked(args, "train", argv)) return *rc;
+    auto device_r = select_device(args.get("device"));
+    if (!device_r) return failure("train: " + device_r.error());
+    c10::Device device_value = device_r.value();
+    auto comm_r = join_ranks(args, device_value);
+    if (!comm_r) return failure("train: " + comm_r.error());
+    const std::shared_ptr<Communicator> comm = comm_r.value();
+    const bool lead = !comm || comm->rank() == 0;  // rank 0 speaks for the run
+    const Result<c10::Device> device = device_value;
 
     // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
@@ -119,7 +131,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         LabelledData latents = images.value();
         latents.x = encode_all(ae.value(), images->x, device.value());
         latents.name = "fashion-mnist latents (" + ds.substr(8) + ")";
-        std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
+        if (lead) std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
                   << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
                   << ", std " << latents.x.std().item<double>() << ")\n";
         // A bundled name stays a name; a file is referenced by its absolute path.
@@ -198,7 +210,13 @@ int cmd_train(const std::vector<std::string>& argv) {
     }
     auto net = make_network(mc.network);
     if (!net) return failure("train: " + net.error());
-    std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
+    if (comm && tc.batch % comm->world_size() != 0)
+        return usage("train: --batch " + std::to_string(tc.batch) + " must be a multiple of the " +
+                     std::to_string(comm->world_size()) + " ranks");
+    if (comm && lead)
+        std::cerr << "data-parallel over " << comm->world_size() << " ranks (" << comm->backend_name() << "), "
+                  << tc.batch / comm->world_size() << " of the " << tc.batch << " images of each step per rank\n";
+    if (lead) std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
               << " parameters) on " << data->name << " (" << data->x.size(0) << " examples, "
               << data->num_classes << " classes), " << to_string(mc.schedule.kind) << " schedule, "
               << to_string(mc.prediction) << " prediction" << (mc.network.learn_sigma ? ", hybrid loss" : "")
@@ -210,6 +228,9 @@ int cmd_train(const std::vector<std::string>& argv) {
     const double budget_s = max_minutes.value() * 60.0;
     TrainHooks hooks;
     hooks.cancel = &stop;
+    auto bucket_mb = args.get_double("bucket-mb", 1e-4, 1e5);
+    if (!bucket_mb) return usage(bucket_mb.error());
+    hooks.bucket_bytes = static_cast<int64_t>(bucket_mb.value() * 1024 * 1024);
     hooks.on_progress = [&stop, started, budget_s](const TrainProgress& p) {
         if (budget_s > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > budget_s)
             stop = true;
@@ -217,13 +238,16 @@ int cmd_train(const std::vector<std::string>& argv) {
                      static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss, p.lr,
                      p.images_per_s, format_duration(p.eta_s).c_str());
     };
-    if (resume && args.has("overwrite")) return usage("train: --resume and --overwrite exclude each other");
     const TrainStart start = resume ? TrainStart::Resume : args.has("overwrite") ? TrainStart::Overwrite : TrainStart::New;
-    auto r = train(mc, tc, data.value(), device.value(), args.get("out"), start, hooks);
+    auto r = train(mc, tc, data.value(), device.value(), args.get("out"), start, hooks, comm.get());
     if (!r) return failure(r.error());
+    if (!lead) return 0;
     if (r->cancelled) std::cerr << "stopped at the time limit; continue with --resume\n";
     std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, "
               << r->images_per_s << " img/s; model in " << args.get("out") << "/model.safetensors\n";
+    if (comm)
+        std::cerr << "gradients summed in " << r->buckets << " bucket(s), " << r->overlapped_buckets
+                  << " of them started while the backward pass still ran\n";
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include "core/distributed/distributed.h"
 #include "core/io/atomic_file.h"
 #include "core/runtime/runtime.h"
 #include "core/training/losses.h"
@@ -212,9 +213,15 @@ bool holds_training_run(const std::string& dir) {
 
 Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledData& data,
                           c10::Device device, const std::string& out_dir, TrainStart start,
-                          const TrainHooks& hooks) {
+                          const TrainHooks& hooks, Communicator* comm) {
     const bool resume = start == TrainStart::Resume;
-    if (start == TrainStart::New && holds_training_run(out_dir))
+    const int world = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
+    const bool lead = rank == 0;  // the rank that reads and writes the run folder
+    const std::string who = world > 1 ? "rank " + std::to_string(rank) + " of " + std::to_string(world) + ": " : "";
+    if (tc.batch % world != 0)
+        return Error{"train: the batch (" + std::to_string(tc.batch) + ") must be a multiple of the number of ranks (" +
+                     std::to_string(world) + ")"};
+    if (lead && start == TrainStart::New && holds_training_run(out_dir))
         return Error{"train: " + out_dir + " already holds a training run; continue it with --resume or "
                      "replace it with --overwrite (nothing was changed)"};
     if (tc.steps < 1 || tc.batch < 1) return Error{"train: steps and batch must be positive"};
@@ -236,7 +243,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (!net_r) return Error{"train: " + net_r.error()};
     // The memory budget before the run folder is touched: a batch's activations (kept for the
     // backward pass) must fit in half the device's free memory; the message proposes a batch.
-    if (auto st = check_memory_budget("train: a batch", tc.batch, mc.network.min_activation_bytes(), device); !st)
+    if (auto st = check_memory_budget("train: a batch", tc.batch / world, mc.network.min_activation_bytes(), device); !st)
         return Error{st.error() + " (--batch)"};
     auto ema_r = make_network(mc.network);
     Network net = net_r.value(), ema = ema_r.value();
@@ -247,7 +254,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
     }
     std::error_code ec;
-    fs::create_directories(out_dir, ec);
+    if (lead) fs::create_directories(out_dir, ec);
     if (ec) return Error{out_dir + ": cannot create the run folder: " + ec.message()};
 
     mc.dataset = data.name;
@@ -257,7 +264,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     int64_t step = 0;
     const std::string ckpt = checkpoint_path(out_dir);
     const std::string log_path = out_dir + "/loss.csv";
-    if (resume) {
+    if (resume && lead) {
         auto file = load_safetensors(ckpt);
         if (!file) return Error{"resume: " + file.error()};
         // A resumed run keeps the network, schedule and prediction it was trained with: a
@@ -298,7 +305,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         if (!parsed) return Error{ckpt + ": the checkpoint's step '" + step_text->second + "' is not a whole number >= 0"};
         step = *parsed;
         if (auto st = truncate_log(log_path, step); !st) return Error{st.error()};
-    } else {
+    } else if (lead) {
         if (auto st = write_file_atomic(log_path, "step,loss,lr,images_per_s\n"); !st) return Error{st.error()};
         // An overwritten run's old checkpoint and model go: nothing of it may be resumed by mistake.
         std::error_code rm;
@@ -311,6 +318,26 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     opt.params = net->parameters();
     for (auto& t : opt.m) t = t.to(device);
     for (auto& t : opt.v) t = t.to(device);
+    std::unique_ptr<GradientReducer> reducer;
+    if (world > 1) {
+        // Every rank starts from rank 0's weights, EMA, optimiser state and step.
+        try {
+            torch::NoGradGuard g;
+            std::vector<at::Tensor> state = net->parameters();
+            for (const auto& b : net->buffers()) state.push_back(b);
+            for (const auto& p : ema->parameters()) state.push_back(p);
+            for (const auto& b : ema->buffers()) state.push_back(b);
+            state.insert(state.end(), opt.m.begin(), opt.m.end());
+            state.insert(state.end(), opt.v.begin(), opt.v.end());
+            for (auto& t : state) t = t.detach();
+            state.push_back(at::full({1}, step, at::TensorOptions().dtype(at::kLong).device(device)));
+            comm->broadcast(state, 0);
+            step = state.back().item<int64_t>();
+        } catch (const DistributedError& e) {
+            return Error{std::string("train: ") + e.what()};
+        }
+        reducer = std::make_unique<GradientReducer>(*comm, net->parameters(), std::max<int64_t>(1, hooks.bucket_bytes));
+    }
 
     const at::Tensor images = data.x.to(device);
     const at::Tensor labels = data.labels.to(device);
@@ -323,9 +350,10 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     const at::Tensor log_beta = schedule.betas().log().to(device, at::kFloat);
     const at::Tensor log_beta_tilde = schedule.posterior_log_variance_clipped().to(device, at::kFloat);
     const int64_t N = images.size(0), B = tc.batch, T = schedule.timesteps();
+    const int64_t b = B / world, first = rank * b;  // this rank's slice of the global batch
     const int64_t null_class = mc.network.num_classes;
     std::vector<int64_t> bshape(static_cast<size_t>(images.dim()), 1);
-    bshape[0] = B;
+    bshape[0] = b;
 
     int64_t last_good = resume ? step : -1;  // the step of the newest checkpoint on disk
     // The weights, EMA and optimizer state are checked before anything is written: a checkpoint
@@ -356,6 +384,12 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         if (st) last_good = step;
         return st;
     };
+    // The collectives' failures (another rank stopped) end this rank with a message saying so.
+    auto lost_contact = [&](const DistributedError& e) {
+        return Error{"training stopped at step " + std::to_string(step) + ": " + e.what() +
+                     (lead && last_good >= 0 ? "; the last checkpoint (step " + std::to_string(last_good) + ") is kept in " + ckpt
+                                             : "")};
+    };
 
     std::vector<at::Tensor> ema_params = ema->parameters();
     net->train();
@@ -365,12 +399,15 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     auto window_start = t0;
     int64_t window_images = 0, images_this_call = 0;
     double last_ips = 0;
-    auto cancelled = [&] { return hooks.cancel && hooks.cancel->load(); };
+    // Ranks stop together: a data-parallel run stops at the log step after any rank was asked to.
+    bool stop_agreed = false;
+    auto asked_to_stop = [&] { return hooks.cancel && hooks.cancel->load(); };
+    auto cancelled = [&] { return world > 1 ? stop_agreed : asked_to_stop(); };
     // Out of device memory in a step (a batch the budget let through, or memory another process
     // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
     try {
         while (step < tc.steps) {
-            if (hooks.pause && hooks.pause->load() && !cancelled()) {
+            if (world == 1 && hooks.pause && hooks.pause->load() && !cancelled()) {
                 const auto paused_at = std::chrono::steady_clock::now();
                 while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
                 window_start += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
@@ -380,17 +417,21 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 break;
             }
             // Every random choice of step k comes from (seed, k): resuming reproduces the same run.
+            // A data-parallel rank draws the whole global batch and keeps its slice of it.
             const uint64_t k = tc.seed * 1000003ULL + static_cast<uint64_t>(step);
-            at::manual_seed(k);  // dropout
+            at::manual_seed(k + 0x51ed27ULL * static_cast<uint64_t>(rank));  // dropout (rank 0: as one process)
             at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
             const auto i64 = at::TensorOptions().dtype(at::kLong);
-            const at::Tensor idx = at::randint(N, {B}, gen, i64).to(device);
-            const at::Tensor t = at::randint(T, {B}, gen, i64).to(device);
+            const auto f32 = at::TensorOptions().dtype(at::kFloat);
+            const at::Tensor idx = at::randint(N, {B}, gen, i64).narrow(0, first, b).to(device);
+            const at::Tensor t = at::randint(T, {B}, gen, i64).narrow(0, first, b).to(device);
             at::Tensor x0 = images.index_select(0, idx);
-            const at::Tensor eps = at::randn(x0.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(device);
-            const at::Tensor drop = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < tc.p_uncond).to(device);
-            const at::Tensor flip = (at::rand({B}, gen, at::TensorOptions().dtype(at::kFloat)) < 0.5).to(device);
-            if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({B, 1, 1, 1}), x0.flip({3}), x0);
+            std::vector<int64_t> global_shape = x0.sizes().vec();
+            global_shape[0] = B;
+            const at::Tensor eps = at::randn(global_shape, gen, f32).narrow(0, first, b).to(device);
+            const at::Tensor drop = (at::rand({B}, gen, f32) < tc.p_uncond).narrow(0, first, b).to(device);
+            const at::Tensor flip = (at::rand({B}, gen, f32) < 0.5).narrow(0, first, b).to(device);
+            if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
             at::Tensor y;
             if (null_class > 0) {
                 const at::Tensor y0 = labels.index_select(0, idx);
@@ -438,7 +479,15 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             }
             const at::Tensor loss = per.mean();
             net->zero_grad();
+            if (reducer) reducer->prepare();
             loss.backward();
+            if (reducer) {
+                try {
+                    reducer->finish();  // .grad = the mean over ranks: the global batch's gradient
+                } catch (const DistributedError& e) {
+                    return lost_contact(e);
+                }
+            }
             const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
             if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
             const double lr = tc.lr * std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
@@ -453,7 +502,19 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             window_images += B;
             images_this_call += B;
             if (log_now) {
-                const double l = loss.item<double>();  // syncs with the device only when logging
+                at::Tensor reported = loss.detach().reshape({1}).to(at::kFloat);
+                if (world > 1) {
+                    try {
+                        // The global batch's loss and whether any rank was asked to stop.
+                        std::vector<at::Tensor> v{at::cat({reported, at::full({1}, asked_to_stop() ? 1.0f : 0.0f, reported.options())})};
+                        comm->allreduce_sum(v);
+                        reported = v[0].narrow(0, 0, 1) / double(world);
+                        stop_agreed = v[0][1].item<double>() > 0;
+                    } catch (const DistributedError& e) {
+                        return lost_contact(e);
+                    }
+                }
+                const double l = reported.item<double>();  // syncs with the device only when logging
                 if (!std::isfinite(l)) {
                     return Error{"training stopped at step " + std::to_string(step) + ": the loss is " +
                                  (std::isnan(l) ? "NaN" : "infinite") +
@@ -471,12 +532,12 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 std::ostringstream row;
                 row << step << ',' << l << ',' << lr << ',' << last_ips << '\n';
                 log_rows += row.str();
-                if (hooks.on_progress) {
+                if (hooks.on_progress && lead) {
                     const double eta = last_ips > 0 ? double(tc.steps - step) * double(B) / last_ips : 0;
                     hooks.on_progress(TrainProgress{step, tc.steps, l, lr, last_ips, eta});
                 }
             }
-            if (hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
+            if (lead && hooks.on_snapshot && hooks.snapshot_every > 0 && (step % hooks.snapshot_every == 0 || step == tc.steps)) {
                 const auto snap_start = std::chrono::steady_clock::now();
                 ema->eval();
                 {
@@ -485,7 +546,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 }
                 window_start += std::chrono::steady_clock::now() - snap_start;
             }
-            if (step % tc.checkpoint_every == 0 || step == tc.steps) {
+            if (lead && (step % tc.checkpoint_every == 0 || step == tc.steps)) {
                 if (auto st = save_checkpoint(); !st) return Error{st.error()};
                 std::ofstream(log_path, std::ios::app) << log_rows;
                 log_rows.clear();
@@ -493,11 +554,21 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         }
     } catch (const std::exception& e) {
         if (!is_out_of_memory(e)) throw;
-        return Error{"training stopped at step " + std::to_string(step) + ": out of memory at a batch of " +
-                     std::to_string(B) + " on " + device.str() +
+        return Error{who + "training stopped at step " + std::to_string(step) + ": out of memory at a batch of " +
+                     std::to_string(b) + " on " + device.str() +
                      (last_good >= 0 ? "; the last checkpoint (step " + std::to_string(last_good) + ") is kept in " + ckpt
                                      : "; no checkpoint was written") +
-                     "; use a batch of " + std::to_string(std::max<int64_t>(1, B / 4)) + " or less (--batch)"};
+                     "; use a batch of " + std::to_string(std::max<int64_t>(world, B / 4 / world * world)) + " or less (--batch)"};
+    }
+    result.steps_done = step;
+    if (reducer) {
+        result.buckets = reducer->bucket_count();
+        result.overlapped_buckets = reducer->overlapped_last_step();
+    }
+    if (!lead) {  // rank 0 writes the run folder
+        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        result.images_per_s = result.seconds > 0 ? double(images_this_call) / result.seconds : 0;
+        return result;
     }
     if (!log_rows.empty() && !result.cancelled) std::ofstream(log_path, std::ios::app) << log_rows;
     if (result.cancelled) {
@@ -508,11 +579,11 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     json training = to_json(tc);
     training["steps_done"] = step;
     training["device"] = device.str();
+    if (world > 1) training["ranks"] = world;
     mc.training = training;
     // The model file for sampling holds the EMA weights only (the checkpoint keeps both).
     if (!all_finite(ema->parameters())) return Error{not_finite()};
     if (auto st = save_model(out_dir + "/model.safetensors", mc, *ema); !st) return Error{st.error()};
-    result.steps_done = step;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result.images_per_s = result.seconds > 0 ? double(images_this_call) / result.seconds : 0;
     return result;

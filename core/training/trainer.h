@@ -67,6 +67,8 @@ struct TrainHooks {
     const std::atomic<bool>* pause = nullptr;
     int64_t snapshot_every = 0;
     std::function<void(int64_t step, const ModelConfig& config, Network ema)> on_snapshot;
+    /// Data-parallel runs: the size of a gradient bucket (a run's result does not depend on it).
+    int64_t bucket_bytes = 25LL << 20;
 };
 
 struct TrainResult {
@@ -74,7 +76,9 @@ struct TrainResult {
     bool cancelled = false;
     double last_loss = 0;
     double seconds = 0;       ///< wall time of this call
-    double images_per_s = 0;  ///< throughput of this call
+    double images_per_s = 0;  ///< throughput of this call (images of the global batch per second)
+    int64_t buckets = 0;      ///< data-parallel runs: gradient buckets, and how many started during backward
+    int64_t overlapped_buckets = 0;
 };
 
 /// The network size presets: "tiny", "small" (the bundled default's size) and "large".
@@ -94,13 +98,22 @@ enum class TrainStart {
     Overwrite,  ///< a new run that replaces the folder's earlier one, asked for explicitly
 };
 
+class Communicator;
+
 /// Trains a model on `data` into `out_dir` (checkpoint.safetensors, model.safetensors, loss.csv).
 /// A checkpoint or model is written only after every weight and optimizer state was checked to be
 /// finite; a NaN or Inf loss or weight stops with an error and leaves the last good checkpoint in
 /// place.
+///
+/// With a communicator of W > 1 ranks the run is data-parallel: every rank draws the whole global
+/// batch of a step from (seed, step), exactly as one process would, and trains on its 1/W slice;
+/// gradients are averaged over the ranks (bucketed, overlapping backward) and every rank takes the
+/// same optimiser step. Rank 0 alone reads and writes the run folder (it broadcasts the weights,
+/// optimiser state and step it starts from), so a run resumes on any number of ranks. `batch` must
+/// be a multiple of W. Dropout masks differ by rank (the only thing a 1-rank run does differently).
 Result<TrainResult> train(ModelConfig model_config, const TrainConfig& config,
                           const LabelledData& data, c10::Device device, const std::string& out_dir,
-                          TrainStart start, const TrainHooks& hooks = {});
+                          TrainStart start, const TrainHooks& hooks = {}, Communicator* comm = nullptr);
 
 /// Whether a folder holds a training run (a checkpoint, a model or a loss log).
 bool holds_training_run(const std::string& dir);
