@@ -14,6 +14,7 @@
 #include "app/cli/commands.h"
 #include "app/cli/cli_util.h"
 #include "app/cli/eval_common.h"
+#include "app/cli/launch.h"
 #include "app/cli/nll.h"
 #include "core/latent/autoencoder.h"
 #include "core/io/atomic_file.h"
@@ -65,6 +66,86 @@ Result<std::set<std::string>> parse_metrics(const std::string& text) {
     return out;
 }
 
+// The request of one guidance scale (the same on every rank): balanced classes, the same starting
+// noise for every scale.
+GenerateRequest scale_request(SamplerKind sk, int64_t steps, int64_t seed, int64_t batch, int64_t N, int64_t C,
+                              bool classifier, double s, const ClassifierGradFn& grad) {
+    GenerateRequest req;
+    req.sampler.kind = sk;
+    req.sampler.steps = steps;
+    req.sampler.eta = sk == SamplerKind::Ddpm ? 1.0 : 0.0;
+    const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);
+    req.labels = C > 0 ? target : at::Tensor();
+    req.count = N;
+    req.seed = static_cast<uint64_t>(seed);
+    req.batch = batch;
+    if (!classifier) {
+        req.guidance = s;
+    } else {
+        req.guidance = 0.0;
+        req.classifier_grad = grad;
+        req.classifier_scale = s;
+        req.classifier_labels = target;
+    }
+    return req;
+}
+
+// The requested samples of one scale: all of them on one process; with ranks, this rank's batches,
+// then every rank's gathered into the order one process would have made them.
+Result<at::Tensor> generate_share(const LoadedModel& model, GenerateRequest req, Communicator* comm) {
+    if (!comm) return generate(model, req);
+    req.shard = comm->rank();
+    req.shards = comm->world_size();
+    auto mine = generate(model, req);
+    if (!mine) return Error{"rank " + std::to_string(comm->rank()) + ": " + mine.error()};
+    // Every rank's share padded to the largest (rank 0 has the most batches) for the gather.
+    const auto sizes0 = shard_batch_sizes(req.count, req.batch, 0, req.shards);
+    int64_t rows = 0;
+    for (int64_t n : sizes0) rows += n;
+    const NetworkConfig& nc = model.config.network;
+    at::Tensor local = mine.value();
+    if (!local.defined()) {  // a rank with no batch (more ranks than batches)
+        std::vector<int64_t> shape{0, nc.in_channels, nc.image_size, nc.image_size};
+        if (model.autoencoder && req.decode_latents) {
+            const auto& ac = model.autoencoder->config();
+            shape = {0, ac.in_channels, ac.image_size, ac.image_size};
+        }
+        local = at::zeros(shape, at::TensorOptions().dtype(at::kFloat));
+    }
+    std::vector<int64_t> padded_shape = local.sizes().vec();
+    padded_shape[0] = rows - local.size(0);
+    const at::Tensor padded = at::cat({local, at::zeros(padded_shape, local.options())}, 0);
+    try {
+        std::vector<at::Tensor> all = comm->all_gather(padded);
+        for (auto& t : all) t = t.to(at::kCPU);
+        return assemble_shards(all, req.count, req.batch);
+    } catch (const DistributedError& e) {
+        return Error{e.what()};
+    }
+}
+
+// A rank other than 0: samples its share of every scale, exactly as rank 0 asks for (same
+// requests), and leaves features, metrics and output to rank 0.
+int sample_share(const Args& args, const LoadedModel& model, Communicator* comm, const std::vector<double>& scales,
+                 SamplerKind sk, int64_t steps, int64_t seed, int64_t batch, int64_t N, const std::string& command) {
+    const int64_t C = model.config.network.num_classes;
+    ClassifierGradFn grad;
+    const bool classifier = args.get("kind") == "classifier";
+    if (classifier) {
+        auto cp = resolve_model(args.get("noisy-classifier"));
+        if (!cp) return failure(command + ": " + cp.error());
+        auto nc = load_noisy_classifier(cp.value(), model.network->parameters().front().device());
+        if (!nc) return failure(command + ": " + nc.error());
+        grad = classifier_gradient(nc.value(), NoiseSchedule::create(model.config.schedule).value());
+    }
+    for (double s : scales) {
+        GenerateRequest req = scale_request(sk, steps, seed, batch, N, C, classifier, s, grad);
+        auto x = generate_share(model, req, comm);
+        if (!x) return failure(command + ": " + x.error());
+    }
+    return 0;
+}
+
 int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     const bool sweep = command == "sweep";
     Args args(command);
@@ -92,6 +173,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .flag("real-as-samples", "score training images instead of samples (metric timings and the floor's spread)")
         .flag("help", "show this help");
     if (!sweep) add_nll_options(args);
+    add_distributed_options(args);
     if (int rc = parse_or_help(args, argv, command + " [--model M] [OPTIONS]"); rc >= 0) return rc;
     auto count = args.get_int("count", 10, 1000000);
     if (!count) return usage(count.error());
@@ -114,8 +196,21 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     auto fch = args.get_int("features-channels", 1, 3);
     if (!fsize) return usage(fsize.error());
     if (!fch) return usage(fch.error());
+    if (metrics->count("nll") && (args.given("nproc-per-node") || std::getenv("WORLD_SIZE")))
+        return usage(command + ": --metrics nll runs on one rank (leave out --nproc-per-node)");
+    // Several ranks: each samples its share of the batches, rank 0 gathers them and reports.
+    if (auto rc = launch_if_asked(args, command, argv)) return *rc;
     auto device = select_device(args.get("device"));
     if (!device) return failure(command + ": " + device.error());
+    std::shared_ptr<Communicator> comm;
+    {
+        c10::Device d = device.value();
+        auto joined = join_ranks(args, d);
+        if (!joined) return failure(command + ": " + joined.error());
+        comm = joined.value();
+        device = d;
+    }
+    const bool lead = !comm || comm->rank() == 0;
     const bool real_as_samples = args.given("real-as-samples");
 
     Result<LoadedModel> model = Error{"no model"};
@@ -153,6 +248,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             return 0;
         }
     }
+    if (!lead && (real_as_samples || vae)) return 0;  // nothing to sample: rank 0 does it all
+    if (!lead) return sample_share(args, model.value(), comm.get(), scales.value(), *sk, steps.value(), seed.value(),
+                                   batch.value(), count.value(), command);
     // The feature network.
     std::unique_ptr<FeatureNet> fnet;
     if (args.given("features")) {
@@ -212,6 +310,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
                                            real.spatial.defined() ? &real_spatial : nullptr, timing);
     std::printf("%s: model %s\n  features: %s; N = %lld; reference %s (%lld images)\n", command.c_str(),
                 model_path.c_str(), fnet->name().c_str(), (long long)N, ref_name.c_str(), (long long)ref_images.size(0));
+    if (comm)
+        std::printf("  sampling sharded over %d ranks (%s): batch b on rank b mod %d, the same samples as one process\n",
+                    comm->world_size(), comm->backend_name().c_str(), comm->world_size());
     if (real_as_samples) {
         std::printf("  samples: %lld training images in place of generated ones (the floor row, timed alone)\n",
                     (long long)floor_images.size(0));
@@ -235,6 +336,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     json out = {{"command", command}, {"model", model_path}, {"features", fnet->name()}, {"count", N},
                 {"reference", ref_name}, {"kind", kind}, {"sampler", to_string(*sk)}, {"steps", steps.value()},
                 {"seed", seed.value()}, {"device", device->str()}, {"floor", floor_row}, {"rows", json::array()}};
+    if (comm) out["ranks"] = comm->world_size();
     if (!nll.is_null()) out["nll"] = nll;
     // Training images as "samples": the floor row is the result, and its timings are the ones reported.
     if (real_as_samples) {
@@ -272,25 +374,11 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         }
         timing.clear();
         for (double s : scales.value()) {
-            GenerateRequest req;
-            req.sampler.kind = *sk;
-            req.sampler.steps = steps.value();
-            req.sampler.eta = *sk == SamplerKind::Ddpm ? 1.0 : 0.0;
+            const GenerateRequest req = scale_request(*sk, steps.value(), seed.value(), batch.value(), N, C,
+                                                      kind == "classifier", s, grad);
             const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);  // balanced classes
-            req.labels = C > 0 ? target : at::Tensor();
-            req.count = N;
-            req.seed = static_cast<uint64_t>(seed.value());
-            req.batch = batch.value();
-            if (kind == "cfg") {
-                req.guidance = s;
-            } else {
-                req.guidance = 0.0;
-                req.classifier_grad = grad;
-                req.classifier_scale = s;
-                req.classifier_labels = target;
-            }
             const auto t0 = Clock::now();
-            auto x = generate(model.value(), req);
+            auto x = generate_share(model.value(), req, comm.get());
             if (!x) return failure(command + ": " + x.error());
             if (device->is_cuda()) torch::cuda::synchronize();
             const double secs = since(t0);

@@ -74,9 +74,28 @@ struct GenerateRun::State {
         x = at::Tensor();
         sampler.reset();
         in_batch = false;
-        start += n;
+        start += n + (req.shards - 1) * req.batch;  // the next batch of this shard
     }
 };
+
+std::vector<int64_t> shard_batch_sizes(int64_t count, int64_t batch, int64_t shard, int64_t shards) {
+    std::vector<int64_t> sizes;
+    for (int64_t start = shard * batch; start < count; start += shards * batch) sizes.push_back(std::min(batch, count - start));
+    return sizes;
+}
+
+at::Tensor assemble_shards(const std::vector<at::Tensor>& padded, int64_t count, int64_t batch) {
+    const int64_t shards = static_cast<int64_t>(padded.size());
+    std::vector<at::Tensor> parts;
+    std::vector<int64_t> offset(padded.size(), 0);
+    for (int64_t start = 0, b = 0; start < count; start += batch, ++b) {
+        const int64_t n = std::min(batch, count - start);
+        const size_t r = static_cast<size_t>(b % shards);
+        parts.push_back(padded[r].narrow(0, offset[r], n));
+        offset[r] += n;
+    }
+    return at::cat(parts, 0);
+}
 
 GenerateRun::GenerateRun(std::unique_ptr<State> state) : s_(std::move(state)) {}
 GenerateRun::~GenerateRun() = default;
@@ -103,6 +122,9 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     s->N = req.count;
     s->C = nc.num_classes;
     if (s->N < 1 || req.batch < 1) return Error{"generate: count and batch must be positive"};
+    if (req.shards < 1 || req.shard < 0 || req.shard >= req.shards)
+        return Error{"generate: shard " + std::to_string(req.shard) + " of " + std::to_string(req.shards) + " does not exist"};
+    s->start = req.shard * req.batch;  // a shard with no batch (more shards than batches) is done at once
     s->conditional = s->C > 0 && req.labels.defined();
     // The memory budget, before anything is allocated: a batch of the network's activations
     // (twice with classifier-free guidance) must fit in half the free memory.
@@ -138,7 +160,8 @@ bool GenerateRun::done() const { return s_->start >= s_->N; }
 int64_t GenerateRun::steps_done() const { return s_->steps_done; }
 
 int64_t GenerateRun::total_steps() const {
-    return ((s_->N + s_->req.batch - 1) / s_->req.batch) * s_->steps_per_batch;
+    return static_cast<int64_t>(shard_batch_sizes(s_->N, s_->req.batch, s_->req.shard, s_->req.shards).size()) *
+           s_->steps_per_batch;
 }
 
 void GenerateRun::step(const GenerateStepHook& on_step) {

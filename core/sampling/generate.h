@@ -27,7 +27,17 @@ struct GenerateRequest {
     bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
     at::Tensor noise;            ///< the starting noise x_T [N, ...] (undefined: drawn from `seed`)
     bool cuda_graphs = true;     ///< replay the network as CUDA graphs on CUDA (graphed_model.h)
+    /// Sharding over ranks: only the batches b (of `batch` samples, counted from 0) with
+    /// b % shards == shard are sampled, each exactly as an unsharded run samples it; the result
+    /// holds those batches in order. gather_shards() puts the ranks' results back together.
+    int64_t shard = 0, shards = 1;
 };
+
+/// The sizes of the batches a shard samples (all N when shards == 1).
+std::vector<int64_t> shard_batch_sizes(int64_t count, int64_t batch, int64_t shard, int64_t shards);
+/// Puts the results of every shard (in shard order, each padded to the same number of rows)
+/// back into the order of an unsharded run of `count` samples.
+at::Tensor assemble_shards(const std::vector<at::Tensor>& padded, int64_t count, int64_t batch);
 
 /// Spherical interpolation between two noise tensors (Shoemake 1985), the path between two
 /// starting noises that keeps a Gaussian sample's norm: sin((1-t)w)/sin(w) a + sin(tw)/sin(w) b, w the

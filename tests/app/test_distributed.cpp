@@ -11,10 +11,12 @@
 #include <cstdlib>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "core/distributed/distributed.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
+#include "core/sampling/generate.h"
 
 namespace {
 
@@ -158,6 +160,60 @@ private Q_SLOTS:
         auto remote = with({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_WORLD_SIZE", "2"}});
         QVERIFY(!remote.ok());  // a rank on another machine must be told where rank 0 is
         QVERIFY(QString::fromStdString(remote.error()).contains("MASTER_ADDR"));
+    }
+
+    // Batches dealt round-robin to shards come back in the order of one process.
+    void shardsAssembleInOrder() {
+        for (int64_t shards : {1, 2, 3, 7}) {
+            const int64_t count = 23, batch = 4;
+            const at::Tensor all = at::arange(count, at::kFloat).view({count, 1});
+            std::vector<at::Tensor> padded;
+            int64_t rows0 = 0;
+            for (int64_t n : dlab::shard_batch_sizes(count, batch, 0, shards)) rows0 += n;
+            int64_t total = 0;
+            for (int64_t r = 0; r < shards; ++r) {
+                std::vector<at::Tensor> mine;
+                const auto sizes = dlab::shard_batch_sizes(count, batch, r, shards);
+                int64_t start = r * batch;
+                for (int64_t n : sizes) {
+                    mine.push_back(all.narrow(0, start, n));
+                    start += shards * batch;
+                    total += n;
+                }
+                mine.push_back(at::full({rows0 - (mine.empty() ? 0 : at::cat(mine).size(0)), 1}, -1.0f));
+                padded.push_back(at::cat(mine));
+            }
+            QCOMPARE(total, count);  // every sample in exactly one shard
+            QVERIFY(dlab::assemble_shards(padded, count, batch).equal(all));
+        }
+    }
+
+    // eval/sweep over 3 ranks: the same samples as one process (to thread round-off), gathered in
+    // the same order (class agreement depends on it: sample i asks for class i mod 10).
+    void aShardedSweepMatchesOneProcess() {
+        const QStringList base{"sweep", "--count", "40", "--scales", "0,2", "--steps", "4", "--batch", "8", "--device", "cpu",
+                               "--metrics", "fid,precision,recall,agreement"};
+        const QString one = dir_.filePath("sweep1.json"), three = dir_.filePath("sweep3.json");
+        Run r = cli(QStringList(base) << "--json" << one);
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        r = cli(QStringList(base) << "--json" << three << "--nproc-per-node" << "3");
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        auto read = [](const QString& path) {
+            QFile f(path);
+            return f.open(QIODevice::ReadOnly) ? nlohmann::json::parse(f.readAll().toStdString(), nullptr, false) : nlohmann::json();
+        };
+        const auto a = read(one), b = read(three);
+        QVERIFY(a.contains("rows") && b.contains("rows"));
+        QCOMPARE(b.value("ranks", 0), 3);
+        QCOMPARE(a["rows"].size(), size_t(2));
+        QCOMPARE(b["rows"].size(), size_t(2));
+        for (size_t i = 0; i < 2; ++i) {
+            const double fa = a["rows"][i]["fid"].get<double>(), fb = b["rows"][i]["fid"].get<double>();
+            qInfo("scale %g: FID one process %.4f, three ranks %.4f", a["rows"][i]["scale"].get<double>(), fa, fb);
+            QVERIFY(std::abs(fa - fb) < 1e-3 * fa);
+            QCOMPARE(b["rows"][i]["agreement"].get<double>(), a["rows"][i]["agreement"].get<double>());
+            QCOMPARE(b["rows"][i]["precision"].get<double>(), a["rows"][i]["precision"].get<double>());
+        }
     }
 
     void launcherOptionsAreChecked() {
