@@ -10,6 +10,7 @@ Prints images/s over the timed steps.
 import argparse
 import gzip
 import math
+import os
 import time
 
 import numpy as np
@@ -118,9 +119,16 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--warmup-steps", type=int, default=50)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=128, help="global batch (split over the ranks under torchrun)")
     a = ap.parse_args()
-    dev = torch.device("cuda")
+    # Under torchrun: PyTorch's DistributedDataParallel over NCCL, the peer of diffusionlab-cli
+    # train --nproc-per-node (each rank a 1/W slice of the global batch, gradients averaged).
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.distributed.init_process_group("nccl")
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dev = torch.device("cuda", torch.cuda.current_device())
     x_all = load_images(a.data + "/train-images-idx3-ubyte.gz").to(dev)
     with gzip.open(a.data + "/train-labels-idx1-ubyte.gz") as f:
         y_all = torch.from_numpy(np.frombuffer(f.read(), np.uint8, offset=8).copy()).long().to(dev)
@@ -129,11 +137,19 @@ def main():
     betas = torch.tensor([min(1 - fcos((i + 1) / T) / fcos(i / T), 0.999) for i in range(T)], dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0)
     sa, s1 = abar.sqrt().float().to(dev), (1 - abar).sqrt().float().to(dev)
+    torch.manual_seed(0)
     net = UNet().to(dev)
     ema = [p.detach().clone() for p in net.parameters()]
     opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=0.0, foreach=True)
-    print("parameters", sum(p.numel() for p in net.parameters()))
-    B = a.batch
+    if rank == 0:
+        print("parameters", sum(p.numel() for p in net.parameters()))
+    model = net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index])
+    if a.batch % world:
+        raise SystemExit(f"--batch {a.batch} is not a multiple of the {world} ranks")
+    B = a.batch // world
+    torch.manual_seed(1 + rank)
     for step in range(a.warmup_steps + a.steps):
         if step == a.warmup_steps:
             torch.cuda.synchronize()
@@ -144,7 +160,7 @@ def main():
         t = torch.randint(0, T, (B,), device=dev)
         eps = torch.randn_like(x0)
         xt = sa[t].view(B, 1, 1, 1) * x0 + s1[t].view(B, 1, 1, 1) * eps
-        loss = F.mse_loss(net(xt, t, y), eps)
+        loss = F.mse_loss(model(xt, t, y), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -154,7 +170,14 @@ def main():
             torch._foreach_add_(ema, list(net.parameters()), alpha=0.0005)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    print(f"pytorch eager: {a.steps} steps batch {B} in {dt:.2f} s: {a.steps * B / dt:.0f} img/s, final loss {loss.item():.4f}")
+    if world > 1:
+        torch.distributed.barrier()
+    if rank == 0:
+        label = f"pytorch DDP ({world} GPUs)" if world > 1 else "pytorch eager"
+        print(f"{label}: {a.steps} steps global batch {B * world} in {dt:.2f} s: {a.steps * B * world / dt:.0f} img/s, "
+              f"final loss {loss.item():.4f}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
