@@ -42,6 +42,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .option("steps", "sampling steps", "50")
         .option("eta", "DDIM eta", "0")
         .option("spacing", "leading, trailing or linspace", "trailing")
+        .option("dynamic-threshold", "Imagen's dynamic thresholding of x0 at this percentile of |x0|, e.g. 0.995 (0: static clipping)", "0")
         .option("seed", "random seed", "0")
         .option("count", "number of samples", "16")
         .option("batch", "samples per forward pass", "256")
@@ -144,6 +145,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     // Images live in [-1, 1]; the 2-D toy sets within about [-4, 4].
     sc.clip_x0 = true;
     sc.clip_value = mc.network.kind == NetworkKind::UNet ? 1.0 : 5.0;
+    auto dyn = args.get_double("dynamic-threshold", 0.0, 1.0);
+    if (!dyn) return usage(dyn.error());
+    sc.dynamic_threshold = dyn.value();
     auto probe = make_sampler(schedule.value(), sc);
     if (!probe) return usage("sample: " + probe.error());
 

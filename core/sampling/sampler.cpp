@@ -92,7 +92,18 @@ X0Eps Sampler::predict(const at::Tensor& x, int64_t t, const Denoiser& denoise) 
         p.x0 = (x - std::sqrt(1.0 - a) * p.eps) / std::sqrt(a);
         p.guidance_grad = at::Tensor();
     }
-    if (config_.clip_x0) {
+    if (config_.clip_x0 && config_.dynamic_threshold > 0) {
+        // s_i = max(clip, percentile_p |x0_i|); x0_i <- clamp(x0_i, -s_i, s_i) * clip / s_i
+        const int64_t n = p.x0.size(0);
+        const at::Tensor flat = p.x0.reshape({n, -1}).abs().to(at::kFloat);
+        at::Tensor s = at::quantile(flat, config_.dynamic_threshold, 1, true).clamp_min(config_.clip_value).to(p.x0.scalar_type());
+        std::vector<int64_t> shape(static_cast<size_t>(p.x0.dim()), 1);
+        shape[0] = n;
+        s = s.view(shape);
+        p.x0 = at::max(at::min(p.x0, s), -s) * (config_.clip_value / s);
+        const double a = abar(t);
+        if (a < 1.0) p.eps = (x - std::sqrt(a) * p.x0) / std::sqrt(1.0 - a);
+    } else if (config_.clip_x0) {
         p.x0 = p.x0.clamp(-config_.clip_value, config_.clip_value);
         const double a = abar(t);
         if (a < 1.0) p.eps = (x - std::sqrt(a) * p.x0) / std::sqrt(1.0 - a);
@@ -111,6 +122,11 @@ Result<std::unique_ptr<Sampler>> make_sampler(const NoiseSchedule& schedule,
         return Error{"sampler: steps must be between 1 and " + std::to_string(schedule.timesteps()) +
                      ", got " + std::to_string(config.steps)};
     }
+    if (!(config.dynamic_threshold >= 0.0 && config.dynamic_threshold <= 1.0))
+        return Error{"sampler: the dynamic threshold is a percentile in (0, 1] (0: off), got " +
+                     std::to_string(config.dynamic_threshold)};
+    if (config.dynamic_threshold > 0 && !config.clip_x0)
+        return Error{"sampler: dynamic thresholding clips x0; it cannot be combined with no clipping"};
     if (!(config.eta >= 0.0 && config.eta <= 1.0)) {
         return Error{"sampler: eta must be between 0 and 1"};
     }

@@ -44,6 +44,11 @@ struct SamplerConfig {
     TimestepSpacing spacing = TimestepSpacing::Trailing;
     bool clip_x0 = true;                     ///< clamp predicted x0 to [-clip_value, clip_value]
     double clip_value = 1.0;
+    /// Dynamic thresholding (Imagen, Saharia et al. 2022), with clip_x0: per sample, s = this
+    /// percentile of |x0|, at least clip_value; x0 is clamped to [-s, s] and scaled by clip_value / s,
+    /// so a strongly guided x0 is pulled back inside the range instead of saturating at its bounds.
+    /// 0: off (static clipping); else in (0, 1], e.g. 0.995.
+    double dynamic_threshold = 0.0;
 };
 
 /// The denoise callback: (x_t, t) -> predicted x0 and eps, same shape as x_t.

@@ -323,10 +323,23 @@ private Q_SLOTS:
             QVERIFY(f.open(QIODevice::ReadOnly));
             const QStringList lines = QString::fromUtf8(f.readAll()).trimmed().split('\n');
             QCOMPARE(lines.size(), 3);  // header + one row per scale
-            QVERIFY(lines[0].startsWith("kind,scale,fid,sfid,is,precision,recall,agreement,diversity,seconds"));
+            QVERIFY(lines[0].startsWith("kind,scale,fid,sfid,is,precision,recall,agreement,diversity,saturation,seconds"));
             QVERIFY(lines[1].startsWith(QString("%1,0.0").arg(kind)));
-            QCOMPARE(lines[2].split(',').size(), 10);
+            QCOMPARE(lines[2].split(',').size(), 11);
+            const double saturated = lines[2].split(',')[9].toDouble();
+            QVERIFY(saturated >= 0 && saturated <= 1);
         }
+        // Dynamic thresholding at a high scale: an option of its own, and it changes the samples.
+        const QString stat = dir.filePath("static.csv"), dyn = dir.filePath("dynamic.csv");
+        const QStringList base{"sweep", "--scales", "8", "--count", "30", "--steps", "3", "--device", "cpu", "--batch", "30",
+                               "--metrics", "fid"};
+        QCOMPARE(cli(QStringList(base) << "--csv" << stat).code, 0);
+        const Run d = cli(QStringList(base) << "--csv" << dyn << "--dynamic-threshold" << "0.9");
+        QVERIFY2(d.code == 0, qPrintable(d.err));
+        QVERIFY(d.out.contains("dynamic thresholding at the 90 percentile"));
+        auto row = [](const QString& path) { return QString::fromUtf8(readAll(path)).trimmed().split('\n').value(1).split(','); };
+        QVERIFY(row(stat).value(2) != row(dyn).value(2));  // another FID: other samples
+        QCOMPARE(cli(QStringList(base) << "--dynamic-threshold" << "1.5").code, 2);
     }
 
     void trilemmaWritesOneRowPerGeneratorAndStepCount() {

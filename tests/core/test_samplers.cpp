@@ -253,6 +253,46 @@ private Q_SLOTS:
         QCOMPARE(d(x, 300)[0][0].item<float>(), -1.0f + 4.0f * 3.0f);
     }
 
+    // Dynamic thresholding against its closed form: sample 0's x0 = (-3, 0.5, 2, 0.25): with the
+    // 100th percentile s = 3, x0 / 3; with the median of |x0| (1.25) s = 1.25, clamp then / 1.25;
+    // sample 1's x0 lies inside [-1, 1], so s = 1 and it stays as it is; the eps stays consistent.
+    void dynamicThresholdingMatchesItsDefinition() {
+        const auto schedule = cosine();
+        const at::Tensor x0 = at::tensor({-3.0f, 0.5f, 2.0f, 0.25f, 0.1f, -0.4f, 0.9f, 0.0f}).view({2, 4});
+        Denoiser fixed = [&](const at::Tensor& x, int64_t t) {
+            X0Eps p;
+            p.x0 = x0.clone();
+            const double a = schedule.alpha_bar(t);
+            p.eps = (x - std::sqrt(a) * p.x0) / std::sqrt(1 - a);
+            return p;
+        };
+        auto first_x0 = [&](double pct, bool clip) {
+            SamplerConfig cfg;
+            cfg.steps = 10;
+            cfg.clip_x0 = clip;
+            cfg.dynamic_threshold = pct;
+            auto sampler = make_sampler(schedule, cfg).value();
+            at::Generator gen = make_generator(1);
+            const at::Tensor x = at::randn({2, 4}, gen, at::TensorOptions().dtype(at::kFloat));
+            return sampler->step(0, x, fixed, gen);
+        };
+        const at::Tensor full = first_x0(1.0, true).x0;
+        QVERIFY(at::allclose(full[0], x0[0] / 3.0, 1e-6, 1e-6));
+        QVERIFY(at::allclose(full[1], x0[1], 1e-6, 1e-6));
+        const at::Tensor median = first_x0(0.5, true).x0;
+        QVERIFY(at::allclose(median[0], x0[0].clamp(-1.25, 1.25) / 1.25, 1e-6, 1e-6));
+        const at::Tensor stat = first_x0(0.0, true).x0;  // static clipping saturates: -3 -> -1, 2 -> 1
+        QVERIFY(at::allclose(stat[0], x0[0].clamp(-1, 1), 1e-6, 1e-6));
+        QVERIFY(!at::allclose(stat[0], full[0]));
+        // Errors: a percentile outside (0, 1], or dynamic thresholding without clipping.
+        SamplerConfig bad;
+        bad.dynamic_threshold = 1.5;
+        QVERIFY(QString::fromStdString(make_sampler(schedule, bad).error()).contains("percentile"));
+        bad.dynamic_threshold = 0.9;
+        bad.clip_x0 = false;
+        QVERIFY(!make_sampler(schedule, bad).ok());
+    }
+
     void badSamplerSettings() {
         const auto schedule = cosine();
         SamplerConfig cfg;
