@@ -12,6 +12,7 @@ int cmd_train(const std::vector<std::string>& argv);
 int cmd_sample(const std::vector<std::string>& argv);
 int cmd_forward(const std::vector<std::string>& argv);
 int cmd_train_classifier(const std::vector<std::string>& argv);
+int cmd_train_clip(const std::vector<std::string>& argv);
 int cmd_train_gan(const std::vector<std::string>& argv);
 int cmd_trilemma(const std::vector<std::string>& argv);
 int cmd_compare_schedules(const std::vector<std::string>& argv);

@@ -30,6 +30,7 @@ const CommandEntry kCommands[] = {
     {"train-classifier", dlab::app::cmd_train_classifier, "train the Fashion-MNIST classifier used by eval"},
     {"train-gan", dlab::app::cmd_train_gan, "train a class-conditional GAN (one big step) on Fashion-MNIST"},
     {"trilemma", dlab::app::cmd_trilemma, "quality, diversity and sampling cost: GAN, VAE prior and diffusion at 1-1000 steps"},
+    {"train-clip", dlab::app::cmd_train_clip, "train the small CLIP of text-to-image (text and image encoders) on captioned Fashion-MNIST"},
     {"train-autoencoder", dlab::app::cmd_train_autoencoder,
      "train the KL autoencoder of latent diffusion (train --dataset latents:AE)"},
     {"eval", dlab::app::cmd_eval, "FID, sFID, IS, precision/recall, class agreement of samples (with the real floor); bits/dim (--metrics nll)"},

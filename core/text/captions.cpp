@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/runtime/runtime.h"
+#include "core/sampling/sampler.h"
 #include "core/text/tokenizer.h"
 
 namespace dlab {

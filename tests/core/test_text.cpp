@@ -3,8 +3,13 @@
 #include <QtTest/QtTest>
 
 #include <ATen/ATen.h>
+#include <torch/torch.h>
 
+#include "core/test_data.h"
+
+#include "core/io/model_catalog.h"
 #include "core/text/captions.h"
+#include "core/text/clip.h"
 #include "core/text/tokenizer.h"
 
 using namespace dlab;
@@ -121,6 +126,67 @@ private Q_SLOTS:
         // About 0.7 of the 2/3 of attributes that have a level are named: ~0.47 per attribute.
         const double rate = double(with_attribute) / (3.0 * named);
         QVERIFY2(rate > 0.4 && rate < 0.5, qPrintable(QString::number(rate)));
+    }
+
+    void clipConfigIsCheckedBeforeAllocating() {
+        nlohmann::json j = to_json(ClipConfig{});
+        QVERIFY(clip_config_from_json(j).ok());
+        j["heads"] = 3;  // 64 is not divisible by 3
+        QVERIFY(QString::fromStdString(clip_config_from_json(j).error()).contains("divisible by heads"));
+        j = to_json(ClipConfig{});
+        j["width"] = 1 << 30;
+        QVERIFY(!clip_config_from_json(j).ok());
+        j = to_json(ClipConfig{});
+        j["image_channels"] = 12;  // group norm in groups of 8
+        QVERIFY(!clip_config_from_json(j).ok());
+        j = to_json(ClipConfig{});
+        j["layers"] = "two";
+        QVERIFY(QString::fromStdString(clip_config_from_json(j).error()).contains("wrong type"));
+    }
+
+    // A short real training lowers the contrastive loss; the frozen encoder written to a file and
+    // read back gives identical embeddings, twice; padding never changes a text's embedding.
+    void clipTrainsAndItsFrozenEmbeddingsAreStable() {
+        const LabelledData data = test::fashion_subset(1024);
+        ClipConfig c;
+        c.width = 32;
+        c.embed_dim = 32;
+        c.layers = 1;
+        c.image_channels = 8;
+        ClipTrainConfig tc;
+        tc.steps = 60;
+        tc.batch = 64;
+        tc.lr = 2e-3;
+        tc.warmup = 5;
+        tc.log_every = 10;
+        std::vector<double> losses;
+        auto clip = train_clip(data, c, tc, c10::kCPU, [&](const ClipProgress& p) { losses.push_back(p.loss); });
+        QVERIFY2(clip.ok(), clip.error().c_str());
+        QCOMPARE(losses.size(), size_t(6));
+        qInfo("contrastive loss %.3f -> %.3f (chance: log 64 = %.3f)", losses.front(), losses.back(), std::log(64.0));
+        QVERIFY2(losses.back() < losses.front() - 0.3, qPrintable(QString("%1 -> %2").arg(losses.front()).arg(losses.back())));
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("clip.safetensors").toStdString();
+        QVERIFY(save_clip(path, clip.value()).ok());
+        auto a = load_clip(path, c10::kCPU), b = load_clip(path, c10::kCPU);
+        QVERIFY2(a.ok(), a.error().c_str());
+        QVERIFY(b.ok());
+        torch::NoGradGuard g;
+        const at::Tensor ids = a->tokenizer.encode_batch({"a dark sandal", "an image of a large wide coat", "boot"}).value();
+        const at::Tensor ea = a->text->embed(ids), eb = b->text->embed(ids), e0 = clip->text->embed(ids);
+        QVERIFY(at::equal(ea, eb));
+        QVERIFY(at::equal(ea, e0));
+        QVERIFY(at::allclose(ea.norm(2, 1), at::ones({3})));
+        // The same words in a longer context (more padding): the same embedding.
+        Tokenizer wide(std::vector<std::string>(a->tokenizer.words().begin() + 4, a->tokenizer.words().end()), 16);
+        QVERIFY(at::equal(wide.encode("a dark sandal").value(), ids[0]));
+        QVERIFY(at::allclose(a->text->embed(ids.narrow(1, 0, 10)), ea, 1e-5, 1e-6));  // the longest has 9 tokens
+        QCOMPARE(a->held_out.size(), default_held_out().size());
+        QVERIFY(at::equal(a->thresholds.low, clip->thresholds.low));
+        // Another kind of file is refused with a message.
+        auto wrong = load_clip(resolve_model("default").value(), c10::kCPU);
+        QVERIFY(!wrong.ok());
+        QVERIFY2(QString::fromStdString(wrong.error()).contains("not a CLIP file"), wrong.error().c_str());
     }
 
     void promptsAreRead() {
