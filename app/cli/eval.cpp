@@ -66,11 +66,6 @@ Result<std::set<std::string>> parse_metrics(const std::string& text) {
     return out;
 }
 
-// The fraction of pixels at the bounds of the image range (|x| >= 0.99 of 1): what strong guidance
-// with static clipping does to samples. Fashion-MNIST's black background counts too: compare with
-// the floor row (training images).
-double saturation(const at::Tensor& images) { return (images.abs() >= 0.99).to(at::kFloat).mean().item<double>(); }
-
 // The request of one guidance scale (the same on every rank): balanced classes, the same starting
 // noise for every scale.
 GenerateRequest scale_request(SamplerKind sk, int64_t steps, int64_t seed, int64_t batch, int64_t N, int64_t C,
@@ -318,7 +313,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     std::map<std::string, double> timing;
     json floor_row = compute_metrics(metrics.value(), floor, train_labels, real, real_stats,
                                      real.spatial.defined() ? &real_spatial : nullptr, timing);
-    floor_row["saturation"] = saturation(floor_images);
+    floor_row["saturation"] = saturated_fraction(floor_images);
     std::printf("%s: model %s\n  features: %s; N = %lld; reference %s (%lld images)\n", command.c_str(),
                 model_path.c_str(), fnet->name().c_str(), (long long)N, ref_name.c_str(), (long long)ref_images.size(0));
     if (comm)
@@ -404,7 +399,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             }
             json r = compute_metrics(metrics.value(), fake, target, real, real_stats,
                                      real.spatial.defined() ? &real_spatial : nullptr, timing);
-            r["saturation"] = saturation(x.value());
+            r["saturation"] = saturated_fraction(x.value());
             r["scale"] = s;
             r["seconds"] = secs;
             out["rows"].push_back(r);

@@ -8,6 +8,7 @@
 
 #include "app/args.h"
 #include "app/cli/cli_util.h"
+#include "core/text/clip.h"
 #include "core/io/model_catalog.h"
 #include "core/gan/gan.h"
 #include "core/io/manifest.h"
@@ -40,6 +41,13 @@ int cmd_models(const std::vector<std::string>& argv) {
                 else
                     std::cout << "  GAN (one step), z " << gc->z_dim << ", " << gc->num_classes << " classes, "
                               << gc->image_size << "x" << gc->image_size << "x" << gc->channels << "\n";
+            } else if (const auto clip = file->metadata.find("dlab_clip"); clip != file->metadata.end()) {
+                const auto j = nlohmann::json::parse(clip->second, nullptr, false);
+                auto cc = j.is_object() && j.contains("config") ? clip_config_from_json(j["config"]) : Result<ClipConfig>(Error{"no config"});
+                if (!cc) std::cout << "  (unusable CLIP config: " << cc.error() << ")\n";
+                else
+                    std::cout << "  CLIP text and image encoders (text-to-image), width " << cc->width << ", " << cc->layers
+                              << " layers, vocabulary of " << (j.contains("vocabulary") ? j["vocabulary"].size() : 0) << " words\n";
             } else if (file->metadata.count("dlab") == 0) {
                 std::cout << "  (no DiffusionLab config: a classifier, an autoencoder or another file)\n";
             } else {

@@ -103,6 +103,11 @@ PrecisionRecall precision_recall(const at::Tensor& real, const at::Tensor& fake,
     return pr;
 }
 
+double saturated_fraction(const at::Tensor& images, double bound) {
+    if (images.numel() == 0) return 0.0;
+    return (images.abs() >= 0.99 * bound).to(at::kFloat).mean().item<double>();
+}
+
 double mean_pairwise_distance(const at::Tensor& features, const at::Tensor& labels) {
     const at::Tensor f = features.to(at::kCPU, at::kDouble).flatten(1);
     const at::Tensor l = labels.to(at::kCPU, at::kLong);

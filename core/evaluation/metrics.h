@@ -52,4 +52,9 @@ at::Tensor kth_neighbour_distances(const at::Tensor& features, int64_t k);
 /// each class.
 double mean_pairwise_distance(const at::Tensor& features, const at::Tensor& labels);
 
+/// Saturation: the fraction of pixel values at the bounds of the image range, |x| >= 0.99 of
+/// `bound` (what strong guidance with static clipping does). Fashion-MNIST's black background
+/// counts too: compare with real images.
+double saturated_fraction(const at::Tensor& images, double bound = 1.0);
+
 }  // namespace dlab

@@ -182,6 +182,31 @@ private Q_SLOTS:
         QCOMPARE(view.currentImage().size(), r0.samples.size());  // clicking shows that scale's samples
     }
 
+    // The explorer's dynamic-thresholding switch reaches the sampler: at a high scale, static
+    // clipping leaves black backgrounds at -1 while thresholding rescales them away from the bound.
+    void dynamicThresholdingChangesSaturation() {
+        WorkerFixture w;
+        ExplorerView view(w.worker);
+        ThreadSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        QVERIFY(w.load());
+        view.setModelInfo(loaded.at(0).at(0).value<ModelInfo>());
+        double saturation[2] = {0, 0}, fid[2] = {0, 0};
+        for (int dynamic = 0; dynamic < 2; ++dynamic) {
+            view.setDynamicThresholding(dynamic == 1);
+            QSignalSpy done(&view, &ExplorerView::finished);
+            view.runWith(0, QStringLiteral("6"), 20, 5);
+            QVERIFY(done.wait(120000));
+            QCOMPARE(done.at(0).at(0).toBool(), true);
+            QCOMPARE(view.rows(0).size(), 1);
+            saturation[dynamic] = view.rows(0)[0].saturation;
+            fid[dynamic] = view.rows(0)[0].fid;
+        }
+        qInfo("s = 6, N = 20, 5 steps: saturated pixels static %.3f, dynamic %.3f; FID %.1f, %.1f", saturation[0],
+              saturation[1], fid[0], fid[1]);
+        QVERIFY(saturation[0] > 0.05);
+        QVERIFY(saturation[1] < 0.5 * saturation[0]);
+    }
+
     void newerRequestWins() {
         WorkerFixture w;
         QVERIFY(w.load());

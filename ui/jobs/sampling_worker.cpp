@@ -207,10 +207,11 @@ void SamplingWorker::generateGrid(int classIndex, const QVector<double>& scales,
 }
 
 void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed,
-                              int requestId) {
+                              double dynamicThreshold, int requestId) {
     if (requestId != m_latest.load()) return;
     m_stop = false;
-    schedule(ImageLane, std::make_shared<SweepJob>(m_lab, SweepRequest{kind, scales, count, steps, seed}, this),
+    schedule(ImageLane,
+             std::make_shared<SweepJob>(m_lab, SweepRequest{kind, scales, count, steps, seed, dynamicThreshold}, this),
              imageStale(requestId));
 }
 

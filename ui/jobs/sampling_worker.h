@@ -78,8 +78,9 @@ public Q_SLOTS:
     void generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
                       quint64 seed, int requestId);
     /// A guidance sweep (sweep_job.h): one sweepRow per scale, batchProgress while sampling, then
-    /// sweepFinished.
-    void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, int requestId);
+    /// sweepFinished. dynamicThreshold: Imagen's dynamic thresholding percentile (0: static clipping).
+    void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, double dynamicThreshold,
+                  int requestId);
     /// Latent models: the autoencoder's decoder on latents drawn from N(0, I) (vae_job.h).
     void generateVaeGrid(int count, quint64 seed, int requestId);
     /// GAN, VAE prior and diffusion side by side, or their interpolations (generative_job.h).

@@ -46,6 +46,7 @@ bool SweepJob::start() {
         m_floorFid = frechet_distance(
             feature_stats(m_features->extract(train->x.narrow(0, 0, std::min<int64_t>(N, train->x.size(0)))).pooled),
             m_realStats);
+        m_floorSaturation = saturated_fraction(train->x.narrow(0, 0, std::min<int64_t>(N, train->x.size(0))));
         m_target = at::arange(N, at::kLong).remainder(m_lab->config().network.num_classes);
         if (!beginScale()) return false;
     } catch (const std::exception& e) {
@@ -61,6 +62,7 @@ bool SweepJob::beginScale() {
     GenerateRequest req;
     req.sampler.kind = SamplerKind::Ddim;
     req.sampler.steps = m_request.steps;
+    req.sampler.dynamic_threshold = m_request.dynamicThreshold;
     req.labels = m_target;
     req.count = m_request.count;
     req.seed = m_request.seed;  // the same starting noise at every scale
@@ -112,6 +114,7 @@ void SweepJob::scoreScale() {
     row.inceptionScore = inception_score(fake.logits, 10).mean;
     row.agreement = class_agreement(fake.logits, m_target);
     row.diversity = mean_pairwise_distance(fake.pooled, m_target);
+    row.saturation = saturated_fraction(x);
     const int64_t shown = std::min<int64_t>(N, 40);
     row.samples = tensorToImage(
         imaging::make_grid((x.narrow(0, 0, shown).clamp(-1, 1) + 1) / 2, std::min<int64_t>(C, 10), 2, 1.0), 0.0, 1.0);
@@ -121,9 +124,11 @@ void SweepJob::scoreScale() {
 void SweepJob::finish(bool completed) {
     if (completed && m_scale == int(m_request.scales.size())) {
         Q_EMIT m_worker->sweepFinished(
-            true, SamplingWorker::tr("real-vs-real floor: FID %1 (training vs test images, N = %2)")
+            true, SamplingWorker::tr("real-vs-real floor: FID %1 (training vs test images, N = %2); "
+                                     "%3 of real pixels at the bounds")
                       .arg(m_floorFid, 0, 'f', 2)
-                      .arg(m_request.count));
+                      .arg(m_request.count)
+                      .arg(m_floorSaturation, 0, 'f', 3));
     } else {
         Q_EMIT m_worker->sweepFinished(false, QString());
     }

@@ -25,6 +25,7 @@ struct SweepRow {
     int kind = 0;              ///< 0 classifier-free (scale s), 1 classifier (scale c, s = 0)
     double scale = 0;
     double fid = 0, precision = 0, recall = 0, inceptionScore = 0, agreement = 0, diversity = 0;
+    double saturation = 0;     ///< fraction of pixels at the bounds of [-1, 1]
     double seconds = 0;        ///< sampling time
     QImage samples;            ///< a grid of the first samples
 };
@@ -34,6 +35,7 @@ struct SweepRequest {
     QVector<double> scales;
     int count = 500, steps = 50;
     quint64 seed = 0;
+    double dynamicThreshold = 0;  ///< Imagen's dynamic thresholding percentile (0: static clipping)
 };
 
 class SweepJob : public LabJob {
@@ -56,7 +58,7 @@ private:
     std::unique_ptr<FeatureNet> m_features;
     Features m_real;
     FeatureStats m_realStats;
-    double m_floorFid = 0;
+    double m_floorFid = 0, m_floorSaturation = 0;
     at::Tensor m_target;
     std::unique_ptr<GenerateRun> m_run;
     QElapsedTimer m_clock;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -36,6 +37,7 @@ namespace {
 
 const char* kKindName[2] = {"classifier-free s", "classifier c"};
 const QColor kKindColor[2] = {QColor(31, 119, 180), QColor(214, 39, 40)};
+constexpr double kDynamicPercentile = 0.995;  // Imagen's choice
 
 QVector<double> parseScales(const QString& text) {
     QVector<double> out;
@@ -74,6 +76,11 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
     m_steps->setRange(1, 1000);
     m_steps->setValue(20);
     form->addRow(tr("Steps"), m_steps);
+    m_dynamic = new QCheckBox(tr("Dynamic thresholding (Imagen)"));
+    m_dynamic->setToolTip(tr("Clip each predicted x0 at the 99.5th percentile of its |x0| (at least 1) and rescale it, "
+                             "instead of clipping at 1: strongly guided samples stop saturating at black and white. "
+                             "Compare the 'saturated' column and FID with it off and on at high scales."));
+    form->addRow(m_dynamic);
     m_seed = new QSpinBox;
     m_seed->setRange(0, 1000000);
     form->addRow(tr("Seed"), m_seed);
@@ -118,9 +125,9 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
             if (kind.isValid()) showRow(kind.toInt(), index);
         });
     }
-    m_table = new QTableWidget(0, 9);
+    m_table = new QTableWidget(0, 10);
     m_table->setHorizontalHeaderLabels({tr("kind"), tr("scale"), tr("FID"), tr("IS"), tr("precision"), tr("recall"),
-                                        tr("agreement"), tr("diversity"), tr("time (s)")});
+                                        tr("agreement"), tr("diversity"), tr("saturated"), tr("time (s)")});
     m_table->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
     m_table->horizontalHeader()->setStretchLastSection(true);
     m_table->setFont(QFont(font().family(), 8));
@@ -202,6 +209,8 @@ bool ExplorerView::showMeasured() {
             row.agreement = real("agreement", 1);
             row.diversity = real("diversity", 1e6);
             row.seconds = real("seconds", 1e7);
+            // Older measured sweeps have no saturation: shown as "-", never as 0.
+            row.saturation = r.contains(QLatin1String("saturation")) ? real("saturation", 1) : std::nan("");
             if (problems.isEmpty() && rows[kind].size() < 100) rows[kind] << row;
         }
         const qint64 n = checkedInt(o.value(QStringLiteral("count")), QString(), 1, 10000000, 0, nullptr);
@@ -269,8 +278,11 @@ void ExplorerView::runWith(int kind, const QString& scalesText, int count, int s
     const int id = m_worker->newRequest();
     QMetaObject::invokeMethod(m_worker, "runSweep", Qt::QueuedConnection, Q_ARG(int, kind),
                               Q_ARG(QVector<double>, scales), Q_ARG(int, count), Q_ARG(int, steps),
-                              Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
+                              Q_ARG(quint64, quint64(m_seed->value())),
+                              Q_ARG(double, m_dynamic->isChecked() ? kDynamicPercentile : 0.0), Q_ARG(int, id));
 }
+
+void ExplorerView::setDynamicThresholding(bool on) { m_dynamic->setChecked(on); }
 
 void ExplorerView::cancel() {
     if (!m_running) return;
@@ -302,7 +314,7 @@ void ExplorerView::record(bool completed) {
     const QJsonObject params{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("kind"), kind},
                              {QStringLiteral("scales"), m_scales->text()}, {QStringLiteral("count"), m_count->value()},
                              {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
-                             {QStringLiteral("floor"), m_floor->text()}};
+                             {QStringLiteral("dynamic"), m_dynamic->isChecked()}, {QStringLiteral("floor"), m_floor->text()}};
     const QString title = tr("%1, %2 sweep %3, N = %4")
                               .arg(QFileInfo(m_modelPath).baseName(), kind == 0 ? tr("classifier-free") : tr("classifier"),
                                    m_scales->text())
@@ -319,7 +331,8 @@ void ExplorerView::record(bool completed) {
                                 {QStringLiteral("fid"), r.fid}, {QStringLiteral("precision"), r.precision},
                                 {QStringLiteral("recall"), r.recall}, {QStringLiteral("is"), r.inceptionScore},
                                 {QStringLiteral("agreement"), r.agreement}, {QStringLiteral("diversity"), r.diversity},
-                                {QStringLiteral("seconds"), r.seconds}, {QStringLiteral("samples"), png}});
+                                {QStringLiteral("saturation"), r.saturation}, {QStringLiteral("seconds"), r.seconds},
+                                {QStringLiteral("samples"), png}});
     }
     QSaveFile f(run.folder + QStringLiteral("/sweep.json"));
     if (f.open(QIODevice::WriteOnly)) {
@@ -355,6 +368,7 @@ QString ExplorerView::openRecord(const RunRecord& run) {
         r.inceptionScore = o.value(QStringLiteral("is")).toDouble();
         r.agreement = o.value(QStringLiteral("agreement")).toDouble();
         r.diversity = o.value(QStringLiteral("diversity")).toDouble();
+        r.saturation = o.contains(QStringLiteral("saturation")) ? o.value(QStringLiteral("saturation")).toDouble() : std::nan("");
         r.seconds = o.value(QStringLiteral("seconds")).toDouble();
         r.samples.load(RunHistory::outputPath(run, o.value(QStringLiteral("samples")).toString()));
         m_rows[kind] << r;
@@ -368,6 +382,7 @@ QString ExplorerView::openRecord(const RunRecord& run) {
 
 void ExplorerView::runRecorded(const QJsonObject& p) {
     m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
+    m_dynamic->setChecked(p.value(QStringLiteral("dynamic")).toBool());
     runWith(std::clamp(p.value(QStringLiteral("kind")).toInt(), 0, 1), p.value(QStringLiteral("scales")).toString(),
             p.value(QStringLiteral("count")).toInt(200), p.value(QStringLiteral("steps")).toInt(20));
 }
@@ -400,9 +415,11 @@ void ExplorerView::rebuildTable() {
             auto* sc = new QTableWidgetItem(QString::number(r.scale));
             sc->setData(Qt::UserRole, i);
             m_table->setItem(row, 1, sc);
-            const double values[] = {r.fid, r.inceptionScore, r.precision, r.recall, r.agreement, r.diversity, r.seconds};
-            const int decimals[] = {2, 3, 3, 3, 3, 2, 1};
-            for (int c = 0; c < 7; ++c) m_table->setItem(row, c + 2, new QTableWidgetItem(QString::number(values[c], 'f', decimals[c])));
+            const double values[] = {r.fid, r.inceptionScore, r.precision, r.recall, r.agreement, r.diversity, r.saturation, r.seconds};
+            const int decimals[] = {2, 3, 3, 3, 3, 2, 3, 1};
+            for (int c = 0; c < 8; ++c)
+                m_table->setItem(row, c + 2, new QTableWidgetItem(std::isfinite(values[c]) ? QString::number(values[c], 'f', decimals[c])
+                                                                                           : QStringLiteral("-")));
         }
     }
 }

@@ -11,6 +11,7 @@
 #include "ui/common/run_history.h"
 #include "ui/jobs/sampling_worker.h"
 
+class QCheckBox;
 class QComboBox;
 class QCustomPlot;
 class QLabel;
@@ -46,6 +47,8 @@ public Q_SLOTS:
     void showRow(int kind, int index);
     /// Starts a sweep with these settings (used by the command line and tests).
     void runWith(int kind, const QString& scales, int count, int steps);
+    /// Imagen's dynamic thresholding for the next sweeps (the checkbox).
+    void setDynamicThresholding(bool on);
     /// Runs a recorded sweep again (the model must be loaded already).
     void runRecorded(const QJsonObject& parameters);
     /// Shows the bundled model's measured sweeps (resources/models/NAME.sweep-cfg.json and
@@ -70,6 +73,7 @@ private:
     QSpinBox* m_count = nullptr;
     QSpinBox* m_steps = nullptr;
     QSpinBox* m_seed = nullptr;
+    QCheckBox* m_dynamic = nullptr;
     QPushButton* m_run = nullptr;
     QProgressBar* m_progress = nullptr;
     QLabel* m_floor = nullptr;
