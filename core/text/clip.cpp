@@ -274,6 +274,24 @@ Result<Clip> load_clip(const std::string& path, c10::Device device) {
     } catch (const std::exception& e) {
         return Error{path + ": the CLIP metadata is incomplete: " + e.what()};
     }
+    // The config against the file's own tensors before any module is built from it: a config that
+    // asks for more than the file holds is refused without allocating it.
+    const ClipConfig& cc = clip.config;
+    const std::vector<std::pair<std::string, std::vector<int64_t>>> expected = {
+        {"text.tok.weight", {clip.tokenizer.vocab_size(), cc.width}},
+        {"text.pos", {clip.tokenizer.context(), cc.width}},
+        {"text.layer" + std::to_string(cc.layers - 1) + "_fc2.weight", {cc.width, 4 * cc.width}},
+        {"text.proj.weight", {cc.embed_dim, cc.width}},
+        {"image.proj.weight", {cc.embed_dim, 4 * cc.image_channels}},
+        {"logit_scale", {1}},
+    };
+    for (const auto& [name, shape] : expected) {
+        const auto t = f->tensors.find(name);
+        if (t == f->tensors.end()) return Error{path + ": the tensor '" + name + "' that the CLIP config implies is missing"};
+        if (t->second.sizes().vec() != shape)
+            return Error{path + ": the tensor '" + name + "' does not match the CLIP config (shape " +
+                         c10::str(t->second.sizes()) + ", the config implies " + c10::str(at::IntArrayRef(shape)) + ")"};
+    }
     clip.text = TextEncoder(clip.config, clip.tokenizer.vocab_size(), clip.tokenizer.context());
     clip.image = ImageEncoder(clip.config);
     if (auto st = load_network_tensors(f.value(), "text.", *clip.text, path); !st) return Error{st.error()};

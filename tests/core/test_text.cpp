@@ -8,6 +8,7 @@
 #include "core/test_data.h"
 
 #include "core/io/model_catalog.h"
+#include "core/io/safetensors.h"
 #include "core/text/captions.h"
 #include "core/text/clip.h"
 #include "core/text/tokenizer.h"
@@ -183,6 +184,24 @@ private Q_SLOTS:
         QVERIFY(at::allclose(a->text->embed(ids.narrow(1, 0, 10)), ea, 1e-5, 1e-6));  // the longest has 9 tokens
         QCOMPARE(a->held_out.size(), default_held_out().size());
         QVERIFY(at::equal(a->thresholds.low, clip->thresholds.low));
+        // A config that asks for more than the file holds is refused before anything is built.
+        {
+            auto file = load_safetensors(path);
+            QVERIFY(file.ok());
+            auto meta = nlohmann::json::parse(file->metadata.at("dlab_clip"));
+            meta["config"]["width"] = 1024;
+            file->metadata["dlab_clip"] = meta.dump();
+            const std::string bad = dir.filePath("big.safetensors").toStdString();
+            QVERIFY(save_safetensors(bad, file.value()).ok());
+            auto refused = load_clip(bad, c10::kCPU);
+            QVERIFY(!refused.ok());
+            QVERIFY2(QString::fromStdString(refused.error()).contains("does not match the CLIP config"), refused.error().c_str());
+            meta["config"]["width"] = 32;
+            meta["config"]["layers"] = 3;  // the file has one layer
+            file->metadata["dlab_clip"] = meta.dump();
+            QVERIFY(save_safetensors(bad, file.value()).ok());
+            QVERIFY(QString::fromStdString(load_clip(bad, c10::kCPU).error()).contains("layer2_fc2.weight"));
+        }
         // Another kind of file is refused with a message.
         auto wrong = load_clip(resolve_model("default").value(), c10::kCPU);
         QVERIFY(!wrong.ok());
