@@ -2,6 +2,9 @@
 // lands within one step; a guidance change during a run applies at the next step; the view reacts.
 #include <QtTest/QtTest>
 
+#include <atomic>
+#include <memory>
+
 #include <QComboBox>
 #include <QProgressBar>
 #include <QSpinBox>
@@ -91,13 +94,17 @@ private Q_SLOTS:
         QVERIFY(w.load());
         ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
         ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        // Frames *emitted* so far, counted on the worker's thread (the spy records them later, queued).
+        auto emitted = std::make_shared<std::atomic<int>>(0);
+        QObject::connect(w.worker, &SamplingWorker::frameReady, w.worker, [emitted](const ChainFrame&) { ++*emitted; },
+                         Qt::DirectConnection);
         ChainSettings s;
         s.steps = 1000;
         s.sampler = SamplerKind::Ddpm;
         w.start(s, -1);
         QVERIFY(waitCount(frames, 1, 30000));
         w.worker->requestStop();
-        const int seenAtStop = frames.size();
+        const int seenAtStop = emitted->load();
         QVERIFY(waitCount(stopped, 1, 30000));
         QCoreApplication::processEvents();
         const int done = stopped.first().at(0).toInt();
