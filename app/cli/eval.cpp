@@ -66,6 +66,9 @@ Result<std::set<std::string>> parse_metrics(const std::string& text) {
     return out;
 }
 
+// Balanced classes: sample i asks for class i mod C (10 for an unconditional model's agreement).
+at::Tensor balanced_targets(int64_t N, int64_t C) { return at::arange(N, at::kLong).remainder(C > 0 ? C : 10); }
+
 // The request of one guidance scale (the same on every rank): balanced classes, the same starting
 // noise for every scale.
 GenerateRequest scale_request(SamplerKind sk, int64_t steps, int64_t seed, int64_t batch, int64_t N, int64_t C,
@@ -75,7 +78,7 @@ GenerateRequest scale_request(SamplerKind sk, int64_t steps, int64_t seed, int64
     req.sampler.dynamic_threshold = dynamic_threshold;
     req.sampler.steps = steps;
     req.sampler.eta = sk == SamplerKind::Ddpm ? 1.0 : 0.0;
-    const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);
+    const at::Tensor target = balanced_targets(N, C);
     req.labels = C > 0 ? target : at::Tensor();
     req.count = N;
     req.seed = static_cast<uint64_t>(seed);
@@ -385,7 +388,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         for (double s : scales.value()) {
             const GenerateRequest req = scale_request(*sk, steps.value(), seed.value(), batch.value(), N, C,
                                                       kind == "classifier", s, grad, dynamic.value());
-            const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);  // balanced classes
+            const at::Tensor target = balanced_targets(N, C);
             const auto t0 = Clock::now();
             auto x = generate_share(model.value(), req, comm.get());
             if (!x) return failure(command + ": " + x.error());
@@ -516,7 +519,7 @@ int cmd_trilemma(const std::vector<std::string>& argv) {
     const json floor = compute_metrics(metrics, fnet->extract(train->x.narrow(0, 0, train_labels.size(0))), train_labels, real,
                                        real_stats, nullptr, timing);
     const int64_t C = model->config.network.num_classes;
-    const at::Tensor target = at::arange(N, at::kLong).remainder(C > 0 ? C : 10);  // balanced classes
+    const at::Tensor target = balanced_targets(N, C);
     const uint64_t sd = uint64_t(seed.value());
     const int evals_per_step = guidance.value() == 1.0 || C == 0 ? 1 : 2;
 
