@@ -18,20 +18,31 @@ int cmd_convert(const std::vector<std::string>& argv) {
     args.option("in", "a model, autoencoder or classifier file (.safetensors)")
         .option("out", "the file to write")
         .option("autoencoder", "a latent model: refer to this autoencoder (a bundled name or a path)")
+        .option("text-encoder", "a text-to-image model: refer to this CLIP (a bundled name or a path)")
         .flag("half", "store float32 tensors as float16 (half the size; loaded back as float32)")
+        .flag("ema-only", "keep only the EMA weights of a model that has them (what sampling loads)")
         .flag("help", "show this help");
     if (int rc = parse_or_help(args, argv, "convert --in FILE --out FILE --half"); rc >= 0) return rc;
     if (!args.has("in") || !args.has("out")) return usage("convert: --in and --out are required");
-    if (!args.has("half") && !args.has("autoencoder")) return usage("convert: say what to convert (--half, --autoencoder)");
+    if (!args.has("half") && !args.has("autoencoder") && !args.has("text-encoder") && !args.has("ema-only"))
+        return usage("convert: say what to convert (--half, --autoencoder, --text-encoder, --ema-only)");
     auto file = load_safetensors(args.get("in"));
     if (!file) return failure("convert: " + file.error());
-    if (args.has("autoencoder")) {
+    for (const char* ref : {"autoencoder", "text-encoder"}) {
+        if (!args.has(ref)) continue;
         auto meta = file->metadata.find("dlab");
         if (meta == file->metadata.end()) return failure("convert: " + args.get("in") + " is not a DiffusionLab model");
         auto j = nlohmann::json::parse(meta->second, nullptr, false);
         if (j.is_discarded() || !j.is_object()) return failure("convert: " + args.get("in") + ": corrupt config");
-        j["autoencoder"] = args.get("autoencoder");
+        j[std::string(ref) == "autoencoder" ? "autoencoder" : "text_encoder"] = args.get(ref);
         meta->second = j.dump();
+    }
+    if (args.has("ema-only")) {
+        bool has_ema = false;
+        for (const auto& [name, t] : file->tensors) has_ema = has_ema || name.rfind("ema.", 0) == 0;
+        if (!has_ema) return failure("convert: " + args.get("in") + " has no EMA weights (ema.*) to keep");
+        for (auto it = file->tensors.begin(); it != file->tensors.end();)
+            it = it->first.rfind("ema.", 0) == 0 ? std::next(it) : file->tensors.erase(it);
     }
     if (!args.has("half")) {
         if (auto st = save_safetensors(args.get("out"), file.value()); !st) return failure("convert: " + st.error());

@@ -11,6 +11,7 @@
 
 #include "app/args.h"
 #include "app/cli/cli_util.h"
+#include "app/cli/prompts.h"
 #include "core/forward/schedule.h"
 #include "core/guidance/noisy_classifier.h"
 #include "core/io/atomic_file.h"
@@ -35,6 +36,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     args.option("model", "default, a bundled name or a .safetensors file", "default")
         .option("class", "class index for every sample (default: cycle through the classes)")
         .flag("unconditional", "sample with the null class (no guidance)")
+        .option("prompt", "text-to-image models: what to draw, e.g. \"a dark long sleeved pullover\"; several with ' | ' between them")
+        .option("prompts", "text-to-image models: a file of prompts, one per line (samples cycle through them)")
+        .option("negative-prompt", "text-to-image models: guidance pushes away from this prompt instead of the empty one")
         .option("guidance", "classifier-free guidance scale s (0 uncond, 1 cond, >1 guided)", "3")
         .option("classifier-scale", "classifier guidance scale c (0: off); with --guidance 0 it steers the unconditional path", "0")
         .option("noisy-classifier", "the noise-aware classifier for --classifier-scale", "fashion-mnist-noisy-classifier")
@@ -126,6 +130,29 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (!model) return failure("sample: " + model.error());
     const ModelConfig& mc = model->config;
     const int64_t C = mc.network.num_classes;
+    const bool text = mc.network.context_dim > 0;
+    std::vector<std::string> prompts;
+    if (args.has("prompt")) {
+        const std::string all = args.get("prompt");
+        for (size_t from = 0;;) {
+            const size_t bar = all.find('|', from);
+            std::string p = all.substr(from, bar == std::string::npos ? std::string::npos : bar - from);
+            const auto a = p.find_first_not_of(' '), b = p.find_last_not_of(' ');
+            prompts.push_back(a == std::string::npos ? std::string() : p.substr(a, b - a + 1));
+            if (bar == std::string::npos) break;
+            from = bar + 1;
+        }
+    }
+    if (args.has("prompts")) {
+        auto file = read_prompt_file(args.get("prompts"));
+        if (!file) return failure("sample: --prompts: " + file.error());
+        prompts.insert(prompts.end(), file->begin(), file->end());
+    }
+    if (!text && (!prompts.empty() || args.has("negative-prompt")))
+        return usage("sample: " + path.value() + " is not a text-to-image model; --prompt needs one (see `diffusionlab-cli models`)");
+    if (text && args.has("class")) return usage("sample: a text-to-image model takes --prompt, not --class");
+    if (text && prompts.empty() && !args.has("unconditional"))
+        return usage("sample: " + path.value() + " is a text-to-image model: give --prompt \"...\" (or --unconditional)");
     int64_t fixed_class = -1;
     if (args.has("class")) {
         const bool classifier_guided = args.get("classifier-scale") != "0";
@@ -182,6 +209,16 @@ int cmd_sample(const std::vector<std::string>& argv) {
         }
         req.classifier_labels = target;
     }
+    if (text) {
+        if (args.has("unconditional")) {
+            labels = at::zeros({N}, at::kLong);  // the null prompt
+            req.labels = labels;
+        } else {
+            if (auto st = attach_prompts(model.value(), prompts, args.get("negative-prompt"), req); !st)
+                return usage("sample: " + st.error());
+            labels = req.labels - 1;  // the prompt index of each sample
+        }
+    }
     req.seed = static_cast<uint64_t>(seed.value());
     req.batch = batch.value();
     std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
@@ -218,6 +255,8 @@ int cmd_sample(const std::vector<std::string>& argv) {
         f.metadata["steps"] = std::to_string(sc.steps);
         f.metadata["guidance"] = std::to_string(scale.value());
         f.metadata["seed"] = std::to_string(seed.value());
+        if (text) f.metadata["prompts"] = nlohmann::json(prompts).dump();
+        if (text && args.has("negative-prompt")) f.metadata["negative_prompt"] = args.get("negative-prompt");
         if (auto st = save_safetensors(args.get("tensors"), f); !st) return failure("sample: " + st.error());
     }
 #ifdef DLAB_HAVE_IMAGING
@@ -229,13 +268,20 @@ int cmd_sample(const std::vector<std::string>& argv) {
     }
     if (args.has("output")) {
         if (!images) return usage("sample: -o needs an image model; use --tensors for points");
-        const int64_t cols = C > 0 && fixed_class < 0 ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
+        const int64_t P = static_cast<int64_t>(prompts.size());
+        const int64_t cols = text && P > 1 ? std::min<int64_t>(P, N)
+                             : C > 0 && fixed_class < 0 ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
         const at::Tensor grid = imaging::make_grid(x, cols, 2, 1.0);
         std::ostringstream params;
         params << "model=" << args.get("model") << " sampler=" << to_string(sc.kind) << " steps=" << sc.steps
                << " eta=" << sc.eta << " guidance=" << scale.value() << " classifier_scale=" << cscale.value()
                << " seed=" << seed.value()
                << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class) : std::string("cycle"));
+        if (text) {
+            params << " prompts=";
+            for (size_t i = 0; i < prompts.size(); ++i) params << (i ? " | " : "") << prompts[i];
+            if (args.has("negative-prompt")) params << " negative=" << args.get("negative-prompt");
+        }
         auto mat = imaging::tensor_to_mat(grid);
         if (auto st = imaging::write_png(args.get("output"), mat, {{"parameters", params.str()}}); !st)
             return failure("sample: " + st.error());

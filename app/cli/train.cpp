@@ -32,7 +32,8 @@ namespace dlab::app {
 
 int cmd_train(const std::vector<std::string>& argv) {
     Args args("train");
-    args.option("dataset", "fashion-mnist, images:DIR (class subfolders = labels), latents:AUTOENCODER (Fashion-MNIST latents) or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+    args.option("dataset", "fashion-mnist, fashion-mnist-captions (text-to-image; needs --text-encoder), images:DIR (class subfolders = labels), latents:AUTOENCODER (Fashion-MNIST latents) or toy:moons|swissroll|8gaussians|checkerboard", "fashion-mnist")
+        .option("text-encoder", "fashion-mnist-captions: the frozen CLIP (train-clip) whose text encoder conditions the UNet")
         .option("config", "a JSON settings file (network, schedule, prediction, training); options given here win")
         .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
         .option("timesteps", "diffusion steps T", "1000")
@@ -104,6 +105,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
     Result<LabelledData> data = Error{""};
+    TextTraining text_training;
     if (ds.rfind("images:", 0) == 0) {
 #ifndef DLAB_HAVE_IMAGING
         return usage("train: this build has no OpenCV imaging; images:DIR is not available");
@@ -139,6 +141,26 @@ int cmd_train(const std::vector<std::string>& argv) {
         mc.autoencoder = spec.find('/') == std::string::npos && spec.find(".safetensors") == std::string::npos
                              ? spec : std::filesystem::absolute(spec).string();
         data = std::move(latents);
+    } else if (ds == "fashion-mnist-captions") {
+        // Text-to-image: Fashion-MNIST with captions measured on each image, read by a frozen CLIP.
+        if (!args.has("text-encoder")) return usage("train: fashion-mnist-captions needs --text-encoder (a CLIP from train-clip)");
+        const std::string spec = args.get("text-encoder");
+        auto clip_path = resolve_model(spec);
+        if (!clip_path) return failure("train: text encoder: " + clip_path.error());
+        auto clip = load_clip(clip_path.value(), device.value());
+        if (!clip) return failure("train: " + clip.error());
+        data = load_fashion_mnist(fashion_mnist_dir(), true);
+        if (!data) return failure("train: " + data.error());
+        auto captioned = caption_dataset(data.value(), clip->tokenizer, 0, clip->held_out, &clip->thresholds);
+        if (!captioned) return failure("train: " + captioned.error());
+        text_training.levels = captioned->levels;
+        text_training.held_out = clip->held_out;
+        text_training.clip = std::make_shared<Clip>(std::move(clip.value()));
+        data->name = "fashion-mnist-captions";
+        mc.text_encoder = spec.find('/') == std::string::npos && spec.find(".safetensors") == std::string::npos
+                              ? spec : std::filesystem::absolute(spec).string();
+        if (lead) std::cerr << "captions read by the text encoder " << clip_path.value() << " (held out: "
+                            << text_training.held_out.size() << " class-attribute pairs)\n";
     } else if (ds == "fashion-mnist" || ds.rfind("toy:", 0) == 0) {
         data = load_builtin_dataset(ds);
     } else {
@@ -146,6 +168,14 @@ int cmd_train(const std::vector<std::string>& argv) {
     }
     if (!data) return failure("train: " + data.error());
     shape_network_for_data(data.value(), mc.network);
+    if (text_training.clip) {
+        mc.network.num_classes = 0;  // the prompt is the condition
+        mc.network.context_dim = text_training.clip->config.width;
+        mc.network.context_length = text_training.clip->tokenizer.context();
+        mc.network.attention_resolutions = {mc.network.image_size / 2, mc.network.image_size / 4};
+    } else if (args.has("text-encoder")) {
+        return usage("train: --text-encoder goes with --dataset fashion-mnist-captions");
+    }
 
     // Settings file first, then the options given on the command line (without a file, every
     // option's value, given or default, is used).
@@ -168,6 +198,10 @@ int cmd_train(const std::vector<std::string>& argv) {
         auto saved_config = stored_model_config(file.value(), ckpt);
         if (!saved_config) return failure("train: --resume: " + saved_config.error());
         const std::string autoencoder = mc.autoencoder;
+        if (saved_config->network.context_dim != mc.network.context_dim)
+            return failure("train: --resume: the run in " + args.get("out") + (saved_config->network.context_dim > 0
+                               ? " is text-to-image: resume it with --dataset fashion-mnist-captions --text-encoder " + saved_config->text_encoder
+                               : " was not trained on captions"));
         mc.network = saved_config->network;
         mc.schedule = saved_config->schedule;
         mc.prediction = saved_config->prediction;
@@ -218,7 +252,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                   << tc.batch / comm->world_size() << " of the " << tc.batch << " images of each step per rank\n";
     if (lead) std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
               << " parameters) on " << data->name << " (" << data->x.size(0) << " examples, "
-              << data->num_classes << " classes), " << to_string(mc.schedule.kind) << " schedule, "
+              << (text_training.clip ? std::string("prompts") : std::to_string(data->num_classes) + " classes") << "), " << to_string(mc.schedule.kind) << " schedule, "
               << to_string(mc.prediction) << " prediction" << (mc.network.learn_sigma ? ", hybrid loss" : "")
               << (tc.bf16 ? ", bf16 autocast" : "") << ", device " << device->str() << "\n";
     auto max_minutes = args.get_double("max-minutes", 0.0, 1e7);
@@ -228,6 +262,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     const double budget_s = max_minutes.value() * 60.0;
     TrainHooks hooks;
     hooks.cancel = &stop;
+    if (text_training.clip) hooks.text = &text_training;
     auto bucket_mb = args.get_double("bucket-mb", 1e-4, 1e5);
     if (!bucket_mb) return usage(bucket_mb.error());
     hooks.bucket_bytes = static_cast<int64_t>(bucket_mb.value() * 1024 * 1024);

@@ -35,7 +35,8 @@ json to_json(const ModelConfig& c) {
           {"num_res_blocks", n.num_res_blocks}, {"attention_resolutions", n.attention_resolutions},
           {"attention_heads", n.attention_heads}, {"num_classes", n.num_classes},
           {"dropout", n.dropout}, {"groups", n.groups}, {"mlp_hidden", n.mlp_hidden},
-          {"mlp_layers", n.mlp_layers}, {"learn_sigma", n.learn_sigma}}},
+          {"mlp_layers", n.mlp_layers}, {"learn_sigma", n.learn_sigma}, {"context_dim", n.context_dim},
+          {"context_length", n.context_length}}},
         {"schedule",
          {{"kind", to_string(s.kind)}, {"timesteps", s.timesteps}, {"beta_start", s.beta_start},
           {"beta_end", s.beta_end}, {"cosine_s", s.cosine_s}, {"max_beta", s.max_beta},
@@ -45,6 +46,7 @@ json to_json(const ModelConfig& c) {
         {"class_names", c.class_names},
         {"training", c.training}};
     if (!c.autoencoder.empty()) j["autoencoder"] = c.autoencoder;
+    if (!c.text_encoder.empty()) j["text_encoder"] = c.text_encoder;
     return j;
 }
 
@@ -70,6 +72,8 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.network.mlp_hidden = n.value("mlp_hidden", c.network.mlp_hidden);
         c.network.mlp_layers = n.value("mlp_layers", c.network.mlp_layers);
         c.network.learn_sigma = n.value("learn_sigma", false);
+        c.network.context_dim = n.value("context_dim", int64_t(0));
+        c.network.context_length = n.value("context_length", c.network.context_length);
         const json& s = j.at("schedule");
         const auto sk = parse_schedule_kind(s.at("kind").get<std::string>());
         if (!sk) return Error{"config: unknown schedule '" + s.at("kind").get<std::string>() + "'"};
@@ -88,6 +92,7 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.class_names = j.value("class_names", std::vector<std::string>{});
         c.training = j.value("training", json::object());
         c.autoencoder = j.value("autoencoder", std::string());
+        c.text_encoder = j.value("text_encoder", std::string());
     } catch (const json::exception& e) {
         return Error{std::string("config: ") + e.what()};
     }
@@ -171,15 +176,31 @@ Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool
         return Error{st.error()};
     net.value()->to(device);
     net.value()->eval();
+    // A companion file (autoencoder, text encoder): an absolute path, next to the model file, else bundled.
+    auto companion = [&](const std::string& name) -> std::string {
+        namespace fs = std::filesystem;
+        const fs::path wanted(name);
+        std::string found;
+        if (wanted.is_absolute()) found = wanted.string();
+        else if (fs::exists(fs::path(path).parent_path() / wanted)) found = (fs::path(path).parent_path() / wanted).string();
+        else if (auto r = resolve_model(name)) found = r.value();
+        return !found.empty() && fs::exists(found) ? found : std::string();
+    };
+    if (config->network.context_dim > 0) {
+        if (config->text_encoder.empty()) return Error{path + ": a text-conditional model that names no text encoder"};
+        const std::string clip_path = companion(config->text_encoder);
+        if (clip_path.empty())
+            return Error{path + ": its text encoder '" + config->text_encoder + "' was not found (next to the model or bundled)"};
+        auto clip = load_clip(clip_path, device);
+        if (!clip) return Error{path + ": " + clip.error()};
+        if (clip->config.width != config->network.context_dim || clip->tokenizer.context() != config->network.context_length)
+            return Error{path + ": the text encoder " + clip_path + " makes token states of another shape than the network's context"};
+        loaded.text_encoder = std::make_shared<Clip>(std::move(clip.value()));
+    }
     if (!config->autoencoder.empty()) {
         // Latent diffusion: the autoencoder next to the model file, else a bundled one.
-        namespace fs = std::filesystem;
-        const fs::path wanted(config->autoencoder);
-        std::string ae_path;
-        if (wanted.is_absolute()) ae_path = wanted.string();
-        else if (fs::exists(fs::path(path).parent_path() / wanted)) ae_path = (fs::path(path).parent_path() / wanted).string();
-        else if (auto r = resolve_model(config->autoencoder)) ae_path = r.value();
-        if (ae_path.empty() || !fs::exists(ae_path))
+        const std::string ae_path = companion(config->autoencoder);
+        if (ae_path.empty())
             return Error{path + ": its autoencoder '" + config->autoencoder + "' was not found (next to the model or bundled)"};
         auto ae = load_autoencoder(ae_path, device);
         if (!ae) return Error{path + ": " + ae.error()};

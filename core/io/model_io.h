@@ -7,6 +7,7 @@
 // A trained model on disk: one safetensors file holding the weights ("model.*"), the EMA weights
 // ("ema.*") and, in the metadata key "dlab", a JSON config saying how it was made.
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/latent/autoencoder.h"
+#include "core/text/clip.h"
 #include "core/networks/network.h"
 #include "core/runtime/result.h"
 #include "core/io/safetensors.h"
@@ -32,6 +34,9 @@ struct ModelConfig {
     /// Latent diffusion: the autoencoder whose scaled latents the network models, as a bundled
     /// name, a path relative to the model file's folder, or an absolute path. Empty: pixel space.
     std::string autoencoder;
+    /// Text-to-image: the frozen CLIP file whose text encoder the network was trained with (a
+    /// bundled name, a path relative to the model file's folder, or an absolute path). Empty: none.
+    std::string text_encoder;
 };
 
 /// Rejects JSON numbers that no field may hold: a float beyond +-2^53 (converting it to an integer
@@ -54,6 +59,7 @@ struct LoadedModel {
     bool used_ema = false;
     std::string path;
     Autoencoder autoencoder{nullptr};  ///< latent models: the decoder (and encoder), on the same device
+    std::shared_ptr<Clip> text_encoder;  ///< text-to-image models: the frozen CLIP, on the same device
 };
 
 /// A module's parameters and buffers under `prefix` (e.g. "model.").

@@ -1,6 +1,8 @@
 #include "core/networks/network.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include <torch/torch.h>
 
@@ -28,6 +30,14 @@ Status NetworkConfig::validate() const {
     for (const Status& st : {in_range("in_channels", in_channels, 1, 64), in_range("num_classes", num_classes, 0, 100000)})
         if (!st) return st;
     if (!(dropout >= 0.0 && dropout < 1.0)) return Status::failure("network: dropout must be in [0, 1)");
+    if (auto st = in_range("context_dim", context_dim, 0, 4096); !st) return st;
+    if (context_dim > 0) {
+        if (kind != NetworkKind::UNet) return Status::failure("network: text conditioning (context_dim) needs a UNet");
+        if (auto st = in_range("context_length", context_length, 1, 1024); !st) return st;
+        if (num_classes != 0)
+            return Status::failure("network: a text-conditional network has no classes (num_classes is " +
+                                   std::to_string(num_classes) + ", must be 0)");
+    }
     if (kind == NetworkKind::Mlp) {
         for (const Status& st : {in_range("mlp_hidden", mlp_hidden, 1, 65536), in_range("mlp_layers", mlp_layers, 1, 64)})
             if (!st) return st;
@@ -84,6 +94,19 @@ int64_t NetworkImpl::parameter_count() const {
     return n;
 }
 
+namespace {
+[[noreturn]] void not_text_conditional() {
+    throw std::invalid_argument("network: this model is not text-conditional (it was trained without prompts)");
+}
+}  // namespace
+
+void NetworkImpl::set_null_prompt(const at::Tensor&, const at::Tensor&) { not_text_conditional(); }
+void NetworkImpl::set_prompts(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+    not_text_conditional();
+}
+void NetworkImpl::record_attention(bool) {}
+std::vector<std::pair<int64_t, at::Tensor>> NetworkImpl::attention_maps() const { return {}; }
+
 at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_period) {
     const int64_t half = dim / 2;
     const auto opts = at::TensorOptions().dtype(at::kFloat).device(t.device());
@@ -97,6 +120,7 @@ at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_perio
 namespace {
 
 using blocks::Attention;
+using blocks::CrossAttention;
 using blocks::ResBlock;
 
 class UNetImpl : public NetworkImpl {
@@ -109,6 +133,18 @@ public:
             label_emb_ = register_module("label_emb", nn::Embedding(c.num_classes + 1, temb));
         }
         conv_in_ = register_module("conv_in", nn::Conv2d(nn::Conv2dOptions(c.in_channels, ch0, 3).padding(1)));
+        const bool text = c.context_dim > 0;
+        if (text) {
+            null_states_ = register_buffer("null_context", at::zeros({c.context_length, c.context_dim}));
+            null_valid_ = register_buffer("null_context_valid", at::zeros({c.context_length}));
+            null_valid_[0].fill_(1.0);
+        }
+        auto xattn = [&](const std::string& n, int64_t ch) {
+            if (!text) return CrossAttention(nullptr);
+            CrossAttention a = register_module(n + "_xattn", CrossAttention(ch, c.context_dim, c.attention_heads, c.groups));
+            xattn_.push_back({res_of_next_, a});
+            return a;
+        };
         auto has_attn = [&](int64_t res) {
             for (int64_t r : c.attention_resolutions)
                 if (r == res) return true;
@@ -122,23 +158,27 @@ public:
             const int64_t out = ch0 * c.channel_mult[l];
             for (int64_t b = 0; b < c.num_res_blocks; ++b) {
                 const std::string n = "down" + std::to_string(l) + "_res" + std::to_string(b);
+                res_of_next_ = res;
                 down_.push_back({register_module(n, ResBlock(ch, out, temb, c.groups, c.dropout)),
                                  has_attn(res) ? register_module(n + "_attn", Attention(out, c.attention_heads, c.groups))
                                                : Attention(nullptr),
-                                 nn::Conv2d(nullptr)});
+                                 nn::Conv2d(nullptr), has_attn(res) ? xattn(n, out) : CrossAttention(nullptr)});
                 ch = out;
                 skip_ch.push_back(ch);
             }
             if (l + 1 < L) {
                 const std::string n = "down" + std::to_string(l) + "_downsample";
                 down_.push_back({ResBlock(nullptr), Attention(nullptr),
-                                 register_module(n, nn::Conv2d(nn::Conv2dOptions(ch, ch, 3).stride(2).padding(1)))});
+                                 register_module(n, nn::Conv2d(nn::Conv2dOptions(ch, ch, 3).stride(2).padding(1))),
+                                 CrossAttention(nullptr)});
                 skip_ch.push_back(ch);
                 res /= 2;
             }
         }
         mid1_ = register_module("mid_res1", ResBlock(ch, ch, temb, c.groups, c.dropout));
         mid_attn_ = register_module("mid_attn", Attention(ch, c.attention_heads, c.groups));
+        res_of_next_ = res;
+        mid_xattn_ = xattn("mid", ch);
         mid2_ = register_module("mid_res2", ResBlock(ch, ch, temb, c.groups, c.dropout));
         // Decoder: one more block per level, each taking a skip connection.
         for (size_t li = 0; li < L; ++li) {
@@ -148,16 +188,18 @@ public:
                 const std::string n = "up" + std::to_string(l) + "_res" + std::to_string(b);
                 const int64_t skip = skip_ch.back();
                 skip_ch.pop_back();
+                res_of_next_ = res;
                 up_.push_back({register_module(n, ResBlock(ch + skip, out, temb, c.groups, c.dropout)),
                                has_attn(res) ? register_module(n + "_attn", Attention(out, c.attention_heads, c.groups))
                                              : Attention(nullptr),
-                               nn::Conv2d(nullptr)});
+                               nn::Conv2d(nullptr), has_attn(res) ? xattn(n, out) : CrossAttention(nullptr)});
                 ch = out;
             }
             if (l > 0) {
                 const std::string n = "up" + std::to_string(l) + "_upsample";
                 up_.push_back({ResBlock(nullptr), Attention(nullptr),
-                               register_module(n, nn::Conv2d(nn::Conv2dOptions(ch, ch, 3).padding(1)))});
+                               register_module(n, nn::Conv2d(nn::Conv2dOptions(ch, ch, 3).padding(1))),
+                               CrossAttention(nullptr)});
                 res *= 2;
             }
         }
@@ -177,6 +219,8 @@ public:
                                                 at::TensorOptions().dtype(at::kLong).device(x.device()));
             emb = emb + label_emb_(y);
         }
+        at::Tensor ctx, valid;
+        if (null_states_.defined()) text_context(x, labels, ctx, valid);
         std::vector<at::Tensor> hs;
         at::Tensor h = conv_in_(x);
         hs.push_back(h);
@@ -184,17 +228,21 @@ public:
             if (s.res) {
                 h = s.res(h, emb);
                 if (s.attn) h = s.attn(h);
+                if (s.xattn) h = s.xattn(h, ctx, valid);
             } else {
                 h = s.resample(h);
             }
             hs.push_back(h);
         }
-        h = mid2_(mid_attn_(mid1_(h, emb)), emb);
+        h = mid_attn_(mid1_(h, emb));
+        if (mid_xattn_) h = mid_xattn_(h, ctx, valid);
+        h = mid2_(h, emb);
         for (auto& s : up_) {
             if (s.res) {
                 h = s.res(at::cat({h, hs.back()}, 1), emb);
                 hs.pop_back();
                 if (s.attn) h = s.attn(h);
+                if (s.xattn) h = s.xattn(h, ctx, valid);
             } else {
                 h = s.resample(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
             }
@@ -203,12 +251,82 @@ public:
     }
     const NetworkConfig& config() const override { return cfg_; }
 
+    void set_null_prompt(const at::Tensor& states, const at::Tensor& valid) override {
+        require_text();
+        check_prompts(states.unsqueeze(0), valid.unsqueeze(0), "the null prompt");
+        torch::NoGradGuard g;
+        null_states_.copy_(states);
+        null_valid_.copy_(valid.to(at::kFloat));
+    }
+    void set_prompts(const at::Tensor& states, const at::Tensor& valid, const at::Tensor& negative,
+                     const at::Tensor& negative_valid) override {
+        require_text();
+        check_prompts(states, valid, "the prompts");
+        if (negative.defined()) check_prompts(negative, negative_valid, "the negative prompt");
+        prompts_ = states.detach();
+        prompts_valid_ = valid.to(at::kBool);
+        negative_ = negative.defined() ? negative.detach() : at::Tensor();
+        negative_valid_ = negative.defined() ? negative_valid.to(at::kBool) : at::Tensor();
+    }
+    void record_attention(bool on) override {
+        for (auto& [res, a] : xattn_) {
+            a->record = on;
+            if (!on) a->weights = at::Tensor();
+        }
+    }
+    std::vector<std::pair<int64_t, at::Tensor>> attention_maps() const override {
+        std::vector<std::pair<int64_t, at::Tensor>> maps;
+        for (const auto& [res, a] : xattn_)
+            if (a->weights.defined()) maps.emplace_back(res, a->weights);
+        std::stable_sort(maps.begin(), maps.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        return maps;
+    }
+
 private:
+    void require_text() const {
+        if (!null_states_.defined()) not_text_conditional();
+    }
+    void check_prompts(const at::Tensor& states, const at::Tensor& valid, const char* what) const {
+        const int64_t L = cfg_.context_length, D = cfg_.context_dim;
+        if (!states.defined() || states.dim() != 3 || states.size(1) != L || states.size(2) != D || !valid.defined() ||
+            valid.dim() != 2 || valid.size(0) != states.size(0) || valid.size(1) != L)
+            throw std::invalid_argument("network: " + std::string(what) + " must be token states [P, " +
+                                        std::to_string(L) + ", " + std::to_string(D) + "] with a validity mask [P, " +
+                                        std::to_string(L) + "] (the text encoder the model was trained with)");
+        if (states.size(0) > 0 && !(valid.to(at::kBool).any(1).all().item<bool>()))
+            throw std::invalid_argument("network: every row of " + std::string(what) + " needs a valid token");
+    }
+    // The token states and validity of each sample's prompt: label 0 the null (or negative)
+    // prompt, label i the i-th prompt of the table; undefined labels are all null.
+    void text_context(const at::Tensor& x, const at::Tensor& labels, at::Tensor& ctx, at::Tensor& valid) const {
+        const auto dev = x.device();
+        at::Tensor head = negative_.defined() ? negative_.to(dev) : null_states_.unsqueeze(0);
+        at::Tensor head_valid = negative_.defined() ? negative_valid_.to(dev) : null_valid_.unsqueeze(0).gt(0.5);
+        at::Tensor table = head, table_valid = head_valid;
+        if (prompts_.defined() && prompts_.size(0) > 0) {
+            table = at::cat({head, prompts_.to(dev, head.scalar_type())}, 0);
+            table_valid = at::cat({head_valid, prompts_valid_.to(dev)}, 0);
+        }
+        const at::Tensor y = labels.defined() ? labels.to(dev, at::kLong)
+                                              : at::zeros({x.size(0)}, at::TensorOptions().dtype(at::kLong).device(dev));
+        if (y.numel() > 0 && (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= table.size(0)))
+            throw std::invalid_argument("network: a prompt label is outside the prompt table (labels 0.." +
+                                        std::to_string(table.size(0) - 1) + "; set the prompts first)");
+        ctx = table.index_select(0, y);
+        valid = table_valid.index_select(0, y);
+    }
+
     struct Stage {
         ResBlock res;
         Attention attn;
         nn::Conv2d resample;
+        CrossAttention xattn;
     };
+    int64_t res_of_next_ = 0;
+    std::vector<std::pair<int64_t, CrossAttention>> xattn_;
+    CrossAttention mid_xattn_{nullptr};
+    at::Tensor null_states_, null_valid_;
+    at::Tensor prompts_, prompts_valid_, negative_, negative_valid_;
     NetworkConfig cfg_;
     nn::Linear temb1_{nullptr}, temb2_{nullptr};
     nn::Embedding label_emb_{nullptr};

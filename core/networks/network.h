@@ -38,6 +38,11 @@ struct NetworkConfig {
     int64_t mlp_hidden = 128;                 ///< MLP width
     int64_t mlp_layers = 3;                   ///< MLP hidden layers
     bool learn_sigma = false;                 ///< output 2x channels (hybrid loss)
+    /// Text conditioning (UNet only; 0: none): the width of the frozen text encoder's token states,
+    /// fed through cross-attention at the attention resolutions and the middle. A text model has no
+    /// classes (num_classes 0): its labels index a prompt table (set_prompts), 0 being the null prompt.
+    int64_t context_dim = 0;
+    int64_t context_length = 16;              ///< tokens per prompt (the tokenizer's context)
 
     /// Checks every field against its allowed range first (so nothing below divides by zero or
     /// builds a runaway network), then that the sizes fit together (divisibility). The message
@@ -63,6 +68,21 @@ public:
     virtual const NetworkConfig& config() const = 0;
     /// Number of trainable parameters.
     int64_t parameter_count() const;
+
+    // Text-conditional networks (config().context_dim > 0); the others refuse these calls.
+    /// The null prompt's token states [L, D] and validity [L] (bool): what label 0 attends to,
+    /// saved with the weights (the encoder's states of the empty prompt).
+    virtual void set_null_prompt(const at::Tensor& states, const at::Tensor& valid);
+    /// The prompt table: labels 1..P attend to prompts [P, L, D] (valid [P, L] bool, at least one
+    /// true per row). A defined `negative` [1, L, D] replaces the null prompt at label 0 (a negative
+    /// prompt: guidance then pushes away from it). Replaces the table of an earlier call.
+    virtual void set_prompts(const at::Tensor& states, const at::Tensor& valid, const at::Tensor& negative = {},
+                             const at::Tensor& negative_valid = {});
+    /// Keep the cross-attention weights of every forward pass (for the GUI's per-token maps).
+    virtual void record_attention(bool on);
+    /// The last forward pass's cross-attention weights, one [B, h*w, L] tensor per layer (mean over
+    /// heads), with each layer's side h (= w), coarsest first; empty unless recording.
+    virtual std::vector<std::pair<int64_t, at::Tensor>> attention_maps() const;
 };
 using Network = std::shared_ptr<NetworkImpl>;
 

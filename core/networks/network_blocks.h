@@ -2,6 +2,7 @@
 // Building blocks shared by the UNet and the noise-aware classifier (internal to core).
 
 #include <cmath>
+#include <limits>
 
 #include <torch/torch.h>
 
@@ -64,5 +65,44 @@ struct AttentionImpl : nn::Module {
     nn::Conv2d qkv, proj;
 };
 TORCH_MODULE(Attention);
+
+// Multi-head cross-attention from the H*W image positions (queries) to the tokens of a text
+// context (keys and values), with a residual connection (Rombach et al. 2022; Saharia et al. 2022):
+// x + proj(softmax(q k^T / sqrt(d)) v), padding tokens masked out of the softmax. With `record`
+// set, the attention weights of the last call (mean over heads, [B, H*W, L]) are kept in `weights`.
+struct CrossAttentionImpl : nn::Module {
+    CrossAttentionImpl(int64_t ch, int64_t context_dim, int64_t heads, int64_t groups)
+        : heads(heads),
+          norm(register_module("norm", nn::GroupNorm(groups, ch))),
+          q(register_module("q", nn::Conv2d(nn::Conv2dOptions(ch, ch, 1)))),
+          k(register_module("k", nn::Linear(context_dim, ch))),
+          v(register_module("v", nn::Linear(context_dim, ch))),
+          proj(register_module("proj", nn::Conv2d(nn::Conv2dOptions(ch, ch, 1)))) {
+        nn::init::zeros_(proj->weight);
+        nn::init::zeros_(proj->bias);
+    }
+    // x [B, C, H, W]; context [B, L, D]; valid [B, L] bool (true: a real token; at least one per row).
+    at::Tensor forward(const at::Tensor& x, const at::Tensor& context, const at::Tensor& valid) {
+        const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), L = context.size(1);
+        const int64_t d = C / heads;
+        const at::Tensor qh = q(norm(x)).reshape({B, heads, d, H * W}).transpose(2, 3);  // [B, h, HW, d]
+        const at::Tensor kh = k(context).reshape({B, L, heads, d}).permute({0, 2, 3, 1});  // [B, h, d, L]
+        const at::Tensor vh = v(context).reshape({B, L, heads, d}).transpose(1, 2);        // [B, h, L, d]
+        at::Tensor logits = at::matmul(qh, kh) / std::sqrt(double(d));                      // [B, h, HW, L]
+        logits = logits.masked_fill(valid.logical_not().view({B, 1, 1, L}), -std::numeric_limits<float>::infinity());
+        const at::Tensor w = at::softmax(logits.to(at::kFloat), -1).to(vh.scalar_type());
+        if (record) weights = w.detach().mean(1).to(at::kFloat);
+        const at::Tensor out = at::matmul(w, vh).transpose(2, 3).reshape({B, C, H, W});
+        return x + proj(out);
+    }
+    int64_t heads;
+    nn::GroupNorm norm;
+    nn::Conv2d q;
+    nn::Linear k, v;
+    nn::Conv2d proj;
+    bool record = false;
+    at::Tensor weights;
+};
+TORCH_MODULE(CrossAttention);
 
 }  // namespace dlab::blocks

@@ -125,7 +125,31 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     if (req.shards < 1 || req.shard < 0 || req.shard >= req.shards)
         return Error{"generate: shard " + std::to_string(req.shard) + " of " + std::to_string(req.shards) + " does not exist"};
     s->start = req.shard * req.batch;  // a shard with no batch (more shards than batches) is done at once
-    s->conditional = s->C > 0 && req.labels.defined();
+    const bool text = nc.context_dim > 0;
+    s->conditional = (s->C > 0 || text) && req.labels.defined();
+    if (text) {
+        // The prompt table goes into the network; labels index it (0: the null or negative prompt).
+        const int64_t P = req.prompt_states.defined() ? req.prompt_states.size(0) : 0;
+        if (req.labels.defined() && req.labels.numel() > 0 &&
+            (req.labels.min().item<int64_t>() < 0 || req.labels.max().item<int64_t>() > P))
+            return Error{"generate: a prompt label is outside 0.." + std::to_string(P) + " (0: the null prompt)"};
+        try {
+            if (P > 0 || req.negative_states.defined()) {
+                const auto f32 = at::TensorOptions().dtype(at::kFloat);
+                const int64_t L = nc.context_length, D = nc.context_dim;
+                model.network->set_prompts(P > 0 ? req.prompt_states : at::zeros({0, L, D}, f32),
+                                           P > 0 ? req.prompt_valid : at::zeros({0, L}, f32.dtype(at::kBool)),
+                                           req.negative_states, req.negative_valid);
+            } else {
+                model.network->set_prompts(at::zeros({0, nc.context_length, nc.context_dim}),
+                                           at::zeros({0, nc.context_length}, at::TensorOptions().dtype(at::kBool)));
+            }
+        } catch (const std::exception& e) {
+            return Error{std::string("generate: ") + e.what()};
+        }
+    } else if (req.prompt_states.defined()) {
+        return Error{"generate: prompts were given but the model is not text-conditional"};
+    }
     // The memory budget, before anything is allocated: a batch of the network's activations
     // (twice with classifier-free guidance) must fit in half the free memory.
     s->device = model.network->parameters().front().device();
@@ -150,7 +174,8 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
         s->noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
     }
     Network net = model.network;
-    s->fn = model_function(net, req.cuda_graphs ? std::make_shared<GraphedModel>(net) : nullptr);
+    // A text model reads its prompt table in the forward pass: no CUDA graphs (eager).
+    s->fn = model_function(net, req.cuda_graphs && !text ? std::make_shared<GraphedModel>(net) : nullptr);
     s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
     return std::unique_ptr<GenerateRun>(new GenerateRun(std::move(s)));
 }

@@ -16,6 +16,10 @@ namespace dlab {
 struct GenerateRequest {
     SamplerConfig sampler;
     at::Tensor labels;          ///< [N] int64 class per sample (num_classes = null); undefined: unconditional
+    /// Text-to-image models: the prompts' token states [P, L, D] and validity [P, L] (clip.h's
+    /// encode_prompts); `labels` then pick prompt i + 1 per sample, 0 being the null prompt. A
+    /// defined negative prompt [1, L, D] takes the null prompt's place in guidance.
+    at::Tensor prompt_states, prompt_valid, negative_states, negative_valid;
     int64_t count = 0;          ///< N
     double guidance = 1.0;      ///< classifier-free scale (ignored for unconditional requests)
     ClassifierGradFn classifier_grad;  ///< classifier guidance (noisy_classifier.h); empty: off

@@ -246,6 +246,32 @@ Status save_clip(const std::string& path, const Clip& clip) {
     return save_safetensors(path, f);
 }
 
+PromptStates encode_prompt_ids(Clip& clip, const at::Tensor& ids) {
+    torch::NoGradGuard g;
+    const bool was_training = clip.text->is_training();
+    clip.text->eval();
+    const auto dev = clip.text->parameters().front().device();
+    const at::Tensor on = ids.to(dev);
+    PromptStates p{clip.text->forward(on), on != Tokenizer::kPad};
+    if (was_training) clip.text->train();
+    return p;
+}
+
+Result<PromptStates> encode_prompts(Clip& clip, const std::vector<std::string>& prompts) {
+    for (const auto& prompt : prompts) {
+        const auto unknown = clip.tokenizer.unknown_words(prompt);
+        if (!unknown.empty()) {
+            std::string words;
+            for (const auto& w : unknown) words += (words.empty() ? "'" : ", '") + w + "'";
+            return Error{"prompt \"" + prompt + "\": the text encoder does not know " + words +
+                         " (it knows the words of the Fashion-MNIST captions: see `diffusionlab-cli models`)"};
+        }
+    }
+    auto ids = clip.tokenizer.encode_batch(prompts);
+    if (!ids) return Error{ids.error()};
+    return encode_prompt_ids(clip, ids.value());
+}
+
 Result<Clip> load_clip(const std::string& path, c10::Device device) {
     auto f = load_safetensors(path);
     if (!f) return Error{f.error()};

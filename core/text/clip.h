@@ -112,6 +112,17 @@ at::Tensor clip_score(Clip& clip, const at::Tensor& images, const at::Tensor& id
 /// Zero-shot labels: the class whose prompt "a {class word}" scores highest, per image.
 at::Tensor zero_shot_classes(Clip& clip, const at::Tensor& images, int64_t batch = 512);
 
+/// Prompts as the text-conditional UNet takes them: the frozen encoder's token states [P, L, width]
+/// and the validity of each token [P, L] (bool; padding false), on the encoder's device.
+struct PromptStates {
+    at::Tensor states, valid;
+};
+/// Encodes prompts with the frozen text encoder (no gradients). A prompt with words outside the
+/// vocabulary or longer than the context is an error naming the prompt and the words.
+Result<PromptStates> encode_prompts(Clip& clip, const std::vector<std::string>& prompts);
+/// Encodes token ids [P, L] the same way (the trainer's captions).
+PromptStates encode_prompt_ids(Clip& clip, const at::Tensor& ids);
+
 /// Writes (atomically, after a finiteness check) and reads a CLIP file (safetensors + JSON config,
 /// vocabulary, thresholds and held-out pairs). The reader checks every shape against the config.
 Status save_clip(const std::string& path, const Clip& clip);

@@ -17,6 +17,7 @@
 #include "core/distributed/distributed.h"
 #include "core/io/atomic_file.h"
 #include "core/runtime/runtime.h"
+#include "core/text/clip.h"
 #include "core/training/losses.h"
 #include "core/training/train_support.h"
 #include "core/sampling/sampler.h"
@@ -235,6 +236,20 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     auto schedule_r = NoiseSchedule::create(mc.schedule);
     if (!schedule_r) return Error{"train: " + schedule_r.error()};
     const NoiseSchedule& schedule = schedule_r.value();
+    const TextTraining* text = hooks.text;
+    if ((mc.network.context_dim > 0) != (text != nullptr))
+        return Error{text ? "train: captions need a text-conditional network (context_dim > 0)"
+                          : "train: a text-conditional network needs captions and a text encoder"};
+    if (text) {
+        if (!text->clip) return Error{"train: no text encoder was given"};
+        if (text->clip->config.width != mc.network.context_dim || text->clip->tokenizer.context() != mc.network.context_length)
+            return Error{"train: the text encoder's token states (" + std::to_string(text->clip->tokenizer.context()) + " x " +
+                         std::to_string(text->clip->config.width) + ") do not fit the network's context (" +
+                         std::to_string(mc.network.context_length) + " x " + std::to_string(mc.network.context_dim) + ")"};
+        if (!text->levels.defined() || text->levels.dim() != 2 || text->levels.size(0) != data.x.size(0) ||
+            text->levels.size(1) != kCaptionAttributes)
+            return Error{"train: the caption attribute levels do not match the dataset"};
+    }
     if (mc.network.num_classes != data.num_classes && mc.network.num_classes != 0)
         return Error{"train: the network has " + std::to_string(mc.network.num_classes) +
                      " classes but the dataset has " + std::to_string(data.num_classes)};
@@ -339,6 +354,14 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         reducer = std::make_unique<GradientReducer>(*comm, net->parameters(), std::max<int64_t>(1, hooks.bucket_bytes));
     }
 
+    if (text) {
+        // The null prompt (label 0) is the encoder's empty prompt, saved with the weights.
+        auto empty = encode_prompts(*text->clip, {""});
+        if (!empty) return Error{"train: " + empty.error()};
+        const at::Tensor st = empty->states[0].to(device), va = empty->valid[0].to(device);
+        net->set_null_prompt(st, va);
+        ema->set_null_prompt(st, va);
+    }
     const at::Tensor images = data.x.to(device);
     const at::Tensor labels = data.labels.to(device);
     const at::Tensor sqrt_ab = schedule.alpha_bars().sqrt().to(device, at::kFloat);
@@ -423,7 +446,8 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
             const auto i64 = at::TensorOptions().dtype(at::kLong);
             const auto f32 = at::TensorOptions().dtype(at::kFloat);
-            const at::Tensor idx = at::randint(N, {B}, gen, i64).narrow(0, first, b).to(device);
+            const at::Tensor idx_cpu = at::randint(N, {B}, gen, i64).narrow(0, first, b);
+            const at::Tensor idx = idx_cpu.to(device);
             const at::Tensor t = at::randint(T, {B}, gen, i64).narrow(0, first, b).to(device);
             at::Tensor x0 = images.index_select(0, idx);
             std::vector<int64_t> global_shape = x0.sizes().vec();
@@ -433,7 +457,21 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             const at::Tensor flip = (at::rand({B}, gen, f32) < 0.5).narrow(0, first, b).to(device);
             if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
             at::Tensor y;
-            if (null_class > 0) {
+            if (text) {
+                // Captions of this rank's slice, each drawn from (seed, step, position in the global batch).
+                const at::Tensor lab = data.labels.index_select(0, idx_cpu).contiguous();
+                const at::Tensor lev = text->levels.index_select(0, idx_cpu).to(at::kLong).contiguous();
+                std::vector<std::string> caps;
+                for (int64_t i = 0; i < b; ++i)
+                    caps.push_back(make_caption(lab[i].item<int64_t>(), lev.data_ptr<int64_t>() + 3 * i,
+                                                k * 131ULL + static_cast<uint64_t>(first + i), text->held_out));
+                auto ids = text->clip->tokenizer.encode_batch(caps);
+                if (!ids) return Error{"train: " + ids.error()};
+                const PromptStates ps = encode_prompt_ids(*text->clip, ids.value());
+                net->set_prompts(ps.states.to(device), ps.valid.to(device));
+                const at::Tensor which = at::arange(1, b + 1, i64).to(device);
+                y = at::where(drop, at::zeros_like(which), which);
+            } else if (null_class > 0) {
                 const at::Tensor y0 = labels.index_select(0, idx);
                 y = at::where(drop, at::full_like(y0, null_class), y0);
             }

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "core/data/datasets.h"
 #include "core/io/model_io.h"
 #include "core/runtime/result.h"
+#include "core/text/captions.h"
 
 namespace dlab {
 
@@ -57,6 +59,18 @@ struct TrainProgress {
     double loss = 0, lr = 0, images_per_s = 0, eta_s = 0;
 };
 
+struct Clip;
+
+/// Text-to-image training (network context_dim > 0, num_classes 0): each image's caption is drawn
+/// from (seed, step, position in the global batch) with make_caption over its attribute levels,
+/// encoded by the frozen text encoder and fed through cross-attention; prompt dropout (p_uncond)
+/// gives the null prompt, the encoder's states of the empty prompt.
+struct TextTraining {
+    std::shared_ptr<Clip> clip;
+    at::Tensor levels;                    ///< [N, 3] int64 attribute levels of every training image
+    std::vector<HeldOutPair> held_out;    ///< pairs no caption may name
+};
+
 /// Per-call hooks: progress reports, a cancel flag checked every step, a pause flag (the loop
 /// waits between two steps while it is set, still honouring cancel), and snapshots of the EMA
 /// network every `snapshot_every` steps (and at the last step), e.g. to draw a sample grid. The
@@ -69,6 +83,8 @@ struct TrainHooks {
     std::function<void(int64_t step, const ModelConfig& config, Network ema)> on_snapshot;
     /// Data-parallel runs: the size of a gradient bucket (a run's result does not depend on it).
     int64_t bucket_bytes = 25LL << 20;
+    /// Text-to-image training; null for class-conditional (or unconditional) training.
+    const TextTraining* text = nullptr;
 };
 
 struct TrainResult {
