@@ -5,7 +5,8 @@
 #   torchrun --nproc-per-node N bench/train_reference.py   (DDP, the same global batch)
 # and once under torchrun itself (--no-python), to check that the environment contract works.
 # Needs carry [".gpu-sched"] (debs/ and data/, see installer/gpu-schedules.sh). Run on the
-# nvidia-h200-x2/x4/x8 kinds when `status` lends them. NOT YET RUN: written in session 8, when only
+# nvidia-h200-x2/x4/x8 kinds when `status` lends them; on one GPU it measures the 1-GPU row,
+# runs the NCCL path as one rank under torchrun and two Gloo ranks sharing the GPU. NOT YET RUN: written in session 8, when only
 # the one-GPU kind was lent and the session had 3 minutes of device time.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,7 +14,7 @@ G=.gpu-sched
 source installer/gpu-common.sh
 OUT=${OUT:-/tmp/dlab-gpu-out}
 mkdir -p "$OUT"
-grep -E "Distributed training" gpu-logs/configure.log
+grep -E "Distributed training" gpu-logs/configure.log; grep -E "^DLAB_(C10D|GLOO|NCCL)_INCLUDE" build-gpu/CMakeCache.txt
 gpus=$(nvidia-smi -L | wc -l)
 steps=${1:-300}
 echo "== $gpus GPU(s); $steps timed steps after 50 warm-up, 128 images per GPU, fp32"
@@ -33,9 +34,16 @@ for n in 1 2 4 8; do
       --warmup-steps 50 --batch $B 2>&1 | grep -E "img/s|Error" | tail -n 2
   fi
 done
-if [ "$gpus" -ge 2 ]; then
-  echo "== under torchrun (--no-python): the environment contract"
-  rm -rf /tmp/scale-torchrun
-  torchrun --standalone --nproc-per-node 2 --no-python "$PWD/$cli" train --dataset fashion-mnist --steps 60 --batch 256 \
-    --log-every 20 --checkpoint-every 1000 --device cuda --out /tmp/scale-torchrun 2>&1 | tail -n 4
-fi
+ranks=$(( gpus >= 2 ? 2 : 1 ))
+echo "== under torchrun (--no-python, $ranks rank(s), NCCL): the environment contract"
+rm -rf /tmp/scale-torchrun
+torchrun --standalone --nproc-per-node "$ranks" --no-python "$PWD/$cli" train --dataset fashion-mnist --steps 60 --batch 256 \
+  --log-every 20 --checkpoint-every 1000 --device cuda --backend nccl --out /tmp/scale-torchrun 2>&1 | tail -n 4
+echo "== 2 ranks on one GPU over Gloo (tensors staged through the host)"
+rm -rf /tmp/scale-gloo
+RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29533 $cli train --dataset fashion-mnist \
+  --steps 40 --batch 256 --log-every 20 --checkpoint-every 1000 --device cuda --backend gloo --out /tmp/scale-gloo > "$OUT/gloo0.log" 2>&1 &
+RANK=1 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29533 $cli train --dataset fashion-mnist \
+  --steps 40 --batch 256 --log-every 20 --checkpoint-every 1000 --device cuda --backend gloo --out /tmp/scale-gloo-1 > "$OUT/gloo1.log" 2>&1
+wait
+tail -n 3 "$OUT/gloo0.log"

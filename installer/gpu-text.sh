@@ -20,7 +20,7 @@ $cli train-clip --out "$clip" --device cuda --steps 4000 --batch 512 --log-every
 echo "clip $((SECONDS - t1)) s"
 run=/tmp/text-run
 rm -rf "$run"
-$cli train --dataset fashion-mnist-captions --text-encoder "$PWD/$clip" --out "$run" --device cuda --size large \
+$cli train --dataset fashion-mnist-captions --text-encoder "$(realpath "$clip")" --out "$run" --device cuda --size large \
   --base-channels 48 --batch 256 --lr 3e-4 --steps 100000 --warmup 500 --ema 0.9995 --bf16 --log-every 500 \
   --checkpoint-every 2000 --max-minutes "$minutes" "$@" 2>&1 | tee "$OUT/train-text.log" | grep -E "^step [0-9]*000/|done|error|training|captions"
 $cli convert --in "$run/model.safetensors" --out "$OUT/fashion-mnist-text.safetensors" --half \

@@ -433,7 +433,12 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
 
 }  // namespace
 
-int cmd_eval(const std::vector<std::string>& argv) { return run_eval("eval", argv); }
+int cmd_eval(const std::vector<std::string>& argv) {
+    // A text-to-image model's prompt-following has its own report (eval_prompts.cpp).
+    for (const auto& a : argv)
+        if (a == "--prompts" || a.rfind("--prompts=", 0) == 0) return cmd_eval_prompts(argv);
+    return run_eval("eval", argv);
+}
 int cmd_sweep(const std::vector<std::string>& argv) { return run_eval("sweep", argv); }
 
 // The generative trilemma (Xiao et al. 2022): quality (FID, precision), diversity (recall) and

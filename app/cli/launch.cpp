@@ -220,7 +220,9 @@ std::optional<int> launch_if_asked(const Args& args, const std::string& command,
 Result<std::shared_ptr<Communicator>> join_ranks(const Args& args, c10::Device& device) {
     auto info = rank_info_from_environment();
     if (!info) return Error{info.error()};
-    if (!info->distributed()) return std::shared_ptr<Communicator>();
+    // One process joins no group, unless a backend is named: a group of one runs every collective
+    // of a data-parallel run (a check of the backend on a machine with one GPU).
+    if (!info->distributed() && !args.given("backend")) return std::shared_ptr<Communicator>();
     auto backend = parse_backend(args.get("backend"));
     if (!backend) return Error{"--backend: " + backend.error()};
     auto timeout = args.get_double("dist-timeout", 1, 86400);

@@ -58,7 +58,10 @@ int cmd_models(const std::vector<std::string>& argv) {
                     const auto steps = cfg->training.is_object() ? cfg->training.find("steps_done") : cfg->training.end();
                     std::cout << "  " << to_string(cfg->network.kind) << ", " << cfg->dataset << ", "
                               << to_string(cfg->schedule.kind) << " schedule, " << to_string(cfg->prediction)
-                              << " prediction, " << cfg->network.num_classes << " classes, trained "
+                              << " prediction, "
+                              << (cfg->network.context_dim > 0 ? "prompts read by the text encoder " + cfg->text_encoder
+                                                               : std::to_string(cfg->network.num_classes) + " classes")
+                              << ", trained "
                               << (steps != cfg->training.end() && steps->is_number_integer() ? std::to_string(steps->get<int64_t>()) : "?")
                               << " steps\n";
                 }

@@ -11,8 +11,10 @@
 
 #ifdef DLAB_C10D
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef DLAB_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #ifdef DLAB_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -82,6 +84,14 @@ bool distributed_available() {
 #endif
 }
 
+bool gloo_available() {
+#ifdef DLAB_C10D_GLOO
+    return true;
+#else
+    return false;
+#endif
+}
+
 bool nccl_available() {
 #ifdef DLAB_C10D_NCCL
     return true;
@@ -98,17 +108,23 @@ struct Communicator::Impl {
     bool staged = false;  // Gloo with CUDA tensors: through host copies
     std::chrono::milliseconds timeout{0};
     c10::intrusive_ptr<c10d::Store> store;
+#ifdef DLAB_C10D_GLOO
     c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#endif
 #ifdef DLAB_C10D_NCCL
     c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
 
     template <typename F>
     auto on_group(F&& f) {
-#ifdef DLAB_C10D_NCCL
+#if defined(DLAB_C10D_NCCL) && defined(DLAB_C10D_GLOO)
         if (nccl) return f(*nccl);
-#endif
         return f(*gloo);
+#elif defined(DLAB_C10D_NCCL)
+        return f(*nccl);  // an NCCL-only build: connect() made one
+#else
+        return f(*gloo);
+#endif
     }
     [[noreturn]] void fail(const std::string& what, const std::exception& e) const {
         throw DistributedError("rank " + std::to_string(rank) + " of " + std::to_string(world) + ": " + what +
@@ -158,6 +174,9 @@ Result<std::shared_ptr<Communicator>> Communicator::connect(const RankInfo& info
                                                             std::chrono::milliseconds timeout) {
     const std::string who = "rank " + std::to_string(info.rank) + " of " + std::to_string(info.world_size);
     if (backend == Backend::Auto) backend = device.is_cuda() && nccl_available() ? Backend::Nccl : Backend::Gloo;
+    if (backend == Backend::Gloo && !gloo_available())
+        return Error{who + ": this build has no Gloo (gloo's headers were missing when it was configured)" +
+                     std::string(nccl_available() ? "; on CUDA devices use --backend nccl" : "")};
     if (backend == Backend::Nccl && !nccl_available())
         return Error{who + ": this build has no NCCL (its LibTorch has no CUDA c10d); use --backend gloo"};
     if (backend == Backend::Nccl && !device.is_cuda())
@@ -191,6 +210,7 @@ Result<std::shared_ptr<Communicator>> Communicator::connect(const RankInfo& info
             d.nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(d.store, info.rank, info.world_size, opts);
         }
 #endif
+#ifdef DLAB_C10D_GLOO
         if (backend == Backend::Gloo) {
             auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
             const char* iface = std::getenv("GLOO_SOCKET_IFNAME");
@@ -200,6 +220,7 @@ Result<std::shared_ptr<Communicator>> Communicator::connect(const RankInfo& info
                                                           : c10d::ProcessGroupGloo::createDefaultDevice());
             d.gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(d.store, info.rank, info.world_size, opts);
         }
+#endif
     } catch (const std::exception& e) {
         return Error{who + ": cannot build the " + std::string(backend == Backend::Nccl ? "NCCL" : "Gloo") +
                      " process group (" + error_message(e) + ")"};

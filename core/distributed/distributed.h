@@ -42,8 +42,10 @@ enum class Backend { Auto, Gloo, Nccl };
 /// "auto", "gloo" or "nccl".
 Result<Backend> parse_backend(const std::string& name);
 
-/// Whether this build has c10d (Gloo) compiled in, and NCCL.
+/// Whether this build has c10d compiled in, and which of its backends (a pip LibTorch ships c10d
+/// and NCCL headers but not gloo's: such a build has NCCL alone).
 bool distributed_available();
+bool gloo_available();
 bool nccl_available();
 
 /// A collective operation failed: another rank stopped, the network went away, or a timeout passed.

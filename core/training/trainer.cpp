@@ -334,7 +334,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     for (auto& t : opt.m) t = t.to(device);
     for (auto& t : opt.v) t = t.to(device);
     std::unique_ptr<GradientReducer> reducer;
-    if (world > 1) {
+    if (comm) {
         // Every rank starts from rank 0's weights, EMA, optimiser state and step.
         try {
             torch::NoGradGuard g;
@@ -425,12 +425,12 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     // Ranks stop together: a data-parallel run stops at the log step after any rank was asked to.
     bool stop_agreed = false;
     auto asked_to_stop = [&] { return hooks.cancel && hooks.cancel->load(); };
-    auto cancelled = [&] { return world > 1 ? stop_agreed : asked_to_stop(); };
+    auto cancelled = [&] { return comm ? stop_agreed : asked_to_stop(); };
     // Out of device memory in a step (a batch the budget let through, or memory another process
     // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
     try {
         while (step < tc.steps) {
-            if (world == 1 && hooks.pause && hooks.pause->load() && !cancelled()) {
+            if (!comm && hooks.pause && hooks.pause->load() && !cancelled()) {
                 const auto paused_at = std::chrono::steady_clock::now();
                 while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
                 window_start += std::chrono::steady_clock::now() - paused_at;  // a pause is not slow training
@@ -541,7 +541,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             images_this_call += B;
             if (log_now) {
                 at::Tensor reported = loss.detach().reshape({1}).to(at::kFloat);
-                if (world > 1) {
+                if (comm) {
                     try {
                         // The global batch's loss and whether any rank was asked to stop.
                         std::vector<at::Tensor> v{at::cat({reported, at::full({1}, asked_to_stop() ? 1.0f : 0.0f, reported.options())})};
