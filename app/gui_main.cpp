@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .flag("scrub", "with --bench-stall: also drag the Forward view's t slider every 16 ms during the chain")
         .option("guidance", "initial guidance scale")
+        .option("prompt", "text-to-image models (--model fashion-mnist-text): the Reverse view's prompt")
+        .option("negative-prompt", "text-to-image models: the Reverse view's negative prompt")
         .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
         .option("train-steps", "with --tab 6 --play: a tiny Fashion-MNIST training run of this many steps", "300")
         .flag("train-gan", "with --tab 6 --play: train a GAN instead of a diffusion model")
@@ -161,6 +163,8 @@ int main(int argc, char** argv) {
         }
         window.reverseView()->setGuidance(g.value());
     }
+    if (args.has("prompt") || args.has("negative-prompt"))
+        window.reverseView()->setPrompt(QString::fromStdString(args.get("prompt")), QString::fromStdString(args.get("negative-prompt")));
     if (args.has("classifier-scale")) {
         auto c = args.get_double("classifier-scale", 0.0, 20.0);
         if (!c) {

@@ -174,6 +174,13 @@ private Q_SLOTS:
         QTest::newRow("autoencoder bad kl") << QStringList{"train-autoencoder", "--out", "x", "--kl-weight", "-1"} << 2 << "--kl-weight must be between";
         QTest::newRow("latents of a missing autoencoder") << QStringList{"train", "--dataset", "latents:/tmp/no-ae.safetensors", "--out", "/tmp/dlab-x"} << 1 << "no-ae.safetensors";
         QTest::newRow("latents of a non-autoencoder") << QStringList{"train", "--dataset", "latents:default", "--out", "/tmp/dlab-x"} << 1 << "not a DiffusionLab autoencoder";
+        QTest::newRow("prompt for a class model") << QStringList{"sample", "--prompt", "a dark sandal", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "is not a text-to-image model";
+        QTest::newRow("text model without a prompt") << QStringList{"sample", "--model", "fashion-mnist-text", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "give --prompt";
+        QTest::newRow("unknown word") << QStringList{"sample", "--model", "fashion-mnist-text", "--prompt", "a purple sandal", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "does not know 'purple'";
+        QTest::newRow("over-long prompt") << QStringList{"sample", "--model", "fashion-mnist-text", "--prompt", "a a a a a a a a a a a a a a a dress", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "16 words";
+        QTest::newRow("class for a text model") << QStringList{"sample", "--model", "fashion-mnist-text", "--class", "3", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "takes --prompt, not --class";
+        QTest::newRow("captions without an encoder") << QStringList{"train", "--dataset", "fashion-mnist-captions", "--out", "/tmp/dlab-x"} << 2 << "needs --text-encoder";
+        QTest::newRow("empty prompt file") << QStringList{"eval", "--prompts", "/dev/null", "--model", "default"} << 1 << "no prompts";
         QTest::newRow("convert nothing") << QStringList{"convert", "--in", "a", "--out", "b"} << 2 << "say what to convert";
         QTest::newRow("convert missing file") << QStringList{"convert", "--in", "/tmp/none.safetensors", "--out", "/tmp/x.safetensors", "--half"} << 1 << "none.safetensors";
     }
@@ -184,6 +191,41 @@ private Q_SLOTS:
         const Run r = cli(args);
         QCOMPARE(r.code, code);
         QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    void textModelSamplesAndEvaluatesPrompts() {
+        // The bundled text-to-image model: prompts cycle over the samples, the file records them;
+        // eval --prompts reports agreement, attributes and CLIP score per prompt and per group.
+        QTemporaryDir dir;
+        const QString out = dir.filePath("t.safetensors");
+        const Run r = cli(QStringList{"sample", "--model", "fashion-mnist-text", "--prompt", "a dark sandal | a large bag",
+                                      "--negative-prompt", "a small bag", "--count", "4", "--steps", "4", "--tensors", out, "--quiet"});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        auto f = dlab::load_safetensors(out.toStdString());
+        QVERIFY(f);
+        QCOMPARE(f->tensors.at("images").sizes(), (at::IntArrayRef{4, 1, 28, 28}));
+        QVERIFY(at::equal(f->tensors.at("labels"), at::tensor({0, 1, 0, 1}, at::kLong)));
+        QVERIFY(QString::fromStdString(f->metadata.at("prompts")).contains("a large bag"));
+        QCOMPARE(QString::fromStdString(f->metadata.at("negative_prompt")), QStringLiteral("a small bag"));
+        const QString prompts = dir.filePath("p.txt");
+        QFile pf(prompts);
+        QVERIFY(pf.open(QIODevice::WriteOnly));
+        pf.write("# held out, then trained\na dark sandal\n\na light sandal\n");
+        pf.close();
+        const QString js = dir.filePath("e.json");
+        const Run e = cli(QStringList{"eval", "--prompts", prompts, "--model", "fashion-mnist-text", "--count", "6", "--steps", "4",
+                                      "--scales", "1,3", "--json", js});
+        QVERIFY2(e.code == 0, qPrintable(e.err));
+        QVERIFY2(e.out.contains("\"a dark sandal\" *") && e.out.contains("held-out pairs") && e.out.contains("FID"), qPrintable(e.out));
+        const auto j = nlohmann::json::parse(readAll(js).toStdString());
+        QCOMPARE(j.at("rows").size(), size_t(4));  // 2 prompts x 2 scales
+        for (const auto& row : j.at("rows")) {
+            QCOMPARE(row.at("samples").get<int>(), 6);
+            QVERIFY(row.at("agreement").get<double>() >= 0 && row.at("agreement").get<double>() <= 1);
+            QVERIFY(row.at("clip_score").get<double>() >= 0);
+        }
+        QCOMPARE(j.at("rows")[0].at("held_out").get<bool>(), true);
+        QCOMPARE(j.at("rows")[1].at("held_out").get<bool>(), false);
     }
 
     void latentModelSamplesImages() {

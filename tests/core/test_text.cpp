@@ -8,6 +8,11 @@
 #include "core/test_data.h"
 
 #include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
+#include "core/networks/network.h"
+#include "core/networks/network_blocks.h"
+#include "core/sampling/generate.h"
+#include "core/training/trainer.h"
 #include "core/io/safetensors.h"
 #include "core/text/captions.h"
 #include "core/text/clip.h"
@@ -22,6 +27,36 @@ at::Tensor canvas_with_box(double v, int64_t r0, int64_t r1, int64_t c0, int64_t
     at::Tensor x = at::full({1, 1, 28, 28}, -1.0f);
     x.index_put_({0, 0, at::indexing::Slice(r0, r1 + 1), at::indexing::Slice(c0, c1 + 1)}, float(2 * v - 1));
     return x;
+}
+
+// A one-layer CLIP of `width` (= its embedding) with `heads` heads and an 8-channel image encoder.
+ClipConfig small_clip(int64_t width, int64_t heads) {
+    ClipConfig c;
+    c.width = width;
+    c.embed_dim = width;
+    c.layers = 1;
+    c.heads = heads;
+    c.image_channels = 8;
+    return c;
+}
+
+// A small text UNet (16 channels, cross-attention at 14x14 and in the middle) with every weight
+// drawn at random, so that the zero-initialised output projections do not hide the text path.
+Network random_text_unet(int64_t context_dim, int64_t context_length) {
+    NetworkConfig c;
+    c.base_channels = 16;
+    c.channel_mult = {1, 2};
+    c.attention_resolutions = {14};
+    c.num_classes = 0;
+    c.dropout = 0;
+    c.context_dim = context_dim;
+    c.context_length = context_length;
+    Network net = make_network(c).value();
+    torch::NoGradGuard g;
+    at::manual_seed(3);
+    for (auto& p : net->parameters()) p.copy_(at::randn_like(p) * 0.1);
+    net->eval();
+    return net;
 }
 
 }  // namespace
@@ -149,11 +184,7 @@ private Q_SLOTS:
     // read back gives identical embeddings, twice; padding never changes a text's embedding.
     void clipTrainsAndItsFrozenEmbeddingsAreStable() {
         const LabelledData data = test::fashion_subset(1024);
-        ClipConfig c;
-        c.width = 32;
-        c.embed_dim = 32;
-        c.layers = 1;
-        c.image_channels = 8;
+        const ClipConfig c = small_clip(32, 4);
         ClipTrainConfig tc;
         tc.steps = 60;
         tc.batch = 64;
@@ -206,6 +237,170 @@ private Q_SLOTS:
         auto wrong = load_clip(resolve_model("default").value(), c10::kCPU);
         QVERIFY(!wrong.ok());
         QVERIFY2(QString::fromStdString(wrong.error()).contains("not a CLIP file"), wrong.error().c_str());
+    }
+
+    void crossAttentionWithOneTokenIsAClosedForm() {
+        // With one valid token the softmax puts all its weight there: every position gets
+        // x + proj(W_v c + b_v), whatever its query; padding tokens' content never matters.
+        at::manual_seed(0);
+        blocks::CrossAttention att(8, 6, 2, 2);
+        torch::NoGradGuard g;
+        for (auto& p : att->parameters()) p.copy_(at::randn_like(p) * 0.3);
+        const at::Tensor x = at::randn({2, 8, 3, 3});
+        at::Tensor ctx = at::randn({2, 4, 6});
+        at::Tensor valid = at::zeros({2, 4}, at::kBool);
+        valid.index_put_({0, 2}, true);
+        valid.index_put_({1, 0}, true);
+        att->record = true;
+        const at::Tensor y = att(x, ctx, valid);
+        for (int64_t b = 0; b < 2; ++b) {
+            const int64_t tok = b == 0 ? 2 : 0;
+            const at::Tensor v = att->v(ctx[b][tok].unsqueeze(0));                       // [1, 8]
+            const at::Tensor added = att->proj(v.view({1, 8, 1, 1})).view({8, 1, 1});  // 1x1 conv of a constant map
+            QVERIFY(at::allclose(y[b], x[b] + added, 1e-5, 1e-6));
+            QVERIFY(at::allclose(att->weights[b].select(1, tok), at::ones({9})));
+        }
+        at::Tensor other = ctx.clone();
+        other.index_put_({0, 0}, at::randn({6}) * 10);  // a padding token of sample 0
+        QVERIFY(at::allclose(att(x, other, valid), y, 1e-6, 1e-7));
+        // Two valid tokens: a softmax mix, different from either closed form.
+        valid.index_put_({0, 3}, true);
+        QVERIFY(!at::allclose(att(x, ctx, valid)[0], y[0], 1e-4, 1e-5));
+    }
+
+    void textUNetReadsEachSamplesPrompt() {
+        const int64_t L = 5, D = 12;
+        Network net = random_text_unet(D, L);
+        torch::NoGradGuard g;
+        at::manual_seed(1);
+        const at::Tensor prompts = at::randn({2, L, D});
+        at::Tensor valid = at::ones({2, L}, at::kBool);
+        valid.index_put_({1, at::indexing::Slice(2, L)}, false);
+        const at::Tensor null = at::randn({L, D});
+        at::Tensor null_valid = at::zeros({L}, at::kBool);
+        null_valid.index_put_({0}, true);
+        net->set_null_prompt(null, null_valid);
+        net->set_prompts(prompts, valid);
+        const at::Tensor x = at::randn({3, 1, 28, 28});
+        const at::Tensor t = at::tensor({10, 500, 900}, at::kLong);
+        const at::Tensor out = net->forward(x, t, at::tensor({2, 0, 1}, at::kLong));
+        // Each sample alone, with a table of just its own prompt.
+        for (int64_t i = 0; i < 3; ++i) {
+            const int64_t label = std::array<int64_t, 3>{2, 0, 1}[size_t(i)];
+            at::Tensor y = at::zeros({1}, at::kLong);
+            if (label > 0) {
+                net->set_prompts(prompts.narrow(0, label - 1, 1), valid.narrow(0, label - 1, 1));
+                y.fill_(1);
+            }
+            const at::Tensor alone = net->forward(x.narrow(0, i, 1), t.narrow(0, i, 1), y);
+            QVERIFY2(at::allclose(alone, out.narrow(0, i, 1), 1e-4, 1e-5), qPrintable(QString("sample %1").arg(i)));
+        }
+        // The prompt matters, undefined labels are the null prompt, a negative prompt replaces it.
+        net->set_prompts(prompts, valid);
+        const at::Tensor x1 = x.narrow(0, 0, 1).repeat({2, 1, 1, 1}), t1 = t.narrow(0, 0, 1).repeat({2});
+        const at::Tensor both = net->forward(x1, t1, at::tensor({1, 2}, at::kLong));
+        QVERIFY(!at::allclose(both[0], both[1], 1e-3, 1e-3));
+        QVERIFY(at::allclose(net->forward(x1, t1, at::Tensor()), net->forward(x1, t1, at::zeros({2}, at::kLong))));
+        net->set_prompts(prompts, valid, prompts.narrow(0, 1, 1), valid.narrow(0, 1, 1));
+        QVERIFY(at::allclose(net->forward(x1, t1, at::zeros({2}, at::kLong))[0], both[1], 1e-4, 1e-5));
+        // Bad tables and labels are refused with a message; a class model refuses prompts.
+        QVERIFY_THROWS_EXCEPTION(std::invalid_argument, net->forward(x1, t1, at::tensor({0, 3}, at::kLong)));
+        QVERIFY_THROWS_EXCEPTION(std::invalid_argument, net->set_prompts(at::randn({2, L, D + 1}), valid));
+        QVERIFY_THROWS_EXCEPTION(std::invalid_argument, net->set_prompts(prompts, at::zeros({2, L}, at::kBool)));
+        Network plain = make_network(NetworkConfig{}).value();
+        QVERIFY_THROWS_EXCEPTION(std::invalid_argument, plain->set_prompts(prompts, valid));
+        NetworkConfig bad;
+        bad.context_dim = 8;  // and 10 classes
+        QVERIFY(!make_network(bad).ok());
+        // Recorded attention: one map per cross-attention layer, [B, side^2, L], rows summing to 1.
+        net->record_attention(true);
+        net->forward(x1, t1, at::tensor({1, 2}, at::kLong));
+        const auto maps = net->attention_maps();
+        QVERIFY(maps.size() >= 3);  // 14x14 down and up, the middle at 14 (two levels: 28, 14)
+        for (const auto& [side, w] : maps) {
+            QCOMPARE(w.size(1), side * side);
+            QCOMPARE(w.size(2), L);
+            QVERIFY(at::allclose(w.sum(2), at::ones({2, side * side}), 1e-4, 1e-5));
+            QVERIFY(at::allclose(w[1].narrow(1, 2, L - 2), at::zeros({side * side, L - 2})));  // padding: never attended
+        }
+    }
+
+    void textModelTrainsAndSamplesPrompts() {
+        // A tiny CLIP, then a tiny text UNet trained on its captions: the loss falls, the model
+        // file names its text encoder, and prompts sample finite images through generate().
+        const LabelledData data = test::fashion_subset(512);
+        const ClipConfig c = small_clip(16, 2);
+        ClipTrainConfig ctc;
+        ctc.steps = 10;
+        ctc.batch = 32;
+        auto clip = train_clip(data, c, ctc, c10::kCPU);
+        QVERIFY2(clip.ok(), clip.error().c_str());
+        QTemporaryDir dir;
+        const std::string clip_path = dir.filePath("clip.safetensors").toStdString();
+        QVERIFY(save_clip(clip_path, clip.value()).ok());
+        auto captioned = caption_dataset(data, clip->tokenizer, 0, clip->held_out, &clip->thresholds);
+        QVERIFY2(captioned.ok(), captioned.error().c_str());
+        TextTraining text;
+        text.clip = std::make_shared<Clip>(std::move(clip.value()));
+        text.levels = captioned->levels;
+        text.held_out = text.clip->held_out;
+        ModelConfig mc;
+        mc.network.base_channels = 16;
+        mc.network.channel_mult = {1, 2};
+        mc.network.attention_resolutions = {14};
+        mc.network.num_classes = 0;
+        mc.network.context_dim = 16;
+        mc.network.context_length = text.clip->tokenizer.context();
+        mc.text_encoder = clip_path;
+        TrainConfig tc;
+        tc.steps = 50;
+        tc.batch = 16;
+        tc.lr = 2e-3;
+        tc.warmup = 0;
+        tc.log_every = 10;
+        tc.checkpoint_every = 50;
+        const std::string run = dir.filePath("run").toStdString();
+        std::vector<double> losses;
+        TrainHooks hooks;
+        hooks.on_progress = [&](const TrainProgress& p) { losses.push_back(p.loss); };
+        // Captions without a text network, and a text network without captions, are refused.
+        auto no_captions = train(mc, tc, data, c10::kCPU, run, TrainStart::New, hooks);
+        QVERIFY(!no_captions.ok());
+        QVERIFY2(QString::fromStdString(no_captions.error()).contains("needs captions"), no_captions.error().c_str());
+        hooks.text = &text;
+        QVERIFY(!train(ModelConfig{}, tc, data, c10::kCPU, run, TrainStart::New, hooks).ok());
+        auto r = train(mc, tc, data, c10::kCPU, run, TrainStart::New, hooks);
+        QVERIFY2(r.ok(), r.error().c_str());
+        QCOMPARE(losses.size(), size_t(5));
+        qInfo("text UNet loss %.3f -> %.3f", losses.front(), losses.back());
+        QVERIFY2(losses.back() < 0.8 * losses.front(), qPrintable(QString("%1 -> %2").arg(losses.front()).arg(losses.back())));
+        auto model = load_model(run + "/model.safetensors", c10::kCPU);
+        QVERIFY2(model.ok(), model.error().c_str());
+        QVERIFY(model->text_encoder);
+        auto enc = encode_prompts(*model->text_encoder, {"a dark sandal", "a large bag"});
+        QVERIFY2(enc.ok(), enc.error().c_str());
+        GenerateRequest req;
+        req.sampler.steps = 3;
+        req.count = 4;
+        req.guidance = 3;
+        req.prompt_states = enc->states;
+        req.prompt_valid = enc->valid;
+        req.labels = at::tensor({1, 2, 1, 2}, at::kLong);
+        auto x = generate(model.value(), req);
+        QVERIFY2(x.ok(), x.error().c_str());
+        QCOMPARE(x->sizes().vec(), (std::vector<int64_t>{4, 1, 28, 28}));
+        QVERIFY(at::isfinite(x.value()).all().item<bool>());
+        req.labels = at::tensor({1, 2, 3, 0}, at::kLong);  // prompt 3 does not exist
+        QVERIFY(QString::fromStdString(generate(model.value(), req).error()).contains("outside 0..2"));
+        // Unknown words are named.
+        auto unknown = encode_prompts(*model->text_encoder, {"a purple sandal"});
+        QVERIFY(!unknown.ok());
+        QVERIFY2(QString::fromStdString(unknown.error()).contains("'purple'"), unknown.error().c_str());
+        // A model whose text encoder is gone says so.
+        QVERIFY(QFile::remove(QString::fromStdString(clip_path)));
+        auto orphan = load_model(run + "/model.safetensors", c10::kCPU);
+        QVERIFY(!orphan.ok());
+        QVERIFY2(QString::fromStdString(orphan.error()).contains("text encoder"), orphan.error().c_str());
     }
 
     void promptsAreRead() {

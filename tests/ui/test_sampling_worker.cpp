@@ -55,6 +55,46 @@ private Q_SLOTS:
         }
     }
 
+    void promptedChainShowsPerWordAttention() {
+        // The bundled text-to-image model: the prompt reaches the network, every frame carries one
+        // cross-attention map per word; a prompt with unknown words fails with a message naming them.
+        WorkerFixture w;
+        ThreadSpy info(w.worker, &SamplingWorker::modelLoaded);
+        QVERIFY(w.load("fashion-mnist-text"));
+        QVERIFY(waitCount(info, 1, 1000));
+        const auto mi = info.first().at(0).value<ModelInfo>();
+        QVERIFY(mi.text);
+        QVERIFY(mi.vocabulary.contains(QStringLiteral("sandal")));
+        QCOMPARE(mi.promptWords, 14);
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 4;
+        s.prompt = QStringLiteral("a dark sandal");
+        w.start(s, -1);
+        QVERIFY(waitCount(stopped, 1, 60000));
+        QCOMPARE(frames.size(), 4);
+        for (int i = 0; i < frames.size(); ++i) {
+            const auto f = frames.at(i).at(0).value<ChainFrame>();
+            QVERIFY(f.guided);  // the prompt against the empty prompt
+            QCOMPARE(f.tokens.size(), 3);
+            QVERIFY2(f.tokens[2].startsWith(QStringLiteral("“sandal”")), qPrintable(f.tokens[2]));
+            QCOMPARE(f.tokenMaps.size(), 3);
+            QCOMPARE(f.tokenMaps[0].size(), QSize(28, 28));
+        }
+        // Another prompt from the same noise: another image.
+        const QImage first = frames.last().at(0).value<ChainFrame>().next;
+        s.prompt = QStringLiteral("a large bag");
+        w.start(s, -1);
+        QVERIFY(waitCount(stopped, 2, 60000));
+        QVERIFY(frames.last().at(0).value<ChainFrame>().next != first);
+        ThreadSpy failed(w.worker, &SamplingWorker::failed);
+        s.prompt = QStringLiteral("a purple sandal");
+        w.start(s, -1);
+        QVERIFY(waitCount(failed, 1, 30000));
+        QVERIFY2(failed.first().at(0).toString().contains(QStringLiteral("'purple'")), qPrintable(failed.first().at(0).toString()));
+    }
+
     void latentChainShowsLatentsAndDecodedImages() {
         WorkerFixture w;
         ThreadSpy info(w.worker, &SamplingWorker::modelLoaded);
@@ -429,6 +469,29 @@ private Q_SLOTS:
         QVERIFY(again.isEmpty());
         QVERIFY(progress->value() < 1000);
         QCOMPARE(view.frameCount(), 50);  // the previous chain is kept
+    }
+
+    void promptViewSaysWhatIsWrongAndRemembers() {
+        ReverseView view(QStringLiteral("cpu"));
+        view.resize(1100, 700);
+        view.show();
+        QSignalSpy ready(&view, &ReverseView::modelReady);
+        QSignalSpy finished(&view, &ReverseView::chainFinished);
+        view.useModel(QStringLiteral("fashion-mnist-text"), QString::fromStdString(resolve_model("fashion-mnist-text").value()));
+        QTRY_VERIFY_WITH_TIMEOUT(!ready.isEmpty() && ready.last().at(0).value<ModelInfo>().text, 30000);
+        view.setPrompt(QStringLiteral("a purple sandal with stripes"));
+        QVERIFY2(view.promptProblem().contains(QStringLiteral("“purple”")), qPrintable(view.promptProblem()));
+        view.newChain();
+        QVERIFY(!view.isRunning());  // refused in the window, never sent to the worker
+        view.setPrompt(QStringLiteral("a a a a a a a a a a a a a a a dress"));
+        QVERIFY2(view.promptProblem().contains(QStringLiteral("16 words")), qPrintable(view.promptProblem()));
+        view.setPrompt(QStringLiteral("a light coat"), QStringLiteral("a dark coat"));
+        QCOMPARE(view.promptProblem(), QString());
+        view.newChain();
+        QVERIFY(view.isRunning());
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.frames().last().tokenMaps.size(), 3);
+        QCOMPARE(view.promptHistory().value(0), QStringLiteral("a light coat"));
     }
 
     void viewReactsToTheWorker() {

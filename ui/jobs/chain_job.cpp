@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/runtime/runtime.h"
+#include "core/text/clip.h"
 #include "ui/common/tensor_image.h"
 #include "ui/jobs/sampling_worker.h"
 
@@ -30,9 +31,45 @@ void ReverseChainJob::prepare(const ChainSettings& s) {
     at::Tensor y;
     if (C > 0) y = at::full({1}, s.classIndex < 0 ? C : std::min<int64_t>(s.classIndex, C - 1), at::kLong).to(m_lab->device);
     Network net = m_lab->model->network;
+    // Text models: the prompt (and a negative one) go into the network's prompt table; label 1 is
+    // the prompt, 0 the null (or negative) prompt. An empty prompt samples unconditionally.
+    const bool text = c.network.context_dim > 0 && m_lab->model->text_encoder;
+    const bool prompted = text && !s.prompt.trimmed().isEmpty();
+    m_tokenPositions.clear();
+    m_tokens.clear();
+    if (text) {
+        Clip& clip = *m_lab->model->text_encoder;
+        auto enc = encode_prompts(clip, {s.prompt.trimmed().toStdString()});
+        if (!enc) throw std::runtime_error(enc.error());
+        at::Tensor neg, negValid;
+        if (!s.negativePrompt.trimmed().isEmpty()) {
+            auto n = encode_prompts(clip, {s.negativePrompt.trimmed().toStdString()});
+            if (!n) throw std::runtime_error("negative " + n.error());
+            neg = n->states.to(m_lab->device);
+            negValid = n->valid.to(m_lab->device);
+        }
+        net->set_prompts(enc->states.to(m_lab->device), enc->valid.to(m_lab->device), neg, negValid);
+        net->record_attention(prompted);
+        if (prompted) {
+            const at::Tensor ids = clip.tokenizer.encode(s.prompt.trimmed().toStdString()).value();
+            for (int64_t j = 0; j < ids.size(0); ++j) {
+                const int64_t id = ids[j].item<int64_t>();
+                if (id == Tokenizer::kPad || id == Tokenizer::kBos || id == Tokenizer::kEos) continue;
+                m_tokenPositions.push_back(j);
+                m_tokens << QString::fromStdString(clip.tokenizer.words()[size_t(id)]);
+            }
+            y = at::ones({1}, at::TensorOptions().dtype(at::kLong).device(m_lab->device));
+        }
+    }
     ModelFn fn = model_function(net, m_lab->graphed);
     RawDenoiser raw;
-    if (C > 0 && s.classIndex >= 0) {
+    if (prompted) {
+        raw = classifier_free_guidance(fn, y, 0, m_guidance,
+                                       [this](int64_t, double, const at::Tensor& oc, const at::Tensor& ou) {
+                                           m_outC = oc;
+                                           m_outU = ou;
+                                       });
+    } else if (C > 0 && s.classIndex >= 0) {
         raw = classifier_free_guidance(fn, y, C, m_guidance,
                                        [this](int64_t, double, const at::Tensor& oc, const at::Tensor& ou) {
                                            m_outC = oc;
@@ -122,6 +159,30 @@ ChainFrame ReverseChainJob::frame(const StepOutput& out, int64_t t, double scale
             f.guidanceMap = heatMap(cond.eps[0] - uncond.eps[0]);
         }
     } else {
+        if (!m_tokenPositions.empty()) {
+            // Cross-attention of the conditional pass (row 0 of the guided batch), each layer's
+            // map brought to the image's size, averaged over layers; one map per word.
+            const auto maps = m_lab->model->network->attention_maps();
+            const int64_t S = m_x.size(2);
+            at::Tensor acc;
+            for (const auto& [side, w] : maps) {
+                const at::Tensor m = w[0].transpose(0, 1).reshape({w.size(2), 1, side, side}).to(at::kCPU, at::kFloat);
+                const at::Tensor up = at::upsample_bilinear2d(m, {S, S}, false);
+                acc = acc.defined() ? acc + up : up;
+            }
+            if (acc.defined()) {
+                acc = acc / double(maps.size());
+                // One scale for all words (their largest weight): a word that draws little
+                // attention stays dark. The caption gives its share of all attention.
+                const at::Tensor pos = at::tensor(m_tokenPositions, at::kLong);
+                const double top = std::max(1e-6, acc.index_select(0, pos).max().item<double>());
+                for (size_t k = 0; k < m_tokenPositions.size(); ++k) {
+                    const at::Tensor a = acc[m_tokenPositions[k]][0];
+                    f.tokenMaps << tensorToImage(a.unsqueeze(0), 0.0, top);
+                    f.tokens << QStringLiteral("“%1” %2%").arg(m_tokens[int(k)]).arg(100.0 * a.mean().item<double>(), 0, 'f', 0);
+                }
+            }
+        }
         if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
         f.xt = tensorToImage(m_x[0], -1.5, 1.5);
         f.x0 = tensorToImage(out.x0[0]);

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include <QImage>
+#include <QStringList>
+#include <QVector>
 #include <QMetaType>
 
 #include <ATen/core/Generator.h>
@@ -27,6 +29,8 @@ struct ChainSettings {
     int steps = 50;
     double eta = 0.0;
     quint64 seed = 0;
+    QString prompt;           ///< text-to-image models: what to draw (empty: the null prompt)
+    QString negativePrompt;   ///< text-to-image models: guidance pushes away from it (empty: from the null prompt)
 };
 
 /// One step of the chain as images for the views.
@@ -41,6 +45,8 @@ struct ChainFrame {
     QImage classifierMap;     ///< c * grad log p(y | x_t) as a heat map (classifier guidance on)
     bool latent = false;      ///< a latent model: xt and eps show latent channels, x0/next are decoded
     QImage x0Latent;          ///< the predicted x0 latent's channels
+    QStringList tokens;       ///< text models: the prompt's words
+    QVector<QImage> tokenMaps;  ///< text models: where the image attends to each word (cross-attention, all layers)
 };
 
 class ReverseChainJob : public LabJob {
@@ -85,6 +91,9 @@ private:
     int m_requestId = 0;
     // Filled by the guidance observers during a step.
     at::Tensor m_outC, m_outU, m_grad;
+    // Text models: the prompt's word positions in the token sequence, and the words.
+    std::vector<int64_t> m_tokenPositions;
+    QStringList m_tokens;
 };
 
 }  // namespace dlab::ui

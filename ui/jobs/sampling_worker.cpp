@@ -8,6 +8,10 @@
 
 namespace dlab::ui {
 
+namespace {
+bool loaded_is_text(const LabModel& lab) { return lab.model->config.network.context_dim > 0 && lab.model->text_encoder; }
+}  // namespace
+
 SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(3.0)), m_toy(std::make_shared<ToyChainJob>(this)) {
     qRegisterMetaType<dlab::ui::ChainSettings>();
     qRegisterMetaType<dlab::ui::ChainFrame>();
@@ -98,7 +102,9 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
         }
         auto lab = std::make_shared<LabModel>(LabModel{std::make_shared<LoadedModel>(std::move(loaded.value())),
                                                         schedule.value(), dev.value(), {}, nullptr});
-        lab->graphed = std::make_shared<GraphedModel>(lab->model->network);
+        // A text model reads its prompt table in the forward pass: no CUDA graph replays it.
+        if (loaded_is_text(*lab)) lab->graphed = nullptr;
+        else lab->graphed = std::make_shared<GraphedModel>(lab->model->network);
         ModelInfo info;
         info.path = path;
         const ModelConfig& c = lab->config();
@@ -128,6 +134,14 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
             info.description += QStringLiteral(" · latent %1x%2x%2, decoded by %3")
                                     .arg(c.network.in_channels).arg(c.network.image_size)
                                     .arg(QString::fromStdString(c.autoencoder));
+        if (loaded_is_text(*lab)) {
+            info.text = true;
+            const Clip& clip = *lab->model->text_encoder;
+            for (size_t w = 4; w < clip.tokenizer.words().size(); ++w)
+                info.vocabulary << QString::fromStdString(clip.tokenizer.words()[w]);
+            info.promptWords = int(clip.tokenizer.context() - 2);
+            info.description += QStringLiteral(" · text-to-image: prompts read by %1").arg(QString::fromStdString(c.text_encoder));
+        }
         m_lab = lab;
         m_chain = std::make_shared<ReverseChainJob>(m_lab, m_guidance, this);
         Q_EMIT modelLoaded(info);

@@ -44,6 +44,9 @@ struct ModelInfo {
     bool image = true;
     bool classifierGuidance = false;  ///< a matching noise-aware classifier is available
     bool latent = false;              ///< latent diffusion (an autoencoder decodes the samples)
+    bool text = false;                ///< text-to-image: prompts instead of classes
+    QStringList vocabulary;           ///< text models: the words the text encoder knows
+    int promptWords = 0;              ///< text models: words that fit in a prompt
 };
 
 class SamplingWorker : public QObject {

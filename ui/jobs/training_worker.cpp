@@ -163,7 +163,10 @@ void TrainingWorker::run(const TrainingRequest& request) {
         hooks.on_snapshot = [this, image, seed = request.seed](int64_t step, const ModelConfig& cfg, Network ema) {
             // Samples from the EMA weights with the same noise every time: the grid shows learning,
             // not a new draw. Images: two per class (DDIM 20, conditional); points: 2000 (DDIM 50).
-            const LoadedModel model{cfg, ema, true, std::string()};
+            LoadedModel model;
+            model.config = cfg;
+            model.network = ema;
+            model.used_ema = true;
             GenerateRequest req;
             req.sampler.kind = SamplerKind::Ddim;
             req.sampler.steps = image ? 20 : 50;

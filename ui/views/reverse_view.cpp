@@ -9,7 +9,10 @@
 #include <QGridLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
+#include <QCompleter>
 #include <QLabel>
+#include <QLineEdit>
+#include <QStringListModel>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRandomGenerator>
@@ -23,6 +26,8 @@
 #include <ATen/ATen.h>
 
 #include "core/io/model_catalog.h"
+#include "core/text/captions.h"
+#include "core/text/tokenizer.h"
 #include "imaging/image_io.h"
 #include "ui/common/checked_values.h"
 #include "ui/common/explain.h"
@@ -70,6 +75,27 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     form->addRow(m_modelInfo);
     m_class = new QComboBox;
     form->addRow(tr("Class"), m_class);
+    // Text-to-image models: a prompt (with the history as completions), a negative prompt, and
+    // what is wrong with them, said as the user types.
+    m_prompt = new QLineEdit;
+    m_prompt->setPlaceholderText(tr("e.g. a dark long sleeved pullover"));
+    m_prompt->setToolTip(tr("What to draw, in the words of the captions the text encoder was trained on; "
+                            "Enter starts a chain. Empty: the null prompt (unconditional)."));
+    auto* completer = new QCompleter(new QStringListModel(this), this);
+    completer->setCaseSensitivity(Qt::CaseInsensitive);
+    completer->setFilterMode(Qt::MatchContains);
+    m_prompt->setCompleter(completer);
+    form->addRow(tr("Prompt"), m_prompt);
+    m_negative = new QLineEdit;
+    m_negative->setPlaceholderText(tr("none (the empty prompt)"));
+    m_negative->setToolTip(tr("Guidance pushes away from this prompt instead of the empty one: "
+                              "ε̂ = ε̂_neg + s (ε̂_prompt − ε̂_neg)"));
+    form->addRow(tr("Negative"), m_negative);
+    m_promptNote = new QLabel;
+    m_promptNote->setWordWrap(true);
+    m_promptNote->setStyleSheet(QStringLiteral("font-size: 9pt;"));
+    form->addRow(m_promptNote);
+    m_form = form;
     auto* g = new QHBoxLayout;
     m_guidance = new QSlider(Qt::Horizontal);
     m_guidance->setRange(0, 100);
@@ -100,6 +126,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     cg->addWidget(m_classifier);
     cg->addWidget(m_classifierLabel);
     form->addRow(tr("Classifier c"), cg);
+    m_classifierRow = form->rowCount() - 1;
     m_sampler = new QComboBox;
     for (SamplerKind k : {SamplerKind::Ddim, SamplerKind::DpmSolverPP2M, SamplerKind::Ddpm})
         m_sampler->addItem(QString::fromStdString(to_string(k)), int(k));
@@ -193,8 +220,26 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         m_strip.push_back(p);
         strip->addWidget(p);
     }
+    // Text models: where the image attends to each word of the prompt.
+    m_tokenRow = new QWidget;
+    auto* tokenLayout = new QHBoxLayout(m_tokenRow);
+    tokenLayout->setContentsMargins(0, 0, 0, 0);
+    tokenLayout->setSpacing(2);
+    auto* tokenTitle = new QLabel(tr("Cross-attention\nper word\n(all layers,\nconditional\npass):"));
+    tokenTitle->setStyleSheet(QStringLiteral("font-size: 9pt; color: #555;"));
+    tokenLayout->addWidget(tokenTitle);
+    for (int i = 0; i < 8; ++i) {
+        auto* p = new ImagePanel(QString());
+        p->setMinimumSize(56, 70);
+        explain(p, tr("Cross-attention to one word"), tr("softmax_j(q_i · k_j / √d) for the word j, averaged over heads and layers"),
+                tr("Bright where the image positions attend to this word: the word's share of what each position reads from the prompt."));
+        m_tokenPanels.push_back(p);
+        tokenLayout->addWidget(p);
+    }
+    m_tokenRow->setVisible(false);
     auto* right = new QVBoxLayout;
     right->addLayout(panels, 5);
+    right->addWidget(m_tokenRow, 1);
     right->addLayout(scrubRow);
     right->addWidget(new QLabel(tr("The chain, from noise (left) to image (right):")));
     right->addLayout(strip, 1);
@@ -209,6 +254,10 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         applyGuidance();
     });
     connect(m_kind, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int) { applyGuidance(); });
+    connect(m_prompt, &QLineEdit::textChanged, this, &ReverseView::checkPrompt);
+    connect(m_negative, &QLineEdit::textChanged, this, &ReverseView::checkPrompt);
+    connect(m_prompt, &QLineEdit::returnPressed, this, &ReverseView::newChain);
+    connect(m_negative, &QLineEdit::returnPressed, this, &ReverseView::newChain);
     connect(m_play, &QPushButton::clicked, this, &ReverseView::playPause);
     connect(m_step, &QPushButton::clicked, this, &ReverseView::stepOnce);
     connect(fresh, &QPushButton::clicked, this, &ReverseView::newChain);
@@ -251,6 +300,10 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_seed->setValue(intSetting("seed", m_seed->minimum(), m_seed->maximum(), m_seed->value()));
     m_randomSeed->setChecked(settings.value(QStringLiteral("randomSeed"), false).toBool());
     m_savedClass = intSetting("class", 0, 1000, 0);
+    m_history = settings.value(QStringLiteral("prompts")).toStringList().mid(0, 30);
+    qobject_cast<QStringListModel*>(m_prompt->completer()->model())->setStringList(m_history);
+    m_prompt->setText(settings.value(QStringLiteral("prompt"), QStringLiteral("a dark sandal")).toString().left(300));
+    m_negative->setText(settings.value(QStringLiteral("negativePrompt")).toString().left(300));
     const int savedModel = m_model->findText(settings.value(QStringLiteral("model")).toString());
     settings.endGroup();
     if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) {
@@ -279,6 +332,9 @@ void ReverseView::saveSettings() const {
     settings.setValue(QStringLiteral("eta"), m_eta->value());
     settings.setValue(QStringLiteral("seed"), m_seed->value());
     settings.setValue(QStringLiteral("randomSeed"), m_randomSeed->isChecked());
+    settings.setValue(QStringLiteral("prompts"), m_history);
+    settings.setValue(QStringLiteral("prompt"), m_prompt->text());
+    settings.setValue(QStringLiteral("negativePrompt"), m_negative->text());
     settings.endGroup();
 }
 
@@ -325,7 +381,21 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_x0Latent->setVisible(info.latent);
     m_xt->setCaption(info.latent ? tr("x_t latent (4 channels)") : tr("x_t (current sample)"));
     m_eps->setCaption(info.latent ? tr("predicted noise ε̂ (latent)") : tr("predicted noise ε̂"));
-    m_cmap->setVisible(!info.latent);
+    m_cmap->setVisible(!info.latent && !info.text);
+    m_text = info.text;
+    m_vocabulary = info.vocabulary;
+    m_promptWords = info.promptWords;
+    m_form->setRowVisible(m_class, !info.text);
+    m_form->setRowVisible(m_prompt, info.text);
+    m_form->setRowVisible(m_negative, info.text);
+    m_form->setRowVisible(m_promptNote, info.text);
+    m_form->setRowVisible(m_kind, !info.text);
+    m_form->setRowVisible(m_classifierRow, !info.text);
+    m_tokenRow->setVisible(info.text);
+    m_x0c->setCaption(info.text ? tr("x̂₀ with the prompt") : tr("x̂₀ conditional"));
+    m_x0u->setCaption(info.text ? (m_negative->text().trimmed().isEmpty() ? tr("x̂₀ with the empty prompt") : tr("x̂₀ with the negative prompt"))
+                                : tr("x̂₀ unconditional"));
+    checkPrompt();
     if (!info.classifierGuidance) m_kind->setCurrentIndex(0);
     m_kind->setEnabled(info.classifierGuidance);
     m_kind->setToolTip(info.classifierGuidance ? m_kind->toolTip()
@@ -345,7 +415,56 @@ ChainSettings ReverseView::settings() const {
     s.steps = m_steps->value();
     s.eta = m_eta->value();
     s.seed = quint64(m_seed->value());
+    if (m_text) {
+        s.prompt = m_prompt->text().trimmed();
+        s.negativePrompt = m_negative->text().trimmed();
+    }
     return s;
+}
+
+void ReverseView::setPrompt(const QString& prompt, const QString& negative) {
+    m_prompt->setText(prompt);
+    m_negative->setText(negative);
+}
+
+QString ReverseView::promptProblem() const {
+    if (!m_text) return QString();
+    for (QLineEdit* field : {m_prompt, m_negative}) {
+        const QString which = field == m_prompt ? tr("The prompt") : tr("The negative prompt");
+        const std::vector<std::string> words = split_words(field->text().toStdString());
+        QStringList unknown;
+        for (const auto& w : words)
+            if (!m_vocabulary.contains(QString::fromStdString(w))) unknown << QStringLiteral("“%1”").arg(QString::fromStdString(w));
+        if (!unknown.isEmpty())
+            return tr("%1 has words the text encoder does not know: %2. It knows: %3.")
+                .arg(which, unknown.join(QStringLiteral(", ")), m_vocabulary.join(QStringLiteral(" ")));
+        if (int(words.size()) > m_promptWords)
+            return tr("%1 has %2 words; at most %3 fit.").arg(which).arg(words.size()).arg(m_promptWords);
+    }
+    return QString();
+}
+
+void ReverseView::checkPrompt() {
+    if (!m_text) return;
+    const QString problem = promptProblem();
+    if (!problem.isEmpty()) {
+        m_promptNote->setText(QStringLiteral("<span style='color:#b00'>%1</span>").arg(problem.toHtmlEscaped()));
+    } else {
+        const PromptMeaning meaning = read_prompt(m_prompt->text().toStdString());
+        m_promptNote->setText(m_prompt->text().trimmed().isEmpty()
+                                  ? tr("Empty: the null prompt, sampled without guidance.")
+                                  : meaning.cls < 0 ? tr("No garment named: the model picks one.")
+                                                    : tr("Enter starts a chain."));
+    }
+    m_x0u->setCaption(m_negative->text().trimmed().isEmpty() ? tr("x̂₀ with the empty prompt") : tr("x̂₀ with the negative prompt"));
+}
+
+void ReverseView::rememberPrompt(const QString& prompt) {
+    if (prompt.isEmpty()) return;
+    m_history.removeAll(prompt);
+    m_history.prepend(prompt);
+    while (m_history.size() > 30) m_history.removeLast();
+    qobject_cast<QStringListModel*>(m_prompt->completer()->model())->setStringList(m_history);
 }
 
 void ReverseView::setRunning(bool running) {
@@ -386,6 +505,14 @@ void ReverseView::endDemo() {
 }
 
 void ReverseView::startChain() {
+    if (const QString problem = promptProblem(); !problem.isEmpty()) {
+        // Never sent to the worker: the window says what to change.
+        setRunning(false);
+        checkPrompt();
+        Q_EMIT statusMessage(problem);
+        return;
+    }
+    if (m_text) rememberPrompt(m_prompt->text().trimmed());
     if (m_randomSeed->isChecked()) m_seed->setValue(int(QRandomGenerator::global()->bounded(1000000)));
     m_frames.clear();
     m_follow = true;
@@ -522,6 +649,10 @@ void ReverseView::showFrame(int index) {
     m_map->setImage(f.guidanceMap);
     m_cmap->setImage(f.classifierMap);
     m_x0Latent->setImage(f.x0Latent);
+    for (int i = 0; i < m_tokenPanels.size(); ++i) {
+        m_tokenPanels[i]->setImage(i < f.tokenMaps.size() ? f.tokenMaps[i] : QImage());
+        m_tokenPanels[i]->setCaption(i < f.tokens.size() ? f.tokens[i] : QString());
+    }
     QString text = tr("step %1 / %2 · t = %3 · s = %4").arg(f.index + 1).arg(f.total).arg(f.t).arg(f.guidance, 0, 'f', 1);
     if (f.classifierScale != 0.0) text += tr(" · c = %1").arg(f.classifierScale, 0, 'f', 1);
     m_stepLabel->setText(text);

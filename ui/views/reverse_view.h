@@ -11,6 +11,8 @@
 
 class QCheckBox;
 class QComboBox;
+class QFormLayout;
+class QLineEdit;
 class QDoubleSpinBox;
 class QLabel;
 class QProgressBar;
@@ -58,6 +60,12 @@ public Q_SLOTS:
     void showFrame(int index);
     /// Selects a class of the loaded model (an index into its class names; ignored if out of range).
     void setClassIndex(int classIndex);
+    /// Text-to-image models: the prompt and the negative prompt of the next chain.
+    void setPrompt(const QString& prompt, const QString& negative = QString());
+    /// Text-to-image models: what is wrong with the typed prompt (unknown words, too long); empty when fine.
+    QString promptProblem() const;
+    /// Text-to-image models: the prompts used, newest first (kept across starts).
+    QStringList promptHistory() const { return m_history; }
     /// The first-start demonstration: one chain per class in `classes`, each a short pause after the
     /// last, then it stops. Any chain the user starts (Play, Step, New chain, Fork) ends it.
     void startDemo(const QVector<int>& classes);
@@ -82,12 +90,25 @@ private:
     void refresh();
     void setRunning(bool running);
     void saveSettings() const;
+    void checkPrompt();
+    void rememberPrompt(const QString& prompt);
 
     QThread m_thread;
     SamplingWorker* m_worker = nullptr;
     QString m_device;
     QComboBox* m_model = nullptr;
     QComboBox* m_class = nullptr;
+    QFormLayout* m_form = nullptr;
+    QLineEdit* m_prompt = nullptr;     // text-to-image models
+    QLineEdit* m_negative = nullptr;
+    QLabel* m_promptNote = nullptr;
+    QWidget* m_tokenRow = nullptr;     // per-word cross-attention maps
+    QVector<ImagePanel*> m_tokenPanels;
+    bool m_text = false;
+    int m_classifierRow = -1;
+    QStringList m_vocabulary;
+    int m_promptWords = 0;
+    QStringList m_history;
     QSlider* m_guidance = nullptr;
     QLabel* m_guidanceLabel = nullptr;
     QComboBox* m_kind = nullptr;          // classifier-free, classifier, both
