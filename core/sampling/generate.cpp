@@ -130,6 +130,9 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     if (text) {
         // The prompt table goes into the network; labels index it (0: the null or negative prompt).
         const int64_t P = req.prompt_states.defined() ? req.prompt_states.size(0) : 0;
+        if (P == 0 && req.labels.defined() && req.labels.numel() > 0 && req.labels.max().item<int64_t>() > 0)
+            return Error{"generate: this is a text-to-image model: it takes prompts, not classes "
+                         "(sample it with --prompt, or in the Reverse chain tab with a prompt)"};
         if (req.labels.defined() && req.labels.numel() > 0 &&
             (req.labels.min().item<int64_t>() < 0 || req.labels.max().item<int64_t>() > P))
             return Error{"generate: a prompt label is outside 0.." + std::to_string(P) + " (0: the null prompt)"};

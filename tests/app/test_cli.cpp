@@ -181,6 +181,10 @@ private Q_SLOTS:
         QTest::newRow("class for a text model") << QStringList{"sample", "--model", "fashion-mnist-text", "--class", "3", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "takes --prompt, not --class";
         QTest::newRow("captions without an encoder") << QStringList{"train", "--dataset", "fashion-mnist-captions", "--out", "/tmp/dlab-x"} << 2 << "needs --text-encoder";
         QTest::newRow("empty prompt file") << QStringList{"eval", "--prompts", "/dev/null", "--model", "default"} << 1 << "no prompts";
+        QTest::newRow("sds class out of range") << QStringList{"sds", "--class", "12", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "outside 0..9";
+        QTest::newRow("sds of a text model") << QStringList{"sds", "--model", "fashion-mnist-text", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "class-conditional pixel-space";
+        QTest::newRow("sds video without 3d") << QStringList{"sds", "--video", "/tmp/x.mp4"} << 2 << "turntable of --3d";
+        QTest::newRow("sds bad t range") << QStringList{"sds", "--t-range", "0.9,0.1", "--tensors", "x"} << 2 << "LO < HI";
         QTest::newRow("convert nothing") << QStringList{"convert", "--in", "a", "--out", "b"} << 2 << "say what to convert";
         QTest::newRow("convert missing file") << QStringList{"convert", "--in", "/tmp/none.safetensors", "--out", "/tmp/x.safetensors", "--half"} << 1 << "none.safetensors";
     }
@@ -226,6 +230,24 @@ private Q_SLOTS:
         }
         QCOMPARE(j.at("rows")[0].at("held_out").get<bool>(), true);
         QCOMPARE(j.at("rows")[1].at("held_out").get<bool>(), false);
+    }
+
+    void sdsWritesImageAndTurntable() {
+        QTemporaryDir dir;
+        const QString a = dir.filePath("a.safetensors"), b = dir.filePath("b.safetensors"), csv = dir.filePath("l.csv");
+        const Run r = cli(QStringList{"sds", "--class", "3", "--steps", "6", "--log-every", "3", "--compare", "0", "--tensors", a,
+                                      "--loss-csv", csv});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        auto f = dlab::load_safetensors(a.toStdString());
+        QVERIFY(f);
+        QCOMPARE(f->tensors.at("image").sizes(), (at::IntArrayRef{1, 1, 28, 28}));
+        QCOMPARE(readAll(csv).count('\n'), 3);  // header and steps 3, 6
+        const Run t = cli(QStringList{"sds", "--class", "8", "--3d", "--steps", "2", "--views", "1", "--compare", "1", "--tensors", b});
+        QVERIFY2(t.code == 0, qPrintable(t.err));
+        auto g = dlab::load_safetensors(b.toStdString());
+        QVERIFY(g);
+        QCOMPARE(g->tensors.at("turntable").sizes(), (at::IntArrayRef{24, 1, 28, 28}));
+        QCOMPARE(g->tensors.at("ancestral").sizes(), (at::IntArrayRef{1, 1, 28, 28}));
     }
 
     void latentModelSamplesImages() {

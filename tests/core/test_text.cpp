@@ -392,6 +392,12 @@ private Q_SLOTS:
         QVERIFY(at::isfinite(x.value()).all().item<bool>());
         req.labels = at::tensor({1, 2, 3, 0}, at::kLong);  // prompt 3 does not exist
         QVERIFY(QString::fromStdString(generate(model.value(), req).error()).contains("outside 0..2"));
+        // Classes asked of a text model (no prompts): a message, not a crash.
+        GenerateRequest classes = req;
+        classes.prompt_states = at::Tensor();
+        classes.prompt_valid = at::Tensor();
+        classes.labels = at::tensor({3, 4, 5, 6}, at::kLong);
+        QVERIFY(QString::fromStdString(generate(model.value(), classes).error()).contains("takes prompts, not classes"));
         // Unknown words are named.
         auto unknown = encode_prompts(*model->text_encoder, {"a purple sandal"});
         QVERIFY(!unknown.ok());
