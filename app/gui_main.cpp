@@ -24,6 +24,7 @@
 #include "ui/views/lecture_tour.h"
 #include "ui/views/models_view.h"
 #include "ui/views/main_window.h"
+#include "ui/views/sds_view.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/toy_view.h"
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .flag("scrub", "with --bench-stall: also drag the Forward view's t slider every 16 ms during the chain")
         .option("guidance", "initial guidance scale")
+        .option("sds-steps", "with --tab 10 --play: score distillation steps (default: 300)")
+        .option("class", "with --tab 10 --play: the class to distil (default: 7, sneaker)")
+        .flag("3d", "with --tab 10 --play: distil a 3-D voxel scene")
         .option("prompt", "text-to-image models (--model fashion-mnist-text): the Reverse view's prompt")
         .option("negative-prompt", "text-to-image models: the Reverse view's negative prompt")
         .option("sweep-count", "with --tab 5 --play: samples per scale of the explorer's sweeps", "200")
@@ -279,6 +283,12 @@ int main(int argc, char** argv) {
                                  r.sampleEvery = int(std::max<qint64>(10, r.steps / 4));
                                  window.trainingView()->setRequest(r);
                                  window.trainingView()->start();
+                             } else if (tab == 10) {
+                                 auto steps = args.get_int("sds-steps", 1, 1000000);
+                                 auto label = args.get_int("class", 0, 9);
+                                 window.sdsView()->configure(label ? int(label.value()) : 7, args.has("3d"), 100.0,
+                                                             steps ? int(steps.value()) : 300);
+                                 window.sdsView()->start();
                              } else if (tab == 8) window.modelsView()->compare();
                              else if (tab == 2 && args.has("vae")) window.batchView()->generateVae();
                              else if (tab == 2) window.batchView()->generateStrip();
@@ -303,6 +313,8 @@ int main(int argc, char** argv) {
             QObject::connect(window.explorerView(), &dlab::ui::ExplorerView::finished, &window, [&window, shoot](bool ok) {
                 if (!ok || !window.explorerView()->rows(1).isEmpty()) QTimer::singleShot(300, shoot);
             });
+        } else if (play && tab == 10) {
+            QObject::connect(window.sdsView(), &dlab::ui::SdsView::finished, &window, [shoot] { QTimer::singleShot(300, shoot); });
         } else if (play && tab == 8) {
             QObject::connect(window.modelsView(), &dlab::ui::ModelsView::finished, &window, [shoot] { QTimer::singleShot(300, shoot); });
         } else if (play && tab == 6) {

@@ -17,6 +17,7 @@
 #include "ui/views/explorer_view.h"
 #include "ui/jobs/sampling_worker.h"
 #include "ui/views/toy_view.h"
+#include "ui/views/sds_view.h"
 #include "core/io/safetensors.h"
 #include "ui/signal_wait.h"
 #include "ui/worker_fixture.h"
@@ -492,6 +493,44 @@ private Q_SLOTS:
         QVERIFY(finished.wait(60000));
         QCOMPARE(view.frames().last().tokenMaps.size(), 3);
         QCOMPARE(view.promptHistory().value(0), QStringLiteral("a light coat"));
+    }
+
+    void scoreDistillationRunsStopsAndContinues() {
+        // The Score distillation tab: a short 2-D run reports every step with the ordinary samples
+        // beside it; Continue adds steps to the same run; a 3-D run turns its camera.
+        ReverseView reverse(QStringLiteral("cpu"));
+        SdsView view(reverse.worker(), QStringLiteral("cpu"));
+        QSignalSpy finished(&view, &SdsView::finished);
+        view.configure(7, false, 100.0, 12);
+        view.start();
+        QVERIFY(view.running());
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.frames().size(), 12);
+        QVERIFY(!view.frames().first().ancestral.isNull());
+        QCOMPARE(view.frames().last().image.size(), QSize(28, 28));
+        view.configure(7, false, 100.0, 5);
+        view.continueRun();
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.frames().last().step, 17);
+        QCOMPARE(view.frames().last().total, 17);
+        // Stop lands within a step and keeps the run; Continue goes on from there.
+        view.configure(7, false, 100.0, 5000);
+        view.start();
+        QTRY_VERIFY_WITH_TIMEOUT(view.frames().size() >= 3, 30000);
+        view.stop();
+        QVERIFY(finished.wait(30000));
+        const int stoppedAt = view.frames().last().step;
+        QVERIFY(stoppedAt < 5000 && !view.running());
+        view.configure(7, false, 100.0, 2);
+        view.continueRun();
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.frames().last().step, stoppedAt + 2);
+        view.configure(8, true, 100.0, 10);
+        view.start();
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.frames().size(), 2);  // a scene reports every 5th step
+        QVERIFY(!view.frames().last().turning.isNull());
+        QCOMPARE(view.frames().last().azimuth, 15.0);
     }
 
     void viewReactsToTheWorker() {

@@ -19,6 +19,8 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::GenerativeRequest>();
     qRegisterMetaType<dlab::ui::LikelihoodRequest>();
     qRegisterMetaType<dlab::ui::LikelihoodCurve>();
+    qRegisterMetaType<dlab::ui::SdsRequest>();
+    qRegisterMetaType<dlab::ui::SdsFrame>();
     qRegisterMetaType<dlab::ui::SweepRow>();
     qRegisterMetaType<QVector<double>>();
     qRegisterMetaType<dlab::ui::ForwardRequest>();
@@ -245,6 +247,26 @@ void SamplingWorker::computeLikelihood(const LikelihoodRequest& request, int req
     if (requestId != m_latest.load()) return;
     m_stop = false;
     schedule(ImageLane, std::make_shared<LikelihoodJob>(m_lab, request, requestId, this), imageStale(requestId));
+}
+
+void SamplingWorker::startSds(const SdsRequest& request, int requestId) {
+    if (requestId != m_latest.load()) return;
+    m_stop = false;
+    m_sds = std::make_shared<SdsJob>(request, requestId, this);
+    schedule(ImageLane, m_sds, imageStale(requestId));
+}
+
+void SamplingWorker::continueSds(int steps, int requestId) {
+    if (requestId != m_latest.load()) return;
+    if (!m_sds) {
+        Q_EMIT failed(tr("Score distillation: there is no run to continue; start one"));
+        return;
+    }
+    m_stop = false;
+    end(ImageLane, false);
+    m_sds->resetCancel();
+    m_sds->extend(steps, requestId);
+    schedule(ImageLane, m_sds, imageStale(requestId));
 }
 
 // ---- the 2-D lane -------------------------------------------------------------------------

@@ -32,6 +32,7 @@
 #include "ui/jobs/generative_job.h"
 #include "ui/jobs/lab_job.h"
 #include "ui/jobs/likelihood_job.h"
+#include "ui/jobs/sds_job.h"
 #include "ui/jobs/sweep_job.h"
 #include "ui/jobs/toy_job.h"
 
@@ -94,6 +95,10 @@ public Q_SLOTS:
     /// Starts a 2-D chain (toy model) that runs to the end, one toyFrame per step, unless a newer
     /// toy request arrives. It does not disturb the loaded model or the image chain.
     void startToyChain(const dlab::ui::ToyChainRequest& request, int requestId);
+    /// Score distillation (sds_job.h): a new run of `request.steps` steps, an sdsFrame per report.
+    void startSds(const dlab::ui::SdsRequest& request, int requestId);
+    /// Continues the last score distillation run by `steps` steps.
+    void continueSds(int steps, int requestId);
 
 Q_SIGNALS:
     void modelLoaded(const dlab::ui::ModelInfo& info);
@@ -120,6 +125,9 @@ Q_SIGNALS:
     void toyFrame(const dlab::ui::ToyFrame& frame, int requestId);
     /// A 2-D chain could not start or failed; `requestId` says which.
     void toyFailed(const QString& message, int requestId);
+    /// A report of a score distillation run, and its end (done of total steps).
+    void sdsFrame(const dlab::ui::SdsFrame& frame, int requestId);
+    void sdsStopped(int done, int total, bool completed, int requestId);
 
 private:
     enum Lane { ImageLane = 0, ToyLane = 1, kLanes = 2 };
@@ -146,6 +154,7 @@ private:
     std::shared_ptr<GuidanceControl> m_guidance;
     std::shared_ptr<ReverseChainJob> m_chain;  // the current chain, kept to continue or fork it
     std::shared_ptr<ToyChainJob> m_toy;        // kept between requests (it caches its model)
+    std::shared_ptr<SdsJob> m_sds;             // the last score distillation run, kept to continue it
     std::array<Slot, kLanes> m_lanes;
     int m_turn = 0;             // the lane whose job steps next
     bool m_pumpPosted = false;  // a pump event is queued

@@ -18,6 +18,7 @@ class HistoryView;
 class LectureTour;
 class ModelsView;
 class LikelihoodView;
+class SdsView;
 class TrainingView;
 class ToyView;
 class ReverseView;
@@ -48,6 +49,7 @@ public:
     LectureTour* tour() const { return m_tour; }
     ModelsView* modelsView() const { return m_models; }
     LikelihoodView* likelihoodView() const { return m_likelihood; }
+    SdsView* sdsView() const { return m_sds; }
     RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
@@ -77,6 +79,7 @@ private:
     LectureTour* m_tour = nullptr;
     ModelsView* m_models = nullptr;
     LikelihoodView* m_likelihood = nullptr;
+    SdsView* m_sds = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;
 };

@@ -20,6 +20,7 @@
 #include "ui/common/checked_values.h"
 #include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
+#include "ui/common/view_layout.h"
 #include "ui/common/qcp.h"
 
 namespace dlab::ui {
@@ -65,9 +66,7 @@ ModelsView::ModelsView(SamplingWorker* worker, QWidget* parent) : QWidget(parent
     form->addRow(interpolateButton);
     m_progress = new QProgressBar;
     form->addRow(m_progress);
-    m_note = new QLabel;
-    m_note->setWordWrap(true);
-    m_note->setStyleSheet(QStringLiteral("color: #555; font-size: 9pt;"));
+    m_note = noteLabel();
     form->addRow(m_note);
     controls->setLayout(form);
     controls->setFixedWidth(290);
@@ -118,12 +117,7 @@ ModelsView::ModelsView(SamplingWorker* worker, QWidget* parent) : QWidget(parent
             if (t.sampler == sampler && k++ == index) setDiffusionSteps(t.steps);
     });
 
-    auto* right = new QVBoxLayout;
-    right->addLayout(panels, 3);
-    right->addWidget(m_plot, 2);
-    auto* layout = new QHBoxLayout(this);
-    layout->addWidget(controls);
-    layout->addLayout(right, 1);
+    layOutControlsPanelsPlot(this, controls, panels, m_plot);
 
     m_debounce.setSingleShot(true);
     m_debounce.setInterval(250);
