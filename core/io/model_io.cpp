@@ -36,7 +36,7 @@ json to_json(const ModelConfig& c) {
           {"attention_heads", n.attention_heads}, {"num_classes", n.num_classes},
           {"dropout", n.dropout}, {"groups", n.groups}, {"mlp_hidden", n.mlp_hidden},
           {"mlp_layers", n.mlp_layers}, {"learn_sigma", n.learn_sigma}, {"context_dim", n.context_dim},
-          {"context_length", n.context_length}}},
+          {"context_length", n.context_length}, {"frames", n.frames}}},
         {"schedule",
          {{"kind", to_string(s.kind)}, {"timesteps", s.timesteps}, {"beta_start", s.beta_start},
           {"beta_end", s.beta_end}, {"cosine_s", s.cosine_s}, {"max_beta", s.max_beta},
@@ -74,6 +74,7 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.network.learn_sigma = n.value("learn_sigma", false);
         c.network.context_dim = n.value("context_dim", int64_t(0));
         c.network.context_length = n.value("context_length", c.network.context_length);
+        c.network.frames = n.value("frames", int64_t(0));
         const json& s = j.at("schedule");
         const auto sk = parse_schedule_kind(s.at("kind").get<std::string>());
         if (!sk) return Error{"config: unknown schedule '" + s.at("kind").get<std::string>() + "'"};

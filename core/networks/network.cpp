@@ -31,6 +31,8 @@ Status NetworkConfig::validate() const {
         if (!st) return st;
     if (!(dropout >= 0.0 && dropout < 1.0)) return Status::failure("network: dropout must be in [0, 1)");
     if (auto st = in_range("context_dim", context_dim, 0, 4096); !st) return st;
+    if (auto st = in_range("frames", frames, 0, 1024); !st) return st;
+    if (frames > 0 && kind != NetworkKind::UNet) return Status::failure("network: video (frames) needs a UNet");
     if (context_dim > 0) {
         if (kind != NetworkKind::UNet) return Status::failure("network: text conditioning (context_dim) needs a UNet");
         if (auto st = in_range("context_length", context_length, 1, 1024); !st) return st;
@@ -122,6 +124,7 @@ namespace {
 using blocks::Attention;
 using blocks::CrossAttention;
 using blocks::ResBlock;
+using blocks::TemporalAttention;
 
 class UNetImpl : public NetworkImpl {
 public:
@@ -145,6 +148,10 @@ public:
             xattn_.push_back({res_of_next_, a});
             return a;
         };
+        auto tattn = [&](const std::string& n, int64_t ch) {
+            return c.frames > 0 ? register_module(n + "_tattn", TemporalAttention(ch, c.attention_heads, c.groups, c.frames))
+                                : TemporalAttention(nullptr);
+        };
         auto has_attn = [&](int64_t res) {
             for (int64_t r : c.attention_resolutions)
                 if (r == res) return true;
@@ -162,7 +169,8 @@ public:
                 down_.push_back({register_module(n, ResBlock(ch, out, temb, c.groups, c.dropout)),
                                  has_attn(res) ? register_module(n + "_attn", Attention(out, c.attention_heads, c.groups))
                                                : Attention(nullptr),
-                                 nn::Conv2d(nullptr), has_attn(res) ? xattn(n, out) : CrossAttention(nullptr)});
+                                 nn::Conv2d(nullptr), has_attn(res) ? xattn(n, out) : CrossAttention(nullptr),
+                                 has_attn(res) ? tattn(n, out) : TemporalAttention(nullptr)});
                 ch = out;
                 skip_ch.push_back(ch);
             }
@@ -179,6 +187,7 @@ public:
         mid_attn_ = register_module("mid_attn", Attention(ch, c.attention_heads, c.groups));
         res_of_next_ = res;
         mid_xattn_ = xattn("mid", ch);
+        mid_tattn_ = tattn("mid", ch);
         mid2_ = register_module("mid_res2", ResBlock(ch, ch, temb, c.groups, c.dropout));
         // Decoder: one more block per level, each taking a skip connection.
         for (size_t li = 0; li < L; ++li) {
@@ -192,7 +201,8 @@ public:
                 up_.push_back({register_module(n, ResBlock(ch + skip, out, temb, c.groups, c.dropout)),
                                has_attn(res) ? register_module(n + "_attn", Attention(out, c.attention_heads, c.groups))
                                              : Attention(nullptr),
-                               nn::Conv2d(nullptr), has_attn(res) ? xattn(n, out) : CrossAttention(nullptr)});
+                               nn::Conv2d(nullptr), has_attn(res) ? xattn(n, out) : CrossAttention(nullptr),
+                               has_attn(res) ? tattn(n, out) : TemporalAttention(nullptr)});
                 ch = out;
             }
             if (l > 0) {
@@ -219,6 +229,9 @@ public:
                                                 at::TensorOptions().dtype(at::kLong).device(x.device()));
             emb = emb + label_emb_(y);
         }
+        if (cfg_.frames > 0 && x.size(0) % cfg_.frames != 0)
+            throw std::invalid_argument("network: a video batch holds whole clips of " + std::to_string(cfg_.frames) +
+                                        " frames; got " + std::to_string(x.size(0)) + " frames");
         at::Tensor ctx, valid;
         if (null_states_.defined()) text_context(x, labels, ctx, valid);
         std::vector<at::Tensor> hs;
@@ -229,6 +242,7 @@ public:
                 h = s.res(h, emb);
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);
+                if (s.tattn) h = s.tattn(h);
             } else {
                 h = s.resample(h);
             }
@@ -236,6 +250,7 @@ public:
         }
         h = mid_attn_(mid1_(h, emb));
         if (mid_xattn_) h = mid_xattn_(h, ctx, valid);
+        if (mid_tattn_) h = mid_tattn_(h);
         h = mid2_(h, emb);
         for (auto& s : up_) {
             if (s.res) {
@@ -243,6 +258,7 @@ public:
                 hs.pop_back();
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);
+                if (s.tattn) h = s.tattn(h);
             } else {
                 h = s.resample(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
             }
@@ -321,10 +337,12 @@ private:
         Attention attn;
         nn::Conv2d resample;
         CrossAttention xattn;
+        TemporalAttention tattn{nullptr};
     };
     int64_t res_of_next_ = 0;
     std::vector<std::pair<int64_t, CrossAttention>> xattn_;
     CrossAttention mid_xattn_{nullptr};
+    TemporalAttention mid_tattn_{nullptr};
     at::Tensor null_states_, null_valid_;
     at::Tensor prompts_, prompts_valid_, negative_, negative_valid_;
     NetworkConfig cfg_;

@@ -43,6 +43,10 @@ struct NetworkConfig {
     /// classes (num_classes 0): its labels index a prompt table (set_prompts), 0 being the null prompt.
     int64_t context_dim = 0;
     int64_t context_length = 16;              ///< tokens per prompt (the tokenizer's context)
+    /// Video (UNet only; 0: images): the batch holds clips of `frames` frames one after the other
+    /// ([B*T, C, H, W], every frame of a clip with the same t and label), and temporal attention
+    /// follows each spatial attention (and the middle's) across the frames of a clip.
+    int64_t frames = 0;
 
     /// Checks every field against its allowed range first (so nothing below divides by zero or
     /// builds a runaway network), then that the sizes fit together (divisibility). The message

@@ -105,4 +105,45 @@ struct CrossAttentionImpl : nn::Module {
 };
 TORCH_MODULE(CrossAttention);
 
+// Attention along time at every image position of a clip (Ho et al. 2022, Video Diffusion Models:
+// a space-time factorised UNet), for frames laid out clip by clip in the batch ([B*T, C, H, W]).
+// The output is x + proj(attention - v): on a single frame the attention is v itself, so the layer
+// is the identity and the network is the per-frame model; with more frames each frame takes in
+// what the others hold. Frame order enters through a sinusoidal frame embedding on queries and keys.
+struct TemporalAttentionImpl : nn::Module {
+    TemporalAttentionImpl(int64_t ch, int64_t heads, int64_t groups, int64_t frames)
+        : heads(heads), frames(frames),
+          norm(register_module("norm", nn::GroupNorm(groups, ch))),
+          qkv(register_module("qkv", nn::Linear(ch, 3 * ch))),
+          proj(register_module("proj", nn::Linear(nn::LinearOptions(ch, ch).bias(false)))) {  // no bias: proj(0) = 0
+        nn::init::zeros_(proj->weight);
+        // Sinusoidal frame positions [T, C].
+        const at::Tensor pos = at::arange(frames, at::kFloat).unsqueeze(1);
+        const at::Tensor freq = at::exp(-std::log(10000.0) * at::arange(0, ch, 2, at::kFloat) / double(ch));
+        at::Tensor pe = at::zeros({frames, ch});
+        pe.index_put_({at::indexing::Slice(), at::indexing::Slice(0, at::indexing::None, 2)}, at::sin(pos * freq));
+        pe.index_put_({at::indexing::Slice(), at::indexing::Slice(1, at::indexing::None, 2)},
+                      at::cos(pos * freq).narrow(1, 0, ch / 2));
+        frame_pos = register_buffer("frame_pos", pe);
+    }
+    at::Tensor forward(const at::Tensor& x) {
+        const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), T = frames, B = N / T;
+        const int64_t d = C / heads;
+        // [B*T, C, H, W] -> [B*H*W, T, C]: one sequence of T frames per clip and position.
+        const at::Tensor h = norm(x).view({B, T, C, H * W}).permute({0, 3, 1, 2}).reshape({B * H * W, T, C});
+        const at::Tensor q_k_v = qkv(h + frame_pos.to(h.dtype()).unsqueeze(0)).view({B * H * W, T, 3, heads, d});
+        const at::Tensor q = q_k_v.select(2, 0).transpose(1, 2), k = q_k_v.select(2, 1).transpose(1, 2);
+        const at::Tensor v = q_k_v.select(2, 2).transpose(1, 2);                                 // [BHW, h, T, d]
+        const at::Tensor w = at::softmax(at::matmul(q, k.transpose(2, 3)) / std::sqrt(double(d)), -1);
+        const at::Tensor mixed = (at::matmul(w, v) - v).transpose(1, 2).reshape({B * H * W, T, C});
+        const at::Tensor out = proj(mixed).view({B, H * W, T, C}).permute({0, 2, 3, 1}).reshape({N, C, H, W});
+        return x + out;
+    }
+    int64_t heads, frames;
+    nn::GroupNorm norm;
+    nn::Linear qkv, proj;
+    at::Tensor frame_pos;
+};
+TORCH_MODULE(TemporalAttention);
+
 }  // namespace dlab::blocks

@@ -237,6 +237,10 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (!schedule_r) return Error{"train: " + schedule_r.error()};
     const NoiseSchedule& schedule = schedule_r.value();
     const TextTraining* text = hooks.text;
+    const VideoTraining* video = hooks.video;
+    if ((mc.network.frames > 0) != (video != nullptr))
+        return Error{video ? "train: clips need a video network (frames > 0)" : "train: a video network needs clips"};
+    if (video && !video->clips) return Error{"train: no clip source was given"};
     if ((mc.network.context_dim > 0) != (text != nullptr))
         return Error{text ? "train: captions need a text-conditional network (context_dim > 0)"
                           : "train: a text-conditional network needs captions and a text encoder"};
@@ -250,7 +254,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             text->levels.size(1) != kCaptionAttributes)
             return Error{"train: the caption attribute levels do not match the dataset"};
     }
-    if (mc.network.num_classes != data.num_classes && mc.network.num_classes != 0)
+    if (!video && mc.network.num_classes != data.num_classes && mc.network.num_classes != 0)
         return Error{"train: the network has " + std::to_string(mc.network.num_classes) +
                      " classes but the dataset has " + std::to_string(data.num_classes)};
     at::manual_seed(tc.seed);  // the initial weights depend on the seed alone
@@ -258,7 +262,9 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (!net_r) return Error{"train: " + net_r.error()};
     // The memory budget before the run folder is touched: a batch's activations (kept for the
     // backward pass) must fit in half the device's free memory; the message proposes a batch.
-    if (auto st = check_memory_budget("train: a batch", tc.batch / world, mc.network.min_activation_bytes(), device); !st)
+    if (auto st = check_memory_budget("train: a batch", tc.batch / world * std::max<int64_t>(1, mc.network.frames),
+                                      mc.network.min_activation_bytes(), device);
+        !st)
         return Error{st.error() + " (--batch)"};
     auto ema_r = make_network(mc.network);
     Network net = net_r.value(), ema = ema_r.value();
@@ -376,7 +382,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     const int64_t b = B / world, first = rank * b;  // this rank's slice of the global batch
     const int64_t null_class = mc.network.num_classes;
     std::vector<int64_t> bshape(static_cast<size_t>(images.dim()), 1);
-    bshape[0] = b;
+    bshape[0] = video ? b * mc.network.frames : b;  // a video step holds b clips of T frames
 
     int64_t last_good = resume ? step : -1;  // the step of the newest checkpoint on disk
     // The weights, EMA and optimizer state are checked before anything is written: a checkpoint
@@ -448,16 +454,25 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             const auto f32 = at::TensorOptions().dtype(at::kFloat);
             const at::Tensor idx_cpu = at::randint(N, {B}, gen, i64).narrow(0, first, b);
             const at::Tensor idx = idx_cpu.to(device);
-            const at::Tensor t = at::randint(T, {B}, gen, i64).narrow(0, first, b).to(device);
+            at::Tensor t = at::randint(T, {B}, gen, i64).narrow(0, first, b).to(device);
             at::Tensor x0 = images.index_select(0, idx);
             std::vector<int64_t> global_shape = x0.sizes().vec();
             global_shape[0] = B;
-            const at::Tensor eps = at::randn(global_shape, gen, f32).narrow(0, first, b).to(device);
+            at::Tensor eps = at::randn(global_shape, gen, f32).narrow(0, first, b).to(device);
             const at::Tensor drop = (at::rand({B}, gen, f32) < tc.p_uncond).narrow(0, first, b).to(device);
             const at::Tensor flip = (at::rand({B}, gen, f32) < 0.5).narrow(0, first, b).to(device);
             if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
             at::Tensor y;
-            if (text) {
+            if (video) {
+                // Whole clips: every frame of a clip shares its t, its label and its dropout.
+                const int64_t F = mc.network.frames;
+                auto [frames, clip_labels] = video->clips(k, B);
+                x0 = frames.narrow(0, first * F, b * F).to(device, at::kFloat);
+                eps = at::randn(frames.sizes(), gen, f32).narrow(0, first * F, b * F).to(device);
+                t = t.repeat_interleave(F);
+                const at::Tensor yc = clip_labels.narrow(0, first, b).to(device);
+                y = at::where(drop, at::full_like(yc, null_class), yc).repeat_interleave(F);
+            } else if (text) {
                 // Captions of this rank's slice, each drawn from (seed, step, position in the global batch).
                 const at::Tensor lab = data.labels.index_select(0, idx_cpu).contiguous();
                 const at::Tensor lev = text->levels.index_select(0, idx_cpu).to(at::kLong).contiguous();

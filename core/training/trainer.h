@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,13 @@ struct TextTraining {
     std::vector<HeldOutPair> held_out;    ///< pairs no caption may name
 };
 
+/// Video training (network frames = T > 0): the clips of every step come from `clips(key, count)`:
+/// frames [count * T, C, H, W] in [-1, 1], clip by clip, and a label per clip [count] (num_classes
+/// = null). The key is the step's, so a run is reproducible and resumable.
+struct VideoTraining {
+    std::function<std::pair<at::Tensor, at::Tensor>(uint64_t key, int64_t count)> clips;
+};
+
 /// Per-call hooks: progress reports, a cancel flag checked every step, a pause flag (the loop
 /// waits between two steps while it is set, still honouring cancel), and snapshots of the EMA
 /// network every `snapshot_every` steps (and at the last step), e.g. to draw a sample grid. The
@@ -85,6 +93,8 @@ struct TrainHooks {
     int64_t bucket_bytes = 25LL << 20;
     /// Text-to-image training; null for class-conditional (or unconditional) training.
     const TextTraining* text = nullptr;
+    /// Video training; null for images.
+    const VideoTraining* video = nullptr;
 };
 
 struct TrainResult {

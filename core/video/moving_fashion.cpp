@@ -1,6 +1,7 @@
 #include "core/video/moving_fashion.h"
 
 #include <cmath>
+#include <stdexcept>
 
 #include "core/sampling/sampler.h"
 
@@ -76,6 +77,16 @@ Result<MovingClips> make_moving_clips(const LabelledData& items, const MovingCon
         }
     }
     return out;
+}
+
+std::function<std::pair<at::Tensor, at::Tensor>(uint64_t, int64_t)> moving_clip_source(LabelledData items,
+                                                                                       MovingConfig config, uint64_t seed) {
+    return [items = std::move(items), config, seed](uint64_t key, int64_t count) {
+        auto c = make_moving_clips(items, config, seed * 0x9e3779b97f4a7c15ULL + key, 0, count);
+        if (!c) throw std::invalid_argument(c.error());
+        const at::Tensor frames = c->clips.reshape({count * config.frames, 1, config.canvas, config.canvas});
+        return std::make_pair(frames, c->classes * kMotionDirections + c->directions);
+    };
 }
 
 at::Tensor frame_centroids(const at::Tensor& clips) {

@@ -9,6 +9,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -55,5 +57,16 @@ struct MotionEstimate {
     at::Tensor directions, distance;
 };
 MotionEstimate estimate_motion(const at::Tensor& clips, int64_t span = 4);
+
+/// Video models are conditioned on class and direction together: label = class * 8 + direction
+/// (80 labels for Fashion-MNIST; 80 is the null label of classifier-free guidance).
+constexpr int64_t kVideoClasses = 10;
+constexpr int64_t kVideoLabels = kVideoClasses * kMotionDirections;
+inline int64_t video_label(int64_t cls, int64_t direction) { return cls * kMotionDirections + direction; }
+
+/// A clip source for the trainer (trainer.h VideoTraining): `count` clips of the step `key`, as
+/// frames [count * T, 1, S, S] and labels [count] (video_label). Clips differ for every key.
+std::function<std::pair<at::Tensor, at::Tensor>(uint64_t, int64_t)> moving_clip_source(LabelledData items,
+                                                                                       MovingConfig config, uint64_t seed);
 
 }  // namespace dlab
