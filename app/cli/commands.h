@@ -18,6 +18,7 @@ int cmd_trilemma(const std::vector<std::string>& argv);
 int cmd_compare_schedules(const std::vector<std::string>& argv);
 int cmd_eval(const std::vector<std::string>& argv);
 int cmd_sds(const std::vector<std::string>& argv);
+int cmd_video(const std::vector<std::string>& argv);
 int cmd_eval_prompts(const std::vector<std::string>& argv);
 int cmd_sweep(const std::vector<std::string>& argv);
 int cmd_models(const std::vector<std::string>& argv);

@@ -36,6 +36,7 @@ const CommandEntry kCommands[] = {
     {"eval", dlab::app::cmd_eval, "FID, sFID, IS, precision/recall, class agreement of samples (with the real floor); bits/dim (--metrics nll)"},
     {"compare-schedules", dlab::app::cmd_compare_schedules, "cosine against linear: same network and budget, several seeds, quality and per-timestep loss"},
     {"sweep", dlab::app::cmd_sweep, "the same metrics and diversity across guidance scales (cfg or classifier)"},
+    {"video", dlab::app::cmd_video, "video diffusion on moving Fashion-MNIST clips: video train|sample|eval"},
     {"sds", dlab::app::cmd_sds, "score distillation (DreamFusion): an image or a 3-D voxel scene pushed by a frozen model's guided noise prediction"},
     {"models", dlab::app::cmd_models, "list the bundled and user models"},
     {"convert", dlab::app::cmd_convert, "store a model file's weights as float16 (bundled models)"},
