@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -35,11 +37,27 @@ namespace {
 struct ClipScores {
     double agreement = 0, consistency = 0, motion = 0;
 };
+// Each frame's item as the classifier sees images: the `item` x `item` window around the frame's
+// centroid (inside the canvas), scaled back to 28 x 28.
+at::Tensor item_crops(const at::Tensor& clips, int64_t item) {
+    const int64_t B = clips.size(0), T = clips.size(1), C = clips.size(2), S = clips.size(3);
+    const at::Tensor frames = clips.reshape({B * T, C, S, S}).to(at::kCPU, at::kFloat);
+    const at::Tensor centre = frame_centroids(clips.to(at::kCPU)).reshape({B * T, 2});
+    std::vector<at::Tensor> crops;
+    for (int64_t i = 0; i < B * T; ++i) {
+        const int64_t k = std::min(item, S);
+        const int64_t r = std::clamp<int64_t>(std::llround(centre[i][0].item<double>() - (k - 1) / 2.0), 0, S - k);
+        const int64_t c = std::clamp<int64_t>(std::llround(centre[i][1].item<double>() - (k - 1) / 2.0), 0, S - k);
+        crops.push_back(frames[i].narrow(1, r, k).narrow(2, c, k));
+    }
+    return at::upsample_bilinear2d(at::stack(crops), {28, 28}, false).clamp(-1, 1);
+}
+
 ClipScores score_clips(Classifier& clf, const at::Tensor& clips, const at::Tensor& classes, const at::Tensor& directions,
-                       c10::Device device) {
+                       int64_t item, c10::Device device) {
     torch::NoGradGuard g;
     const int64_t B = clips.size(0), T = clips.size(1);
-    const at::Tensor frames = clips.reshape({B * T, clips.size(2), clips.size(3), clips.size(4)});
+    const at::Tensor frames = item_crops(clips, item);
     std::vector<at::Tensor> preds;
     for (int64_t s = 0; s < frames.size(0); s += 1024)
         preds.push_back(clf->forward(frames.narrow(0, s, std::min<int64_t>(1024, frames.size(0) - s)).to(device)).argmax(1).cpu());
@@ -213,14 +231,15 @@ int cmd_video(const std::vector<std::string>& argv) {
     real_cfg.canvas = S;
     auto real = make_moving_clips(items.value(), real_cfg, 12345, 0, N);
     if (!real) return failure("video: " + real.error());
-    const ClipScores gen = score_clips(clf.value(), clips.clamp(-1, 1), classes, dirs, device.value());
-    const ClipScores flo = score_clips(clf.value(), real->clips, real->classes, real->directions, device.value());
+    const ClipScores gen = score_clips(clf.value(), clips.clamp(-1, 1), classes, dirs, real_cfg.item, device.value());
+    const ClipScores flo = score_clips(clf.value(), real->clips, real->classes, real->directions, real_cfg.item, device.value());
     std::printf("video eval: %s, %lld clips of %lld frames, DDIM %lld, s = %.1f (test-split items for the real clips)\n",
                 path.value().c_str(), (long long)N, (long long)T, (long long)steps.value(), scale.value());
     std::printf("  %-22s %10s %12s %8s\n", "", "agreement", "consistency", "motion");
     std::printf("  %-22s %10.3f %12.3f %8.3f\n", "generated", gen.agreement, gen.consistency, gen.motion);
     std::printf("  %-22s %10.3f %12.3f %8.3f\n", "real clips (floor)", flo.agreement, flo.consistency, flo.motion);
-    std::printf("  agreement: frames the classifier gives the asked class; consistency: clips whose frames all get one class;\n"
+    std::printf("  agreement: frames the classifier gives the asked class (the item's window around the frame's centroid,\n"
+                "  scaled to 28x28); consistency: clips whose frames all get one class;\n"
                 "  motion: clips whose centroid moves (frames 0 -> 4) in the asked direction (chance 0.125)\n");
     if (args.has("json")) {
         nlohmann::json j{{"model", path.value()}, {"clips", N}, {"frames", T}, {"guidance", scale.value()}, {"steps", steps.value()},

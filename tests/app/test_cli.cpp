@@ -185,6 +185,9 @@ private Q_SLOTS:
         QTest::newRow("sds of a text model") << QStringList{"sds", "--model", "fashion-mnist-text", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "class-conditional pixel-space";
         QTest::newRow("sds video without 3d") << QStringList{"sds", "--video", "/tmp/x.mp4"} << 2 << "turntable of --3d";
         QTest::newRow("sds bad t range") << QStringList{"sds", "--t-range", "0.9,0.1", "--tensors", "x"} << 2 << "LO < HI";
+        QTest::newRow("video without a subcommand") << QStringList{"video"} << 2 << "video train|sample|eval";
+        QTest::newRow("video of an image model") << QStringList{"video", "sample", "--model", "default", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "is not a video model";
+        QTest::newRow("video canvas too small") << QStringList{"video", "sample", "--canvas", "24", "--tensors", "x"} << 2 << "at least 36 px";
         QTest::newRow("convert nothing") << QStringList{"convert", "--in", "a", "--out", "b"} << 2 << "say what to convert";
         QTest::newRow("convert missing file") << QStringList{"convert", "--in", "/tmp/none.safetensors", "--out", "/tmp/x.safetensors", "--half"} << 1 << "none.safetensors";
     }
@@ -230,6 +233,26 @@ private Q_SLOTS:
         }
         QCOMPARE(j.at("rows")[0].at("held_out").get<bool>(), true);
         QCOMPARE(j.at("rows")[1].at("held_out").get<bool>(), false);
+    }
+
+    void videoModelTrainsAndSamplesClips() {
+        // A tiny video model (4 frames of 28x28) trained for a few steps, then clips sampled from it
+        // with the class and direction recorded.
+        QTemporaryDir dir;
+        const QStringList shape{"--frames", "4", "--canvas", "28", "--item", "12"};
+        const Run t = cli(QStringList{"video", "train", "--out", dir.filePath("run"), "--base-channels", "16", "--steps", "3",
+                                      "--batch", "2", "--log-every", "1"} + shape);
+        QVERIFY2(t.code == 0, qPrintable(t.err));
+        const QString out = dir.filePath("v.safetensors");
+        const Run r = cli(QStringList{"video", "sample", "--model", dir.filePath("run/model.safetensors"), "--count", "1", "--steps",
+                                      "2", "--class", "8", "--direction", "2", "--tensors", out} + shape);
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        auto f = dlab::load_safetensors(out.toStdString());
+        QVERIFY(f);
+        QCOMPARE(f->tensors.at("clips").sizes(), (at::IntArrayRef{1, 4, 1, 28, 28}));
+        QCOMPARE(f->tensors.at("classes")[0].item<int64_t>(), int64_t(8));
+        QCOMPARE(f->tensors.at("directions")[0].item<int64_t>(), int64_t(2));
+        QVERIFY(at::isfinite(f->tensors.at("clips")).all().item<bool>());
     }
 
     void sdsWritesImageAndTurntable() {

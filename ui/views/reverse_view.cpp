@@ -65,6 +65,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         if (name.size() > 12 && name.compare(name.size() - 12, 12, "-autoencoder") == 0) continue;  // not a diffusion model
         if (name.size() > 4 && name.compare(name.size() - 4, 4, "-gan") == 0) continue;  // one step: no chain to show
         if (name.size() > 5 && name.compare(name.size() - 5, 5, "-clip") == 0) continue;  // text and image encoders
+        if (name.size() > 6 && name.compare(name.size() - 6, 6, "-video") == 0) continue;  // clips: diffusionlab-cli video
         m_model->addItem(QString::fromStdString(name), QString::fromStdString(path));
     }
     m_model->addItem(tr("Open model file…"), QString());
