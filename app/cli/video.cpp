@@ -16,6 +16,7 @@
 #include "app/args.h"
 #include "app/cli/cli_util.h"
 #include "core/evaluation/classifier.h"
+#include "core/evaluation/metrics.h"
 #include "core/io/atomic_file.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
@@ -36,6 +37,7 @@ namespace {
 // same predicted class), motion accuracy (the tracker's direction is the asked one).
 struct ClipScores {
     double agreement = 0, consistency = 0, motion = 0;
+    at::Tensor features;  ///< [B*T, 256] the classifier's features of every frame's item window (for FID)
 };
 // Each frame's item as the classifier sees images: the `item` x `item` window around the frame's
 // centroid (inside the canvas), scaled back to 28 x 28.
@@ -58,11 +60,15 @@ ClipScores score_clips(Classifier& clf, const at::Tensor& clips, const at::Tenso
     torch::NoGradGuard g;
     const int64_t B = clips.size(0), T = clips.size(1);
     const at::Tensor frames = item_crops(clips, item);
-    std::vector<at::Tensor> preds;
-    for (int64_t s = 0; s < frames.size(0); s += 1024)
-        preds.push_back(clf->forward(frames.narrow(0, s, std::min<int64_t>(1024, frames.size(0) - s)).to(device)).argmax(1).cpu());
+    std::vector<at::Tensor> preds, feats;
+    for (int64_t s = 0; s < frames.size(0); s += 1024) {
+        const at::Tensor f = clf->features(frames.narrow(0, s, std::min<int64_t>(1024, frames.size(0) - s)).to(device));
+        feats.push_back(f.cpu());
+        preds.push_back(clf->head(f).argmax(1).cpu());
+    }
     const at::Tensor p = at::cat(preds).view({B, T});
     ClipScores s;
+    s.features = at::cat(feats);
     s.agreement = (p == classes.view({B, 1})).to(at::kFloat).mean().item<double>();
     s.consistency = (p == p.select(1, 0).unsqueeze(1)).all(1).to(at::kFloat).mean().item<double>();
     s.motion = (estimate_motion(clips).directions == directions).to(at::kFloat).mean().item<double>();
@@ -95,12 +101,15 @@ int cmd_video(const std::vector<std::string>& argv) {
         args.option("out", "run folder").option("steps", "optimisation steps", "20000").option("batch", "clips per step", "16")
             .option("lr", "learning rate", "3e-4").option("base-channels", "UNet channels", "32")
             .option("max-minutes", "stop (with a checkpoint) after this much wall time", "0")
+            .option("prediction", "what the network predicts: eps, v or x0 (v keeps the first steps' x0 usable)", "v")
+            .option("min-snr", "min-SNR-gamma loss weighting (0: off)", "0")
             .option("log-every", "steps between progress lines", "200").option("checkpoint-every", "steps between checkpoints", "2000")
             .flag("bf16", "bf16 autocast (CUDA)").flag("resume", "continue OUT's run").flag("overwrite", "replace OUT's run");
     else
         args.option("model", "a video model", "fashion-mnist-video").option("count", "clips", sub == "eval" ? "800" : "8")
             .option("class", "sample: the class of every clip (default: cycle)").option("direction", "sample: 0-7 (E, NE, N, ...; default: cycle)")
-            .option("guidance", "classifier-free scale", "3").option("steps", "DDIM steps", "50").option("batch", "clips per chain", "32")
+            .option("guidance", "classifier-free scale", "3").option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
+            .option("steps", "sampler steps", "50").option("batch", "clips per chain", "32")
             .option("tensors", "write the clips to a .safetensors file").option("output", "PNG: one row of frames per clip (also -o)")
             .option("json", "eval: also write the results as JSON").option("classifier", "eval: the frame classifier", "fashion-mnist-classifier");
     args.flag("help", "show this help");
@@ -119,8 +128,11 @@ int cmd_video(const std::vector<std::string>& argv) {
         auto steps = args.get_int("steps", 1, 100000000), batch = args.get_int("batch", 1, 4096), base = args.get_int("base-channels", 8, 512);
         auto le = args.get_int("log-every", 1, 100000000), ce = args.get_int("checkpoint-every", 1, 100000000);
         auto lr = args.get_double("lr", 1e-8, 1.0), mm = args.get_double("max-minutes", 0, 1e7);
-        for (const std::string* e : {&steps.error(), &batch.error(), &base.error(), &le.error(), &ce.error(), &lr.error(), &mm.error()})
+        auto msnr = args.get_double("min-snr", 0.0, 1e6);
+        for (const std::string* e : {&steps.error(), &batch.error(), &base.error(), &le.error(), &ce.error(), &lr.error(), &mm.error(), &msnr.error()})
             if (!e->empty()) return usage(*e);
+        const auto prediction = parse_prediction_type(args.get("prediction"));
+        if (!prediction) return usage("video train: unknown prediction '" + args.get("prediction") + "' (eps, v or x0)");
         ModelConfig mc;
         mc.network.image_size = mcfg->canvas;
         mc.network.base_channels = base.value();
@@ -129,7 +141,9 @@ int cmd_video(const std::vector<std::string>& argv) {
         mc.network.num_classes = kVideoLabels;
         mc.network.frames = mcfg->frames;
         mc.class_names.clear();
+        mc.prediction = *prediction;
         TrainConfig tc;
+        tc.min_snr_gamma = msnr.value();
         tc.steps = steps.value();
         tc.batch = batch.value();
         tc.lr = lr.value();
@@ -169,6 +183,8 @@ int cmd_video(const std::vector<std::string>& argv) {
     auto scale = args.get_double("guidance", 0, 1000);
     for (const std::string* e : {&count.error(), &steps.error(), &batch.error(), &scale.error()})
         if (!e->empty()) return usage(*e);
+    const auto kind = parse_sampler_kind(args.get("sampler"));
+    if (!kind) return usage("video: unknown sampler '" + args.get("sampler") + "' (ddpm, ddim or dpmpp2m)");
     for (const char* o : {"tensors", "output", "json"})
         if (args.has(o))
             if (auto st = check_output_path(args.get(o)); !st) return failure("video: --" + std::string(o) + ": " + st.error());
@@ -192,6 +208,7 @@ int cmd_video(const std::vector<std::string>& argv) {
         dirs.fill_(d.value());
     }
     GenerateRequest req;
+    req.sampler.kind = *kind;
     req.sampler.steps = steps.value();
     req.count = N * T;
     req.batch = batch.value() * T;  // whole clips per chain
@@ -233,18 +250,28 @@ int cmd_video(const std::vector<std::string>& argv) {
     if (!real) return failure("video: " + real.error());
     const ClipScores gen = score_clips(clf.value(), clips.clamp(-1, 1), classes, dirs, real_cfg.item, device.value());
     const ClipScores flo = score_clips(clf.value(), real->clips, real->classes, real->directions, real_cfg.item, device.value());
-    std::printf("video eval: %s, %lld clips of %lld frames, DDIM %lld, s = %.1f (test-split items for the real clips)\n",
-                path.value().c_str(), (long long)N, (long long)T, (long long)steps.value(), scale.value());
-    std::printf("  %-22s %10s %12s %8s\n", "", "agreement", "consistency", "motion");
-    std::printf("  %-22s %10.3f %12.3f %8.3f\n", "generated", gen.agreement, gen.consistency, gen.motion);
-    std::printf("  %-22s %10.3f %12.3f %8.3f\n", "real clips (floor)", flo.agreement, flo.consistency, flo.motion);
+    // Per-frame FID against the real clips' frames; its floor: a second set of real clips (other
+    // items, positions and directions) against the same reference.
+    auto other = make_moving_clips(items.value(), real_cfg, 54321, 0, N);
+    if (!other) return failure("video: " + other.error());
+    const ClipScores oth = score_clips(clf.value(), other->clips, other->classes, other->directions, real_cfg.item, device.value());
+    const FeatureStats ref = feature_stats(flo.features);
+    const double fid_gen = frechet_distance(feature_stats(gen.features), ref);
+    const double fid_floor = frechet_distance(feature_stats(oth.features), ref);
+    std::printf("video eval: %s, %lld clips of %lld frames, %s %lld, s = %.1f (test-split items for the real clips)\n",
+                path.value().c_str(), (long long)N, (long long)T, to_string(*kind).c_str(), (long long)steps.value(), scale.value());
+    std::printf("  %-22s %10s %12s %8s %10s\n", "", "agreement", "consistency", "motion", "frame FID");
+    std::printf("  %-22s %10.3f %12.3f %8.3f %10.2f\n", "generated", gen.agreement, gen.consistency, gen.motion, fid_gen);
+    std::printf("  %-22s %10.3f %12.3f %8.3f %10.2f\n", "real clips (floor)", flo.agreement, flo.consistency, flo.motion, fid_floor);
     std::printf("  agreement: frames the classifier gives the asked class (the item's window around the frame's centroid,\n"
                 "  scaled to 28x28); consistency: clips whose frames all get one class;\n"
-                "  motion: clips whose centroid moves (frames 0 -> 4) in the asked direction (chance 0.125)\n");
+                "  motion: clips whose centroid moves (frames 0 -> 4) in the asked direction (chance 0.125);\n"
+                "  frame FID: the classifier's features of every frame's item window against those of the real clips\n"
+                "  (the floor row: a second set of real clips; frames of one clip are alike, so both run high at small N)\n");
     if (args.has("json")) {
-        nlohmann::json j{{"model", path.value()}, {"clips", N}, {"frames", T}, {"guidance", scale.value()}, {"steps", steps.value()},
-                         {"generated", {{"agreement", gen.agreement}, {"consistency", gen.consistency}, {"motion", gen.motion}}},
-                         {"real", {{"agreement", flo.agreement}, {"consistency", flo.consistency}, {"motion", flo.motion}}},
+        nlohmann::json j{{"model", path.value()}, {"clips", N}, {"frames", T}, {"guidance", scale.value()}, {"sampler", to_string(*kind)}, {"steps", steps.value()},
+                         {"generated", {{"agreement", gen.agreement}, {"consistency", gen.consistency}, {"motion", gen.motion}, {"frame_fid", fid_gen}}},
+                         {"real", {{"agreement", flo.agreement}, {"consistency", flo.consistency}, {"motion", flo.motion}, {"frame_fid", fid_floor}}},
                          {"seconds", secs}};
         if (auto st = write_file_atomic(args.get("json"), j.dump(2)); !st) return failure("video: " + st.error());
     }

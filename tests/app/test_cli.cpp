@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/model_catalog.h"
+#include "core/io/model_io.h"
 #include "core/io/safetensors.h"
 #include "core/forward/schedule.h"
 
@@ -187,6 +188,8 @@ private Q_SLOTS:
         QTest::newRow("sds bad t range") << QStringList{"sds", "--t-range", "0.9,0.1", "--tensors", "x"} << 2 << "LO < HI";
         QTest::newRow("video without a subcommand") << QStringList{"video"} << 2 << "video train|sample|eval";
         QTest::newRow("video of an image model") << QStringList{"video", "sample", "--model", "default", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "is not a video model";
+        QTest::newRow("video unknown prediction") << QStringList{"video", "train", "--out", "/tmp/dlab-x", "--prediction", "noise"} << 2 << "unknown prediction 'noise'";
+        QTest::newRow("video unknown sampler") << QStringList{"video", "sample", "--sampler", "euler", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "unknown sampler 'euler'";
         QTest::newRow("video canvas too small") << QStringList{"video", "sample", "--canvas", "24", "--tensors", "x"} << 2 << "at least 36 px";
         QTest::newRow("convert nothing") << QStringList{"convert", "--in", "a", "--out", "b"} << 2 << "say what to convert";
         QTest::newRow("convert missing file") << QStringList{"convert", "--in", "/tmp/none.safetensors", "--out", "/tmp/x.safetensors", "--half"} << 1 << "none.safetensors";
@@ -245,8 +248,15 @@ private Q_SLOTS:
         QVERIFY2(t.code == 0, qPrintable(t.err));
         const QString out = dir.filePath("v.safetensors");
         const Run r = cli(QStringList{"video", "sample", "--model", dir.filePath("run/model.safetensors"), "--count", "1", "--steps",
-                                      "2", "--class", "8", "--direction", "2", "--tensors", out} + shape);
+                                      "2", "--class", "8", "--direction", "2", "--sampler", "ddpm", "--tensors", out} + shape);
         QVERIFY2(r.code == 0, qPrintable(r.err));
+        // A video model predicts v unless told otherwise (eps leaves its first steps' x0 unusable).
+        const std::string model = dir.filePath("run/model.safetensors").toStdString();
+        const auto file = dlab::load_safetensors(model);
+        QVERIFY(file);
+        const auto cfg = dlab::stored_model_config(file.value(), model);
+        QVERIFY2(cfg, cfg ? "" : cfg.error().c_str());
+        QCOMPARE(cfg->prediction, dlab::PredictionType::V);
         auto f = dlab::load_safetensors(out.toStdString());
         QVERIFY(f);
         QCOMPARE(f->tensors.at("clips").sizes(), (at::IntArrayRef{1, 4, 1, 28, 28}));
