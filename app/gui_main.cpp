@@ -25,6 +25,7 @@
 #include "ui/views/models_view.h"
 #include "ui/views/main_window.h"
 #include "ui/views/sds_view.h"
+#include "ui/views/video_view.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/toy_view.h"
@@ -71,7 +72,9 @@ int main(int argc, char** argv) {
         .flag("scrub", "with --bench-stall: also drag the Forward view's t slider every 16 ms during the chain")
         .option("guidance", "initial guidance scale")
         .option("sds-steps", "with --tab 10 --play: score distillation steps (default: 300)")
-        .option("class", "with --tab 10 --play: the class to distil (default: 7, sneaker)")
+        .option("class", "with --tab 10 or 11 --play: the class to distil or to film (default: 7, sneaker)")
+        .option("direction", "with --tab 11 --play: the direction of motion, 0-7 (E, NE, N, ...; default: 1)")
+        .option("video-steps", "with --tab 11 --play: DDIM steps of the clip (default: 25)")
         .flag("3d", "with --tab 10 --play: distil a 3-D voxel scene")
         .option("prompt", "text-to-image models (--model fashion-mnist-text): the Reverse view's prompt")
         .option("negative-prompt", "text-to-image models: the Reverse view's negative prompt")
@@ -289,6 +292,13 @@ int main(int argc, char** argv) {
                                  window.sdsView()->configure(label ? int(label.value()) : 7, args.has("3d"), 100.0,
                                                              steps ? int(steps.value()) : 300);
                                  window.sdsView()->start();
+                             } else if (tab == 11) {
+                                 auto steps = args.get_int("video-steps", 1, 1000);
+                                 auto label = args.get_int("class", 0, 9);
+                                 auto dir = args.get_int("direction", 0, 7);
+                                 window.videoView()->configure(label ? int(label.value()) : 7, dir ? int(dir.value()) : 1, 3.0,
+                                                               steps ? int(steps.value()) : 25);
+                                 window.videoView()->start();
                              } else if (tab == 8) window.modelsView()->compare();
                              else if (tab == 2 && args.has("vae")) window.batchView()->generateVae();
                              else if (tab == 2) window.batchView()->generateStrip();
@@ -315,6 +325,9 @@ int main(int argc, char** argv) {
             });
         } else if (play && tab == 10) {
             QObject::connect(window.sdsView(), &dlab::ui::SdsView::finished, &window, [shoot] { QTimer::singleShot(300, shoot); });
+        } else if (play && tab == 11) {
+            // A second of the looping clip first.
+            QObject::connect(window.videoView(), &dlab::ui::VideoView::finished, &window, [shoot] { QTimer::singleShot(1000, shoot); });
         } else if (play && tab == 8) {
             QObject::connect(window.modelsView(), &dlab::ui::ModelsView::finished, &window, [shoot] { QTimer::singleShot(300, shoot); });
         } else if (play && tab == 6) {

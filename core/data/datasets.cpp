@@ -85,10 +85,15 @@ Result<LabelledData> load_fashion_mnist(const std::string& dir, bool train) {
               .sub_(1.0);
     d.labels = at::from_blob(const_cast<char*>(lb.data() + 8), {n}, at::kByte).to(at::kLong);
     d.num_classes = 10;
-    d.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    d.class_names = fashion_mnist_class_names();
     d.name = "fashion-mnist";
     return d;
+}
+
+const std::vector<std::string>& fashion_mnist_class_names() {
+    static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                   "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    return names;
 }
 
 const std::vector<std::string>& toy_names() {

@@ -27,6 +27,9 @@ struct LabelledData {
 /// /usr/share/datasets/fashion-mnist.
 std::string fashion_mnist_dir();
 
+/// The 10 Fashion-MNIST class names, in label order.
+const std::vector<std::string>& fashion_mnist_class_names();
+
 /// Reads the train (60000) or test (10000) split from `dir`, checking magic numbers and sizes.
 Result<LabelledData> load_fashion_mnist(const std::string& dir, bool train);
 

@@ -18,6 +18,7 @@
 #include "ui/jobs/sampling_worker.h"
 #include "ui/views/toy_view.h"
 #include "ui/views/sds_view.h"
+#include "ui/views/video_view.h"
 #include "core/io/safetensors.h"
 #include "ui/signal_wait.h"
 #include "ui/worker_fixture.h"
@@ -531,6 +532,51 @@ private Q_SLOTS:
         QCOMPARE(view.frames().size(), 2);  // a scene reports every 5th step
         QVERIFY(!view.frames().last().turning.isNull());
         QCOMPARE(view.frames().last().azimuth, 15.0);
+    }
+
+    void videoViewSamplesAClipAndExportsIt() {
+        // The Video tab: a short chain of the bundled video model reports every step (x_t and x_0 as
+        // strips of 16 frames), the grid grows a row per shown step, the finished clip carries its
+        // frames and tracked path, and exports as an MP4; a stop lands within a step.
+        ReverseView reverse(QStringLiteral("cpu"));
+        VideoView view(reverse.worker(), QStringLiteral("cpu"));
+        QSignalSpy finished(&view, &VideoView::finished);
+        QCOMPARE(view.exportClip(QStringLiteral("/tmp/x.mp4")), QStringLiteral("there is no finished clip to export"));
+        view.configure(1, 0, 3.0, 4);
+        view.start();
+        QVERIFY(view.running());
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(view.steps().size(), 4);
+        const VideoStep& last = view.steps().last();
+        QCOMPARE(last.frames, 16);
+        QCOMPARE(last.xt.size(), QSize(16 * 49 - 1, 48));
+        QCOMPARE(last.x0.size(), last.xt.size());
+        QCOMPARE(view.clip().size(), 16);
+        QCOMPARE(view.clip().first().size(), QSize(48, 48));
+        QCOMPARE(last.rows.size(), 16);
+        QVERIFY(last.trackedDirection >= 0 && last.trackedDirection < 8);
+        QCOMPARE(view.chainGrid().height(), 4 * (48 + 2) - 2);  // 4 steps: every one is a row
+        for (int i = 0; i < 3; ++i) QVERIFY(view.steps()[i].t > view.steps()[i + 1].t);
+        QTemporaryDir dir;
+        const QString mp4 = dir.filePath("clip.mp4");
+        QCOMPARE(view.exportClip(mp4), QString());
+        QVERIFY(QFileInfo(mp4).size() > 1000);
+        QVERIFY(!view.exportClip(QStringLiteral("/nonexistent-folder/clip.mp4")).isEmpty());
+        // Stop within a step: the clip is not finished, nothing to export.
+        view.configure(1, 0, 3.0, 1000);
+        view.start();
+        QTRY_VERIFY_WITH_TIMEOUT(view.steps().size() >= 1, 30000);
+        view.stop();
+        QVERIFY(finished.wait(30000));
+        QVERIFY(!view.running() && view.steps().size() < 1000 && view.clip().isEmpty());
+        // An image model is refused by name.
+        QSignalSpy failed(reverse.worker(), &SamplingWorker::failed);
+        VideoRequest r;
+        r.model = QStringLiteral("default");
+        QMetaObject::invokeMethod(reverse.worker(), "startVideo", Qt::QueuedConnection, Q_ARG(dlab::ui::VideoRequest, r),
+                                  Q_ARG(int, reverse.worker()->newRequest()));
+        QVERIFY(failed.wait(30000));
+        QVERIFY2(failed.last().at(0).toString().contains("is not a video model"), qPrintable(failed.last().at(0).toString()));
     }
 
     void viewReactsToTheWorker() {

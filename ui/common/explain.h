@@ -2,9 +2,12 @@
 // "What is this?" for a panel or a plot: the quantity, its formula and how to read it, shown as the
 // tooltip and in What's This mode (Help > What is this?, Shift+F1).
 
+#include <QComboBox>
 #include <QLabel>
 #include <QString>
 #include <QWidget>
+
+#include "core/data/datasets.h"
 
 namespace dlab::ui {
 
@@ -20,6 +23,16 @@ inline QLabel* noteLabel() {
     label->setWordWrap(true);
     label->setStyleSheet(QStringLiteral("color: #555; font-size: 9pt;"));
     return label;
+}
+
+/// A Fashion-MNIST class chooser ("7 · Sneaker"; the item data is the class), `current` selected.
+inline QComboBox* fashionClassCombo(int current) {
+    auto* combo = new QComboBox;
+    const auto& names = fashion_mnist_class_names();
+    for (int i = 0; i < int(names.size()); ++i)
+        combo->addItem(QStringLiteral("%1 · %2").arg(i).arg(QString::fromStdString(names[size_t(i)])), i);
+    combo->setCurrentIndex(current);
+    return combo;
 }
 
 }  // namespace dlab::ui

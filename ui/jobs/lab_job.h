@@ -22,6 +22,10 @@ namespace dlab::ui {
 
 class SamplingWorker;
 
+/// Loads a bundled model (or a model file) on a device named as the views name it ("cpu",
+/// "cuda", ...) for a job of its own (score distillation, video); the message says what failed.
+Result<std::shared_ptr<LoadedModel>> loadJobModel(const std::string& model, const std::string& device);
+
 /// The model the lab has loaded, shared read-only by the jobs that use it.
 struct LabModel {
     std::shared_ptr<LoadedModel> model;

@@ -21,6 +21,8 @@ SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(
     qRegisterMetaType<dlab::ui::LikelihoodCurve>();
     qRegisterMetaType<dlab::ui::SdsRequest>();
     qRegisterMetaType<dlab::ui::SdsFrame>();
+    qRegisterMetaType<dlab::ui::VideoRequest>();
+    qRegisterMetaType<dlab::ui::VideoStep>();
     qRegisterMetaType<dlab::ui::SweepRow>();
     qRegisterMetaType<QVector<double>>();
     qRegisterMetaType<dlab::ui::ForwardRequest>();
@@ -267,6 +269,12 @@ void SamplingWorker::continueSds(int steps, int requestId) {
     m_sds->resetCancel();
     m_sds->extend(steps, requestId);
     schedule(ImageLane, m_sds, imageStale(requestId));
+}
+
+void SamplingWorker::startVideo(const VideoRequest& request, int requestId) {
+    if (requestId != m_latest.load()) return;
+    m_stop = false;
+    schedule(ImageLane, std::make_shared<VideoJob>(request, requestId, this), imageStale(requestId));
 }
 
 // ---- the 2-D lane -------------------------------------------------------------------------

@@ -33,6 +33,7 @@
 #include "ui/jobs/lab_job.h"
 #include "ui/jobs/likelihood_job.h"
 #include "ui/jobs/sds_job.h"
+#include "ui/jobs/video_job.h"
 #include "ui/jobs/sweep_job.h"
 #include "ui/jobs/toy_job.h"
 
@@ -99,6 +100,8 @@ public Q_SLOTS:
     void startSds(const dlab::ui::SdsRequest& request, int requestId);
     /// Continues the last score distillation run by `steps` steps.
     void continueSds(int steps, int requestId);
+    /// One clip of a video model (video_job.h), a videoStep per chain step.
+    void startVideo(const dlab::ui::VideoRequest& request, int requestId);
 
 Q_SIGNALS:
     void modelLoaded(const dlab::ui::ModelInfo& info);
@@ -128,6 +131,9 @@ Q_SIGNALS:
     /// A report of a score distillation run, and its end (done of total steps).
     void sdsFrame(const dlab::ui::SdsFrame& frame, int requestId);
     void sdsStopped(int done, int total, bool completed, int requestId);
+    /// A step of a video clip's chain, and the chain's end (done of total steps).
+    void videoStep(const dlab::ui::VideoStep& step, int requestId);
+    void videoStopped(int done, int total, bool completed, int requestId);
 
 private:
     enum Lane { ImageLane = 0, ToyLane = 1, kLanes = 2 };

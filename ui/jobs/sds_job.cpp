@@ -21,13 +21,9 @@ bool SdsJob::start() {
         return false;
     };
     if (m_request.steps < 1 || m_request.steps > 1000000) return fail(SamplingWorker::tr("1 to 1,000,000 steps"));
-    auto device = select_device(m_request.device.toStdString());
-    if (!device) return fail(QString::fromStdString(device.error()));
-    auto path = resolve_model(m_request.model.toStdString());
-    if (!path) return fail(QString::fromStdString(path.error()));
-    auto loaded = load_model(path.value(), device.value());
+    auto loaded = loadJobModel(m_request.model.toStdString(), m_request.device.toStdString());
     if (!loaded) return fail(QString::fromStdString(loaded.error()));
-    m_model = std::make_shared<LoadedModel>(std::move(loaded.value()));
+    m_model = loaded.value();
     SdsRunConfig c;
     c.label = m_request.label;
     c.three_d = m_request.threeD;
@@ -56,6 +52,16 @@ bool SdsJob::start() {
     m_title = SamplingWorker::tr("%1 · %2 · s = %3").arg(m_request.threeD ? SamplingWorker::tr("3-D scene") : SamplingWorker::tr("image"), cls)
                   .arg(m_request.guidance, 0, 'f', 0);
     return true;
+}
+
+Result<std::shared_ptr<LoadedModel>> loadJobModel(const std::string& model, const std::string& device) {
+    auto d = select_device(device);
+    if (!d) return Error{d.error()};
+    auto path = resolve_model(model);
+    if (!path) return Error{path.error()};
+    auto loaded = load_model(path.value(), d.value());
+    if (!loaded) return Error{loaded.error()};
+    return std::make_shared<LoadedModel>(std::move(loaded.value()));
 }
 
 void SdsJob::extend(int steps, int requestId) {

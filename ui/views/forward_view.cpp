@@ -36,9 +36,7 @@ ForwardView::ForwardView(SamplingWorker* worker, QWidget* parent) : QWidget(pare
     auto* controls = new QGroupBox(tr("Forward process q(x_t | x_0)"));
     auto* form = new QFormLayout;
     m_class = new QComboBox;
-    const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
-    for (size_t i = 0; i < names.size(); ++i) m_class->addItem(QString::fromStdString(names[i]));
+    for (const std::string& name : fashion_mnist_class_names()) m_class->addItem(QString::fromStdString(name));
     form->addRow(tr("Class"), m_class);
     m_index = new QSpinBox;
     m_index->setRange(0, 999);

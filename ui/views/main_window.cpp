@@ -24,6 +24,7 @@
 #include "ui/views/lecture_tour.h"
 #include "ui/views/likelihood_view.h"
 #include "ui/views/sds_view.h"
+#include "ui/views/video_view.h"
 #include "ui/views/models_view.h"
 #include "ui/views/training_view.h"
 #include "ui/views/reverse_view.h"
@@ -69,6 +70,9 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     m_sds = new SdsView(m_reverse->worker(), options.deviceLabel.toLower());
     m_tabs->addTab(m_sds, tr("Score distillation"));
     connect(m_sds, &SdsView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
+    m_video = new VideoView(m_reverse->worker(), options.deviceLabel.toLower());
+    m_tabs->addTab(m_video, tr("Video"));
+    connect(m_video, &VideoView::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 8000); });
     m_batch->setHistory(m_history.get());
     m_explorer->setHistory(m_history.get());
     connect(m_training, &TrainingView::modelTrained, m_reverse, &ReverseView::addModel);

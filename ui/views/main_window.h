@@ -19,6 +19,7 @@ class LectureTour;
 class ModelsView;
 class LikelihoodView;
 class SdsView;
+class VideoView;
 class TrainingView;
 class ToyView;
 class ReverseView;
@@ -50,6 +51,7 @@ public:
     ModelsView* modelsView() const { return m_models; }
     LikelihoodView* likelihoodView() const { return m_likelihood; }
     SdsView* sdsView() const { return m_sds; }
+    VideoView* videoView() const { return m_video; }
     RunHistory* history() const { return m_history.get(); }
     int currentTab() const;
     /// Shows the tab at `index` (ignored when out of range).
@@ -80,6 +82,7 @@ private:
     ModelsView* m_models = nullptr;
     LikelihoodView* m_likelihood = nullptr;
     SdsView* m_sds = nullptr;
+    VideoView* m_video = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;
 };

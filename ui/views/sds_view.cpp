@@ -30,10 +30,7 @@ SdsView::SdsView(SamplingWorker* worker, const QString& device, QWidget* parent)
                                 "moves it along w(t)(ε̂ − ε) with a large guidance scale."));
     intro->setWordWrap(true);
     form->addRow(intro);
-    m_class = new QComboBox;
-    const char* names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
-    for (int i = 0; i < 10; ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(QString::fromLatin1(names[i])), i);
-    m_class->setCurrentIndex(7);
+    m_class = fashionClassCombo(7);
     form->addRow(tr("Class"), m_class);
     m_threeD = new QCheckBox(tr("3-D scene (voxels, random azimuths)"));
     m_threeD->setToolTip(tr("A 28³ grid of density and brightness, rendered by emission-absorption from 4 random azimuths "
