@@ -4,6 +4,10 @@
 // and axis titles longer than their axis.
 #include <QtTest/QtTest>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include <QDir>
 #include <QFontMetrics>
 #include <QSettings>
@@ -41,13 +45,19 @@ QStringList axisProblems(QCPAxis* axis, const QString& where) {
     const QFontMetrics tickFont(axis->tickLabelFont());
     const QVector<double> ticks = axis->tickVector();
     const QVector<QString> labels = axis->tickVectorLabels();
-    double previousEnd = -1e9;
+    // The labels in screen order (a reversed axis runs the other way).
+    std::vector<std::pair<double, int>> shown;
     for (int i = 0; i < ticks.size() && i < labels.size(); ++i) {
         const double pixel = axis->coordToPixel(ticks[i]);
         if (pixel < (horizontal ? r.left() : r.top()) - 1 || pixel > (horizontal ? r.right() : r.bottom()) + 1) continue;
+        shown.emplace_back(pixel, i);
+    }
+    std::sort(shown.begin(), shown.end());
+    double previousEnd = -1e9;
+    for (const auto& [pixel, i] : shown) {
         // Exponent labels ("1·10^4") draw in two lines: their width is at most the text's.
         const double half = horizontal ? tickFont.horizontalAdvance(labels[i]) / 2.0 : tickFont.height() / 2.0;
-        const double start = (horizontal ? pixel : -pixel) - half, end = (horizontal ? pixel : -pixel) + half;
+        const double start = pixel - half, end = pixel + half;
         if (start < previousEnd - 1) out << QStringLiteral("%1: tick labels '%2' and its neighbour overlap").arg(where, labels[i]);
         previousEnd = std::max(previousEnd, end);
     }

@@ -104,6 +104,8 @@ VideoView::VideoView(SamplingWorker* worker, const QString& device, QWidget* par
     m_plot->xAxis->setLabel(tr("column (px)"));
     m_plot->yAxis->setLabel(tr("row (px)"));
     m_plot->yAxis->setRangeReversed(true);  // image rows grow downwards
+    m_plot->xAxis->setRange(0, 48);  // the canvas, before a clip exists
+    m_plot->yAxis->setRange(0, 48);
     m_plot->legend->setVisible(true);
     m_plot->legend->setFont(QFont(font().family(), 8));
     layOutControlsPanelsPlot(this, controls, panels, m_plot);
@@ -163,7 +165,7 @@ void VideoView::start() {
     m_player->setCaption(tr("the clip, looping"));
     m_plot->clearPlottables();
     m_plot->clearItems();
-    m_plot->replot();
+    m_plot->replot(QCustomPlot::rpQueuedReplot);
     m_request = m_worker->newRequest();
     m_progress->setRange(0, r.steps);
     m_progress->setValue(0);
