@@ -10,6 +10,11 @@ namespace dlab::blocks {
 
 namespace nn = torch::nn;
 
+// SiLU of a tensor that nothing else holds (a fresh GroupNorm output): in place when autograd is
+// off (sampling), which saves an allocation and a pass over memory; out of place when training
+// (SiLU's backward needs its input).
+inline at::Tensor silu_fresh(at::Tensor x) { return at::GradMode::is_enabled() ? at::silu(x) : at::silu_(x); }
+
 // Residual block (Ho et al. 2020 / ADM): GN-SiLU-Conv, + time embedding, GN-SiLU-Dropout-Conv.
 struct ResBlockImpl : nn::Module {
     ResBlockImpl(int64_t in, int64_t out, int64_t temb, int64_t groups, double dropout)
@@ -25,10 +30,12 @@ struct ResBlockImpl : nn::Module {
         nn::init::zeros_(conv2->bias);
     }
     at::Tensor forward(const at::Tensor& x, const at::Tensor& temb) {
-        at::Tensor h = conv1(at::silu(norm1(x)));
-        h = h + temb_proj(at::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-        h = conv2(drop(at::silu(norm2(h))));
-        return (skip ? skip(x) : x) + h;
+        // The adds are in place on convolution outputs (a convolution's backward needs its input, not
+        // its output), so they are safe when training too.
+        at::Tensor h = conv1(silu_fresh(norm1(x)));
+        h.add_(temb_proj(at::silu(temb)).unsqueeze(-1).unsqueeze(-1));
+        h = conv2(drop(silu_fresh(norm2(h))));
+        return h.add_(skip ? skip(x) : x);
     }
     nn::GroupNorm norm1;
     nn::Conv2d conv1;
