@@ -14,6 +14,11 @@ namespace nn = torch::nn;
 // off (sampling), which saves an allocation and a pass over memory; out of place when training
 // (SiLU's backward needs its input).
 inline at::Tensor silu_fresh(at::Tensor x) { return at::GradMode::is_enabled() ? at::silu(x) : at::silu_(x); }
+// h + r, written into h (a fresh convolution output) when that keeps the result's dtype; under
+// mixed precision a wider r promotes the sum out of place, as h + r would.
+inline at::Tensor add_into(at::Tensor h, const at::Tensor& r) {
+    return at::result_type(h, r) == h.scalar_type() && h.sizes() == at::infer_size(h.sizes(), r.sizes()) ? h.add_(r) : h + r;
+}
 
 // Residual block (Ho et al. 2020 / ADM): GN-SiLU-Conv, + time embedding, GN-SiLU-Dropout-Conv.
 struct ResBlockImpl : nn::Module {
@@ -33,9 +38,9 @@ struct ResBlockImpl : nn::Module {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
         at::Tensor h = conv1(silu_fresh(norm1(x)));
-        h.add_(temb_proj(at::silu(temb)).unsqueeze(-1).unsqueeze(-1));
+        h = add_into(h, temb_proj(at::silu(temb)).unsqueeze(-1).unsqueeze(-1));
         h = conv2(drop(silu_fresh(norm2(h))));
-        return h.add_(skip ? skip(x) : x);
+        return add_into(h, skip ? skip(x) : x);
     }
     nn::GroupNorm norm1;
     nn::Conv2d conv1;

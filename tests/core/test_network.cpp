@@ -9,6 +9,7 @@
 
 #include "core/networks/graphed_model.h"
 #include "core/networks/network.h"
+#include "core/networks/network_blocks.h"
 
 using namespace dlab;
 
@@ -77,6 +78,31 @@ private Q_SLOTS:
         const double diff = (un[0] - out[2]).abs().max().item<double>();
         QVERIFY2(diff <= 1e-5 * scale, qPrintable(QString("max |diff| %1, scale %2").arg(diff).arg(scale)));
         QVERIFY((out[0] - out[2]).abs().max().item<double>() > 1e-2 * scale);
+    }
+
+    // Sampling (autograd off) runs SiLU and the residual adds in place; training (autograd on) keeps
+    // what backward needs. Both give the same output, the input is left as it was, and the gradient
+    // flows (a dtype-widening add stays out of place).
+    void inPlaceSamplingMatchesTraining() {
+        Network net = perturbedNetwork();
+        const at::Tensor x = at::randn({2, 1, 28, 28}), t = at::tensor({100, 700}), y = at::tensor({3, 10});
+        const at::Tensor x_copy = x.clone();
+        at::Tensor sampled;
+        {
+            torch::NoGradGuard g;
+            sampled = net->forward(x, t, y);
+        }
+        QVERIFY(at::equal(x, x_copy));
+        const at::Tensor xg = x.clone().requires_grad_(true);
+        const at::Tensor trained = net->forward(xg, t, y);
+        QVERIFY2(at::allclose(sampled, trained.detach(), 1e-5, 1e-6),
+                 qPrintable(QString("max |diff| %1").arg((sampled - trained.detach()).abs().max().item<double>())));
+        trained.pow(2).sum().backward();
+        QVERIFY(xg.grad().defined() && at::isfinite(xg.grad()).all().item<bool>() && xg.grad().abs().sum().item<double>() > 0);
+        const at::Tensor h = at::ones({2, 3}, at::kFloat), wide = at::full({2, 3}, 0.5, at::kDouble);
+        const at::Tensor sum = blocks::add_into(h, wide);
+        QCOMPARE(sum.scalar_type(), at::kDouble);
+        QCOMPARE(h[0][0].item<double>(), 1.0);  // not written into
     }
 
     // A GraphedModel replays CUDA graphs only for a CUDA network in a CUDA build; on the CPU (and in
