@@ -106,7 +106,7 @@ VideoView::VideoView(SamplingWorker* worker, const QString& device, QWidget* par
     m_plot->yAxis->setRangeReversed(true);  // image rows grow downwards
     m_plot->xAxis->setRange(0, 48);  // the canvas, before a clip exists
     m_plot->yAxis->setRange(0, 48);
-    m_plot->legend->setVisible(true);
+    m_plot->legend->setVisible(false);  // shown with the first path
     m_plot->legend->setFont(QFont(font().family(), 8));
     layOutControlsPanelsPlot(this, controls, panels, m_plot);
 
@@ -131,6 +131,8 @@ VideoView::VideoView(SamplingWorker* worker, const QString& device, QWidget* par
     });
     m_stop->setEnabled(false);
     m_export->setEnabled(false);
+    m_status->setText(tr("Press Generate: a clip of 16 frames takes about 10 s for 25 steps on a 2-core CPU, "
+                         "under a second on a GPU."));
 }
 
 void VideoView::configure(int classIndex, int direction, double guidance, int steps) {
@@ -232,6 +234,7 @@ void VideoView::plotPath(const VideoStep& s) {
     legendLine->setName(tr("the asked direction (over 4 frames)"));
     m_plot->xAxis->setRange(0, 48);
     m_plot->yAxis->setRange(0, 48);
+    m_plot->legend->setVisible(true);
     m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 
