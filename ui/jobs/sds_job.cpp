@@ -3,7 +3,6 @@
 #include <cmath>
 #include <utility>
 
-#include "core/io/model_catalog.h"
 #include "core/runtime/runtime.h"
 #include "core/sampling/generate.h"
 #include "ui/common/tensor_image.h"
@@ -52,16 +51,6 @@ bool SdsJob::start() {
     m_title = SamplingWorker::tr("%1 · %2 · s = %3").arg(m_request.threeD ? SamplingWorker::tr("3-D scene") : SamplingWorker::tr("image"), cls)
                   .arg(m_request.guidance, 0, 'f', 0);
     return true;
-}
-
-Result<std::shared_ptr<LoadedModel>> loadJobModel(const std::string& model, const std::string& device) {
-    auto d = select_device(device);
-    if (!d) return Error{d.error()};
-    auto path = resolve_model(model);
-    if (!path) return Error{path.error()};
-    auto loaded = load_model(path.value(), d.value());
-    if (!loaded) return Error{loaded.error()};
-    return std::make_shared<LoadedModel>(std::move(loaded.value()));
 }
 
 void SdsJob::extend(int steps, int requestId) {

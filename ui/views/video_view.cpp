@@ -113,10 +113,11 @@ VideoView::VideoView(SamplingWorker* worker, const QString& device, QWidget* par
     m_timer = new QTimer(this);
     m_timer->setInterval(125);
     connect(m_timer, &QTimer::timeout, this, [this] {
-        if (m_clip.isEmpty()) return;
-        m_playing = (m_playing + 1) % int(m_clip.size());
-        m_player->setImage(m_clip[m_playing]);
-        m_player->setCaption(tr("the clip, looping · frame %1 of %2").arg(m_playing + 1).arg(m_clip.size()));
+        const QVector<QImage>& frames = clip();
+        if (frames.isEmpty()) return;
+        m_playing = (m_playing + 1) % int(frames.size());
+        m_player->setImage(frames[m_playing]);
+        m_player->setCaption(tr("the clip, looping · frame %1 of %2").arg(m_playing + 1).arg(frames.size()));
     });
     connect(m_start, &QPushButton::clicked, this, &VideoView::start);
     connect(m_stop, &QPushButton::clicked, this, &VideoView::stop);
@@ -135,6 +136,11 @@ VideoView::VideoView(SamplingWorker* worker, const QString& device, QWidget* par
                          "under a second on a GPU."));
 }
 
+const QVector<QImage>& VideoView::clip() const {
+    static const QVector<QImage> none;
+    return m_steps.isEmpty() ? none : m_steps.last().clip;  // only the last step carries the frames
+}
+
 void VideoView::configure(int classIndex, int direction, double guidance, int steps) {
     if (const int i = m_class->findData(classIndex); i >= 0) m_class->setCurrentIndex(i);
     if (const int i = m_direction->findData(direction); i >= 0) m_direction->setCurrentIndex(i);
@@ -146,7 +152,7 @@ void VideoView::setRunning(bool running) {
     m_running = running;
     m_start->setEnabled(!running);
     m_stop->setEnabled(running);
-    m_export->setEnabled(!running && !m_clip.isEmpty());
+    m_export->setEnabled(!running && !clip().isEmpty());
 }
 
 void VideoView::start() {
@@ -158,7 +164,6 @@ void VideoView::start() {
     r.seed = quint64(m_seed->value());
     r.device = m_device;
     m_steps.clear();
-    m_clip.clear();
     m_grid = QImage();
     m_timer->stop();
     m_chain->setImage(QImage());
@@ -248,9 +253,8 @@ void VideoView::onStep(const VideoStep& s, int requestId) {
     m_progress->setValue(s.step);
     m_status->setText(tr("%1 · step %2 of %3 (t = %4)").arg(s.title).arg(s.step).arg(s.total).arg(s.t));
     if (!s.clip.isEmpty()) {
-        m_clip = s.clip;
         m_playing = 0;
-        m_player->setImage(m_clip.first());
+        m_player->setImage(s.clip.first());
         m_timer->start();
         plotPath(s);
         const int asked = m_direction->currentData().toInt();
@@ -264,15 +268,15 @@ void VideoView::onStep(const VideoStep& s, int requestId) {
 void VideoView::onStopped(int done, int total, bool completed, int requestId) {
     if (requestId != m_request) return;
     setRunning(false);
-    Q_EMIT statusMessage(completed ? tr("Video: a clip of %1 frames in %2 steps").arg(m_clip.size()).arg(done)
+    Q_EMIT statusMessage(completed ? tr("Video: a clip of %1 frames in %2 steps").arg(clip().size()).arg(done)
                                    : tr("Video stopped at step %1 of %2").arg(done).arg(total));
     Q_EMIT finished();
 }
 
 QString VideoView::exportClip(const QString& path) const {
-    if (m_clip.isEmpty()) return tr("there is no finished clip to export");
+    if (clip().isEmpty()) return tr("there is no finished clip to export");
     std::vector<at::Tensor> frames;
-    for (const QImage& im : m_clip) {
+    for (const QImage& im : clip()) {
         const QImage g = im.convertToFormat(QImage::Format_Grayscale8);
         at::Tensor f = at::empty({1, g.height(), g.width()}, at::kFloat);
         float* out = f.data_ptr<float>();

@@ -31,7 +31,7 @@ public:
     bool running() const { return m_running; }
     /// The reported steps of the current clip, and its finished frames (empty until done).
     const QVector<VideoStep>& steps() const { return m_steps; }
-    const QVector<QImage>& clip() const { return m_clip; }
+    const QVector<QImage>& clip() const;
     /// The grid shown: rows of steps, columns of frames.
     QImage chainGrid() const { return m_grid; }
     /// Writes the finished clip as an MP4 (8 frames/s, 8x nearest-neighbour); the error, or empty.
@@ -73,7 +73,6 @@ private:
     QCustomPlot* m_plot = nullptr;
     QTimer* m_timer = nullptr;
     QVector<VideoStep> m_steps;
-    QVector<QImage> m_clip;
     QImage m_grid;
     int m_playing = 0;  // the frame the loop shows
     int m_request = 0;
