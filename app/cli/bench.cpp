@@ -28,6 +28,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         .option("base-channels", "with --model config: UNet base channels", "32")
         .option("mult", "with --model config: channel multipliers", "1,2,2")
         .flag("chain", "also time a whole guided DDIM chain (1 and 256 samples) eagerly and as CUDA graphs")
+        .flag("bf16", "also time the forward pass under bf16 autocast (CUDA), eager and graphed")
         .flag("no-mkldnn", "use LibTorch's native convolutions instead of oneDNN (CPU)")
         .option("threads", "intra-op threads (0: one per core)", "0")
         .flag("help", "show this help");
@@ -73,6 +74,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
     // The same forward pass eagerly and replayed as a CUDA graph (graphed_model.h), alternated in
     // this one process on the same inputs; "-" where graphs are not in use (CPU, or DLAB_CUDA_GRAPHS=0).
     GraphedModel graphed(net);
+    const bool bf16 = args.has("bf16");
+    if (bf16 && !device->is_cuda()) return usage("bench: --bf16 needs a CUDA device");
+    GraphedModel graphed16(net);  // its own graphs: those captured under autocast hold bf16 kernels
+    const ModelFn eager16 = model_function(net, nullptr, true);
+    const ModelFn graph16 = model_function(net, std::shared_ptr<GraphedModel>(&graphed16, [](GraphedModel*) {}), true);
     std::printf("%8s %14s %14s %9s %18s %18s\n", "batch", "eager ms/step", "graph ms/step", "ratio", "img-steps/s eager",
                 "img-steps/s graph");
     for (int64_t b : batches.value()) {
@@ -108,6 +114,13 @@ int cmd_bench(const std::vector<std::string>& argv) {
                         eager / graph, 1000.0 * b / eager, 1000.0 * b / graph, diff);
         } else {
             std::printf("%8lld %14.3f %14s %9s %18.1f %18s\n", (long long)b, eager, "-", "-", 1000.0 * b / eager, "-");
+        }
+        if (bf16) {
+            const double e16 = median_ms([&] { return eager16(x, t, y); });
+            const double g16 = graphed16.active() ? median_ms([&] { return graph16(x, t, y); }) : 0.0;
+            const double diff = (eager16(x, t, y) - net->forward(x, t, y)).abs().max().item<double>();
+            std::printf("%8s %14.3f %14.3f %9s %18.1f %18.1f   bf16 autocast; max |bf16 - fp32| %.2e\n", "bf16", e16, g16,
+                        "", 1000.0 * b / e16, g16 > 0 ? 1000.0 * b / g16 : 0.0, diff);
         }
         std::fflush(stdout);
     }

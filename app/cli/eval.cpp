@@ -145,6 +145,7 @@ int sample_share(const Args& args, const LoadedModel& model, Communicator* comm,
     for (double s : scales) {
         GenerateRequest req = scale_request(sk, steps, seed, batch, N, C, classifier, s, grad,
                                             args.get_double("dynamic-threshold", 0.0, 1.0).value());
+        req.bf16 = args.has("bf16");
         auto x = generate_share(model, req, comm);
         if (!x) return failure(command + ": " + x.error());
     }
@@ -177,6 +178,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .option("json", "also write the results as JSON")
         .option("csv", "also write one CSV row per scale")
         .flag("real-as-samples", "score training images instead of samples (metric timings and the floor's spread)")
+        .flag("bf16", "bf16 autocast of the network while sampling (CUDA)")
         .flag("help", "show this help");
     if (!sweep) add_nll_options(args);
     add_distributed_options(args);
@@ -349,6 +351,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
                 {"seed", seed.value()}, {"device", device->str()}, {"floor", floor_row}, {"rows", json::array()},
                 {"dynamic_threshold", dynamic.value()}};
     if (comm) out["ranks"] = comm->world_size();
+    if (args.has("bf16")) out["bf16"] = true;
     if (!nll.is_null()) out["nll"] = nll;
     // Training images as "samples": the floor row is the result, and its timings are the ones reported.
     if (real_as_samples) {
@@ -386,8 +389,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         }
         timing.clear();
         for (double s : scales.value()) {
-            const GenerateRequest req = scale_request(*sk, steps.value(), seed.value(), batch.value(), N, C,
-                                                      kind == "classifier", s, grad, dynamic.value());
+            GenerateRequest req = scale_request(*sk, steps.value(), seed.value(), batch.value(), N, C,
+                                                kind == "classifier", s, grad, dynamic.value());
+            req.bf16 = args.has("bf16");
             const at::Tensor target = balanced_targets(N, C);
             const auto t0 = Clock::now();
             auto x = generate_share(model.value(), req, comm.get());

@@ -55,6 +55,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .option("chain-video", "write the chain of the first batch (x_t at every step) as MP4")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
         .flag("deterministic", "CUDA: no TF32, deterministic cuDNN (closer to CPU results)")
+        .flag("bf16", "bf16 autocast of the network (CUDA)")
         .flag("quiet", "no progress on stderr")
         .flag("help", "show this help");
     if (int rc = parse_or_help(args, argv, "sample [--model M] [OPTIONS] -o GRID.png"); rc >= 0) return rc;
@@ -221,6 +222,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
     }
     req.seed = static_cast<uint64_t>(seed.value());
     req.batch = batch.value();
+    req.bf16 = args.has("bf16");
     std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
     // The chain video shows x_t: pixel models only (a latent model's x_t is a latent).
     const bool record = args.has("chain-video") && mc.network.kind == NetworkKind::UNet && !model->autoencoder;

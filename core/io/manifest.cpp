@@ -51,7 +51,8 @@ Result<ModelManifest> parse_manifest(const std::string& text, const std::string&
     ModelManifest m;
     const std::pair<const char*, std::string*> texts[] = {
         {"name", &m.name},         {"summary", &m.summary}, {"dataset", &m.dataset}, {"network", &m.network},
-        {"training", &m.training}, {"command", &m.command}, {"script", &m.script},   {"hardware", &m.hardware}};
+        {"training", &m.training}, {"command", &m.command}, {"script", &m.script},   {"hardware", &m.hardware},
+        {"tier", &m.tier},         {"sampling", &m.sampling}};
     for (const auto& [key, field] : texts) {
         const auto it = j.find(key);
         if (it == j.end()) continue;

@@ -16,6 +16,8 @@ namespace dlab {
 
 struct ModelManifest {
     std::string name, summary, dataset, network, training, command, script, hardware;
+    std::string tier;      ///< "quality" (the GUI's first model on a GPU), "cpu" (on a CPU) or ""
+    std::string sampling;  ///< how to sample it best (sampler, steps, scale), in words
     nlohmann::json figures = nlohmann::json::object();  ///< nested objects of numbers and notes
 };
 

@@ -52,4 +52,13 @@ Result<std::string> resolve_model(const std::string& name) {
                  "; or give a path to a .safetensors file)"};
 }
 
+std::string first_start_model(const std::vector<std::string>& available, bool cuda) {
+    std::vector<std::string> order{"fashion-mnist-live", "fashion-mnist-cosine"};
+    if (cuda) order.insert(order.begin(), "fashion-mnist-quality");
+    for (const auto& name : order)
+        for (const auto& a : available)
+            if (a == name) return name;
+    return {};
+}
+
 }  // namespace dlab

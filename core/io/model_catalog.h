@@ -14,5 +14,9 @@ std::vector<std::string> model_dirs();
 Result<std::string> resolve_model(const std::string& name);
 /// Bundled model files: (name, path).
 std::vector<std::pair<std::string, std::string>> bundled_models();
+/// The model the GUI opens at its first start, among `available` names: on a CUDA device the
+/// quality tier (fashion-mnist-quality), on a CPU the small live model (fashion-mnist-live), each
+/// falling back to the CLI's default (fashion-mnist-cosine); "" when none of them is there.
+std::string first_start_model(const std::vector<std::string>& available, bool cuda);
 
 }  // namespace dlab

@@ -91,10 +91,17 @@ at::Tensor GraphedModel::operator()(const at::Tensor& x, const at::Tensor& t, co
 #endif
 }
 
-ModelFn model_function(Network net, std::shared_ptr<GraphedModel> graphs) {
+ModelFn model_function(Network net, std::shared_ptr<GraphedModel> graphs, bool bf16) {
+    ModelFn fn;
     if (graphs && graphs->active())
-        return [graphs](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return (*graphs)(x, t, y); };
-    return [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+        fn = [graphs](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return (*graphs)(x, t, y); };
+    else
+        fn = [net](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) { return net->forward(x, t, y); };
+    if (!bf16) return fn;
+    return [fn](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+        CudaBf16Autocast autocast(true, /*cache=*/false);
+        return fn(x, t, y).to(at::kFloat);
+    };
 }
 
 }  // namespace dlab

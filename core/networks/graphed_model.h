@@ -49,7 +49,9 @@ private:
 bool cuda_graphs_compiled();
 
 /// The network as a ModelFn: replayed through a shared GraphedModel when `graphs` is true and it
-/// is active, else the plain forward pass.
-ModelFn model_function(Network net, std::shared_ptr<GraphedModel> graphs = nullptr);
+/// is active, else the plain forward pass. With `bf16` (CUDA only) every call runs under bf16
+/// autocast (runtime.h, weight-cast cache off so that a graph captured inside stays valid) and
+/// returns float32; a graph captured with bf16 is replayed with bf16.
+ModelFn model_function(Network net, std::shared_ptr<GraphedModel> graphs = nullptr, bool bf16 = false);
 
 }  // namespace dlab

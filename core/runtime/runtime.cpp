@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -149,6 +150,31 @@ Status check_memory_budget(const std::string& what, int64_t count, int64_t bytes
     m << what << " of " << count << " needs at least " << (count * (bytes_each / 1024) / 1024) << " MiB of working memory but "
       << available / (1024 * 1024) << " MiB are free on " << device.str() << "; use " << fits << " or fewer at a time";
     return Status::failure(m.str());
+}
+
+CudaBf16Autocast::CudaBf16Autocast(bool on, bool cache) : on_(on) {
+    if (!on_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+    cache_was_ = at::autocast::is_autocast_cache_enabled();
+    at::autocast::set_autocast_cache_enabled(cache && cache_was_);
+    at::autocast::increment_nesting();
+}
+
+CudaBf16Autocast::~CudaBf16Autocast() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_cache_enabled(cache_was_);
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
 }
 
 }  // namespace dlab

@@ -52,4 +52,21 @@ int64_t available_memory_bytes(c10::Device device);
 /// message naming `what`, the size tried and the largest count that fits (a power of two).
 Status check_memory_budget(const std::string& what, int64_t count, int64_t bytes_each, c10::Device device);
 
+/// bf16 autocast of CUDA operations for one scope (training's forward pass, `--bf16` inference):
+/// matrix products and convolutions run in bf16, normalisations and reductions stay float32. With
+/// `cache` off the casts of the weights are redone at every call instead of kept for the scope,
+/// which a CUDA graph capture needs (the cache is freed when the scope ends, the graph would keep
+/// pointers into it). Does nothing when `on` is false.
+class CudaBf16Autocast {
+public:
+    explicit CudaBf16Autocast(bool on, bool cache = true);
+    ~CudaBf16Autocast();
+    CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+    CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+private:
+    bool on_;
+    bool cache_was_ = true;
+};
+
 }  // namespace dlab

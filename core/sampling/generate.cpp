@@ -178,7 +178,9 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     }
     Network net = model.network;
     // A text model reads its prompt table in the forward pass: no CUDA graphs (eager).
-    s->fn = model_function(net, req.cuda_graphs && !text ? std::make_shared<GraphedModel>(net) : nullptr);
+    if (req.bf16 && !s->device.is_cuda())
+        return Error{"generate: bf16 inference needs a CUDA device (the model is on " + s->device.str() + ")"};
+    s->fn = model_function(net, req.cuda_graphs && !text ? std::make_shared<GraphedModel>(net) : nullptr, req.bf16);
     s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
     return std::unique_ptr<GenerateRun>(new GenerateRun(std::move(s)));
 }

@@ -31,6 +31,7 @@ struct GenerateRequest {
     bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
     at::Tensor noise;            ///< the starting noise x_T [N, ...] (undefined: drawn from `seed`)
     bool cuda_graphs = true;     ///< replay the network as CUDA graphs on CUDA (graphed_model.h)
+    bool bf16 = false;           ///< bf16 autocast of the network (CUDA only; runtime.h)
     /// Sharding over ranks: only the batches b (of `batch` samples, counted from 0) with
     /// b % shards == shard are sampled, each exactly as an unsharded run samples it; the result
     /// holds those batches in order. gather_shards() puts the ranks' results back together.

@@ -11,7 +11,6 @@
 
 #include <torch/torch.h>
 
-#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include "core/distributed/distributed.h"
@@ -129,40 +128,6 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
     if (auto st = mc.network.validate(); !st) return st;
     return Status::success();
 }
-
-namespace {
-
-// bf16 autocast of CUDA ops for one scope (LibTorch 2.4 renamed the calls; 1.13 has the old ones).
-class CudaBf16Autocast {
-public:
-    explicit CudaBf16Autocast(bool on) : on_(on) {
-        if (!on_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-        at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-        at::autocast::set_autocast_enabled(at::kCUDA, true);
-#else
-        at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-        at::autocast::set_enabled(true);
-#endif
-        at::autocast::increment_nesting();
-    }
-    ~CudaBf16Autocast() {
-        if (!on_) return;
-        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-        at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-        at::autocast::set_enabled(false);
-#endif
-    }
-    CudaBf16Autocast(const CudaBf16Autocast&) = delete;
-    CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
-
-private:
-    bool on_;
-};
-
-}  // namespace
 
 const std::vector<std::string>& size_presets() {
     static const std::vector<std::string> names{"tiny", "small", "large"};

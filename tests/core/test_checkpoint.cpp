@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "core/io/manifest.h"
+#include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
 #include "core/runtime/version.h"
@@ -194,6 +195,32 @@ private Q_SLOTS:
         QVERIFY(QDir(dir.path()).mkdir(QStringLiteral("d.json")));  // a folder where the file should be
         QVERIFY(!dlab::read_manifest(dir.path().toStdString() + "/d.safetensors"));
         QCOMPARE(QString::fromStdString(dlab::manifest_path("x.pt")), QString());
+    }
+
+    void tiersPickTheFirstModel() {
+        // The bundled tiers: the quality model says so in its manifest, and so does the CPU one.
+        const std::string dir = DLAB_SOURCE_MODELS_DIR;
+        auto q = dlab::read_manifest(dir + "/fashion-mnist-quality.safetensors");
+        auto live = dlab::read_manifest(dir + "/fashion-mnist-live.safetensors");
+        QVERIFY2(q && live, q ? (live ? "" : live.error().c_str()) : q.error().c_str());
+        QCOMPARE(QString::fromStdString(q->tier), QStringLiteral("quality"));
+        QCOMPARE(QString::fromStdString(live->tier), QStringLiteral("cpu"));
+        QVERIFY(!q->sampling.empty());
+        const auto fid = dlab::manifest_figure(q.value(), {"s=1_by_sampler", "ddim200", "fid"});
+        QVERIFY(fid && *fid > 0);
+        QVERIFY(!dlab::parse_manifest("{\"tier\": 1}", "m.json"));
+        // The GUI's first model: the quality tier on CUDA, the live one on a CPU, else the default.
+        const std::vector<std::string> all{"toy-moons", "fashion-mnist-cosine", "fashion-mnist-quality", "fashion-mnist-live"};
+        QCOMPARE(dlab::first_start_model(all, true), std::string("fashion-mnist-quality"));
+        QCOMPARE(dlab::first_start_model(all, false), std::string("fashion-mnist-live"));
+        QCOMPARE(dlab::first_start_model({"fashion-mnist-cosine", "fashion-mnist-live"}, true), std::string("fashion-mnist-live"));
+        QCOMPARE(dlab::first_start_model({"fashion-mnist-quality", "fashion-mnist-cosine"}, false),
+                 std::string("fashion-mnist-cosine"));
+        QCOMPARE(dlab::first_start_model({"toy-moons"}, true), std::string());
+        // Every bundled name the catalog lists is found by it (the GUI's list is this one).
+        std::vector<std::string> bundled;
+        for (const auto& [n, p] : dlab::bundled_models()) bundled.push_back(n);
+        QCOMPARE(dlab::first_start_model(bundled, true), std::string("fashion-mnist-quality"));
     }
 
     void interruptedWriteKeepsPreviousFile() {

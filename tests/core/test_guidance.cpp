@@ -121,6 +121,15 @@ private Q_SLOTS:
             torch::NoGradGuard ng;
             return (judge.value()->forward(x.value().clamp(-1, 1)).argmax(1) == target).to(at::kDouble).mean().item<double>();
         };
+        {
+            // bf16 inference is a CUDA path: on the CPU the request is refused by name, before any work.
+            GenerateRequest req;
+            req.count = 2;
+            req.bf16 = true;
+            auto x = generate(model.value(), req);
+            QVERIFY(!x);
+            QVERIFY2(x.error().find("bf16") != std::string::npos && x.error().find("CUDA") != std::string::npos, x.error().c_str());
+        }
         const double off = agreement(0.0), on = agreement(10.0);
         qInfo("class agreement of %lld samples (same seeds): unguided %.3f, classifier scale 10 %.3f", (long long)N, off, on);
         QVERIFY(on >= off + 0.3);

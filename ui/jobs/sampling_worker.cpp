@@ -1,6 +1,7 @@
 #include "ui/jobs/sampling_worker.h"
 
 #include "core/guidance/noisy_classifier.h"
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "core/runtime/runtime.h"
 #include "ui/jobs/batch_job.h"
@@ -120,6 +121,13 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
                                     QString::fromStdString(to_string(c.prediction)))
                                .arg(lab->model->network->parameter_count())
                                .arg(QString::fromStdString(dev->str()));
+        // The bundled tiers say which one this is (the GUI opens the quality tier on a GPU).
+        if (auto manifest = read_manifest(path.toStdString()); manifest && !manifest->tier.empty()) {
+            info.description += manifest->tier == "quality" ? QStringLiteral(" · quality tier (the GPU model)")
+                                : manifest->tier == "cpu"   ? QStringLiteral(" · CPU tier (small, animates live on a CPU)")
+                                                            : QStringLiteral(" · %1 tier").arg(QString::fromStdString(manifest->tier));
+            if (!manifest->sampling.empty()) info.description += QStringLiteral(" · ") + QString::fromStdString(manifest->sampling);
+        }
         for (const auto& n : c.class_names) info.classNames << QString::fromStdString(n);
         // Classifier guidance: the bundled noise-aware classifier, when its images match.
         if (info.image && c.network.num_classes > 0) {

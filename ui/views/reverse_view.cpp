@@ -26,6 +26,7 @@
 #include <ATen/ATen.h>
 
 #include "core/io/model_catalog.h"
+#include "core/runtime/runtime.h"
 #include "core/text/captions.h"
 #include "core/text/tokenizer.h"
 #include "imaging/image_io.h"
@@ -310,10 +311,13 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     if (savedModel >= 0 && m_model->itemData(savedModel).toString().size() > 0) {
         m_model->setCurrentIndex(savedModel);
     } else {
-        // First start: the live model (a third of the default's compute, so chains animate on a
-        // CPU), else the CLI's default.
-        for (const char* name : {"fashion-mnist-cosine", "fashion-mnist-live"})
-            if (const int i = m_model->findText(QString::fromLatin1(name)); i >= 0) m_model->setCurrentIndex(i);
+        // First start: on a CUDA device the quality tier; on a CPU the live model (a third of the
+        // default's compute, so chains animate); else the CLI's default.
+        const auto dev = select_device(m_device.toStdString());
+        std::vector<std::string> names;
+        for (int i = 0; i < m_model->count(); ++i) names.push_back(m_model->itemText(i).toStdString());
+        const std::string first = first_start_model(names, dev && dev->is_cuda());
+        if (const int i = m_model->findText(QString::fromStdString(first)); i >= 0) m_model->setCurrentIndex(i);
     }
     if (m_model->count() > 1) loadModel(m_model->currentData().toString());
 }

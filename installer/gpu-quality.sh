@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The quality-tier pixel model (issue 18) on the GPU machine. Device tool, carry [".gpu-sched"]
+# (debs/ and Fashion-MNIST data/); the working tree must hold fashion-mnist-classifier.
+#   installer/gpu-quality.sh train [MINUTES]   trains runs/quality for at most MINUTES (default 7.5),
+#       resuming the run already there (calls made back to back find runs/ again on the same
+#       machine). The first leg first times 150 steps in float32 and in bf16 autocast and trains
+#       in the faster. Ends with a quick check (N = 2000, DDIM 50) and writes the float16 EMA
+#       model, its loss log and the logs to $OUT.
+#   installer/gpu-quality.sh eval [N]           FID / precision / recall / agreement at N (default
+#       10000) per guidance scale in float32, then the best scales again under bf16 autocast
+#       (issue 17: reduced-precision inference, FID within its noise?).
+# The network: UNet base 64, multipliers 1,2,2 (28, 14, 7), two residual blocks per level,
+# self-attention at 14 and 7, v-prediction with min-SNR-5 weighting, cosine schedule.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+G=${GPU_DIR:-.gpu-sched}
+source installer/gpu-common.sh || exit 1
+OUT=${OUT:-gpu-logs}
+mode=${1:-train}
+run=runs/quality
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+cat > gpu-logs/quality-config.json <<'JSON'
+{"network": {"base_channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [14, 7],
+             "dropout": 0.1}}
+JSON
+common=(--dataset fashion-mnist --config gpu-logs/quality-config.json --prediction v --min-snr 5 --batch 256
+        --lr 3e-4 --warmup 500 --ema 0.9998 --device cuda)
+if [ "$mode" = train ]; then
+  minutes=${2:-7.5}
+  if [ -f "$run/checkpoint.safetensors" ]; then
+    echo "== resuming $run"
+    $cli train --out "$run" --resume --steps 400000 --max-minutes "$minutes" --log-every 500 \
+      --checkpoint-every 2000 2>&1 | tee -a "$OUT/train-quality.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  else
+    echo "== precision probe: 150 steps each, float32 (TF32) and bf16 autocast"
+    for p in fp32 bf16; do
+      extra=(); [ $p = bf16 ] && extra=(--bf16)
+      $cli train "${common[@]}" "${extra[@]}" --steps 150 --warmup 10 --log-every 50 --checkpoint-every 100000 \
+        --out /tmp/probe-$p --overwrite > "$OUT/probe-$p.log" 2>&1
+      tail -n 1 /tmp/probe-$p/loss.csv | awk -F, -v p=$p '{ printf "%s: %s img/s (steps 101-150)\n", p, $4 }'
+    done
+    ips() { tail -n 1 /tmp/probe-$1/loss.csv | awk -F, '{ print $4 }'; }
+    prec=(); awk -v a="$(ips bf16)" -v b="$(ips fp32)" 'BEGIN { exit !(a > 1.05 * b) }' && prec=(--bf16)
+    echo "== training in ${prec[*]:-float32}"
+    $cli train "${common[@]}" "${prec[@]}" --out "$run" --steps 400000 --max-minutes "$minutes" --log-every 500 \
+      --checkpoint-every 2000 2>&1 | tee "$OUT/train-quality.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  fi
+  $cli convert --in "$run/model.safetensors" --out "$OUT/fashion-mnist-quality.safetensors" --half
+  cp "$run/loss.csv" "$OUT/fashion-mnist-quality.loss.csv"
+  $cli eval --model "$run/model.safetensors" --scales 1,2,3 --count 2000 --batch 1000 --steps 50 --device cuda \
+    --metrics fid,precision,recall,agreement --json "$OUT/quick-eval.json" 2>&1 | tee "$OUT/quick-eval.log"
+else
+  N=${2:-10000}
+  $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1,1.5,2,3}" --count "$N" --batch 1000 --steps 50 \
+    --device cuda --metrics fid,precision,recall,agreement --json "$OUT/eval-quality.json" 2>&1 | tee "$OUT/eval-quality.log"
+  $cli eval --model "$run/model.safetensors" --scales "${BF16_SCALES:-1.5,3}" --count "$N" --batch 1000 --steps 50 \
+    --device cuda --bf16 --metrics fid,precision,recall,agreement --json "$OUT/eval-quality-bf16.json" 2>&1 |
+    tee "$OUT/eval-quality-bf16.log"
+  $cli bench --model "$run/model.safetensors" --device cuda --batches 1,256 --iters 50 --bf16 2>&1 | tee "$OUT/bench-quality.log"
+fi
+echo "total $((SECONDS - t0)) s"
