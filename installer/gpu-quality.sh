@@ -6,6 +6,12 @@
 #       machine). The first leg first times 150 steps in float32 and in bf16 autocast and trains
 #       in the faster. Ends with a quick check (N = 2000, DDIM 50) and writes the float16 EMA
 #       model, its loss log and the logs to $OUT.
+#   installer/gpu-quality.sh continue [MINUTES] [STEPS]
+#                                               a new run in runs/quality-next from the bundled
+#       fashion-mnist-quality (its EMA weights; the optimiser state stays on the machine it ran
+#       on, 104 MB, too large to carry), cosine learning-rate decay to 0.1 x over STEPS (default
+#       30000); call it again to resume it (back to back, same machine), then `eval` with
+#       RUN=runs/quality-next.
 #   installer/gpu-quality.sh eval [N]           FID / precision / recall / agreement at N (default
 #       10000) per guidance scale in float32, then the best scales again under bf16 autocast
 #       (issue 17: reduced-precision inference, FID within its noise?).
@@ -17,7 +23,7 @@ G=${GPU_DIR:-.gpu-sched}
 source installer/gpu-common.sh || exit 1
 OUT=${OUT:-gpu-logs}
 mode=${1:-train}
-run=runs/quality
+run=${RUN:-runs/quality}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 cat > gpu-logs/quality-config.json <<'JSON'
 {"network": {"base_channels": 64, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [14, 7],
@@ -25,7 +31,23 @@ cat > gpu-logs/quality-config.json <<'JSON'
 JSON
 common=(--dataset fashion-mnist --config gpu-logs/quality-config.json --prediction v --min-snr 5 --batch 256
         --lr 3e-4 --warmup 500 --ema 0.9998 --device cuda)
-if [ "$mode" = train ]; then
+if [ "$mode" = continue ]; then
+  run=runs/quality-next
+  minutes=${2:-7.5}
+  if [ -f "$run/checkpoint.safetensors" ]; then
+    echo "== resuming $run"
+    $cli train --out "$run" --resume --max-minutes "$minutes" --log-every 500 --checkpoint-every 2000 2>&1 |
+      tee -a "$OUT/train-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  else
+    $cli train "${common[@]}" --init-from resources/models/fashion-mnist-quality.safetensors --lr-decay cosine \
+      --lr-final 0.1 --steps "${3:-30000}" --out "$run" --max-minutes "$minutes" --log-every 500 --checkpoint-every 2000 2>&1 |
+      tee "$OUT/train-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  fi
+  $cli convert --in "$run/model.safetensors" --out "$OUT/fashion-mnist-quality.safetensors" --half
+  cp "$run/loss.csv" "$OUT/fashion-mnist-quality-next.loss.csv"
+  $cli eval --model "$run/model.safetensors" --scales 1 --count 10000 --batch 1000 --steps 200 --device cuda \
+    --metrics fid,precision,recall,agreement --json "$OUT/quick-eval.json" 2>&1 | tee "$OUT/quick-eval.log"
+elif [ "$mode" = train ]; then
   minutes=${2:-7.5}
   if [ -f "$run/checkpoint.safetensors" ]; then
     echo "== resuming $run"

@@ -42,6 +42,9 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("batch", "batch size", "128")
         .option("lr", "learning rate", "2e-4")
         .option("warmup", "warm-up steps", "200")
+        .option("lr-decay", "after the warm-up: constant, or cosine down to --lr-final x lr at the last of --steps", "constant")
+        .option("lr-final", "--lr-decay cosine: the last step's learning rate as a fraction of --lr", "0.1")
+        .option("init-from", "a new run's starting weights: a model file (or bundled name) of the same network, schedule and prediction")
         .option("ema", "EMA decay", "0.999")
         .option("p-uncond", "probability of the null class (classifier-free guidance)", "0.1")
         .option("min-snr", "min-SNR-gamma weighting (0: off)", "0")
@@ -85,6 +88,12 @@ int cmd_train(const std::vector<std::string>& argv) {
     auto isize = args.get_int("image-size", 4, 4096);
     auto chans = args.get_int("channels", 1, 3);
     auto vlbw = args.get_double("vlb-weight", 0.0, 1e3);
+    auto lr_final = args.get_double("lr-final", 0.0, 1.0);
+    if (!lr_final) return usage(lr_final.error());
+    if (args.get("lr-decay") != "constant" && args.get("lr-decay") != "cosine")
+        return usage("train: unknown --lr-decay '" + args.get("lr-decay") + "' (constant or cosine)");
+    if (args.has("resume") && args.given("init-from"))
+        return usage("train: --init-from starts a new run; a resumed run continues from its own checkpoint");
     for (const std::string* e : {&steps.error(), &batch.error(), &lr.error(), &warm.error(), &ema.error(),
                                  &pu.error(), &msnr.error(), &base.error(), &drop.error(), &seed.error(),
                                  &ce.error(), &le.error(), &T.error(), &isize.error(), &chans.error(), &vlbw.error()})
@@ -214,6 +223,13 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (use("batch")) tc.batch = batch.value();
     if (use("lr")) tc.lr = lr.value();
     if (use("warmup")) tc.warmup = warm.value();
+    if (use("lr-decay")) tc.lr_decay = args.get("lr-decay");
+    if (use("lr-final")) tc.lr_final = lr_final.value();
+    if (args.given("init-from")) {
+        auto init = resolve_model(args.get("init-from"));
+        if (!init) return failure("train: --init-from: " + init.error());
+        tc.init_from = init.value();
+    }
     if (use("ema")) tc.ema_decay = ema.value();
     if (use("p-uncond")) tc.p_uncond = pu.value();
     if (use("min-snr")) tc.min_snr_gamma = msnr.value();

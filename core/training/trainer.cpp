@@ -32,7 +32,8 @@ json to_json(const TrainConfig& c) {
                 {"weight_decay", c.weight_decay}, {"warmup", c.warmup}, {"grad_clip", c.grad_clip},
                 {"ema_decay", c.ema_decay}, {"p_uncond", c.p_uncond},
                 {"min_snr_gamma", c.min_snr_gamma}, {"hflip", c.hflip}, {"seed", c.seed},
-                {"vlb_weight", c.vlb_weight}, {"bf16", c.bf16},
+                {"vlb_weight", c.vlb_weight}, {"bf16", c.bf16}, {"lr_decay", c.lr_decay}, {"lr_final", c.lr_final},
+                {"init_from", c.init_from},
                 {"checkpoint_every", c.checkpoint_every}, {"log_every", c.log_every}};
 }
 
@@ -50,6 +51,9 @@ TrainConfig train_config_from_json(const json& j) {
     c.hflip = j.value("hflip", c.hflip);
     c.vlb_weight = j.value("vlb_weight", c.vlb_weight);
     c.bf16 = j.value("bf16", c.bf16);
+    c.lr_decay = j.value("lr_decay", c.lr_decay);
+    c.lr_final = j.value("lr_final", c.lr_final);
+    c.init_from = j.value("init_from", c.init_from);
     c.seed = j.value("seed", c.seed);
     c.checkpoint_every = j.value("checkpoint_every", c.checkpoint_every);
     c.log_every = j.value("log_every", c.log_every);
@@ -116,7 +120,8 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
             const json& t = j["training"];
             if (auto st = check_keys(t, "training", {"steps", "batch", "lr", "weight_decay", "warmup", "grad_clip",
                                                       "ema_decay", "p_uncond", "min_snr_gamma", "hflip", "seed",
-                                                      "checkpoint_every", "log_every", "vlb_weight", "bf16"}); !st)
+                                                      "checkpoint_every", "log_every", "vlb_weight", "bf16",
+                                                      "lr_decay", "lr_final", "init_from"}); !st)
                 return st;
             json merged = to_json(tc);
             for (auto it = t.begin(); it != t.end(); ++it) merged[it.key()] = it.value();
@@ -127,6 +132,14 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
     }
     if (auto st = mc.network.validate(); !st) return st;
     return Status::success();
+}
+
+double learning_rate(const TrainConfig& tc, int64_t step) {
+    const double warm = std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
+    if (tc.lr_decay != "cosine" || step < tc.warmup) return tc.lr * warm;
+    const double span = double(std::max<int64_t>(1, tc.steps - 1 - tc.warmup));
+    const double f = std::min(1.0, double(step - tc.warmup) / span);
+    return tc.lr * (tc.lr_final + (1.0 - tc.lr_final) * 0.5 * (1.0 + std::cos(M_PI * f)));
 }
 
 const std::vector<std::string>& size_presets() {
@@ -177,6 +190,32 @@ bool holds_training_run(const std::string& dir) {
     return false;
 }
 
+namespace {
+
+// The first of network, schedule and prediction in which `theirs` (held by `where`) differs from
+// `mine`, named with both values ("network.base_channels (64 in the checkpoint, 32 asked for)");
+// "" when they agree.
+std::string config_difference(const ModelConfig& mine_config, const ModelConfig& their_config, const std::string& where) {
+    const json mine = to_json(mine_config), theirs = to_json(their_config);
+    for (const char* part : {"network", "schedule", "prediction"}) {
+        if (mine.at(part) == theirs.at(part)) continue;
+        std::string field = part;
+        if (mine.at(part).is_object())
+            for (const auto& [k, v] : theirs.at(part).items())
+                if (!mine.at(part).contains(k) || mine.at(part).at(k) != v) {
+                    field = std::string(part) + "." + k + " (" + v.dump() + " in " + where + ", " +
+                            (mine.at(part).contains(k) ? mine.at(part).at(k).dump() : "absent") + " asked for)";
+                    break;
+                }
+        if (!mine.at(part).is_object())
+            field += " (" + theirs.at(part).dump() + " in " + where + ", " + mine.at(part).dump() + " asked for)";
+        return field;
+    }
+    return {};
+}
+
+}  // namespace
+
 Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledData& data,
                           c10::Device device, const std::string& out_dir, TrainStart start,
                           const TrainHooks& hooks, Communicator* comm) {
@@ -193,6 +232,9 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     if (tc.steps < 1 || tc.batch < 1) return Error{"train: steps and batch must be positive"};
     if (!(tc.lr > 0) || !std::isfinite(tc.lr)) return Error{"train: the learning rate must be positive"};
     if (!(tc.p_uncond >= 0 && tc.p_uncond < 1)) return Error{"train: p_uncond must be in [0, 1)"};
+    if (tc.lr_decay != "constant" && tc.lr_decay != "cosine")
+        return Error{"train: unknown learning-rate decay '" + tc.lr_decay + "' (constant or cosine)"};
+    if (!(tc.lr_final >= 0 && tc.lr_final <= 1)) return Error{"train: lr_final must be in [0, 1]"};
     if (data.x.size(0) < 1) return Error{"train: the dataset is empty"};
     if (tc.bf16 && !device.is_cuda())
         return Error{"train: bf16 autocast needs a CUDA device (this run is on " + device.str() + ")"};
@@ -257,22 +299,9 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         // different one would be trained on silently and written into the model.
         auto saved = stored_model_config(file.value(), ckpt);
         if (!saved) return Error{"resume: " + saved.error()};
-        const json mine = to_json(mc), theirs = to_json(saved.value());
-        for (const char* part : {"network", "schedule", "prediction"}) {
-            if (mine.at(part) == theirs.at(part)) continue;
-            std::string field = part;
-            if (mine.at(part).is_object())
-                for (const auto& [k, v] : theirs.at(part).items())
-                    if (!mine.at(part).contains(k) || mine.at(part).at(k) != v) {
-                        field = std::string(part) + "." + k + " (" + v.dump() + " in the checkpoint, " +
-                                (mine.at(part).contains(k) ? mine.at(part).at(k).dump() : "absent") + " asked for)";
-                        break;
-                    }
-            if (!mine.at(part).is_object())
-                field += " (" + theirs.at(part).dump() + " in the checkpoint, " + mine.at(part).dump() + " asked for)";
+        if (const std::string field = config_difference(mc, saved.value(), "the checkpoint"); !field.empty())
             return Error{"resume: " + ckpt + " was trained with another " + field +
                          "; resume with the run's own settings or start a new run"};
-        }
         if (auto st = load_network_tensors(file.value(), "model.", *net, ckpt); !st) return Error{st.error()};
         if (auto st = load_network_tensors(file.value(), "ema.", *ema, ckpt); !st) return Error{st.error()};
         torch::NoGradGuard g;
@@ -292,6 +321,25 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         step = *parsed;
         if (auto st = truncate_log(log_path, step); !st) return Error{st.error()};
     } else if (lead) {
+        if (!tc.init_from.empty()) {
+            // Starting weights from a model file of the same network (checked like a resume).
+            auto init = load_model(tc.init_from, c10::Device(c10::kCPU));
+            if (!init) return Error{"train: --init-from: " + init.error()};
+            if (const std::string field = config_difference(mc, init->config, tc.init_from); !field.empty())
+                return Error{"train: --init-from " + tc.init_from + " is another model: its " + field +
+                             " differs; give the same --config / --size / --prediction as it was trained with"};
+            torch::NoGradGuard g;
+            const auto from = init->network->parameters();
+            const auto from_buffers = init->network->buffers();
+            for (Network* dst : {&net, &ema}) {
+                auto to = (*dst)->parameters();
+                auto to_buffers = (*dst)->buffers();
+                if (to.size() != from.size() || to_buffers.size() != from_buffers.size())
+                    return Error{"train: --init-from " + tc.init_from + ": its tensors do not match the network"};
+                for (size_t i = 0; i < to.size(); ++i) to[i].copy_(from[i]);
+                for (size_t i = 0; i < to_buffers.size(); ++i) to_buffers[i].copy_(from_buffers[i]);
+            }
+        }
         if (auto st = write_file_atomic(log_path, "step,loss,lr,images_per_s\n"); !st) return Error{st.error()};
         // An overwritten run's old checkpoint and model go: nothing of it may be resumed by mistake.
         std::error_code rm;
@@ -508,7 +556,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             }
             const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
             if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
-            const double lr = tc.lr * std::min(1.0, double(step + 1) / double(std::max<int64_t>(1, tc.warmup)));
+            const double lr = learning_rate(tc, step);
             opt.step(step + 1, lr, tc.weight_decay);
             {
                 torch::NoGradGuard g;

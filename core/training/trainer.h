@@ -34,6 +34,11 @@ struct TrainConfig {
     double lr = 2e-4;
     double weight_decay = 0.0;
     int64_t warmup = 200;            ///< linear learning-rate warm-up steps
+    std::string lr_decay = "constant";  ///< after the warm-up: "constant" or "cosine" (to lr_final x lr at `steps`)
+    double lr_final = 0.1;           ///< cosine decay: the last step's learning rate as a fraction of lr
+    /// A new run's starting weights: a model file of the same network, schedule and prediction
+    /// (e.g. a bundled model, to go on training it without its optimizer state); "" for random.
+    std::string init_from;
     double grad_clip = 1.0;          ///< max global gradient norm (0: off)
     double ema_decay = 0.999;
     double p_uncond = 0.1;           ///< probability of the null class (classifier-free guidance)
@@ -46,6 +51,9 @@ struct TrainConfig {
     int64_t log_every = 100;
 };
 nlohmann::json to_json(const TrainConfig& c);
+/// The learning rate of optimiser step `step` (counted from 0): linear warm-up to lr, then constant
+/// or a cosine from lr down to lr_final x lr at the last step (tc.steps - 1).
+double learning_rate(const TrainConfig& tc, int64_t step);
 TrainConfig train_config_from_json(const nlohmann::json& j);
 
 /// Applies a JSON settings file over `model` and `train`: any of the keys "network" (an object of

@@ -309,6 +309,80 @@ private Q_SLOTS:
         QVERIFY(train(tiny(), fast(4), data, c10::Device(c10::kCPU), out, TrainStart::Resume).ok());
     }
 
+    void learningRateSchedules() {
+        TrainConfig tc;
+        tc.lr = 1e-3;
+        tc.warmup = 100;
+        tc.steps = 1101;  // the cosine spans steps 100..1100
+        // Warm-up: linear from lr/warmup; then constant.
+        QCOMPARE(learning_rate(tc, 0), 1e-5);
+        QCOMPARE(learning_rate(tc, 49), 5e-4);
+        QCOMPARE(learning_rate(tc, 99), 1e-3);
+        QCOMPARE(learning_rate(tc, 1099), 1e-3);
+        // Cosine: lr at the end of the warm-up, the mean of lr and lr_final x lr half way, lr_final x lr
+        // at the last step and after it; falling throughout.
+        tc.lr_decay = "cosine";
+        tc.lr_final = 0.1;
+        QCOMPARE(learning_rate(tc, 49), 5e-4);
+        QVERIFY(std::abs(learning_rate(tc, 100) - 1e-3) < 1e-15);
+        QVERIFY(std::abs(learning_rate(tc, 100 + 500) - 0.55e-3) < 1e-12);
+        QVERIFY(std::abs(learning_rate(tc, 1100) - 1e-4) < 1e-15);
+        QVERIFY(std::abs(learning_rate(tc, 5000) - 1e-4) < 1e-15);
+        for (int64_t s = 100; s + 37 <= 1100; s += 37) QVERIFY(learning_rate(tc, s + 37) < learning_rate(tc, s));
+        // A settings file names it; an unknown decay is refused by name.
+        ModelConfig mc = tiny();
+        TrainConfig fromFile;
+        QVERIFY(apply_settings_json(nlohmann::json::parse(R"({"training": {"lr_decay": "cosine", "lr_final": 0.2}})"), mc, fromFile).ok());
+        QCOMPARE(QString::fromStdString(fromFile.lr_decay), QStringLiteral("cosine"));
+        QCOMPARE(fromFile.lr_final, 0.2);
+        QTemporaryDir dir;
+        TrainConfig bad = fast(2);
+        bad.lr_decay = "step";
+        auto r = train(tiny(), bad, subset(16), c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New);
+        QVERIFY2(!r.ok() && r.error().find("'step'") != std::string::npos, r.ok() ? "accepted" : r.error().c_str());
+    }
+
+    void initFromAModelFile() {
+        // A new run starts from another run's weights: its first loss is the trained model's, far
+        // below a random start's; another network is refused by name before anything is written.
+        const LabelledData data = subset(256);
+        QTemporaryDir a, b, c, d;
+        QVERIFY(train(tiny(), fast(60), data, c10::Device(c10::kCPU), a.path().toStdString(), TrainStart::New).ok());
+        auto first_loss = [&](const TrainConfig& tc, const QString& out) {
+            double first = -1;
+            TrainHooks hooks;
+            hooks.on_progress = [&](const TrainProgress& p) {
+                if (first < 0) first = p.loss;
+            };
+            auto r = train(tiny(), tc, data, c10::Device(c10::kCPU), out.toStdString(), TrainStart::New, hooks);
+            if (!r) qFatal("%s", r.error().c_str());
+            return first;
+        };
+        TrainConfig init = fast(1);
+        init.lr = 1e-9;
+        const double random_start = first_loss(init, b.path());
+        init.init_from = a.filePath("model.safetensors").toStdString();
+        const double trained_start = first_loss(init, c.path());
+        qInfo("first loss: random weights %.3f, from the trained model %.3f", random_start, trained_start);
+        QVERIFY(trained_start < 0.6 * random_start);
+        // The started run's model equals its source after a step of lr ~ 0.
+        const auto src = load_safetensors(init.init_from).value();
+        const auto dst = load_safetensors(c.filePath("model.safetensors").toStdString()).value();
+        double worst = 0;
+        for (const auto& [k, v] : src.tensors)
+            if (dst.tensors.count(k) && v.is_floating_point()) worst = std::max(worst, (v - dst.tensors.at(k)).abs().max().item<double>());
+        QVERIFY2(worst < 1e-3, std::to_string(worst).c_str());
+        ModelConfig wider = tiny();
+        wider.network.base_channels *= 2;
+        auto r = train(wider, init, data, c10::Device(c10::kCPU), d.path().toStdString(), TrainStart::New);
+        QVERIFY(!r.ok());
+        QVERIFY2(r.error().find("base_channels") != std::string::npos, r.error().c_str());
+        QVERIFY(!QFileInfo::exists(d.filePath("loss.csv")));
+        init.init_from = d.filePath("none.safetensors").toStdString();
+        auto missing = train(tiny(), init, data, c10::Device(c10::kCPU), d.path().toStdString(), TrainStart::New);
+        QVERIFY2(!missing.ok() && missing.error().find("none.safetensors") != std::string::npos, missing.error().c_str());
+    }
+
     void vlbTermsMatchClosedForms() {
         // KL of two scalar Gaussians: log(s2/s1) + (s1^2 + (m1-m2)^2) / (2 s2^2) - 1/2.
         const double m1 = 0.3, s1 = 0.7, m2 = -0.4, s2 = 1.3;
