@@ -61,6 +61,25 @@ Result<ModelManifest> parse_manifest(const std::string& text, const std::string&
         if (s.size() > kMaxTextBytes) return Error{source + ": \"" + key + "\" is longer than 64 KB"};
         *field = s;
     }
+    if (const auto it = j.find("recommended"); it != j.end()) {
+        const std::string what = source + ": \"recommended\" ";
+        if (!it->is_object()) return Error{what + "must be an object"};
+        RecommendedSampling r;
+        const auto sampler = it->find("sampler"), steps = it->find("steps"), guidance = it->find("guidance");
+        if (sampler == it->end() || !sampler->is_string() || sampler->get_ref<const std::string&>().size() > 32)
+            return Error{what + "needs a sampler name (a short text)"};
+        r.sampler = sampler->get<std::string>();
+        if (steps == it->end() || !steps->is_number_integer() || steps->get<int64_t>() < 1 || steps->get<int64_t>() > 10000)
+            return Error{what + "needs steps, a whole number in 1..10000"};
+        r.steps = steps->get<int64_t>();
+        if (guidance != it->end()) {
+            if (!guidance->is_number() || !std::isfinite(guidance->get<double>()) || guidance->get<double>() < 0 ||
+                guidance->get<double>() > 100)
+                return Error{what + "guidance must be a number in 0..100"};
+            r.guidance = guidance->get<double>();
+        }
+        m.recommended = r;
+    }
     if (const auto it = j.find("figures"); it != j.end()) {
         if (!it->is_object()) return Error{source + ": \"figures\" must be an object"};
         m.figures = *it;

@@ -209,6 +209,20 @@ private Q_SLOTS:
         const auto fid = dlab::manifest_figure(q.value(), {"s=1_by_sampler", "ddim200", "fid"});
         QVERIFY(fid && *fid > 0);
         QVERIFY(!dlab::parse_manifest("{\"tier\": 1}", "m.json"));
+        QVERIFY(q->recommended && q->recommended->steps >= 100 && q->recommended->guidance >= 0);
+        QVERIFY(!live->recommended);
+        const std::pair<const char*, const char*> badRecommended[] = {
+            {R"({"recommended": 3})", "must be an object"},
+            {R"({"recommended": {"steps": 10}})", "sampler name"},
+            {R"({"recommended": {"sampler": "ddim", "steps": 0}})", "1..10000"},
+            {R"({"recommended": {"sampler": "ddim", "steps": 2.5}})", "1..10000"},
+            {R"({"recommended": {"sampler": "ddim", "steps": 20, "guidance": -1}})", "0..100"}};
+        for (const auto& [text, expected] : badRecommended) {
+            auto r = dlab::parse_manifest(text, "m.json");
+            QVERIFY2(!r && r.error().find(expected) != std::string::npos, r ? text : r.error().c_str());
+        }
+        auto good = dlab::parse_manifest(R"({"recommended": {"sampler": "dpmpp2m", "steps": 50}})", "m.json");
+        QVERIFY(good && good->recommended && good->recommended->steps == 50 && good->recommended->guidance == 1.0);
         // The GUI's first model: the quality tier on CUDA, the live one on a CPU, else the default.
         const std::vector<std::string> all{"toy-moons", "fashion-mnist-cosine", "fashion-mnist-quality", "fashion-mnist-live"};
         QCOMPARE(dlab::first_start_model(all, true), std::string("fashion-mnist-quality"));

@@ -25,6 +25,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "core/runtime/runtime.h"
 #include "core/text/captions.h"
@@ -317,7 +318,19 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         std::vector<std::string> names;
         for (int i = 0; i < m_model->count(); ++i) names.push_back(m_model->itemText(i).toStdString());
         const std::string first = first_start_model(names, dev && dev->is_cuda());
-        if (const int i = m_model->findText(QString::fromStdString(first)); i >= 0) m_model->setCurrentIndex(i);
+        if (const int i = m_model->findText(QString::fromStdString(first)); i >= 0) {
+            m_model->setCurrentIndex(i);
+            // The first chain uses the sampling the model's manifest recommends (the quality tier:
+            // DDIM 200 at s = 1), when it names a sampler this view has.
+            if (auto manifest = read_manifest(m_model->itemData(i).toString().toStdString()); manifest && manifest->recommended) {
+                const auto& r = *manifest->recommended;
+                if (const int k = m_sampler->findText(QString::fromStdString(r.sampler)); k >= 0) {
+                    m_sampler->setCurrentIndex(k);
+                    m_steps->setValue(int(std::min<int64_t>(r.steps, m_steps->maximum())));
+                    m_guidance->setValue(int(std::lround(r.guidance * 10)));
+                }
+            }
+        }
     }
     if (m_model->count() > 1) loadModel(m_model->currentData().toString());
 }
