@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <optional>
 
 #include <torch/torch.h>
@@ -35,6 +36,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
     if (int rc = parse_or_help(args, argv, "bench [OPTIONS]"); rc >= 0) return rc;
     auto device = select_device(args.get("device"));
     if (!device) return failure("bench: " + device.error());
+    const bool bf16 = args.has("bf16");
+    if (bf16 && !device->is_cuda()) return usage("bench: --bf16 needs a CUDA device");
     auto batches = args.get_int_list("batches", 1, 4096);
     if (!batches) return usage(batches.error());
     auto iters = args.get_int("iters", 1, 100000);
@@ -74,11 +77,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
     // The same forward pass eagerly and replayed as a CUDA graph (graphed_model.h), alternated in
     // this one process on the same inputs; "-" where graphs are not in use (CPU, or DLAB_CUDA_GRAPHS=0).
     GraphedModel graphed(net);
-    const bool bf16 = args.has("bf16");
-    if (bf16 && !device->is_cuda()) return usage("bench: --bf16 needs a CUDA device");
-    GraphedModel graphed16(net);  // its own graphs: those captured under autocast hold bf16 kernels
+    // Its own graphs: those captured under autocast hold bf16 kernels.
+    const auto graphed16 = std::make_shared<GraphedModel>(net);
     const ModelFn eager16 = model_function(net, nullptr, true);
-    const ModelFn graph16 = model_function(net, std::shared_ptr<GraphedModel>(&graphed16, [](GraphedModel*) {}), true);
+    const ModelFn graph16 = model_function(net, graphed16, true);
     std::printf("%8s %14s %14s %9s %18s %18s\n", "batch", "eager ms/step", "graph ms/step", "ratio", "img-steps/s eager",
                 "img-steps/s graph");
     for (int64_t b : batches.value()) {
@@ -117,7 +119,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         }
         if (bf16) {
             const double e16 = median_ms([&] { return eager16(x, t, y); });
-            const double g16 = graphed16.active() ? median_ms([&] { return graph16(x, t, y); }) : 0.0;
+            const double g16 = graphed16->active() ? median_ms([&] { return graph16(x, t, y); }) : 0.0;
             const double diff = (eager16(x, t, y) - net->forward(x, t, y)).abs().max().item<double>();
             std::printf("%8s %14.3f %14.3f %9s %18.1f %18.1f   bf16 autocast; max |bf16 - fp32| %.2e\n", "bf16", e16, g16,
                         "", 1000.0 * b / e16, g16 > 0 ? 1000.0 * b / g16 : 0.0, diff);
