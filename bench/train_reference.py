@@ -6,6 +6,11 @@ Same architecture as core/networks/network.cpp (base 32, multipliers 1-2-2, one 
 attention at 7x7 with 4 heads, 10 classes + null), eps-prediction MSE on the cosine schedule,
 AdamW (foreach) lr 3e-4, gradient clipping 1.0, EMA 0.9995, p_uncond 0.1, float32, data on the GPU.
 Prints images/s over the timed steps.
+
+--mode picks the peer: eager (default), compile (torch.compile of the network, default mode),
+compile-ro (torch.compile mode="reduce-overhead": CUDA graphs of forward and backward), graph (the
+whole step -- batch draw, forward, backward, clip, capturable AdamW, EMA -- captured as one CUDA
+graph by hand and replayed: the most a PyTorch user can take without writing kernels).
 """
 import argparse
 import gzip
@@ -120,6 +125,7 @@ def main():
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--warmup-steps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=128, help="global batch (split over the ranks under torchrun)")
+    ap.add_argument("--mode", default="eager", choices=["eager", "compile", "compile-ro", "graph"])
     a = ap.parse_args()
     # Under torchrun: PyTorch's DistributedDataParallel over NCCL, the peer of diffusionlab-cli
     # train --nproc-per-node (each rank a 1/W slice of the global batch, gradients averaged).
@@ -150,10 +156,17 @@ def main():
         raise SystemExit(f"--batch {a.batch} is not a multiple of the {world} ranks")
     B = a.batch // world
     torch.manual_seed(1 + rank)
-    for step in range(a.warmup_steps + a.steps):
-        if step == a.warmup_steps:
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
+    if a.mode in ("compile", "compile-ro"):
+        if world > 1:
+            raise SystemExit("--mode compile runs on one GPU")
+        model = torch.compile(net, mode="reduce-overhead" if a.mode == "compile-ro" else "default")
+    if a.mode == "graph":
+        if world > 1:
+            raise SystemExit("--mode graph runs on one GPU")
+        opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=0.0, foreach=True, capturable=True)
+    params = list(net.parameters())
+
+    def train_step():
         idx = torch.randint(0, x_all.shape[0], (B,), device=dev)
         x0, y = x_all[idx], y_all[idx]
         y = torch.where(torch.rand(B, device=dev) < 0.1, torch.full_like(y, 10), y)
@@ -161,19 +174,45 @@ def main():
         eps = torch.randn_like(x0)
         xt = sa[t].view(B, 1, 1, 1) * x0 + s1[t].view(B, 1, 1, 1) * eps
         loss = F.mse_loss(model(xt, t, y), eps)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # no host sync in 2.x: the scale stays on the device
         opt.step()
         with torch.no_grad():
             torch._foreach_mul_(ema, 0.9995)
-            torch._foreach_add_(ema, list(net.parameters()), alpha=0.0005)
+            torch._foreach_add_(ema, params, alpha=0.0005)
+        return loss.detach()
+
+    graph = None
+    for step in range(a.warmup_steps + a.steps):
+        if step == a.warmup_steps:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        if a.mode != "graph":
+            opt.zero_grad(set_to_none=True)
+            loss = train_step()
+            continue
+        if graph is None and step == 3:  # three eager steps on a side stream, then the capture
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            opt.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                static_loss = train_step()
+        if graph is not None:
+            graph.replay()
+            loss = static_loss
+        else:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                opt.zero_grad(set_to_none=True)
+                loss = train_step()
+            torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     if world > 1:
         torch.distributed.barrier()
     if rank == 0:
-        label = f"pytorch DDP ({world} GPUs)" if world > 1 else "pytorch eager"
+        label = f"pytorch DDP ({world} GPUs)" if world > 1 else f"pytorch {a.mode}"
         print(f"{label}: {a.steps} steps global batch {B * world} in {dt:.2f} s: {a.steps * B * world / dt:.0f} img/s, "
               f"final loss {loss.item():.4f}")
     if world > 1:

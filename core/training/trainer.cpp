@@ -18,6 +18,7 @@
 #include "core/runtime/runtime.h"
 #include "core/text/clip.h"
 #include "core/training/losses.h"
+#include "core/training/train_graph.h"
 #include "core/training/train_support.h"
 #include "core/sampling/sampler.h"
 #include "core/forward/schedule.h"
@@ -433,8 +434,79 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                                              : "")};
     };
 
+    // The loss of a batch (x0 [b, ...], t [b], eps like x0, y the labels or undefined), shared by the
+    // eager loop and the CUDA graph; under a graph the autocast weight cache is off (a captured
+    // kernel must not read a cache freed after the capture).
+    bool autocast_cache = true;
+    auto batch_loss = [&](const at::Tensor& x0, const at::Tensor& t, const at::Tensor& eps, const at::Tensor& y) -> at::Tensor {
+        const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
+        const at::Tensor xt = a * x0 + s * eps;
+        at::Tensor target = mc.prediction == PredictionType::Eps ? eps
+                            : mc.prediction == PredictionType::X0 ? x0
+                                                                  : a * eps - s * x0;
+        at::Tensor full_out;
+        {
+            CudaBf16Autocast autocast(tc.bf16, autocast_cache);
+            full_out = net->forward(xt, t, y);
+        }
+        full_out = full_out.to(at::kFloat);
+        const int64_t C = x0.size(1);
+        const at::Tensor out = full_out.narrow(1, 0, C);
+        at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
+        if (tc.min_snr_gamma > 0) {
+            const at::Tensor r = snr.index_select(0, t);
+            const at::Tensor w = mc.prediction == PredictionType::Eps ? at::clamp_max(r, tc.min_snr_gamma) / r
+                                 : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
+                                                                      : at::clamp_max(r, tc.min_snr_gamma);
+            per = per * w;
+        }
+        if (mc.network.learn_sigma) {
+            // L_vlb term (bits per dimension) trains only the variance: the mean is detached.
+            const X0Eps pred = schedule.split_prediction(mc.prediction, out.detach(), xt, t);
+            const at::Tensor cx0 = coef_x0.index_select(0, t).view(bshape);
+            const at::Tensor cxt = coef_xt.index_select(0, t).view(bshape);
+            const at::Tensor mean_q = cx0 * x0 + cxt * xt;
+            const at::Tensor mean_p = cx0 * pred.x0 + cxt * xt;
+            const at::Tensor lv_q = log_beta_tilde.index_select(0, t).view(bshape);
+            const at::Tensor lv_p = learned_log_variance(full_out.narrow(1, C, C),
+                                                         log_beta.index_select(0, t).view(bshape), lv_q);
+            const at::Tensor kl = normal_kl(mean_q, lv_q, mean_p, lv_p).flatten(1).mean(1);
+            // Decoder term at t = 0: images are 8-bit data (discretised); points are continuous.
+            const at::Tensor nll = (x0.dim() == 4 ? -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * lv_p)
+                                                  : 0.5 * (std::log(2.0 * M_PI) + lv_p + (x0 - mean_p).pow(2) * at::exp(-lv_p)))
+                                       .flatten(1).mean(1);
+            const at::Tensor vlb = at::where(t == 0, nll, kl) / std::log(2.0);
+            // L_vlb = T E_t[L_t]: weight w on the whole bound is w * T on one sampled term.
+            per = per + tc.vlb_weight * double(T) * vlb;
+        }
+        return per.mean();
+    };
+    // Images (flipped where drawn) and labels (the null class where dropped) of a step's draws.
+    auto plain_batch = [&](const StepDraws& d) -> std::pair<at::Tensor, at::Tensor> {
+        at::Tensor x0 = images.index_select(0, d.idx);
+        if (tc.hflip && x0.dim() == 4) x0 = at::where(d.flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
+        at::Tensor y;
+        if (null_class > 0) {
+            const at::Tensor y0 = labels.index_select(0, d.idx);
+            y = at::where(d.drop, at::full_like(y0, null_class), y0);
+        }
+        return {x0, y};
+    };
+
     std::vector<at::Tensor> ema_params = ema->parameters();
     net->train();
+    // The whole step as one CUDA graph where it can be (plain image or point batches on one CUDA
+    // device); captions, clips and data-parallel reductions stay eager.
+    std::unique_ptr<TrainStepGraph> graph;
+    if (!text && !video && !comm && TrainStepGraph::usable(device)) {
+        autocast_cache = false;
+        graph = std::make_unique<TrainStepGraph>(
+            [&](const StepDraws& d) {
+                auto [x0, y] = plain_batch(d);
+                return batch_loss(x0, d.t, d.eps, y);
+            },
+            net, opt, ema_params, tc.grad_clip, tc.weight_decay, device);
+    }
     TrainResult result;
     std::string log_rows;
     const auto t0 = std::chrono::steady_clock::now();
@@ -465,104 +537,69 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             at::Generator gen = make_generator(k ^ 0x9e3779b97f4a7c15ULL);
             const auto i64 = at::TensorOptions().dtype(at::kLong);
             const auto f32 = at::TensorOptions().dtype(at::kFloat);
-            const at::Tensor idx_cpu = at::randint(N, {B}, gen, i64).narrow(0, first, b);
-            const at::Tensor idx = idx_cpu.to(device);
-            at::Tensor t = at::randint(T, {B}, gen, i64).narrow(0, first, b).to(device);
-            at::Tensor x0 = images.index_select(0, idx);
-            std::vector<int64_t> global_shape = x0.sizes().vec();
+            StepDraws draws;
+            draws.idx = at::randint(N, {B}, gen, i64).narrow(0, first, b);
+            draws.t = at::randint(T, {B}, gen, i64).narrow(0, first, b);
+            std::vector<int64_t> global_shape = images.sizes().vec();
             global_shape[0] = B;
-            at::Tensor eps = at::randn(global_shape, gen, f32).narrow(0, first, b).to(device);
-            const at::Tensor drop = (at::rand({B}, gen, f32) < tc.p_uncond).narrow(0, first, b).to(device);
-            const at::Tensor flip = (at::rand({B}, gen, f32) < 0.5).narrow(0, first, b).to(device);
-            if (tc.hflip && x0.dim() == 4) x0 = at::where(flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
-            at::Tensor y;
-            if (video) {
-                // Whole clips: every frame of a clip shares its t, its label and its dropout.
-                const int64_t F = mc.network.frames;
-                auto [frames, clip_labels] = video->clips(k, B);
-                x0 = frames.narrow(0, first * F, b * F).to(device, at::kFloat);
-                eps = at::randn(frames.sizes(), gen, f32).narrow(0, first * F, b * F).to(device);
-                t = t.repeat_interleave(F);
-                const at::Tensor yc = clip_labels.narrow(0, first, b).to(device);
-                y = at::where(drop, at::full_like(yc, null_class), yc).repeat_interleave(F);
-            } else if (text) {
-                // Captions of this rank's slice, each drawn from (seed, step, position in the global batch).
-                const at::Tensor lab = data.labels.index_select(0, idx_cpu).contiguous();
-                const at::Tensor lev = text->levels.index_select(0, idx_cpu).to(at::kLong).contiguous();
-                std::vector<std::string> caps;
-                for (int64_t i = 0; i < b; ++i)
-                    caps.push_back(make_caption(lab[i].item<int64_t>(), lev.data_ptr<int64_t>() + 3 * i,
-                                                k * 131ULL + static_cast<uint64_t>(first + i), text->held_out));
-                auto ids = text->clip->tokenizer.encode_batch(caps);
-                if (!ids) return Error{"train: " + ids.error()};
-                const PromptStates ps = encode_prompt_ids(*text->clip, ids.value());
-                net->set_prompts(ps.states.to(device), ps.valid.to(device));
-                const at::Tensor which = at::arange(1, b + 1, i64).to(device);
-                y = at::where(drop, at::zeros_like(which), which);
-            } else if (null_class > 0) {
-                const at::Tensor y0 = labels.index_select(0, idx);
-                y = at::where(drop, at::full_like(y0, null_class), y0);
-            }
-            const at::Tensor a = sqrt_ab.index_select(0, t).view(bshape), s = sqrt_1mab.index_select(0, t).view(bshape);
-            const at::Tensor xt = a * x0 + s * eps;
-            at::Tensor target = mc.prediction == PredictionType::Eps ? eps
-                                : mc.prediction == PredictionType::X0 ? x0
-                                                                      : a * eps - s * x0;
-            at::Tensor full_out;
-            {
-                CudaBf16Autocast autocast(tc.bf16);
-                full_out = net->forward(xt, t, y);
-            }
-            full_out = full_out.to(at::kFloat);
-            const int64_t C = x0.size(1);
-            const at::Tensor out = full_out.narrow(1, 0, C);
-            at::Tensor per = (out - target).pow(2).flatten(1).mean(1);
-            if (tc.min_snr_gamma > 0) {
-                const at::Tensor r = snr.index_select(0, t);
-                const at::Tensor w = mc.prediction == PredictionType::Eps ? at::clamp_max(r, tc.min_snr_gamma) / r
-                                     : mc.prediction == PredictionType::V ? at::clamp_max(r, tc.min_snr_gamma) / (r + 1)
-                                                                          : at::clamp_max(r, tc.min_snr_gamma);
-                per = per * w;
-            }
-            if (mc.network.learn_sigma) {
-                // L_vlb term (bits per dimension) trains only the variance: the mean is detached.
-                const X0Eps pred = schedule.split_prediction(mc.prediction, out.detach(), xt, t);
-                const at::Tensor cx0 = coef_x0.index_select(0, t).view(bshape);
-                const at::Tensor cxt = coef_xt.index_select(0, t).view(bshape);
-                const at::Tensor mean_q = cx0 * x0 + cxt * xt;
-                const at::Tensor mean_p = cx0 * pred.x0 + cxt * xt;
-                const at::Tensor lv_q = log_beta_tilde.index_select(0, t).view(bshape);
-                const at::Tensor lv_p = learned_log_variance(full_out.narrow(1, C, C),
-                                                             log_beta.index_select(0, t).view(bshape), lv_q);
-                const at::Tensor kl = normal_kl(mean_q, lv_q, mean_p, lv_p).flatten(1).mean(1);
-                // Decoder term at t = 0: images are 8-bit data (discretised); points are continuous.
-                const at::Tensor nll = (x0.dim() == 4 ? -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * lv_p)
-                                                      : 0.5 * (std::log(2.0 * M_PI) + lv_p + (x0 - mean_p).pow(2) * at::exp(-lv_p)))
-                                           .flatten(1).mean(1);
-                const at::Tensor vlb = at::where(t == 0, nll, kl) / std::log(2.0);
-                // L_vlb = T E_t[L_t]: weight w on the whole bound is w * T on one sampled term.
-                per = per + tc.vlb_weight * double(T) * vlb;
-            }
-            const at::Tensor loss = per.mean();
-            net->zero_grad();
-            if (reducer) reducer->prepare();
-            loss.backward();
-            if (reducer) {
-                try {
-                    reducer->finish();  // .grad = the mean over ranks: the global batch's gradient
-                } catch (const DistributedError& e) {
-                    return lost_contact(e);
-                }
-            }
+            draws.eps = at::randn(global_shape, gen, f32).narrow(0, first, b);
+            draws.drop = (at::rand({B}, gen, f32) < tc.p_uncond).narrow(0, first, b);
+            draws.flip = (at::rand({B}, gen, f32) < 0.5).narrow(0, first, b);
             const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
-            if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
             const double lr = learning_rate(tc, step);
-            opt.step(step + 1, lr, tc.weight_decay);
-            {
-                torch::NoGradGuard g;
-                const double d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
-                at::_foreach_mul_(ema_params, d);
-                at::_foreach_add_(ema_params, opt.params, 1 - d);
+            const double ema_d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
+            at::Tensor loss;
+            if (graph) loss = graph->step(draws, lr, step + 1, ema_d);  // undefined: it fell back to eager
+            if (!loss.defined()) {
+                autocast_cache = true;
+                StepDraws on_device{draws.idx.to(device), draws.t.to(device), draws.eps.to(device), draws.drop.to(device),
+                                    draws.flip.to(device)};
+                at::Tensor x0, y;
+                if (video) {
+                    // Whole clips: every frame of a clip shares its t, its label and its dropout.
+                    const int64_t F = mc.network.frames;
+                    auto [frames, clip_labels] = video->clips(k, B);
+                    x0 = frames.narrow(0, first * F, b * F).to(device, at::kFloat);
+                    on_device.eps = at::randn(frames.sizes(), gen, f32).narrow(0, first * F, b * F).to(device);
+                    on_device.t = on_device.t.repeat_interleave(F);
+                    const at::Tensor yc = clip_labels.narrow(0, first, b).to(device);
+                    y = at::where(on_device.drop, at::full_like(yc, null_class), yc).repeat_interleave(F);
+                } else {
+                    std::tie(x0, y) = plain_batch(on_device);
+                }
+                if (text) {
+                    // Captions of this rank's slice, each drawn from (seed, step, position in the global batch).
+                    const at::Tensor lab = data.labels.index_select(0, draws.idx).contiguous();
+                    const at::Tensor lev = text->levels.index_select(0, draws.idx).to(at::kLong).contiguous();
+                    std::vector<std::string> caps;
+                    for (int64_t i = 0; i < b; ++i)
+                        caps.push_back(make_caption(lab[i].item<int64_t>(), lev.data_ptr<int64_t>() + 3 * i,
+                                                    k * 131ULL + static_cast<uint64_t>(first + i), text->held_out));
+                    auto ids = text->clip->tokenizer.encode_batch(caps);
+                    if (!ids) return Error{"train: " + ids.error()};
+                    const PromptStates ps = encode_prompt_ids(*text->clip, ids.value());
+                    net->set_prompts(ps.states.to(device), ps.valid.to(device));
+                    const at::Tensor which = at::arange(1, b + 1, i64).to(device);
+                    y = at::where(on_device.drop, at::zeros_like(which), which);
+                }
+                loss = batch_loss(x0, on_device.t, on_device.eps, y);
+                net->zero_grad();
+                if (reducer) reducer->prepare();
+                loss.backward();
+                if (reducer) {
+                    try {
+                        reducer->finish();  // .grad = the mean over ranks: the global batch's gradient
+                    } catch (const DistributedError& e) {
+                        return lost_contact(e);
+                    }
+                }
+                if (tc.grad_clip > 0) clip_gradients(opt.params, tc.grad_clip);
+                opt.step(step + 1, lr, tc.weight_decay);
+                {
+                    torch::NoGradGuard g;
+                    at::_foreach_mul_(ema_params, ema_d);
+                    at::_foreach_add_(ema_params, opt.params, 1 - ema_d);
+                }
             }
             ++step;
             window_images += B;
