@@ -45,7 +45,7 @@ if [ "$mode" = continue ]; then
   fi
   $cli convert --in "$run/model.safetensors" --out "$OUT/fashion-mnist-quality.safetensors" --half
   cp "$run/loss.csv" "$OUT/fashion-mnist-quality-next.loss.csv"
-  $cli eval --model "$run/model.safetensors" --scales 1 --count 10000 --batch 1000 --steps 200 --device cuda \
+  [ "${EVAL:-1}" = 1 ] && $cli eval --model "$run/model.safetensors" --scales 1 --count 10000 --batch 1000 --steps 200 --device cuda \
     --metrics fid,precision,recall,agreement --json "$OUT/quick-eval.json" 2>&1 | tee "$OUT/quick-eval.log"
 elif [ "$mode" = train ]; then
   minutes=${2:-7.5}

@@ -12,6 +12,8 @@
 #include "core/training/losses.h"
 #include "core/sampling/sampler.h"
 #include "core/io/safetensors.h"
+#include "core/training/train_graph.h"
+#include "core/training/train_support.h"
 #include "core/training/trainer.h"
 #include "tests/core/test_data.h"
 
@@ -309,6 +311,26 @@ private Q_SLOTS:
         QVERIFY(train(tiny(), fast(4), data, c10::Device(c10::kCPU), out, TrainStart::Resume).ok());
     }
 
+    void trainStepGraphDeclinesOffCuda() {
+        // The CUDA-graph step is for CUDA devices in CUDA builds only: elsewhere it declines before
+        // touching anything (undefined loss, failed()), and the trainer takes the eager step.
+        QVERIFY(!TrainStepGraph::usable(c10::Device(c10::kCPU)));
+        auto net = make_network(tiny().network);
+        QVERIFY2(net.ok(), net.error().c_str());
+        AdamW opt;
+        opt.init(net.value()->parameters());
+        const at::Tensor before = net.value()->parameters().front().clone();
+        bool called = false;
+        TrainStepGraph graph([&](const StepDraws&) { called = true; return at::zeros({}); }, net.value(), opt,
+                             net.value()->parameters(), 1.0, 0.0, c10::Device(c10::kCPU));
+        QVERIFY(graph.failed());
+        QVERIFY(!graph.captured());
+        StepDraws d{at::zeros({2}, at::kLong), at::zeros({2}, at::kLong), at::zeros({2, 1, 28, 28}),
+                    at::zeros({2}, at::kBool), at::zeros({2}, at::kBool)};
+        QVERIFY(!graph.step(d, 1e-3, 1, 0.9).defined());
+        QVERIFY(!called);
+        QVERIFY(at::equal(before, net.value()->parameters().front()));
+    }
     void learningRateSchedules() {
         TrainConfig tc;
         tc.lr = 1e-3;
