@@ -263,7 +263,7 @@ public:
                 h = s.resample(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
             }
         }
-        return conv_out_(blocks::silu_fresh(norm_out_(h)));
+        return conv_out_(blocks::norm_silu(norm_out_, h));
     }
     const NetworkConfig& config() const override { return cfg_; }
 

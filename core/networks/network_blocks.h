@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "core/networks/fused_ops.h"
+
 namespace dlab::blocks {
 
 namespace nn = torch::nn;
@@ -18,6 +20,20 @@ inline at::Tensor silu_fresh(at::Tensor x) { return at::GradMode::is_enabled() ?
 // mixed precision a wider r promotes the sum out of place, as h + r would.
 inline at::Tensor add_into(at::Tensor h, const at::Tensor& r) {
     return at::result_type(h, r) == h.scalar_type() && h.sizes() == at::infer_size(h.sizes(), r.sizes()) ? h.add_(r) : h + r;
+}
+
+// Whether act(norm(x + bias)) can take the fused CUDA kernel (fused_ops.h; inference only).
+inline bool fusable(nn::GroupNorm& norm, const at::Tensor& x, const at::Tensor& bias = {}) {
+    return norm->weight.defined() && norm->weight.scalar_type() == at::kFloat &&
+           fused_group_norm_usable(x, bias, norm->options.num_groups());
+}
+// act(norm(x + bias[:, :, None, None])) by the fused kernel; call only where fusable().
+inline at::Tensor fused_norm(nn::GroupNorm& norm, const at::Tensor& x, bool silu, const at::Tensor& bias = {}) {
+    return fused_group_norm_act(x, bias, norm->options.num_groups(), norm->weight, norm->bias, norm->options.eps(), silu);
+}
+// SiLU(norm(x)), fused where it can be; x is not modified.
+inline at::Tensor norm_silu(nn::GroupNorm& norm, const at::Tensor& x) {
+    return fusable(norm, x) ? fused_norm(norm, x, true) : silu_fresh(norm(x));
 }
 
 // Residual block (Ho et al. 2020 / ADM): GN-SiLU-Conv, + time embedding, GN-SiLU-Dropout-Conv.
@@ -37,9 +53,10 @@ struct ResBlockImpl : nn::Module {
     at::Tensor forward(const at::Tensor& x, const at::Tensor& temb) {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
-        at::Tensor h = conv1(silu_fresh(norm1(x)));
-        h = add_into(h, temb_proj(at::silu(temb)).unsqueeze(-1).unsqueeze(-1));
-        h = conv2(drop(silu_fresh(norm2(h))));
+        at::Tensor h = conv1(norm_silu(norm1, x));
+        const at::Tensor e = temb_proj(at::silu(temb));
+        h = fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
+        h = conv2(drop(h));
         return add_into(h, skip ? skip(x) : x);
     }
     nn::GroupNorm norm1;
@@ -65,7 +82,12 @@ struct AttentionImpl : nn::Module {
     at::Tensor forward(const at::Tensor& x) {
         const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
         const int64_t d = C / heads;
-        const at::Tensor q_k_v = qkv(norm(x)).reshape({B, 3, heads, d, H * W});
+        const at::Tensor q_k_v = qkv(fusable(norm, x) ? fused_norm(norm, x, false) : norm(x)).reshape({B, 3, heads, d, H * W});
+        if (fused_attention_usable(x)) {
+            // LibTorch's fused attention on [B, heads, HW, d]: one contiguous copy in, one out.
+            const at::Tensor p = q_k_v.permute({1, 0, 2, 4, 3}).contiguous();
+            return x + proj(fused_attention(p[0], p[1], p[2]).transpose(2, 3).reshape({B, C, H, W}));
+        }
         const at::Tensor q = q_k_v.select(1, 0), k = q_k_v.select(1, 1), v = q_k_v.select(1, 2);
         // softmax(q^T k / sqrt(d)) over keys; [B, heads, HW, HW]
         const at::Tensor w = at::softmax(at::matmul(q.transpose(2, 3), k) / std::sqrt(double(d)), -1);

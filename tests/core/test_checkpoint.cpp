@@ -206,7 +206,7 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(q->tier), QStringLiteral("quality"));
         QCOMPARE(QString::fromStdString(live->tier), QStringLiteral("cpu"));
         QVERIFY(!q->sampling.empty());
-        const auto fid = dlab::manifest_figure(q.value(), {"s=1_by_sampler", "ddim200", "fid"});
+        const auto fid = dlab::manifest_figure(q.value(), {"ddim200", "s=1", "fid"});
         QVERIFY(fid && *fid > 0);
         QVERIFY(!dlab::parse_manifest("{\"tier\": 1}", "m.json"));
         QVERIFY(q->recommended && q->recommended->steps >= 100 && q->recommended->guidance >= 0);

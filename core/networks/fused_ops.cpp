@@ -1,0 +1,98 @@
+#include "core/networks/fused_ops.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <torch/version.h>
+
+#ifdef DLAB_FUSED_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+namespace dlab::cuda_kernels {
+int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta, float* y, int N, int C,
+                   int HW, int groups, float eps, bool silu, void* stream);
+}
+#endif
+
+namespace dlab {
+
+bool fused_kernels_compiled() {
+#ifdef DLAB_FUSED_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
+namespace {
+bool switched_on() {
+    static const bool on = [] {
+        const char* env = std::getenv("DLAB_FUSED_KERNELS");
+        return env && std::strcmp(env, "1") == 0;
+    }();
+    return on;
+}
+}  // namespace
+
+bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups) {
+    if (!fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
+    if (!x.defined() || !x.is_cuda() || x.scalar_type() != at::kFloat || x.dim() != 4 || !x.is_contiguous()) return false;
+    const int64_t C = x.size(1);
+    if (groups < 1 || C % groups != 0 || x.numel() >= (int64_t(1) << 31)) return false;
+    if (bias.defined() && (bias.device() != x.device() || bias.scalar_type() != at::kFloat || bias.dim() != 2 ||
+                           bias.size(0) != x.size(0) || bias.size(1) != C))
+        return false;
+    return true;
+}
+
+bool fused_attention_usable(const at::Tensor& x) {
+#if TORCH_VERSION_MAJOR >= 2
+    return switched_on() && x.defined() && x.is_cuda();
+#else
+    (void)x;
+    return false;
+#endif
+}
+
+at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+    return at::scaled_dot_product_attention(q, k, v);
+#else
+    (void)q;
+    (void)k;
+    (void)v;
+    throw std::logic_error("fused_attention: needs LibTorch 2.x");
+#endif
+}
+
+at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups, const at::Tensor& gamma,
+                                const at::Tensor& beta, double eps, bool silu) {
+#ifdef DLAB_FUSED_CUDA
+    const c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+    const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
+    at::Tensor y = at::empty_like(x);
+    const int err = cuda_kernels::group_norm_act(
+        x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(), be.data_ptr<float>(),
+        y.data_ptr<float>(), int(x.size(0)), int(x.size(1)), int(x.size(2) * x.size(3)), int(groups), float(eps), silu,
+        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return y;
+#else
+    (void)x;
+    (void)bias;
+    (void)groups;
+    (void)gamma;
+    (void)beta;
+    (void)eps;
+    (void)silu;
+    throw std::logic_error("fused_group_norm_act: this build has no fused CUDA kernels");
+#endif
+}
+
+}  // namespace dlab

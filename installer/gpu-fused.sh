@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The fused kernels on the GPU machine (issue 17, item 2): builds the headless CLI against CUDA
+# LibTorch with the project's fused GroupNorm (+ time-embedding add) (+ SiLU) CUDA kernel
+# (-DDLAB_WITH_FUSED_CUDA=ON, nvcc) and checks and times it against the unfused path in one call:
+#  1. the same samples (DDIM 20, s = 3, 8 images, seed 11) with DLAB_FUSED_KERNELS=1 and 0, for the
+#     default and the quality model: the largest difference;
+#  2. the guided forward pass at batch 1 and 256, fused and unfused alternated, then the PyTorch
+#     peer (bench/sample_reference.py: eager, CUDA graph, torch.compile default / reduce-overhead);
+#  3. training (where only the fused attention, scaled_dot_product_attention, applies), batch 128.
+# Device tool, carry [".gpu-sched"]; the tree needs fashion-mnist-cosine and fashion-mnist-quality.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+G=${GPU_DIR:-.gpu-sched}
+command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
+export DLAB_CMAKE_EXTRA="-DDLAB_WITH_FUSED_CUDA=ON"
+source installer/gpu-common.sh || exit 1
+OUT=${OUT:-gpu-logs}
+grep -i "cuda graphs\|fused" gpu-logs/configure.log
+echo "== 1. the same samples fused (1) and unfused (0)"
+for m in default fashion-mnist-quality; do
+  for f in 1 0; do
+    DLAB_FUSED_KERNELS=$f $cli sample --model $m --sampler ddim --steps 20 --guidance 3 --seed 11 --count 8 \
+      --tensors /tmp/fused-$f.safetensors --device cuda --quiet 2>&1 | tail -2
+  done
+  M=$m python3 - <<'PY'
+import os
+from safetensors.torch import load_file
+a, b = load_file("/tmp/fused-1.safetensors")["images"], load_file("/tmp/fused-0.safetensors")["images"]
+d = (a - b).abs()
+print(f"{os.environ['M']}: images {tuple(a.shape)}, max |fused - unfused| = {d.max().item():.2e}, mean {d.mean().item():.2e}")
+PY
+done
+echo "== 2. guided forward pass (ms), fused and unfused alternated, then the peer"
+for round in 1 2; do
+  for f in 1 0; do
+    echo "-- DLAB_FUSED_KERNELS=$f"
+    DLAB_FUSED_KERNELS=$f $cli bench --model default --device cuda --batches 1,256 --iters 100 2>&1 | tail -n 4
+  done
+done
+(cd bench && timeout 240 python3 sample_reference.py --batches 1,256 --iters 100) 2>&1 | grep -v "Warning\|warn"
+for f in 1 0; do
+  echo "-- quality model, DLAB_FUSED_KERNELS=$f"
+  DLAB_FUSED_KERNELS=$f $cli bench --model fashion-mnist-quality --device cuda --batches 1,256 --iters 50 2>&1 | tail -n 4
+done
+echo "total $((SECONDS - t0)) s"
+echo "== 3. training, batch 128 (fused attention only)"
+for f in 1 0; do
+  DLAB_FUSED_KERNELS=$f $cli train --dataset fashion-mnist --steps 650 --batch 128 --lr 3e-4 --warmup 50 --ema 0.9995 \
+    --log-every 50 --checkpoint-every 100000 --device cuda --out /tmp/fspeed --overwrite > /tmp/fspeed.log 2>&1 ||
+    tail -3 /tmp/fspeed.log
+  awk -F, -v f=$f 'NR > 2 { n++; s += $4 } END { printf "DLAB_FUSED_KERNELS=%s: %.0f img/s\n", f, s / n }' /tmp/fspeed/loss.csv
+done
+echo "total $((SECONDS - t0)) s"
