@@ -2,6 +2,7 @@
 # The fused kernels on the GPU machine (issue 17, item 2): builds the headless CLI against CUDA
 # LibTorch with the project's fused GroupNorm (+ time-embedding add) (+ SiLU) CUDA kernel
 # (-DDLAB_WITH_FUSED_CUDA=ON, nvcc) and checks and times it against the unfused path in one call:
+#  0. bench --check-fused: each kernel against a float64 reference on random inputs, and timed;
 #  1. the same samples (DDIM 20, s = 3, 8 images, seed 11) with DLAB_FUSED_KERNELS=1 and 0, for the
 #     default and the quality model: the largest difference;
 #  2. the guided forward pass at batch 1 and 256, fused and unfused alternated, then the PyTorch
@@ -16,6 +17,8 @@ export DLAB_CMAKE_EXTRA="-DDLAB_WITH_FUSED_CUDA=ON"
 source installer/gpu-common.sh || exit 1
 OUT=${OUT:-gpu-logs}
 grep -i "cuda graphs\|fused" gpu-logs/configure.log
+echo "== 0. the kernels against a float64 reference on random inputs, timed against LibTorch's ops"
+DLAB_FUSED_KERNELS=1 $cli bench --check-fused --device cuda || echo "CHECK FAILED (rc $?)"
 echo "== 1. the same samples fused (1) and unfused (0)"
 for m in default fashion-mnist-quality; do
   for f in 1 0; do

@@ -2,6 +2,7 @@
 #include "app/cli/commands.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -13,12 +14,79 @@
 #include "app/cli/cli_util.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
+#include "core/networks/fused_ops.h"
 #include "core/networks/graphed_model.h"
 #include "core/networks/network.h"
 #include "core/sampling/generate.h"
 #include "core/runtime/runtime.h"
 
 namespace dlab::app {
+
+namespace {
+
+// The project's fused kernels against a float64 reference of the LibTorch ops on random inputs
+// (several shapes, odd sizes included), then timed against the float32 LibTorch ops.
+int check_fused(c10::Device dev) {
+    torch::NoGradGuard no_grad;
+    at::manual_seed(7);
+    const auto opt = at::TensorOptions().device(dev);
+    struct Case {
+        int64_t n, c, h, w, groups;
+        bool bias, silu;
+    };
+    const Case cases[] = {{2, 32, 28, 28, 8, false, true}, {2, 64, 14, 14, 8, true, true}, {512, 128, 7, 7, 8, true, true},
+                          {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true}};
+    bool ok = true;
+    auto sync = [&] { (void)at::ones({1}, opt).sum().item<float>(); };
+    for (const Case& k : cases) {
+        const at::Tensor x = at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5;
+        const at::Tensor bias = k.bias ? at::randn({k.n, k.c}, opt) : at::Tensor();
+        const at::Tensor gamma = at::randn({k.c}, opt), beta = at::randn({k.c}, opt);
+        if (!fused_group_norm_usable(x, bias, k.groups))
+            return failure("bench --check-fused: the fused kernel cannot run here (build with -DDLAB_WITH_FUSED_CUDA=ON, "
+                           "run on CUDA with DLAB_FUSED_KERNELS=1)");
+        const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu);
+        auto unfused = [&](const at::Tensor& in, const at::Tensor& b, const at::Tensor& g, const at::Tensor& be) {
+            at::Tensor r = at::group_norm(b.defined() ? in + b.unsqueeze(-1).unsqueeze(-1) : in, k.groups, g, be, 1e-5);
+            return k.silu ? at::silu(r) : r;
+        };
+        const at::Tensor ref = unfused(x.to(at::kDouble), k.bias ? bias.to(at::kDouble) : at::Tensor(), gamma.to(at::kDouble),
+                                       beta.to(at::kDouble));
+        const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+        const bool good = std::isfinite(rel) && rel < 1e-5;
+        ok = ok && good;
+        auto time_ms = [&](const std::function<void()>& f) {
+            for (int i = 0; i < 5; ++i) f();
+            sync();
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < 200; ++i) f();
+            sync();
+            return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 200;
+        };
+        const double fused_ms = time_ms([&] { (void)fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu); });
+        const double plain_ms = time_ms([&] { (void)unfused(x, bias, gamma, beta); });
+        std::printf("group norm%s%s [%lld, %lld, %lld, %lld] / %lld groups: relative error %.2e against float64 %s; "
+                    "fused %.4f ms, LibTorch ops %.4f ms (%.2fx)\n",
+                    k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
+                    (long long)k.w, (long long)k.groups, rel, good ? "ok" : "WRONG", fused_ms, plain_ms, plain_ms / fused_ms);
+    }
+    if (fused_attention_usable(at::zeros({1}, opt))) {
+        for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {
+            const at::Tensor q = at::randn(shape, opt), k = at::randn(shape, opt), v = at::randn(shape, opt);
+            const at::Tensor out = fused_attention(q, k, v);
+            const at::Tensor qd = q.to(at::kDouble), kd = k.to(at::kDouble), vd = v.to(at::kDouble);
+            const at::Tensor ref = at::matmul(at::softmax(at::matmul(qd, kd.transpose(2, 3)) / std::sqrt(double(shape[3])), -1), vd);
+            const double rel = ((out.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+            const bool good = std::isfinite(rel) && rel < 1e-3;  // TF32-class accuracy at most
+            ok = ok && good;
+            std::printf("attention [%lld, %lld, %lld, %lld]: relative error %.2e against float64 %s\n", (long long)shape[0],
+                        (long long)shape[1], (long long)shape[2], (long long)shape[3], rel, good ? "ok" : "WRONG");
+        }
+    }
+    return ok ? 0 : failure("bench --check-fused: a fused kernel disagrees with the reference");
+}
+
+}  // namespace
 
 int cmd_bench(const std::vector<std::string>& argv) {
     Args args("bench");
@@ -30,6 +98,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         .option("mult", "with --model config: channel multipliers", "1,2,2")
         .flag("chain", "also time a whole guided DDIM chain (1 and 256 samples) eagerly and as CUDA graphs")
         .flag("bf16", "also time the forward pass under bf16 autocast (CUDA), eager and graphed")
+        .flag("check-fused", "check the fused CUDA kernels against a float64 reference and time them, then quit")
         .flag("no-mkldnn", "use LibTorch's native convolutions instead of oneDNN (CPU)")
         .option("threads", "intra-op threads (0: one per core)", "0")
         .flag("help", "show this help");
@@ -37,6 +106,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     auto device = select_device(args.get("device"));
     if (!device) return failure("bench: " + device.error());
     const bool bf16 = args.has("bf16");
+    if (args.has("check-fused")) return check_fused(device.value());
     if (bf16 && !device->is_cuda()) return usage("bench: --bf16 needs a CUDA device");
     auto batches = args.get_int_list("batches", 1, 4096);
     if (!batches) return usage(batches.error());

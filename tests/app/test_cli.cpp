@@ -120,6 +120,7 @@ private Q_SLOTS:
         QTest::newRow("bf16 on cpu") << QStringList{"train", "--bf16", "--device", "cpu", "--steps", "1", "--out", "/tmp/dlab-x-bf16"} << 1 << "bf16 autocast needs a CUDA device";
         QTest::newRow("unknown lr decay") << QStringList{"train", "--lr-decay", "step", "--out", "/tmp/dlab-x"} << 2 << "unknown --lr-decay 'step'";
         QTest::newRow("resume with init-from") << QStringList{"train", "--resume", "--init-from", "default", "--out", "/tmp/dlab-x"} << 2 << "--init-from starts a new run";
+        QTest::newRow("fused check on cpu") << QStringList{"bench", "--check-fused", "--device", "cpu"} << 1 << "the fused kernel cannot run here";
         QTest::newRow("bf16 sampling on cpu") << QStringList{"sample", "--bf16", "--device", "cpu", "--count", "1", "--steps", "2", "--tensors", "/tmp/dlab-x-bf16.safetensors"} << 1 << "bf16 inference needs a CUDA device";
         QTest::newRow("not a noisy classifier") << QStringList{"sample", "--classifier-scale", "3", "--noisy-classifier", "fashion-mnist-classifier", "--tensors", "/tmp/dlab-x.safetensors"} << 1 << "not a noise-aware classifier";
         QTest::newRow("bad torchscript") << QStringList{"eval", "--features", "/nonexistent.pt"} << 1 << "/nonexistent.pt";
