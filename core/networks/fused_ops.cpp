@@ -14,8 +14,8 @@
 #include <c10/cuda/CUDAStream.h>
 
 namespace dlab::cuda_kernels {
-int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta, float* y, int N, int C,
-                   int HW, int groups, float eps, bool silu, void* stream);
+int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta,
+                   float* y, int N, int C, int HW, int groups, float eps, bool silu, void* stream);
 }
 #endif
 
@@ -41,11 +41,13 @@ bool switched_on() {
 
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups) {
     if (!fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
-    if (!x.defined() || !x.is_cuda() || x.scalar_type() != at::kFloat || x.dim() != 4 || !x.is_contiguous()) return false;
+    if (!x.defined() || !x.is_cuda() || x.scalar_type() != at::kFloat || x.dim() != 4 ||
+        !x.is_contiguous())
+        return false;
     const int64_t C = x.size(1);
     if (groups < 1 || C % groups != 0 || x.numel() >= (int64_t(1) << 31)) return false;
-    if (bias.defined() && (bias.device() != x.device() || bias.scalar_type() != at::kFloat || bias.dim() != 2 ||
-                           bias.size(0) != x.size(0) || bias.size(1) != C))
+    if (bias.defined() && (bias.device() != x.device() || bias.scalar_type() != at::kFloat ||
+                           bias.dim() != 2 || bias.size(0) != x.size(0) || bias.size(1) != C))
         return false;
     return true;
 }
@@ -70,18 +72,22 @@ at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::T
 #endif
 }
 
-at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups, const at::Tensor& gamma,
-                                const at::Tensor& beta, double eps, bool silu) {
+at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
+                                const at::Tensor& gamma, const at::Tensor& beta, double eps,
+                                bool silu) {
 #ifdef DLAB_FUSED_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
     at::Tensor y = at::empty_like(x);
     const int err = cuda_kernels::group_norm_act(
-        x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(), be.data_ptr<float>(),
-        y.data_ptr<float>(), int(x.size(0)), int(x.size(1)), int(x.size(2) * x.size(3)), int(groups), float(eps), silu,
+        x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(),
+        be.data_ptr<float>(), y.data_ptr<float>(), int(x.size(0)), int(x.size(1)),
+        int(x.size(2) * x.size(3)), int(groups), float(eps), silu,
         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
-    if (err != 0) throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    if (err != 0)
+        throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " +
+                                 std::to_string(err) + ")");
     return y;
 #else
     (void)x;

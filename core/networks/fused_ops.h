@@ -24,7 +24,8 @@ bool fused_attention_usable(const at::Tensor& x);
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 /// act(GroupNorm(x + bias[:, :, None, None])) with the norm's affine gamma, beta and eps; act is
 /// SiLU when `silu`, else the identity. A new tensor; x is not modified.
-at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups, const at::Tensor& gamma,
-                                const at::Tensor& beta, double eps, bool silu);
+at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
+                                const at::Tensor& gamma, const at::Tensor& beta, double eps,
+                                bool silu);
 
 }  // namespace dlab

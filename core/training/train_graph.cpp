@@ -23,8 +23,15 @@
 namespace dlab {
 
 struct TrainStepGraph::Impl {
-    Impl(LossFn l, Network n, AdamW& o, std::vector<at::Tensor> e, double c, double w, c10::Device d)
-        : loss_fn(std::move(l)), net(std::move(n)), opt(o), ema(std::move(e)), clip(c), wd(w), device(d) {}
+    Impl(LossFn l, Network n, AdamW& o, std::vector<at::Tensor> e, double c, double w,
+         c10::Device d)
+        : loss_fn(std::move(l)),
+          net(std::move(n)),
+          opt(o),
+          ema(std::move(e)),
+          clip(c),
+          wd(w),
+          device(d) {}
     LossFn loss_fn;
     Network net;
     AdamW& opt;
@@ -60,12 +67,14 @@ struct TrainStepGraph::Impl {
             // norm is finite and above the limit, else by 1.
             const at::Tensor norm = at::stack(at::_foreach_norm(grads, 2)).norm();
             const at::Tensor scale =
-                at::where(at::isfinite(norm) & (norm > clip), (norm + 1e-6).reciprocal() * clip, at::ones_like(norm));
+                at::where(at::isfinite(norm) & (norm > clip), (norm + 1e-6).reciprocal() * clip,
+                          at::ones_like(norm));
             at::_foreach_mul_(grads, scale);
         }
         const std::vector<at::Tensor> adam_steps(opt.params.size(), scalars.select(0, 1));
-        at::_fused_adamw_(opt.params, grads, opt.m, opt.v, {}, adam_steps, scalars.select(0, 0), opt.b1, opt.b2, wd,
-                          opt.eps, /*amsgrad=*/false, /*maximize=*/false, std::nullopt, std::nullopt);
+        at::_fused_adamw_(opt.params, grads, opt.m, opt.v, {}, adam_steps, scalars.select(0, 0),
+                          opt.b1, opt.b2, wd, opt.eps, /*amsgrad=*/false, /*maximize=*/false,
+                          std::nullopt, std::nullopt);
         at::_foreach_mul_(ema, scalars.select(0, 2));
         at::_foreach_add_(ema, at::_foreach_mul(opt.params, scalars.select(0, 3)));
 #endif
@@ -74,7 +83,9 @@ struct TrainStepGraph::Impl {
 
     void fail(const std::string& why) {
         failed = true;
-        std::fprintf(stderr, "diffusionlab: the training step could not run as a CUDA graph (%s); training goes on eagerly\n",
+        std::fprintf(stderr,
+                     "diffusionlab: the training step could not run as a CUDA graph (%s); training "
+                     "goes on eagerly\n",
                      why.c_str());
     }
 };
@@ -89,16 +100,18 @@ bool TrainStepGraph::usable(c10::Device device) {
 #endif
 }
 
-TrainStepGraph::TrainStepGraph(LossFn loss, Network net, AdamW& opt, std::vector<at::Tensor> ema, double grad_clip,
-                               double weight_decay, c10::Device device)
-    : impl_(std::make_unique<Impl>(std::move(loss), std::move(net), opt, std::move(ema), grad_clip, weight_decay, device)) {
+TrainStepGraph::TrainStepGraph(LossFn loss, Network net, AdamW& opt, std::vector<at::Tensor> ema,
+                               double grad_clip, double weight_decay, c10::Device device)
+    : impl_(std::make_unique<Impl>(std::move(loss), std::move(net), opt, std::move(ema), grad_clip,
+                                   weight_decay, device)) {
     Impl& s = *impl_;
     if (!usable(device)) {
         s.failed = true;
         return;
     }
 #ifdef DLAB_CUDA_GRAPHS
-    const c10::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+    const c10::DeviceIndex index =
+        device.has_index() ? device.index() : c10::cuda::current_device();
     s.device = c10::Device(c10::kCUDA, index);
     s.scalars = at::zeros({4}, at::TensorOptions().dtype(at::kFloat).device(s.device));
     c10::cuda::device_synchronize();  // what the default stream made (data, weights) is ready
@@ -114,10 +127,15 @@ TrainStepGraph::~TrainStepGraph() {
 #endif
 }
 
-bool TrainStepGraph::captured() const { return impl_->captured; }
-bool TrainStepGraph::failed() const { return impl_->failed; }
+bool TrainStepGraph::captured() const {
+    return impl_->captured;
+}
+bool TrainStepGraph::failed() const {
+    return impl_->failed;
+}
 
-at::Tensor TrainStepGraph::step(const StepDraws& draws, double lr, int64_t adam_t, double ema_decay) {
+at::Tensor TrainStepGraph::step(const StepDraws& draws, double lr, int64_t adam_t,
+                                double ema_decay) {
     Impl& s = *impl_;
     if (s.failed) return {};
 #ifdef DLAB_CUDA_GRAPHS
@@ -127,7 +145,8 @@ at::Tensor TrainStepGraph::step(const StepDraws& draws, double lr, int64_t adam_
         if (!dst.defined()) dst = at::empty(src.sizes(), src.options().device(s.device));
         dst.copy_(src.contiguous().pin_memory(), /*non_blocking=*/true);
     };
-    const at::Tensor host = at::tensor({float(lr), float(adam_t), float(ema_decay), float(1.0 - ema_decay)});
+    const at::Tensor host =
+        at::tensor({float(lr), float(adam_t), float(ema_decay), float(1.0 - ema_decay)});
     put(s.buf.idx, draws.idx);
     put(s.buf.t, draws.t);
     put(s.buf.eps, draws.eps);

@@ -43,8 +43,8 @@ public:
     /// environment variable DLAB_CUDA_GRAPHS not "0".
     static bool usable(c10::Device device);
 
-    TrainStepGraph(LossFn loss, Network net, AdamW& opt, std::vector<at::Tensor> ema, double grad_clip,
-                   double weight_decay, c10::Device device);
+    TrainStepGraph(LossFn loss, Network net, AdamW& opt, std::vector<at::Tensor> ema,
+                   double grad_clip, double weight_decay, c10::Device device);
     ~TrainStepGraph();
     TrainStepGraph(const TrainStepGraph&) = delete;
     TrainStepGraph& operator=(const TrainStepGraph&) = delete;

@@ -30,8 +30,9 @@ __device__ float block_sum(float v, float* shared) {
 // y = act(((x + bias[n, c]) - mean) / sqrt(var + eps) * gamma[c] + beta[c]), the mean and the
 // (biased) variance over the group's C/groups channels and HW positions, computed in two passes.
 __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* __restrict__ bias,
-                                      const float* __restrict__ gamma, const float* __restrict__ beta,
-                                      float* __restrict__ y, int C, int HW, int groups, float eps, bool silu) {
+                                      const float* __restrict__ gamma,
+                                      const float* __restrict__ beta, float* __restrict__ y, int C,
+                                      int HW, int groups, float eps, bool silu) {
     __shared__ float shared[33];
     const int n = blockIdx.x / groups, g = blockIdx.x % groups;
     const int cg = C / groups, c0 = g * cg;
@@ -63,12 +64,12 @@ __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* 
 namespace dlab::cuda_kernels {
 
 // Launches on `stream` (a cudaStream_t); returns the launch's cudaError_t as an int (0: success).
-int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta, float* y, int N, int C,
-                   int HW, int groups, float eps, bool silu, void* stream) {
+int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta,
+                   float* y, int N, int C, int HW, int groups, float eps, bool silu, void* stream) {
     const int count = (C / groups) * HW;
     const int threads = count >= 8192 ? 512 : count >= 1024 ? 256 : 128;
-    group_norm_act_kernel<<<N * groups, threads, 0, static_cast<cudaStream_t>(stream)>>>(x, bias, gamma, beta, y, C, HW,
-                                                                                        groups, eps, silu);
+    group_norm_act_kernel<<<N * groups, threads, 0, static_cast<cudaStream_t>(stream)>>>(
+        x, bias, gamma, beta, y, C, HW, groups, eps, silu);
     return static_cast<int>(cudaGetLastError());
 }
 
