@@ -221,11 +221,11 @@ at::Tensor NoiseSchedule::eps_from_v(const at::Tensor& xt, const at::Tensor& v,
 X0Eps NoiseSchedule::split_prediction(PredictionType type, const at::Tensor& out,
                                       const at::Tensor& xt, const at::Tensor& t) const {
     switch (type) {
-        case PredictionType::Eps: return {x0_from_eps(xt, out, t), out};
-        case PredictionType::X0: return {out, eps_from_x0(xt, out, t)};
-        case PredictionType::V: return {x0_from_v(xt, out, t), eps_from_v(xt, out, t)};
+        case PredictionType::Eps: return {x0_from_eps(xt, out, t), out, {}, {}};
+        case PredictionType::X0: return {out, eps_from_x0(xt, out, t), {}, {}};
+        case PredictionType::V: return {x0_from_v(xt, out, t), eps_from_v(xt, out, t), {}, {}};
     }
-    return {out, out};
+    return {out, out, {}, {}};
 }
 
 double NoiseSchedule::beta(int64_t t) const { return betas_[t].item<double>(); }
