@@ -209,6 +209,14 @@ int main(int argc, char** argv) {
             *last = now;
         });
         auto* view = window.reverseView();
+        // What the worker reports with each frame: its step (network included) and the frame's
+        // conversion to images, timed apart; and when the first frame reached the GUI.
+        struct Frames {
+            qint64 firstAt = -1;
+            int count = 0;
+            double stepSum = 0, stepMax = 0, frameSum = 0, frameMax = 0;
+        };
+        auto* frames = new Frames;
         QObject::connect(view, &dlab::ui::ReverseView::modelReady, view, [view, clock, tick, last] {
             view->findChild<QSpinBox*>(QStringLiteral("steps"))->setValue(250);
             clock->start();
@@ -216,6 +224,15 @@ int main(int argc, char** argv) {
             tick->start();
             view->newChain();
         }, Qt::QueuedConnection);
+        QObject::connect(view->worker(), &dlab::ui::SamplingWorker::frameReady, view,
+                         [frames, clock](const dlab::ui::ChainFrame& f) {
+                             if (frames->firstAt < 0) frames->firstAt = clock->nsecsElapsed();
+                             ++frames->count;
+                             frames->stepSum += f.stepMs;
+                             frames->stepMax = std::max(frames->stepMax, f.stepMs);
+                             frames->frameSum += f.frameMs;
+                             frames->frameMax = std::max(frames->frameMax, f.frameMs);
+                         });
         // --scrub: a user dragging the Forward view's t slider (one move per 16 ms) while the chain
         // runs; each move is a forward-preview request to the same worker (coalesced there).
         struct Scrub {
@@ -245,11 +262,16 @@ int main(int argc, char** argv) {
             });
             QObject::connect(view, &dlab::ui::ReverseView::modelReady, mover, qOverload<>(&QTimer::start), Qt::QueuedConnection);
         }
-        QObject::connect(view, &dlab::ui::ReverseView::chainFinished, &window, [view, clock, longest, scrub] {
+        QObject::connect(view, &dlab::ui::ReverseView::chainFinished, &window, [view, clock, longest, scrub, frames] {
             const double secs = clock->nsecsElapsed() / 1e9;
             std::cout << "chain: " << view->frameCount() << " steps in " << secs << " s = "
                       << view->frameCount() / secs << " frames/s; longest GUI event-loop stall "
                       << *longest / 1e6 << " ms\n";
+            if (frames->count > 0)
+                std::cout << "first frame " << frames->firstAt / 1e6 << " ms after the chain was asked for; worker per step: "
+                          << "sampler step (network included) mean " << frames->stepSum / frames->count << " ms, max "
+                          << frames->stepMax << " ms; frame conversion mean " << frames->frameSum / frames->count
+                          << " ms, max " << frames->frameMax << " ms\n";
             if (scrub->moves > 0)
                 std::cout << "forward scrub during the chain: " << scrub->moves << " slider moves, " << scrub->shown
                           << " previews shown (the rest coalesced); request-to-screen latency mean "

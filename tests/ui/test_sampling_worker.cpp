@@ -54,6 +54,9 @@ private Q_SLOTS:
             QCOMPARE(f.xt.size(), QSize(28, 28));
             QVERIFY(!f.x0.isNull() && !f.eps.isNull());
             QVERIFY(f.guided);  // class-conditional with guidance: the extra panels are filled
+            // The worker times its step and the frame's conversion apart (--bench-stall reports them).
+            QVERIFY2(f.stepMs > 0 && f.stepMs < 60000 && f.frameMs > 0 && f.frameMs < 60000,
+                     qPrintable(QStringLiteral("step %1 ms, frame %2 ms").arg(f.stepMs).arg(f.frameMs)));
         }
     }
 

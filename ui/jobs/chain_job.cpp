@@ -1,5 +1,7 @@
 #include "ui/jobs/chain_job.h"
 
+#include <chrono>
+
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
@@ -210,6 +212,7 @@ bool ReverseChainJob::step() {
         m_grad = at::Tensor();
         const int64_t t = m_sampler->timesteps()[size_t(m_index)];
         const double scale = m_guidance->scale_at(t);
+        const auto t0 = std::chrono::steady_clock::now();
         const StepOutput out = m_sampler->step(m_index, m_x, m_denoise, *m_gen);
         // A damaged or diverged model gives NaN or Inf: the chain stops and says so instead of
         // showing black panels.
@@ -219,9 +222,12 @@ bool ReverseChainJob::step() {
                                         .arg(m_index + 1).arg(t));
             return false;
         }
+        const auto t1 = std::chrono::steady_clock::now();  // the finiteness check above synchronised
         m_record.resize(size_t(m_index));
         m_record.push_back(m_x.to(at::kCPU));
-        const ChainFrame f = frame(out, t, scale);
+        ChainFrame f = frame(out, t, scale);
+        f.stepMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
+        f.frameMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
         m_x = out.x_prev;
         ++m_index;
         Q_EMIT m_worker->frameReady(f);

@@ -47,6 +47,8 @@ struct ChainFrame {
     QImage x0Latent;          ///< the predicted x0 latent's channels
     QStringList tokens;       ///< text models: the prompt's words
     QVector<QImage> tokenMaps;  ///< text models: where the image attends to each word (cross-attention, all layers)
+    double stepMs = 0;   ///< the worker's time for the sampler step (network included, device synchronised)
+    double frameMs = 0;  ///< the worker's time to turn the step's tensors into this frame's images
 };
 
 class ReverseChainJob : public LabJob {
