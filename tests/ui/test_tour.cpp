@@ -12,11 +12,16 @@
 #include <QFontMetrics>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QComboBox>
+#include <QPushButton>
+#include <QSlider>
+#include <QSpinBox>
 #include <QTabWidget>
 #include <QTemporaryDir>
 
 #include "ui/common/qcp.h"
 #include "ui/signal_wait.h"
+#include "core/io/model_catalog.h"
 #include "ui/views/lecture_tour.h"
 #include "ui/views/likelihood_view.h"
 #include "ui/views/main_window.h"
@@ -108,6 +113,41 @@ private Q_SLOTS:
         QVERIFY(waitCount(first, 1, 30000));
         again.reverseView()->playPause();  // a new chain of the user's
         QVERIFY(!again.reverseView()->demoRunning());
+    }
+
+    void aRecommendedSamplingIsOffered() {
+        // The quality tier's manifest recommends DDIM 200 at s = 1: loading it shows a button that
+        // sets exactly that; a model without a recommendation hides the button.
+        MainWindow w(options());
+        ReverseView* v = w.reverseView();
+        QSignalSpy ready(v, &ReverseView::modelReady);
+        QVERIFY(waitCount(ready, 1, 30000));  // the first model
+        auto* button = v->findChild<QPushButton*>(QStringLiteral("useRecommended"));
+        auto* steps = v->findChild<QSpinBox*>(QStringLiteral("steps"));
+        auto* sampler = v->findChild<QComboBox*>(QStringLiteral("sampler"));
+        auto* guidance = v->findChild<QSlider*>(QStringLiteral("guidance"));
+        QVERIFY(button && steps && sampler && guidance);
+        for (const auto& [name, expectOffer] : {std::pair{"fashion-mnist-quality", true}, std::pair{"fashion-mnist-live", false}}) {
+            const auto path = dlab::resolve_model(name);
+            QVERIFY2(path.ok(), path.error().c_str());
+            const int before = ready.size();
+            v->useModel(QString::fromLatin1(name), QString::fromStdString(path.value()));
+            QVERIFY(waitCount(ready, before + 1, 30000));
+            QCOMPARE(!button->isHidden(), expectOffer);
+            QVERIFY(!v->findChild<QComboBox*>(QStringLiteral("class"))->isHidden());  // the class row stays
+            // Laid out on screen, no row is squeezed to nothing by the extra one.
+            w.show();
+            QTest::qWait(200);
+            for (QWidget* field : std::initializer_list<QWidget*>{v->findChild<QComboBox*>(QStringLiteral("class")), steps, sampler, guidance, button})
+                if (field->isVisible()) QVERIFY2(field->height() > 4, qPrintable(field->objectName()));
+            steps->setValue(37);
+            sampler->setCurrentIndex(sampler->findText(QStringLiteral("ddpm")));
+            guidance->setValue(45);
+            button->click();
+            QCOMPARE(steps->value(), expectOffer ? 200 : 37);
+            QCOMPARE(sampler->currentText(), expectOffer ? QStringLiteral("ddim") : QStringLiteral("ddpm"));
+            QCOMPARE(guidance->value(), expectOffer ? 10 : 45);
+        }
     }
 
     void tourStopsOpenTheirTabsAndProduce_data() {

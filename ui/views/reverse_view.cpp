@@ -77,6 +77,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_modelInfo->setStyleSheet(QStringLiteral("color: #555; font-size: 9pt;"));
     form->addRow(m_modelInfo);
     m_class = new QComboBox;
+    m_class->setObjectName(QStringLiteral("class"));
     form->addRow(tr("Class"), m_class);
     // Text-to-image models: a prompt (with the history as completions), a negative prompt, and
     // what is wrong with them, said as the user types.
@@ -101,6 +102,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_form = form;
     auto* g = new QHBoxLayout;
     m_guidance = new QSlider(Qt::Horizontal);
+    m_guidance->setObjectName(QStringLiteral("guidance"));
     m_guidance->setRange(0, 100);
     m_guidance->setValue(30);
     m_guidance->setToolTip(tr("Classifier-free guidance scale s: 0 unconditional, 1 conditional, >1 guided. "
@@ -131,6 +133,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     form->addRow(tr("Classifier c"), cg);
     m_classifierRow = form->rowCount() - 1;
     m_sampler = new QComboBox;
+    m_sampler->setObjectName(QStringLiteral("sampler"));
     for (SamplerKind k : {SamplerKind::Ddim, SamplerKind::DpmSolverPP2M, SamplerKind::Ddpm})
         m_sampler->addItem(QString::fromStdString(to_string(k)), int(k));
     form->addRow(tr("Sampler"), m_sampler);
@@ -152,6 +155,11 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     seedRow->addWidget(m_seed);
     seedRow->addWidget(m_randomSeed);
     form->addRow(tr("Seed"), seedRow);
+    m_recommended = new QPushButton;
+    m_recommended->setObjectName(QStringLiteral("useRecommended"));
+    form->addRow(m_recommended);
+    form->setRowVisible(m_recommended, false);
+    connect(m_recommended, &QPushButton::clicked, this, [this] { useRecommendedSampling(); });
     auto* buttons = new QGridLayout;
     m_play = new QPushButton(tr("▶ Play"));
     m_play->setToolTip(tr("Play / pause (Space)"));
@@ -322,17 +330,27 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
             m_model->setCurrentIndex(i);
             // The first chain uses the sampling the model's manifest recommends (the quality tier:
             // DDIM 200 at s = 1), when it names a sampler this view has.
-            if (auto manifest = read_manifest(m_model->itemData(i).toString().toStdString()); manifest && manifest->recommended) {
-                const auto& r = *manifest->recommended;
-                if (const int k = m_sampler->findText(QString::fromStdString(r.sampler)); k >= 0) {
-                    m_sampler->setCurrentIndex(k);
-                    m_steps->setValue(int(std::min<int64_t>(r.steps, m_steps->maximum())));
-                    m_guidance->setValue(int(std::lround(r.guidance * 10)));
-                }
-            }
+            applyRecommended(m_model->itemData(i).toString());
         }
     }
     if (m_model->count() > 1) loadModel(m_model->currentData().toString());
+}
+
+bool ReverseView::applyRecommended(const QString& modelPath) {
+    const auto manifest = read_manifest(modelPath.toStdString());
+    if (!manifest || !manifest->recommended) return false;
+    const auto& r = *manifest->recommended;
+    const int k = m_sampler->findText(QString::fromStdString(r.sampler));
+    if (k < 0) return false;
+    m_sampler->setCurrentIndex(k);
+    m_steps->setValue(int(std::min<int64_t>(r.steps, m_steps->maximum())));
+    m_guidance->setValue(int(std::lround(r.guidance * 10)));
+    return true;
+}
+
+bool ReverseView::useRecommendedSampling() {
+    const int i = m_model->findText(m_loadedModel);
+    return i >= 0 && applyRecommended(m_model->itemData(i).toString());
 }
 
 void ReverseView::saveSettings() const {
@@ -388,6 +406,19 @@ void ReverseView::loadModel(const QString& path) {
 void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_modelInfo->setText(info.description);
     if (const int i = m_model->findData(info.path); i >= 0) m_loadedModel = m_model->itemText(i);
+    // A model whose manifest recommends a sampling (the quality tier: DDIM 200 at s = 1) offers it.
+    const auto manifest = read_manifest(info.path.toStdString());
+    const bool recommends = manifest && manifest->recommended &&
+                            m_sampler->findText(QString::fromStdString(manifest->recommended->sampler)) >= 0;
+    m_form->setRowVisible(m_recommended, recommends);
+    if (recommends) {
+        const auto& r = *manifest->recommended;
+        m_recommended->setText(tr("Use its sampling (%1 %2, s = %3)")
+                                   .arg(QString::fromStdString(r.sampler).toUpper())
+                                   .arg(r.steps)
+                                   .arg(r.guidance, 0, 'g', 3));
+        m_recommended->setToolTip(tr("Sets the sampler, the step count and the guidance scale that this model's manifest recommends"));
+    }
     const int previous = m_savedClass >= 0 ? m_savedClass : m_class->currentIndex();
     m_savedClass = -1;
     m_class->clear();

@@ -69,6 +69,9 @@ public Q_SLOTS:
     /// The first-start demonstration: one chain per class in `classes`, each a short pause after the
     /// last, then it stops. Any chain the user starts (Play, Step, New chain, Fork) ends it.
     void startDemo(const QVector<int>& classes);
+    /// The loaded model's recommended sampling (its manifest's "recommended": sampler, steps,
+    /// guidance) into the controls; false when it recommends none this view can use.
+    bool useRecommendedSampling();
     bool demoRunning() const { return !m_demo.isEmpty() || m_inDemo; }
 
 Q_SIGNALS:
@@ -92,6 +95,9 @@ private:
     void saveSettings() const;
     void checkPrompt();
     void rememberPrompt(const QString& prompt);
+    /// Sets sampler, steps and guidance from a model file's manifest recommendation; false when
+    /// it has none or names a sampler this view lacks.
+    bool applyRecommended(const QString& modelPath);
 
     QThread m_thread;
     SamplingWorker* m_worker = nullptr;
@@ -126,6 +132,7 @@ private:
     QSlider* m_scrub = nullptr;
     QLabel* m_stepLabel = nullptr;
     QLabel* m_modelInfo = nullptr;
+    QPushButton* m_recommended = nullptr;  ///< shown when the loaded model's manifest recommends a sampling
     QProgressBar* m_progress = nullptr;
     ImagePanel* m_xt = nullptr;
     ImagePanel* m_x0 = nullptr;
