@@ -549,9 +549,14 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             const double lr = learning_rate(tc, step);
             const double ema_d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
             at::Tensor loss;
-            if (graph) loss = graph->step(draws, lr, step + 1, ema_d);  // undefined: it fell back to eager
+            if (graph) {
+                loss = graph->step(draws, lr, step + 1, ema_d);
+                if (!loss.defined()) {  // it declined, changing nothing: this step and the rest run eagerly
+                    graph.reset();
+                    autocast_cache = true;
+                }
+            }
             if (!loss.defined()) {
-                autocast_cache = true;
                 StepDraws on_device{draws.idx.to(device), draws.t.to(device), draws.eps.to(device), draws.drop.to(device),
                                     draws.flip.to(device)};
                 at::Tensor x0, y;

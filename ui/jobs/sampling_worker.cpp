@@ -122,11 +122,18 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
                                .arg(lab->model->network->parameter_count())
                                .arg(QString::fromStdString(dev->str()));
         // The bundled tiers say which one this is (the GUI opens the quality tier on a GPU).
-        if (auto manifest = read_manifest(path.toStdString()); manifest && !manifest->tier.empty()) {
-            info.description += manifest->tier == "quality" ? QStringLiteral(" · quality tier (the GPU model)")
-                                : manifest->tier == "cpu"   ? QStringLiteral(" · CPU tier (small, animates live on a CPU)")
-                                                            : QStringLiteral(" · %1 tier").arg(QString::fromStdString(manifest->tier));
-            if (!manifest->sampling.empty()) info.description += QStringLiteral(" · ") + QString::fromStdString(manifest->sampling);
+        if (auto manifest = read_manifest(path.toStdString())) {
+            if (!manifest->tier.empty()) {
+                info.description += manifest->tier == "quality" ? QStringLiteral(" · quality tier (the GPU model)")
+                                    : manifest->tier == "cpu"   ? QStringLiteral(" · CPU tier (small, animates live on a CPU)")
+                                                                : QStringLiteral(" · %1 tier").arg(QString::fromStdString(manifest->tier));
+                if (!manifest->sampling.empty()) info.description += QStringLiteral(" · ") + QString::fromStdString(manifest->sampling);
+            }
+            if (const auto& r = manifest->recommended) {
+                info.recommendedSampler = QString::fromStdString(r->sampler);
+                info.recommendedSteps = int(r->steps);
+                info.recommendedGuidance = r->guidance;
+            }
         }
         for (const auto& n : c.class_names) info.classNames << QString::fromStdString(n);
         // Classifier guidance: the bundled noise-aware classifier, when its images match.

@@ -49,6 +49,10 @@ struct ModelInfo {
     bool text = false;                ///< text-to-image: prompts instead of classes
     QStringList vocabulary;           ///< text models: the words the text encoder knows
     int promptWords = 0;              ///< text models: words that fit in a prompt
+    /// The sampling the model's manifest recommends ("recommended"); no sampler: none.
+    QString recommendedSampler;
+    int recommendedSteps = 0;
+    double recommendedGuidance = 1.0;
 };
 
 class SamplingWorker : public QObject {

@@ -25,7 +25,6 @@
 
 #include <ATen/ATen.h>
 
-#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "core/runtime/runtime.h"
 #include "core/text/captions.h"
@@ -329,28 +328,20 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         if (const int i = m_model->findText(QString::fromStdString(first)); i >= 0) {
             m_model->setCurrentIndex(i);
             // The first chain uses the sampling the model's manifest recommends (the quality tier:
-            // DDIM 200 at s = 1), when it names a sampler this view has.
-            applyRecommended(m_model->itemData(i).toString());
+            // DDIM 200 at s = 1), set when the model has loaded.
+            m_recommendOnLoad = true;
         }
     }
     if (m_model->count() > 1) loadModel(m_model->currentData().toString());
 }
 
-bool ReverseView::applyRecommended(const QString& modelPath) {
-    const auto manifest = read_manifest(modelPath.toStdString());
-    if (!manifest || !manifest->recommended) return false;
-    const auto& r = *manifest->recommended;
-    const int k = m_sampler->findText(QString::fromStdString(r.sampler));
+bool ReverseView::useRecommendedSampling() {
+    const int k = m_recommendation.sampler.isEmpty() ? -1 : m_sampler->findText(m_recommendation.sampler);
     if (k < 0) return false;
     m_sampler->setCurrentIndex(k);
-    m_steps->setValue(int(std::min<int64_t>(r.steps, m_steps->maximum())));
-    m_guidance->setValue(int(std::lround(r.guidance * 10)));
+    m_steps->setValue(std::min(m_recommendation.steps, m_steps->maximum()));
+    m_guidance->setValue(int(std::lround(m_recommendation.guidance * 10)));
     return true;
-}
-
-bool ReverseView::useRecommendedSampling() {
-    const int i = m_model->findText(m_loadedModel);
-    return i >= 0 && applyRecommended(m_model->itemData(i).toString());
 }
 
 void ReverseView::saveSettings() const {
@@ -407,18 +398,18 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_modelInfo->setText(info.description);
     if (const int i = m_model->findData(info.path); i >= 0) m_loadedModel = m_model->itemText(i);
     // A model whose manifest recommends a sampling (the quality tier: DDIM 200 at s = 1) offers it.
-    const auto manifest = read_manifest(info.path.toStdString());
-    const bool recommends = manifest && manifest->recommended &&
-                            m_sampler->findText(QString::fromStdString(manifest->recommended->sampler)) >= 0;
+    m_recommendation = {info.recommendedSampler, info.recommendedSteps, info.recommendedGuidance};
+    const bool recommends = m_sampler->findText(info.recommendedSampler) >= 0 && !info.recommendedSampler.isEmpty();
     m_form->setRowVisible(m_recommended, recommends);
     if (recommends) {
-        const auto& r = *manifest->recommended;
         m_recommended->setText(tr("Use its sampling (%1 %2, s = %3)")
-                                   .arg(QString::fromStdString(r.sampler).toUpper())
-                                   .arg(r.steps)
-                                   .arg(r.guidance, 0, 'g', 3));
+                                   .arg(info.recommendedSampler.toUpper())
+                                   .arg(info.recommendedSteps)
+                                   .arg(info.recommendedGuidance, 0, 'g', 3));
         m_recommended->setToolTip(tr("Sets the sampler, the step count and the guidance scale that this model's manifest recommends"));
+        if (m_recommendOnLoad) useRecommendedSampling();
     }
+    m_recommendOnLoad = false;
     const int previous = m_savedClass >= 0 ? m_savedClass : m_class->currentIndex();
     m_savedClass = -1;
     m_class->clear();

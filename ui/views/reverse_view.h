@@ -95,9 +95,6 @@ private:
     void saveSettings() const;
     void checkPrompt();
     void rememberPrompt(const QString& prompt);
-    /// Sets sampler, steps and guidance from a model file's manifest recommendation; false when
-    /// it has none or names a sampler this view lacks.
-    bool applyRecommended(const QString& modelPath);
 
     QThread m_thread;
     SamplingWorker* m_worker = nullptr;
@@ -133,6 +130,12 @@ private:
     QLabel* m_stepLabel = nullptr;
     QLabel* m_modelInfo = nullptr;
     QPushButton* m_recommended = nullptr;  ///< shown when the loaded model's manifest recommends a sampling
+    struct Recommendation {
+        QString sampler;  ///< empty: none
+        int steps = 0;
+        double guidance = 1.0;
+    } m_recommendation;           ///< the loaded model's (from its ModelInfo)
+    bool m_recommendOnLoad = false;  ///< first start: apply the first model's recommendation when it loads
     QProgressBar* m_progress = nullptr;
     ImagePanel* m_xt = nullptr;
     ImagePanel* m_x0 = nullptr;
