@@ -10,11 +10,16 @@
 #   installer/gpu-latent-quality.sh train [MINUTES] [STEPS]
 #       trains runs/latent-quality for at most MINUTES (default 8.5), resuming it when it is there:
 #       on the latents of the autoencoder from `ae` when that ran on this machine, else of the
-#       bundled one. UNet base 128, multipliers 1-2-2 (8, 4, 2), two residual blocks, attention at
-#       8 and 4, dropout 0.1; v-prediction with min-SNR 5, cosine schedule; AdamW 2e-4, warm-up 500,
-#       cosine decay to 0.1 x over STEPS (default 40000); batch 256, EMA 0.9998. Ends with the EMA
+#       bundled one. UNet base $BASE (default 96), multipliers 1-2-2 (8, 4, 2), two residual blocks,
+#       attention at 8 and 4, dropout 0.1; v-prediction with min-SNR 5, cosine schedule; AdamW 2e-4,
+#       warm-up 500, cosine decay to 0.1 x over STEPS (default auto: as many as a 400-step probe says
+#       fit in MINUTES); batch 256, EMA 0.9998. Ends with the EMA
 #       model as float16 in $OUT and a quick check (N = 2000, DDIM 50, s = 1 and 3).
-#   installer/gpu-latent-quality.sh eval [N]
+#   installer/gpu-latent-quality.sh continue [MINUTES] [STEPS]
+#       a new run runs/latent-quality-next from the EMA weights of `train` (--init-from), lr 2e-4
+#       with a cosine decay to 2e-5 over STEPS (default 21000) in at most MINUTES (default 6.7).
+#       The bundled latent-fashion-mnist-quality is train 8.2 (26,028 steps) + continue 6.7 21000.
+#   installer/gpu-latent-quality.sh eval [N]     (RUN=runs/latent-quality-next for the continued run)
 #       FID / precision / recall / agreement at N (default 10000) with DDIM 200 at s = 1 (SCALES to
 #       change), and the agreement at s = 3 (N = 2000, DDIM 50).
 set -uo pipefail
@@ -33,8 +38,8 @@ if [ "$mode" = ae ]; then
     --device cuda 2>&1 | tee "$OUT/ae-quality.log" | grep -E "step|FD|PSNR|rror"
   cp gpu-logs/fashion-mnist-autoencoder-quality.safetensors "$OUT/"
 elif [ "$mode" = train ]; then
-  cat > gpu-logs/latent-quality-config.json <<'JSON'
-{"network": {"base_channels": 128, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [8, 4],
+  cat > gpu-logs/latent-quality-config.json <<JSON
+{"network": {"base_channels": ${BASE:-96}, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [8, 4],
              "dropout": 0.1}}
 JSON
   if [ -f "$run/checkpoint.safetensors" ]; then
@@ -42,18 +47,37 @@ JSON
     $cli train --dataset "latents:$PWD/$ae" --out "$run" --resume --max-minutes "${2:-8.5}" --log-every 1000 --checkpoint-every 4000 2>&1 |
       tee -a "$OUT/train-latent-quality.log" | grep -E "^step [0-9]*000/|done|rror|train:|encoded"
   else
-    echo "== new run on the latents of $ae"
-    $cli train --dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5 \
-      --batch 256 --lr 2e-4 --warmup 500 --lr-decay cosine --lr-final 0.1 --steps "${3:-40000}" --ema 0.9998 \
-      --device cuda --out "$run" --max-minutes "${2:-8.5}" --log-every 1000 --checkpoint-every 4000 2>&1 |
+    steps=${3:-auto}
+    common=(--dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5
+            --batch 256 --lr 2e-4 --warmup 500 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda)
+    if [ "$steps" = auto ]; then
+      # As many steps as fit in the leg: the rate of a 400-step probe of the same run (graph included).
+      $cli train "${common[@]}" --steps 400 --log-every 50 --out /tmp/latent-probe --overwrite > /tmp/probe.log 2>&1 ||
+        { tail -5 /tmp/probe.log; exit 1; }
+      steps=$(awk -F, -v m="${2:-8.5}" 'NR > 3 { n++; s += $4 } END { printf "%d", 0.93 * (m * 60 - 25) * s / n / 256 }' \
+        /tmp/latent-probe/loss.csv)
+      echo "== probe: $(awk -F, 'NR > 3 { n++; s += $4 } END { printf "%.0f", s / n }' /tmp/latent-probe/loss.csv) img/s -> $steps steps"
+    fi
+    echo "== new run on the latents of $ae, $steps steps"
+    $cli train "${common[@]}" --steps "$steps" \
+      --out "$run" --max-minutes "${2:-8.5}" --log-every 1000 --checkpoint-every 4000 2>&1 |
       tee "$OUT/train-latent-quality.log" | grep -E "^step [0-9]*000/|done|rror|train:|encoded"
   fi
   $cli convert --in "$run/model.safetensors" --out "$OUT/latent-fashion-mnist-quality.safetensors" --half
   cp "$run/loss.csv" "$OUT/latent-fashion-mnist-quality.loss.csv"
   $cli eval --model "$run/model.safetensors" --scales 1,3 --count 2000 --batch 1000 --steps 50 --device cuda \
     --metrics fid,precision,recall,agreement 2>&1 | tee "$OUT/quick-eval-latent.log"
+elif [ "$mode" = continue ]; then
+  # A new run from the EMA weights of `train` (the optimiser restarts), lr 2e-4 decaying to 2e-5 over STEPS.
+  $cli train --dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5 \
+    --batch 256 --lr 2e-4 --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda \
+    --init-from "$run/model.safetensors" --steps "${3:-21000}" --out "$run-next" --max-minutes "${2:-6.7}" \
+    --log-every 1000 --checkpoint-every 7000 2>&1 | tee "$OUT/train-latent-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  $cli convert --in "$run-next/model.safetensors" --out "$OUT/latent-fashion-mnist-quality.safetensors" --half
+  cp "$run-next/loss.csv" "$OUT/latent-fashion-mnist-quality-next.loss.csv"
 else
   N=${2:-10000}
+  run=${RUN:-$run}
   $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count "$N" --batch 1000 --steps 200 --device cuda \
     --metrics fid,precision,recall,agreement --json "$OUT/eval-latent-quality.json" 2>&1 | tee "$OUT/eval-latent-quality.log"
   $cli eval --model "$run/model.safetensors" --scales 3 --count 2000 --batch 1000 --steps 50 --device cuda \
