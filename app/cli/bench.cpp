@@ -43,8 +43,8 @@ int check_fused(c10::Device dev) {
         const at::Tensor bias = k.bias ? at::randn({k.n, k.c}, opt) : at::Tensor();
         const at::Tensor gamma = at::randn({k.c}, opt), beta = at::randn({k.c}, opt);
         if (!fused_group_norm_usable(x, bias, k.groups))
-            return failure("bench --check-fused: the fused kernel cannot run here (build with -DDLAB_WITH_FUSED_CUDA=ON, "
-                           "run on CUDA with DLAB_FUSED_KERNELS=1)");
+            return failure("bench --check-fused: the fused kernel cannot run here (it needs a build with nvcc "
+                           "and DLAB_WITH_FUSED_CUDA=ON, a CUDA device and DLAB_FUSED_KERNELS not 0)");
         const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu);
         auto unfused = [&](const at::Tensor& in, const at::Tensor& b, const at::Tensor& g, const at::Tensor& be) {
             at::Tensor r = at::group_norm(b.defined() ? in + b.unsqueeze(-1).unsqueeze(-1) : in, k.groups, g, be, 1e-5);

@@ -32,8 +32,10 @@ bool fused_kernels_compiled() {
 namespace {
 bool switched_on() {
     static const bool on = [] {
+        // On wherever they were compiled (checked and measured on an H200: 1.15x on a guided step);
+        // DLAB_FUSED_KERNELS=0 turns them off, for comparisons.
         const char* env = std::getenv("DLAB_FUSED_KERNELS");
-        return env && std::strcmp(env, "1") == 0;
+        return !(env && std::strcmp(env, "0") == 0);
     }();
     return on;
 }

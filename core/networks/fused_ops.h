@@ -4,9 +4,9 @@
 // and an optional SiLU after it, in one kernel instead of LibTorch's four or five.
 //
 // Compiled only when CMake finds a CUDA compiler beside a CUDA LibTorch (DLAB_FUSED_CUDA); used
-// only under no-grad, on contiguous float32 CUDA tensors, and while the environment variable
-// DLAB_FUSED_KERNELS is "1" (off by default until measured against the unfused path on the GPU
-// machine; installer/gpu-fused.sh does that). Everywhere else the callers use the LibTorch ops.
+// only under no-grad, on contiguous float32 CUDA tensors, unless the environment variable
+// DLAB_FUSED_KERNELS is "0" (installer/gpu-fused.sh compares both ways on the GPU machine).
+// Everywhere else the callers use the LibTorch ops.
 
 #include <ATen/core/Tensor.h>
 
@@ -18,7 +18,7 @@ bool fused_kernels_compiled();
 /// compiled, switched on, autograd off, CUDA, float32, contiguous, C divisible by `groups`.
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
 /// Whether attention may run through LibTorch's scaled_dot_product_attention (LibTorch 2.x, CUDA,
-/// and DLAB_FUSED_KERNELS "1"); else the explicit softmax(q^T k / sqrt(d)) of the blocks.
+/// and DLAB_FUSED_KERNELS not "0"); else the explicit softmax(q^T k / sqrt(d)) of the blocks.
 bool fused_attention_usable(const at::Tensor& x);
 /// softmax(q k^T / sqrt(d)) v for q, k, v [B, heads, L, d] (throws where not usable).
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
