@@ -35,6 +35,13 @@ int cmd_convert(const std::vector<std::string>& argv) {
         auto j = nlohmann::json::parse(meta->second, nullptr, false);
         if (j.is_discarded() || !j.is_object()) return failure("convert: " + args.get("in") + ": corrupt config");
         j[std::string(ref) == "autoencoder" ? "autoencoder" : "text_encoder"] = args.get(ref);
+        // The trainer named the autoencoder's file it encoded with ("... latents (PATH)"), a path
+        // on the machine that trained: name the reference instead, as the GUI shows this line.
+        if (std::string(ref) == "autoencoder" && j.contains("dataset") && j["dataset"].is_string()) {
+            std::string d = j["dataset"].get<std::string>();
+            if (const auto at = d.find(" latents ("); at != std::string::npos && d.back() == ')')
+                j["dataset"] = d.substr(0, at) + " latents (" + args.get(ref) + ")";
+        }
         meta->second = j.dump();
     }
     if (args.has("ema-only")) {

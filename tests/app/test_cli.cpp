@@ -305,6 +305,17 @@ private Q_SLOTS:
         QVERIFY2(r2.code == 0, qPrintable(r2.err));
         auto f2 = dlab::load_safetensors(out2.toStdString());
         QVERIFY(at::equal(f->tensors.at("images"), f2->tensors.at("images")));  // already float16: unchanged
+        // The reference replaces the training machine's file name in the dataset line.
+        auto cfg = nlohmann::json::parse(dlab::load_safetensors(half.toStdString())->metadata.at("dlab"));
+        QCOMPARE(QString::fromStdString(cfg["dataset"].get<std::string>()),
+                 QStringLiteral("fashion-mnist latents (fashion-mnist-autoencoder)"));
+        // The quality tier's latent model decodes through its own bundled autoencoder.
+        const Run q = cli(QStringList{"sample", "--model", "latent-fashion-mnist-quality", "--count", "3", "--steps", "3",
+                                      "--guidance", "1", "--tensors", out, "--quiet"});
+        QVERIFY2(q.code == 0, qPrintable(q.err));
+        auto fq = dlab::load_safetensors(out.toStdString());
+        QCOMPARE(fq->tensors.at("images").sizes(), (at::IntArrayRef{3, 1, 28, 28}));
+        QVERIFY(fq->tensors.at("images").isfinite().all().item<bool>());
     }
 
     void corruptModelFile() {

@@ -211,6 +211,17 @@ private Q_SLOTS:
         QVERIFY(!dlab::parse_manifest("{\"tier\": 1}", "m.json"));
         QVERIFY(q->recommended && q->recommended->steps >= 100 && q->recommended->guidance >= 0);
         QVERIFY(!live->recommended);
+        // The quality tier's latent model: its figures are read the same way, and the model names
+        // the quality autoencoder, which is bundled beside it.
+        auto lq = dlab::read_manifest(dir + "/latent-fashion-mnist-quality.safetensors");
+        QVERIFY2(lq, lq ? "" : lq.error().c_str());
+        QCOMPARE(QString::fromStdString(lq->tier), QStringLiteral("quality"));
+        const auto lfid = dlab::manifest_figure(lq.value(), {"ddim200", "s=1", "fid"});
+        QVERIFY(lfid && *lfid > 0 && lq->recommended);
+        auto lqModel = dlab::load_model(dir + "/latent-fashion-mnist-quality.safetensors", c10::Device(c10::kCPU));
+        QVERIFY2(lqModel, lqModel ? "" : lqModel.error().c_str());
+        QCOMPARE(QString::fromStdString(lqModel->config.autoencoder), QStringLiteral("fashion-mnist-autoencoder-quality"));
+        QVERIFY(bool(lqModel->autoencoder));
         const std::pair<const char*, const char*> badRecommended[] = {
             {R"({"recommended": 3})", "must be an object"},
             {R"({"recommended": {"steps": 10}})", "sampler name"},
