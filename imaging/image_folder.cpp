@@ -5,9 +5,8 @@
 #include <filesystem>
 
 #include <ATen/ATen.h>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
+#include "imaging/backend.h"
 #include "imaging/image_io.h"
 
 namespace dlab::imaging {
@@ -30,17 +29,6 @@ std::vector<fs::path> images_in(const fs::path& dir) {
         if (it->is_regular_file(ec) && looks_like_image(it->path())) files.push_back(it->path());
     std::sort(files.begin(), files.end());
     return files;
-}
-
-// Short side to `size`, then the centre `size` x `size` square; 8-bit grey or RGB.
-cv::Mat fit(const cv::Mat& img, int size) {
-    // Centre-crop to a square first, then resize: resizing the short side first made a 999999x1
-    // image 32 million pixels wide (gigabytes) before the crop.
-    const int m = std::min(img.cols, img.rows);
-    const cv::Mat square = img(cv::Rect((img.cols - m) / 2, (img.rows - m) / 2, m, m));
-    cv::Mat resized;
-    cv::resize(square, resized, cv::Size(size, size), 0, 0, m > size ? cv::INTER_AREA : cv::INTER_LINEAR);
-    return resized;
 }
 
 }  // namespace
@@ -87,16 +75,13 @@ Result<LabelledData> load_image_folder(const std::string& dir, const ImageFolder
             // The file's size and its header's image size are checked before decoding; every
             // failure names the file.
             auto bytes = read_image_bytes(path.string());
-            auto decoded = bytes ? decode_image(bytes.value(), path.string(), opt.channels) : Result<cv::Mat>(Error{bytes.error()});
+            auto decoded = bytes ? decode_to_tensor(bytes.value(), path.string(), opt.channels) : Result<at::Tensor>(Error{bytes.error()});
             if (!decoded) {
                 skipped.push_back(decoded.error());
                 continue;
             }
-            const cv::Mat& img = decoded.value();
-            cv::Mat sq = fit(img, size);
-            if (opt.channels == 3) cv::cvtColor(sq, sq, cv::COLOR_BGR2RGB);
-            at::Tensor t = at::from_blob(sq.data, {size, size, opt.channels}, at::kByte).clone();
-            images.push_back(t.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
+            const at::Tensor sq = backend::fit_square(decoded.value(), size);
+            images.push_back(sq.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
             labels.push_back(static_cast<int64_t>(c));
         }
     }

@@ -1,5 +1,5 @@
 #pragma once
-// A folder of images as a training set: anything OpenCV reads, with class subfolders as labels.
+// A folder of images as a training set: PNG, JPEG, BMP, GIF, TIFF, WebP or PNM files, with class subfolders as labels.
 
 #include <string>
 #include <vector>

@@ -9,29 +9,14 @@
 #include <vector>
 
 #include <ATen/ATen.h>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 #include <zlib.h>
 
 #include "core/io/atomic_file.h"
+#include "imaging/backend.h"
 
 namespace dlab::imaging {
 
 namespace fs = std::filesystem;
-
-cv::Mat tensor_to_mat(const at::Tensor& image) {
-    at::Tensor t = image.detach().to(at::kCPU, at::kFloat);
-    if (t.dim() == 2) t = t.unsqueeze(0);
-    TORCH_CHECK(t.dim() == 3 && (t.size(0) == 1 || t.size(0) == 3),
-                "tensor_to_mat expects [C,H,W] with C = 1 or 3, got ", t.sizes());
-    at::Tensor u8 = (t.clamp(0.0, 1.0) * 255.0).round().to(at::kByte).permute({1, 2, 0}).contiguous();
-    const int h = static_cast<int>(u8.size(0)), w = static_cast<int>(u8.size(1));
-    const int c = static_cast<int>(u8.size(2));
-    cv::Mat mat(h, w, c == 1 ? CV_8UC1 : CV_8UC3, u8.data_ptr<uint8_t>());
-    cv::Mat out = mat.clone();
-    if (c == 3) cv::cvtColor(out, out, cv::COLOR_RGB2BGR);
-    return out;
-}
 
 at::Tensor make_grid(const at::Tensor& batch, int64_t columns, int64_t padding, double pad_value) {
     TORCH_CHECK(batch.dim() == 4, "make_grid expects [N,C,H,W], got ", batch.sizes());
@@ -72,22 +57,28 @@ std::string text_chunk(const std::string& key, const std::string& value) {
 
 }  // namespace
 
-Status write_png(const std::string& path, const cv::Mat& image,
+std::string with_text_chunks(std::string png, const std::vector<std::pair<std::string, std::string>>& text) {
+    if (text.empty()) return png;
+    // Insert the text chunks right after IHDR (8-byte signature + 25-byte IHDR chunk).
+    std::string chunks;
+    for (const auto& [k, v] : text) chunks += text_chunk(k, v);
+    png.insert(8 + 25, chunks);
+    return png;
+}
+
+at::Tensor to_hwc8(const at::Tensor& image) {
+    at::Tensor t = image.detach().to(at::kCPU, at::kFloat);
+    if (t.dim() == 2) t = t.unsqueeze(0);
+    TORCH_CHECK(t.dim() == 3 && (t.size(0) == 1 || t.size(0) == 3),
+                "an image must be [C,H,W] with C = 1 or 3, got ", t.sizes());
+    return (t.clamp(0.0, 1.0) * 255.0).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+}
+
+Status write_png(const std::string& path, const at::Tensor& image,
                  const std::vector<std::pair<std::string, std::string>>& text) {
-    std::vector<uchar> bytes;
-    try {
-        if (!cv::imencode(".png", image, bytes)) return Status::failure(path + ": PNG encoding failed");
-    } catch (const cv::Exception& e) {
-        return Status::failure(path + ": PNG encoding failed: " + e.what());
-    }
-    std::string png(bytes.begin(), bytes.end());
-    if (!text.empty()) {
-        // Insert the text chunks right after IHDR (8-byte signature + 25-byte IHDR chunk).
-        std::string chunks;
-        for (const auto& [k, v] : text) chunks += text_chunk(k, v);
-        png.insert(8 + 25, chunks);
-    }
-    return write_file_atomic(path, png);
+    auto png = backend::encode_png(to_hwc8(image), path);
+    if (!png) return Status::failure(png.error());
+    return write_file_atomic(path, with_text_chunks(std::move(png.value()), text));
 }
 
 namespace {
@@ -187,70 +178,45 @@ bool known_image_format(const std::vector<unsigned char>& b) {
 
 }  // namespace
 
-Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
-    if (channels != 1 && channels != 3) return Error{name + ": images are read with 1 or 3 channels"};
-    if (bytes.empty()) return Error{name + ": an empty file"};
-    if (!known_image_format(bytes)) return Error{name + ": not a PNG, JPEG, BMP, GIF, TIFF, WebP or PNM image"};
-    if (auto st = check_image_header(bytes.data(), bytes.size(), name); !st) return Error{st.error()};
-    cv::Mat mat;
-    try {
-        mat = cv::imdecode(bytes, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
-    } catch (const cv::Exception& e) {
-        return Error{name + ": cannot read image: " + e.err};
-    }
-    if (mat.empty() || mat.cols < 1 || mat.rows < 1)
-        return Error{name + ": not an image OpenCV can read (corrupt or unknown format)"};
-    if (int64_t(mat.cols) * mat.rows > kMaxImagePixels)
-        return Error{name + ": " + std::to_string(mat.cols) + "x" + std::to_string(mat.rows) + " pixels is too large"};
-    if (mat.depth() != CV_8U) mat.convertTo(mat, CV_8U, mat.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
-    return mat;
+Status check_decodable(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
+    if (channels != 1 && channels != 3) return Status::failure(name + ": images are read with 1 or 3 channels");
+    if (bytes.empty()) return Status::failure(name + ": an empty file");
+    if (!known_image_format(bytes)) return Status::failure(name + ": not a PNG, JPEG, BMP, GIF, TIFF, WebP or PNM image");
+    return check_image_header(bytes.data(), bytes.size(), name);
+}
+
+Result<at::Tensor> decode_to_tensor(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
+    if (auto st = check_decodable(bytes, name, channels); !st) return Error{st.error()};
+    auto hwc = backend::decode(bytes, name, channels);
+    if (!hwc) return Error{hwc.error()};
+    const int64_t h = hwc->size(0), w = hwc->size(1);
+    if (h < 1 || w < 1) return Error{name + ": not an image that can be read (corrupt or unknown format)"};
+    if (w * h > kMaxImagePixels)
+        return Error{name + ": " + std::to_string(w) + "x" + std::to_string(h) + " pixels is too large"};
+    return hwc;
 }
 
 Result<at::Tensor> read_image(const std::string& path, int channels) {
     auto bytes = read_image_bytes(path);
     if (!bytes) return Error{bytes.error()};
-    auto decoded = decode_image(bytes.value(), path, channels);
-    if (!decoded) return Error{decoded.error()};
-    cv::Mat mat = decoded.value();
-    if (channels == 3) cv::cvtColor(mat, mat, cv::COLOR_BGR2RGB);
-    at::Tensor t = at::from_blob(mat.data, {mat.rows, mat.cols, mat.channels()}, at::kByte)
-                       .clone()
-                       .permute({2, 0, 1})
-                       .to(at::kFloat)
-                       .div_(255.0);
-    return t.contiguous();
+    auto hwc = decode_to_tensor(bytes.value(), path, channels);
+    if (!hwc) return Error{hwc.error()};
+    return hwc->permute({2, 0, 1}).to(at::kFloat).div_(255.0).contiguous();
 }
-
-}  // namespace dlab::imaging
-
-#include <opencv2/videoio.hpp>
-
-namespace dlab::imaging {
 
 Status write_video(const std::string& path, const std::vector<at::Tensor>& frames, double fps, int scale) {
     if (frames.empty()) return Status::failure(path + ": no frames to write");
     if (auto st = check_output_path(path); !st) return st;
     const std::string tmp = path + ".part.mp4";
-    cv::Mat first = tensor_to_mat(frames.front());
-    const cv::Size size(first.cols * scale, first.rows * scale);
-    cv::VideoWriter writer;
-    try {
-        writer.open(tmp, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), fps, size, true);
-    } catch (const cv::Exception& e) {
-        return Status::failure(path + ": cannot open a video writer: " + e.what());
+    if (auto st = backend::write_video(tmp, path, frames, fps, scale); !st) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        return st;
     }
-    if (!writer.isOpened()) return Status::failure(path + ": cannot open an MP4 writer (OpenCV built without a video backend?)");
-    for (const auto& f : frames) {
-        cv::Mat m = tensor_to_mat(f), big;
-        cv::resize(m, big, size, 0, 0, cv::INTER_NEAREST);
-        if (big.channels() == 1) cv::cvtColor(big, big, cv::COLOR_GRAY2BGR);
-        writer.write(big);
-    }
-    writer.release();
     std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
+    fs::rename(tmp, path, ec);
     if (ec) {
-        std::filesystem::remove(tmp, ec);
+        fs::remove(tmp, ec);
         return Status::failure(path + ": cannot move the finished video into place");
     }
     return Status::success();

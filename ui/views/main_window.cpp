@@ -13,6 +13,8 @@
 #include <QTabWidget>
 #include <QWhatsThis>
 
+#include <ATen/ATen.h>
+
 #include "imaging/image_io.h"
 #include "core/io/model_catalog.h"
 #include "ui/common/checked_values.h"
@@ -190,8 +192,11 @@ void MainWindow::exportImage() {
     if (path.isEmpty()) return;
     // Upscaled 8x (nearest) so the 28x28 sample is visible; parameters in a tEXt chunk.
     const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * (batch ? 3 : 8));
-    cv::Mat mat(big.height(), big.width(), CV_8UC1, const_cast<uchar*>(big.constBits()), size_t(big.bytesPerLine()));
-    auto st = imaging::write_png(path.toStdString(), mat.clone(), {{"parameters", (batch ? m_batch->parameters() : m_reverse->currentParameters()).toStdString()}});
+    const at::Tensor grey = at::from_blob(const_cast<uchar*>(big.constBits()), {1, big.height(), big.width()},
+                                          {0, big.bytesPerLine(), 1}, at::kByte)
+                                .to(at::kFloat)
+                                .div_(255.0);
+    auto st = imaging::write_png(path.toStdString(), grey, {{"parameters", (batch ? m_batch->parameters() : m_reverse->currentParameters()).toStdString()}});
     if (!st) QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(st.error()));
     else statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
 }
