@@ -30,18 +30,18 @@ OUT=${OUT:-gpu-logs}
 mode=${1:-train}
 run=runs/latent-quality
 ae=gpu-logs/fashion-mnist-autoencoder-quality.safetensors
-[ -f "$ae" ] || ae=resources/models/fashion-mnist-autoencoder.safetensors
+[ -f "$ae" ] || ae=resources/models/fashion-mnist-autoencoder-quality.safetensors
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+cat > gpu-logs/latent-quality-config.json <<JSON
+{"network": {"base_channels": ${BASE:-96}, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [8, 4],
+             "dropout": 0.1}}
+JSON
 if [ "$mode" = ae ]; then
   $cli train-autoencoder --out gpu-logs/fashion-mnist-autoencoder-quality.safetensors --steps 1000000 --batch 128 \
     --lr 5e-4 --kl-weight 1e-4 --perceptual 0.02 --base-channels 64 --log-every 2000 --max-minutes "${2:-6}" \
     --device cuda 2>&1 | tee "$OUT/ae-quality.log" | grep -E "step|FD|PSNR|rror"
   cp gpu-logs/fashion-mnist-autoencoder-quality.safetensors "$OUT/"
 elif [ "$mode" = train ]; then
-  cat > gpu-logs/latent-quality-config.json <<JSON
-{"network": {"base_channels": ${BASE:-96}, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [8, 4],
-             "dropout": 0.1}}
-JSON
   if [ -f "$run/checkpoint.safetensors" ]; then
     echo "== resuming $run"
     $cli train --dataset "latents:$PWD/$ae" --out "$run" --resume --max-minutes "${2:-8.5}" --log-every 1000 --checkpoint-every 4000 2>&1 |
@@ -68,16 +68,29 @@ JSON
   $cli eval --model "$run/model.safetensors" --scales 1,3 --count 2000 --batch 1000 --steps 50 --device cuda \
     --metrics fid,precision,recall,agreement 2>&1 | tee "$OUT/quick-eval-latent.log"
 elif [ "$mode" = continue ]; then
-  # A new run from the EMA weights of `train` (the optimiser restarts), lr 2e-4 decaying to 2e-5 over STEPS.
-  $cli train --dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5 \
-    --batch 256 --lr 2e-4 --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda \
-    --init-from "$run/model.safetensors" --steps "${3:-21000}" --out "$run-next" --max-minutes "${2:-6.7}" \
-    --log-every 1000 --checkpoint-every 7000 2>&1 | tee "$OUT/train-latent-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  # A new run from the EMA weights of `train` (the optimiser restarts), lr 2e-4 decaying to 2e-5 over
+  # STEPS; on a fresh machine (no `train` run there) from the bundled latent-fashion-mnist-quality.
+  from=$run/model.safetensors
+  [ -f "$from" ] || from=resources/models/latent-fashion-mnist-quality.safetensors
+  if [ -f "$run-next/checkpoint.safetensors" ]; then
+    echo "== resuming $run-next"
+    $cli train --out "$run-next" --resume --max-minutes "${2:-6.7}" 2>&1 |
+      tee -a "$OUT/train-latent-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  else
+    echo "== a new run from $from"
+    $cli train --dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5 \
+      --batch 256 --lr 2e-4 --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda \
+      --init-from "$from" --steps "${3:-21000}" --out "$run-next" --max-minutes "${2:-6.7}" \
+      --log-every 1000 --checkpoint-every 7000 2>&1 | tee "$OUT/train-latent-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
+  fi
   $cli convert --in "$run-next/model.safetensors" --out "$OUT/latent-fashion-mnist-quality.safetensors" --half
   cp "$run-next/loss.csv" "$OUT/latent-fashion-mnist-quality-next.loss.csv"
 else
   N=${2:-10000}
   run=${RUN:-$run}
+  # No run on this machine: the bundled model (its own autoencoder reference resolves in the tree).
+  [ -f "$run/model.safetensors" ] || { mkdir -p /tmp/lq-bundled && cp resources/models/latent-fashion-mnist-quality.safetensors \
+    /tmp/lq-bundled/model.safetensors && run=/tmp/lq-bundled; }
   $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count "$N" --batch 1000 --steps 200 --device cuda \
     --metrics fid,precision,recall,agreement --json "$OUT/eval-latent-quality.json" 2>&1 | tee "$OUT/eval-latent-quality.log"
   $cli eval --model "$run/model.safetensors" --scales 3 --count 2000 --batch 1000 --steps 50 --device cuda \
