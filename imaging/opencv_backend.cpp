@@ -33,8 +33,9 @@ Status write_png(const std::string& path, const cv::Mat& image,
     return write_file_atomic(path, with_text_chunks(std::string(bytes.begin(), bytes.end()), text));
 }
 
-Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
-    if (auto st = check_decodable(bytes, name, channels); !st) return Error{st.error()};
+namespace {
+// OpenCV's decoder on bytes that passed check_decodable: grey or BGR, 8-bit.
+Result<cv::Mat> imdecode_checked(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
     cv::Mat mat;
     try {
         mat = cv::imdecode(bytes, channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
@@ -47,6 +48,12 @@ Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std:
         return Error{name + ": " + std::to_string(mat.cols) + "x" + std::to_string(mat.rows) + " pixels is too large"};
     if (mat.depth() != CV_8U) mat.convertTo(mat, CV_8U, mat.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
     return mat;
+}
+}  // namespace
+
+Result<cv::Mat> decode_image(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
+    if (auto st = check_decodable(bytes, name, channels); !st) return Error{st.error()};
+    return imdecode_checked(bytes, name, channels);
 }
 
 namespace {
@@ -62,7 +69,7 @@ cv::Mat hwc_to_mat(const at::Tensor& hwc) {
 namespace backend {
 
 Result<at::Tensor> decode(const std::vector<unsigned char>& bytes, const std::string& name, int channels) {
-    auto decoded = decode_image(bytes, name, channels);
+    auto decoded = imdecode_checked(bytes, name, channels);  // decode_to_tensor ran the checks
     if (!decoded) return Error{decoded.error()};
     cv::Mat mat = decoded.value();
     if (channels == 3) cv::cvtColor(mat, mat, cv::COLOR_BGR2RGB);
