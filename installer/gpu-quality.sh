@@ -10,8 +10,9 @@
 #                                               a new run in runs/quality-next from the bundled
 #       fashion-mnist-quality (its EMA weights; the optimiser state stays on the machine it ran
 #       on, 104 MB, too large to carry), cosine learning-rate decay to 0.1 x over STEPS (default
-#       30000); call it again to resume it (back to back, same machine), then `eval` with
-#       RUN=runs/quality-next.
+#       30000) from the peak LR (environment, default 3e-4); call it again to resume it (back to
+#       back, same machine), then `eval` with RUN=runs/quality-next. Ends with FID etc. at N = 10,000
+#       per DDIM step count in EVAL_STEPS (default 200) and scale in SCALES (default 1); EVAL=0 skips.
 #   installer/gpu-quality.sh eval [N]           FID / precision / recall / agreement at N (default
 #       10000) per guidance scale in float32, then the best scales again under bf16 autocast
 #       (issue 17: reduced-precision inference, FID within its noise?).
@@ -30,7 +31,7 @@ cat > gpu-logs/quality-config.json <<'JSON'
              "dropout": 0.1}}
 JSON
 common=(--dataset fashion-mnist --config gpu-logs/quality-config.json --prediction v --min-snr 5 --batch 256
-        --lr 3e-4 --warmup 500 --ema 0.9998 --device cuda)
+        --lr "${LR:-3e-4}" --warmup 500 --ema 0.9998 --device cuda)
 if [ "$mode" = continue ]; then
   run=runs/quality-next
   minutes=${2:-7.5}
@@ -45,8 +46,13 @@ if [ "$mode" = continue ]; then
   fi
   $cli convert --in "$run/model.safetensors" --out "$OUT/fashion-mnist-quality.safetensors" --half
   cp "$run/loss.csv" "$OUT/fashion-mnist-quality-next.loss.csv"
-  [ "${EVAL:-1}" = 1 ] && $cli eval --model "$run/model.safetensors" --scales 1 --count 10000 --batch 1000 --steps 200 --device cuda \
-    --metrics fid,precision,recall,agreement --json "$OUT/quick-eval.json" 2>&1 | tee "$OUT/quick-eval.log"
+  if [ "${EVAL:-1}" = 1 ]; then
+    for steps in ${EVAL_STEPS:-200}; do
+      $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count 10000 --batch 1000 --steps "$steps" \
+        --device cuda --metrics fid,precision,recall,agreement --json "$OUT/quick-eval-ddim$steps.json" 2>&1 |
+        tee "$OUT/quick-eval-ddim$steps.log"
+    done
+  fi
 elif [ "$mode" = train ]; then
   minutes=${2:-7.5}
   if [ -f "$run/checkpoint.safetensors" ]; then
