@@ -44,19 +44,20 @@ void ensure_passive_openmp(char** argv) {
     // execv only returns on failure: carry on with active waiting.
 }
 
-}  // namespace
+// Whether Qt can open its platform: a display server, or a platform chosen by the user.
+bool display_available(int argc, char** argv) {
+    for (const char* var : {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}) {
+        const char* v = std::getenv(var);
+        if (v != nullptr && *v != '\0') return true;
+    }
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "-platform") == 0 || std::strncmp(argv[i], "-platform=", 10) == 0) return true;
+    }
+    return false;
+}
 
-int main(int argc, char** argv) {
-    ensure_passive_openmp(argv);
-
-    QApplication app(argc, argv);
-    QApplication::setOrganizationName(QStringLiteral("DiffusionLab"));
-    QApplication::setApplicationName(QStringLiteral("DiffusionLab"));
-    QApplication::setApplicationVersion(QString::fromStdString(dlab::version()));
-    QApplication::setWindowIcon(QIcon(QStringLiteral(":/icons/diffusionlab.svg")));
-
-    std::vector<std::string> rest;
-    for (const QString& a : QApplication::arguments().mid(1)) rest.push_back(a.toStdString());
+// The application's options (parsed after Qt has taken its own, such as -platform, from argv).
+dlab::app::Args declare_options() {
     dlab::app::Args args("diffusionlab");
     args.option("device", "auto, cpu, cuda or cuda:N", "auto")
         .option("threads", "LibTorch intra-op threads (0: one per core)", "0")
@@ -88,17 +89,43 @@ int main(int argc, char** argv) {
         .option("size", "window size WxH (e.g. 1280x800), or 'min' for the smallest the window allows")
         .flag("version", "print the version")
         .flag("help", "show this help");
+    return args;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // --help and --version answer without a display (QApplication needs one to start).
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+            std::cout << "Usage: diffusionlab [OPTIONS]\n" << declare_options().help();
+            return 0;
+        }
+        if (std::strcmp(argv[i], "--version") == 0) {
+            std::cout << "diffusionlab " << dlab::version() << "\n";
+            return 0;
+        }
+    }
+    if (!display_available(argc, argv)) {
+        std::cerr << "diffusionlab: no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set).\n"
+                     "  Start it from a desktop session, under a virtual display (xvfb-run -a diffusionlab ...),\n"
+                     "  or with QT_QPA_PLATFORM=offscreen for --screenshot and --bench-stall runs.\n";
+        return 2;
+    }
+    ensure_passive_openmp(argv);
+
+    QApplication app(argc, argv);
+    QApplication::setOrganizationName(QStringLiteral("DiffusionLab"));
+    QApplication::setApplicationName(QStringLiteral("DiffusionLab"));
+    QApplication::setApplicationVersion(QString::fromStdString(dlab::version()));
+    QApplication::setWindowIcon(QIcon(QStringLiteral(":/icons/diffusionlab.svg")));
+
+    std::vector<std::string> rest;
+    for (const QString& a : QApplication::arguments().mid(1)) rest.push_back(a.toStdString());
+    dlab::app::Args args = declare_options();
     if (auto st = args.parse(rest); !st) {
         std::cerr << st.error() << "\n";
         return 2;
-    }
-    if (args.has("help")) {
-        std::cout << "Usage: diffusionlab [OPTIONS]\n" << args.help();
-        return 0;
-    }
-    if (args.has("version")) {
-        std::cout << "diffusionlab " << dlab::version() << "\n";
-        return 0;
     }
     auto threads = args.get_int("threads", 0, 1024);
     if (!threads) {

@@ -5,10 +5,12 @@
 #include <QtTest/QtTest>
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include <QDir>
+#include <QProcess>
 #include <QFontMetrics>
 #include <QSettings>
 #include <QSignalSpy>
@@ -259,6 +261,37 @@ private Q_SLOTS:
             }
         }
         QVERIFY2(problems.isEmpty(), qPrintable(problems.join(QLatin1Char('\n'))));
+    }
+
+    // The application's command line: --help and --version answer on a terminal without a display,
+    // no display is a sentence saying what to do (not Qt's plugin abort), a wrong option is named.
+    void applicationCommandLineWithoutADisplay() {
+        const QString app = qEnvironmentVariable("DLAB_GUI");
+        if (app.isEmpty()) QSKIP("DLAB_GUI is not set (CTest sets it)");
+        QProcessEnvironment bare = QProcessEnvironment::systemEnvironment();
+        for (const char* var : {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}) bare.remove(QString::fromLatin1(var));
+        auto run = [&](const QProcessEnvironment& env, const QStringList& args) {
+            QProcess p;
+            p.setProcessEnvironment(env);
+            p.start(app, args);
+            const bool done = p.waitForFinished(60000);
+            return std::make_tuple(done ? p.exitCode() : -1, QString::fromUtf8(p.readAllStandardOutput()),
+                                   QString::fromUtf8(p.readAllStandardError()));
+        };
+        auto [code, out, err] = run(bare, {QStringLiteral("--help")});
+        QCOMPARE(code, 0);
+        QVERIFY2(out.startsWith(QStringLiteral("Usage: diffusionlab")) && out.contains(QStringLiteral("--bench-stall")), qPrintable(out));
+        std::tie(code, out, err) = run(bare, {QStringLiteral("--version")});
+        QCOMPARE(code, 0);
+        QVERIFY2(out.startsWith(QStringLiteral("diffusionlab ")), qPrintable(out));
+        std::tie(code, out, err) = run(bare, {QStringLiteral("--tab"), QStringLiteral("1")});
+        QCOMPARE(code, 2);
+        QVERIFY2(err.contains(QStringLiteral("no display")) && err.contains(QStringLiteral("xvfb-run")), qPrintable(err));
+        QProcessEnvironment offscreen = bare;
+        offscreen.insert(QStringLiteral("QT_QPA_PLATFORM"), QStringLiteral("offscreen"));
+        std::tie(code, out, err) = run(offscreen, {QStringLiteral("--tab"), QStringLiteral("1"), QStringLiteral("--bogus")});
+        QCOMPARE(code, 2);
+        QVERIFY2(err.contains(QStringLiteral("'--bogus'")), qPrintable(err));
     }
 
 private:
