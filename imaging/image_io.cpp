@@ -76,6 +76,7 @@ at::Tensor to_hwc8(const at::Tensor& image) {
 
 Status write_png(const std::string& path, const at::Tensor& image,
                  const std::vector<std::pair<std::string, std::string>>& text) {
+    if (auto st = check_output_path(path, ".png"); !st) return st;
     auto png = backend::encode_png(to_hwc8(image), path);
     if (!png) return Status::failure(png.error());
     return write_file_atomic(path, with_text_chunks(std::move(png.value()), text));

@@ -24,6 +24,7 @@ cv::Mat tensor_to_mat(const at::Tensor& image) {
 
 Status write_png(const std::string& path, const cv::Mat& image,
                  const std::vector<std::pair<std::string, std::string>>& text) {
+    if (auto st = check_output_path(path, ".png"); !st) return st;
     std::vector<uchar> bytes;
     try {
         if (!cv::imencode(".png", image, bytes)) return Status::failure(path + ": PNG encoding failed");

@@ -187,7 +187,7 @@ int cmd_video(const std::vector<std::string>& argv) {
     if (!kind) return usage("video: unknown sampler '" + args.get("sampler") + "' (ddpm, ddim or dpmpp2m)");
     for (const char* o : {"tensors", "output", "json"})
         if (args.has(o))
-            if (auto st = check_output_path(args.get(o)); !st) return failure("video: --" + std::string(o) + ": " + st.error());
+            if (auto st = check_output_path(args.get(o), std::string(o) == "output" ? ".png" : nullptr); !st) return failure("video: --" + std::string(o) + ": " + st.error());
     auto path = resolve_model(args.get("model"));
     if (!path) return failure("video: " + path.error());
     auto model = load_model(path.value(), device.value());

@@ -1,5 +1,7 @@
 #include "core/io/atomic_file.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,8 +15,15 @@ namespace dlab {
 
 namespace fs = std::filesystem;
 
-Status check_output_path(const std::string& path) {
+Status check_output_path(const std::string& path, const char* suffix) {
     if (path.empty()) return Status::failure("an output path is empty");
+    if (suffix != nullptr) {
+        const size_t n = std::strlen(suffix);
+        const bool ends = path.size() > n && std::equal(path.end() - static_cast<std::ptrdiff_t>(n), path.end(), suffix,
+                                                       [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
+                                                                                   std::tolower(static_cast<unsigned char>(b)); });
+        if (!ends) return Status::failure(path + ": this output is a " + suffix + " file; give a name ending in " + suffix);
+    }
     const fs::path p(path);
     const fs::path folder = p.has_parent_path() ? p.parent_path() : fs::path(".");
     struct stat fst {};

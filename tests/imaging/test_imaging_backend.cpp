@@ -47,6 +47,12 @@ private Q_SLOTS:
         auto huge = imaging::read_image(dir.filePath(QStringLiteral("none.png")).toStdString(), 1);
         QVERIFY(!huge.ok() && QString::fromStdString(huge.error()).contains(QStringLiteral("no such file")));
         QVERIFY(!imaging::write_png(dir.filePath(QStringLiteral("no/such/dir/x.png")).toStdString(), at::rand({1, 4, 4})).ok());
+        // The file is PNG whatever its name: another suffix is refused, nothing written; any case of .png is fine.
+        const QString jpg = dir.filePath(QStringLiteral("x.jpg"));
+        auto named = imaging::write_png(jpg.toStdString(), at::rand({1, 4, 4}));
+        QVERIFY(!named.ok() && QString::fromStdString(named.error()).contains(QStringLiteral("give a name ending in .png")));
+        QVERIFY(!QFile::exists(jpg));
+        QVERIFY(imaging::write_png(dir.filePath(QStringLiteral("upper.PNG")).toStdString(), at::rand({1, 4, 4})).ok());
     }
 
     void foldersAreCroppedAndResized() {

@@ -188,8 +188,9 @@ void MainWindow::exportImage() {
         statusBar()->showMessage(tr("Nothing to export yet: run a chain first"), 5000);
         return;
     }
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
+    QString path = QFileDialog::getSaveFileName(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
     if (path.isEmpty()) return;
+    if (QFileInfo(path).suffix().isEmpty()) path += QStringLiteral(".png");  // a name typed without one
     // Upscaled 8x (nearest) so the 28x28 sample is visible; parameters in a tEXt chunk.
     const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * (batch ? 3 : 8));
     const at::Tensor grey = at::from_blob(const_cast<uchar*>(big.constBits()), {1, big.height(), big.width()},
