@@ -59,3 +59,18 @@ bool waitCount(Spy& spy, int n, int ms) {
     while (spy.size() < n && clock.elapsed() < ms) spy.wait(20);
     return spy.size() >= n;
 }
+
+/// After a stop or pause: a report already in flight may still land, later than any fixed grace on
+/// a busy machine. Waits until `spy` has received nothing for `quietMs` (at most `maxMs`) and
+/// returns its size then.
+template <typename Spy>
+int waitUntilQuiet(Spy& spy, int quietMs, int maxMs) {
+    QElapsedTimer clock;
+    clock.start();
+    int seen = -1;
+    while (spy.size() != seen && clock.elapsed() < maxMs) {
+        seen = spy.size();
+        QTest::qWait(quietMs);
+    }
+    return spy.size();
+}

@@ -467,15 +467,7 @@ private Q_SLOTS:
         QTRY_VERIFY_WITH_TIMEOUT(progress->value() >= 5 && progress->maximum() == 1000, 30000);
         ThreadSpy workerFrames(w.worker, &SamplingWorker::toyFrame);
         view.cancel();
-        // A step in flight may still land (on a busy machine, later than any fixed grace): wait
-        // until no frame has come for 500 ms, at most 10 s, then for a second more.
-        int after = -1;
-        QElapsedTimer settle;
-        settle.start();
-        while (workerFrames.size() != after && settle.elapsed() < 10000) {
-            after = workerFrames.size();
-            QTest::qWait(500);
-        }
+        const int after = waitUntilQuiet(workerFrames, 500, 10000);  // a step in flight may still land
         QTest::qWait(1000);
         QCOMPARE(workerFrames.size(), after);  // the worker stopped the chain
         QVERIFY(again.isEmpty());

@@ -86,8 +86,7 @@ private Q_SLOTS:
 
         // Pause: no progress while paused, then it continues.
         f.worker->setPaused(true);
-        QTest::qWait(300);  // a step in flight may still report
-        const int before = progress.size();
+        const int before = waitUntilQuiet(progress, 500, 10000);  // a step in flight may still report
         QTest::qWait(600);
         QCOMPARE(progress.size(), before);
         f.worker->setPaused(false);
