@@ -14,8 +14,12 @@
 #       back, same machine), then `eval` with RUN=runs/quality-next. Ends with FID etc. at N = 10,000
 #       per DDIM step count in EVAL_STEPS (default 200) and scale in SCALES (default 1); EVAL=0 skips.
 #   installer/gpu-quality.sh eval [N]           FID / precision / recall / agreement at N (default
-#       10000) per guidance scale in float32, then the best scales again under bf16 autocast
-#       (issue 17: reduced-precision inference, FID within its noise?).
+#       10000) per guidance scale (SCALES) and DDIM step count (EVAL_STEPS, default 50) in float32,
+#       then the scales BF16_SCALES (empty: skipped) at DDIM 50 under bf16 autocast (issue 17:
+#       reduced-precision inference, FID within its noise?), then a bench (BENCH=0 skips). The
+#       model: $RUN/model.safetensors, or the bundled one where no run is on the machine. Example,
+#       how far more DDIM steps take the bundled model:
+#       SCALES=1 EVAL_STEPS="500 1000" BF16_SCALES= BENCH=0 installer/gpu-quality.sh eval
 # The network: UNet base 64, multipliers 1,2,2 (28, 14, 7), two residual blocks per level,
 # self-attention at 14 and 7, v-prediction with min-SNR-5 weighting, cosine schedule.
 set -uo pipefail
@@ -79,11 +83,16 @@ elif [ "$mode" = train ]; then
     --metrics fid,precision,recall,agreement --json "$OUT/quick-eval.json" 2>&1 | tee "$OUT/quick-eval.log"
 else
   N=${2:-10000}
-  $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1,1.5,2,3}" --count "$N" --batch 1000 --steps 50 \
-    --device cuda --metrics fid,precision,recall,agreement --json "$OUT/eval-quality.json" 2>&1 | tee "$OUT/eval-quality.log"
-  $cli eval --model "$run/model.safetensors" --scales "${BF16_SCALES:-1.5,3}" --count "$N" --batch 1000 --steps 50 \
+  model=$run/model.safetensors
+  [ -f "$model" ] || { model=resources/models/fashion-mnist-quality.safetensors; echo "== no $run here: the bundled model"; }
+  for steps in ${EVAL_STEPS:-50}; do
+    $cli eval --model "$model" --scales "${SCALES:-1,1.5,2,3}" --count "$N" --batch 1000 --steps "$steps" \
+      --device cuda --metrics fid,precision,recall,agreement --json "$OUT/eval-quality-ddim$steps.json" 2>&1 |
+      tee "$OUT/eval-quality-ddim$steps.log"
+  done
+  [ -n "${BF16_SCALES-1.5,3}" ] && $cli eval --model "$model" --scales "${BF16_SCALES:-1.5,3}" --count "$N" --batch 1000 --steps 50 \
     --device cuda --bf16 --metrics fid,precision,recall,agreement --json "$OUT/eval-quality-bf16.json" 2>&1 |
     tee "$OUT/eval-quality-bf16.log"
-  $cli bench --model "$run/model.safetensors" --device cuda --batches 1,256 --iters 50 --bf16 2>&1 | tee "$OUT/bench-quality.log"
+  [ "${BENCH:-1}" = 1 ] && $cli bench --model "$model" --device cuda --batches 1,256 --iters 50 --bf16 2>&1 | tee "$OUT/bench-quality.log"
 fi
 echo "total $((SECONDS - t0)) s"
