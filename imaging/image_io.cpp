@@ -207,7 +207,7 @@ Result<at::Tensor> read_image(const std::string& path, int channels) {
 
 Status write_video(const std::string& path, const std::vector<at::Tensor>& frames, double fps, int scale) {
     if (frames.empty()) return Status::failure(path + ": no frames to write");
-    if (auto st = check_output_path(path); !st) return st;
+    if (auto st = check_output_path(path, ".mp4"); !st) return st;
     const std::string tmp = path + ".part.mp4";
     if (auto st = backend::write_video(tmp, path, frames, fps, scale); !st) {
         std::error_code ec;

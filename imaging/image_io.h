@@ -60,8 +60,9 @@ Result<at::Tensor> read_image(const std::string& path, int channels);
 namespace dlab::imaging {
 
 /// Writes frames ([C,H,W] in [0,1], all the same size) as an MP4 video (mp4v), upscaled by
-/// `scale` with nearest neighbour, through a temporary file renamed into place. The Qt backend
-/// has no video encoder: it refuses, naming the file.
+/// `scale` with nearest neighbour, through a temporary file renamed into place; `path` must end
+/// in .mp4 (the container is fixed). The Qt backend has no video encoder: it refuses, naming the
+/// file.
 Status write_video(const std::string& path, const std::vector<at::Tensor>& frames, double fps,
                    int scale = 8);
 

@@ -88,7 +88,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     // Output paths are checked before any work: a bad one fails now, not after sampling.
     for (const char* option : {"output", "tensors", "chain-video"})
         if (args.has(option))
-            if (auto st = check_output_path(args.get(option), std::string(option) == "output" ? ".png" : nullptr); !st) return failure("sample: --" + std::string(option) + ": " + st.error());
+            if (auto st = check_output_path(args.get(option), std::string(option) == "output"        ? ".png"
+                                                                    : std::string(option) == "chain-video" ? ".mp4"
+                                                                                                           : nullptr); !st) return failure("sample: --" + std::string(option) + ": " + st.error());
     auto device = select_device(args.get("device"));
     if (!device) return failure("sample: " + device.error());
     auto path = resolve_model(args.get("model"));

@@ -70,7 +70,7 @@ int cmd_sds(const std::vector<std::string>& argv) {
     if (args.has("video") && !three_d) return usage("sds: --video is the turntable of --3d");
     for (const char* o : {"output", "video", "tensors", "loss-csv"})
         if (args.has(o))
-            if (auto st = check_output_path(args.get(o), std::string(o) == "output" ? ".png" : nullptr); !st) return failure("sds: --" + std::string(o) + ": " + st.error());
+            if (auto st = check_output_path(args.get(o), std::string(o) == "output" ? ".png" : std::string(o) == "video" ? ".mp4" : nullptr); !st) return failure("sds: --" + std::string(o) + ": " + st.error());
     auto device = select_device(args.get("device"));
     if (!device) return failure("sds: " + device.error());
     auto path = resolve_model(args.get("model"));

@@ -174,6 +174,7 @@ private Q_SLOTS:
         QTest::newRow("unknown model") << QStringList{"sample", "--model", "nope", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "unknown model 'nope'";
         QTest::newRow("missing file") << QStringList{"sample", "--model", "/tmp/none.safetensors", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "does not exist";
         QTest::newRow("no output") << QStringList{"sample"} << 2 << "give -o GRID.png";
+        QTest::newRow("chain video not an mp4") << QStringList{"sample", "--steps", "100000", "--count", "1000000", "--chain-video", "/tmp/dlab-test-chain.gif", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "give a name ending in .mp4";
         QTest::newRow("grid not a png") << QStringList{"sample", "--steps", "100000", "--count", "1000000", "-o", "/tmp/dlab-test-grid.jpg"} << 1 << "give a name ending in .png";
         QTest::newRow("bad spacing") << QStringList{"sample", "--spacing", "odd", "--tensors", "x"} << 2 << "unknown spacing 'odd'";
         QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";

@@ -92,6 +92,11 @@ private Q_SLOTS:
         QVERIFY(!QFile::exists(QString::fromStdString(path)));
 #endif
         QVERIFY(!QFile::exists(QString::fromStdString(path) + ".part.mp4"));
+        // Always MP4: another name is refused before anything is encoded.
+        const QString gif = dir.filePath(QStringLiteral("clip.gif"));
+        auto named = imaging::write_video(gif.toStdString(), {at::rand({1, 8, 8})}, 8.0, 4);
+        QVERIFY(!named.ok() && QString::fromStdString(named.error()).contains(QStringLiteral("give a name ending in .mp4")));
+        QVERIFY(!QFile::exists(gif));
     }
 };
 

@@ -10,6 +10,7 @@
 #include <QSpinBox>
 
 #include "core/forward/schedule.h"
+#include "ui/common/save_dialog.h"
 #include "ui/views/forward_view.h"
 #include "ui/views/main_window.h"
 #include "ui/views/reverse_view.h"
@@ -69,6 +70,15 @@ private Q_SLOTS:
     }
 
     void initTestCase() { QStandardPaths::setTestModeEnabled(true); }  // no user settings
+
+    void exportNamesGetTheirSuffix() {
+        QCOMPARE(ui::withDefaultSuffix(QStringLiteral("/home/u/sample"), QStringLiteral(".png")), QStringLiteral("/home/u/sample.png"));
+        QCOMPARE(ui::withDefaultSuffix(QStringLiteral("/home/u/chain.mp4"), QStringLiteral(".mp4")), QStringLiteral("/home/u/chain.mp4"));
+        // A name with another suffix is left alone: the writer refuses it with a message.
+        QCOMPARE(ui::withDefaultSuffix(QStringLiteral("/home/u.d/clip.gif"), QStringLiteral(".mp4")), QStringLiteral("/home/u.d/clip.gif"));
+        QCOMPARE(ui::withDefaultSuffix(QStringLiteral("/home/u.d/clip"), QStringLiteral(".mp4")), QStringLiteral("/home/u.d/clip.mp4"));
+        QCOMPARE(ui::withDefaultSuffix(QString(), QStringLiteral(".png")), QString());  // cancelled
+    }
 
     // The forward view computes nothing itself: each change is a request to the lab's worker and
     // the view shows the results as they arrive.

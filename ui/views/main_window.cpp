@@ -1,3 +1,4 @@
+#include "ui/common/save_dialog.h"
 #include "ui/views/main_window.h"
 
 #include <QAction>
@@ -108,7 +109,7 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     connect(exportAct, &QAction::triggered, this, &MainWindow::exportImage);
     auto* video = fileMenu->addAction(tr("Export chain as &video…"));
     connect(video, &QAction::triggered, this, [this] {
-        const QString path = QFileDialog::getSaveFileName(this, tr("Export chain"), QStringLiteral("chain.mp4"), tr("MP4 video (*.mp4)"));
+        const QString path = askExportPath(this, tr("Export chain"), QStringLiteral("chain.mp4"), tr("MP4 video (*.mp4)"));
         if (path.isEmpty()) return;
         const QString error = m_reverse->exportChainVideo(path);
         if (!error.isEmpty()) QMessageBox::warning(this, tr("Export failed"), error);
@@ -188,9 +189,8 @@ void MainWindow::exportImage() {
         statusBar()->showMessage(tr("Nothing to export yet: run a chain first"), 5000);
         return;
     }
-    QString path = QFileDialog::getSaveFileName(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
+    const QString path = askExportPath(this, tr("Export image"), QStringLiteral("sample.png"), tr("PNG (*.png)"));
     if (path.isEmpty()) return;
-    if (QFileInfo(path).suffix().isEmpty()) path += QStringLiteral(".png");  // a name typed without one
     // Upscaled 8x (nearest) so the 28x28 sample is visible; parameters in a tEXt chunk.
     const QImage big = image.convertToFormat(QImage::Format_Grayscale8).scaled(image.size() * (batch ? 3 : 8));
     const at::Tensor grey = at::from_blob(const_cast<uchar*>(big.constBits()), {1, big.height(), big.width()},

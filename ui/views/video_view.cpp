@@ -1,3 +1,4 @@
+#include "ui/common/save_dialog.h"
 #include "ui/views/video_view.h"
 
 #include <algorithm>
@@ -291,7 +292,7 @@ QString VideoView::exportClip(const QString& path) const {
 }
 
 void VideoView::exportDialog() {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export the clip"), QStringLiteral("clip.mp4"), tr("MP4 video (*.mp4)"));
+    const QString path = askExportPath(this, tr("Export the clip"), QStringLiteral("clip.mp4"), tr("MP4 video (*.mp4)"));
     if (path.isEmpty()) return;
     const QString error = exportClip(path);
     if (error.isEmpty()) Q_EMIT statusMessage(tr("Saved %1").arg(path));
