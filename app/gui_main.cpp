@@ -14,6 +14,7 @@
 #include <QSettings>
 #include <QElapsedTimer>
 #include <QSpinBox>
+#include <QTabWidget>
 #include <QTimer>
 
 #include "app/args.h"
@@ -176,8 +177,15 @@ int main(int argc, char** argv) {
     }
     if (!modelPath.isEmpty()) window.reverseView()->useModel(modelName, modelPath);
     if (args.has("tab")) {
-        auto tab = args.get_int("tab", 0, 100);
-        if (tab) window.setCurrentTab(static_cast<int>(tab.value()));
+        const QTabWidget* tabs = window.findChild<QTabWidget*>();
+        auto tab = args.get_int("tab", 0, tabs->count() - 1);
+        if (!tab) {
+            std::cerr << tab.error() << "; the tabs:";
+            for (int i = 0; i < tabs->count(); ++i) std::cerr << (i ? ", " : " ") << i << " " << tabs->tabText(i).remove(QLatin1Char('&')).toStdString();
+            std::cerr << "\n";
+            return 2;
+        }
+        window.setCurrentTab(static_cast<int>(tab.value()));
     }
     if (args.has("latent-noise")) window.forwardView()->setLatent(true);
     if (args.has("image")) window.forwardView()->loadImageFile(QString::fromStdString(args.get("image")));

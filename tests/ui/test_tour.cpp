@@ -292,6 +292,9 @@ private Q_SLOTS:
         std::tie(code, out, err) = run(offscreen, {QStringLiteral("--tab"), QStringLiteral("1"), QStringLiteral("--bogus")});
         QCOMPARE(code, 2);
         QVERIFY2(err.contains(QStringLiteral("'--bogus'")), qPrintable(err));
+        std::tie(code, out, err) = run(offscreen, {QStringLiteral("--tab"), QStringLiteral("99")});
+        QCOMPARE(code, 2);
+        QVERIFY2(err.contains(QStringLiteral("--tab")) && err.contains(QStringLiteral("99")) && err.contains(QStringLiteral("1 Forward process")), qPrintable(err));
     }
 
 private:
