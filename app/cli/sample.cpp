@@ -86,11 +86,10 @@ int cmd_sample(const std::vector<std::string>& argv) {
         at::globalContext().setDeterministicCuDNN(true);
     }
     // Output paths are checked before any work: a bad one fails now, not after sampling.
-    for (const char* option : {"output", "tensors", "chain-video"})
+    // (option, the suffix its fixed format needs)
+    for (const auto& [option, suffix] : {std::pair<const char*, const char*>{"output", ".png"}, {"tensors", nullptr}, {"chain-video", ".mp4"}})
         if (args.has(option))
-            if (auto st = check_output_path(args.get(option), std::string(option) == "output"        ? ".png"
-                                                                    : std::string(option) == "chain-video" ? ".mp4"
-                                                                                                           : nullptr); !st) return failure("sample: --" + std::string(option) + ": " + st.error());
+            if (auto st = check_output_path(args.get(option), suffix); !st) return failure("sample: --" + std::string(option) + ": " + st.error());
     auto device = select_device(args.get("device"));
     if (!device) return failure("sample: " + device.error());
     auto path = resolve_model(args.get("model"));

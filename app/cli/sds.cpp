@@ -68,9 +68,9 @@ int cmd_sds(const std::vector<std::string>& argv) {
 #endif
     const bool three_d = args.has("3d");
     if (args.has("video") && !three_d) return usage("sds: --video is the turntable of --3d");
-    for (const char* o : {"output", "video", "tensors", "loss-csv"})
+    for (const auto& [o, suffix] : {std::pair<const char*, const char*>{"output", ".png"}, {"video", ".mp4"}, {"tensors", nullptr}, {"loss-csv", nullptr}})
         if (args.has(o))
-            if (auto st = check_output_path(args.get(o), std::string(o) == "output" ? ".png" : std::string(o) == "video" ? ".mp4" : nullptr); !st) return failure("sds: --" + std::string(o) + ": " + st.error());
+            if (auto st = check_output_path(args.get(o), suffix); !st) return failure("sds: --" + std::string(o) + ": " + st.error());
     auto device = select_device(args.get("device"));
     if (!device) return failure("sds: " + device.error());
     auto path = resolve_model(args.get("model"));

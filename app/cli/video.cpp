@@ -185,9 +185,9 @@ int cmd_video(const std::vector<std::string>& argv) {
         if (!e->empty()) return usage(*e);
     const auto kind = parse_sampler_kind(args.get("sampler"));
     if (!kind) return usage("video: unknown sampler '" + args.get("sampler") + "' (ddpm, ddim or dpmpp2m)");
-    for (const char* o : {"tensors", "output", "json"})
+    for (const auto& [o, suffix] : {std::pair<const char*, const char*>{"tensors", nullptr}, {"output", ".png"}, {"json", nullptr}})
         if (args.has(o))
-            if (auto st = check_output_path(args.get(o), std::string(o) == "output" ? ".png" : nullptr); !st) return failure("video: --" + std::string(o) + ": " + st.error());
+            if (auto st = check_output_path(args.get(o), suffix); !st) return failure("video: --" + std::string(o) + ": " + st.error());
     auto path = resolve_model(args.get("model"));
     if (!path) return failure("video: " + path.error());
     auto model = load_model(path.value(), device.value());
