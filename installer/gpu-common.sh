@@ -13,3 +13,11 @@ cmake --build build-gpu --target diffusionlab-cli -j "$(nproc)" > gpu-logs/build
 echo "build $((SECONDS - t0)) s"
 cli=build-gpu/app/diffusionlab-cli
 export DLAB_FASHION_MNIST_DIR=$PWD/$G/data
+# One entry of an EVAL_STEPS list: "200" (DDIM, trailing spacing) or "SAMPLER:STEPS[:SPACING]"
+# (ddpm:1000, ddim:50:linspace); sets eval_opts (arguments of `eval`) and eval_tag (for file names).
+eval_entry() {
+  local IFS=:
+  set -- $1
+  if [ $# = 1 ]; then eval_opts=(--steps "$1"); eval_tag=ddim$1
+  else eval_opts=(--sampler "$1" --steps "$2" --spacing "${3:-trailing}"); eval_tag=$1$2${3:+-$3}; fi
+}

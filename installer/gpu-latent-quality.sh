@@ -21,7 +21,7 @@
 #       The bundled latent-fashion-mnist-quality is train 8.2 (26,028 steps) + continue 6.7 21000.
 #   installer/gpu-latent-quality.sh eval [N]     (RUN=runs/latent-quality-next for the continued run)
 #       FID / precision / recall / agreement at N (default 10000) with DDIM 200 at s = 1 (SCALES and
-#       EVAL_STEPS, a list of step counts, to change), and the agreement at s = 3 (N = 2000, DDIM 50;
+#       EVAL_STEPS, a list of DDIM step counts or SAMPLER:STEPS[:SPACING] entries, to change), and the agreement at s = 3 (N = 2000, DDIM 50;
 #       S3=0 skips it).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -92,10 +92,11 @@ else
   # No run on this machine: the bundled model (its own autoencoder reference resolves in the tree).
   [ -f "$run/model.safetensors" ] || { mkdir -p /tmp/lq-bundled && cp resources/models/latent-fashion-mnist-quality.safetensors \
     /tmp/lq-bundled/model.safetensors && run=/tmp/lq-bundled; }
-  for steps in ${EVAL_STEPS:-200}; do
-    $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count "$N" --batch 1000 --steps "$steps" --device cuda \
-      --metrics fid,precision,recall,agreement --json "$OUT/eval-latent-quality-ddim$steps.json" 2>&1 |
-      tee "$OUT/eval-latent-quality-ddim$steps.log"
+  for e in ${EVAL_STEPS:-200}; do
+    eval_entry "$e"
+    $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count "$N" --batch 1000 "${eval_opts[@]}" --device cuda \
+      --metrics fid,precision,recall,agreement --json "$OUT/eval-latent-quality-$eval_tag.json" 2>&1 |
+      tee "$OUT/eval-latent-quality-$eval_tag.log"
   done
   [ "${S3:-1}" = 1 ] && $cli eval --model "$run/model.safetensors" --scales 3 --count 2000 --batch 1000 --steps 50 --device cuda \
     --metrics fid,precision,recall,agreement 2>&1 | tee "$OUT/eval-latent-quality-s3.log"

@@ -20,6 +20,9 @@
 #       model: $RUN/model.safetensors, or the bundled one where no run is on the machine. Example,
 #       how far more DDIM steps take the bundled model:
 #       SCALES=1 EVAL_STEPS="500 1000" BF16_SCALES= BENCH=0 installer/gpu-quality.sh eval
+#       An EVAL_STEPS entry is a DDIM step count (trailing spacing) or SAMPLER:STEPS[:SPACING], e.g.
+#       EVAL_STEPS="ddim:50:trailing ddim:50:linspace dpmpp2m:50:linspace ddpm:1000"; EVAL_SEED (default 0)
+#       is the starting noise's seed.
 # The network: UNet base 64, multipliers 1,2,2 (28, 14, 7), two residual blocks per level,
 # self-attention at 14 and 7, v-prediction with min-SNR-5 weighting, cosine schedule.
 set -uo pipefail
@@ -51,10 +54,11 @@ if [ "$mode" = continue ]; then
   $cli convert --in "$run/model.safetensors" --out "$OUT/fashion-mnist-quality.safetensors" --half
   cp "$run/loss.csv" "$OUT/fashion-mnist-quality-next.loss.csv"
   if [ "${EVAL:-1}" = 1 ]; then
-    for steps in ${EVAL_STEPS:-200}; do
-      $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count 10000 --batch 1000 --steps "$steps" \
-        --device cuda --metrics fid,precision,recall,agreement --json "$OUT/quick-eval-ddim$steps.json" 2>&1 |
-        tee "$OUT/quick-eval-ddim$steps.log"
+    for e in ${EVAL_STEPS:-200}; do
+      eval_entry "$e"
+      $cli eval --model "$run/model.safetensors" --scales "${SCALES:-1}" --count 10000 --batch 1000 "${eval_opts[@]}" \
+        --device cuda --metrics fid,precision,recall,agreement --json "$OUT/quick-eval-$eval_tag.json" 2>&1 |
+        tee "$OUT/quick-eval-$eval_tag.log"
     done
   fi
 elif [ "$mode" = train ]; then
@@ -85,10 +89,11 @@ else
   N=${2:-10000}
   model=$run/model.safetensors
   [ -f "$model" ] || { model=resources/models/fashion-mnist-quality.safetensors; echo "== no $run here: the bundled model"; }
-  for steps in ${EVAL_STEPS:-50}; do
-    $cli eval --model "$model" --scales "${SCALES:-1,1.5,2,3}" --count "$N" --batch 1000 --steps "$steps" \
-      --device cuda --metrics fid,precision,recall,agreement --json "$OUT/eval-quality-ddim$steps.json" 2>&1 |
-      tee "$OUT/eval-quality-ddim$steps.log"
+  for e in ${EVAL_STEPS:-50}; do
+    eval_entry "$e"
+    $cli eval --model "$model" --scales "${SCALES:-1,1.5,2,3}" --count "$N" --batch 1000 "${eval_opts[@]}" \
+      --seed "${EVAL_SEED:-0}" --device cuda --metrics fid,precision,recall,agreement \
+      --json "$OUT/eval-quality-$eval_tag-seed${EVAL_SEED:-0}.json" 2>&1 | tee "$OUT/eval-quality-$eval_tag-seed${EVAL_SEED:-0}.log"
   done
   [ -n "${BF16_SCALES-1.5,3}" ] && $cli eval --model "$model" --scales "${BF16_SCALES:-1.5,3}" --count "$N" --batch 1000 --steps 50 \
     --device cuda --bf16 --metrics fid,precision,recall,agreement --json "$OUT/eval-quality-bf16.json" 2>&1 |

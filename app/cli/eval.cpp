@@ -145,6 +145,7 @@ int sample_share(const Args& args, const LoadedModel& model, Communicator* comm,
     for (double s : scales) {
         GenerateRequest req = scale_request(sk, steps, seed, batch, N, C, classifier, s, grad,
                                             args.get_double("dynamic-threshold", 0.0, 1.0).value());
+        req.sampler.spacing = parse_timestep_spacing(args.get("spacing")).value();
         req.bf16 = args.has("bf16");
         auto x = generate_share(model, req, comm);
         if (!x) return failure(command + ": " + x.error());
@@ -172,6 +173,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .option("sampler", "ddpm, ddim or dpmpp2m", "ddim")
         .option("dynamic-threshold", "Imagen's dynamic thresholding at this percentile of |x0| (0: static clipping at 1)", "0")
         .option("steps", "sampling steps", "50")
+        .option("spacing", "timesteps of the sampler: trailing (from T-1), leading (down to 0) or linspace (T-1 to 0)",
+                "trailing")
         .option("seed", "random seed", "0")
         .option("batch", "samples per chain", "1000")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
@@ -200,6 +203,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     if (kind != "cfg" && kind != "classifier") return usage(command + ": --kind must be cfg or classifier");
     const auto sk = parse_sampler_kind(args.get("sampler"));
     if (!sk) return usage(command + ": unknown sampler '" + args.get("sampler") + "'");
+    const auto spacing = parse_timestep_spacing(args.get("spacing"));
+    if (!spacing)
+        return usage(command + ": unknown spacing '" + args.get("spacing") + "' (leading, trailing or linspace)");
     auto dynamic = args.get_double("dynamic-threshold", 0.0, 1.0);
     if (!dynamic) return usage(dynamic.error());
     auto fsize = args.get_int("features-size", 8, 4096);
@@ -331,9 +337,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         std::printf("  samples: the autoencoder's decoder applied to latents drawn from its prior N(0, I) (unscaled; one step, unconditional); seed %lld\n",
                     (long long)seed.value());
     } else {
-        std::printf("  guidance: %s; sampler %s, %lld steps; seed %lld (same starting noise for every scale)\n",
+        std::printf("  guidance: %s; sampler %s, %lld steps (%s spacing); seed %lld (same starting noise for every scale)\n",
                     kind == "cfg" ? "classifier-free scale s" : "classifier scale c on the unconditional path (s = 0)",
-                    to_string(*sk).c_str(), (long long)steps.value(), (long long)seed.value());
+                    to_string(*sk).c_str(), (long long)steps.value(), to_string(*spacing).c_str(), (long long)seed.value());
     }
     if (dynamic.value() > 0) std::printf("  x0 clipping: dynamic thresholding at the %.4g percentile of |x0|\n", 100 * dynamic.value());
     std::printf("%10s %9s %9s %8s %10s %8s %10s %10s %10s %9s\n", "scale", "FID", "sFID", "IS", "precision", "recall",
@@ -348,7 +354,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     print_row("floor", floor_row, 0.0);
     json out = {{"command", command}, {"model", model_path}, {"features", fnet->name()}, {"count", N},
                 {"reference", ref_name}, {"kind", kind}, {"sampler", to_string(*sk)}, {"steps", steps.value()},
-                {"seed", seed.value()}, {"device", device->str()}, {"floor", floor_row}, {"rows", json::array()},
+                {"spacing", to_string(*spacing)}, {"seed", seed.value()}, {"device", device->str()}, {"floor", floor_row}, {"rows", json::array()},
                 {"dynamic_threshold", dynamic.value()}};
     if (comm) out["ranks"] = comm->world_size();
     if (args.has("bf16")) out["bf16"] = true;
@@ -391,6 +397,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         for (double s : scales.value()) {
             GenerateRequest req = scale_request(*sk, steps.value(), seed.value(), batch.value(), N, C,
                                                 kind == "classifier", s, grad, dynamic.value());
+            req.sampler.spacing = *spacing;
             req.bf16 = args.has("bf16");
             const at::Tensor target = balanced_targets(N, C);
             const auto t0 = Clock::now();

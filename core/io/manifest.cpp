@@ -7,6 +7,8 @@
 #include <system_error>
 #include <utility>
 
+#include "core/sampling/sampler.h"
+
 namespace dlab {
 
 namespace {
@@ -65,7 +67,8 @@ Result<ModelManifest> parse_manifest(const std::string& text, const std::string&
         const std::string what = source + ": \"recommended\" ";
         if (!it->is_object()) return Error{what + "must be an object"};
         RecommendedSampling r;
-        const auto sampler = it->find("sampler"), steps = it->find("steps"), guidance = it->find("guidance");
+        const auto sampler = it->find("sampler"), steps = it->find("steps"), guidance = it->find("guidance"),
+                   spacing = it->find("spacing");
         if (sampler == it->end() || !sampler->is_string() || sampler->get_ref<const std::string&>().size() > 32)
             return Error{what + "needs a sampler name (a short text)"};
         r.sampler = sampler->get<std::string>();
@@ -77,6 +80,11 @@ Result<ModelManifest> parse_manifest(const std::string& text, const std::string&
                 guidance->get<double>() > 100)
                 return Error{what + "guidance must be a number in 0..100"};
             r.guidance = guidance->get<double>();
+        }
+        if (spacing != it->end()) {
+            if (!spacing->is_string() || !parse_timestep_spacing(spacing->get_ref<const std::string&>()))
+                return Error{what + "spacing must be trailing, leading or linspace"};
+            r.spacing = spacing->get<std::string>();
         }
         m.recommended = r;
     }

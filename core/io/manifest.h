@@ -19,13 +19,14 @@ struct RecommendedSampling {
     std::string sampler;  ///< a sampler's name (ddpm, ddim, dpmpp2m)
     int64_t steps = 0;    ///< 1..10000
     double guidance = 1;  ///< classifier-free scale, 0..100
+    std::string spacing;  ///< the sampler's timesteps (trailing, leading, linspace); empty: the sampler's default
 };
 
 struct ModelManifest {
     std::string name, summary, dataset, network, training, command, script, hardware;
     std::string tier;      ///< "quality" (the GUI's first model on a GPU), "cpu" (on a CPU) or ""
     std::string sampling;  ///< how to sample it best (sampler, steps, scale), in words
-    std::optional<RecommendedSampling> recommended;  ///< "recommended": {"sampler", "steps", "guidance"}
+    std::optional<RecommendedSampling> recommended;  ///< "recommended": {"sampler", "steps", "guidance"[, "spacing"]}
     nlohmann::json figures = nlohmann::json::object();  ///< nested objects of numbers and notes
 };
 

@@ -110,6 +110,7 @@ private Q_SLOTS:
         QTest::newRow("unwritable") << QStringList{"schedule", "--csv", "/nonexistent-dir/x.csv"} << 1 << "/nonexistent-dir/x.csv";
         QTest::newRow("bad device") << QStringList{"info", "--device", "tpu"} << 1 << "unknown device 'tpu'";
         QTest::newRow("unknown metric") << QStringList{"eval", "--metrics", "fid,kid"} << 2 << "unknown metric 'kid'";
+        QTest::newRow("unknown spacing") << QStringList{"eval", "--spacing", "uniform"} << 2 << "unknown spacing 'uniform'";
         QTest::newRow("bad sweep kind") << QStringList{"sweep", "--kind", "both"} << 2 << "--kind must be cfg or classifier";
 #ifdef DLAB_HAVE_IMAGING
         QTest::newRow("missing image folder") << QStringList{"train", "--dataset", "images:/nonexistent-folder", "--out", "/tmp/dlab-x"} << 1 << "/nonexistent-folder: not a folder";
@@ -346,6 +347,7 @@ private Q_SLOTS:
         QVERIFY(f.open(QIODevice::ReadOnly));
         const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
         QVERIFY(o["floor"].toObject()["fid"].toDouble() > 0);
+        QCOMPARE(o["spacing"].toString(), QStringLiteral("trailing"));  // the sampler's timesteps are recorded
         const QJsonArray rows = o["rows"].toArray();
         QCOMPARE(rows.size(), 2);
         for (const auto& row : rows) {

@@ -15,6 +15,7 @@
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
 #include "core/runtime/version.h"
+#include "core/sampling/sampler.h"
 
 using namespace dlab;
 
@@ -209,7 +210,8 @@ private Q_SLOTS:
         const auto fid = dlab::manifest_figure(q.value(), {"ddim200", "s=1", "fid"});
         QVERIFY(fid && *fid > 0);
         QVERIFY(!dlab::parse_manifest("{\"tier\": 1}", "m.json"));
-        QVERIFY(q->recommended && q->recommended->steps >= 100 && q->recommended->guidance >= 0);
+        QVERIFY(q->recommended && q->recommended->steps >= 20 && q->recommended->guidance >= 0);
+        QVERIFY(dlab::parse_timestep_spacing(q->recommended->spacing));  // the quality tier names its timesteps
         QVERIFY(!live->recommended);
         // The quality tier's latent model: its figures are read the same way, and the model names
         // the quality autoencoder, which is bundled beside it.
@@ -227,13 +229,18 @@ private Q_SLOTS:
             {R"({"recommended": {"steps": 10}})", "sampler name"},
             {R"({"recommended": {"sampler": "ddim", "steps": 0}})", "1..10000"},
             {R"({"recommended": {"sampler": "ddim", "steps": 2.5}})", "1..10000"},
-            {R"({"recommended": {"sampler": "ddim", "steps": 20, "guidance": -1}})", "0..100"}};
+            {R"({"recommended": {"sampler": "ddim", "steps": 20, "guidance": -1}})", "0..100"},
+            {R"({"recommended": {"sampler": "ddim", "steps": 20, "spacing": "uniform"}})", "trailing, leading or linspace"},
+            {R"({"recommended": {"sampler": "ddim", "steps": 20, "spacing": 2}})", "trailing, leading or linspace"}};
         for (const auto& [text, expected] : badRecommended) {
             auto r = dlab::parse_manifest(text, "m.json");
             QVERIFY2(!r && r.error().find(expected) != std::string::npos, r ? text : r.error().c_str());
         }
         auto good = dlab::parse_manifest(R"({"recommended": {"sampler": "dpmpp2m", "steps": 50}})", "m.json");
         QVERIFY(good && good->recommended && good->recommended->steps == 50 && good->recommended->guidance == 1.0);
+        QVERIFY(good->recommended->spacing.empty());  // none given: the sampler's default
+        auto spaced = dlab::parse_manifest(R"({"recommended": {"sampler": "ddim", "steps": 9, "spacing": "leading"}})", "m.json");
+        QVERIFY(spaced && spaced->recommended && spaced->recommended->spacing == "leading");
         // The GUI's first model: the quality tier on CUDA, the live one on a CPU, else the default.
         const std::vector<std::string> all{"toy-moons", "fashion-mnist-cosine", "fashion-mnist-quality", "fashion-mnist-live"};
         QCOMPARE(dlab::first_start_model(all, true), std::string("fashion-mnist-quality"));

@@ -5,6 +5,7 @@
 #include <QtTest/QtTest>
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -23,6 +24,7 @@
 
 #include "ui/common/qcp.h"
 #include "ui/signal_wait.h"
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "ui/views/lecture_tour.h"
 #include "ui/views/likelihood_view.h"
@@ -118,8 +120,8 @@ private Q_SLOTS:
     }
 
     void aRecommendedSamplingIsOffered() {
-        // The quality tier's manifest recommends DDIM 200 at s = 1: loading it shows a button that
-        // sets exactly that; a model without a recommendation hides the button.
+        // The quality tier's manifest recommends a sampling (DPM-Solver++(2M) 50, linspace, s = 1):
+        // loading it shows a button that sets exactly that; a model without one hides the button.
         MainWindow w(options());
         ReverseView* v = w.reverseView();
         QSignalSpy ready(v, &ReverseView::modelReady);
@@ -128,7 +130,14 @@ private Q_SLOTS:
         auto* steps = v->findChild<QSpinBox*>(QStringLiteral("steps"));
         auto* sampler = v->findChild<QComboBox*>(QStringLiteral("sampler"));
         auto* guidance = v->findChild<QSlider*>(QStringLiteral("guidance"));
-        QVERIFY(button && steps && sampler && guidance);
+        auto* spacing = v->findChild<QComboBox*>(QStringLiteral("spacing"));
+        QVERIFY(button && steps && sampler && guidance && spacing);
+        const auto qpath = dlab::resolve_model("fashion-mnist-quality");
+        QVERIFY2(qpath.ok(), qpath.error().c_str());
+        const auto manifest = dlab::read_manifest(qpath.value());
+        QVERIFY2(manifest && manifest->recommended, manifest ? "no recommendation" : manifest.error().c_str());
+        const dlab::RecommendedSampling r = *manifest->recommended;
+        QVERIFY(r.sampler != "ddpm" && r.steps != 37 && !r.spacing.empty() && r.spacing != "leading");
         for (const auto& [name, expectOffer] : {std::pair{"fashion-mnist-quality", true}, std::pair{"fashion-mnist-live", false}}) {
             const auto path = dlab::resolve_model(name);
             QVERIFY2(path.ok(), path.error().c_str());
@@ -145,10 +154,15 @@ private Q_SLOTS:
             steps->setValue(37);
             sampler->setCurrentIndex(sampler->findText(QStringLiteral("ddpm")));
             guidance->setValue(45);
+            spacing->setCurrentIndex(spacing->findText(QStringLiteral("leading")));
             button->click();
-            QCOMPARE(steps->value(), expectOffer ? 200 : 37);
-            QCOMPARE(sampler->currentText(), expectOffer ? QStringLiteral("ddim") : QStringLiteral("ddpm"));
-            QCOMPARE(guidance->value(), expectOffer ? 10 : 45);
+            QCOMPARE(steps->value(), expectOffer ? int(r.steps) : 37);
+            QCOMPARE(sampler->currentText(), expectOffer ? QString::fromStdString(r.sampler) : QStringLiteral("ddpm"));
+            QCOMPARE(guidance->value(), expectOffer ? int(std::lround(r.guidance * 10)) : 45);
+            QCOMPARE(spacing->currentText(), expectOffer ? QString::fromStdString(r.spacing) : QStringLiteral("leading"));
+            // The chain the view asks for takes the spacing along.
+            QVERIFY2(v->currentParameters().contains(QStringLiteral("spacing=") + spacing->currentText()),
+                     qPrintable(v->currentParameters()));
         }
     }
 

@@ -22,6 +22,7 @@ void ReverseChainJob::prepare(const ChainSettings& s) {
     sc.kind = s.sampler;
     sc.steps = s.steps;
     sc.eta = s.sampler == SamplerKind::Ddpm ? 1.0 : s.eta;
+    sc.spacing = s.spacing;
     sc.clip_x0 = m_lab->isImage();
     if (m_lab->model->autoencoder) sc.clip_value = m_lab->model->autoencoder->config().latent_clip;  // unit-variance latents
     auto sampler = make_sampler(m_lab->schedule, sc);

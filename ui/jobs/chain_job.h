@@ -28,6 +28,7 @@ struct ChainSettings {
     SamplerKind sampler = SamplerKind::Ddim;
     int steps = 50;
     double eta = 0.0;
+    TimestepSpacing spacing = TimestepSpacing::Trailing;  ///< which of the T timesteps the sampler visits
     quint64 seed = 0;
     QString prompt;           ///< text-to-image models: what to draw (empty: the null prompt)
     QString negativePrompt;   ///< text-to-image models: guidance pushes away from it (empty: from the null prompt)

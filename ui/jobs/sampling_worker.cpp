@@ -133,6 +133,7 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
                 info.recommendedSampler = QString::fromStdString(r->sampler);
                 info.recommendedSteps = int(r->steps);
                 info.recommendedGuidance = r->guidance;
+                info.recommendedSpacing = QString::fromStdString(r->spacing);
             }
         }
         for (const auto& n : c.class_names) info.classNames << QString::fromStdString(n);

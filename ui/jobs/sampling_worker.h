@@ -53,6 +53,7 @@ struct ModelInfo {
     QString recommendedSampler;
     int recommendedSteps = 0;
     double recommendedGuidance = 1.0;
+    QString recommendedSpacing;  ///< empty: the sampler's default
 };
 
 class SamplingWorker : public QObject {

@@ -39,7 +39,13 @@ namespace dlab::ui {
 
 namespace {
 constexpr int kStripLength = 10;
+
+// A sampler's name as the lecture writes it (ddim -> DDIM, dpmpp2m -> DPM++ or, in full, DPM-Solver++(2M)).
+QString samplerTitle(const QString& name, bool full = false) {
+    if (name == QLatin1String("dpmpp2m")) return full ? QStringLiteral("DPM-Solver++(2M)") : QStringLiteral("DPM++");
+    return name.toUpper();
 }
+}  // namespace
 
 ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(parent), m_device(device) {
     m_worker = new SamplingWorker;
@@ -141,6 +147,13 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_steps->setRange(1, 1000);
     m_steps->setValue(50);
     form->addRow(tr("Steps"), m_steps);
+    m_spacing = new QComboBox;
+    m_spacing->setObjectName(QStringLiteral("spacing"));
+    for (TimestepSpacing k : {TimestepSpacing::Trailing, TimestepSpacing::Linspace, TimestepSpacing::Leading})
+        m_spacing->addItem(QString::fromStdString(to_string(k)), int(k));
+    m_spacing->setToolTip(tr("Which of the schedule's timesteps the steps visit: trailing starts at T-1 and stops short of 0 "
+                             "(at T/steps - 1), linspace runs from T-1 down to 0, leading starts short of T-1 and ends at 0"));
+    form->addRow(tr("Timesteps"), m_spacing);
     m_eta = new QDoubleSpinBox;
     m_eta->setObjectName(QStringLiteral("eta"));
     m_eta->setRange(0, 1);
@@ -305,6 +318,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_kind->setCurrentIndex(intSetting("guidanceKind", 0, m_kind->count() - 1, 0));
     m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(settings.value(QStringLiteral("sampler")).toString())));
     m_steps->setValue(intSetting("steps", m_steps->minimum(), m_steps->maximum(), m_steps->value()));
+    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(settings.value(QStringLiteral("spacing")).toString())));
     m_eta->setValue(checkedReal(settingValue(settings, QStringLiteral("eta")), QStringLiteral("eta"), m_eta->minimum(),
                                 m_eta->maximum(), m_eta->value(), nullptr));
     m_seed->setValue(intSetting("seed", m_seed->minimum(), m_seed->maximum(), m_seed->value()));
@@ -340,6 +354,8 @@ bool ReverseView::useRecommendedSampling() {
     if (k < 0) return false;
     m_sampler->setCurrentIndex(k);
     m_steps->setValue(std::min(m_recommendation.steps, m_steps->maximum()));
+    // No spacing in the manifest: the sampler's default (trailing).
+    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(m_recommendation.spacing)));
     m_guidance->setValue(int(std::lround(m_recommendation.guidance * 10)));
     return true;
 }
@@ -356,6 +372,7 @@ void ReverseView::saveSettings() const {
     settings.setValue(QStringLiteral("guidanceKind"), m_kind->currentIndex());
     settings.setValue(QStringLiteral("sampler"), m_sampler->currentText());
     settings.setValue(QStringLiteral("steps"), m_steps->value());
+    settings.setValue(QStringLiteral("spacing"), m_spacing->currentText());
     settings.setValue(QStringLiteral("eta"), m_eta->value());
     settings.setValue(QStringLiteral("seed"), m_seed->value());
     settings.setValue(QStringLiteral("randomSeed"), m_randomSeed->isChecked());
@@ -398,15 +415,20 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_modelInfo->setText(info.description);
     if (const int i = m_model->findData(info.path); i >= 0) m_loadedModel = m_model->itemText(i);
     // A model whose manifest recommends a sampling (the quality tier: DDIM 200 at s = 1) offers it.
-    m_recommendation = {info.recommendedSampler, info.recommendedSteps, info.recommendedGuidance};
+    m_recommendation = {info.recommendedSampler, info.recommendedSteps, info.recommendedGuidance, info.recommendedSpacing};
     const bool recommends = m_sampler->findText(info.recommendedSampler) >= 0 && !info.recommendedSampler.isEmpty();
     m_form->setRowVisible(m_recommended, recommends);
     if (recommends) {
+        // The button stays as narrow as the form; the timesteps are in its tooltip and on their own row.
         m_recommended->setText(tr("Use its sampling (%1 %2, s = %3)")
-                                   .arg(info.recommendedSampler.toUpper())
+                                   .arg(samplerTitle(info.recommendedSampler))
                                    .arg(info.recommendedSteps)
                                    .arg(info.recommendedGuidance, 0, 'g', 3));
-        m_recommended->setToolTip(tr("Sets the sampler, the step count and the guidance scale that this model's manifest recommends"));
+        m_recommended->setToolTip(tr("Sets what this model's manifest recommends: %1, %2 steps, %3 timesteps, s = %4")
+                                      .arg(samplerTitle(info.recommendedSampler, true))
+                                      .arg(info.recommendedSteps)
+                                      .arg(info.recommendedSpacing.isEmpty() ? QStringLiteral("trailing") : info.recommendedSpacing)
+                                      .arg(info.recommendedGuidance, 0, 'g', 3));
         if (m_recommendOnLoad) useRecommendedSampling();
     }
     m_recommendOnLoad = false;
@@ -454,6 +476,7 @@ ChainSettings ReverseView::settings() const {
     s.sampler = SamplerKind(m_sampler->currentData().toInt());
     s.steps = m_steps->value();
     s.eta = m_eta->value();
+    s.spacing = TimestepSpacing(m_spacing->currentData().toInt());
     s.seed = quint64(m_seed->value());
     if (m_text) {
         s.prompt = m_prompt->text().trimmed();
@@ -716,7 +739,7 @@ QImage ReverseView::currentImage() const { return m_x0->image(); }
 
 QString ReverseView::currentParameters() const {
     const ChainSettings s = settings();
-    return QStringLiteral("model=%1 class=%2 guidance=%3 classifier_scale=%9 sampler=%4 steps=%5 eta=%6 seed=%7 step=%8")
+    return QStringLiteral("model=%1 class=%2 guidance=%3 classifier_scale=%9 sampler=%4 steps=%5 spacing=%10 eta=%6 seed=%7 step=%8")
         .arg(m_model->currentText())
         .arg(s.classIndex)
         .arg(s.guidance)
@@ -725,7 +748,8 @@ QString ReverseView::currentParameters() const {
         .arg(s.eta)
         .arg(s.seed)
         .arg(m_shown + 1)
-        .arg(s.classifierScale);
+        .arg(s.classifierScale)
+        .arg(QString::fromStdString(to_string(s.spacing)));
 }
 
 }  // namespace dlab::ui

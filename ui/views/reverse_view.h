@@ -120,6 +120,7 @@ private:
     ImagePanel* m_cmap = nullptr;
     QComboBox* m_sampler = nullptr;
     QSpinBox* m_steps = nullptr;
+    QComboBox* m_spacing = nullptr;
     QDoubleSpinBox* m_eta = nullptr;
     QSpinBox* m_seed = nullptr;
     QCheckBox* m_randomSeed = nullptr;
@@ -134,6 +135,7 @@ private:
         QString sampler;  ///< empty: none
         int steps = 0;
         double guidance = 1.0;
+        QString spacing;  ///< empty: the sampler's default
     } m_recommendation;           ///< the loaded model's (from its ModelInfo)
     bool m_recommendOnLoad = false;  ///< first start: apply the first model's recommendation when it loads
     QProgressBar* m_progress = nullptr;
