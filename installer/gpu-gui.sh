@@ -9,6 +9,7 @@
 #       them need (not glibc) into .gpu-gui/sysroot.tar.xz (about 25 MB).
 #   installer/gpu-gui.sh [MODEL]   on the GPU machine, device tool carry [".gpu-gui"]; the working
 #       tree must hold MODEL (default fashion-mnist-quality); move the other large models away first.
+#       DEVICES (default "cuda cpu cuda"): the --bench-stall runs of MODEL; SHOT=0 skips the screenshot.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=.gpu-gui
@@ -77,11 +78,11 @@ mkdir -p /tmp/dlab-fonts && cat > /tmp/dlab-fonts/fonts.conf <<XML
 XML
 export FONTCONFIG_FILE=/tmp/dlab-fonts/fonts.conf
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-for dev in cuda cpu cuda; do
+for dev in ${DEVICES:-cuda cpu cuda}; do
   echo "== --bench-stall, $model, --device $dev"
   timeout 240 $app --device $dev --model "$model" --bench-stall 2>&1 | grep -v "^QStandardPaths" | tee -a "$OUT/gui-bench-stall.log"
 done
 echo "== --bench-stall, fashion-mnist-live, --device cuda"
 timeout 120 $app --device cuda --model fashion-mnist-live --bench-stall 2>&1 | grep -v "^QStandardPaths" | tee -a "$OUT/gui-bench-stall.log"
-timeout 120 $app --device cuda --tab 0 --model "$model" --play --size 1280x800 --screenshot "$OUT/screenshot-gui-cuda.png" 2>&1 | tail -2
+[ "${SHOT:-1}" = 1 ] && timeout 120 $app --device cuda --tab 0 --model "$model" --play --size 1280x800 --screenshot "$OUT/screenshot-gui-cuda.png" 2>&1 | tail -2
 echo "total $((SECONDS - t0)) s"
