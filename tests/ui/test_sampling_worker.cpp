@@ -280,15 +280,38 @@ private Q_SLOTS:
         ThreadSpy grids(w.worker, &SamplingWorker::gridReady);
         ThreadSpy progress(w.worker, &SamplingWorker::batchProgress);
         const int id = w.worker->newRequest();
-        QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, 3),
-                                  Q_ARG(QVector<double>, (QVector<double>{0.0, 3.0})), Q_ARG(int, 8), Q_ARG(int, 5),
-                                  Q_ARG(quint64, quint64(1)), Q_ARG(int, id));
+        BatchGridRequest request;
+        request.classIndex = 3;
+        request.scales = {0.0, 3.0};
+        request.perScale = 8;
+        request.steps = 5;
+        request.seed = 1;
+        QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, request),
+                                  Q_ARG(int, id));
         QVERIFY(waitCount(grids, 1, 60000));
         const QImage grid = grids.first().at(0).value<QImage>();
         // Two rows (one per scale) of 8 images of 28x28 with 2-pixel borders.
         QCOMPARE(grid.size(), QSize(8 * 30 + 2, 2 * 30 + 2));
         QCOMPARE(progress.size(), 10);  // 2 scales x 5 steps
         QVERIFY(grids.first().at(1).toString().contains("0, 3"));
+        // The sampler and its timesteps reach the job: the same noise drawn another way gives
+        // another grid, and the same request gives the same grid again.
+        auto gridOf = [&](SamplerKind kind, TimestepSpacing spacing) {
+            BatchGridRequest r = request;
+            r.sampler = kind;
+            r.spacing = spacing;
+            const int before = grids.size();
+            QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, r),
+                                      Q_ARG(int, w.worker->newRequest()));
+            return waitCount(grids, before + 1, 60000) ? grids.last().at(0).value<QImage>() : QImage();
+        };
+        const QImage again = gridOf(SamplerKind::Ddim, TimestepSpacing::Trailing);
+        const QImage linspace = gridOf(SamplerKind::Ddim, TimestepSpacing::Linspace);
+        const QImage dpm = gridOf(SamplerKind::DpmSolverPP2M, TimestepSpacing::Linspace);
+        QVERIFY(!again.isNull() && !linspace.isNull() && !dpm.isNull());
+        QCOMPARE(again, grid);
+        QVERIFY(linspace != grid);
+        QVERIFY(dpm != linspace);
     }
 
     void nonFiniteChainsAreRefused() {

@@ -145,6 +145,13 @@ private Q_SLOTS:
             v->useModel(QString::fromLatin1(name), QString::fromStdString(path.value()));
             QVERIFY(waitCount(ready, before + 1, 30000));
             QCOMPARE(!button->isHidden(), expectOffer);
+            if (expectOffer) {  // the Batch tab draws its grids with the recommendation too
+                auto* batchSampler = w.findChild<QComboBox*>(QStringLiteral("batchSampler"));
+                auto* batchSpacing = w.findChild<QComboBox*>(QStringLiteral("batchSpacing"));
+                QVERIFY(batchSampler && batchSpacing);
+                QCOMPARE(batchSampler->currentText(), QString::fromStdString(r.sampler));
+                QCOMPARE(batchSpacing->currentText(), QString::fromStdString(r.spacing));
+            }
             QVERIFY(!v->findChild<QComboBox*>(QStringLiteral("class"))->isHidden());  // the class row stays
             // Laid out on screen, no row is squeezed to nothing by the extra one.
             w.show();

@@ -37,8 +37,10 @@ bool BatchGridJob::beginScale() {
     const BatchGridRequest& r = m_request;
     const int64_t C = m_lab->config().network.num_classes;
     GenerateRequest req;
-    req.sampler.kind = SamplerKind::Ddim;
+    req.sampler.kind = r.sampler;
     req.sampler.steps = r.steps;
+    req.sampler.eta = r.sampler == SamplerKind::Ddpm ? 1.0 : 0.0;
+    req.sampler.spacing = r.spacing;
     req.count = r.perScale;
     if (C > 0) req.labels = at::full({r.perScale}, r.classIndex < 0 ? C : r.classIndex, at::kLong);
     req.guidance = r.scales[m_scale];

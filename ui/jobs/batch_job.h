@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include <QMetaType>
 #include <QVector>
 
 #include "core/sampling/generate.h"
@@ -18,6 +19,8 @@ struct BatchGridRequest {
     QVector<double> scales;
     int perScale = 16, steps = 50;
     quint64 seed = 0;
+    SamplerKind sampler = SamplerKind::Ddim;              ///< DDPM runs with eta 1, the others with eta 0
+    TimestepSpacing spacing = TimestepSpacing::Trailing;  ///< which of the T timesteps the steps visit
 };
 
 class BatchGridJob : public LabJob {
@@ -41,3 +44,5 @@ private:
 };
 
 }  // namespace dlab::ui
+
+Q_DECLARE_METATYPE(dlab::ui::BatchGridRequest)

@@ -33,6 +33,7 @@ void warm_up(const LabModel& lab) {
 
 SamplingWorker::SamplingWorker() : m_guidance(std::make_shared<GuidanceControl>(3.0)), m_toy(std::make_shared<ToyChainJob>(this)) {
     qRegisterMetaType<dlab::ui::ChainSettings>();
+    qRegisterMetaType<dlab::ui::BatchGridRequest>();
     qRegisterMetaType<dlab::ui::ChainFrame>();
     qRegisterMetaType<dlab::ui::ModelInfo>();
     qRegisterMetaType<dlab::ui::GenerativeRequest>();
@@ -251,12 +252,10 @@ void SamplingWorker::forkFrom(int index, const ChainSettings& settings, int runS
     runChain(runSteps, requestId);
 }
 
-void SamplingWorker::generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
-                                  quint64 seed, int requestId) {
+void SamplingWorker::generateGrid(const BatchGridRequest& request, int requestId) {
     if (requestId != m_latest.load()) return;
     m_stop = false;
-    schedule(ImageLane, std::make_shared<BatchGridJob>(m_lab, BatchGridRequest{classIndex, scales, perScale, steps, seed}, this),
-             imageStale(requestId));
+    schedule(ImageLane, std::make_shared<BatchGridJob>(m_lab, request, this), imageStale(requestId));
 }
 
 void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed,

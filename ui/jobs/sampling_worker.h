@@ -27,6 +27,7 @@
 #include <QStringList>
 #include <QVector>
 
+#include "ui/jobs/batch_job.h"
 #include "ui/jobs/chain_job.h"
 #include "ui/jobs/forward_job.h"
 #include "ui/jobs/generative_job.h"
@@ -85,8 +86,7 @@ public Q_SLOTS:
     void forkFrom(int index, const dlab::ui::ChainSettings& settings, int runSteps, int requestId);
     /// Generates `perScale` samples of a class for each guidance scale from the same noise and
     /// emits them as one grid image, a row (or block) per scale (batch_job.h).
-    void generateGrid(int classIndex, const QVector<double>& scales, int perScale, int steps,
-                      quint64 seed, int requestId);
+    void generateGrid(const dlab::ui::BatchGridRequest& request, int requestId);
     /// A guidance sweep (sweep_job.h): one sweepRow per scale, batchProgress while sampling, then
     /// sweepFinished. dynamicThreshold: Imagen's dynamic thresholding percentile (0: static clipping).
     void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, double dynamicThreshold,

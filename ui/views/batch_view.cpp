@@ -1,5 +1,7 @@
 #include "ui/views/batch_view.h"
 
+#include <algorithm>
+
 #include <QComboBox>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -16,6 +18,7 @@
 #include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
+#include "ui/common/sampler_choice.h"
 #include "ui/jobs/sampling_worker.h"
 
 namespace dlab::ui {
@@ -23,7 +26,8 @@ namespace dlab::ui {
 BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent), m_worker(worker) {
     auto* controls = new QGroupBox(tr("Batch"));
     auto* form = new QFormLayout;
-    auto* note = new QLabel(tr("Uses the model chosen in the Reverse chain tab. DDIM, η = 0."));
+    auto* note = new QLabel(tr("Uses the model chosen in the Reverse chain tab, with the sampling its manifest recommends "
+                               "when it has one."));
     note->setWordWrap(true);
     form->addRow(note);
     m_class = new QComboBox;
@@ -40,6 +44,10 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
     m_steps->setRange(1, 1000);
     m_steps->setValue(30);
     form->addRow(tr("Steps"), m_steps);
+    m_sampler = makeSamplerBox(QStringLiteral("batchSampler"));
+    form->addRow(tr("Sampler"), m_sampler);
+    m_spacing = makeSpacingBox(QStringLiteral("batchSpacing"));
+    form->addRow(tr("Timesteps"), m_spacing);
     m_seed = new QSpinBox;
     m_seed->setRange(0, 1000000);
     form->addRow(tr("Seed"), m_seed);
@@ -111,6 +119,12 @@ void BatchView::setModelInfo(const ModelInfo& info) {
     m_class->clear();
     for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
     m_class->addItem(tr("unconditional"), -1);
+    // A model that recommends a sampling (the quality tier) draws its grids with it.
+    if (const int k = m_sampler->findText(info.recommendedSampler); k >= 0 && !info.recommendedSampler.isEmpty()) {
+        m_sampler->setCurrentIndex(k);
+        m_steps->setValue(std::min(info.recommendedSteps, m_steps->maximum()));
+        m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(info.recommendedSpacing)));
+    }
 }
 
 QImage BatchView::grid() const { return m_image->image(); }
@@ -158,23 +172,36 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
     const int classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
     QStringList sc;
     for (double s : scales) sc << QString::number(s);
-    m_parameters = QStringLiteral("class=%1 guidance=%2 per_scale=%3 sampler=ddim steps=%4 seed=%5")
-                       .arg(classIndex).arg(sc.join(QLatin1Char(','))).arg(perScale).arg(m_steps->value()).arg(m_seed->value());
+    m_parameters = QStringLiteral("class=%1 guidance=%2 per_scale=%3 sampler=%6 steps=%4 spacing=%7 seed=%5")
+                       .arg(classIndex)
+                       .arg(sc.join(QLatin1Char(',')))
+                       .arg(perScale)
+                       .arg(m_steps->value())
+                       .arg(m_seed->value())
+                       .arg(m_sampler->currentText(), m_spacing->currentText());
     QJsonArray sa;
     for (double s : scales) sa.append(s);
     m_request = QJsonObject{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("class"), classIndex},
                             {QStringLiteral("scales"), sa}, {QStringLiteral("per_scale"), perScale},
                             {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
-                            {QStringLiteral("sampler"), QStringLiteral("ddim")}};
+                            {QStringLiteral("sampler"), m_sampler->currentText()},
+                            {QStringLiteral("spacing"), m_spacing->currentText()}};
     m_pending = true;
     m_title->setText(tr("generating…"));
     m_gridButton->setEnabled(false);
     m_stripButton->setEnabled(false);
     m_clock.start();
     const int id = m_worker->newRequest();
-    QMetaObject::invokeMethod(m_worker, "generateGrid", Qt::QueuedConnection, Q_ARG(int, classIndex),
-                              Q_ARG(QVector<double>, scales), Q_ARG(int, perScale), Q_ARG(int, m_steps->value()),
-                              Q_ARG(quint64, quint64(m_seed->value())), Q_ARG(int, id));
+    BatchGridRequest request;
+    request.classIndex = classIndex;
+    request.scales = scales;
+    request.perScale = perScale;
+    request.steps = m_steps->value();
+    request.seed = quint64(m_seed->value());
+    request.sampler = SamplerKind(m_sampler->currentData().toInt());
+    request.spacing = TimestepSpacing(m_spacing->currentData().toInt());
+    QMetaObject::invokeMethod(m_worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, request),
+                              Q_ARG(int, id));
 }
 
 void BatchView::runWith(const QJsonObject& p) {
@@ -192,6 +219,9 @@ void BatchView::runWith(const QJsonObject& p) {
     if (cls >= 0) m_class->setCurrentIndex(cls);
     m_scales->setText(text.join(QStringLiteral(", ")));
     m_steps->setValue(p.value(QStringLiteral("steps")).toInt(m_steps->value()));
+    // Records from before the sampler was a choice: DDIM with trailing timesteps.
+    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(p.value(QStringLiteral("sampler")).toString(QStringLiteral("ddim")))));
+    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(p.value(QStringLiteral("spacing")).toString(QStringLiteral("trailing")))));
     m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
     const int perScale = p.value(QStringLiteral("per_scale")).toInt(8);
     if (scales.size() == 1) m_count->setValue(perScale);

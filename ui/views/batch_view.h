@@ -60,6 +60,8 @@ private:
     QLineEdit* m_scales = nullptr;
     QSpinBox* m_count = nullptr;
     QSpinBox* m_steps = nullptr;
+    QComboBox* m_sampler = nullptr;
+    QComboBox* m_spacing = nullptr;
     QSpinBox* m_seed = nullptr;
     QPushButton* m_gridButton = nullptr;
     QPushButton* m_stripButton = nullptr;

@@ -34,6 +34,7 @@
 #include "ui/common/explain.h"
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
+#include "ui/common/sampler_choice.h"
 
 namespace dlab::ui {
 
@@ -137,22 +138,14 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     cg->addWidget(m_classifierLabel);
     form->addRow(tr("Classifier c"), cg);
     m_classifierRow = form->rowCount() - 1;
-    m_sampler = new QComboBox;
-    m_sampler->setObjectName(QStringLiteral("sampler"));
-    for (SamplerKind k : {SamplerKind::Ddim, SamplerKind::DpmSolverPP2M, SamplerKind::Ddpm})
-        m_sampler->addItem(QString::fromStdString(to_string(k)), int(k));
+    m_sampler = makeSamplerBox(QStringLiteral("sampler"));
     form->addRow(tr("Sampler"), m_sampler);
     m_steps = new QSpinBox;
     m_steps->setObjectName(QStringLiteral("steps"));
     m_steps->setRange(1, 1000);
     m_steps->setValue(50);
     form->addRow(tr("Steps"), m_steps);
-    m_spacing = new QComboBox;
-    m_spacing->setObjectName(QStringLiteral("spacing"));
-    for (TimestepSpacing k : {TimestepSpacing::Trailing, TimestepSpacing::Linspace, TimestepSpacing::Leading})
-        m_spacing->addItem(QString::fromStdString(to_string(k)), int(k));
-    m_spacing->setToolTip(tr("Which of the schedule's timesteps the steps visit: trailing starts at T-1 and stops short of 0 "
-                             "(at T/steps - 1), linspace runs from T-1 down to 0, leading starts short of T-1 and ends at 0"));
+    m_spacing = makeSpacingBox(QStringLiteral("spacing"));
     form->addRow(tr("Timesteps"), m_spacing);
     m_eta = new QDoubleSpinBox;
     m_eta->setObjectName(QStringLiteral("eta"));

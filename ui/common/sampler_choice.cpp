@@ -1,0 +1,31 @@
+#include "ui/common/sampler_choice.h"
+
+#include <QComboBox>
+#include <QCoreApplication>
+
+#include "core/sampling/sampler.h"
+
+namespace dlab::ui {
+
+QComboBox* makeSamplerBox(const QString& objectName) {
+    auto* box = new QComboBox;
+    box->setObjectName(objectName);
+    for (SamplerKind k : {SamplerKind::Ddim, SamplerKind::DpmSolverPP2M, SamplerKind::Ddpm})
+        box->addItem(QString::fromStdString(to_string(k)), int(k));
+    box->setToolTip(QCoreApplication::translate(
+        "SamplerChoice", "DDIM and DPM-Solver++(2M) are deterministic at η = 0; DDPM adds fresh noise at every step"));
+    return box;
+}
+
+QComboBox* makeSpacingBox(const QString& objectName) {
+    auto* box = new QComboBox;
+    box->setObjectName(objectName);
+    for (TimestepSpacing k : {TimestepSpacing::Trailing, TimestepSpacing::Linspace, TimestepSpacing::Leading})
+        box->addItem(QString::fromStdString(to_string(k)), int(k));
+    box->setToolTip(QCoreApplication::translate(
+        "SamplerChoice", "Which of the schedule's timesteps the steps visit: trailing starts at T-1 and stops short of 0 "
+                         "(at T/steps - 1), linspace runs from T-1 down to 0, leading starts short of T-1 and ends at 0"));
+    return box;
+}
+
+}  // namespace dlab::ui
