@@ -15,6 +15,7 @@
 #include "core/forward/schedule.h"
 #include "core/guidance/noisy_classifier.h"
 #include "core/io/atomic_file.h"
+#include "core/io/manifest.h"
 #include "core/gan/gan.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
@@ -46,6 +47,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .option("steps", "sampling steps", "50")
         .option("eta", "DDIM eta", "0")
         .option("spacing", "leading, trailing or linspace", "trailing")
+        .flag("recommended", "the sampler, steps, guidance and timesteps that the model's manifest recommends (options given win)")
         .option("dynamic-threshold", "Imagen's dynamic thresholding of x0 at this percentile of |x0|, e.g. 0.995 (0: static clipping)", "0")
         .option("seed", "random seed", "0")
         .option("count", "number of samples", "16")
@@ -169,8 +171,25 @@ int cmd_sample(const std::vector<std::string>& argv) {
     SamplerConfig sc;
     sc.kind = *kind;
     sc.steps = steps.value();
-    sc.eta = kind == SamplerKind::Ddpm ? 1.0 : eta.value();
     sc.spacing = *spacing;
+    double guidance = scale.value();
+    if (args.has("recommended")) {
+        // The manifest's sampling for every option not given on the command line.
+        auto manifest = read_manifest(path.value());
+        if (!manifest) return failure("sample: --recommended: " + manifest.error());
+        if (!manifest->recommended) return usage("sample: --recommended: " + path.value() + ": its manifest recommends no sampling");
+        const RecommendedSampling& r = *manifest->recommended;
+        const auto k = parse_sampler_kind(r.sampler);
+        if (!k) return failure("sample: --recommended: the manifest names an unknown sampler '" + r.sampler + "'");
+        if (!args.given("sampler")) sc.kind = *k;
+        if (!args.given("steps")) sc.steps = r.steps;
+        if (!args.given("guidance")) guidance = r.guidance;
+        if (!args.given("spacing") && !r.spacing.empty()) sc.spacing = *parse_timestep_spacing(r.spacing);
+        if (!args.has("quiet"))
+            std::fprintf(stderr, "sampling as the manifest recommends: %s, %lld steps, %s timesteps, s = %g\n", to_string(sc.kind).c_str(),
+                         (long long)sc.steps, to_string(sc.spacing).c_str(), guidance);
+    }
+    sc.eta = sc.kind == SamplerKind::Ddpm ? 1.0 : eta.value();
     // Images live in [-1, 1]; the 2-D toy sets within about [-4, 4].
     sc.clip_x0 = true;
     sc.clip_value = mc.network.kind == NetworkKind::UNet ? 1.0 : 5.0;
@@ -188,7 +207,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
     req.sampler = sc;
     req.labels = C > 0 ? labels : at::Tensor();
     req.count = N;
-    req.guidance = scale.value();
+    req.guidance = guidance;
     auto cscale = args.get_double("classifier-scale", -1000.0, 1000.0);
     if (!cscale) return usage(cscale.error());
     if (cscale.value() != 0.0) {
@@ -256,7 +275,8 @@ int cmd_sample(const std::vector<std::string>& argv) {
         f.metadata["model"] = path.value();
         f.metadata["sampler"] = to_string(sc.kind);
         f.metadata["steps"] = std::to_string(sc.steps);
-        f.metadata["guidance"] = std::to_string(scale.value());
+        f.metadata["spacing"] = to_string(sc.spacing);
+        f.metadata["guidance"] = std::to_string(guidance);
         f.metadata["seed"] = std::to_string(seed.value());
         if (text) f.metadata["prompts"] = nlohmann::json(prompts).dump();
         if (text && args.has("negative-prompt")) f.metadata["negative_prompt"] = args.get("negative-prompt");
@@ -277,7 +297,8 @@ int cmd_sample(const std::vector<std::string>& argv) {
         const at::Tensor grid = imaging::make_grid(x, cols, 2, 1.0);
         std::ostringstream params;
         params << "model=" << args.get("model") << " sampler=" << to_string(sc.kind) << " steps=" << sc.steps
-               << " eta=" << sc.eta << " guidance=" << scale.value() << " classifier_scale=" << cscale.value()
+               << " spacing=" << to_string(sc.spacing) << " eta=" << sc.eta << " guidance=" << guidance
+               << " classifier_scale=" << cscale.value()
                << " seed=" << seed.value()
                << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class) : std::string("cycle"));
         if (text) {

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "core/io/manifest.h"
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
@@ -208,6 +209,35 @@ private Q_SLOTS:
         const Run r = cli(args);
         QCOMPARE(r.code, code);
         QVERIFY2(r.err.contains(message), qPrintable(r.err));
+    }
+
+    void sampleTakesTheRecommendedSampling() {
+        // --recommended: the manifest's sampler, guidance and timesteps for the options not given
+        // (here --steps is given and wins); a model without a recommendation is a usage error.
+        const auto manifest = dlab::read_manifest(dlab::resolve_model("fashion-mnist-quality").value());
+        QVERIFY(manifest && manifest->recommended);
+        const dlab::RecommendedSampling& r = *manifest->recommended;
+        QTemporaryDir dir;
+        const QString out = dir.filePath("q.safetensors");
+        Run run = cli({"sample", "--model", "fashion-mnist-quality", "--recommended", "--steps", "2", "--count", "2",
+                       "--device", "cpu", "--tensors", out});
+        QVERIFY2(run.code == 0, qPrintable(run.err));
+        QVERIFY2(run.err.contains("as the manifest recommends"), qPrintable(run.err));
+        auto f = dlab::load_safetensors(out.toStdString());
+        QVERIFY(f);
+        QCOMPARE(f->metadata.at("sampler"), r.sampler);
+        QCOMPARE(f->metadata.at("spacing"), r.spacing);
+        QCOMPARE(f->metadata.at("steps"), std::string("2"));
+        QCOMPARE(std::stod(f->metadata.at("guidance")), r.guidance);
+        // Without the flag: the command's own defaults.
+        run = cli({"sample", "--model", "fashion-mnist-quality", "--steps", "2", "--count", "2", "--device", "cpu", "--tensors", out, "--quiet"});
+        QVERIFY2(run.code == 0, qPrintable(run.err));
+        f = dlab::load_safetensors(out.toStdString());
+        QCOMPARE(f->metadata.at("sampler"), std::string("ddim"));
+        QCOMPARE(f->metadata.at("spacing"), std::string("trailing"));
+        run = cli({"sample", "--model", "fashion-mnist-live", "--recommended", "--tensors", out});
+        QCOMPARE(run.code, 2);
+        QVERIFY2(run.err.contains("recommends no sampling"), qPrintable(run.err));
     }
 
     void textModelSamplesAndEvaluatesPrompts() {
