@@ -3,6 +3,7 @@
 #include <QtTest/QtTest>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 
 #include <QComboBox>
@@ -58,6 +59,37 @@ private Q_SLOTS:
             QVERIFY2(f.stepMs > 0 && f.stepMs < 60000 && f.frameMs > 0 && f.frameMs < 60000,
                      qPrintable(QStringLiteral("step %1 ms, frame %2 ms").arg(f.stepMs).arg(f.frameMs)));
         }
+    }
+
+    void chainEndsOnTheFinalImage() {
+        // Timesteps down to t = 0 (linspace): the first frame's x_t is pure noise and starts at
+        // t = T-1, the last one is nearly the final sample, drawn on the same scale (the panel and
+        // the strip end where the image is; black -1, white +1 in both).
+        WorkerFixture w;
+        QVERIFY(w.load());
+        ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+        ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+        ChainSettings s;
+        s.steps = 10;
+        s.spacing = TimestepSpacing::Linspace;
+        w.start(s, -1);
+        QVERIFY(waitCount(stopped, 1, 30000));
+        QCOMPARE(frames.size(), 10);
+        const auto first = frames.first().at(0).value<ChainFrame>();
+        const auto last = frames.last().at(0).value<ChainFrame>();
+        QCOMPARE(first.t, 999);
+        QCOMPARE(last.t, 0);
+        auto meanAbsDiff = [](const QImage& a, const QImage& b) {
+            const QImage ga = a.convertToFormat(QImage::Format_Grayscale8), gb = b.convertToFormat(QImage::Format_Grayscale8);
+            double sum = 0;
+            for (int y = 0; y < ga.height(); ++y)
+                for (int x = 0; x < ga.width(); ++x) sum += std::abs(int(ga.constScanLine(y)[x]) - int(gb.constScanLine(y)[x]));
+            return sum / (ga.width() * ga.height());
+        };
+        QCOMPARE(last.xt.size(), last.next.size());
+        const double end = meanAbsDiff(last.xt, last.next), start = meanAbsDiff(first.xt, last.next);
+        QVERIFY2(end < 4.0, qPrintable(QStringLiteral("last x_t differs from the final image by %1 grey levels").arg(end)));
+        QVERIFY2(start > 40.0, qPrintable(QStringLiteral("the first x_t is only %1 grey levels from the image").arg(start)));
     }
 
     void promptedChainShowsPerWordAttention() {

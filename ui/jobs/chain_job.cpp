@@ -187,7 +187,9 @@ ChainFrame ReverseChainJob::frame(const StepOutput& out, int64_t t, double scale
             }
         }
         if (m_grad.defined()) f.classifierMap = heatMap(m_grad[0]);
-        f.xt = tensorToImage(m_x[0], -1.5, 1.5);
+        // x_t on the images' own scale (black -1, white +1, noise beyond it clipped), so that the
+        // panel, the strip and an exported chain end on exactly the final image.
+        f.xt = tensorToImage(m_x[0]);
         f.x0 = tensorToImage(out.x0[0]);
         f.eps = tensorToImage(out.eps[0], -3.0, 3.0);
         f.next = tensorToImage(out.x_prev[0]);

@@ -335,7 +335,7 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
         if (const int i = m_model->findText(QString::fromStdString(first)); i >= 0) {
             m_model->setCurrentIndex(i);
             // The first chain uses the sampling the model's manifest recommends (the quality tier:
-            // DDIM 200 at s = 1), set when the model has loaded.
+            // DPM-Solver++(2M) 50, linspace, s = 1), set when the model has loaded.
             m_recommendOnLoad = true;
         }
     }
@@ -407,7 +407,8 @@ void ReverseView::loadModel(const QString& path) {
 void ReverseView::onModelLoaded(const ModelInfo& info) {
     m_modelInfo->setText(info.description);
     if (const int i = m_model->findData(info.path); i >= 0) m_loadedModel = m_model->itemText(i);
-    // A model whose manifest recommends a sampling (the quality tier: DDIM 200 at s = 1) offers it.
+    // A model whose manifest recommends a sampling (the quality tier: DPM-Solver++(2M) 50 linspace,
+    // s = 1) offers it.
     m_recommendation = {info.recommendedSampler, info.recommendedSteps, info.recommendedGuidance, info.recommendedSpacing};
     const bool recommends = m_sampler->findText(info.recommendedSampler) >= 0 && !info.recommendedSampler.isEmpty();
     m_form->setRowVisible(m_recommended, recommends);
