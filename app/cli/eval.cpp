@@ -71,10 +71,11 @@ at::Tensor balanced_targets(int64_t N, int64_t C) { return at::arange(N, at::kLo
 
 // The request of one guidance scale (the same on every rank): balanced classes, the same starting
 // noise for every scale.
-GenerateRequest scale_request(SamplerKind sk, int64_t steps, int64_t seed, int64_t batch, int64_t N, int64_t C,
-                              bool classifier, double s, const ClassifierGradFn& grad, double dynamic_threshold) {
+GenerateRequest scale_request(SamplerKind sk, TimestepSpacing spacing, int64_t steps, int64_t seed, int64_t batch, int64_t N,
+                              int64_t C, bool classifier, double s, const ClassifierGradFn& grad, double dynamic_threshold) {
     GenerateRequest req;
     req.sampler.kind = sk;
+    req.sampler.spacing = spacing;
     req.sampler.dynamic_threshold = dynamic_threshold;
     req.sampler.steps = steps;
     req.sampler.eta = sk == SamplerKind::Ddpm ? 1.0 : 0.0;
@@ -131,7 +132,8 @@ Result<at::Tensor> generate_share(const LoadedModel& model, GenerateRequest req,
 // A rank other than 0: samples its share of every scale, exactly as rank 0 asks for (same
 // requests), and leaves features, metrics and output to rank 0.
 int sample_share(const Args& args, const LoadedModel& model, Communicator* comm, const std::vector<double>& scales,
-                 SamplerKind sk, int64_t steps, int64_t seed, int64_t batch, int64_t N, const std::string& command) {
+                 SamplerKind sk, TimestepSpacing spacing, int64_t steps, int64_t seed, int64_t batch, int64_t N,
+                 const std::string& command) {
     const int64_t C = model.config.network.num_classes;
     ClassifierGradFn grad;
     const bool classifier = args.get("kind") == "classifier";
@@ -143,9 +145,8 @@ int sample_share(const Args& args, const LoadedModel& model, Communicator* comm,
         grad = classifier_gradient(nc.value(), NoiseSchedule::create(model.config.schedule).value());
     }
     for (double s : scales) {
-        GenerateRequest req = scale_request(sk, steps, seed, batch, N, C, classifier, s, grad,
+        GenerateRequest req = scale_request(sk, spacing, steps, seed, batch, N, C, classifier, s, grad,
                                             args.get_double("dynamic-threshold", 0.0, 1.0).value());
-        req.sampler.spacing = parse_timestep_spacing(args.get("spacing")).value();
         req.bf16 = args.has("bf16");
         auto x = generate_share(model, req, comm);
         if (!x) return failure(command + ": " + x.error());
@@ -265,7 +266,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         }
     }
     if (!lead && (real_as_samples || vae)) return 0;  // nothing to sample: rank 0 does it all
-    if (!lead) return sample_share(args, model.value(), comm.get(), scales.value(), *sk, steps.value(), seed.value(),
+    if (!lead) return sample_share(args, model.value(), comm.get(), scales.value(), *sk, *spacing, steps.value(), seed.value(),
                                    batch.value(), count.value(), command);
     // The feature network.
     std::unique_ptr<FeatureNet> fnet;
@@ -395,9 +396,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         }
         timing.clear();
         for (double s : scales.value()) {
-            GenerateRequest req = scale_request(*sk, steps.value(), seed.value(), batch.value(), N, C,
+            GenerateRequest req = scale_request(*sk, *spacing, steps.value(), seed.value(), batch.value(), N, C,
                                                 kind == "classifier", s, grad, dynamic.value());
-            req.sampler.spacing = *spacing;
             req.bf16 = args.has("bf16");
             const at::Tensor target = balanced_targets(N, C);
             const auto t0 = Clock::now();

@@ -1,7 +1,10 @@
 #include "ui/common/sampler_choice.h"
 
+#include <algorithm>
+
 #include <QComboBox>
 #include <QCoreApplication>
+#include <QSpinBox>
 
 #include "core/sampling/sampler.h"
 
@@ -26,6 +29,16 @@ QComboBox* makeSpacingBox(const QString& objectName) {
         "SamplerChoice", "Which of the schedule's timesteps the steps visit: trailing starts at T-1 and stops short of 0 "
                          "(at T/steps - 1), linspace runs from T-1 down to 0, leading starts short of T-1 and ends at 0"));
     return box;
+}
+
+bool selectSampling(QComboBox* samplerBox, QSpinBox* stepsBox, QComboBox* spacingBox, const QString& sampler, int steps,
+                    const QString& spacing) {
+    const int k = sampler.isEmpty() ? -1 : samplerBox->findText(sampler);
+    if (k < 0) return false;
+    samplerBox->setCurrentIndex(k);
+    stepsBox->setValue(std::min(steps, stepsBox->maximum()));
+    spacingBox->setCurrentIndex(std::max(0, spacingBox->findText(spacing)));  // item 0: trailing
+    return true;
 }
 
 }  // namespace dlab::ui

@@ -5,6 +5,7 @@
 #include <QString>
 
 class QComboBox;
+class QSpinBox;
 
 namespace dlab::ui {
 
@@ -12,5 +13,9 @@ namespace dlab::ui {
 QComboBox* makeSamplerBox(const QString& objectName);
 /// trailing (the samplers' default), linspace and leading (data: int(TimestepSpacing)).
 QComboBox* makeSpacingBox(const QString& objectName);
+/// Sets the three controls to a recommended sampling (a manifest's); an empty `spacing` selects the
+/// samplers' default. False, and nothing changed, when `sampler` is not one of the box's.
+bool selectSampling(QComboBox* samplerBox, QSpinBox* stepsBox, QComboBox* spacingBox, const QString& sampler, int steps,
+                    const QString& spacing);
 
 }  // namespace dlab::ui

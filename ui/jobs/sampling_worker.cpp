@@ -13,9 +13,9 @@ namespace {
 bool loaded_is_text(const LabModel& lab) { return lab.model->config.network.context_dim > 0 && lab.model->text_encoder; }
 
 // The first step's one-time costs (on CUDA the graph capture and cuDNN's choice of algorithms,
-// about 0.6 s on an H200; on a CPU oneDNN's primitives) paid while the model loads rather than
-// after Play: one forward pass of the shape a guided image chain uses (the conditional and the
-// null class in one batch). A failure here is left to the chain's first step to report.
+// about 0.6 s on an H200; on the 2-core CPU of the VM no measurable cost) paid while the model
+// loads rather than after Play: one forward pass of the shape a guided image chain uses (the
+// conditional and the null class in one batch). A failure is left to the chain's first step to report.
 void warm_up(const LabModel& lab) {
     const NetworkConfig& n = lab.config().network;
     const int64_t C = n.num_classes, rows = C > 0 ? 2 : 1;

@@ -120,11 +120,7 @@ void BatchView::setModelInfo(const ModelInfo& info) {
     for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
     m_class->addItem(tr("unconditional"), -1);
     // A model that recommends a sampling (the quality tier) draws its grids with it.
-    if (const int k = m_sampler->findText(info.recommendedSampler); k >= 0 && !info.recommendedSampler.isEmpty()) {
-        m_sampler->setCurrentIndex(k);
-        m_steps->setValue(std::min(info.recommendedSteps, m_steps->maximum()));
-        m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(info.recommendedSpacing)));
-    }
+    selectSampling(m_sampler, m_steps, m_spacing, info.recommendedSampler, info.recommendedSteps, info.recommendedSpacing);
 }
 
 QImage BatchView::grid() const { return m_image->image(); }

@@ -343,12 +343,9 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
 }
 
 bool ReverseView::useRecommendedSampling() {
-    const int k = m_recommendation.sampler.isEmpty() ? -1 : m_sampler->findText(m_recommendation.sampler);
-    if (k < 0) return false;
-    m_sampler->setCurrentIndex(k);
-    m_steps->setValue(std::min(m_recommendation.steps, m_steps->maximum()));
-    // No spacing in the manifest: the sampler's default (trailing).
-    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(m_recommendation.spacing)));
+    if (!selectSampling(m_sampler, m_steps, m_spacing, m_recommendation.sampler, m_recommendation.steps,
+                        m_recommendation.spacing))
+        return false;
     m_guidance->setValue(int(std::lround(m_recommendation.guidance * 10)));
     return true;
 }
