@@ -2,6 +2,9 @@
 # The quality tier's latent model (issue 18, item 1) on the GPU machine. Device tool, carry
 # [".gpu-sched"] (debs/ and Fashion-MNIST data/); the working tree must hold fashion-mnist-classifier
 # and fashion-mnist-autoencoder. Calls made back to back find gpu-logs/ and runs/ again.
+# The working tree and the carry travel within 64 MiB: move the other bundled models and docs/ aside
+# for the call, and carry the data as .xz (GPU_DIR=.gpu-lat: debs/ and xz/*.xz, 26.7 MB; turn them
+# back into data/*.gz, which gpu-common.sh does when data/ is missing).
 #   installer/gpu-latent-quality.sh ae [MINUTES]
 #       a new autoencoder like the bundled one (L1 + 1e-4 KL + 0.02 x classifier features, base 64,
 #       4x8x8 latents) trained for MINUTES (default 6; the bundled one had 2.5 and reaches a
@@ -18,7 +21,8 @@
 #   installer/gpu-latent-quality.sh continue [MINUTES] [STEPS]
 #       a new run runs/latent-quality-next from the EMA weights of `train` (--init-from), lr 2e-4
 #       with a cosine decay to 2e-5 over STEPS (default 21000) in at most MINUTES (default 6.7).
-#       The bundled latent-fashion-mnist-quality is train 8.2 (26,028 steps) + continue 6.7 21000.
+#       The bundled latent-fashion-mnist-quality is train 8.2 (26,028 steps) + continue 6.7 21000, then
+#       continue 6.4 20000 on a fresh machine (from the bundled leg-2 weights).
 #   installer/gpu-latent-quality.sh eval [N]     (RUN=runs/latent-quality-next for the continued run)
 #       FID / precision / recall / agreement at N (default 10000) with DDIM 200 at s = 1 (SCALES and
 #       EVAL_STEPS, a list of DDIM step counts or SAMPLER:STEPS[:SPACING] entries, to change), and the agreement at s = 3 (N = 2000, DDIM 50;
@@ -37,6 +41,12 @@ cat > gpu-logs/latent-quality-config.json <<JSON
 {"network": {"base_channels": ${BASE:-96}, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [8, 4],
              "dropout": 0.1}}
 JSON
+# The EMA model as float16 naming its autoencoder by the bundled name (not this machine's path), in
+# two parts under the device tool's 16 MiB a file: cat $OUT/latent-q.part-* > latent-fashion-mnist-quality.safetensors
+bundle() {
+  $cli convert --in "$1" --out /tmp/latent-fashion-mnist-quality.safetensors --half --autoencoder fashion-mnist-autoencoder-quality &&
+    split -b 15M /tmp/latent-fashion-mnist-quality.safetensors "$OUT/latent-q.part-"
+}
 if [ "$mode" = ae ]; then
   $cli train-autoencoder --out gpu-logs/fashion-mnist-autoencoder-quality.safetensors --steps 1000000 --batch 128 \
     --lr 5e-4 --kl-weight 1e-4 --perceptual 0.02 --base-channels 64 --log-every 2000 --max-minutes "${2:-6}" \
@@ -64,7 +74,7 @@ elif [ "$mode" = train ]; then
       --out "$run" --max-minutes "${2:-8.5}" --log-every 1000 --checkpoint-every 4000 2>&1 |
       tee "$OUT/train-latent-quality.log" | grep -E "^step [0-9]*000/|done|rror|train:|encoded"
   fi
-  $cli convert --in "$run/model.safetensors" --out "$OUT/latent-fashion-mnist-quality.safetensors" --half
+  bundle "$run/model.safetensors"
   cp "$run/loss.csv" "$OUT/latent-fashion-mnist-quality.loss.csv"
   $cli eval --model "$run/model.safetensors" --scales 1,3 --count 2000 --batch 1000 --steps 50 --device cuda \
     --metrics fid,precision,recall,agreement 2>&1 | tee "$OUT/quick-eval-latent.log"
@@ -84,7 +94,7 @@ elif [ "$mode" = continue ]; then
       --init-from "$from" --steps "${3:-21000}" --out "$run-next" --max-minutes "${2:-6.7}" \
       --log-every 1000 --checkpoint-every 7000 2>&1 | tee "$OUT/train-latent-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
   fi
-  $cli convert --in "$run-next/model.safetensors" --out "$OUT/latent-fashion-mnist-quality.safetensors" --half
+  bundle "$run-next/model.safetensors"
   cp "$run-next/loss.csv" "$OUT/latent-fashion-mnist-quality-next.loss.csv"
 else
   N=${2:-10000}
