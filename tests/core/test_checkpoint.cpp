@@ -207,8 +207,9 @@ private Q_SLOTS:
         QCOMPARE(QString::fromStdString(q->tier), QStringLiteral("quality"));
         QCOMPARE(QString::fromStdString(live->tier), QStringLiteral("cpu"));
         QVERIFY(!q->sampling.empty());
-        const auto fid = dlab::manifest_figure(q.value(), {"ddim200", "s=1", "fid"});
-        QVERIFY(fid && *fid > 0);
+        // The figure of its recommended sampling (DPM-Solver++ 50, linspace): under twice the floor (2.083).
+        const auto fid = dlab::manifest_figure(q.value(), {"dpmpp2m50-linspace", "s=1", "fid"});
+        QVERIFY(fid && *fid > 0 && *fid < 2 * 2.083);
         QVERIFY(!dlab::parse_manifest("{\"tier\": 1}", "m.json"));
         QVERIFY(q->recommended && q->recommended->steps >= 20 && q->recommended->guidance >= 0);
         QVERIFY(dlab::parse_timestep_spacing(q->recommended->spacing));  // the quality tier names its timesteps
@@ -218,7 +219,7 @@ private Q_SLOTS:
         auto lq = dlab::read_manifest(dir + "/latent-fashion-mnist-quality.safetensors");
         QVERIFY2(lq, lq ? "" : lq.error().c_str());
         QCOMPARE(QString::fromStdString(lq->tier), QStringLiteral("quality"));
-        const auto lfid = dlab::manifest_figure(lq.value(), {"ddim200", "s=1", "fid"});
+        const auto lfid = dlab::manifest_figure(lq.value(), {"ddim200-linspace", "s=1", "fid"});
         QVERIFY(lfid && *lfid > 0 && lq->recommended);
         auto lqModel = dlab::load_model(dir + "/latent-fashion-mnist-quality.safetensors", c10::Device(c10::kCPU));
         QVERIFY2(lqModel, lqModel ? "" : lqModel.error().c_str());
