@@ -38,8 +38,11 @@ int check_fused(c10::Device dev) {
                           {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true}};
     bool ok = true;
     auto sync = [&] { (void)at::ones({1}, opt).sum().item<float>(); };
-    for (const Case& k : cases) {
-        const at::Tensor x = at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5;
+    for (const Case& k : cases)
+      for (const bool nhwc : {false, true}) {
+        // Both layouts: plain [N, C, H, W] and channels-last (the UNet's on CUDA, network.h).
+        const at::Tensor x0 = at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5;
+        const at::Tensor x = nhwc ? x0.contiguous(at::MemoryFormat::ChannelsLast) : x0;
         const at::Tensor bias = k.bias ? at::randn({k.n, k.c}, opt) : at::Tensor();
         const at::Tensor gamma = at::randn({k.c}, opt), beta = at::randn({k.c}, opt);
         if (!fused_group_norm_usable(x, bias, k.groups))
@@ -53,7 +56,8 @@ int check_fused(c10::Device dev) {
         const at::Tensor ref = unfused(x.to(at::kDouble), k.bias ? bias.to(at::kDouble) : at::Tensor(), gamma.to(at::kDouble),
                                        beta.to(at::kDouble));
         const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
-        const bool good = std::isfinite(rel) && rel < 1e-5;
+        // The output keeps the input's layout (the next convolution reads it as such).
+        const bool good = std::isfinite(rel) && rel < 1e-5 && y.strides() == x.strides();
         ok = ok && good;
         auto time_ms = [&](const std::function<void()>& f) {
             for (int i = 0; i < 5; ++i) f();
@@ -65,11 +69,12 @@ int check_fused(c10::Device dev) {
         };
         const double fused_ms = time_ms([&] { (void)fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu); });
         const double plain_ms = time_ms([&] { (void)unfused(x, bias, gamma, beta); });
-        std::printf("group norm%s%s [%lld, %lld, %lld, %lld] / %lld groups: relative error %.2e against float64 %s; "
+        std::printf("group norm%s%s [%lld, %lld, %lld, %lld]%s / %lld groups: relative error %.2e against float64 %s; "
                     "fused %.4f ms, LibTorch ops %.4f ms (%.2fx)\n",
                     k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
-                    (long long)k.w, (long long)k.groups, rel, good ? "ok" : "WRONG", fused_ms, plain_ms, plain_ms / fused_ms);
-    }
+                    (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, rel, good ? "ok" : "WRONG", fused_ms,
+                    plain_ms, plain_ms / fused_ms);
+      }
     if (fused_attention_usable(at::zeros({1}, opt))) {
         for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {
             const at::Tensor q = at::randn(shape, opt), k = at::randn(shape, opt), v = at::randn(shape, opt);
@@ -141,9 +146,12 @@ int cmd_bench(const std::vector<std::string>& argv) {
     auto threads = args.get_int("threads", 0, 1024);
     if (!threads) return usage(threads.error());
     configure_threads(static_cast<int>(threads.value()));
-    std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s\n",
+    // Loaded on CUDA, a UNet runs channels-last unless DLAB_CHANNELS_LAST=0 (network.h).
+    bool channels_last = false;
+    for (const auto& p : net->parameters()) channels_last = channels_last || (p.dim() == 4 && !p.is_contiguous());
+    std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s, layout %s\n",
                 to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
-                at::get_num_threads(), runtime_info().torch_version.c_str());
+                at::get_num_threads(), runtime_info().torch_version.c_str(), channels_last ? "channels-last" : "plain");
     // The same forward pass eagerly and replayed as a CUDA graph (graphed_model.h), alternated in
     // this one process on the same inputs; "-" where graphs are not in use (CPU, or DLAB_CUDA_GRAPHS=0).
     GraphedModel graphed(net);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/io/model_catalog.h"
+#include "core/networks/fused_ops.h"
 
 #include <torch/torch.h>
 
@@ -177,6 +178,9 @@ Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool
         return Error{st.error()};
     net.value()->to(device);
     net.value()->eval();
+    // A model loaded for inference on CUDA runs channels-last where that is on (fused_ops.h): its
+    // convolution weights are converted here, once, before anything captures a graph of them.
+    if (device.is_cuda() && channels_last_enabled()) net.value()->to_channels_last();
     // A companion file (autoencoder, text encoder): an absolute path, next to the model file, else bundled.
     auto companion = [&](const std::string& name) -> std::string {
         namespace fs = std::filesystem;

@@ -15,7 +15,8 @@
 
 namespace dlab::cuda_kernels {
 int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta,
-                   float* y, int N, int C, int HW, int groups, float eps, bool silu, void* stream);
+                   float* y, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
+                   void* stream);
 }
 #endif
 
@@ -39,12 +40,25 @@ bool switched_on() {
     }();
     return on;
 }
+// x laid out channels-last ([N, H, W, C] in memory) and not also plain contiguous (they coincide
+// when H * W or C is 1).
+bool channels_last_only(const at::Tensor& x) {
+    return !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
 }  // namespace
+
+bool channels_last_enabled() {
+    static const bool on = [] {
+        const char* env = std::getenv("DLAB_CHANNELS_LAST");
+        return !(env && std::strcmp(env, "0") == 0);
+    }();
+    return fused_kernels_compiled() && switched_on() && on;
+}
 
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups) {
     if (!fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
     if (!x.defined() || !x.is_cuda() || x.scalar_type() != at::kFloat || x.dim() != 4 ||
-        !x.is_contiguous())
+        !(x.is_contiguous() || channels_last_only(x)))
         return false;
     const int64_t C = x.size(1);
     if (groups < 1 || C % groups != 0 || x.numel() >= (int64_t(1) << 31)) return false;
@@ -81,11 +95,11 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
     const c10::cuda::CUDAGuard guard(x.device());
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
-    at::Tensor y = at::empty_like(x);
+    at::Tensor y = at::empty_like(x);  // the same layout as x
     const int err = cuda_kernels::group_norm_act(
         x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(),
         be.data_ptr<float>(), y.data_ptr<float>(), int(x.size(0)), int(x.size(1)),
-        int(x.size(2) * x.size(3)), int(groups), float(eps), silu,
+        int(x.size(2) * x.size(3)), int(groups), float(eps), silu, channels_last_only(x),
         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
     if (err != 0)
         throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " +

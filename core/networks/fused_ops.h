@@ -15,15 +15,20 @@ namespace dlab {
 /// Whether this build holds the fused kernels.
 bool fused_kernels_compiled();
 /// Whether group_norm_act may take x [N, C, H, W] (with a bias [N, C] when `bias` is defined):
-/// compiled, switched on, autograd off, CUDA, float32, contiguous, C divisible by `groups`.
+/// compiled, switched on, autograd off, CUDA, float32, contiguous or channels-last, C divisible
+/// by `groups`.
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
+/// Whether CUDA inference may run the UNet channels-last (NHWC: cuDNN's tensor-core convolutions
+/// take it without transposes; the fused GroupNorm reads it in place): the fused kernels compiled
+/// and switched on, and the environment variable DLAB_CHANNELS_LAST not "0".
+bool channels_last_enabled();
 /// Whether attention may run through LibTorch's scaled_dot_product_attention (LibTorch 2.x, CUDA,
 /// and DLAB_FUSED_KERNELS not "0"); else the explicit softmax(q^T k / sqrt(d)) of the blocks.
 bool fused_attention_usable(const at::Tensor& x);
 /// softmax(q k^T / sqrt(d)) v for q, k, v [B, heads, L, d] (throws where not usable).
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 /// act(GroupNorm(x + bias[:, :, None, None])) with the norm's affine gamma, beta and eps; act is
-/// SiLU when `silu`, else the identity. A new tensor; x is not modified.
+/// SiLU when `silu`, else the identity. A new tensor in x's layout; x is not modified.
 at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
                                 const at::Tensor& gamma, const at::Tensor& beta, double eps,
                                 bool silu);

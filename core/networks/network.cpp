@@ -107,6 +107,7 @@ void NetworkImpl::set_prompts(const at::Tensor&, const at::Tensor&, const at::Te
     not_text_conditional();
 }
 void NetworkImpl::record_attention(bool) {}
+bool NetworkImpl::to_channels_last() { return false; }
 std::vector<std::pair<int64_t, at::Tensor>> NetworkImpl::attention_maps() const { return {}; }
 
 at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_period) {
@@ -235,7 +236,8 @@ public:
         at::Tensor ctx, valid;
         if (null_states_.defined()) text_context(x, labels, ctx, valid);
         std::vector<at::Tensor> hs;
-        at::Tensor h = conv_in_(x);
+        const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4 && !at::GradMode::is_enabled();
+        at::Tensor h = conv_in_(nhwc ? x.contiguous(at::MemoryFormat::ChannelsLast) : x);
         hs.push_back(h);
         for (auto& s : down_) {
             if (s.res) {
@@ -263,9 +265,20 @@ public:
                 h = s.resample(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
             }
         }
-        return conv_out_(blocks::norm_silu(norm_out_, h));
+        const at::Tensor out = conv_out_(blocks::norm_silu(norm_out_, h));
+        return nhwc_ ? out.contiguous() : out;
     }
     const NetworkConfig& config() const override { return cfg_; }
+
+    bool to_channels_last() override {
+        // The text and video blocks reshape as [B, C, H * W]: they stay in the plain layout.
+        if (cfg_.frames > 0 || cfg_.context_dim > 0) return false;
+        torch::NoGradGuard g;
+        for (auto& p : parameters())
+            if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+        nhwc_ = true;
+        return true;
+    }
 
     void set_null_prompt(const at::Tensor& states, const at::Tensor& valid) override {
         require_text();
@@ -346,6 +359,7 @@ private:
     at::Tensor null_states_, null_valid_;
     at::Tensor prompts_, prompts_valid_, negative_, negative_valid_;
     NetworkConfig cfg_;
+    bool nhwc_ = false;  // to_channels_last() was called
     nn::Linear temb1_{nullptr}, temb2_{nullptr};
     nn::Embedding label_emb_{nullptr};
     nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};

@@ -87,6 +87,12 @@ public:
     /// The last forward pass's cross-attention weights, one [B, h*w, L] tensor per layer (mean over
     /// heads), with each layer's side h (= w), coarsest first; empty unless recording.
     virtual std::vector<std::pair<int64_t, at::Tensor>> attention_maps() const;
+
+    /// Inference on CUDA in the channels-last layout (fused_ops.h: channels_last_enabled): converts
+    /// the 4-D weights in place and from then on runs forward passes without autograd in NHWC
+    /// (inputs and outputs stay [B, C, H, W] contiguous). For models loaded to sample, not to train.
+    /// Whether this network supports it (image UNets without text or frames; others: false, unchanged).
+    virtual bool to_channels_last();
 };
 using Network = std::shared_ptr<NetworkImpl>;
 

@@ -82,7 +82,15 @@ struct AttentionImpl : nn::Module {
     at::Tensor forward(const at::Tensor& x) {
         const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
         const int64_t d = C / heads;
-        const at::Tensor q_k_v = qkv(fusable(norm, x) ? fused_norm(norm, x, false) : norm(x)).reshape({B, 3, heads, d, H * W});
+        const at::Tensor qkv_out = qkv(fusable(norm, x) ? fused_norm(norm, x, false) : norm(x));
+        if (fused_attention_usable(x) && !qkv_out.is_contiguous() && qkv_out.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+            // Channels-last (network.h, to_channels_last): the memory is [B, HW, 3, heads, d] already,
+            // so q, k and v [B, heads, HW, d] are strided views; one copy out, back to channels-last.
+            const at::Tensor p = qkv_out.permute({0, 2, 3, 1}).view({B, H * W, 3, heads, d}).permute({2, 0, 3, 1, 4});
+            const at::Tensor o = fused_attention(p[0], p[1], p[2]).transpose(1, 2).reshape({B, H, W, C});
+            return x + proj(o.permute({0, 3, 1, 2}));
+        }
+        const at::Tensor q_k_v = qkv_out.reshape({B, 3, heads, d, H * W});
         if (fused_attention_usable(x)) {
             // LibTorch's fused attention on [B, heads, HW, d]: one contiguous copy in, one out.
             const at::Tensor p = q_k_v.permute({1, 0, 2, 4, 3}).contiguous();

@@ -121,6 +121,47 @@ private Q_SLOTS:
         QCOMPARE(graphed->captured(), 0);
     }
 
+    // to_channels_last (CUDA inference, network.h) changes the weights' layout, not their values: the
+    // same outputs with autograd off and on (on the CPU the convolutions read either layout), the
+    // output in the plain layout; networks with text or frames decline and keep their layout.
+    void channelsLastKeepsTheFunction() {
+        Network net = perturbedNetwork();
+        const at::Tensor x = at::randn({2, 1, 28, 28}), t = at::tensor({100, 700}), y = at::tensor({3, 10});
+        at::Tensor before;
+        {
+            torch::NoGradGuard g;
+            before = net->forward(x, t, y);
+        }
+        int64_t weights4d = 0;
+        for (const auto& p : net->parameters()) weights4d += p.dim() == 4;
+        QVERIFY(weights4d > 10);
+        QVERIFY(net->to_channels_last());
+        for (const auto& p : net->parameters())
+            if (p.dim() == 4) QVERIFY(p.is_contiguous(at::MemoryFormat::ChannelsLast));
+        at::Tensor after;
+        {
+            torch::NoGradGuard g;
+            after = net->forward(x, t, y);
+        }
+        QVERIFY(after.is_contiguous());
+        const double scale = before.abs().max().item<double>();
+        const double diff = (after - before).abs().max().item<double>();
+        QVERIFY2(scale > 1e-3 && diff <= 1e-5 * scale, qPrintable(QString("max |diff| %1, scale %2").arg(diff).arg(scale)));
+        const at::Tensor trained = net->forward(x, t, y);  // autograd on: the plain layout's path
+        QVERIFY((trained.detach() - before).abs().max().item<double>() <= 1e-5 * scale);
+
+        NetworkConfig video;
+        video.base_channels = 16;
+        video.frames = 4;
+        Network v = make_network(video).value();
+        QVERIFY(!v->to_channels_last());
+        for (const auto& p : v->parameters()) QVERIFY(p.is_contiguous());
+        NetworkConfig mlp;
+        mlp.kind = NetworkKind::Mlp;
+        mlp.in_channels = 2;
+        QVERIFY(!make_network(mlp).value()->to_channels_last());
+    }
+
     void mlpDenoiser() {
         NetworkConfig c;
         c.kind = NetworkKind::Mlp;
