@@ -228,6 +228,20 @@ X0Eps NoiseSchedule::split_prediction(PredictionType type, const at::Tensor& out
     return {out, out, {}, {}};
 }
 
+X0Eps NoiseSchedule::split_prediction(PredictionType type, const at::Tensor& out, const at::Tensor& xt,
+                                      int64_t t) const {
+    TORCH_CHECK(t >= 0 && t < sqrt_abar_.size(0), "timestep ", t, " out of range [0, ", sqrt_abar_.size(0) - 1, "]");
+    // The same formulas as the per-sample ones above, with scalar coefficients (as float32
+    // multipliers of float32 tensors they round as the gathered [B, 1, ...] tables do).
+    const double a = sqrt_abar_[t].item<double>(), s = sqrt_one_minus_abar_[t].item<double>();
+    switch (type) {
+        case PredictionType::Eps: return {(xt - s * out) / a, out, {}, {}};
+        case PredictionType::X0: return {out, (xt - a * out) / s, {}, {}};
+        case PredictionType::V: return {a * xt - s * out, s * xt + a * out, {}, {}};
+    }
+    return {out, out, {}, {}};
+}
+
 double NoiseSchedule::beta(int64_t t) const { return betas_[t].item<double>(); }
 double NoiseSchedule::alpha_bar(int64_t t) const { return alpha_bars_[t].item<double>(); }
 double NoiseSchedule::alpha_bar_prev(int64_t t) const { return alpha_bars_prev_[t].item<double>(); }

@@ -104,6 +104,10 @@ public:
     /// Interprets a model output of the given prediction type as (x0, eps).
     X0Eps split_prediction(PredictionType type, const at::Tensor& model_out, const at::Tensor& xt,
                            const at::Tensor& t) const;
+    /// The same for one timestep t shared by the whole batch (a sampler's step): the coefficients
+    /// are scalars, so nothing is copied to the device and the host never waits for it.
+    X0Eps split_prediction(PredictionType type, const at::Tensor& model_out, const at::Tensor& xt,
+                           int64_t t) const;
     /// Gathers table[t] and shapes it [B,1,...] in the dtype and device of `like`.
     static at::Tensor gather(const at::Tensor& table, const at::Tensor& t, const at::Tensor& like);
 

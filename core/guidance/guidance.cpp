@@ -48,9 +48,10 @@ RawDenoiser classifier_free_guidance(ModelFn model, at::Tensor labels, int64_t n
 Denoiser make_denoiser(RawDenoiser raw, const NoiseSchedule& schedule, PredictionType type) {
     return [raw = std::move(raw), schedule, type](const at::Tensor& x, int64_t t) {
         const at::Tensor out = raw(x, t);
-        const at::Tensor tt = at::full({x.size(0)}, t, at::TensorOptions().dtype(at::kLong));
         const int64_t C = x.size(1);
-        X0Eps p = schedule.split_prediction(type, out.narrow(1, 0, C), x, tt);
+        // One timestep for the batch: scalar coefficients, no host-to-device copy (which would make
+        // the host wait for the network at every step, so the next launches could not overlap it).
+        X0Eps p = schedule.split_prediction(type, out.narrow(1, 0, C), x, t);
         if (out.size(1) == 2 * C) p.var_v = out.narrow(1, C, C);
         return p;
     };

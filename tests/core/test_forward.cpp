@@ -82,7 +82,15 @@ private Q_SLOTS:
                 const X0Eps s3 = s.split_prediction(p, out.slice(0, 0, 3), xt.slice(0, 0, 3), early);
                 QVERIFY(at::allclose(s3.x0, x0.slice(0, 0, 3), 2e-3, 2e-3));
                 QVERIFY(at::allclose(s3.eps, eps.slice(0, 0, 3), 2e-3, 2e-3));
+                // One timestep for the whole batch (what a sampler step uses): the same values as
+                // the per-sample tables give for that timestep, to the last bit.
+                for (int64_t one : {int64_t(0), int64_t(250), int64_t(998)}) {
+                    const X0Eps a = s.split_prediction(p, out, xt, one);
+                    const X0Eps b = s.split_prediction(p, out, xt, at::full({4}, one, at::kLong).to(dev));
+                    QVERIFY2(at::equal(a.x0, b.x0) && at::equal(a.eps, b.eps), qPrintable(QString("t=%1").arg(one)));
+                }
             }
+            QVERIFY_THROWS_EXCEPTION(std::exception, s.split_prediction(PredictionType::V, v, xt, int64_t(1000)));
         }
     }
 

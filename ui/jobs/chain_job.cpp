@@ -143,8 +143,7 @@ ChainFrame ReverseChainJob::frame(const StepOutput& out, int64_t t, double scale
     auto pixels = [&](const at::Tensor& x) { return ae ? ae->decode(x.unsqueeze(0))[0] : x; };
     // The conditional and unconditional predictions of a guided step, split into x0 and eps.
     auto split = [&](const at::Tensor& out) {
-        const at::Tensor tt = at::full({1}, t, at::kLong);
-        return m_lab->schedule.split_prediction(c.prediction, out.narrow(1, 0, m_x.size(1)), m_x, tt);
+        return m_lab->schedule.split_prediction(c.prediction, out.narrow(1, 0, m_x.size(1)), m_x, t);
     };
     if (ae) {
         f.latent = true;
