@@ -266,6 +266,38 @@ private Q_SLOTS:
         QCOMPARE(view.currentImage().size(), r0.samples.size());  // clicking shows that scale's samples
     }
 
+    // The explorer sweeps with the sampler and timesteps it shows: a model's recommendation selects
+    // them, and another choice gives other samples from the same starting noise.
+    void sweepTakesTheChosenSampler() {
+        WorkerFixture w;
+        ExplorerView view(w.worker);
+        ThreadSpy loaded(w.worker, &SamplingWorker::modelLoaded);
+        QVERIFY(w.load());
+        ModelInfo info = loaded.at(0).at(0).value<ModelInfo>();
+        info.recommendedSampler = QStringLiteral("dpmpp2m");
+        info.recommendedSteps = 4;
+        info.recommendedSpacing = QStringLiteral("linspace");
+        view.setModelInfo(info);
+        auto* sampler = view.findChild<QComboBox*>(QStringLiteral("explorerSampler"));
+        auto* spacing = view.findChild<QComboBox*>(QStringLiteral("explorerSpacing"));
+        QVERIFY(sampler && spacing);
+        QCOMPARE(sampler->currentText(), QStringLiteral("dpmpp2m"));
+        QCOMPARE(spacing->currentText(), QStringLiteral("linspace"));
+        QImage samples[2];
+        for (int i = 0; i < 2; ++i) {
+            if (i == 1) view.setSampling(SamplerKind::Ddim, TimestepSpacing::Trailing);
+            QSignalSpy done(&view, &ExplorerView::finished);
+            view.runWith(0, QStringLiteral("1"), 20, 4);
+            QVERIFY(done.wait(120000));
+            QCOMPARE(done.at(0).at(0).toBool(), true);
+            QCOMPARE(view.rows(0).size(), 1);
+            samples[i] = view.rows(0)[0].samples;
+        }
+        QCOMPARE(sampler->currentText(), QStringLiteral("ddim"));
+        QVERIFY(!samples[0].isNull() && samples[0].size() == samples[1].size());
+        QVERIFY(samples[0] != samples[1]);
+    }
+
     // The explorer's dynamic-thresholding switch reaches the sampler: at a high scale, static
     // clipping leaves black backgrounds at -1 while thresholding rescales them away from the bound.
     void dynamicThresholdingChangesSaturation() {

@@ -259,12 +259,11 @@ void SamplingWorker::generateGrid(const BatchGridRequest& request, int requestId
 }
 
 void SamplingWorker::runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed,
-                              double dynamicThreshold, int requestId) {
+                              double dynamicThreshold, int sampler, int spacing, int requestId) {
     if (requestId != m_latest.load()) return;
     m_stop = false;
-    schedule(ImageLane,
-             std::make_shared<SweepJob>(m_lab, SweepRequest{kind, scales, count, steps, seed, dynamicThreshold}, this),
-             imageStale(requestId));
+    const SweepRequest request{kind, scales, count, steps, seed, dynamicThreshold, SamplerKind(sampler), TimestepSpacing(spacing)};
+    schedule(ImageLane, std::make_shared<SweepJob>(m_lab, request, this), imageStale(requestId));
 }
 
 void SamplingWorker::generateVaeGrid(int count, quint64 seed, int requestId) {

@@ -88,9 +88,10 @@ public Q_SLOTS:
     /// emits them as one grid image, a row (or block) per scale (batch_job.h).
     void generateGrid(const dlab::ui::BatchGridRequest& request, int requestId);
     /// A guidance sweep (sweep_job.h): one sweepRow per scale, batchProgress while sampling, then
-    /// sweepFinished. dynamicThreshold: Imagen's dynamic thresholding percentile (0: static clipping).
+    /// sweepFinished. dynamicThreshold: Imagen's dynamic thresholding percentile (0: static clipping);
+    /// sampler and spacing: int(SamplerKind), int(TimestepSpacing).
     void runSweep(int kind, const QVector<double>& scales, int count, int steps, quint64 seed, double dynamicThreshold,
-                  int requestId);
+                  int sampler, int spacing, int requestId);
     /// Latent models: the autoencoder's decoder on latents drawn from N(0, I) (vae_job.h).
     void generateVaeGrid(int count, quint64 seed, int requestId);
     /// GAN, VAE prior and diffusion side by side, or their interpolations (generative_job.h).

@@ -60,7 +60,9 @@ bool SweepJob::start() {
 bool SweepJob::beginScale() {
     const double s = m_request.scales[m_scale];
     GenerateRequest req;
-    req.sampler.kind = SamplerKind::Ddim;
+    req.sampler.kind = m_request.sampler;
+    req.sampler.eta = m_request.sampler == SamplerKind::Ddpm ? 1.0 : 0.0;
+    req.sampler.spacing = m_request.spacing;
     req.sampler.steps = m_request.steps;
     req.sampler.dynamic_threshold = m_request.dynamicThreshold;
     req.labels = m_target;

@@ -36,6 +36,8 @@ struct SweepRequest {
     int count = 500, steps = 50;
     quint64 seed = 0;
     double dynamicThreshold = 0;  ///< Imagen's dynamic thresholding percentile (0: static clipping)
+    dlab::SamplerKind sampler = dlab::SamplerKind::Ddim;  ///< DDIM and DPM-Solver++ deterministic, DDPM ancestral
+    dlab::TimestepSpacing spacing = dlab::TimestepSpacing::Trailing;
 };
 
 class SweepJob : public LabJob {

@@ -30,6 +30,7 @@
 #include "ui/common/image_panel.h"
 #include "ui/common/progress_eta.h"
 #include "ui/common/qcp.h"
+#include "ui/common/sampler_choice.h"
 
 namespace dlab::ui {
 
@@ -57,7 +58,8 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
     auto* form = new QFormLayout;
     auto* note = new QLabel(tr("Samples the model of the Reverse chain tab at each scale from the same starting "
                                "noise (classes cycling), and scores them against the Fashion-MNIST test set "
-                               "with the bundled classifier's features. DDIM, η = 0."));
+                               "with the bundled classifier's features, with the sampler and timesteps below (a model that "
+                               "recommends a sampling sets them when it is loaded)."));
     note->setWordWrap(true);
     form->addRow(note);
     m_kind = new QComboBox;
@@ -76,6 +78,10 @@ ExplorerView::ExplorerView(SamplingWorker* worker, QWidget* parent) : QWidget(pa
     m_steps->setRange(1, 1000);
     m_steps->setValue(20);
     form->addRow(tr("Steps"), m_steps);
+    m_sampler = makeSamplerBox(QStringLiteral("explorerSampler"));
+    form->addRow(tr("Sampler"), m_sampler);
+    m_spacing = makeSpacingBox(QStringLiteral("explorerSpacing"));
+    form->addRow(tr("Timesteps"), m_spacing);
     m_dynamic = new QCheckBox(tr("Dynamic thresholding (Imagen)"));
     m_dynamic->setToolTip(tr("Clip each predicted x0 at the 99.5th percentile of its |x0| (at least 1) and rescale it, "
                              "instead of clipping at 1: strongly guided samples stop saturating at black and white. "
@@ -245,6 +251,8 @@ void ExplorerView::setModelInfo(const ModelInfo& info) {
     m_run->setToolTip(ok ? QString() : tr("Choose a class-conditional image model in the Reverse chain tab"));
     if (!info.classifierGuidance) m_kind->setCurrentIndex(0);
     m_kind->setEnabled(info.classifierGuidance);
+    // A model that recommends a sampling (the quality tier) is swept with it.
+    selectSampling(m_sampler, m_steps, m_spacing, info.recommendedSampler, info.recommendedSteps, info.recommendedSpacing);
 }
 
 void ExplorerView::run() { runWith(m_kind->currentData().toInt(), m_scales->text(), m_count->value(), m_steps->value()); }
@@ -279,10 +287,17 @@ void ExplorerView::runWith(int kind, const QString& scalesText, int count, int s
     QMetaObject::invokeMethod(m_worker, "runSweep", Qt::QueuedConnection, Q_ARG(int, kind),
                               Q_ARG(QVector<double>, scales), Q_ARG(int, count), Q_ARG(int, steps),
                               Q_ARG(quint64, quint64(m_seed->value())),
-                              Q_ARG(double, m_dynamic->isChecked() ? kDynamicPercentile : 0.0), Q_ARG(int, id));
+                              Q_ARG(double, m_dynamic->isChecked() ? kDynamicPercentile : 0.0),
+                              Q_ARG(int, m_sampler->currentData().toInt()), Q_ARG(int, m_spacing->currentData().toInt()),
+                              Q_ARG(int, id));
 }
 
 void ExplorerView::setDynamicThresholding(bool on) { m_dynamic->setChecked(on); }
+
+void ExplorerView::setSampling(SamplerKind sampler, TimestepSpacing spacing) {
+    m_sampler->setCurrentIndex(std::max(0, m_sampler->findData(int(sampler))));
+    m_spacing->setCurrentIndex(std::max(0, m_spacing->findData(int(spacing))));
+}
 
 void ExplorerView::cancel() {
     if (!m_running) return;
@@ -314,11 +329,16 @@ void ExplorerView::record(bool completed) {
     const QJsonObject params{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("kind"), kind},
                              {QStringLiteral("scales"), m_scales->text()}, {QStringLiteral("count"), m_count->value()},
                              {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
-                             {QStringLiteral("dynamic"), m_dynamic->isChecked()}, {QStringLiteral("floor"), m_floor->text()}};
-    const QString title = tr("%1, %2 sweep %3, N = %4")
+                             {QStringLiteral("dynamic"), m_dynamic->isChecked()}, {QStringLiteral("floor"), m_floor->text()},
+                             {QStringLiteral("sampler"), m_sampler->currentText()},
+                             {QStringLiteral("spacing"), m_spacing->currentText()}};
+    const QString title = tr("%1, %2 sweep %3, N = %4, %5 %6 %7")
                               .arg(QFileInfo(m_modelPath).baseName(), kind == 0 ? tr("classifier-free") : tr("classifier"),
                                    m_scales->text())
-                              .arg(m_count->value());
+                              .arg(m_count->value())
+                              .arg(m_sampler->currentText())
+                              .arg(m_steps->value())
+                              .arg(m_spacing->currentText());
     QString error;
     RunRecord run = m_history->create(QStringLiteral("sweep"), title, params, quint64(m_seed->value()), &error);
     if (run.id.isEmpty()) return;
@@ -383,6 +403,9 @@ QString ExplorerView::openRecord(const RunRecord& run) {
 void ExplorerView::runRecorded(const QJsonObject& p) {
     m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
     m_dynamic->setChecked(p.value(QStringLiteral("dynamic")).toBool());
+    // Records from before the sampler was a choice: DDIM with trailing timesteps.
+    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(p.value(QStringLiteral("sampler")).toString(QStringLiteral("ddim")))));
+    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(p.value(QStringLiteral("spacing")).toString(QStringLiteral("trailing")))));
     runWith(std::clamp(p.value(QStringLiteral("kind")).toInt(), 0, 1), p.value(QStringLiteral("scales")).toString(),
             p.value(QStringLiteral("count")).toInt(200), p.value(QStringLiteral("steps")).toInt(20));
 }

@@ -49,6 +49,9 @@ public Q_SLOTS:
     void runWith(int kind, const QString& scales, int count, int steps);
     /// Imagen's dynamic thresholding for the next sweeps (the checkbox).
     void setDynamicThresholding(bool on);
+    /// The sampler and timesteps of the next sweeps (the two boxes; a model's recommendation sets
+    /// them when it is loaded).
+    void setSampling(dlab::SamplerKind sampler, dlab::TimestepSpacing spacing);
     /// Runs a recorded sweep again (the model must be loaded already).
     void runRecorded(const QJsonObject& parameters);
     /// Shows the bundled model's measured sweeps (resources/models/NAME.sweep-cfg.json and
@@ -72,6 +75,8 @@ private:
     QLineEdit* m_scales = nullptr;
     QSpinBox* m_count = nullptr;
     QSpinBox* m_steps = nullptr;
+    QComboBox* m_sampler = nullptr;
+    QComboBox* m_spacing = nullptr;
     QSpinBox* m_seed = nullptr;
     QCheckBox* m_dynamic = nullptr;
     QPushButton* m_run = nullptr;
