@@ -37,6 +37,8 @@ public:
     bool active() const;
     /// Graphs captured so far (one per input shape).
     int captured() const;
+    /// The network it replays.
+    const Network& network() const { return net_; }
 
 private:
     struct Entry;

@@ -180,7 +180,14 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     // A text model reads its prompt table in the forward pass: no CUDA graphs (eager).
     if (req.bf16 && !s->device.is_cuda())
         return Error{"generate: bf16 inference needs a CUDA device (the model is on " + s->device.str() + ")"};
-    s->fn = model_function(net, req.cuda_graphs && !text ? std::make_shared<GraphedModel>(net) : nullptr, req.bf16);
+    std::shared_ptr<GraphedModel> graphs;
+    if (req.cuda_graphs && !text) {
+        if (req.graphs && req.graphs->network() != net)
+            return Error{"generate: the CUDA graphs given belong to another network"};
+        // Graphs captured under bf16 autocast hold bf16 kernels: a bf16 request captures its own.
+        graphs = req.graphs && !req.bf16 ? req.graphs : std::make_shared<GraphedModel>(net);
+    }
+    s->fn = model_function(net, graphs, req.bf16);
     s->control = std::make_shared<GuidanceControl>(req.guidance, req.classifier_scale);
     return std::unique_ptr<GenerateRun>(new GenerateRun(std::move(s)));
 }

@@ -12,6 +12,8 @@
 
 namespace dlab {
 
+class GraphedModel;
+
 /// What to generate.
 struct GenerateRequest {
     SamplerConfig sampler;
@@ -31,6 +33,10 @@ struct GenerateRequest {
     bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
     at::Tensor noise;            ///< the starting noise x_T [N, ...] (undefined: drawn from `seed`)
     bool cuda_graphs = true;     ///< replay the network as CUDA graphs on CUDA (graphed_model.h)
+    /// With cuda_graphs (and not bf16): replay these graphs, captured by earlier requests of the same
+    /// thread for the same network, instead of capturing a set of its own on the first step (three
+    /// eager warm-up passes and the capture, per request). Another network's graphs are an error.
+    std::shared_ptr<GraphedModel> graphs;
     bool bf16 = false;           ///< bf16 autocast of the network (CUDA only; runtime.h)
     /// Sharding over ranks: only the batches b (of `batch` samples, counted from 0) with
     /// b % shards == shard are sampled, each exactly as an unsharded run samples it; the result

@@ -9,6 +9,7 @@
 
 #include "core/evaluation/classifier.h"
 #include "core/data/datasets.h"
+#include "core/networks/graphed_model.h"
 #include "core/sampling/generate.h"
 #include "core/guidance/guidance.h"
 #include "core/io/model_catalog.h"
@@ -129,6 +130,25 @@ private Q_SLOTS:
             auto x = generate(model.value(), req);
             QVERIFY(!x);
             QVERIFY2(x.error().find("bf16") != std::string::npos && x.error().find("CUDA") != std::string::npos, x.error().c_str());
+        }
+        {
+            // Graphs shared between requests (the GUI's jobs pass their thread's): the same samples as
+            // a request with its own (on the CPU both are the plain forward pass); another network's
+            // graphs are refused by name.
+            GenerateRequest req;
+            req.count = 3;
+            req.sampler.steps = 4;
+            req.labels = at::tensor({1, 5, 10}, at::kLong);
+            req.seed = 5;
+            const at::Tensor own = generate(model.value(), req).value();
+            req.graphs = std::make_shared<GraphedModel>(model->network);
+            auto shared = generate(model.value(), req);
+            QVERIFY2(shared, shared ? "" : shared.error().c_str());
+            QVERIFY(at::equal(shared.value(), own));
+            auto other = load_model(mpath.value(), c10::Device(c10::kCPU));
+            req.graphs = std::make_shared<GraphedModel>(other->network);
+            auto refused = generate(model.value(), req);
+            QVERIFY(!refused && refused.error().find("another network") != std::string::npos);
         }
         const double off = agreement(0.0), on = agreement(10.0);
         qInfo("class agreement of %lld samples (same seeds): unguided %.3f, classifier scale 10 %.3f", (long long)N, off, on);

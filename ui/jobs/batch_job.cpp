@@ -46,6 +46,7 @@ bool BatchGridJob::beginScale() {
     req.guidance = r.scales[m_scale];
     req.seed = r.seed;  // the same starting noise for every scale
     req.batch = r.perScale;
+    req.graphs = m_lab->graphed;  // this worker thread's graphs: captured once, not per scale
     auto run = GenerateRun::create(*m_lab->model, req);
     if (!run) {
         Q_EMIT m_worker->failed(QString::fromStdString(run.error()));

@@ -69,6 +69,7 @@ bool SweepJob::beginScale() {
     req.count = m_request.count;
     req.seed = m_request.seed;  // the same starting noise at every scale
     req.batch = 250;
+    req.graphs = m_lab->graphed;  // this worker thread's graphs: captured once, not per scale
     req.guidance = m_request.kind == 0 ? s : 0.0;
     if (m_request.kind == 1) {
         req.classifier_grad = m_lab->classifierGrad;
