@@ -4,6 +4,7 @@
 
 #include <QComboBox>
 #include <QCoreApplication>
+#include <QJsonObject>
 #include <QSpinBox>
 
 #include "core/sampling/sampler.h"
@@ -39,6 +40,13 @@ bool selectSampling(QComboBox* samplerBox, QSpinBox* stepsBox, QComboBox* spacin
     stepsBox->setValue(std::min(steps, stepsBox->maximum()));
     spacingBox->setCurrentIndex(std::max(0, spacingBox->findText(spacing)));  // item 0: trailing
     return true;
+}
+
+void selectRecordedSampling(QComboBox* samplerBox, QComboBox* spacingBox, const QJsonObject& p) {
+    const QString sampler = p.value(QStringLiteral("sampler")).toString(QStringLiteral("ddim"));
+    const QString spacing = p.value(QStringLiteral("spacing")).toString(QStringLiteral("trailing"));
+    samplerBox->setCurrentIndex(std::max(0, samplerBox->findText(sampler)));
+    spacingBox->setCurrentIndex(std::max(0, spacingBox->findText(spacing)));
 }
 
 }  // namespace dlab::ui

@@ -5,6 +5,7 @@
 #include <QString>
 
 class QComboBox;
+class QJsonObject;
 class QSpinBox;
 
 namespace dlab::ui {
@@ -17,5 +18,8 @@ QComboBox* makeSpacingBox(const QString& objectName);
 /// samplers' default. False, and nothing changed, when `sampler` is not one of the box's.
 bool selectSampling(QComboBox* samplerBox, QSpinBox* stepsBox, QComboBox* spacingBox, const QString& sampler, int steps,
                     const QString& spacing);
+/// Sets the two boxes to a run record's "sampler" and "spacing" parameters (records from before
+/// they were choices: DDIM with trailing timesteps).
+void selectRecordedSampling(QComboBox* samplerBox, QComboBox* spacingBox, const QJsonObject& parameters);
 
 }  // namespace dlab::ui

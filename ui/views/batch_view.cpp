@@ -215,9 +215,7 @@ void BatchView::runWith(const QJsonObject& p) {
     if (cls >= 0) m_class->setCurrentIndex(cls);
     m_scales->setText(text.join(QStringLiteral(", ")));
     m_steps->setValue(p.value(QStringLiteral("steps")).toInt(m_steps->value()));
-    // Records from before the sampler was a choice: DDIM with trailing timesteps.
-    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(p.value(QStringLiteral("sampler")).toString(QStringLiteral("ddim")))));
-    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(p.value(QStringLiteral("spacing")).toString(QStringLiteral("trailing")))));
+    selectRecordedSampling(m_sampler, m_spacing, p);
     m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
     const int perScale = p.value(QStringLiteral("per_scale")).toInt(8);
     if (scales.size() == 1) m_count->setValue(perScale);

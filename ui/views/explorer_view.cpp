@@ -403,9 +403,7 @@ QString ExplorerView::openRecord(const RunRecord& run) {
 void ExplorerView::runRecorded(const QJsonObject& p) {
     m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
     m_dynamic->setChecked(p.value(QStringLiteral("dynamic")).toBool());
-    // Records from before the sampler was a choice: DDIM with trailing timesteps.
-    m_sampler->setCurrentIndex(std::max(0, m_sampler->findText(p.value(QStringLiteral("sampler")).toString(QStringLiteral("ddim")))));
-    m_spacing->setCurrentIndex(std::max(0, m_spacing->findText(p.value(QStringLiteral("spacing")).toString(QStringLiteral("trailing")))));
+    selectRecordedSampling(m_sampler, m_spacing, p);
     runWith(std::clamp(p.value(QStringLiteral("kind")).toInt(), 0, 1), p.value(QStringLiteral("scales")).toString(),
             p.value(QStringLiteral("count")).toInt(200), p.value(QStringLiteral("steps")).toInt(20));
 }
