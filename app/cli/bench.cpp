@@ -149,9 +149,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
     // Loaded on CUDA, a UNet runs channels-last unless DLAB_CHANNELS_LAST=0 (network.h).
     bool channels_last = false;
     for (const auto& p : net->parameters()) channels_last = channels_last || (p.dim() == 4 && !p.is_contiguous());
-    std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s, layout %s\n",
+    std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s, layout %s%s\n",
                 to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
-                at::get_num_threads(), runtime_info().torch_version.c_str(), channels_last ? "channels-last" : "plain");
+                at::get_num_threads(), runtime_info().torch_version.c_str(), channels_last ? "channels-last" : "plain",
+                device->is_cuda() ? (at::globalContext().benchmarkCuDNN() ? ", cuDNN benchmark on" : ", cuDNN benchmark off")
+                                  : "");
     // The same forward pass eagerly and replayed as a CUDA graph (graphed_model.h), alternated in
     // this one process on the same inputs; "-" where graphs are not in use (CPU, or DLAB_CUDA_GRAPHS=0).
     GraphedModel graphed(net);

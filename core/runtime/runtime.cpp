@@ -2,12 +2,14 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
 #include <string>
 #include <thread>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
@@ -38,9 +40,17 @@ RuntimeInfo runtime_info() {
     return info;
 }
 
+bool configure_cudnn_benchmark() {
+    const char* env = std::getenv("DLAB_CUDNN_BENCHMARK");
+    const bool on = env && std::string(env) == "1";
+    at::globalContext().setBenchmarkCuDNN(on);
+    return on;
+}
+
 Result<c10::Device> select_device(const std::string& request) {
     const bool cuda = torch::cuda::is_available();
     if (request.empty() || request == "auto") {
+        if (cuda) configure_cudnn_benchmark();
         return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
     }
     if (request == "cpu") return c10::Device(c10::kCPU);
@@ -66,6 +76,7 @@ Result<c10::Device> select_device(const std::string& request) {
             return Error{"device '" + request + "': only " + std::to_string(count) +
                          " CUDA device(s) present"};
         }
+        configure_cudnn_benchmark();
         return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
     }
     return Error{"unknown device '" + request + "': expected auto, cpu, cuda or cuda:N"};

@@ -34,8 +34,16 @@ int configure_threads(int threads = 0);
 RuntimeInfo runtime_info();
 
 /// Picks a device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
-/// A CUDA request on a machine without CUDA is an error that says so.
+/// A CUDA request on a machine without CUDA is an error that says so. Picking CUDA also applies
+/// configure_cudnn_benchmark.
 Result<c10::Device> select_device(const std::string& request = "auto");
+
+/// cuDNN's algorithm search (time every algorithm on the first call of each shape, keep the
+/// fastest) when the environment sets DLAB_CUDNN_BENCHMARK=1; off otherwise, LibTorch's heuristic
+/// pick. Measured on an H200 (docs/eval/cudnn-benchmark-h200.log) it does not pay on the bundled
+/// UNets: the batch-1 guided pass 7% slower, batch 256 and training 1-1.5% faster. Returns whether
+/// it is on. The search runs eagerly, so warm-up passes before a CUDA graph capture settle it.
+bool configure_cudnn_benchmark();
 
 /// A LibTorch exception as one readable line: the message without the C++ backtrace that
 /// c10::Error carries (never shown to a user), other exceptions' what().
