@@ -16,8 +16,14 @@
 #       bundled one. UNet base $BASE (default 96), multipliers 1-2-2 (8, 4, 2), two residual blocks,
 #       attention at 8 and 4, dropout 0.1; v-prediction with min-SNR 5, cosine schedule; AdamW 2e-4,
 #       warm-up 500, cosine decay to 0.1 x over STEPS (default auto: as many as a 400-step probe says
-#       fit in MINUTES); batch 256, EMA 0.9998. Ends with the EMA
+#       fit in MINUTES, or TOTAL_MINUTES when later calls resume it); batch 256, EMA 0.9998. Ends with the EMA
 #       model as float16 in $OUT and a quick check (N = 2000, DDIM 50, s = 1 and 3).
+#       A wider model in one session (installer/gpu-latent-ablation.sh: width is what moves it; a
+#       base-144 file, ~66 MB as float16, cannot be carried back for a later session's leg): three
+#       device calls back to back on one warm machine, carry [".gpu-lat"] (all 60,000 images):
+#         BASE=144 TOTAL_MINUTES=24 installer/gpu-latent-quality.sh train 8.8   (the decay spans 24 minutes)
+#         installer/gpu-latent-quality.sh train 9.3                  (resumes runs/latent-quality)
+#         installer/gpu-latent-quality.sh train 6.5; S3=0 EVAL_STEPS=ddim:200:linspace installer/gpu-latent-quality.sh eval
 #   installer/gpu-latent-quality.sh continue [MINUTES] [STEPS]
 #       a new run runs/latent-quality-next from the EMA weights of `train` (--init-from), lr 2e-4
 #       with a cosine decay to 2e-5 over STEPS (default 21000) in at most MINUTES (default 6.7).
@@ -36,7 +42,8 @@ mode=${1:-train}
 run=runs/latent-quality
 ae=gpu-logs/fashion-mnist-autoencoder-quality.safetensors
 [ -f "$ae" ] || ae=resources/models/fashion-mnist-autoencoder-quality.safetensors
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+# (The device tool brings back at most 8 files: a base-144 model alone is five parts.)
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee gpu-logs/gpu.txt
 cat > gpu-logs/latent-quality-config.json <<JSON
 {"network": {"base_channels": ${BASE:-96}, "channel_mult": [1, 2, 2], "num_res_blocks": 2, "attention_resolutions": [8, 4],
              "dropout": 0.1}}
@@ -65,7 +72,7 @@ elif [ "$mode" = train ]; then
       # As many steps as fit in the leg: the rate of a 400-step probe of the same run (graph included).
       $cli train "${common[@]}" --steps 400 --log-every 50 --out /tmp/latent-probe --overwrite > /tmp/probe.log 2>&1 ||
         { tail -5 /tmp/probe.log; exit 1; }
-      steps=$(awk -F, -v m="${2:-8.5}" 'NR > 3 { n++; s += $4 } END { printf "%d", 0.93 * (m * 60 - 25) * s / n / 256 }' \
+      steps=$(awk -F, -v m="${TOTAL_MINUTES:-${2:-8.5}}" 'NR > 3 { n++; s += $4 } END { printf "%d", 0.93 * (m * 60 - 25) * s / n / 256 }' \
         /tmp/latent-probe/loss.csv)
       echo "== probe: $(awk -F, 'NR > 3 { n++; s += $4 } END { printf "%.0f", s / n }' /tmp/latent-probe/loss.csv) img/s -> $steps steps"
     fi
@@ -77,7 +84,7 @@ elif [ "$mode" = train ]; then
   bundle "$run/model.safetensors"
   cp "$run/loss.csv" "$OUT/latent-fashion-mnist-quality.loss.csv"
   $cli eval --model "$run/model.safetensors" --scales 1,3 --count 2000 --batch 1000 --steps 50 --device cuda \
-    --metrics fid,precision,recall,agreement 2>&1 | tee "$OUT/quick-eval-latent.log"
+    --metrics fid,precision,recall,agreement 2>&1 | tee -a "$OUT/train-latent-quality.log"
 elif [ "$mode" = continue ]; then
   # A new run from the EMA weights of `train` (the optimiser restarts), lr 2e-4 decaying to 2e-5 over
   # STEPS; on a fresh machine (no `train` run there) from the bundled latent-fashion-mnist-quality.
