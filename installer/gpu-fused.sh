@@ -2,11 +2,13 @@
 # The fused kernels on the GPU machine (issue 17, item 2): builds the headless CLI against CUDA
 # LibTorch with the project's fused GroupNorm (+ time-embedding add) (+ SiLU) CUDA kernel
 # (-DDLAB_WITH_FUSED_CUDA=ON, nvcc) and checks and times it against the unfused path in one call:
-#  0. bench --check-fused: each kernel against a float64 reference on random inputs, and timed;
+#  0. bench --check-fused: each kernel (both GroupNorm kernels) against a float64 reference on
+#     random inputs, and timed;
 #  1. the same samples (DDIM 20, s = 3, 8 images, seed 11) fused channels-last (the default), fused
-#     in the plain layout (DLAB_CHANNELS_LAST=0) and unfused (DLAB_FUSED_KERNELS=0), for the
-#     default and the quality model: the largest differences;
-#  2. the guided forward pass at batch 1 and 256 in those three modes alternated, then the PyTorch
+#     in the plain layout (DLAB_CHANNELS_LAST=0), unfused (DLAB_FUSED_KERNELS=0) and channels-last
+#     with GroupNorm kernel 2 (DLAB_GN_KERNEL=2), for the default and the quality model: the
+#     largest differences;
+#  2. the guided forward pass at batch 1 and 256 in those four modes alternated, then the PyTorch
 #     peer (bench/sample_reference.py: eager, CUDA graph, torch.compile default / reduce-overhead);
 #  3. training (where only the fused attention, scaled_dot_product_attention, applies), batch 128.
 # Device tool, carry [".gpu-sched"]; the tree needs fashion-mnist-cosine and fashion-mnist-quality.
@@ -20,34 +22,36 @@ OUT=${OUT:-gpu-logs}
 grep -i "cuda graphs\|fused" gpu-logs/configure.log
 echo "== 0. the kernels against a float64 reference on random inputs, timed against LibTorch's ops"
 DLAB_FUSED_KERNELS=1 $cli bench --check-fused --device cuda || echo "CHECK FAILED (rc $?)"
-# Three ways to run inference: fused kernels with the channels-last layout (the default on CUDA),
-# fused kernels in the plain layout, LibTorch's ops (plain).
-modes=("DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1" "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=0" "DLAB_FUSED_KERNELS=0")
-echo "== 1. the same samples in each mode: channels-last (cl), plain (nchw), unfused"
+# Four ways to run inference: fused kernels with the channels-last layout (the default on CUDA),
+# fused kernels in the plain layout, LibTorch's ops (plain), and channels-last with GroupNorm
+# kernel 2 (one read through shared memory; fused_ops.h).
+modes=("DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1" "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=0" "DLAB_FUSED_KERNELS=0"
+       "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1 DLAB_GN_KERNEL=2")
+echo "== 1. the same samples in each mode: channels-last (cl), plain (nchw), unfused, GroupNorm kernel 2 (gn2)"
 for m in default fashion-mnist-quality; do
-  for i in 0 1 2; do
+  for i in 0 1 2 3; do
     env ${modes[$i]} $cli sample --model $m --sampler ddim --steps 20 --guidance 3 --seed 11 --count 8 \
       --tensors /tmp/mode-$i.safetensors --device cuda --quiet 2>&1 | tail -2
   done
   M=$m python3 - <<'PY'
 import os
 from safetensors.torch import load_file
-cl, nchw, unfused = (load_file(f"/tmp/mode-{i}.safetensors")["images"] for i in range(3))
+cl, nchw, unfused, gn2 = (load_file(f"/tmp/mode-{i}.safetensors")["images"] for i in range(4))
 for name, a, b in (("fused channels-last - unfused", cl, unfused), ("fused plain - unfused", nchw, unfused),
-                   ("channels-last - plain", cl, nchw)):
+                   ("channels-last - plain", cl, nchw), ("gn2 - channels-last", gn2, cl)):
     d = (a - b).abs()
     print(f"{os.environ['M']}: images {tuple(a.shape)}, max |{name}| = {d.max().item():.2e}, mean {d.mean().item():.2e}")
 PY
 done
 echo "== 2. guided forward pass (ms) in each mode, alternated twice, then the peer"
 for round in 1 2; do
-  for i in 0 1 2; do
+  for i in 3 0 1 2; do
     echo "-- ${modes[$i]}"
     env ${modes[$i]} $cli bench --model default --device cuda --batches 1,256 --iters 100 2>&1 | tail -n 4
   done
 done
 (cd bench && timeout 240 python3 sample_reference.py --batches 1,256 --iters 100) 2>&1 | grep -v "Warning\|warn"
-for i in 0 1 2; do
+for i in 3 0 1 2; do
   echo "-- quality model, ${modes[$i]}"
   env ${modes[$i]} $cli bench --model fashion-mnist-quality --device cuda --batches 1,256 --iters 50 2>&1 | tail -n 4
 done

@@ -48,17 +48,12 @@ int check_fused(c10::Device dev) {
         if (!fused_group_norm_usable(x, bias, k.groups))
             return failure("bench --check-fused: the fused kernel cannot run here (it needs a build with nvcc "
                            "and DLAB_WITH_FUSED_CUDA=ON, a CUDA device and DLAB_FUSED_KERNELS not 0)");
-        const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu);
         auto unfused = [&](const at::Tensor& in, const at::Tensor& b, const at::Tensor& g, const at::Tensor& be) {
             at::Tensor r = at::group_norm(b.defined() ? in + b.unsqueeze(-1).unsqueeze(-1) : in, k.groups, g, be, 1e-5);
             return k.silu ? at::silu(r) : r;
         };
         const at::Tensor ref = unfused(x.to(at::kDouble), k.bias ? bias.to(at::kDouble) : at::Tensor(), gamma.to(at::kDouble),
                                        beta.to(at::kDouble));
-        const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
-        // The output keeps the input's layout (the next convolution reads it as such).
-        const bool good = std::isfinite(rel) && rel < 1e-5 && y.strides() == x.strides();
-        ok = ok && good;
         auto time_ms = [&](const std::function<void()>& f) {
             for (int i = 0; i < 5; ++i) f();
             sync();
@@ -67,13 +62,23 @@ int check_fused(c10::Device dev) {
             sync();
             return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 200;
         };
-        const double fused_ms = time_ms([&] { (void)fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu); });
         const double plain_ms = time_ms([&] { (void)unfused(x, bias, gamma, beta); });
-        std::printf("group norm%s%s [%lld, %lld, %lld, %lld]%s / %lld groups: relative error %.2e against float64 %s; "
-                    "fused %.4f ms, LibTorch ops %.4f ms (%.2fx)\n",
-                    k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
-                    (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, rel, good ? "ok" : "WRONG", fused_ms,
-                    plain_ms, plain_ms / fused_ms);
+        // Both kernels (fused_ops.h): three passes over global memory, and one read into shared memory.
+        for (const int kernel : {1, 2}) {
+            const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel);
+            const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+            // The output keeps the input's layout (the next convolution reads it as such).
+            const bool good = std::isfinite(rel) && rel < 1e-5 && y.strides() == x.strides();
+            ok = ok && good;
+            const double fused_ms =
+                time_ms([&] { (void)fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel); });
+            const double gbs = 2.0 * double(x.numel()) * 4 / (fused_ms * 1e6);  // one read and one write
+            std::printf("group norm%s%s [%lld, %lld, %lld, %lld]%s / %lld groups, kernel %d: relative error %.2e against "
+                        "float64 %s; fused %.4f ms (%.0f GB/s), LibTorch ops %.4f ms (%.2fx)\n",
+                        k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
+                        (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, kernel, rel, good ? "ok" : "WRONG",
+                        fused_ms, gbs, plain_ms, plain_ms / fused_ms);
+        }
       }
     if (fused_attention_usable(at::zeros({1}, opt))) {
         for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {

@@ -27,10 +27,15 @@ bool channels_last_enabled();
 bool fused_attention_usable(const at::Tensor& x);
 /// softmax(q k^T / sqrt(d)) v for q, k, v [B, heads, L, d] (throws where not usable).
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+/// Which GroupNorm kernel runs: 1, three passes over global memory (the default), or 2, one read
+/// into shared memory with vector loads where a group fits in 48 KB (else 1) when the environment
+/// sets DLAB_GN_KERNEL=2.
+int fused_group_norm_kernel();
 /// act(GroupNorm(x + bias[:, :, None, None])) with the norm's affine gamma, beta and eps; act is
-/// SiLU when `silu`, else the identity. A new tensor in x's layout; x is not modified.
+/// SiLU when `silu`, else the identity. A new tensor in x's layout; x is not modified. `kernel`
+/// 1 or 2 picks one (bench --check-fused checks both), anything else fused_group_norm_kernel().
 at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
                                 const at::Tensor& gamma, const at::Tensor& beta, double eps,
-                                bool silu);
+                                bool silu, int kernel = 0);
 
 }  // namespace dlab

@@ -77,15 +77,122 @@ __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* 
     }
 }
 
+// Vectors of VEC floats for the loads and stores of group_norm_act_smem_kernel.
+template <int VEC> struct Pack;
+template <> struct Pack<1> { using T = float; };
+template <> struct Pack<2> { using T = float2; };
+template <> struct Pack<4> { using T = float4; };
+
+// The group's values fit in this many floats of shared memory (48 KB, the limit without opting in).
+constexpr int kSharedFloats = 12288;
+
+// The same result as group_norm_act_kernel, reading x from global memory once: one block per
+// (sample n, group g) copies the group's values (x + bias) into shared memory with VEC-float
+// loads, takes the mean and the variance from there and writes y with VEC-float stores.
+// Preconditions (group_norm_act checks them): count = C / groups * HW <= kSharedFloats; x and y
+// aligned to VEC floats; NHWC: (C / groups) % VEC == 0, so a vector holds VEC channels of one
+// position; NCHW: HW % VEC == 0, so a vector lies in one channel (the group is the contiguous
+// range from channel c0). The k-th vector sits at shared vals[k].
+template <int VEC>
+__global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const float* __restrict__ bias,
+                                           const float* __restrict__ gamma,
+                                           const float* __restrict__ beta, float* __restrict__ y,
+                                           int C, int HW, int groups, float eps, bool silu, bool nhwc) {
+    using V = typename Pack<VEC>::T;
+    extern __shared__ float vals_f[];
+    V* vals = reinterpret_cast<V*>(vals_f);
+    __shared__ float shared[33];
+    const int n = blockIdx.x / groups, g = blockIdx.x % groups;
+    const int cg = C / groups, c0 = g * cg;
+    const int count = cg * HW, nvec = count / VEC;
+    const int per = cg / VEC;  // NHWC: vectors per position
+    const int64_t sample = int64_t(n) * C * HW;
+    const float* bn = bias ? bias + int64_t(n) * C : nullptr;
+    // Offset of the k-th vector from the sample's start, and the channel of its first element.
+    auto locate = [&](int k, int& c) -> int64_t {
+        if (nhwc) {
+            const int p = per == 1 ? k : k / per;
+            c = c0 + (k - p * per) * VEC;
+            return int64_t(p) * C + c;
+        }
+        const int i = k * VEC;
+        c = c0 + i / HW;
+        return int64_t(c0) * HW + i;
+    };
+
+    float s = 0.f;
+    for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
+        int c;
+        const int64_t o = locate(k, c);
+        alignas(16) float a[VEC];
+        *reinterpret_cast<V*>(a) = *reinterpret_cast<const V*>(x + sample + o);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            if (bn) a[e] += bn[nhwc ? c + e : c];
+            s += a[e];
+        }
+        vals[k] = *reinterpret_cast<const V*>(a);
+    }
+    const float mean = block_sum(s, shared) / float(count);  // block_sum's barrier orders vals[]
+    float q = 0.f;
+    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+        const float d = vals_f[i] - mean;
+        q += d * d;
+    }
+    const float rstd = rsqrtf(block_sum(q, shared) / float(count) + eps);
+    for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
+        int c;
+        const int64_t o = locate(k, c);
+        alignas(16) float a[VEC];
+        *reinterpret_cast<V*>(a) = vals[k];
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            const int ce = nhwc ? c + e : c;
+            float v = (a[e] - mean) * rstd * gamma[ce] + beta[ce];
+            if (silu) v = v / (1.f + __expf(-v));
+            a[e] = v;
+        }
+        *reinterpret_cast<V*>(y + sample + o) = *reinterpret_cast<const V*>(a);
+    }
+}
+
+template <int VEC>
+void launch_smem(const float* x, const float* bias, const float* gamma, const float* beta, float* y,
+                 int N, int C, int HW, int groups, float eps, bool silu, bool nhwc, cudaStream_t stream) {
+    const int count = (C / groups) * HW, nvec = count / VEC;
+    const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
+    group_norm_act_smem_kernel<VEC><<<N * groups, threads, count * sizeof(float), stream>>>(
+        x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc);
+}
+
+bool aligned(const void* p, int floats) {
+    return reinterpret_cast<uintptr_t>(p) % (uintptr_t(floats) * sizeof(float)) == 0;
+}
+
 }  // namespace
 
 namespace dlab::cuda_kernels {
 
-// x and y [N, C, HW], or [N, HW, C] with `nhwc`. Launches on `stream` (a cudaStream_t); returns the launch's cudaError_t as an int (0: success).
+// x and y [N, C, HW], or [N, HW, C] with `nhwc`. `kernel` 1: three passes over global memory
+// (group_norm_act_kernel); 2: one read into shared memory (group_norm_act_smem_kernel) where the
+// group fits, else 1. Launches on `stream` (a cudaStream_t); returns the launch's cudaError_t as
+// an int (0: success).
 int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta,
                    float* y, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
-                   void* stream) {
+                   int kernel, void* stream) {
     const int count = (C / groups) * HW;
+    if (kernel == 2 && count <= kSharedFloats) {
+        // The single-read kernel with the widest vectors the layout and the pointers allow.
+        const int unit = nhwc ? C / groups : HW;
+        const auto cs = static_cast<cudaStream_t>(stream);
+        if (unit % 4 == 0 && aligned(x, 4) && aligned(y, 4))
+            launch_smem<4>(x, bias, gamma, beta, y, N, C, HW, groups, eps, silu, nhwc, cs);
+        else if (unit % 2 == 0 && aligned(x, 2) && aligned(y, 2))
+            launch_smem<2>(x, bias, gamma, beta, y, N, C, HW, groups, eps, silu, nhwc, cs);
+        else
+            launch_smem<1>(x, bias, gamma, beta, y, N, C, HW, groups, eps, silu, nhwc, cs);
+        return static_cast<int>(cudaGetLastError());
+    }
     const int threads = count >= 8192 ? 512 : count >= 1024 ? 256 : 128;
     group_norm_act_kernel<<<N * groups, threads, 0, static_cast<cudaStream_t>(stream)>>>(
         x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc);
