@@ -83,6 +83,14 @@ template <> struct Pack<1> { using T = float; };
 template <> struct Pack<2> { using T = float2; };
 template <> struct Pack<4> { using T = float4; };
 
+// VEC floats loaded and stored as one vector.
+template <int VEC> struct alignas(VEC * sizeof(float)) Vec {
+    using T = typename Pack<VEC>::T;
+    float a[VEC];
+    __device__ void load(const float* p) { *reinterpret_cast<T*>(a) = *reinterpret_cast<const T*>(p); }
+    __device__ void store(float* p) const { *reinterpret_cast<T*>(p) = *reinterpret_cast<const T*>(a); }
+};
+
 // The group's values fit in this many floats of shared memory (48 KB, the limit without opting in).
 constexpr int kSharedFloats = 12288;
 
@@ -98,17 +106,18 @@ __global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const fl
                                            const float* __restrict__ gamma,
                                            const float* __restrict__ beta, float* __restrict__ y,
                                            int C, int HW, int groups, float eps, bool silu, bool nhwc) {
-    using V = typename Pack<VEC>::T;
     extern __shared__ float vals_f[];
-    V* vals = reinterpret_cast<V*>(vals_f);
+    Vec<VEC>* vals = reinterpret_cast<Vec<VEC>*>(vals_f);
     __shared__ float shared[33];
     const int n = blockIdx.x / groups, g = blockIdx.x % groups;
     const int cg = C / groups, c0 = g * cg;
     const int count = cg * HW, nvec = count / VEC;
     const int per = cg / VEC;  // NHWC: vectors per position
-    const int64_t sample = int64_t(n) * C * HW;
+    const float* xs = x + int64_t(n) * C * HW;
+    float* ys = y + int64_t(n) * C * HW;
     const float* bn = bias ? bias + int64_t(n) * C : nullptr;
-    // Offset of the k-th vector from the sample's start, and the channel of its first element.
+    // Offset of the k-th vector from the sample's start, and the channel of its first element
+    // (its e-th element's channel: c + e in NHWC, c in NCHW).
     auto locate = [&](int k, int& c) -> int64_t {
         if (nhwc) {
             const int p = per == 1 ? k : k / per;
@@ -119,19 +128,16 @@ __global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const fl
         c = c0 + i / HW;
         return int64_t(c0) * HW + i;
     };
+    const int dc = nhwc ? 1 : 0;
 
     float s = 0.f;
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
-        const int64_t o = locate(k, c);
-        alignas(16) float a[VEC];
-        *reinterpret_cast<V*>(a) = *reinterpret_cast<const V*>(x + sample + o);
+        Vec<VEC> v;
+        v.load(xs + locate(k, c));
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) {
-            if (bn) a[e] += bn[nhwc ? c + e : c];
-            s += a[e];
-        }
-        vals[k] = *reinterpret_cast<const V*>(a);
+        for (int e = 0; e < VEC; ++e) s += (v.a[e] += bn ? bn[c + e * dc] : 0.f);
+        vals[k] = v;
     }
     const float mean = block_sum(s, shared) / float(count);  // block_sum's barrier orders vals[]
     float q = 0.f;
@@ -143,16 +149,14 @@ __global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const fl
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
         const int64_t o = locate(k, c);
-        alignas(16) float a[VEC];
-        *reinterpret_cast<V*>(a) = vals[k];
+        Vec<VEC> v = vals[k];
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            const int ce = nhwc ? c + e : c;
-            float v = (a[e] - mean) * rstd * gamma[ce] + beta[ce];
-            if (silu) v = v / (1.f + __expf(-v));
-            a[e] = v;
+            const int ce = c + e * dc;
+            const float t = (v.a[e] - mean) * rstd * gamma[ce] + beta[ce];
+            v.a[e] = silu ? t / (1.f + __expf(-t)) : t;
         }
-        *reinterpret_cast<V*>(y + sample + o) = *reinterpret_cast<const V*>(a);
+        v.store(ys + o);
     }
 }
 
