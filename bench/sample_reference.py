@@ -33,17 +33,23 @@ def main():
     p.add_argument("--batches", default="1,256")
     p.add_argument("--iters", type=int, default=100)
     p.add_argument("--variants", default="eager,graph,compile,compile-ro")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="weights and activations (the half types: DiffusionLab's DLAB_HALF=fp16 / bf16)")
+    p.add_argument("--channels-last", action="store_true", help="the network and its input in channels_last")
     a = p.parse_args()
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
-    net = UNet().cuda().eval()
+    dtype = getattr(torch, a.dtype)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    net = UNet().cuda().eval().to(dtype=dtype, memory_format=fmt)
     print(f"peer: PyTorch {torch.__version__}, {torch.cuda.get_device_name()}, "
-          f"{sum(p.numel() for p in net.parameters())} parameters")
+          f"{sum(p.numel() for p in net.parameters())} parameters, {a.dtype}"
+          f"{', channels_last' if a.channels_last else ''}")
     print(f"{'batch':>6} {'variant':>12} {'ms/step (CFG)':>14} {'img-steps/s':>12}")
     variants = a.variants.split(",")
     with torch.inference_mode():
         for b in [int(v) for v in a.batches.split(",")]:
-            x = torch.randn(2 * b, 1, 28, 28, device="cuda")
+            x = torch.randn(2 * b, 1, 28, 28, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
             t = torch.full((2 * b,), 500, device="cuda", dtype=torch.long)
             y = torch.cat([torch.zeros(b, dtype=torch.long), torch.full((b,), 10, dtype=torch.long)]).cuda()
             for v in variants:

@@ -98,7 +98,7 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(c, 1, 3, padding=1)
 
     def forward(self, x, t, y):
-        emb = self.temb2(F.silu(self.temb1(timestep_embedding(t, self.ch)))) + self.label_emb(y)
+        emb = self.temb2(F.silu(self.temb1(timestep_embedding(t, self.ch).to(x.dtype)))) + self.label_emb(y)
         h = self.conv_in(x)
         hs = [h]
         for m in self.down:

@@ -1,6 +1,11 @@
 # Sourced by the installer/gpu-*.sh device scripts (from the repository root): builds the headless
 # CLI against the device's CUDA LibTorch and points the data at $G/data.
-# In: G (the carried folder with debs/ and data/), DLAB_CMAKE_EXTRA (more cmake arguments). Out: cli, t0, DLAB_FASHION_MNIST_DIR; gpu-logs/.
+# In: G (the carried folder with debs/ and data/), DLAB_CMAKE_EXTRA (more cmake arguments), FUSED=1
+# (build the fused CUDA kernels with the machine's nvcc). Out: cli, t0, DLAB_FASHION_MNIST_DIR; gpu-logs/.
+if [ "${FUSED:-0}" = 1 ]; then
+  command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
+  export DLAB_CMAKE_EXTRA="-DDLAB_WITH_FUSED_CUDA=ON ${DLAB_CMAKE_EXTRA:-}"
+fi
 mkdir -p gpu-logs "$G/root"
 # Data carried as .xz (smaller than the .gz files, for calls near the 64 MiB limit): back to .gz once.
 if [ -d "$G/xz" ] && [ ! -d "$G/data" ]; then
@@ -27,4 +32,27 @@ eval_entry() {
   set -- $1
   if [ $# = 1 ]; then eval_opts=(--steps "$1"); eval_tag=ddim$1
   else eval_opts=(--sampler "$1" --steps "$2" --spacing "${3:-trailing}"); eval_tag=$1$2${3:+-$3}; fi
+}
+# The guided forward pass of MODEL at batch 1 and 256 under each environment setting given (each a
+# "VAR=value ..." string), in that order, ROUNDS times: bench_modes ROUNDS MODEL ITERS SETTING...
+bench_modes() {
+  local rounds=$1 model=$2 iters=$3 r m
+  shift 3
+  for ((r = 0; r < rounds; r++)); do
+    for m in "$@"; do
+      echo "-- $model, $m"
+      env $m $cli bench --model "$model" --device cuda --batches 1,256 --iters "$iters" 2>&1 | tail -n 4
+    done
+  done
+}
+# The same 8 samples of MODEL (DDIM 20, s = 3, seed 11) under each environment setting given, the
+# i-th written to /tmp/samples-i.safetensors: sample_modes MODEL SETTING...
+sample_modes() {
+  local model=$1 i=0 m
+  shift
+  for m in "$@"; do
+    env $m $cli sample --model "$model" --sampler ddim --steps 20 --guidance 3 --seed 11 --count 8 \
+      --tensors /tmp/samples-$i.safetensors --device cuda --quiet 2>&1 | tail -2
+    i=$((i + 1))
+  done
 }

@@ -9,8 +9,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-sched-eval}
-command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
-export DLAB_CMAKE_EXTRA="-DDLAB_WITH_FUSED_CUDA=ON"
+FUSED=1
 source installer/gpu-common.sh || exit 1
 echo "== 1. guided forward pass (ms), cuDNN benchmark on / off alternated twice"
 for round in 1 2; do

@@ -15,8 +15,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-sched}
-command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
-export DLAB_CMAKE_EXTRA="-DDLAB_WITH_FUSED_CUDA=ON"
+FUSED=1
 source installer/gpu-common.sh || exit 1
 OUT=${OUT:-gpu-logs}
 grep -i "cuda graphs\|fused" gpu-logs/configure.log
@@ -29,32 +28,14 @@ modes=("DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1" "DLAB_FUSED_KERNELS=1 DLAB_CH
        "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1 DLAB_GN_KERNEL=2")
 echo "== 1. the same samples in each mode: channels-last (cl), plain (nchw), unfused, GroupNorm kernel 2 (gn2)"
 for m in default fashion-mnist-quality; do
-  for i in 0 1 2 3; do
-    env ${modes[$i]} $cli sample --model $m --sampler ddim --steps 20 --guidance 3 --seed 11 --count 8 \
-      --tensors /tmp/mode-$i.safetensors --device cuda --quiet 2>&1 | tail -2
-  done
-  M=$m python3 - <<'PY'
-import os
-from safetensors.torch import load_file
-cl, nchw, unfused, gn2 = (load_file(f"/tmp/mode-{i}.safetensors")["images"] for i in range(4))
-for name, a, b in (("fused channels-last - unfused", cl, unfused), ("fused plain - unfused", nchw, unfused),
-                   ("channels-last - plain", cl, nchw), ("gn2 - channels-last", gn2, cl)):
-    d = (a - b).abs()
-    print(f"{os.environ['M']}: images {tuple(a.shape)}, max |{name}| = {d.max().item():.2e}, mean {d.mean().item():.2e}")
-PY
+  sample_modes $m "${modes[@]}"
+  python3 bench/compare_samples.py $m cl=/tmp/samples-0.safetensors plain=/tmp/samples-1.safetensors \
+    unfused=/tmp/samples-2.safetensors gn2=/tmp/samples-3.safetensors --pairs cl-unfused,plain-unfused,cl-plain,gn2-cl
 done
 echo "== 2. guided forward pass (ms) in each mode, alternated twice, then the peer"
-for round in 1 2; do
-  for i in 3 0 1 2; do
-    echo "-- ${modes[$i]}"
-    env ${modes[$i]} $cli bench --model default --device cuda --batches 1,256 --iters 100 2>&1 | tail -n 4
-  done
-done
+bench_modes 2 default 100 "${modes[3]}" "${modes[0]}" "${modes[1]}" "${modes[2]}"
 (cd bench && timeout 240 python3 sample_reference.py --batches 1,256 --iters 100) 2>&1 | grep -v "Warning\|warn"
-for i in 3 0 1 2; do
-  echo "-- quality model, ${modes[$i]}"
-  env ${modes[$i]} $cli bench --model fashion-mnist-quality --device cuda --batches 1,256 --iters 50 2>&1 | tail -n 4
-done
+bench_modes 1 fashion-mnist-quality 50 "${modes[3]}" "${modes[0]}" "${modes[1]}" "${modes[2]}"
 echo "total $((SECONDS - t0)) s"
 echo "== 3. training, batch 128 (fused attention only)"
 for f in 1 0; do

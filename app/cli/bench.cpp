@@ -80,6 +80,36 @@ int check_fused(c10::Device dev) {
                         fused_ms, gbs, plain_ms, plain_ms / fused_ms);
         }
       }
+    // Half-precision inputs (network.h: to_half) through kernel 2: the same check on inputs rounded
+    // to the type, against float64; the output's rounding bounds the error (fp16 ~5e-4, bf16 ~4e-3).
+    for (const at::ScalarType t : {at::kHalf, at::kBFloat16})
+        for (const Case& k : {cases[0], cases[1], cases[3], cases[4], cases[5]})
+            for (const bool nhwc : {false, true}) {
+                const auto o = opt.dtype(t);
+                const at::Tensor x0 = (at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5).to(t);
+                const at::Tensor x = nhwc ? x0.contiguous(at::MemoryFormat::ChannelsLast) : x0;
+                const at::Tensor bias = k.bias ? at::randn({k.n, k.c}, o) : at::Tensor();
+                const at::Tensor gamma = at::randn({k.c}, o), beta = at::randn({k.c}, o);
+                if (!fused_group_norm_usable(x, bias, k.groups)) {
+                    std::printf("group norm [%lld, %lld, %lld, %lld] %s: not usable\n", (long long)k.n, (long long)k.c,
+                                (long long)k.h, (long long)k.w, c10::toString(t));
+                    ok = false;
+                    continue;
+                }
+                const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu);
+                at::Tensor ref = at::group_norm(k.bias ? x.to(at::kDouble) + bias.to(at::kDouble).unsqueeze(-1).unsqueeze(-1)
+                                                       : x.to(at::kDouble),
+                                                k.groups, gamma.to(at::kDouble), beta.to(at::kDouble), 1e-5);
+                if (k.silu) ref = at::silu(ref);
+                const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+                const bool good = std::isfinite(rel) && rel < (t == at::kHalf ? 2e-3 : 1.5e-2) && y.strides() == x.strides() &&
+                                  y.scalar_type() == t;
+                ok = ok && good;
+                std::printf("group norm%s%s [%lld, %lld, %lld, %lld]%s / %lld groups, %s: relative error %.2e against float64 %s\n",
+                            k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
+                            (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, c10::toString(t), rel,
+                            good ? "ok" : "WRONG");
+            }
     if (fused_attention_usable(at::zeros({1}, opt))) {
         for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {
             const at::Tensor q = at::randn(shape, opt), k = at::randn(shape, opt), v = at::randn(shape, opt);
@@ -154,8 +184,9 @@ int cmd_bench(const std::vector<std::string>& argv) {
     // Loaded on CUDA, a UNet runs channels-last unless DLAB_CHANNELS_LAST=0 (network.h).
     bool channels_last = false;
     for (const auto& p : net->parameters()) channels_last = channels_last || (p.dim() == 4 && !p.is_contiguous());
-    std::printf("bench: %s, %lld parameters, device %s, %d threads, LibTorch %s, layout %s%s\n",
-                to_string(nc.kind).c_str(), (long long)net->parameter_count(), device->str().c_str(),
+    const at::ScalarType weights = net->parameters().empty() ? at::kFloat : net->parameters().front().scalar_type();
+    std::printf("bench: %s, %lld parameters (%s), device %s, %d threads, LibTorch %s, layout %s%s\n",
+                to_string(nc.kind).c_str(), (long long)net->parameter_count(), c10::toString(weights), device->str().c_str(),
                 at::get_num_threads(), runtime_info().torch_version.c_str(), channels_last ? "channels-last" : "plain",
                 device->is_cuda() ? (at::globalContext().benchmarkCuDNN() ? ", cuDNN benchmark on" : ", cuDNN benchmark off")
                                   : "");

@@ -181,6 +181,7 @@ Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool
     // A model loaded for inference on CUDA runs channels-last where that is on (fused_ops.h): its
     // convolution weights are converted here, once, before anything captures a graph of them.
     if (device.is_cuda() && channels_last_enabled()) net.value()->to_channels_last();
+    if (device.is_cuda() && half_inference_dtype() != at::kFloat) net.value()->to_half(half_inference_dtype());
     // A companion file (autoencoder, text encoder): an absolute path, next to the model file, else bundled.
     auto companion = [&](const std::string& name) -> std::string {
         namespace fs = std::filesystem;

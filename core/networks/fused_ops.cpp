@@ -14,9 +14,10 @@
 #include <c10/cuda/CUDAStream.h>
 
 namespace dlab::cuda_kernels {
-int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta,
-                   float* y, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
+int group_norm_act(const void* x, const void* bias, const void* gamma, const void* beta, void* y,
+                   int dtype, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
                    int kernel, void* stream);
+int group_norm_smem_capacity();
 }
 #endif
 
@@ -56,6 +57,16 @@ int fused_group_norm_kernel() {
     return k;
 }
 
+at::ScalarType half_inference_dtype() {
+    static const at::ScalarType t = [] {
+        const char* env = std::getenv("DLAB_HALF");
+        if (env && std::strcmp(env, "fp16") == 0) return at::kHalf;
+        if (env && std::strcmp(env, "bf16") == 0) return at::kBFloat16;
+        return at::kFloat;
+    }();
+    return t;
+}
+
 bool channels_last_enabled() {
     static const bool on = [] {
         const char* env = std::getenv("DLAB_CHANNELS_LAST");
@@ -66,13 +77,17 @@ bool channels_last_enabled() {
 
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups) {
     if (!fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
-    if (!x.defined() || !x.is_cuda() || x.scalar_type() != at::kFloat || x.dim() != 4 ||
-        !(x.is_contiguous() || channels_last_only(x)))
-        return false;
+    if (!x.defined() || !x.is_cuda() || x.dim() != 4 || !(x.is_contiguous() || channels_last_only(x))) return false;
+    const at::ScalarType t = x.scalar_type();
+    if (t != at::kFloat && t != at::kHalf && t != at::kBFloat16) return false;
     const int64_t C = x.size(1);
     if (groups < 1 || C % groups != 0 || x.numel() >= (int64_t(1) << 31)) return false;
-    if (bias.defined() && (bias.device() != x.device() || bias.scalar_type() != at::kFloat ||
-                           bias.dim() != 2 || bias.size(0) != x.size(0) || bias.size(1) != C))
+#ifdef DLAB_FUSED_CUDA
+    // The half types have kernel 2 only, which holds a group in shared memory.
+    if (t != at::kFloat && C / groups * x.size(2) * x.size(3) > cuda_kernels::group_norm_smem_capacity()) return false;
+#endif
+    if (bias.defined() && (bias.device() != x.device() || bias.scalar_type() != t || bias.dim() != 2 ||
+                           bias.size(0) != x.size(0) || bias.size(1) != C))
         return false;
     return true;
 }
@@ -106,9 +121,13 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
     at::Tensor y = at::empty_like(x);  // the same layout as x
+    if (g.scalar_type() != x.scalar_type() || be.scalar_type() != x.scalar_type())
+        throw std::invalid_argument("fused_group_norm_act: the norm's weights are " + std::string(c10::toString(g.scalar_type())) +
+                                    ", its input " + c10::toString(x.scalar_type()));
+    const int dtype = x.scalar_type() == at::kHalf ? 1 : x.scalar_type() == at::kBFloat16 ? 2 : 0;
     const int err = cuda_kernels::group_norm_act(
-        x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(),
-        be.data_ptr<float>(), y.data_ptr<float>(), int(x.size(0)), int(x.size(1)),
+        x.data_ptr(), b.defined() ? b.data_ptr() : nullptr, g.data_ptr(), be.data_ptr(), y.data_ptr(), dtype,
+        int(x.size(0)), int(x.size(1)),
         int(x.size(2) * x.size(3)), int(groups), float(eps), silu, channels_last_only(x), kernel,
         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
     if (err != 0)

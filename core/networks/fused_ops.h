@@ -4,7 +4,8 @@
 // and an optional SiLU after it, in one kernel instead of LibTorch's four or five.
 //
 // Compiled only when CMake finds a CUDA compiler beside a CUDA LibTorch (DLAB_FUSED_CUDA); used
-// only under no-grad, on contiguous float32 CUDA tensors, unless the environment variable
+// only under no-grad, on contiguous or channels-last CUDA tensors (float32; float16 and bfloat16
+// through kernel 2), unless the environment variable
 // DLAB_FUSED_KERNELS is "0" (installer/gpu-fused.sh compares both ways on the GPU machine).
 // Everywhere else the callers use the LibTorch ops.
 
@@ -14,14 +15,18 @@ namespace dlab {
 
 /// Whether this build holds the fused kernels.
 bool fused_kernels_compiled();
-/// Whether group_norm_act may take x [N, C, H, W] (with a bias [N, C] when `bias` is defined):
-/// compiled, switched on, autograd off, CUDA, float32, contiguous or channels-last, C divisible
-/// by `groups`.
+/// Whether group_norm_act may take x [N, C, H, W] (with a bias [N, C] of x's type when `bias` is
+/// defined): compiled, switched on, autograd off, CUDA, float32 (or float16 / bfloat16 where a
+/// group, C / groups * H * W values, fits kernel 2's shared memory), contiguous or channels-last,
+/// C divisible by `groups`.
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
 /// Whether CUDA inference may run the UNet channels-last (NHWC: cuDNN's tensor-core convolutions
 /// take it without transposes; the fused GroupNorm reads it in place): the fused kernels compiled
 /// and switched on, and the environment variable DLAB_CHANNELS_LAST not "0".
 bool channels_last_enabled();
+/// The precision of CUDA inference: float32, unless the environment sets DLAB_HALF to "fp16" or
+/// "bf16" (network.h: to_half; opt-in while its speed and FID are measured on the GPU machine).
+at::ScalarType half_inference_dtype();
 /// Whether attention may run through LibTorch's scaled_dot_product_attention (LibTorch 2.x, CUDA,
 /// and DLAB_FUSED_KERNELS not "0"); else the explicit softmax(q^T k / sqrt(d)) of the blocks.
 bool fused_attention_usable(const at::Tensor& x);

@@ -108,6 +108,7 @@ void NetworkImpl::set_prompts(const at::Tensor&, const at::Tensor&, const at::Te
 }
 void NetworkImpl::record_attention(bool) {}
 bool NetworkImpl::to_channels_last() { return false; }
+bool NetworkImpl::to_half(at::ScalarType) { return false; }
 std::vector<std::pair<int64_t, at::Tensor>> NetworkImpl::attention_maps() const { return {}; }
 
 at::Tensor timestep_embedding(const at::Tensor& t, int64_t dim, double max_period) {
@@ -221,7 +222,7 @@ public:
     }
 
     at::Tensor forward(const at::Tensor& x, const at::Tensor& t, const at::Tensor& labels) override {
-        at::Tensor emb = temb2_(at::silu(temb1_(timestep_embedding(t, cfg_.base_channels))));
+        at::Tensor emb = temb2_(at::silu(temb1_(timestep_embedding(t, cfg_.base_channels).to(dtype_))));
         if (label_emb_) {
             // An undefined label tensor means "unconditional": the null class.
             const at::Tensor y = labels.defined()
@@ -237,7 +238,8 @@ public:
         if (null_states_.defined()) text_context(x, labels, ctx, valid);
         std::vector<at::Tensor> hs;
         const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4 && !at::GradMode::is_enabled();
-        at::Tensor h = conv_in_(nhwc ? x.contiguous(at::MemoryFormat::ChannelsLast) : x);
+        const at::Tensor xin = x.to(dtype_);  // x itself unless to_half() was called
+        at::Tensor h = conv_in_(nhwc ? xin.contiguous(at::MemoryFormat::ChannelsLast) : xin);
         hs.push_back(h);
         for (auto& s : down_) {
             if (s.res) {
@@ -266,7 +268,7 @@ public:
             }
         }
         const at::Tensor out = conv_out_(blocks::norm_silu(norm_out_, h));
-        return nhwc_ ? out.contiguous() : out;
+        return nhwc_ || dtype_ != at::kFloat ? out.to(at::kFloat, false, false, at::MemoryFormat::Contiguous) : out;
     }
     const NetworkConfig& config() const override { return cfg_; }
 
@@ -277,6 +279,17 @@ public:
         for (auto& p : parameters())
             if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
         nhwc_ = true;
+        return true;
+    }
+
+    bool to_half(at::ScalarType dtype) override {
+        if (cfg_.frames > 0 || cfg_.context_dim > 0 || (dtype != at::kHalf && dtype != at::kBFloat16)) return false;
+        torch::NoGradGuard g;
+        // Parameter by parameter, keeping each one's layout (channels-last weights stay so).
+        for (auto& p : parameters()) p.set_data(p.to(dtype));
+        for (auto& b : buffers())
+            if (b.is_floating_point()) b.set_data(b.to(dtype));
+        dtype_ = dtype;
         return true;
     }
 
@@ -360,6 +373,7 @@ private:
     at::Tensor prompts_, prompts_valid_, negative_, negative_valid_;
     NetworkConfig cfg_;
     bool nhwc_ = false;  // to_channels_last() was called
+    at::ScalarType dtype_ = at::kFloat;  // to_half() changes it
     nn::Linear temb1_{nullptr}, temb2_{nullptr};
     nn::Embedding label_emb_{nullptr};
     nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};

@@ -93,6 +93,12 @@ public:
     /// (inputs and outputs stay [B, C, H, W] contiguous). For models loaded to sample, not to train.
     /// Whether this network supports it (image UNets without text or frames; others: false, unchanged).
     virtual bool to_channels_last();
+    /// Inference in half precision (`dtype` kHalf or kBFloat16): converts the parameters in place;
+    /// forward passes then cast their input to `dtype`, run the layers in it (the sinusoidal time
+    /// embedding, the attention softmax and the GroupNorm statistics are computed in float32) and
+    /// return float32. For models loaded to sample, not to train. Whether this network supports it
+    /// (image UNets without text or frames; others: false, unchanged).
+    virtual bool to_half(at::ScalarType dtype);
 };
 using Network = std::shared_ptr<NetworkImpl>;
 

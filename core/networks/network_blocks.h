@@ -24,7 +24,7 @@ inline at::Tensor add_into(at::Tensor h, const at::Tensor& r) {
 
 // Whether act(norm(x + bias)) can take the fused CUDA kernel (fused_ops.h; inference only).
 inline bool fusable(nn::GroupNorm& norm, const at::Tensor& x, const at::Tensor& bias = {}) {
-    return norm->weight.defined() && norm->weight.scalar_type() == at::kFloat &&
+    return norm->weight.defined() && norm->weight.scalar_type() == x.scalar_type() &&
            fused_group_norm_usable(x, bias, norm->options.num_groups());
 }
 // act(norm(x + bias[:, :, None, None])) by the fused kernel; call only where fusable().

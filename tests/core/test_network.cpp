@@ -162,6 +162,37 @@ private Q_SLOTS:
         QVERIFY(!make_network(mlp).value()->to_channels_last());
     }
 
+    // Half-precision inference (network.h: to_half) computes the same function to the precision of
+    // the type: bf16 here (LibTorch's CPU kernels take it; CUDA takes fp16 too), float32 out.
+    void halfKeepsTheFunction() {
+        torch::manual_seed(3);
+        Network net = perturbedNetwork();
+        const at::Tensor x = at::randn({2, 1, 28, 28}), t = at::tensor({100, 700}), y = at::tensor({3, 10});
+        torch::NoGradGuard g;
+        const at::Tensor before = net->forward(x, t, y);
+        const at::Tensor other = net->forward(x, t, at::tensor({5, 1}));  // another class: how far outputs move
+        QVERIFY(net->to_half(at::kBFloat16));
+        for (const auto& p : net->parameters()) QCOMPARE(p.scalar_type(), at::kBFloat16);
+        const at::Tensor after = net->forward(x, t, y);
+        QCOMPARE(after.scalar_type(), at::kFloat);
+        QVERIFY(after.is_contiguous());
+        QCOMPARE(after.sizes(), before.sizes());
+        // bf16 keeps 8 bits of mantissa: a relative error of a few 1e-3 a layer, a few 1e-2 over this
+        // random network's ~40 layers (0.06 for some seeds); well below what another label changes.
+        const double rel = ((after - before).norm() / before.norm()).item<double>();
+        const double moved = ((other - before).norm() / before.norm()).item<double>();
+        QVERIFY2(std::isfinite(rel) && rel < 0.1 && rel < 0.3 * moved,
+                 qPrintable(QString("relative error %1 (another label moves the output by %2)").arg(rel).arg(moved)));
+        QVERIFY2(rel > 1e-5, "the bf16 network gave float32's answer exactly: it did not run in bf16");
+        QVERIFY(!net->to_half(at::kDouble));  // only the two half types
+        NetworkConfig video;
+        video.base_channels = 16;
+        video.frames = 4;
+        Network v = make_network(video).value();
+        QVERIFY(!v->to_half(at::kBFloat16));
+        for (const auto& p : v->parameters()) QCOMPARE(p.scalar_type(), at::kFloat);
+    }
+
     void mlpDenoiser() {
         NetworkConfig c;
         c.kind = NetworkKind::Mlp;

@@ -3,9 +3,12 @@
 // Plain CUDA C++ with raw pointers (no ATen headers: nvcc never sees LibTorch); the checks and the
 // tensors are in core/networks/fused_ops.cpp. Built only when a CUDA compiler and a CUDA LibTorch
 // are there.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace {
 
@@ -77,45 +80,47 @@ __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* 
     }
 }
 
-// Vectors of VEC floats for the loads and stores of group_norm_act_smem_kernel.
-template <int VEC> struct Pack;
-template <> struct Pack<1> { using T = float; };
-template <> struct Pack<2> { using T = float2; };
-template <> struct Pack<4> { using T = float4; };
+// Storage types of kernel 2 (float, __half, __nv_bfloat16), converted to and from float.
+__device__ inline float to_float(float v) { return v; }
+__device__ inline float to_float(__half v) { return __half2float(v); }
+__device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ inline T from_float(float v);
+template <> __device__ inline float from_float<float>(float v) { return v; }
+template <> __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// VEC floats loaded and stored as one vector.
-template <int VEC> struct alignas(VEC * sizeof(float)) Vec {
-    using T = typename Pack<VEC>::T;
-    float a[VEC];
-    __device__ void load(const float* p) { *reinterpret_cast<T*>(a) = *reinterpret_cast<const T*>(p); }
-    __device__ void store(float* p) const { *reinterpret_cast<T*>(p) = *reinterpret_cast<const T*>(a); }
+// VEC values of type T, aligned to their size so that a copy is one vector load or store (at most
+// 16 bytes; the launcher picks VEC).
+template <typename T, int VEC> struct alignas(VEC * sizeof(T)) Vec {
+    T a[VEC];
 };
 
 // The group's values fit in this many floats of shared memory (48 KB, the limit without opting in).
 constexpr int kSharedFloats = 12288;
 
 // The same result as group_norm_act_kernel, reading x from global memory once: one block per
-// (sample n, group g) copies the group's values (x + bias) into shared memory with VEC-float
-// loads, takes the mean and the variance from there and writes y with VEC-float stores.
+// (sample n, group g) copies the group's values (x + bias, as float) into shared memory with
+// VEC-element vector loads, takes the mean and the variance from there and writes y with vector
+// stores. T is the storage type of x, bias, gamma, beta and y; the arithmetic is float.
 // Preconditions (group_norm_act checks them): count = C / groups * HW <= kSharedFloats; x and y
-// aligned to VEC floats; NHWC: (C / groups) % VEC == 0, so a vector holds VEC channels of one
+// aligned to VEC elements; NHWC: (C / groups) % VEC == 0, so a vector holds VEC channels of one
 // position; NCHW: HW % VEC == 0, so a vector lies in one channel (the group is the contiguous
-// range from channel c0). The k-th vector sits at shared vals[k].
-template <int VEC>
-__global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const float* __restrict__ bias,
-                                           const float* __restrict__ gamma,
-                                           const float* __restrict__ beta, float* __restrict__ y,
-                                           int C, int HW, int groups, float eps, bool silu, bool nhwc) {
+// range from channel c0). The k-th vector's values sit at shared vals[k].
+template <typename T, int VEC>
+__global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __restrict__ bias,
+                                           const T* __restrict__ gamma, const T* __restrict__ beta,
+                                           T* __restrict__ y, int C, int HW, int groups, float eps,
+                                           bool silu, bool nhwc) {
     extern __shared__ float vals_f[];
-    Vec<VEC>* vals = reinterpret_cast<Vec<VEC>*>(vals_f);
+    Vec<float, VEC>* vals = reinterpret_cast<Vec<float, VEC>*>(vals_f);
     __shared__ float shared[33];
     const int n = blockIdx.x / groups, g = blockIdx.x % groups;
     const int cg = C / groups, c0 = g * cg;
     const int count = cg * HW, nvec = count / VEC;
     const int per = cg / VEC;  // NHWC: vectors per position
-    const float* xs = x + int64_t(n) * C * HW;
-    float* ys = y + int64_t(n) * C * HW;
-    const float* bn = bias ? bias + int64_t(n) * C : nullptr;
+    const T* xs = x + int64_t(n) * C * HW;
+    T* ys = y + int64_t(n) * C * HW;
+    const T* bn = bias ? bias + int64_t(n) * C : nullptr;
     // Offset of the k-th vector from the sample's start, and the channel of its first element
     // (its e-th element's channel: c + e in NHWC, c in NCHW).
     auto locate = [&](int k, int& c) -> int64_t {
@@ -133,10 +138,13 @@ __global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const fl
     float s = 0.f;
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
-        Vec<VEC> v;
-        v.load(xs + locate(k, c));
+        const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(xs + locate(k, c));
+        Vec<float, VEC> v;
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) s += (v.a[e] += bn ? bn[c + e * dc] : 0.f);
+        for (int e = 0; e < VEC; ++e) {
+            v.a[e] = to_float(in.a[e]) + (bn ? to_float(bn[c + e * dc]) : 0.f);
+            s += v.a[e];
+        }
         vals[k] = v;
     }
     const float mean = block_sum(s, shared) / float(count);  // block_sum's barrier orders vals[]
@@ -149,54 +157,76 @@ __global__ void group_norm_act_smem_kernel(const float* __restrict__ x, const fl
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
         const int64_t o = locate(k, c);
-        Vec<VEC> v = vals[k];
+        const Vec<float, VEC> v = vals[k];
+        Vec<T, VEC> out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
             const int ce = c + e * dc;
-            const float t = (v.a[e] - mean) * rstd * gamma[ce] + beta[ce];
-            v.a[e] = silu ? t / (1.f + __expf(-t)) : t;
+            const float t = (v.a[e] - mean) * rstd * to_float(gamma[ce]) + to_float(beta[ce]);
+            out.a[e] = from_float<T>(silu ? t / (1.f + __expf(-t)) : t);
         }
-        v.store(ys + o);
+        *reinterpret_cast<Vec<T, VEC>*>(ys + o) = out;
     }
 }
 
-template <int VEC>
-void launch_smem(const float* x, const float* bias, const float* gamma, const float* beta, float* y,
-                 int N, int C, int HW, int groups, float eps, bool silu, bool nhwc, cudaStream_t stream) {
-    const int count = (C / groups) * HW, nvec = count / VEC;
-    const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
-    group_norm_act_smem_kernel<VEC><<<N * groups, threads, count * sizeof(float), stream>>>(
-        x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc);
-}
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-bool aligned(const void* p, int floats) {
-    return reinterpret_cast<uintptr_t>(p) % (uintptr_t(floats) * sizeof(float)) == 0;
+// Kernel 2 with the widest vector (at most 16 bytes) that the layout and the pointers allow.
+template <typename T>
+int launch_smem(const void* x, const void* bias, const void* gamma, const void* beta, void* y, int N,
+                int C, int HW, int groups, float eps, bool silu, bool nhwc, cudaStream_t stream) {
+    const int count = (C / groups) * HW;
+    const int unit = nhwc ? C / groups : HW;
+    auto go = [&](auto vec) {
+        constexpr int VEC = decltype(vec)::value;
+        const int nvec = count / VEC;
+        const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
+        group_norm_act_smem_kernel<T, VEC><<<N * groups, threads, count * sizeof(float), stream>>>(
+            static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
+            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc);
+    };
+    auto fits = [&](int vec) {
+        return unit % vec == 0 && aligned(x, vec * sizeof(T)) && aligned(y, vec * sizeof(T));
+    };
+    constexpr int widest = 16 / sizeof(T);  // 4 floats, 8 halves
+    if (fits(widest)) go(std::integral_constant<int, widest>());
+    else if (fits(widest / 2)) go(std::integral_constant<int, widest / 2>());
+    else if (fits(2)) go(std::integral_constant<int, 2>());
+    else go(std::integral_constant<int, 1>());
+    return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
 
 namespace dlab::cuda_kernels {
 
-// x and y [N, C, HW], or [N, HW, C] with `nhwc`. `kernel` 1: three passes over global memory
-// (group_norm_act_kernel); 2: one read into shared memory (group_norm_act_smem_kernel) where the
-// group fits, else 1. Launches on `stream` (a cudaStream_t); returns the launch's cudaError_t as
-// an int (0: success).
-int group_norm_act(const float* x, const float* bias, const float* gamma, const float* beta,
-                   float* y, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
+// The largest group (C / groups * HW values) that kernel 2, and so the half types, can take.
+int group_norm_smem_capacity() { return kSharedFloats; }
+
+// x and y [N, C, HW], or [N, HW, C] with `nhwc`, of `dtype` 0 (float), 1 (__half) or 2
+// (__nv_bfloat16), as are bias, gamma and beta. `kernel` 1: three passes over global memory
+// (group_norm_act_kernel, float only); 2: one read into shared memory (group_norm_act_smem_kernel)
+// where the group fits, else 1. Half types need kernel 2 and a group that fits (else -1, nothing
+// launched). Launches on `stream` (a cudaStream_t); returns the launch's cudaError_t as an int
+// (0: success).
+int group_norm_act(const void* xv, const void* biasv, const void* gammav, const void* betav, void* yv,
+                   int dtype, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
                    int kernel, void* stream) {
     const int count = (C / groups) * HW;
-    if (kernel == 2 && count <= kSharedFloats) {
-        // The single-read kernel with the widest vectors the layout and the pointers allow.
-        const int unit = nhwc ? C / groups : HW;
-        const auto cs = static_cast<cudaStream_t>(stream);
-        if (unit % 4 == 0 && aligned(x, 4) && aligned(y, 4))
-            launch_smem<4>(x, bias, gamma, beta, y, N, C, HW, groups, eps, silu, nhwc, cs);
-        else if (unit % 2 == 0 && aligned(x, 2) && aligned(y, 2))
-            launch_smem<2>(x, bias, gamma, beta, y, N, C, HW, groups, eps, silu, nhwc, cs);
-        else
-            launch_smem<1>(x, bias, gamma, beta, y, N, C, HW, groups, eps, silu, nhwc, cs);
-        return static_cast<int>(cudaGetLastError());
+    const auto cs = static_cast<cudaStream_t>(stream);
+    const bool smem = count <= kSharedFloats;
+    if (dtype == 1 || dtype == 2) {
+        if (!smem) return -1;
+        return dtype == 1 ? launch_smem<__half>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, cs)
+                          : launch_smem<__nv_bfloat16>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, cs);
     }
+    if (kernel == 2 && smem)
+        return launch_smem<float>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, cs);
+    const float* x = static_cast<const float*>(xv);
+    const float* bias = static_cast<const float*>(biasv);
+    const float* gamma = static_cast<const float*>(gammav);
+    const float* beta = static_cast<const float*>(betav);
+    float* y = static_cast<float*>(yv);
     const int threads = count >= 8192 ? 512 : count >= 1024 ? 256 : 128;
     group_norm_act_kernel<<<N * groups, threads, 0, static_cast<cudaStream_t>(stream)>>>(
         x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc);
