@@ -150,6 +150,26 @@ private Q_SLOTS:
             auto refused = generate(model.value(), req);
             QVERIFY(!refused && refused.error().find("another network") != std::string::npos);
         }
+        {
+            // Half-precision inference (network.h: to_half; DLAB_HALF on CUDA): the same sampler and
+            // guidance on a bf16 network (float32 outputs) draw nearly the same images.
+            GenerateRequest req;
+            req.count = 4;
+            req.sampler.steps = 8;
+            req.guidance = 3.0;
+            req.labels = at::tensor({0, 1, 7, 9}, at::kLong);
+            req.seed = 9;
+            const at::Tensor full = generate(model.value(), req).value();
+            auto half = load_model(mpath.value(), c10::Device(c10::kCPU));
+            QVERIFY(half->network->to_half(at::kBFloat16));
+            auto x = generate(half.value(), req);
+            QVERIFY2(x, x ? "" : x.error().c_str());
+            QCOMPARE(x->scalar_type(), at::kFloat);
+            const double diff = (x.value() - full).abs().mean().item<double>();
+            const double spread = (full - full.roll(1, 0)).abs().mean().item<double>();  // between different images
+            qInfo("bf16 against float32 samples: mean |difference| %.4f (between images %.4f)", diff, spread);
+            QVERIFY(diff > 0 && diff < 0.15 * spread);  // measured here: 0.047 against 0.58
+        }
         const double off = agreement(0.0), on = agreement(10.0);
         qInfo("class agreement of %lld samples (same seeds): unguided %.3f, classifier scale 10 %.3f", (long long)N, off, on);
         QVERIFY(on >= off + 0.3);
