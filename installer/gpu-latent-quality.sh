@@ -21,9 +21,12 @@
 #       A wider model in one session (installer/gpu-latent-ablation.sh: width is what moves it; a
 #       base-144 file, ~66 MB as float16, cannot be carried back for a later session's leg): three
 #       device calls back to back on one warm machine, carry [".gpu-lat"] (all 60,000 images):
-#         BASE=144 TOTAL_MINUTES=24 installer/gpu-latent-quality.sh train 8.8   (the decay spans 24 minutes)
-#         installer/gpu-latent-quality.sh train 9.3                  (resumes runs/latent-quality)
+#         BASE=144 TOTAL_MINUTES=23 installer/gpu-latent-quality.sh train 7.3   (build and probe first;
+#                                                                    the decay spans 23 minutes)
+#         installer/gpu-latent-quality.sh train 9.2                  (resumes runs/latent-quality)
 #         installer/gpu-latent-quality.sh train 6.5; S3=0 EVAL_STEPS=ddim:200:linspace installer/gpu-latent-quality.sh eval
+#       (each call under the device tool's 10 minutes; the next one within 30 s, while the machine
+#       and runs/ are still there).
 #   installer/gpu-latent-quality.sh continue [MINUTES] [STEPS]
 #       a new run runs/latent-quality-next from the EMA weights of `train` (--init-from), lr 2e-4
 #       with a cosine decay to 2e-5 over STEPS (default 21000) in at most MINUTES (default 6.7).
