@@ -395,6 +395,31 @@ private Q_SLOTS:
         QVERIFY(rows[1].toObject()["agreement"].toDouble() > rows[0].toObject()["agreement"].toDouble() + 0.3);
     }
 
+    // eval --reference fashion-mnist-train scores the samples against training images (a model that
+    // copies them scores better there); its floor set is then the test split: the same floor FID,
+    // precision and recall trading places (each is the other's coverage of the two splits).
+    void evalAgainstTrainingImages() {
+        QTemporaryDir dir;
+        QJsonObject floor[2];
+        const QStringList refs{"fashion-mnist-test", "fashion-mnist-train"};
+        for (int i = 0; i < 2; ++i) {
+            const QString json = dir.filePath(QString("eval-%1.json").arg(i));
+            const Run r = cli({"eval", "--count", "40", "--steps", "2", "--scales", "1", "--device", "cpu", "--batch", "40",
+                               "--metrics", "fid,precision,recall", "--reference", refs[i], "--json", json});
+            QVERIFY2(r.code == 0, qPrintable(r.err));
+            QVERIFY(r.out.contains("reference " + refs[i]));
+            QFile f(json);
+            QVERIFY(f.open(QIODevice::ReadOnly));
+            const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+            QCOMPARE(o["reference"].toString(), refs[i]);
+            floor[i] = o["floor"].toObject();
+        }
+        QVERIFY(floor[0]["fid"].toDouble() > 0);
+        QVERIFY(std::abs(floor[0]["fid"].toDouble() - floor[1]["fid"].toDouble()) < 1e-6 * floor[0]["fid"].toDouble());
+        QCOMPARE(floor[0]["precision"].toDouble(), floor[1]["recall"].toDouble());
+        QCOMPARE(floor[0]["recall"].toDouble(), floor[1]["precision"].toDouble());
+    }
+
     // eval --metrics nll: the bound's parts add up to the total in the JSON, one CSV row per grid
     // timestep; a latent model and bad options are messages.
     void evalNllReportsTheBoundAndItsTerms() {
