@@ -111,7 +111,7 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
                                            const T* __restrict__ gamma, const T* __restrict__ beta,
                                            T* __restrict__ y, int C, int HW, int groups, float eps,
                                            bool silu, bool nhwc) {
-    extern __shared__ float vals_f[];
+    extern __shared__ __align__(16) float vals_f[];  // 16-byte vector accesses (Vec of 4 or 8 floats)
     Vec<float, VEC>* vals = reinterpret_cast<Vec<float, VEC>*>(vals_f);
     __shared__ float shared[33];
     const int n = blockIdx.x / groups, g = blockIdx.x % groups;
