@@ -53,8 +53,10 @@ struct ResBlockImpl : nn::Module {
     at::Tensor forward(const at::Tensor& x, const at::Tensor& temb) {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
-        at::Tensor h = conv1(norm_silu(norm1, x));
-        const at::Tensor e = temb_proj(at::silu(temb));
+        // conv1's bias joins the time embedding's per-(sample, channel) bias, which is added before
+        // norm2 anyway: on CUDA a convolution's bias is a pass of its own over h (cuDNN does not add it).
+        at::Tensor h = at::conv2d(norm_silu(norm1, x), conv1->weight, {}, 1, 1);
+        const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
         h = fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
         h = conv2(drop(h));
         return add_into(h, skip ? skip(x) : x);
