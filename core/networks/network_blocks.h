@@ -58,8 +58,10 @@ struct ResBlockImpl : nn::Module {
         at::Tensor h = at::conv2d(norm_silu(norm1, x), conv1->weight, {}, 1, 1);
         const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
         h = fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
-        h = conv2(drop(h));
-        return add_into(h, skip ? skip(x) : x);
+        if (!skip) return add_into(conv2(drop(h)), x);
+        // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
+        h = at::conv2d(drop(h), conv2->weight, {}, 1, 1);
+        return add_into(h, at::conv2d(x, skip->weight, skip->bias + conv2->bias));
     }
     nn::GroupNorm norm1;
     nn::Conv2d conv1;
