@@ -38,22 +38,39 @@ int check_fused(c10::Device dev) {
                           {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true}};
     bool ok = true;
     auto sync = [&] { (void)at::ones({1}, opt).sum().item<float>(); };
+    // Random inputs of a case in type t, in either layout: plain [N, C, H, W] or channels-last (the
+    // UNet's on CUDA, network.h).
+    struct Inputs {
+        at::Tensor x, bias, gamma, beta;
+    };
+    auto inputs = [&](const Case& k, bool nhwc, at::ScalarType t) {
+        const auto o = opt.dtype(t);
+        const at::Tensor x0 = (at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5).to(t);
+        Inputs in;
+        in.x = nhwc ? x0.contiguous(at::MemoryFormat::ChannelsLast) : x0;
+        in.bias = k.bias ? at::randn({k.n, k.c}, o) : at::Tensor();
+        in.gamma = at::randn({k.c}, o);
+        in.beta = at::randn({k.c}, o);
+        return in;
+    };
+    // act(GroupNorm(x + bias)) by LibTorch's ops, in the inputs' type.
+    auto unfused = [](const Case& k, const at::Tensor& in, const at::Tensor& b, const at::Tensor& g, const at::Tensor& be) {
+        at::Tensor r = at::group_norm(b.defined() ? in + b.unsqueeze(-1).unsqueeze(-1) : in, k.groups, g, be, 1e-5);
+        return k.silu ? at::silu(r) : r;
+    };
+    // The same in float64: the reference.
+    auto reference = [&](const Case& k, const Inputs& in) {
+        return unfused(k, in.x.to(at::kDouble), in.bias.defined() ? in.bias.to(at::kDouble) : at::Tensor(),
+                       in.gamma.to(at::kDouble), in.beta.to(at::kDouble));
+    };
     for (const Case& k : cases)
       for (const bool nhwc : {false, true}) {
-        // Both layouts: plain [N, C, H, W] and channels-last (the UNet's on CUDA, network.h).
-        const at::Tensor x0 = at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5;
-        const at::Tensor x = nhwc ? x0.contiguous(at::MemoryFormat::ChannelsLast) : x0;
-        const at::Tensor bias = k.bias ? at::randn({k.n, k.c}, opt) : at::Tensor();
-        const at::Tensor gamma = at::randn({k.c}, opt), beta = at::randn({k.c}, opt);
+        const Inputs in = inputs(k, nhwc, at::kFloat);
+        const at::Tensor &x = in.x, &bias = in.bias, &gamma = in.gamma, &beta = in.beta;
         if (!fused_group_norm_usable(x, bias, k.groups))
             return failure("bench --check-fused: the fused kernel cannot run here (it needs a build with nvcc "
                            "and DLAB_WITH_FUSED_CUDA=ON, a CUDA device and DLAB_FUSED_KERNELS not 0)");
-        auto unfused = [&](const at::Tensor& in, const at::Tensor& b, const at::Tensor& g, const at::Tensor& be) {
-            at::Tensor r = at::group_norm(b.defined() ? in + b.unsqueeze(-1).unsqueeze(-1) : in, k.groups, g, be, 1e-5);
-            return k.silu ? at::silu(r) : r;
-        };
-        const at::Tensor ref = unfused(x.to(at::kDouble), k.bias ? bias.to(at::kDouble) : at::Tensor(), gamma.to(at::kDouble),
-                                       beta.to(at::kDouble));
+        const at::Tensor ref = reference(k, in);
         auto time_ms = [&](const std::function<void()>& f) {
             for (int i = 0; i < 5; ++i) f();
             sync();
@@ -62,7 +79,7 @@ int check_fused(c10::Device dev) {
             sync();
             return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 200;
         };
-        const double plain_ms = time_ms([&] { (void)unfused(x, bias, gamma, beta); });
+        const double plain_ms = time_ms([&] { (void)unfused(k, x, bias, gamma, beta); });
         // Both kernels (fused_ops.h): three passes over global memory, and one read into shared memory.
         for (const int kernel : {1, 2}) {
             const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel);
@@ -85,22 +102,16 @@ int check_fused(c10::Device dev) {
     for (const at::ScalarType t : {at::kHalf, at::kBFloat16})
         for (const Case& k : {cases[0], cases[1], cases[3], cases[4], cases[5]})
             for (const bool nhwc : {false, true}) {
-                const auto o = opt.dtype(t);
-                const at::Tensor x0 = (at::randn({k.n, k.c, k.h, k.w}, opt) * 3 + 1.5).to(t);
-                const at::Tensor x = nhwc ? x0.contiguous(at::MemoryFormat::ChannelsLast) : x0;
-                const at::Tensor bias = k.bias ? at::randn({k.n, k.c}, o) : at::Tensor();
-                const at::Tensor gamma = at::randn({k.c}, o), beta = at::randn({k.c}, o);
+                const Inputs in = inputs(k, nhwc, t);
+                const at::Tensor &x = in.x, &bias = in.bias;
                 if (!fused_group_norm_usable(x, bias, k.groups)) {
                     std::printf("group norm [%lld, %lld, %lld, %lld] %s: not usable\n", (long long)k.n, (long long)k.c,
                                 (long long)k.h, (long long)k.w, c10::toString(t));
                     ok = false;
                     continue;
                 }
-                const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu);
-                at::Tensor ref = at::group_norm(k.bias ? x.to(at::kDouble) + bias.to(at::kDouble).unsqueeze(-1).unsqueeze(-1)
-                                                       : x.to(at::kDouble),
-                                                k.groups, gamma.to(at::kDouble), beta.to(at::kDouble), 1e-5);
-                if (k.silu) ref = at::silu(ref);
+                const at::Tensor y = fused_group_norm_act(x, bias, k.groups, in.gamma, in.beta, 1e-5, k.silu);
+                const at::Tensor ref = reference(k, in);
                 const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
                 const bool good = std::isfinite(rel) && rel < (t == at::kHalf ? 2e-3 : 1.5e-2) && y.strides() == x.strides() &&
                                   y.scalar_type() == t;

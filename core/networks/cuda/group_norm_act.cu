@@ -228,7 +228,7 @@ int group_norm_act(const void* xv, const void* biasv, const void* gammav, const 
     const float* beta = static_cast<const float*>(betav);
     float* y = static_cast<float*>(yv);
     const int threads = count >= 8192 ? 512 : count >= 1024 ? 256 : 128;
-    group_norm_act_kernel<<<N * groups, threads, 0, static_cast<cudaStream_t>(stream)>>>(
+    group_norm_act_kernel<<<N * groups, threads, 0, cs>>>(
         x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc);
     return static_cast<int>(cudaGetLastError());
 }
