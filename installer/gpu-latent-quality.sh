@@ -23,10 +23,11 @@
 #       device calls back to back on one warm machine, carry [".gpu-lat"] (all 60,000 images):
 #         BASE=144 TOTAL_MINUTES=23 installer/gpu-latent-quality.sh train 7.3   (build and probe first;
 #                                                                    the decay spans 23 minutes)
-#         installer/gpu-latent-quality.sh train 9.2                  (resumes runs/latent-quality)
-#         installer/gpu-latent-quality.sh train 6.5; S3=0 EVAL_STEPS=ddim:200:linspace installer/gpu-latent-quality.sh eval
+#         installer/gpu-latent-quality.sh resume 9.2                 (resumes runs/latent-quality)
+#         installer/gpu-latent-quality.sh resume 6.5; S3=0 EVAL_STEPS=ddim:200:linspace installer/gpu-latent-quality.sh eval
 #       (each call under the device tool's 10 minutes; the next one within 30 s, while the machine
-#       and runs/ are still there).
+#       and runs/ are still there). `resume` is `train` that stops with a message where runs/ is gone
+#       (a machine given back while idle: session 18's second call started a new 13,009-step run).
 #   installer/gpu-latent-quality.sh continue [MINUTES] [STEPS]
 #       a new run runs/latent-quality-next from the EMA weights of `train` (--init-from), lr 2e-4
 #       with a cosine decay to 2e-5 over STEPS (default 21000) in at most MINUTES (default 6.7).
@@ -62,7 +63,9 @@ if [ "$mode" = ae ]; then
     --lr 5e-4 --kl-weight 1e-4 --perceptual 0.02 --base-channels 64 --log-every 2000 --max-minutes "${2:-6}" \
     --device cuda 2>&1 | tee "$OUT/ae-quality.log" | grep -E "step|FD|PSNR|rror"
   cp gpu-logs/fashion-mnist-autoencoder-quality.safetensors "$OUT/"
-elif [ "$mode" = train ]; then
+elif [ "$mode" = train ] || [ "$mode" = resume ]; then
+  [ "$mode" = resume ] && [ ! -f "$run/checkpoint.safetensors" ] &&
+    { echo "resume: no $run/checkpoint.safetensors on this machine (a fresh one: the earlier calls' run is gone)"; exit 1; }
   if [ -f "$run/checkpoint.safetensors" ]; then
     echo "== resuming $run"
     $cli train --dataset "latents:$PWD/$ae" --out "$run" --resume --max-minutes "${2:-8.5}" --log-every 1000 --checkpoint-every 4000 2>&1 |
