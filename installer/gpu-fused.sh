@@ -21,10 +21,10 @@ OUT=${OUT:-gpu-logs}
 grep -i "cuda graphs\|fused" gpu-logs/configure.log
 echo "== 0. the kernels against a float64 reference on random inputs, timed against LibTorch's ops"
 DLAB_FUSED_KERNELS=1 $cli bench --check-fused --device cuda || echo "CHECK FAILED (rc $?)"
-# Four ways to run inference: fused kernels with the channels-last layout (the default on CUDA),
+# Four ways to run inference: fused kernels with the channels-last layout and GroupNorm kernel 1,
 # fused kernels in the plain layout, LibTorch's ops (plain), and channels-last with GroupNorm
-# kernel 2 (one read through shared memory; fused_ops.h).
-modes=("DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1" "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=0" "DLAB_FUSED_KERNELS=0"
+# kernel 2 (one read through shared memory; fused_ops.h; the default on CUDA since session 18).
+modes=("DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1 DLAB_GN_KERNEL=1" "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=0" "DLAB_FUSED_KERNELS=0"
        "DLAB_FUSED_KERNELS=1 DLAB_CHANNELS_LAST=1 DLAB_GN_KERNEL=2")
 echo "== 1. the same samples in each mode: channels-last (cl), plain (nchw), unfused, GroupNorm kernel 2 (gn2)"
 for m in default fashion-mnist-quality; do

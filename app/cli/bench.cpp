@@ -143,6 +143,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     Args args("bench");
     args.option("model", "a model name/file, or 'config' for the default architecture untrained", "config")
         .option("device", "cpu, cuda or auto", "auto")
+        .option("precision", precision_help(), "fp32")
         .option("batches", "batch sizes to time", "1,64")
         .option("iters", "timed denoising steps per batch size", "30")
         .option("base-channels", "with --model config: UNet base channels", "32")
@@ -156,6 +157,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
     if (int rc = parse_or_help(args, argv, "bench [OPTIONS]"); rc >= 0) return rc;
     auto device = select_device(args.get("device"));
     if (!device) return failure("bench: " + device.error());
+    if (int rc = apply_precision(args, device.value(), "bench"); rc >= 0) return rc;
     const bool bf16 = args.has("bf16");
     if (args.has("check-fused")) return check_fused(device.value());
     if (bf16 && !device->is_cuda()) return usage("bench: --bf16 needs a CUDA device");
@@ -178,6 +180,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
         net = made.value();
         net->to(device.value());
         net->eval();
+        if (device->is_cuda() && half_inference_dtype() != at::kFloat) net->to_half(half_inference_dtype());
     } else {
         auto path = resolve_model(args.get("model"));
         if (!path) return failure("bench: " + path.error());

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "app/args.h"
+#include "core/networks/fused_ops.h"
+#include <c10/core/Device.h>
 
 namespace dlab::app {
 
@@ -37,6 +39,23 @@ inline int parse_or_help(Args& args, const std::vector<std::string>& argv, const
         return 0;
     }
     return -1;
+}
+
+// --precision (fp32, fp16 or bf16): the precision of inference on `device` for the models loaded
+// after this call (fused_ops.h: set_inference_precision). The half types are for CUDA devices.
+// Returns -1 to continue, else an exit code.
+inline int apply_precision(const Args& args, const c10::Device& device, const std::string& command) {
+    if (!args.has("precision")) return -1;
+    const auto p = parse_precision(args.get("precision"));
+    if (!p) return usage(command + ": unknown precision '" + args.get("precision") + "' (fp32, fp16 or bf16)");
+    if (*p != at::kFloat && !device.is_cuda())
+        return usage(command + ": --precision " + args.get("precision") + " is for CUDA devices; this run is on " + device.str());
+    set_inference_precision(*p);
+    return -1;
+}
+inline const char* precision_help() {
+    return "inference precision on CUDA: fp32, fp16 or bf16 (weights and activations; fp16 kept the quality "
+           "model's FID and ran batch 256 1.5-1.9x faster on an H200)";
 }
 
 }  // namespace dlab::app

@@ -180,6 +180,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .option("seed", "random seed", "0")
         .option("batch", "samples per chain", "1000")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("precision", precision_help(), "fp32")
         .option("json", "also write the results as JSON")
         .option("csv", "also write one CSV row per scale")
         .flag("real-as-samples", "score training images instead of samples (metric timings and the floor's spread)")
@@ -220,6 +221,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     if (auto rc = launch_if_asked(args, command, argv)) return *rc;
     auto device = select_device(args.get("device"));
     if (!device) return failure(command + ": " + device.error());
+    if (int rc = apply_precision(args, device.value(), command); rc >= 0) return rc;
     std::shared_ptr<Communicator> comm;
     {
         c10::Device d = device.value();
@@ -365,6 +367,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
                 {"dynamic_threshold", dynamic.value()}};
     if (comm) out["ranks"] = comm->world_size();
     if (args.has("bf16")) out["bf16"] = true;
+    if (device->is_cuda()) out["precision"] = precision_name(half_inference_dtype());
     if (!nll.is_null()) out["nll"] = nll;
     // Training images as "samples": the floor row is the result, and its timings are the ones reported.
     if (real_as_samples) {
@@ -474,6 +477,7 @@ int cmd_trilemma(const std::vector<std::string>& argv) {
         .option("seed", "random seed (the same for every row)", "0")
         .option("batch", "samples per batch", "1000")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("precision", precision_help(), "fp32")
         .option("json", "also write the results as JSON")
         .option("csv", "also write one CSV row per generator and step count")
         .flag("help", "show this help");
@@ -501,6 +505,7 @@ int cmd_trilemma(const std::vector<std::string>& argv) {
     step_list.erase(std::unique(step_list.begin(), step_list.end()), step_list.end());
     auto device = select_device(args.get("device"));
     if (!device) return failure("trilemma: " + device.error());
+    if (int rc = apply_precision(args, device.value(), "trilemma"); rc >= 0) return rc;
     const int64_t N = count.value();
     // Models first: a missing one is a message before any work.
     auto model_path = resolve_model(args.get("model"));

@@ -56,6 +56,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .option("tensors", "write images/labels (or points/labels) to a .safetensors file")
         .option("chain-video", "write the chain of the first batch (x_t at every step) as MP4")
         .option("device", "auto, cpu, cuda or cuda:N", "auto")
+        .option("precision", precision_help(), "fp32")
         .flag("deterministic", "CUDA: no TF32, deterministic cuDNN (closer to CPU results)")
         .flag("bf16", "bf16 autocast of the network (CUDA)")
         .flag("quiet", "no progress on stderr")
@@ -94,6 +95,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
             if (auto st = check_output_path(args.get(option), suffix); !st) return failure("sample: --" + std::string(option) + ": " + st.error());
     auto device = select_device(args.get("device"));
     if (!device) return failure("sample: " + device.error());
+    if (int rc = apply_precision(args, device.value(), "sample"); rc >= 0) return rc;
     auto path = resolve_model(args.get("model"));
     if (!path) return failure("sample: " + path.error());
     if (is_gan_file(path.value())) {

@@ -1,5 +1,6 @@
 #include "core/networks/fused_ops.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -51,16 +52,40 @@ bool channels_last_only(const at::Tensor& x) {
 }  // namespace
 
 int fused_group_norm_kernel() {
-    // 1 until kernel 2 has been checked and timed on the GPU machine (bench --check-fused).
-    static const int k = env_is("DLAB_GN_KERNEL", "2") ? 2 : 1;
+    // 2: checked against float64 and timed on an H200 (docs/eval/half-h200.log: a batch-256 guided
+    // pass 4.48-4.55 ms against kernel 1's 5.12-5.13; 2.5 TB/s against 1.07 at [256, 64, 28, 28]).
+    // DLAB_GN_KERNEL=1 picks kernel 1, for comparisons.
+    static const int k = env_is("DLAB_GN_KERNEL", "1") ? 1 : 2;
     return k;
 }
 
+namespace {
+std::atomic<int> g_precision{-1};  // set_inference_precision()'s choice; -1: the environment's
+}  // namespace
+
 at::ScalarType half_inference_dtype() {
+    if (const int p = g_precision.load(); p >= 0) return static_cast<at::ScalarType>(p);
     static const at::ScalarType t = env_is("DLAB_HALF", "fp16")   ? at::kHalf
                                     : env_is("DLAB_HALF", "bf16") ? at::kBFloat16
                                                                   : at::kFloat;
     return t;
+}
+
+void set_inference_precision(at::ScalarType t) {
+    if (t != at::kFloat && t != at::kHalf && t != at::kBFloat16)
+        throw std::invalid_argument("set_inference_precision: float32, float16 or bfloat16 only");
+    g_precision.store(static_cast<int>(t));
+}
+
+std::optional<at::ScalarType> parse_precision(const std::string& name) {
+    if (name == "fp32" || name == "float32") return at::kFloat;
+    if (name == "fp16" || name == "float16") return at::kHalf;
+    if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+    return std::nullopt;
+}
+
+std::string precision_name(at::ScalarType t) {
+    return t == at::kHalf ? "fp16" : t == at::kBFloat16 ? "bf16" : t == at::kFloat ? "fp32" : std::string(c10::toString(t));
 }
 
 bool channels_last_enabled() {

@@ -1,5 +1,6 @@
 #pragma once
-// The project's own fused CUDA kernels for inference (issue 17; internal to core). GroupNorm with
+// The project's own fused CUDA kernels for inference (issue 17; internal to core, except the
+// inference precision that the CLI and GUI choose). GroupNorm with
 // an optional per-(sample, channel) bias added before it (the residual block's time embedding)
 // and an optional SiLU after it, in one kernel instead of LibTorch's four or five.
 //
@@ -8,6 +9,9 @@
 // through kernel 2), unless the environment variable
 // DLAB_FUSED_KERNELS is "0" (installer/gpu-fused.sh compares both ways on the GPU machine).
 // Everywhere else the callers use the LibTorch ops.
+
+#include <optional>
+#include <string>
 
 #include <ATen/core/Tensor.h>
 
@@ -24,17 +28,28 @@ bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_
 /// take it without transposes; the fused GroupNorm reads it in place): the fused kernels compiled
 /// and switched on, and the environment variable DLAB_CHANNELS_LAST not "0".
 bool channels_last_enabled();
-/// The precision of CUDA inference: float32, unless the environment sets DLAB_HALF to "fp16" or
-/// "bf16" (network.h: to_half; opt-in while its speed and FID are measured on the GPU machine).
+/// The precision of CUDA inference, used by models loaded on a CUDA device afterwards (model_io:
+/// load_model; network.h: to_half): float32 unless set_inference_precision() chose another (the
+/// CLI's and GUI's --precision) or, before any such call, the environment sets DLAB_HALF to "fp16"
+/// or "bf16". Measured on an H200 (docs/eval/half-h200.log): fp16 keeps the quality model's FID
+/// (3.818 against 3.816) and runs a batch-256 guided pass 1.5x (default model) to 1.9x (quality
+/// model) faster. CPU inference stays float32.
 at::ScalarType half_inference_dtype();
+/// Chooses the precision of CUDA inference (at::kFloat, at::kHalf or at::kBFloat16; anything else
+/// throws std::invalid_argument); thread-safe, applies to models loaded after the call.
+void set_inference_precision(at::ScalarType t);
+/// "fp32" / "float32", "fp16" / "float16", "bf16" / "bfloat16"; nullopt for anything else.
+std::optional<at::ScalarType> parse_precision(const std::string& name);
+/// "fp32", "fp16" or "bf16" (another type: its ATen name).
+std::string precision_name(at::ScalarType t);
 /// Whether attention may run through LibTorch's scaled_dot_product_attention (LibTorch 2.x, CUDA,
 /// and DLAB_FUSED_KERNELS not "0"); else the explicit softmax(q^T k / sqrt(d)) of the blocks.
 bool fused_attention_usable(const at::Tensor& x);
 /// softmax(q k^T / sqrt(d)) v for q, k, v [B, heads, L, d] (throws where not usable).
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
-/// Which GroupNorm kernel runs: 1, three passes over global memory (the default), or 2, one read
-/// into shared memory with vector loads where a group fits in 48 KB (else 1) when the environment
-/// sets DLAB_GN_KERNEL=2.
+/// Which GroupNorm kernel runs: 2 (the default), one read into shared memory with vector loads
+/// where a group fits in 48 KB (else 1), or 1, three passes over global memory, when the
+/// environment sets DLAB_GN_KERNEL=1.
 int fused_group_norm_kernel();
 /// act(GroupNorm(x + bias[:, :, None, None])) with the norm's affine gamma, beta and eps; act is
 /// SiLU when `silu`, else the identity. A new tensor in x's layout; x is not modified. `kernel`

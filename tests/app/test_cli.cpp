@@ -173,6 +173,9 @@ private Q_SLOTS:
         QTest::newRow("class out of range") << QStringList{"sample", "--class", "10", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--class must be between 0 and 9";
         QTest::newRow("negative steps") << QStringList{"sample", "--steps", "-3", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--steps must be between 1";
         QTest::newRow("unknown sampler") << QStringList{"sample", "--sampler", "euler", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "unknown sampler 'euler'";
+        QTest::newRow("unknown precision") << QStringList{"sample", "--precision", "fp8", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "unknown precision 'fp8'";
+        QTest::newRow("half precision on the CPU") << QStringList{"sample", "--precision", "fp16", "--device", "cpu", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--precision fp16 is for CUDA devices; this run is on cpu";
+        QTest::newRow("eval half precision on the CPU") << QStringList{"eval", "--precision", "bf16", "--device", "cpu"} << 2 << "--precision bf16 is for CUDA devices";
         QTest::newRow("unknown model") << QStringList{"sample", "--model", "nope", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "unknown model 'nope'";
         QTest::newRow("missing file") << QStringList{"sample", "--model", "/tmp/none.safetensors", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "does not exist";
         QTest::newRow("no output") << QStringList{"sample"} << 2 << "give -o GRID.png";

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "core/networks/fused_ops.h"
 #include "core/networks/graphed_model.h"
 #include "core/networks/network.h"
 #include "core/networks/network_blocks.h"
@@ -191,6 +192,24 @@ private Q_SLOTS:
         Network v = make_network(video).value();
         QVERIFY(!v->to_half(at::kBFloat16));
         for (const auto& p : v->parameters()) QCOMPARE(p.scalar_type(), at::kFloat);
+    }
+
+    // The inference precision the CLI and GUI choose (fused_ops.h): parsed by name, set for the
+    // models loaded afterwards, anything but the three types refused.
+    void inferencePrecisionIsChosenByName() {
+        QCOMPARE(parse_precision("fp16").value(), at::kHalf);
+        QCOMPARE(parse_precision("bfloat16").value(), at::kBFloat16);
+        QCOMPARE(parse_precision("fp32").value(), at::kFloat);
+        QVERIFY(!parse_precision("fp8"));
+        QVERIFY(!parse_precision(""));
+        QCOMPARE(precision_name(at::kBFloat16), std::string("bf16"));
+        const at::ScalarType before = half_inference_dtype();
+        set_inference_precision(at::kHalf);
+        QCOMPARE(half_inference_dtype(), at::kHalf);
+        QVERIFY_THROWS_EXCEPTION(std::invalid_argument, set_inference_precision(at::kDouble));
+        QCOMPARE(half_inference_dtype(), at::kHalf);  // a refused type changes nothing
+        set_inference_precision(before);
+        QCOMPARE(half_inference_dtype(), before);
     }
 
     void mlpDenoiser() {

@@ -139,7 +139,9 @@ MainWindow::MainWindow(const MainWindowOptions& options, QWidget* parent) : QMai
     });
 
     statusBar()->addPermanentWidget(new QLabel(
-        tr("LibTorch %1 · %2 · %3 threads").arg(options.torchVersion, options.deviceLabel)
+        tr("LibTorch %1 · %2 · %3 threads").arg(options.torchVersion,
+                                                 options.precision.isEmpty() ? options.deviceLabel
+                                                                             : options.deviceLabel + QLatin1Char(' ') + options.precision.toUpper())
             .arg(options.threads)));
     statusBar()->showMessage(tr("Ready"), 3000);
     // 1280x800 at the first start (smaller screens: what is available); the smallest size the

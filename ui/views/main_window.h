@@ -32,6 +32,7 @@ struct MainWindowOptions {
     QString torchVersion;
     /// The first start: once the model is loaded, a chain plays by itself for a few classes.
     bool firstStart = false;
+    QString precision{};  ///< the CUDA inference precision ("fp16", "bf16"); empty: float32
 };
 
 /// The application window: one tab per view (schedules first; more views build on it).
