@@ -143,7 +143,9 @@ int main(int argc, char** argv) {
         return 1;
     }
     options.deviceLabel = QString::fromStdString(device->str()).toUpper();
-    if (args.has("precision")) {
+    // The CUDA inference precision: --precision, else the one chosen in the Settings menu last time
+    // (a setting that is not a precision is ignored: float32).
+    if (args.given("precision")) {
         const auto p = dlab::parse_precision(args.get("precision"));
         if (!p) {
             std::cerr << "diffusionlab: unknown precision '" << args.get("precision") << "' (fp32, fp16 or bf16)\n";
@@ -155,8 +157,11 @@ int main(int argc, char** argv) {
             return 2;
         }
         dlab::set_inference_precision(*p);
-        if (*p != at::kFloat) options.precision = QString::fromStdString(dlab::precision_name(*p));
+    } else if (device->is_cuda()) {
+        const QString saved = QSettings().value(QStringLiteral("inferencePrecision")).toString();
+        if (const auto p = dlab::parse_precision(saved.toStdString())) dlab::set_inference_precision(*p);
     }
+    if (device->is_cuda()) options.precision = QString::fromStdString(dlab::precision_name(dlab::half_inference_dtype()));
     options.torchVersion = QString::fromStdString(dlab::runtime_info().torch_version);
 
     // --model: a bundled name or a model file. It is loaded like a choice in the model list; the

@@ -119,6 +119,26 @@ def load_images(path):
     return torch.from_numpy(raw.copy()).float().view(-1, 1, 28, 28) / 127.5 - 1
 
 
+def profile_steps(n, step, label, top=25):
+    """Runs step() n times under torch.profiler and prints the CUDA kernels by total time (per step)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+    kernels = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            name = e.name if len(e.name) <= 60 else e.name[:57] + "..."
+            total, calls = kernels.get(name, (0.0, 0))
+            kernels[name] = (total + e.device_time_total if hasattr(e, "device_time_total") else total + e.cuda_time_total,
+                             calls + 1)
+    whole = sum(v[0] for v in kernels.values())
+    print(f"== profile: {label}, {n} steps: GPU kernel time {whole / n / 1000:.3f} ms a step")
+    for name, (total, calls) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"{name:60s} {total / n / 1000:8.3f} ms/step {calls / n:6.1f} calls/step {100 * total / whole:5.1f} %")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -126,6 +146,9 @@ def main():
     ap.add_argument("--warmup-steps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=128, help="global batch (split over the ranks under torchrun)")
     ap.add_argument("--mode", default="eager", choices=["eager", "compile", "compile-ro", "graph"])
+    ap.add_argument("--profile", type=int, default=0,
+                    help="after the timed steps, profile this many more (torch.profiler, CUDA kernels) and print "
+                         "the kernels that take the most time, per step")
     a = ap.parse_args()
     # Under torchrun: PyTorch's DistributedDataParallel over NCCL, the peer of diffusionlab-cli
     # train --nproc-per-node (each rank a 1/W slice of the global batch, gradients averaged).
@@ -209,6 +232,9 @@ def main():
             torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
+    if a.profile and rank == 0:
+        profile_steps(a.profile, lambda: graph.replay() if graph is not None else (opt.zero_grad(set_to_none=True), train_step()),
+                      f"pytorch {a.mode}, batch {B}")
     if world > 1:
         torch.distributed.barrier()
     if rank == 0:

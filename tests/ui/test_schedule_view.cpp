@@ -3,13 +3,16 @@
 
 #include <cmath>
 
+#include <QAction>
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QLabel>
 #include <QSettings>
 #include <QSpinBox>
 
 #include "core/forward/schedule.h"
+#include "core/networks/fused_ops.h"
 #include "ui/common/save_dialog.h"
 #include "ui/views/forward_view.h"
 #include "ui/views/main_window.h"
@@ -150,6 +153,41 @@ private Q_SLOTS:
         QVERIFY(!w.scheduleView()->isVisible());
         w.setCurrentTab(4);
         QVERIFY(w.scheduleView()->isVisible());
+        // A CPU run offers no half precision: the Settings menu's choices are disabled, float32 checked,
+        // and asking for fp16 changes nothing.
+        auto* fp16 = w.findChild<QAction*>(QStringLiteral("precision-fp16"));
+        auto* fp32 = w.findChild<QAction*>(QStringLiteral("precision-fp32"));
+        QVERIFY(fp16 && fp32);
+        QVERIFY(!fp16->isEnabled() && fp32->isChecked());
+        QVERIFY(fp16->toolTip().contains(QStringLiteral("CUDA devices only")));
+        w.setPrecision(QStringLiteral("fp16"));
+        QCOMPARE(half_inference_dtype(), at::kFloat);
+        QVERIFY(!fp16->isChecked());
+    }
+
+    // On a CUDA run (the window is told so; this machine need not have one) the Settings menu
+    // chooses the precision: the core's setting, the status bar, the menu and the saved setting follow.
+    void precisionIsChosenInTheSettingsMenu() {
+        QSettings().remove(QStringLiteral("inferencePrecision"));
+        ui::MainWindowOptions o{QStringLiteral("CUDA:0"), 2, QStringLiteral("test")};
+        o.precision = QStringLiteral("fp32");
+        {
+            ui::MainWindow w(o);
+            auto* status = w.findChild<QLabel*>(QStringLiteral("deviceStatus"));
+            QVERIFY(status && status->text().contains(QStringLiteral("CUDA:0 FP32")));
+            auto* fp16 = w.findChild<QAction*>(QStringLiteral("precision-fp16"));
+            QVERIFY(fp16 && fp16->isEnabled() && !fp16->isChecked());
+            fp16->trigger();
+            QCOMPARE(half_inference_dtype(), at::kHalf);
+            QVERIFY(fp16->isChecked());
+            QVERIFY(!w.findChild<QAction*>(QStringLiteral("precision-fp32"))->isChecked());
+            QVERIFY2(status->text().contains(QStringLiteral("CUDA:0 FP16")), qPrintable(status->text()));
+            QCOMPARE(QSettings().value(QStringLiteral("inferencePrecision")).toString(), QStringLiteral("fp16"));
+            w.setPrecision(QStringLiteral("fp8"));  // not a precision: nothing changes
+            QCOMPARE(half_inference_dtype(), at::kHalf);
+        }
+        set_inference_precision(at::kFloat);
+        QSettings().remove(QStringLiteral("inferencePrecision"));
     }
 
     void damagedSettingsKeepTheDefaults() {

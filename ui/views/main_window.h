@@ -7,6 +7,7 @@
 
 #include "ui/common/run_history.h"
 
+class QLabel;
 class QTabWidget;
 
 namespace dlab::ui {
@@ -32,7 +33,7 @@ struct MainWindowOptions {
     QString torchVersion;
     /// The first start: once the model is loaded, a chain plays by itself for a few classes.
     bool firstStart = false;
-    QString precision{};  ///< the CUDA inference precision ("fp16", "bf16"); empty: float32
+    QString precision{};  ///< the CUDA inference precision ("fp32", "fp16", "bf16"); empty: a CPU run
 };
 
 /// The application window: one tab per view (schedules first; more views build on it).
@@ -60,11 +61,16 @@ public:
     /// Loads a bundled model by name in the lab (unless it is loaded), then calls `then`.
     void withBundledModel(const QString& name, std::function<void()> then);
 
+    /// Chooses the CUDA inference precision ("fp32", "fp16" or "bf16"; Settings menu), keeps it in
+    /// the settings and reloads the lab's model in it. Ignored on a CPU run or for another name.
+    void setPrecision(const QString& name);
+
 protected:
     void closeEvent(QCloseEvent* event) override;
 
 private:
     void restoreState();
+    QString deviceStatusText() const;
     void exportImage();
     void openRun(const RunRecord& run);
     void rerunRun(const RunRecord& run);
@@ -86,6 +92,8 @@ private:
     VideoView* m_video = nullptr;
     std::unique_ptr<RunHistory> m_history;
     QString m_loadedModel;
+    MainWindowOptions m_options;
+    QLabel* m_deviceStatus = nullptr;
 };
 
 }  // namespace dlab::ui
