@@ -1,6 +1,7 @@
 // diffusionlab-cli bench: time denoising steps and training of a model config
 #include "app/cli/commands.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -121,6 +122,53 @@ int check_fused(c10::Device dev) {
                             (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, c10::toString(t), rel,
                             good ? "ok" : "WRONG");
             }
+    // Training (fused_group_norm_act_train, plain layout, float32): the output and the gradients of
+    // x, bias, gamma and beta for a random upstream gradient, against float64 autograd through
+    // LibTorch's ops; forward + backward timed against the same in float32.
+    {
+        torch::AutoGradMode grad_on(true);
+        auto leaf = [](const at::Tensor& t) { return t.defined() ? t.detach().requires_grad_(true) : at::Tensor(); };
+        auto rel = [](const at::Tensor& a, const at::Tensor& ref) {
+            return ((a.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+        };
+        for (const Case& k : cases) {
+            const Inputs in = inputs(k, false, at::kFloat);
+            const at::Tensor w = at::randn(in.x.sizes(), opt);
+            const at::Tensor x = leaf(in.x), b = leaf(in.bias), g = leaf(in.gamma), be = leaf(in.beta);
+            const at::Tensor y = fused_group_norm_act_train(x, b, k.groups, g, be, 1e-5, k.silu);
+            (y * w).sum().backward();
+            const at::Tensor xd = leaf(in.x.to(at::kDouble)), bd = leaf(in.bias.defined() ? in.bias.to(at::kDouble) : at::Tensor()),
+                             gd = leaf(in.gamma.to(at::kDouble)), bed = leaf(in.beta.to(at::kDouble));
+            const at::Tensor yd = unfused(k, xd, bd, gd, bed);
+            (yd * w.to(at::kDouble)).sum().backward();
+            const double ey = rel(y.detach(), yd.detach()), ex = rel(x.grad(), xd.grad()), eg = rel(g.grad(), gd.grad()),
+                         ebe = rel(be.grad(), bed.grad()), eb = b.defined() ? rel(b.grad(), bd.grad()) : 0.0;
+            const double worst = std::max({ey, ex, eg, ebe, eb});
+            const bool good = std::isfinite(worst) && worst < 1e-4;
+            ok = ok && good;
+            auto time_ms = [&](const std::function<at::Tensor()>& f) {
+                auto pass = [&] {
+                    for (const at::Tensor* t : {&x, &b, &g, &be})
+                        if (t->defined()) t->mutable_grad() = at::Tensor();
+                    (f() * w).sum().backward();
+                };
+                for (int i = 0; i < 5; ++i) pass();
+                sync();
+                const auto t0 = std::chrono::steady_clock::now();
+                for (int i = 0; i < 100; ++i) pass();
+                sync();
+                return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 100;
+            };
+            const double fused_ms = time_ms([&] { return fused_group_norm_act_train(x, b, k.groups, g, be, 1e-5, k.silu); });
+            const double plain_ms = time_ms([&] { return unfused(k, x, b, g, be); });
+            std::printf("training group norm%s%s [%lld, %lld, %lld, %lld] / %lld groups: relative errors y %.1e, dx %.1e, "
+                        "dbias %.1e, dgamma %.1e, dbeta %.1e against float64 %s; forward + backward %.4f ms, LibTorch ops "
+                        "%.4f ms (%.2fx)\n",
+                        k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
+                        (long long)k.w, (long long)k.groups, ey, ex, eb, eg, ebe, good ? "ok" : "WRONG", fused_ms, plain_ms,
+                        plain_ms / fused_ms);
+        }
+    }
     if (fused_attention_usable(at::zeros({1}, opt))) {
         for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {
             const at::Tensor q = at::randn(shape, opt), k = at::randn(shape, opt), v = at::randn(shape, opt);

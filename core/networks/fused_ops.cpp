@@ -13,11 +13,15 @@
 #ifdef DLAB_FUSED_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace dlab::cuda_kernels {
 int group_norm_act(const void* x, const void* bias, const void* gamma, const void* beta, void* y,
                    int dtype, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
-                   int kernel, void* stream);
+                   int kernel, float* stats, void* stream);
+int group_norm_act_backward(const float* x, const float* bias, const float* gamma, const float* beta,
+                            const float* stats, const float* dy, float* dx, float* dbias, float* dgamma_n,
+                            float* dbeta_n, int N, int C, int HW, int groups, bool silu, void* stream);
 int group_norm_smem_capacity();
 }
 #endif
@@ -49,6 +53,8 @@ bool switched_on() {
 bool channels_last_only(const at::Tensor& x) {
     return !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
+// Marks the arguments of a function whose body this build leaves out as used.
+template <typename... A> void unused(const A&...) {}
 }  // namespace
 
 int fused_group_norm_kernel() {
@@ -110,6 +116,18 @@ bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_
     return true;
 }
 
+bool fused_group_norm_train_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups) {
+    // Opt-in (DLAB_GN_TRAIN=1) until checked and timed on the GPU machine (bench --check-fused,
+    // installer/gpu-train-profile.sh).
+    static const bool on = env_is("DLAB_GN_TRAIN", "1");
+    if (!on || !fused_kernels_compiled() || !switched_on() || !c10::GradMode::is_enabled()) return false;
+    if (!x.defined() || !x.is_cuda() || x.dim() != 4 || !x.is_contiguous() || x.scalar_type() != at::kFloat) return false;
+    const int64_t C = x.size(1);
+    if (groups < 1 || C % groups != 0 || x.numel() >= (int64_t(1) << 31)) return false;
+    return !bias.defined() || (bias.device() == x.device() && bias.scalar_type() == at::kFloat && bias.dim() == 2 &&
+                               bias.size(0) == x.size(0) && bias.size(1) == C);
+}
+
 bool fused_attention_usable(const at::Tensor& x) {
 #if TORCH_VERSION_MAJOR >= 2
     return switched_on() && x.defined() && x.is_cuda();
@@ -146,22 +164,74 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
     const int err = cuda_kernels::group_norm_act(
         x.data_ptr(), b.defined() ? b.data_ptr() : nullptr, g.data_ptr(), be.data_ptr(), y.data_ptr(), dtype,
         int(x.size(0)), int(x.size(1)),
-        int(x.size(2) * x.size(3)), int(groups), float(eps), silu, channels_last_only(x), kernel,
+        int(x.size(2) * x.size(3)), int(groups), float(eps), silu, channels_last_only(x), kernel, nullptr,
         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
     if (err != 0)
         throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " +
                                  std::to_string(err) + ")");
     return y;
 #else
-    (void)x;
-    (void)bias;
-    (void)groups;
-    (void)gamma;
-    (void)beta;
-    (void)eps;
-    (void)silu;
-    (void)kernel;
+    unused(x, bias, groups, gamma, beta, eps, silu, kernel);
     throw std::logic_error("fused_group_norm_act: this build has no fused CUDA kernels");
+#endif
+}
+
+#ifdef DLAB_FUSED_CUDA
+namespace {
+// act(GroupNorm(x + bias)) with its own backward kernel (training): the forward pass keeps each
+// (sample, group)'s mean and 1/sqrt(var + eps) for it.
+struct GroupNormActFunction : torch::autograd::Function<GroupNormActFunction> {
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& bias,
+                              const at::Tensor& gamma, const at::Tensor& beta, int64_t groups, double eps, bool silu) {
+        const c10::cuda::CUDAGuard guard(x.device());
+        const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+        const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
+        at::Tensor y = at::empty_like(x);
+        at::Tensor stats = at::empty({x.size(0) * groups, 2}, x.options());
+        const int err = cuda_kernels::group_norm_act(
+            x.data_ptr(), b.defined() ? b.data_ptr() : nullptr, g.data_ptr(), be.data_ptr(), y.data_ptr(), 0,
+            int(x.size(0)), int(x.size(1)), int(x.size(2) * x.size(3)), int(groups), float(eps), silu, false,
+            fused_group_norm_kernel(), stats.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+        if (err != 0) throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
+        ctx->save_for_backward({x, b, g, be, stats});
+        ctx->saved_data["groups"] = groups;
+        ctx->saved_data["silu"] = silu;
+        return y;
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor &x = saved[0], &b = saved[1], &g = saved[2], &be = saved[3], &stats = saved[4];
+        const int64_t groups = ctx->saved_data["groups"].toInt();
+        const bool silu = ctx->saved_data["silu"].toBool();
+        const c10::cuda::CUDAGuard guard(x.device());
+        const at::Tensor dy = grads[0].contiguous();
+        const int64_t N = x.size(0), C = x.size(1);
+        at::Tensor dx = at::empty_like(x);
+        at::Tensor dbias = b.defined() ? at::empty({N, C}, x.options()) : at::Tensor();
+        at::Tensor dgamma_n = at::empty({N, C}, x.options()), dbeta_n = at::empty({N, C}, x.options());
+        const int err = cuda_kernels::group_norm_act_backward(
+            x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(), be.data_ptr<float>(),
+            stats.data_ptr<float>(), dy.data_ptr<float>(), dx.data_ptr<float>(),
+            dbias.defined() ? dbias.data_ptr<float>() : nullptr, dgamma_n.data_ptr<float>(), dbeta_n.data_ptr<float>(),
+            int(N), int(C), int(x.size(2) * x.size(3)), int(groups), silu,
+            c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+        if (err != 0) throw std::runtime_error("the fused GroupNorm backward kernel did not launch (CUDA error " + std::to_string(err) + ")");
+        return {dx, dbias, dgamma_n.sum(0), dbeta_n.sum(0), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+}  // namespace
+#endif
+
+at::Tensor fused_group_norm_act_train(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
+                                      const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu) {
+#ifdef DLAB_FUSED_CUDA
+    if (gamma.scalar_type() != at::kFloat || beta.scalar_type() != at::kFloat)
+        throw std::invalid_argument("fused_group_norm_act_train: float32 only");
+    return GroupNormActFunction::apply(x, bias, gamma, beta, groups, eps, silu);
+#else
+    unused(x, bias, groups, gamma, beta, eps, silu);
+    throw std::logic_error("fused_group_norm_act_train: this build has no fused CUDA kernels");
 #endif
 }
 

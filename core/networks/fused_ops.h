@@ -24,6 +24,14 @@ bool fused_kernels_compiled();
 /// group, C / groups * H * W values, fits kernel 2's shared memory), contiguous or channels-last,
 /// C divisible by `groups`.
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
+/// Whether fused_group_norm_act_train may take x [N, C, H, W] (training: autograd on): the kernels
+/// compiled and switched on, the environment sets DLAB_GN_TRAIN=1 (opt-in until measured on the GPU
+/// machine), CUDA, float32, plain contiguous, C divisible by `groups`, bias (when defined) [N, C].
+bool fused_group_norm_train_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
+/// act(GroupNorm(x + bias[:, :, None, None])) as fused_group_norm_act, differentiable in x, bias,
+/// gamma and beta through the project's backward kernel (one pass for the sums, one for dx).
+at::Tensor fused_group_norm_act_train(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
+                                      const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu);
 /// Whether CUDA inference may run the UNet channels-last (NHWC: cuDNN's tensor-core convolutions
 /// take it without transposes; the fused GroupNorm reads it in place): the fused kernels compiled
 /// and switched on, and the environment variable DLAB_CHANNELS_LAST not "0".

@@ -22,14 +22,19 @@ inline at::Tensor add_into(at::Tensor h, const at::Tensor& r) {
     return at::result_type(h, r) == h.scalar_type() && h.sizes() == at::infer_size(h.sizes(), r.sizes()) ? h.add_(r) : h + r;
 }
 
-// Whether act(norm(x + bias)) can take the fused CUDA kernel (fused_ops.h; inference only).
+// Whether act(norm(x + bias)) can take the fused CUDA kernel (fused_ops.h; inference, and training
+// where DLAB_GN_TRAIN=1 opts in).
 inline bool fusable(nn::GroupNorm& norm, const at::Tensor& x, const at::Tensor& bias = {}) {
     return norm->weight.defined() && norm->weight.scalar_type() == x.scalar_type() &&
-           fused_group_norm_usable(x, bias, norm->options.num_groups());
+           (fused_group_norm_usable(x, bias, norm->options.num_groups()) ||
+            fused_group_norm_train_usable(x, bias, norm->options.num_groups()));
 }
 // act(norm(x + bias[:, :, None, None])) by the fused kernel; call only where fusable().
 inline at::Tensor fused_norm(nn::GroupNorm& norm, const at::Tensor& x, bool silu, const at::Tensor& bias = {}) {
-    return fused_group_norm_act(x, bias, norm->options.num_groups(), norm->weight, norm->bias, norm->options.eps(), silu);
+    const int64_t groups = norm->options.num_groups();
+    return at::GradMode::is_enabled()
+               ? fused_group_norm_act_train(x, bias, groups, norm->weight, norm->bias, norm->options.eps(), silu)
+               : fused_group_norm_act(x, bias, groups, norm->weight, norm->bias, norm->options.eps(), silu);
 }
 // SiLU(norm(x)), fused where it can be; x is not modified.
 inline at::Tensor norm_silu(nn::GroupNorm& norm, const at::Tensor& x) {

@@ -35,10 +35,13 @@ __device__ float block_sum(float v, float* shared) {
 // (biased) variance over the group's C/groups channels and HW positions, computed in two passes.
 // The group's i-th element is channel c0 + i / HW at position i % HW ([N, C, HW]), or channel
 // c0 + i % cg at position i / cg ([N, HW, C]: consecutive threads read consecutive channels).
+// With `stats` (training), the block also writes its mean and 1/sqrt(var + eps) to stats[2 * block]
+// and stats[2 * block + 1], for the backward pass.
 __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* __restrict__ bias,
                                       const float* __restrict__ gamma,
                                       const float* __restrict__ beta, float* __restrict__ y, int C,
-                                      int HW, int groups, float eps, bool silu, bool nhwc) {
+                                      int HW, int groups, float eps, bool silu, bool nhwc,
+                                      float* __restrict__ stats) {
     __shared__ float shared[33];
     const int n = blockIdx.x / groups, g = blockIdx.x % groups;
     const int cg = C / groups, c0 = g * cg;
@@ -71,6 +74,10 @@ __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* 
         q += d * d;
     }
     const float rstd = rsqrtf(block_sum(q, shared) / float(count) + eps);
+    if (stats && threadIdx.x == 0) {
+        stats[2 * blockIdx.x] = mean;
+        stats[2 * blockIdx.x + 1] = rstd;
+    }
     for (int i = threadIdx.x; i < count; i += blockDim.x) {
         int c;
         const int64_t o = at(i, c);
@@ -110,7 +117,7 @@ template <typename T, int VEC>
 __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __restrict__ bias,
                                            const T* __restrict__ gamma, const T* __restrict__ beta,
                                            T* __restrict__ y, int C, int HW, int groups, float eps,
-                                           bool silu, bool nhwc) {
+                                           bool silu, bool nhwc, float* __restrict__ stats) {
     extern __shared__ __align__(16) float vals_f[];  // 16-byte vector accesses (Vec of 4 or 8 floats)
     Vec<float, VEC>* vals = reinterpret_cast<Vec<float, VEC>*>(vals_f);
     __shared__ float shared[33];
@@ -154,6 +161,10 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
         q += d * d;
     }
     const float rstd = rsqrtf(block_sum(q, shared) / float(count) + eps);
+    if (stats && threadIdx.x == 0) {  // as kernel 1 (training)
+        stats[2 * blockIdx.x] = mean;
+        stats[2 * blockIdx.x + 1] = rstd;
+    }
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
         const int64_t o = locate(k, c);
@@ -169,12 +180,91 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
     }
 }
 
+// The backward pass of y = act(GroupNorm(u)), u = x + bias[n, c] (training; float32, [N, C, HW]
+// contiguous), one block per (sample n, group g), a warp per channel. With xh = (u - mean) * rstd,
+// z = xh * gamma + beta and dz = dy * act'(z) (SiLU: s (1 + z (1 - s)), s = sigmoid(z)):
+//   dx = rstd * (dz gamma - A - xh B), A and B the group's means of dz gamma and dz gamma xh;
+//   per (n, c): dbias = sum over HW of dx = rstd (gamma Sdz - HW A - B Sxh), and the partial sums
+//   Sdz xh and Sdz of dgamma and dbeta (summed over n by the caller).
+// Pass 1 takes the per-channel sums (warp shuffles, no block barrier per channel), pass 2 writes dx
+// (re-reading x and dy, which a group's ~tens of KB leave in L2). Shared memory: 3 * C / groups floats.
+__global__ void group_norm_act_backward_kernel(const float* __restrict__ x, const float* __restrict__ bias,
+                                               const float* __restrict__ gamma, const float* __restrict__ beta,
+                                               const float* __restrict__ stats, const float* __restrict__ dy,
+                                               float* __restrict__ dx, float* __restrict__ dbias,
+                                               float* __restrict__ dgamma_n, float* __restrict__ dbeta_n, int C,
+                                               int HW, int groups, bool silu) {
+    extern __shared__ float sums[];  // [3][cg]: Sdz, Sdz xh, Sxh of each channel
+    const int n = blockIdx.x / groups, g = blockIdx.x % groups;
+    const int cg = C / groups, c0 = g * cg;
+    const float mean = stats[2 * blockIdx.x], rstd = stats[2 * blockIdx.x + 1];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    const int64_t base = (int64_t(n) * C + c0) * HW;
+    // dz and xh at element i of channel j (c = c0 + j).
+    auto grad_z = [&](int j, int i, float b, float gm, float bt, float& xh) {
+        const int64_t o = base + int64_t(j) * HW + i;
+        xh = (x[o] + b - mean) * rstd;
+        float dz = dy[o];
+        if (silu) {
+            const float z = xh * gm + bt, sg = 1.f / (1.f + __expf(-z));
+            dz *= sg * (1.f + z * (1.f - sg));
+        }
+        return dz;
+    };
+    for (int j = warp; j < cg; j += warps) {
+        const int c = c0 + j;
+        const float b = bias ? bias[int64_t(n) * C + c] : 0.f, gm = gamma[c], bt = beta[c];
+        float sdz = 0.f, sdzx = 0.f, sx = 0.f;
+        for (int i = lane; i < HW; i += 32) {
+            float xh;
+            const float dz = grad_z(j, i, b, gm, bt, xh);
+            sdz += dz;
+            sdzx += dz * xh;
+            sx += xh;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            sdz += __shfl_xor_sync(0xffffffffu, sdz, o);
+            sdzx += __shfl_xor_sync(0xffffffffu, sdzx, o);
+            sx += __shfl_xor_sync(0xffffffffu, sx, o);
+        }
+        if (lane == 0) {
+            sums[j] = sdz;
+            sums[cg + j] = sdzx;
+            sums[2 * cg + j] = sx;
+        }
+    }
+    __syncthreads();
+    float A = 0.f, B = 0.f;  // every thread: cg terms
+    for (int j = 0; j < cg; ++j) {
+        A += gamma[c0 + j] * sums[j];
+        B += gamma[c0 + j] * sums[cg + j];
+    }
+    const float count = float(cg) * float(HW);
+    A /= count;
+    B /= count;
+    for (int j = threadIdx.x; j < cg; j += blockDim.x) {
+        const int64_t nc = int64_t(n) * C + c0 + j;
+        dgamma_n[nc] = sums[cg + j];
+        dbeta_n[nc] = sums[j];
+        if (dbias) dbias[nc] = rstd * (gamma[c0 + j] * sums[j] - float(HW) * A - B * sums[2 * cg + j]);
+    }
+    for (int j = warp; j < cg; j += warps) {
+        const int c = c0 + j;
+        const float b = bias ? bias[int64_t(n) * C + c] : 0.f, gm = gamma[c], bt = beta[c];
+        for (int i = lane; i < HW; i += 32) {
+            float xh;
+            const float dz = grad_z(j, i, b, gm, bt, xh);
+            dx[base + int64_t(j) * HW + i] = rstd * (dz * gm - A - xh * B);
+        }
+    }
+}
+
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // Kernel 2 with the widest vector (at most 16 bytes) that the layout and the pointers allow.
 template <typename T>
 int launch_smem(const void* x, const void* bias, const void* gamma, const void* beta, void* y, int N,
-                int C, int HW, int groups, float eps, bool silu, bool nhwc, cudaStream_t stream) {
+                int C, int HW, int groups, float eps, bool silu, bool nhwc, float* stats, cudaStream_t stream) {
     const int count = (C / groups) * HW;
     const int unit = nhwc ? C / groups : HW;
     auto go = [&](auto vec) {
@@ -183,7 +273,7 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
         const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
         group_norm_act_smem_kernel<T, VEC><<<N * groups, threads, count * sizeof(float), stream>>>(
             static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
-            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc);
+            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats);
     };
     auto fits = [&](int vec) {
         return unit % vec == 0 && aligned(x, vec * sizeof(T)) && aligned(y, vec * sizeof(T));
@@ -207,21 +297,22 @@ int group_norm_smem_capacity() { return kSharedFloats; }
 // (__nv_bfloat16), as are bias, gamma and beta. `kernel` 1: three passes over global memory
 // (group_norm_act_kernel, float only); 2: one read into shared memory (group_norm_act_smem_kernel)
 // where the group fits, else 1. Half types need kernel 2 and a group that fits (else -1, nothing
-// launched). Launches on `stream` (a cudaStream_t); returns the launch's cudaError_t as an int
-// (0: success).
+// launched). With `stats` (float [N * groups, 2], training) each (sample, group) also leaves its
+// mean and 1/sqrt(var + eps) there for group_norm_act_backward. Launches on `stream` (a
+// cudaStream_t); returns the launch's cudaError_t as an int (0: success).
 int group_norm_act(const void* xv, const void* biasv, const void* gammav, const void* betav, void* yv,
                    int dtype, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
-                   int kernel, void* stream) {
+                   int kernel, float* stats, void* stream) {
     const int count = (C / groups) * HW;
     const auto cs = static_cast<cudaStream_t>(stream);
     const bool smem = count <= kSharedFloats;
     if (dtype == 1 || dtype == 2) {
         if (!smem) return -1;
-        return dtype == 1 ? launch_smem<__half>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, cs)
-                          : launch_smem<__nv_bfloat16>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, cs);
+        return dtype == 1 ? launch_smem<__half>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs)
+                          : launch_smem<__nv_bfloat16>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs);
     }
     if (kernel == 2 && smem)
-        return launch_smem<float>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, cs);
+        return launch_smem<float>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs);
     const float* x = static_cast<const float*>(xv);
     const float* bias = static_cast<const float*>(biasv);
     const float* gamma = static_cast<const float*>(gammav);
@@ -229,7 +320,21 @@ int group_norm_act(const void* xv, const void* biasv, const void* gammav, const 
     float* y = static_cast<float*>(yv);
     const int threads = count >= 8192 ? 512 : count >= 1024 ? 256 : 128;
     group_norm_act_kernel<<<N * groups, threads, 0, cs>>>(
-        x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc);
+        x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc, stats);
+    return static_cast<int>(cudaGetLastError());
+}
+
+// The backward pass of group_norm_act for training (group_norm_act_backward_kernel): float32,
+// [N, C, HW] contiguous; stats as group_norm_act left them; dy the gradient of y. Writes dx
+// [N, C, HW], dbias [N, C] (unless null: no bias), and dgamma_n, dbeta_n [N, C] (the per-sample
+// terms of gamma's and beta's gradients). Returns the launch's cudaError_t as an int.
+int group_norm_act_backward(const float* x, const float* bias, const float* gamma, const float* beta,
+                            const float* stats, const float* dy, float* dx, float* dbias, float* dgamma_n,
+                            float* dbeta_n, int N, int C, int HW, int groups, bool silu, void* stream) {
+    const int cg = C / groups;
+    const int threads = 32 * (cg < 8 ? cg : 8);
+    group_norm_act_backward_kernel<<<N * groups, threads, 3 * cg * sizeof(float), static_cast<cudaStream_t>(stream)>>>(
+        x, bias, gamma, beta, stats, dy, dx, dbias, dgamma_n, dbeta_n, C, HW, groups, silu);
     return static_cast<int>(cudaGetLastError());
 }
 
