@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where a training step's GPU time goes (issue 17: training at 0.74x-0.93x of torch.compile
-# reduce-overhead). Device tool, carry [".gpu-sched-eval"] (debs/ and Fashion-MNIST data/), ~4 min:
+# reduce-overhead). Device tool, carry [".gpu-sched-eval"] (debs/ and Fashion-MNIST data/), ~6 min:
 #  1. DiffusionLab's step (default network, batch 128, float32/TF32), eager so that every kernel
 #     is a launch of its own (DLAB_CUDA_GRAPHS=0; the graph replays the same kernels), under Nsight
 #     Compute timing each kernel (ncu --clock-control none, one metric: gpu__time_duration): the
@@ -20,7 +20,7 @@ FUSED=1
 source installer/gpu-common.sh || exit 1
 OUT=${OUT:-gpu-logs}
 exec > >(tee "$OUT/train-profile.log") 2>&1
-steps=${STEPS:-30}
+steps=${STEPS:-20}
 # The default network, batch 128, from scratch: train_args STEPS OUT-DIR
 train_args() {
   args=(train --dataset fashion-mnist --steps "$1" --batch 128 --warmup 10 --log-every 10 --checkpoint-every 100000
