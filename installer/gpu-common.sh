@@ -1,12 +1,16 @@
 # Sourced by the installer/gpu-*.sh device scripts (from the repository root): builds the headless
 # CLI against the device's CUDA LibTorch and points the data at $G/data.
 # In: G (the carried folder with debs/ and data/), DLAB_CMAKE_EXTRA (more cmake arguments), FUSED=1
-# (build the fused CUDA kernels with the machine's nvcc). Out: cli, t0, DLAB_FASHION_MNIST_DIR; gpu-logs/.
+# (build the fused CUDA kernels with the machine's nvcc), LOG (keep the output as $OUT/LOG). Out: cli, t0,
+# DLAB_FASHION_MNIST_DIR, OUT (default gpu-logs); gpu-logs/.
 if [ "${FUSED:-0}" = 1 ]; then
   command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
   export DLAB_CMAKE_EXTRA="-DDLAB_WITH_FUSED_CUDA=ON ${DLAB_CMAKE_EXTRA:-}"
 fi
 mkdir -p gpu-logs "$G/root"
+OUT=${OUT:-gpu-logs}
+# LOG=NAME: everything the calling script prints is also kept as $OUT/NAME (a file that comes back).
+[ -n "${LOG:-}" ] && exec > >(tee "$OUT/$LOG") 2>&1
 # Data carried as .xz (smaller than the .gz files, for calls near the 64 MiB limit): back to .gz once.
 if [ -d "$G/xz" ] && [ ! -d "$G/data" ]; then
   mkdir -p "$G/data.tmp" && python3 -c 'import glob, gzip, lzma, os, sys

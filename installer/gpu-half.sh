@@ -15,10 +15,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-sched-eval}
-FUSED=1
+FUSED=1 LOG=half.log
 source installer/gpu-common.sh || exit 1
-OUT=${OUT:-gpu-logs}
-exec > >(tee "$OUT/half.log") 2>&1  # the whole output, also as a file that comes back
 echo "== 0. the kernels against float64"
 $cli bench --check-fused --device cuda || echo "CHECK FAILED (rc $?)"
 modes=("DLAB_GN_KERNEL=1" "DLAB_GN_KERNEL=2" "DLAB_HALF=fp16" "DLAB_HALF=bf16")

@@ -16,10 +16,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-sched-eval}
-FUSED=1
+FUSED=1 LOG=train-profile.log
 source installer/gpu-common.sh || exit 1
-OUT=${OUT:-gpu-logs}
-exec > >(tee "$OUT/train-profile.log") 2>&1
 steps=${STEPS:-20}
 # The default network, batch 128, from scratch: train_args STEPS OUT-DIR
 train_args() {
