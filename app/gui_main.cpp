@@ -146,17 +146,10 @@ int main(int argc, char** argv) {
     // The CUDA inference precision: --precision, else the one chosen in the Settings menu last time
     // (a setting that is not a precision is ignored: float32).
     if (args.given("precision")) {
-        const auto p = dlab::parse_precision(args.get("precision"));
-        if (!p) {
-            std::cerr << "diffusionlab: unknown precision '" << args.get("precision") << "' (fp32, fp16 or bf16)\n";
+        if (const auto problem = dlab::choose_inference_precision(args.get("precision"), device.value())) {
+            std::cerr << "diffusionlab: " << *problem << "\n";
             return 2;
         }
-        if (*p != at::kFloat && !device->is_cuda()) {
-            std::cerr << "diffusionlab: --precision " << args.get("precision") << " is for CUDA devices; this run is on "
-                      << device->str() << "\n";
-            return 2;
-        }
-        dlab::set_inference_precision(*p);
     } else if (device->is_cuda()) {
         const QString saved = QSettings().value(QStringLiteral("inferencePrecision")).toString();
         if (const auto p = dlab::parse_precision(saved.toStdString())) dlab::set_inference_precision(*p);

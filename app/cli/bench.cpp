@@ -39,6 +39,15 @@ int check_fused(c10::Device dev) {
                           {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true}};
     bool ok = true;
     auto sync = [&] { (void)at::ones({1}, opt).sum().item<float>(); };
+    // Mean ms of one call of f over `iters` calls, after 5 untimed ones.
+    auto time_ms = [&](const std::function<void()>& f, int iters) {
+        for (int i = 0; i < 5; ++i) f();
+        sync();
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < iters; ++i) f();
+        sync();
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
+    };
     // Random inputs of a case in type t, in either layout: plain [N, C, H, W] or channels-last (the
     // UNet's on CUDA, network.h).
     struct Inputs {
@@ -72,15 +81,7 @@ int check_fused(c10::Device dev) {
             return failure("bench --check-fused: the fused kernel cannot run here (it needs a build with nvcc "
                            "and DLAB_WITH_FUSED_CUDA=ON, a CUDA device and DLAB_FUSED_KERNELS not 0)");
         const at::Tensor ref = reference(k, in);
-        auto time_ms = [&](const std::function<void()>& f) {
-            for (int i = 0; i < 5; ++i) f();
-            sync();
-            const auto t0 = std::chrono::steady_clock::now();
-            for (int i = 0; i < 200; ++i) f();
-            sync();
-            return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 200;
-        };
-        const double plain_ms = time_ms([&] { (void)unfused(k, x, bias, gamma, beta); });
+        const double plain_ms = time_ms([&] { (void)unfused(k, x, bias, gamma, beta); }, 200);
         // Both kernels (fused_ops.h): three passes over global memory, and one read into shared memory.
         for (const int kernel : {1, 2}) {
             const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel);
@@ -89,7 +90,7 @@ int check_fused(c10::Device dev) {
             const bool good = std::isfinite(rel) && rel < 1e-5 && y.strides() == x.strides();
             ok = ok && good;
             const double fused_ms =
-                time_ms([&] { (void)fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel); });
+                time_ms([&] { (void)fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel); }, 200);
             const double gbs = 2.0 * double(x.numel()) * 4 / (fused_ms * 1e6);  // one read and one write
             std::printf("group norm%s%s [%lld, %lld, %lld, %lld]%s / %lld groups, kernel %d: relative error %.2e against "
                         "float64 %s; fused %.4f ms (%.0f GB/s), LibTorch ops %.4f ms (%.2fx)\n",
@@ -146,21 +147,16 @@ int check_fused(c10::Device dev) {
             const double worst = std::max({ey, ex, eg, ebe, eb});
             const bool good = std::isfinite(worst) && worst < 1e-4;
             ok = ok && good;
-            auto time_ms = [&](const std::function<at::Tensor()>& f) {
-                auto pass = [&] {
+            // One forward + backward pass of f, the gradients reset first.
+            auto pass = [&](const std::function<at::Tensor()>& f) {
+                return [&, f] {
                     for (const at::Tensor* t : {&x, &b, &g, &be})
                         if (t->defined()) t->mutable_grad() = at::Tensor();
                     (f() * w).sum().backward();
                 };
-                for (int i = 0; i < 5; ++i) pass();
-                sync();
-                const auto t0 = std::chrono::steady_clock::now();
-                for (int i = 0; i < 100; ++i) pass();
-                sync();
-                return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / 100;
             };
-            const double fused_ms = time_ms([&] { return fused_group_norm_act_train(x, b, k.groups, g, be, 1e-5, k.silu); });
-            const double plain_ms = time_ms([&] { return unfused(k, x, b, g, be); });
+            const double fused_ms = time_ms(pass([&] { return fused_group_norm_act_train(x, b, k.groups, g, be, 1e-5, k.silu); }), 100);
+            const double plain_ms = time_ms(pass([&] { return unfused(k, x, b, g, be); }), 100);
             std::printf("training group norm%s%s [%lld, %lld, %lld, %lld] / %lld groups: relative errors y %.1e, dx %.1e, "
                         "dbias %.1e, dgamma %.1e, dbeta %.1e against float64 %s; forward + backward %.4f ms, LibTorch ops "
                         "%.4f ms (%.2fx)\n",

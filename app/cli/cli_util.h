@@ -8,7 +8,6 @@
 
 #include "app/args.h"
 #include "core/networks/fused_ops.h"
-#include <c10/core/Device.h>
 
 namespace dlab::app {
 
@@ -46,11 +45,7 @@ inline int parse_or_help(Args& args, const std::vector<std::string>& argv, const
 // Returns -1 to continue, else an exit code.
 inline int apply_precision(const Args& args, const c10::Device& device, const std::string& command) {
     if (!args.has("precision")) return -1;
-    const auto p = parse_precision(args.get("precision"));
-    if (!p) return usage(command + ": unknown precision '" + args.get("precision") + "' (fp32, fp16 or bf16)");
-    if (*p != at::kFloat && !device.is_cuda())
-        return usage(command + ": --precision " + args.get("precision") + " is for CUDA devices; this run is on " + device.str());
-    set_inference_precision(*p);
+    if (const auto problem = choose_inference_precision(args.get("precision"), device)) return usage(command + ": " + *problem);
     return -1;
 }
 inline const char* precision_help() {

@@ -94,6 +94,15 @@ std::string precision_name(at::ScalarType t) {
     return t == at::kHalf ? "fp16" : t == at::kBFloat16 ? "bf16" : t == at::kFloat ? "fp32" : std::string(c10::toString(t));
 }
 
+std::optional<std::string> choose_inference_precision(const std::string& name, const c10::Device& device) {
+    const auto p = parse_precision(name);
+    if (!p) return "unknown precision '" + name + "' (fp32, fp16 or bf16)";
+    if (*p != at::kFloat && !device.is_cuda())
+        return "--precision " + name + " is for CUDA devices; this run is on " + device.str();
+    set_inference_precision(*p);
+    return std::nullopt;
+}
+
 bool channels_last_enabled() {
     static const bool on = !env_is("DLAB_CHANNELS_LAST", "0");
     return fused_kernels_compiled() && switched_on() && on;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace dlab {
 
@@ -50,6 +51,10 @@ void set_inference_precision(at::ScalarType t);
 std::optional<at::ScalarType> parse_precision(const std::string& name);
 /// "fp32", "fp16" or "bf16" (another type: its ATen name).
 std::string precision_name(at::ScalarType t);
+/// The CLI's and GUI's --precision NAME for a run on `device`: sets it (set_inference_precision)
+/// and returns nullopt, or returns what is wrong (an unknown name; a half type off CUDA) and
+/// changes nothing.
+std::optional<std::string> choose_inference_precision(const std::string& name, const c10::Device& device);
 /// Whether attention may run through LibTorch's scaled_dot_product_attention (LibTorch 2.x, CUDA,
 /// and DLAB_FUSED_KERNELS not "0"); else the explicit softmax(q^T k / sqrt(d)) of the blocks.
 bool fused_attention_usable(const at::Tensor& x);
