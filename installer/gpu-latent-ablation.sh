@@ -50,7 +50,7 @@ else
   for n in "${names[@]}"; do
     $cli train $(opts $n) --steps 300 --log-every 50 --out /tmp/probe-$n --overwrite > /tmp/probe-$n.log 2>&1 &
   done
-  wait
+  wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
   for n in "${names[@]}"; do
     rate=$(awk -F, 'NR > 3 { k++; s += $4 } END { printf "%.0f", s / k }' /tmp/probe-$n/loss.csv)
     steps[$n]=$(awk -v r="$rate" -v m="$minutes" 'BEGIN { printf "%d", 0.9 * (m * 60 - 30) * r / 256 }')
@@ -62,7 +62,7 @@ for n in "${names[@]}"; do
   $cli train $(opts $n) --steps ${steps[$n]} --max-minutes "$minutes" --log-every 1000 --checkpoint-every 100000 \
     --out runs/ablation-$n --overwrite > /tmp/ablation-train-$n.log 2>&1 &
 done
-wait
+wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
 echo "trained $((SECONDS - t0)) s"
 for n in "${names[@]}"; do
   grep -E "done|rror|parameters" /tmp/ablation-train-$n.log | tail -3

@@ -45,5 +45,5 @@ RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER
   --steps 40 --batch 256 --log-every 20 --checkpoint-every 1000 --device cuda --backend gloo --out /tmp/scale-gloo > "$OUT/gloo0.log" 2>&1 &
 RANK=1 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29533 $cli train --dataset fashion-mnist \
   --steps 40 --batch 256 --log-every 20 --checkpoint-every 1000 --device cuda --backend gloo --out /tmp/scale-gloo-1 > "$OUT/gloo1.log" 2>&1
-wait
+wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
 tail -n 3 "$OUT/gloo0.log"

@@ -34,7 +34,7 @@ if [ "$what" = train ]; then
       $cli compare-schedules "${common[@]}" --phase train --only "$s:$k" --max-minutes 7 > "$logs/1-train-$s-$k.log" 2>&1 &
     done
   done
-  wait
+  wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
   echo "train: 6 runs side by side, $((SECONDS - t1)) s" | tee "$logs/1-train.txt"
   for s in linear cosine; do
     for k in 1 2 3; do cp "$runs/$s-seed$k/model.safetensors" "$OUT/$s-seed$k.safetensors"; done
@@ -46,7 +46,7 @@ else
       $cli compare-schedules "${common[@]}" --phase eval --only "$s:$k" > "$logs/2-eval-$s-$k.log" 2>&1 &
     done
   done
-  wait
+  wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
   echo "eval: 6 runs side by side, $((SECONDS - t1)) s" | tee "$logs/2-eval.txt"
   grep -h "^eval\|error" "$logs"/2-eval-*.log
   $cli compare-schedules "${common[@]}" --phase report --csv "$OUT/schedules-$steps.csv" \

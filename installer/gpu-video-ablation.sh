@@ -26,7 +26,7 @@ for v in "$@"; do
      > /dev/null 2>&1
    cp "/tmp/vrun-$name/loss.csv" "$res/loss-$name.csv") &
 done
-wait
+wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
 for v in "$@"; do
   name=${v%%:*}
   echo "== $name: ${v#*:}"; tail -2 "$res/train-$name.log"; sed -n '1,4p' "$res/eval-$name.log"

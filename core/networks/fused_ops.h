@@ -26,8 +26,8 @@ bool fused_kernels_compiled();
 /// C divisible by `groups`.
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
 /// Whether fused_group_norm_act_train may take x [N, C, H, W] (training: autograd on): the kernels
-/// compiled and switched on, the environment sets DLAB_GN_TRAIN=1 (opt-in until measured on the GPU
-/// machine), CUDA, float32, plain contiguous, C divisible by `groups`, bias (when defined) [N, C].
+/// compiled and switched on, the environment variable DLAB_GN_TRAIN not "0", CUDA, float32, plain
+/// contiguous, C divisible by `groups`, bias (when defined) [N, C].
 bool fused_group_norm_train_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
 /// act(GroupNorm(x + bias[:, :, None, None])) as fused_group_norm_act, differentiable in x, bias,
 /// gamma and beta through the project's backward kernel (one pass for the sums, one for dx).

@@ -22,8 +22,8 @@ inline at::Tensor add_into(at::Tensor h, const at::Tensor& r) {
     return at::result_type(h, r) == h.scalar_type() && h.sizes() == at::infer_size(h.sizes(), r.sizes()) ? h.add_(r) : h + r;
 }
 
-// Whether act(norm(x + bias)) can take the fused CUDA kernel (fused_ops.h; inference, and training
-// where DLAB_GN_TRAIN=1 opts in).
+// Whether act(norm(x + bias)) can take the fused CUDA kernels (fused_ops.h; inference, and training
+// unless DLAB_GN_TRAIN=0).
 inline bool fusable(nn::GroupNorm& norm, const at::Tensor& x, const at::Tensor& bias = {}) {
     return norm->weight.defined() && norm->weight.scalar_type() == x.scalar_type() &&
            (fused_group_norm_usable(x, bias, norm->options.num_groups()) ||

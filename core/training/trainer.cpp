@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "core/runtime/runtime.h"
 #include "core/text/clip.h"
 #include "core/training/losses.h"
+#include "core/training/kernel_profile.h"
 #include "core/training/train_graph.h"
 #include "core/training/train_support.h"
 #include "core/sampling/sampler.h"
@@ -519,8 +521,18 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     auto cancelled = [&] { return comm ? stop_agreed : asked_to_stop(); };
     // Out of device memory in a step (a batch the budget let through, or memory another process
     // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
+    // DLAB_PROFILE_STEPS=N on a CUDA run: the kernels of N steps after 30 warm ones, on stderr.
+    const int64_t profile_n = device.is_cuda() ? profile_steps_asked() : 0;
+    const int64_t profile_from = step + 30;
+    KernelProfile profile;
+    auto profile_start = std::chrono::steady_clock::now();
     try {
         while (step < tc.steps) {
+            if (profile_n > 0 && step == profile_from) {
+                torch::cuda::synchronize();
+                if (const std::string why = profile.start(); !why.empty()) std::cerr << "diffusionlab: " << why << '\n';
+                profile_start = std::chrono::steady_clock::now();
+            }
             if (!comm && hooks.pause && hooks.pause->load() && !cancelled()) {
                 const auto paused_at = std::chrono::steady_clock::now();
                 while (hooks.pause->load() && !cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -607,6 +619,11 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 }
             }
             ++step;
+            if (profile.running() && step == profile_from + profile_n) {
+                torch::cuda::synchronize();
+                const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - profile_start).count();
+                std::cerr << profile.stop(profile_n, wall);
+            }
             window_images += B;
             images_this_call += B;
             if (log_now) {

@@ -12,6 +12,7 @@
 #include "core/training/losses.h"
 #include "core/sampling/sampler.h"
 #include "core/io/safetensors.h"
+#include "core/training/kernel_profile.h"
 #include "core/training/train_graph.h"
 #include "core/training/train_support.h"
 #include "core/training/trainer.h"
@@ -330,6 +331,23 @@ private Q_SLOTS:
         QVERIFY(!graph.step(d, 1e-3, 1, 0.9).defined());
         QVERIFY(!called);
         QVERIFY(at::equal(before, net.value()->parameters().front()));
+    }
+    void kernelProfileIsAskedForExplicitly() {
+        // DLAB_PROFILE_STEPS takes a plain positive count only; anything else profiles nothing.
+        const QByteArray old = qgetenv("DLAB_PROFILE_STEPS");
+        const std::pair<const char*, int64_t> cases[] = {{"30", 30}, {"0", 0}, {"-5", 0}, {"12x", 0}, {"", 0},
+                                                          {"99999999999", 0}};
+        for (const auto& [text, want] : cases) {
+            qputenv("DLAB_PROFILE_STEPS", text);
+            QCOMPARE(profile_steps_asked(), want);
+        }
+        qunsetenv("DLAB_PROFILE_STEPS");
+        QCOMPARE(profile_steps_asked(), int64_t(0));
+        if (!old.isNull()) qputenv("DLAB_PROFILE_STEPS", old);
+        // Stopping what never started reports it instead of a table.
+        KernelProfile p;
+        QVERIFY(!p.running());
+        QVERIFY(QString::fromStdString(p.stop(10, 1.0)).contains("no profile"));
     }
     void learningRateSchedules() {
         TrainConfig tc;
