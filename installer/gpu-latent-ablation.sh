@@ -7,9 +7,11 @@
 #   wide     the bundled recipe at base ${WIDE:-144} (capacity)
 #   w128     the bundled recipe at base 128
 #   deep     the bundled recipe with three residual blocks a level instead of two
-#   scaled   the bundled recipe on the scaled-linear schedule (LDM's for latents: more signal left at
-#            every t than the cosine one, which was made for pixels)
+#   scaled   the bundled recipe on the scaled-linear schedule (LDM's for latents; at T = 1000 its SNR
+#            is ~0.37x the cosine one's through the middle steps, but it ends at SNR 0.0047, not ~0)
 #   linear   the bundled recipe on the linear schedule (DDPM's)
+#   shiftF   the bundled recipe with the cosine schedule's SNR multiplied by F at every t
+#            (--snr-shift F: shift4 keeps more signal at every step, shift0.25 less)
 # VARIANTS picks them (default "control eps wide"). Each run's step count is STEPS when set, else
 # what a side-by-side 300-step probe says fits in MINUTES (default 6). Device tool, carry
 # [".gpu-sched-eval"] (GPU_DIR); the tree needs fashion-mnist-classifier and
@@ -26,7 +28,7 @@ read -r -a names <<< "${VARIANTS:-control eps wide}"
 for n in "${names[@]}"; do
   base=96 blocks=2
   case $n in
-    control|eps|scaled|linear) ;;
+    control|eps|scaled|linear|shift*) ;;
     wide) base=${WIDE:-144} ;;
     w128) base=128 ;;
     deep) blocks=3 ;;
@@ -40,7 +42,12 @@ opts() {
   echo --dataset "latents:$PWD/$ae" --config gpu-logs/ablation-$n.json --batch 256 --lr 2e-4 --warmup 500 --lr-decay cosine \
     --lr-final 0.1 --ema 0.9998 --device cuda --seed 1
   if [ $n = eps ]; then echo --prediction eps; else echo --prediction v --min-snr 5; fi
-  case $n in scaled) echo --schedule scaled-linear ;; linear) echo --schedule linear ;; *) echo --schedule cosine ;; esac
+  case $n in
+    scaled) echo --schedule scaled-linear ;;
+    linear) echo --schedule linear ;;
+    shift*) echo --schedule cosine --snr-shift "${n#shift}" ;;
+    *) echo --schedule cosine ;;
+  esac
 }
 declare -A steps
 if [ -n "${STEPS:-}" ]; then

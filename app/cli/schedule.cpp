@@ -21,6 +21,7 @@ int cmd_schedule(const std::vector<std::string>& argv) {
         .option("beta-start", "first beta (linear, sigmoid)")
         .option("beta-end", "last beta (linear, sigmoid)")
         .flag("zero-terminal-snr", "rescale so that alpha_bar at T-1 is 0 (Lin et al. 2024)")
+        .option("snr-shift", "multiply SNR(t) at every t by this (Hoogeboom et al. 2023's shifted schedules)", "1")
         .option("csv", "write t,beta,alpha_bar,snr to FILE, or '-' for standard output")
         .flag("help", "show this help");
     if (auto st = args.parse(argv); !st) return usage(st.error());
@@ -49,6 +50,9 @@ int cmd_schedule(const std::vector<std::string>& argv) {
         cfg.beta_end = b.value();
     }
     cfg.zero_terminal_snr = args.has("zero-terminal-snr");
+    auto shift = args.get_double("snr-shift", 1e-3, 1e3);
+    if (!shift) return usage(shift.error());
+    cfg.snr_shift = shift.value();
     auto schedule = NoiseSchedule::create(cfg);
     if (!schedule) return usage("schedule: " + schedule.error());
 
@@ -60,8 +64,7 @@ int cmd_schedule(const std::vector<std::string>& argv) {
         return std::string(buf);
     };
     if (!args.has("csv")) {
-        std::cout << "schedule " << to_string(cfg.kind) << ", T = " << cfg.timesteps
-                  << (cfg.zero_terminal_snr ? ", zero terminal SNR" : "") << "\n"
+        std::cout << "schedule " << schedule_summary(cfg) << ", T = " << cfg.timesteps << "\n"
                   << "t,beta,alpha_bar,snr\n";
         const int64_t n = cfg.timesteps;
         for (int64_t t : {int64_t{0}, n / 4, n / 2, 3 * n / 4, n - 1}) std::cout << row(t);

@@ -37,6 +37,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("config", "a JSON settings file (network, schedule, prediction, training); options given here win")
         .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
         .option("timesteps", "diffusion steps T", "1000")
+        .option("snr-shift", "multiply the schedule's SNR at every t by this (above 1: more signal left; for small latents)", "1")
         .option("prediction", "eps, v or x0", "eps")
         .option("steps", "optimisation steps", "10000")
         .option("batch", "batch size", "128")
@@ -90,6 +91,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     auto vlbw = args.get_double("vlb-weight", 0.0, 1e3);
     auto lr_final = args.get_double("lr-final", 0.0, 1.0);
     if (!lr_final) return usage(lr_final.error());
+    auto snr_shift = args.get_double("snr-shift", 1e-3, 1e3);
+    if (!snr_shift) return usage(snr_shift.error());
     if (args.get("lr-decay") != "constant" && args.get("lr-decay") != "cosine")
         return usage("train: unknown --lr-decay '" + args.get("lr-decay") + "' (constant or cosine)");
     if (args.has("resume") && args.given("init-from"))
@@ -246,6 +249,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         mc.schedule.kind = *sk;
     }
     if (use("timesteps")) mc.schedule.timesteps = T.value();
+    if (use("snr-shift")) mc.schedule.snr_shift = snr_shift.value();
     if (use("prediction")) {
         const auto pt = parse_prediction_type(args.get("prediction"));
         if (!pt) return usage("train: unknown prediction type '" + args.get("prediction") + "' (eps, v or x0)");
@@ -268,7 +272,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                   << tc.batch / comm->world_size() << " of the " << tc.batch << " images of each step per rank\n";
     if (lead) std::cerr << "training " << to_string(mc.network.kind) << " (" << net.value()->parameter_count()
               << " parameters) on " << data->name << " (" << data->x.size(0) << " examples, "
-              << (text_training.clip ? std::string("prompts") : std::to_string(data->num_classes) + " classes") << "), " << to_string(mc.schedule.kind) << " schedule, "
+              << (text_training.clip ? std::string("prompts") : std::to_string(data->num_classes) + " classes") << "), " << schedule_summary(mc.schedule) << " schedule, "
               << to_string(mc.prediction) << " prediction" << (mc.network.learn_sigma ? ", hybrid loss" : "")
               << (tc.bf16 ? ", bf16 autocast" : "") << ", device " << device->str() << "\n";
     auto max_minutes = args.get_double("max-minutes", 0.0, 1e7);

@@ -1,6 +1,7 @@
 #include "core/forward/schedule.h"
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -133,11 +134,34 @@ at::Tensor rescale_zero_terminal_snr(const at::Tensor& betas) {
     return 1.0 - alphas;
 }
 
+std::string schedule_summary(const ScheduleConfig& c) {
+    std::string text = to_string(c.kind);
+    if (c.snr_shift != 1.0) {
+        char buf[48];
+        std::snprintf(buf, sizeof buf, ", SNR x %g", c.snr_shift);
+        text += buf;
+    }
+    if (c.zero_terminal_snr) text += ", zero terminal SNR";
+    return text;
+}
+
+at::Tensor shift_snr(const at::Tensor& betas, double factor) {
+    // SNR' = factor * SNR, so abar' = factor * abar / (1 + (factor - 1) * abar); then
+    // beta'_t = 1 - abar'_t / abar'_{t-1} (abar'_{-1} = 1).
+    const at::Tensor abar = at::cumprod(1.0 - betas.to(at::kDouble), 0);
+    const at::Tensor shifted = factor * abar / (1.0 + (factor - 1.0) * abar);
+    const at::Tensor prev = at::cat({at::ones({1}, shifted.options()), shifted.slice(0, 0, shifted.size(0) - 1)});
+    return 1.0 - shifted / prev;
+}
+
 Result<NoiseSchedule> NoiseSchedule::create(const ScheduleConfig& config) {
     auto betas = make_betas(config);
     if (!betas) return Error{betas.error()};
+    if (!(config.snr_shift >= 1e-3 && config.snr_shift <= 1e3))
+        return Error{"SNR shift: need a factor from 0.001 to 1000 (1: no shift)"};
     NoiseSchedule schedule(config);
     at::Tensor b = betas.value();
+    if (config.snr_shift != 1.0) b = shift_snr(b, config.snr_shift);
     if (config.zero_terminal_snr) b = rescale_zero_terminal_snr(b);
     schedule.derive_from_betas(b);
     return schedule;

@@ -59,6 +59,10 @@ struct ScheduleConfig {
     double max_beta = 0.999;       ///< cosine clipping of beta
     bool rescale_to_T = false;     ///< improved-diffusion: scale linear betas by 1000/T
     bool zero_terminal_snr = false;///< Lin et al. 2024, Alg. 1 (needs v-prediction to train)
+    /// SNR(t) multiplied by this at every t (log SNR shifted by its log, as Hoogeboom et al. 2023
+    /// shift the cosine schedule by resolution): above 1 keeps more signal at every step, for data
+    /// with less redundancy than pixels (small latents); 1 leaves the schedule as it is.
+    double snr_shift = 1.0;
 };
 
 /// A noise schedule with every derived quantity precomputed as float64 tensors of length T.
@@ -132,5 +136,12 @@ Result<at::Tensor> make_betas(const ScheduleConfig& config);
 /// Lin et al. 2024, Algorithm 1: shifts sqrt(abar) so its last value is 0 while keeping the first,
 /// then rebuilds betas. Input and output are float64 betas.
 at::Tensor rescale_zero_terminal_snr(const at::Tensor& betas);
+
+/// The schedule in words: its kind, then any SNR shift and zero terminal SNR ("cosine, SNR x 4").
+std::string schedule_summary(const ScheduleConfig& config);
+
+/// The betas whose SNR(t) is `factor` times that of `betas` at every t (ScheduleConfig::snr_shift).
+/// Input and output are float64 betas.
+at::Tensor shift_snr(const at::Tensor& betas, double factor);
 
 }  // namespace dlab

@@ -41,7 +41,7 @@ json to_json(const ModelConfig& c) {
         {"schedule",
          {{"kind", to_string(s.kind)}, {"timesteps", s.timesteps}, {"beta_start", s.beta_start},
           {"beta_end", s.beta_end}, {"cosine_s", s.cosine_s}, {"max_beta", s.max_beta},
-          {"rescale_to_T", s.rescale_to_T}, {"zero_terminal_snr", s.zero_terminal_snr}}},
+          {"rescale_to_T", s.rescale_to_T}, {"zero_terminal_snr", s.zero_terminal_snr}, {"snr_shift", s.snr_shift}}},
         {"prediction", to_string(c.prediction)},
         {"dataset", c.dataset},
         {"class_names", c.class_names},
@@ -87,6 +87,7 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.schedule.max_beta = s.value("max_beta", c.schedule.max_beta);
         c.schedule.rescale_to_T = s.value("rescale_to_T", false);
         c.schedule.zero_terminal_snr = s.value("zero_terminal_snr", false);
+        c.schedule.snr_shift = s.value("snr_shift", 1.0);
         const auto p = parse_prediction_type(j.at("prediction").get<std::string>());
         if (!p) return Error{"config: unknown prediction type '" + j.at("prediction").get<std::string>() + "'"};
         c.prediction = *p;

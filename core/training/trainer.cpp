@@ -98,7 +98,7 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
         if (j.contains("schedule")) {
             const json& s = j["schedule"];
             if (auto st = check_keys(s, "schedule", {"kind", "timesteps", "beta_start", "beta_end", "cosine_s", "max_beta",
-                                                      "rescale_to_T", "zero_terminal_snr"}); !st)
+                                                      "rescale_to_T", "zero_terminal_snr", "snr_shift"}); !st)
                 return st;
             ScheduleConfig& c = mc.schedule;
             if (s.contains("kind")) {
@@ -113,6 +113,7 @@ Status apply_settings_json(const json& j, ModelConfig& mc, TrainConfig& tc) {
             c.max_beta = s.value("max_beta", c.max_beta);
             c.rescale_to_T = s.value("rescale_to_T", c.rescale_to_T);
             c.zero_terminal_snr = s.value("zero_terminal_snr", c.zero_terminal_snr);
+            c.snr_shift = s.value("snr_shift", c.snr_shift);
         }
         if (j.contains("prediction")) {
             const auto p = parse_prediction_type(j["prediction"].get<std::string>());

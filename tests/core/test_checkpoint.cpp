@@ -110,7 +110,8 @@ private Q_SLOTS:
     void modelRoundTripGivesSameOutputs() {
         QTemporaryDir dir;
         const std::string path = dir.filePath("m.safetensors").toStdString();
-        const ModelConfig cfg = smallConfig();
+        ModelConfig cfg = smallConfig();
+        cfg.schedule.snr_shift = 4;
         auto net = make_network(cfg.network).value();
         torch::NoGradGuard g;
         for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
@@ -121,6 +122,7 @@ private Q_SLOTS:
         QVERIFY(!loaded->used_ema);
         QCOMPARE(int(loaded->config.prediction), int(PredictionType::V));
         QCOMPARE(int(loaded->config.schedule.kind), int(ScheduleKind::Linear));
+        QCOMPARE(loaded->config.schedule.snr_shift, 4.0);
         QCOMPARE(loaded->config.class_names.size(), size_t(2));
         const at::Tensor x = at::randn({2, 1, 28, 28});
         const at::Tensor t = at::tensor({3, 700});

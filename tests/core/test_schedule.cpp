@@ -176,6 +176,46 @@ private Q_SLOTS:
         }
     }
 
+    void snrShiftMultipliesSnrEverywhere() {
+        // SNR'(t) = factor * SNR(t) at every t, for every kind; factor 1 is the plain schedule.
+        for (ScheduleKind k : all_schedule_kinds()) {
+            const auto plain = make(k, 1000);
+            for (double factor : {0.25, 4.0, 64.0}) {
+                ScheduleConfig c = plain.config();
+                c.snr_shift = factor;
+                auto shifted = NoiseSchedule::create(c);
+                QVERIFY2(shifted.ok(), shifted.ok() ? "" : shifted.error().c_str());
+                for (int64_t t : {0, 1, 250, 500, 900, 998}) {
+                    const double want = factor * val(plain.snr(), t);
+                    QVERIFY2(std::abs(val(shifted->snr(), t) - want) <= 1e-9 * want,
+                             qPrintable(QString("%1 x%2 t=%3: %4 vs %5").arg(QString::fromStdString(to_string(k)))
+                                            .arg(factor).arg(t).arg(val(shifted->snr(), t)).arg(want)));
+                    // a valid schedule: betas in (0, 1), abar falling
+                    QVERIFY(shifted->beta(t) > 0 && shifted->beta(t) < 1);
+                    QVERIFY(shifted->alpha_bar(t + 1) < shifted->alpha_bar(t));
+                }
+            }
+            // Before the zero-terminal rescale: the last step still ends at SNR 0.
+            ScheduleConfig z = plain.config();
+            z.snr_shift = 4;
+            z.zero_terminal_snr = true;
+            auto zs = NoiseSchedule::create(z);
+            QVERIFY(zs.ok());
+            QCOMPARE(val(zs->snr(), 999), 0.0);
+        }
+        ScheduleConfig c;
+        c.snr_shift = 4;
+        QCOMPARE(QString::fromStdString(schedule_summary(c)), QString("cosine, SNR x 4"));
+        c.snr_shift = 1;
+        QCOMPARE(QString::fromStdString(schedule_summary(c)), QString("cosine"));
+        for (double bad : {0.0, -2.0, 1e4, std::nan("")}) {
+            c.snr_shift = bad;
+            auto s = NoiseSchedule::create(c);
+            QVERIFY(!s.ok());
+            QVERIFY(QString::fromStdString(s.error()).contains("SNR shift"));
+        }
+    }
+
     void badConfigsAreErrors() {
         ScheduleConfig c;
         c.timesteps = 1;

@@ -72,6 +72,24 @@ private Q_SLOTS:
         QCOMPARE(view.markedT(), 100);
     }
 
+    void snrShiftRedrawsTheCurves() {
+        // The SNR shift box redraws every curve with SNR x factor: abar' = f abar / (1 + (f - 1) abar).
+        ui::ScheduleView view;
+        const QVector<double> plain = view.alphaBarCurve("cosine");
+        auto* box = view.findChild<QDoubleSpinBox*>();
+        QVERIFY(box);
+        box->setValue(4.0);
+        const QVector<double> shifted = view.alphaBarCurve("cosine");
+        QCOMPARE(shifted.size(), plain.size());
+        for (int t : {10, 500, 900}) {
+            const double want = 4 * plain[t] / (1 + 3 * plain[t]);
+            QVERIFY2(std::abs(shifted[t] - want) < 1e-12, qPrintable(QString("t=%1: %2 vs %3").arg(t).arg(shifted[t]).arg(want)));
+        }
+        view.setSnrShift(1.0);
+        QCOMPARE(box->value(), 1.0);
+        QCOMPARE(view.alphaBarCurve("cosine")[500], plain[500]);
+    }
+
     void initTestCase() { QStandardPaths::setTestModeEnabled(true); }  // no user settings
 
     void exportNamesGetTheirSuffix() {

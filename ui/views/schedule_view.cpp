@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <QCheckBox>
+#include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
@@ -51,6 +52,15 @@ ScheduleView::ScheduleView(QWidget* parent) : QWidget(parent) {
     m_zeroTerminal = new QCheckBox(tr("Zero terminal SNR"));
     m_zeroTerminal->setToolTip(tr("Lin et al. 2024: rescale so that abar at t = T-1 is exactly 0"));
     form->addRow(m_zeroTerminal);
+    m_snrShift = new QDoubleSpinBox;
+    m_snrShift->setRange(0.01, 100.0);
+    m_snrShift->setDecimals(2);
+    m_snrShift->setValue(1.0);
+    m_snrShift->setPrefix(QStringLiteral("× "));
+    m_snrShift->setToolTip(tr("Multiply SNR(t) at every t (Hoogeboom et al. 2023 shift schedules by resolution): "
+                              "above 1 leaves more of the image at every step, for data with less redundancy "
+                              "than pixels such as small latents; 1 is the schedule as published"));
+    form->addRow(tr("SNR shift"), m_snrShift);
     m_tSlider = new QSlider(Qt::Horizontal);
     m_tSlider->setRange(0, 999);
     m_tSlider->setValue(500);
@@ -96,6 +106,7 @@ ScheduleView::ScheduleView(QWidget* parent) : QWidget(parent) {
 
     connect(m_timesteps, qOverload<int>(&QSpinBox::valueChanged), this, &ScheduleView::setTimesteps);
     connect(m_zeroTerminal, &QCheckBox::toggled, this, &ScheduleView::recompute);
+    connect(m_snrShift, qOverload<double>(&QDoubleSpinBox::valueChanged), this, &ScheduleView::recompute);
     connect(m_tSlider, &QSlider::valueChanged, this, &ScheduleView::setMarkedT);
     recompute();
 }
@@ -136,6 +147,10 @@ void ScheduleView::setMarkedT(int t) {
     m_plot->replot(QCustomPlot::rpQueuedReplot);
 }
 
+void ScheduleView::setSnrShift(double factor) {
+    if (m_snrShift->value() != factor) m_snrShift->setValue(factor);  // recomputes through valueChanged
+}
+
 void ScheduleView::recompute() {
     const int T = m_timesteps->value();
     m_plot->clearGraphs();
@@ -151,6 +166,7 @@ void ScheduleView::recompute() {
         cfg.kind = kinds[i];
         cfg.timesteps = T;
         cfg.zero_terminal_snr = m_zeroTerminal->isChecked();
+        cfg.snr_shift = m_snrShift->value();
         auto schedule = NoiseSchedule::create(cfg);
         if (!schedule) continue;
         Curve curve{QString::fromStdString(to_string(kinds[i])), toVector(schedule->alpha_bars()),

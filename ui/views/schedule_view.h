@@ -5,6 +5,7 @@
 
 class QCheckBox;
 class QCustomPlot;
+class QDoubleSpinBox;
 class QCPAxisRect;
 class QCPItemStraightLine;
 class QLabel;
@@ -29,6 +30,8 @@ public:
 public Q_SLOTS:
     void setTimesteps(int timesteps);
     void setMarkedT(int t);
+    /// Multiplies every schedule's SNR(t) by `factor` (ScheduleConfig::snr_shift; 1: none).
+    void setSnrShift(double factor);
     void recompute();
 
 private:
@@ -36,6 +39,7 @@ private:
 
     QSpinBox* m_timesteps = nullptr;
     QCheckBox* m_zeroTerminal = nullptr;
+    QDoubleSpinBox* m_snrShift = nullptr;
     QVector<QCheckBox*> m_shown;
     QSlider* m_tSlider = nullptr;
     QLabel* m_readout = nullptr;
