@@ -10,7 +10,7 @@
 
 #include <torch/version.h>
 
-#if TORCH_VERSION_MAJOR >= 2 && __has_include(<torch/csrc/autograd/profiler_kineto.h>)
+#if __has_include(<torch/csrc/autograd/profiler_kineto.h>)
 #include <torch/csrc/autograd/profiler_kineto.h>
 #define DLAB_HAVE_KINETO 1
 #endif
@@ -28,11 +28,12 @@ int64_t profile_steps_asked() {
 #ifdef DLAB_HAVE_KINETO
 namespace prof = torch::profiler::impl;
 
-std::string KernelProfile::start() {
+std::string KernelProfile::start(bool cuda) {
     if (running_) return "the profiler is already running";
+    cuda_ = cuda;
     try {
         const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
-        const std::set<prof::ActivityType> activities{prof::ActivityType::CUDA};
+        const std::set<prof::ActivityType> activities{cuda ? prof::ActivityType::CUDA : prof::ActivityType::CPU};
         torch::autograd::profiler::prepareProfiler(config, activities);
         torch::autograd::profiler::enableProfiler(config, activities);
     } catch (const std::exception& e) {
@@ -55,7 +56,7 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     double total = 0;
     int64_t kernels = 0;
     for (const auto& e : result->events()) {
-        if (e.deviceType() != c10::DeviceType::CUDA) continue;
+        if ((e.deviceType() == c10::DeviceType::CUDA) != cuda_) continue;
         std::string name = e.name();
         if (name.rfind("Memcpy", 0) != 0 && name.rfind("Memset", 0) != 0) ++kernels;
         // "void ns::kernel<...>(args)": drop "(anonymous namespace)::", then the argument list.
@@ -64,7 +65,11 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
         name = name.substr(0, name.find('('));
         if (name.rfind("void ", 0) == 0) name.erase(0, 5);
         if (name.size() > 60) name.resize(60);
+#if TORCH_VERSION_MAJOR >= 2
         const double ms = double(e.durationNs()) * 1e-6;
+#else
+        const double ms = double(e.durationUs()) * 1e-3;
+#endif
         auto& slot = by_name[name];
         slot.first += ms;
         slot.second += 1;
@@ -76,8 +81,10 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     std::ostringstream out;
     char line[256];
     std::snprintf(line, sizeof line,
-                  "profile of %lld steps: %lld kernels, GPU kernel time %.3f ms a step, wall time %.3f ms a step "
-                  "(the GPU busy %.0f %% of it)\n",
+                  cuda_ ? "profile of %lld steps: %lld kernels, GPU kernel time %.3f ms a step, wall time %.3f ms a step "
+                          "(the GPU busy %.0f %% of it)\n"
+                        : "profile of %lld steps: %lld operator calls, %.3f ms a step summed over nested calls, wall time "
+                          "%.3f ms a step (%.0f %%: an operator's time includes the operators it calls)\n",
                   static_cast<long long>(steps), static_cast<long long>(kernels), total / n, wall_ms / n,
                   wall_ms > 0 ? 100.0 * total / wall_ms : 0.0);
     out << line;
@@ -90,7 +97,7 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     return out.str();
 }
 #else
-std::string KernelProfile::start() { return "kernel profiles need a LibTorch 2.x with Kineto"; }
+std::string KernelProfile::start(bool) { return "kernel profiles need a LibTorch with Kineto"; }
 std::string KernelProfile::stop(int64_t, double) { return "no profile was recorded\n"; }
 #endif
 

@@ -12,16 +12,16 @@ namespace dlab {
 
 class KernelProfile {
 public:
-    /// Starts recording the device's kernels; an empty string, or why it cannot (a LibTorch
-    /// without Kineto or before 2.0, a profiler that refused to start).
-    std::string start();
+    /// Starts recording the CUDA kernels (`cuda`) or the CPU operators; an empty string, or why it
+    /// cannot (a LibTorch without Kineto, a profiler that refused to start).
+    std::string start(bool cuda);
     /// Stops and returns the table: the kernels by time per step (`steps` steps that took
     /// `wall_ms` in all), with the kernel time a step against the wall time a step.
     std::string stop(int64_t steps, double wall_ms);
     bool running() const { return running_; }
 
 private:
-    bool running_ = false;
+    bool running_ = false, cuda_ = true;
 };
 
 /// DLAB_PROFILE_STEPS: how many training steps to profile (0: none).

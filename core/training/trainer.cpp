@@ -522,16 +522,16 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     auto cancelled = [&] { return comm ? stop_agreed : asked_to_stop(); };
     // Out of device memory in a step (a batch the budget let through, or memory another process
     // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
-    // DLAB_PROFILE_STEPS=N on a CUDA run: the kernels of N steps after 30 warm ones, on stderr.
-    const int64_t profile_n = device.is_cuda() ? profile_steps_asked() : 0;
+    // DLAB_PROFILE_STEPS=N: the kernels (CUDA) or operators (CPU) of N steps after 30 warm ones, on stderr.
+    const int64_t profile_n = profile_steps_asked();
     const int64_t profile_from = step + 30;
     KernelProfile profile;
     auto profile_start = std::chrono::steady_clock::now();
     try {
         while (step < tc.steps) {
             if (profile_n > 0 && step == profile_from) {
-                torch::cuda::synchronize();
-                if (const std::string why = profile.start(); !why.empty()) std::cerr << "diffusionlab: " << why << '\n';
+                if (device.is_cuda()) torch::cuda::synchronize();
+                if (const std::string why = profile.start(device.is_cuda()); !why.empty()) std::cerr << "diffusionlab: " << why << '\n';
                 profile_start = std::chrono::steady_clock::now();
             }
             if (!comm && hooks.pause && hooks.pause->load() && !cancelled()) {
@@ -621,7 +621,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             }
             ++step;
             if (profile.running() && step == profile_from + profile_n) {
-                torch::cuda::synchronize();
+                if (device.is_cuda()) torch::cuda::synchronize();
                 const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - profile_start).count();
                 std::cerr << profile.stop(profile_n, wall);
             }
