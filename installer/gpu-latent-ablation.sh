@@ -10,6 +10,8 @@
 #   scaled   the bundled recipe on the scaled-linear schedule (LDM's for latents; at T = 1000 its SNR
 #            is ~0.37x the cosine one's through the middle steps, but it ends at SNR 0.0047, not ~0)
 #   linear   the bundled recipe on the linear schedule (DDPM's)
+#   b1024    the bundled recipe at batch 1024 and learning rate 4e-4 (the same wall-clock time sees
+#            more images if the GPU is not saturated at 256)
 #   shiftF   the bundled recipe with the cosine schedule's SNR multiplied by F at every t
 #            (--snr-shift F: shift4 keeps more signal at every step, shift0.25 less)
 # VARIANTS picks them (default "control eps wide"). Each run's step count is STEPS when set, else
@@ -28,7 +30,7 @@ read -r -a names <<< "${VARIANTS:-control eps wide}"
 for n in "${names[@]}"; do
   base=96 blocks=2
   case $n in
-    control|eps|scaled|linear|shift*) ;;
+    control|eps|scaled|linear|shift*|b1024) ;;
     wide) base=${WIDE:-144} ;;
     w128) base=128 ;;
     deep) blocks=3 ;;
@@ -37,9 +39,10 @@ for n in "${names[@]}"; do
   printf '{"network": {"base_channels": %d, "channel_mult": [1, 2, 2], "num_res_blocks": %d, "attention_resolutions": [8, 4], "dropout": 0.1}}\n' \
     $base $blocks > gpu-logs/ablation-$n.json
 done
+batch_of() { [ "$1" = b1024 ] && echo 1024 || echo 256; }
 opts() {
   local n=$1
-  echo --dataset "latents:$PWD/$ae" --config gpu-logs/ablation-$n.json --batch 256 --lr 2e-4 --warmup 500 --lr-decay cosine \
+  echo --dataset "latents:$PWD/$ae" --config gpu-logs/ablation-$n.json --batch $(batch_of $n) --lr $([ $n = b1024 ] && echo 4e-4 || echo 2e-4) --warmup 500 --lr-decay cosine \
     --lr-final 0.1 --ema 0.9998 --device cuda --seed 1
   if [ $n = eps ]; then echo --prediction eps; else echo --prediction v --min-snr 5; fi
   case $n in
@@ -60,7 +63,7 @@ else
   wait $(jobs -p)  # not a bare wait: it would also wait for the LOG tee (bash 5.1+)
   for n in "${names[@]}"; do
     rate=$(awk -F, 'NR > 3 { k++; s += $4 } END { printf "%.0f", s / k }' /tmp/probe-$n/loss.csv)
-    steps[$n]=$(awk -v r="$rate" -v m="$minutes" 'BEGIN { printf "%d", 0.9 * (m * 60 - 30) * r / 256 }')
+    steps[$n]=$(awk -v r="$rate" -v m="$minutes" -v b="$(batch_of $n)" 'BEGIN { printf "%d", 0.9 * (m * 60 - 30) * r / b }')
     echo "$n: $rate img/s side by side -> ${steps[$n]} steps"
   done
 fi
