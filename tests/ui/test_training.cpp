@@ -9,6 +9,7 @@
 #include <QTemporaryDir>
 #include <QThread>
 
+#include "core/io/model_io.h"
 #include "ui/views/batch_view.h"
 #include "ui/views/history_view.h"
 #include "ui/views/main_window.h"
@@ -225,6 +226,7 @@ private Q_SLOTS:
         TrainingRequest good = toyRequest(QStringLiteral("/tmp/x"), 1234);
         good.seed = 18446744073709551615ull;
         good.lr = 3e-4;
+        good.snrShift = 4;
         QStringList problems;
         const TrainingRequest back = TrainingRequest::fromJson(good.toJson(), &problems);
         QVERIFY2(problems.isEmpty(), qPrintable(problems.join(QLatin1Char('\n'))));
@@ -236,6 +238,7 @@ private Q_SLOTS:
                                   {QStringLiteral("image_size"), QStringLiteral("99999")},
                                   {QStringLiteral("channels"), 2},
                                   {QStringLiteral("schedule"), QStringLiteral("quadratic")},
+                                  {QStringLiteral("snr_shift"), 0},
                                   {QStringLiteral("steps"), 1e300},
                                   {QStringLiteral("batch"), -5},
                                   {QStringLiteral("lr"), QStringLiteral("fast")},
@@ -250,6 +253,12 @@ private Q_SLOTS:
         QCOMPARE(problems.size(), hostile.size());
         for (const QString& key : hostile.keys())
             QVERIFY2(problems.filter(key + QLatin1Char(':')).size() == 1, qPrintable(key));
+        // A request saved before the SNR shift existed reads as no shift, without a note.
+        QJsonObject older = good.toJson();
+        older.remove(QStringLiteral("snr_shift"));
+        problems.clear();
+        QCOMPARE(TrainingRequest::fromJson(older, &problems).snrShift, 1.0);
+        QVERIFY(problems.isEmpty());
 
         // Run records: an unknown kind is unreadable (never offered for resume); wrong field types
         // are noted in the message and replaced.
@@ -346,8 +355,10 @@ private Q_SLOTS:
         QSignalSpy finished(&view, &TrainingView::finished);
         QSignalSpy trained(&view, &TrainingView::modelTrained);
         TrainingRequest r = toyRequest(QString(), 60);
+        r.snrShift = 4;
         view.setRequest(r);
         QCOMPARE(view.request().dataset, QStringLiteral("toy:moons"));
+        QCOMPARE(view.request().snrShift, 4.0);
         QCOMPARE(view.request().steps, qint64(60));
         view.start();
         QVERIFY(view.isRunning());
@@ -363,6 +374,10 @@ private Q_SLOTS:
         QVERIFY(run.outputs.contains(QStringLiteral("model.safetensors")));
         QVERIFY(h.missingOutputs(run).isEmpty());
         QCOMPARE(TrainingRequest::fromJson(run.parameters).steps, qint64(60));
+        // The SNR shift reached the trained model's schedule.
+        auto model = dlab::load_model((run.folder + QStringLiteral("/model.safetensors")).toStdString(), c10::Device(c10::kCPU));
+        QVERIFY2(model.ok(), model.ok() ? "" : model.error().c_str());
+        QCOMPARE(model->config.schedule.snr_shift, 4.0);
     }
 };
 

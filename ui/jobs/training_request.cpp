@@ -13,6 +13,7 @@ QJsonObject TrainingRequest::toJson() const {
                        {QStringLiteral("channels"), channels},
                        {QStringLiteral("size"), sizePreset},
                        {QStringLiteral("schedule"), schedule},
+                       {QStringLiteral("snr_shift"), snrShift},
                        {QStringLiteral("prediction"), prediction},
                        {QStringLiteral("steps"), double(steps)},
                        {QStringLiteral("batch"), double(batch)},
@@ -43,6 +44,8 @@ TrainingRequest TrainingRequest::fromJson(const QJsonObject& o, QStringList* pro
     r.schedule = checkedChoice(v("schedule"), QStringLiteral("schedule"),
                                {QStringLiteral("cosine"), QStringLiteral("linear"), QStringLiteral("scaled-linear"), QStringLiteral("sigmoid")},
                                r.schedule, problems);
+    if (!v("snr_shift").isUndefined())  // absent in requests saved before it existed: no shift
+        r.snrShift = checkedReal(v("snr_shift"), QStringLiteral("snr_shift"), 0.01, 100.0, r.snrShift, problems);
     r.prediction = checkedChoice(v("prediction"), QStringLiteral("prediction"), {QStringLiteral("eps"), QStringLiteral("v"), QStringLiteral("x0")}, r.prediction, problems);
     r.steps = checkedInt(v("steps"), QStringLiteral("steps"), 10, 10000000, r.steps, problems);
     r.batch = checkedInt(v("batch"), QStringLiteral("batch"), 1, 4096, r.batch, problems);

@@ -18,6 +18,7 @@ struct TrainingRequest {
     int channels = 1;          ///< images:DIR: 1 or 3
     QString sizePreset = QStringLiteral("small");      ///< tiny, small or large
     QString schedule = QStringLiteral("cosine");
+    double snrShift = 1.0;     ///< the schedule's SNR(t) multiplied by this at every t (0.01..100; 1: none)
     QString prediction = QStringLiteral("eps");
     qint64 steps = 2000;
     qint64 batch = 64;

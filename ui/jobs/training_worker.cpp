@@ -128,6 +128,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
         const auto sk = parse_schedule_kind(request.schedule.toStdString());
         if (!sk) return fail(tr("Unknown schedule '%1'").arg(request.schedule));
         mc.schedule.kind = *sk;
+        mc.schedule.snr_shift = request.snrShift;
         const auto pt = parse_prediction_type(request.prediction.toStdString());
         if (!pt) return fail(tr("Unknown prediction type '%1'").arg(request.prediction));
         mc.prediction = *pt;
@@ -145,7 +146,7 @@ void TrainingWorker::run(const TrainingRequest& request) {
                            .arg(request.dataset)
                            .arg(net.value()->parameter_count())
                            .arg(data->x.size(0))
-                           .arg(request.schedule, request.prediction,
+                           .arg(QString::fromStdString(schedule_summary(mc.schedule)), request.prediction,
                                 QString::fromStdString(device->str())));
         if (!request.resume) {
             QDir().mkpath(request.outDir);

@@ -81,6 +81,15 @@ TrainingView::TrainingView(RunHistory* history, bool cudaAvailable, QWidget* par
     m_schedule = new QComboBox;
     for (const char* s : {"cosine", "linear", "scaled-linear", "sigmoid"}) m_schedule->addItem(QString::fromLatin1(s));
     form->addRow(tr("Schedule"), m_schedule);
+    m_snrShift = new QDoubleSpinBox;
+    m_snrShift->setObjectName(QStringLiteral("snrShift"));
+    m_snrShift->setRange(0.01, 100.0);
+    m_snrShift->setDecimals(2);
+    m_snrShift->setValue(1.0);
+    m_snrShift->setPrefix(QStringLiteral("× "));
+    m_snrShift->setToolTip(tr("Multiply the schedule's SNR(t) at every t (the Schedules tab draws it): above 1 "
+                              "leaves more of the image at every step; 1 is the schedule as published"));
+    form->addRow(tr("SNR shift"), m_snrShift);
     m_prediction = new QComboBox;
     m_prediction->addItem(tr("noise ε"), QStringLiteral("eps"));
     m_prediction->addItem(tr("velocity v"), QStringLiteral("v"));
@@ -173,6 +182,7 @@ TrainingView::TrainingView(RunHistory* history, bool cudaAvailable, QWidget* par
     connect(m_family, qOverload<int>(&QComboBox::currentIndexChanged), this, [this](int) {
         const bool gan = m_family->currentData().toString() == QStringLiteral("gan");
         m_schedule->setEnabled(!gan);
+        m_snrShift->setEnabled(!gan);
         m_prediction->setEnabled(!gan);
     });
     connect(browse, &QPushButton::clicked, this, [this] {
@@ -229,6 +239,7 @@ TrainingRequest TrainingView::request() const {
     r.channels = m_channels->currentData().toInt();
     r.sizePreset = m_size->currentData().toString();
     r.schedule = m_schedule->currentText();
+    r.snrShift = m_snrShift->value();
     r.prediction = m_prediction->currentData().toString();
     r.steps = m_steps->value();
     r.batch = m_batch->value();
@@ -251,6 +262,7 @@ void TrainingView::setRequest(const TrainingRequest& r) {
     m_channels->setCurrentIndex(std::max(0, m_channels->findData(r.channels)));
     m_size->setCurrentIndex(std::max(0, m_size->findData(r.sizePreset)));
     m_schedule->setCurrentIndex(std::max(0, m_schedule->findText(r.schedule)));
+    m_snrShift->setValue(r.snrShift);
     m_prediction->setCurrentIndex(std::max(0, m_prediction->findData(r.prediction)));
     m_steps->setValue(int(std::min<qint64>(r.steps, m_steps->maximum())));
     m_batch->setValue(int(r.batch));

@@ -91,6 +91,7 @@ private:
     QComboBox* m_size = nullptr;
     QComboBox* m_family = nullptr;  // diffusion or GAN
     QComboBox* m_schedule = nullptr;
+    QDoubleSpinBox* m_snrShift = nullptr;
     QComboBox* m_prediction = nullptr;
     QSpinBox* m_steps = nullptr;
     QSpinBox* m_batch = nullptr;
