@@ -41,6 +41,16 @@ inline at::Tensor norm_silu(nn::GroupNorm& norm, const at::Tensor& x) {
     return fusable(norm, x) ? fused_norm(norm, x, true) : silu_fresh(norm(x));
 }
 
+// A residual block's dropout. On the CPU the mask comes from at::rand_like, about twice as fast as
+// at::dropout's bernoulli_ (the same CPU generator; [64, 64, 14, 14] on 2 cores: 4.9 against 10.5 ms,
+// ~6 % of a CPU training step); CUDA keeps LibTorch's fused dropout kernel (and the generator that a
+// CUDA graph registers). Same law: each value kept with probability 1 - p and scaled by 1 / (1 - p).
+inline at::Tensor block_dropout(nn::Dropout& drop, const at::Tensor& h) {
+    const double p = drop->options.p();
+    if (!drop->is_training() || p <= 0 || h.is_cuda()) return drop(h);
+    return h * ((at::rand_like(h) >= p).to(h.scalar_type()) * (1.0 / (1.0 - p)));
+}
+
 // Residual block (Ho et al. 2020 / ADM): GN-SiLU-Conv, + time embedding, GN-SiLU-Dropout-Conv.
 struct ResBlockImpl : nn::Module {
     ResBlockImpl(int64_t in, int64_t out, int64_t temb, int64_t groups, double dropout)
@@ -63,9 +73,9 @@ struct ResBlockImpl : nn::Module {
         at::Tensor h = at::conv2d(norm_silu(norm1, x), conv1->weight, {}, 1, 1);
         const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
         h = fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
-        if (!skip) return add_into(conv2(drop(h)), x);
+        if (!skip) return add_into(conv2(block_dropout(drop, h)), x);
         // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
-        h = at::conv2d(drop(h), conv2->weight, {}, 1, 1);
+        h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
         return add_into(h, at::conv2d(x, skip->weight, skip->bias + conv2->bias));
     }
     nn::GroupNorm norm1;

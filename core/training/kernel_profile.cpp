@@ -88,7 +88,9 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
                   static_cast<long long>(steps), static_cast<long long>(kernels), total / n, wall_ms / n,
                   wall_ms > 0 ? 100.0 * total / wall_ms : 0.0);
     out << line;
-    for (size_t i = 0; i < rows.size() && i < 30; ++i) {
+    const char* rows_env = std::getenv("DLAB_PROFILE_ROWS");  // how many rows (default 30)
+    const size_t shown = rows_env ? size_t(std::max(1L, std::min(100000L, std::atol(rows_env)))) : 30;
+    for (size_t i = 0; i < rows.size() && i < shown; ++i) {
         std::snprintf(line, sizeof line, "%-60s %8.3f ms/step %6.1f calls/step %5.1f %%\n", rows[i].first.c_str(),
                       rows[i].second.first / n, double(rows[i].second.second) / n,
                       total > 0 ? 100.0 * rows[i].second.first / total : 0.0);

@@ -212,6 +212,25 @@ private Q_SLOTS:
         QCOMPARE(half_inference_dtype(), before);
     }
 
+    void blockDropoutKeepsItsLaw() {
+        // Training: each value kept with probability 1 - p and scaled by 1 / (1 - p), so the mean is
+        // kept; evaluation: the identity. 1e6 values: the kept fraction within 5 standard errors.
+        torch::nn::Dropout drop(torch::nn::DropoutOptions(0.25));
+        const at::Tensor h = at::full({10, 100, 1000}, 2.0);
+        at::manual_seed(3);
+        const at::Tensor y = blocks::block_dropout(drop, h);
+        const double kept = (y != 0).to(at::kDouble).mean().item<double>();
+        QVERIFY2(std::abs(kept - 0.75) < 5 * std::sqrt(0.75 * 0.25 / 1e6), qPrintable(QString::number(kept)));
+        QVERIFY(at::all((y == 0) | (y == 2.0 / 0.75)).item<bool>());
+        // gradients flow through the kept values only, with the same scale
+        const at::Tensor x = at::randn({4, 8, 5, 5}).requires_grad_(true);
+        const at::Tensor z = blocks::block_dropout(drop, x);
+        z.sum().backward();
+        QVERIFY(at::allclose(x.grad(), (z != 0).to(at::kFloat) / 0.75));
+        drop->eval();
+        QVERIFY(at::equal(blocks::block_dropout(drop, h), h));
+    }
+
     void mlpDenoiser() {
         NetworkConfig c;
         c.kind = NetworkKind::Mlp;
