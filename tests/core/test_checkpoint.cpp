@@ -123,6 +123,14 @@ private Q_SLOTS:
         QCOMPARE(int(loaded->config.prediction), int(PredictionType::V));
         QCOMPARE(int(loaded->config.schedule.kind), int(ScheduleKind::Linear));
         QCOMPARE(loaded->config.schedule.snr_shift, 4.0);
+        // A file whose schedule shift is out of range is refused on load, naming the field.
+        ModelConfig bad = cfg;
+        bad.schedule.snr_shift = 0;
+        const std::string bad_path = dir.filePath("bad.safetensors").toStdString();
+        QVERIFY(save_model(bad_path, bad, *net).ok());
+        auto refused = load_model(bad_path, c10::Device(c10::kCPU));
+        QVERIFY(!refused.ok());
+        QVERIFY2(QString::fromStdString(refused.error()).contains("snr_shift"), refused.error().c_str());
         QCOMPARE(loaded->config.class_names.size(), size_t(2));
         const at::Tensor x = at::randn({2, 1, 28, 28});
         const at::Tensor t = at::tensor({3, 700});
