@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where a training step's GPU time goes, and the training GroupNorm kernel (issue 17: training at
-# 0.81x of torch.compile reduce-overhead). Device tool, carry [".gpu-sched-eval"] or any folder with
+# 0.72x of torch.compile reduce-overhead, docs/eval/train-profile-h200.log). Device tool, carry [".gpu-sched-eval"] or any folder with
 # debs/ and Fashion-MNIST data (GPU_DIR), ~5 min:
 #  1. the training GroupNorm (fused_ops.h: fused_group_norm_act_train; DLAB_GN_TRAIN=0 turns it off):
 #     bench --check-fused (its output and gradients against float64 autograd), then the same

@@ -50,7 +50,7 @@ int cmd_schedule(const std::vector<std::string>& argv) {
         cfg.beta_end = b.value();
     }
     cfg.zero_terminal_snr = args.has("zero-terminal-snr");
-    auto shift = args.get_double("snr-shift", 1e-3, 1e3);
+    auto shift = args.get_double("snr-shift", kMinSnrShift, kMaxSnrShift);
     if (!shift) return usage(shift.error());
     cfg.snr_shift = shift.value();
     auto schedule = NoiseSchedule::create(cfg);

@@ -91,7 +91,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     auto vlbw = args.get_double("vlb-weight", 0.0, 1e3);
     auto lr_final = args.get_double("lr-final", 0.0, 1.0);
     if (!lr_final) return usage(lr_final.error());
-    auto snr_shift = args.get_double("snr-shift", 1e-3, 1e3);
+    auto snr_shift = args.get_double("snr-shift", kMinSnrShift, kMaxSnrShift);
     if (!snr_shift) return usage(snr_shift.error());
     if (args.get("lr-decay") != "constant" && args.get("lr-decay") != "cosine")
         return usage("train: unknown --lr-decay '" + args.get("lr-decay") + "' (constant or cosine)");

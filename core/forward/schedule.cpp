@@ -157,7 +157,7 @@ at::Tensor shift_snr(const at::Tensor& betas, double factor) {
 Result<NoiseSchedule> NoiseSchedule::create(const ScheduleConfig& config) {
     auto betas = make_betas(config);
     if (!betas) return Error{betas.error()};
-    if (!(config.snr_shift >= 1e-3 && config.snr_shift <= 1e3))
+    if (!(config.snr_shift >= kMinSnrShift && config.snr_shift <= kMaxSnrShift))
         return Error{"SNR shift: need a factor from 0.001 to 1000 (1: no shift)"};
     NoiseSchedule schedule(config);
     at::Tensor b = betas.value();

@@ -64,6 +64,8 @@ struct ScheduleConfig {
     /// with less redundancy than pixels (small latents); 1 leaves the schedule as it is.
     double snr_shift = 1.0;
 };
+/// The range ScheduleConfig::snr_shift is checked against wherever it is read.
+constexpr double kMinSnrShift = 1e-3, kMaxSnrShift = 1e3;
 
 /// A noise schedule with every derived quantity precomputed as float64 tensors of length T.
 class NoiseSchedule {

@@ -88,7 +88,7 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.schedule.rescale_to_T = s.value("rescale_to_T", false);
         c.schedule.zero_terminal_snr = s.value("zero_terminal_snr", false);
         c.schedule.snr_shift = s.value("snr_shift", 1.0);
-        if (!(c.schedule.snr_shift >= 1e-3 && c.schedule.snr_shift <= 1e3))
+        if (!(c.schedule.snr_shift >= kMinSnrShift && c.schedule.snr_shift <= kMaxSnrShift))
             return Error{"config: schedule.snr_shift must be from 0.001 to 1000, got " + s.at("snr_shift").dump()};
         const auto p = parse_prediction_type(j.at("prediction").get<std::string>());
         if (!p) return Error{"config: unknown prediction type '" + j.at("prediction").get<std::string>() + "'"};

@@ -520,13 +520,13 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     bool stop_agreed = false;
     auto asked_to_stop = [&] { return hooks.cancel && hooks.cancel->load(); };
     auto cancelled = [&] { return comm ? stop_agreed : asked_to_stop(); };
-    // Out of device memory in a step (a batch the budget let through, or memory another process
-    // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
     // DLAB_PROFILE_STEPS=N: the kernels (CUDA) or operators (CPU) of N steps after 30 warm ones, on stderr.
     const int64_t profile_n = profile_steps_asked();
     const int64_t profile_from = step + 30;
     KernelProfile profile;
     auto profile_start = std::chrono::steady_clock::now();
+    // Out of device memory in a step (a batch the budget let through, or memory another process
+    // took): the run stops with the size that failed; the last checkpoint and its loss rows stay.
     try {
         while (step < tc.steps) {
             if (profile_n > 0 && step == profile_from) {
