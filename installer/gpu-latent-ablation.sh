@@ -12,6 +12,9 @@
 #   linear   the bundled recipe on the linear schedule (DDPM's)
 #   b1024    the bundled recipe at batch 1024 and learning rate 4e-4 (the same wall-clock time sees
 #            more images if the GPU is not saturated at 256)
+#   perchan  the bundled recipe on latents normalised per channel (--latent-norm channel: each of
+#            the 4 channels to mean 0, std 1; with the one global factor their stds are 0.70, 1.18,
+#            0.49 and 0.75 and their means differ: the third sees a quarter of the nominal SNR)
 #   shiftF   the bundled recipe with the cosine schedule's SNR multiplied by F at every t
 #            (--snr-shift F: shift4 keeps more signal at every step, shift0.25 less)
 # VARIANTS picks them (default "control eps wide"). Each run's step count is STEPS when set, else
@@ -30,7 +33,7 @@ read -r -a names <<< "${VARIANTS:-control eps wide}"
 for n in "${names[@]}"; do
   base=96 blocks=2
   case $n in
-    control|eps|scaled|linear|shift*|b1024) ;;
+    control|eps|scaled|linear|shift*|b1024|perchan) ;;
     wide) base=${WIDE:-144} ;;
     w128) base=128 ;;
     deep) blocks=3 ;;
@@ -49,6 +52,7 @@ opts() {
     scaled) echo --schedule scaled-linear ;;
     linear) echo --schedule linear ;;
     shift*) echo --schedule cosine --snr-shift "${n#shift}" ;;
+    perchan) echo --schedule cosine --latent-norm channel ;;
     *) echo --schedule cosine ;;
   esac
 }

@@ -28,6 +28,7 @@
 #       (each call under the device tool's 10 minutes; the next one within 30 s, while the machine
 #       and runs/ are still there). `resume` is `train` that stops with a message where runs/ is gone
 #       (a machine given back while idle: session 18's second call started a new 13,009-step run).
+#       TRAIN_EXTRA adds options to a new run (e.g. "--latent-norm channel --snr-shift 4").
 #   installer/gpu-latent-quality.sh continue [MINUTES] [STEPS]
 #       a new run runs/latent-quality-next from the EMA weights of `train` (--init-from), lr 2e-4
 #       with a cosine decay to 2e-5 over STEPS (default 21000) in at most MINUTES (default 6.7).
@@ -73,7 +74,7 @@ elif [ "$mode" = train ] || [ "$mode" = resume ]; then
   else
     steps=${3:-auto}
     common=(--dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5
-            --batch 256 --lr 2e-4 --warmup 500 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda)
+            --batch 256 --lr 2e-4 --warmup 500 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda ${TRAIN_EXTRA:-})
     if [ "$steps" = auto ]; then
       # As many steps as fit in the leg: the rate of a 400-step probe of the same run (graph included).
       $cli train "${common[@]}" --steps 400 --log-every 50 --out /tmp/latent-probe --overwrite > /tmp/probe.log 2>&1 ||

@@ -378,7 +378,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
                                        make_generator(uint64_t(seed.value())), at::TensorOptions().dtype(at::kFloat));
         const auto t0 = Clock::now();
         // The VAE's own prior: N(0, I) for the unscaled latent (what the KL term pulls towards).
-        const at::Tensor x = decode_all(vae, z * ac.scale_factor, device.value());
+        const at::Tensor x = decode_all(vae, vae->scale_latents(z), device.value());
         const double secs = since(t0);
         Features fake;
         try {
@@ -592,7 +592,7 @@ int cmd_trilemma(const std::vector<std::string>& argv) {
                                        at::TensorOptions().dtype(at::kFloat));
         sync();
         const auto t0 = Clock::now();
-        const at::Tensor x = decode_all(vae, z * ac.scale_factor, device.value());
+        const at::Tensor x = decode_all(vae, vae->scale_latents(z), device.value());
         sync();
         row("VAE prior", "", 1, 1, x, since(t0), at::Tensor());
     }

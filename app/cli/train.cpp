@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -37,6 +38,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("config", "a JSON settings file (network, schedule, prediction, training); options given here win")
         .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
         .option("timesteps", "diffusion steps T", "1000")
+        .option("latent-norm", "latents:AE only: global (the autoencoder's one scale factor) or channel (each latent channel to mean 0, std 1; stored in the model)", "global")
         .option("snr-shift", "multiply the schedule's SNR at every t by this (above 1: more signal left; for small latents)", "1")
         .option("prediction", "eps, v or x0", "eps")
         .option("steps", "optimisation steps", "10000")
@@ -116,6 +118,8 @@ int cmd_train(const std::vector<std::string>& argv) {
 
     // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
+    if (args.get("latent-norm") != "global" && ds.rfind("latents:", 0) != 0)
+        return usage("train: --latent-norm is for --dataset latents:AUTOENCODER only");
     Result<LabelledData> data = Error{""};
     TextTraining text_training;
     if (ds.rfind("images:", 0) == 0) {
@@ -143,11 +147,27 @@ int cmd_train(const std::vector<std::string>& argv) {
         auto images = load_fashion_mnist(fashion_mnist_dir(), true);
         if (!images) return failure("train: " + images.error());
         LabelledData latents = images.value();
+        const std::string norm = args.get("latent-norm");
+        if (norm != "global" && norm != "channel")
+            return usage("train: --latent-norm must be global or channel, got '" + norm + "'");
         latents.x = encode_all(ae.value(), images->x, device.value());
+        if (norm == "channel") {
+            // Each channel to mean 0 and std 1 (measured on these latents), kept in the model file.
+            const at::Tensor raw = ae.value()->unscale_latents(latents.x);
+            std::tie(mc.latent_shift, mc.latent_scale) = measure_channel_norm(raw);
+            ae.value()->mutable_config().latent_shift = mc.latent_shift;
+            ae.value()->mutable_config().latent_scale = mc.latent_scale;
+            latents.x = ae.value()->scale_latents(raw);
+        }
         latents.name = "fashion-mnist latents (" + ds.substr(8) + ")";
         if (lead) std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
                   << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
-                  << ", std " << latents.x.std().item<double>() << ")\n";
+                  << ", std " << latents.x.std().item<double>() << "; per channel std";
+        if (lead) {
+            const auto per_channel = latents.x.transpose(0, 1).reshape({latents.x.size(1), -1}).std(1);
+            for (int64_t c = 0; c < per_channel.size(0); ++c) std::cerr << " " << per_channel[c].item<double>();
+            std::cerr << ")\n";
+        }
         // A bundled name stays a name; a file is referenced by its absolute path.
         const std::string spec = ds.substr(8);
         mc.autoencoder = spec.find('/') == std::string::npos && spec.find(".safetensors") == std::string::npos

@@ -47,6 +47,7 @@ json to_json(const ModelConfig& c) {
         {"class_names", c.class_names},
         {"training", c.training}};
     if (!c.autoencoder.empty()) j["autoencoder"] = c.autoencoder;
+    if (!c.latent_scale.empty()) j["latent_norm"] = json{{"shift", c.latent_shift}, {"scale", c.latent_scale}};
     if (!c.text_encoder.empty()) j["text_encoder"] = c.text_encoder;
     return j;
 }
@@ -98,10 +99,17 @@ Result<ModelConfig> model_config_from_json(const json& j) {
         c.training = j.value("training", json::object());
         c.autoencoder = j.value("autoencoder", std::string());
         c.text_encoder = j.value("text_encoder", std::string());
+        if (j.contains("latent_norm")) {
+            c.latent_shift = j.at("latent_norm").at("shift").get<std::vector<double>>();
+            c.latent_scale = j.at("latent_norm").at("scale").get<std::vector<double>>();
+        }
     } catch (const json::exception& e) {
         return Error{std::string("config: ") + e.what()};
     }
     if (auto st = c.network.validate(); !st) return Error{st.error()};
+    if (!c.latent_scale.empty() && c.autoencoder.empty()) return Error{"config: latent_norm without an autoencoder"};
+    if (auto st = check_channel_norm(c.latent_shift, c.latent_scale, c.network.in_channels, "config: latent_norm"); !st)
+        return Error{st.error()};
     return c;
 }
 
@@ -216,6 +224,10 @@ Result<LoadedModel> load_model(const std::string& path, c10::Device device, bool
         if (ae.value()->config().latent_channels != config->network.in_channels ||
             ae.value()->config().latent_size() != config->network.image_size)
             return Error{path + ": the autoencoder " + ae_path + " makes latents of another shape than the network's input"};
+        if (!config->latent_scale.empty()) {
+            ae.value()->mutable_config().latent_shift = config->latent_shift;
+            ae.value()->mutable_config().latent_scale = config->latent_scale;
+        }
         loaded.autoencoder = ae.value();
     }
     loaded.config = std::move(config.value());

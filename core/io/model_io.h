@@ -34,6 +34,10 @@ struct ModelConfig {
     /// Latent diffusion: the autoencoder whose scaled latents the network models, as a bundled
     /// name, a path relative to the model file's folder, or an absolute path. Empty: pixel space.
     std::string autoencoder;
+    /// Latent diffusion trained with per-channel normalised latents (`train --latent-norm channel`):
+    /// the shift and scale of each latent channel, set on the autoencoder by load_model(); empty: the
+    /// autoencoder's own scale_factor.
+    std::vector<double> latent_shift, latent_scale;
     /// Text-to-image: the frozen CLIP file whose text encoder the network was trained with (a
     /// bundled name, a path relative to the model file's folder, or an absolute path). Empty: none.
     std::string text_encoder;

@@ -35,15 +35,39 @@ Status AutoencoderConfig::validate() const {
                                std::to_string(halvings));
     if (!(scale_factor > 0) || !std::isfinite(scale_factor)) return Status::failure("autoencoder: scale_factor must be positive");
     if (!(latent_clip > 0)) return Status::failure("autoencoder: latent_clip must be positive");
+    return check_channel_norm(latent_shift, latent_scale, latent_channels, "autoencoder");
+}
+
+Status check_channel_norm(const std::vector<double>& shift, const std::vector<double>& scale, int64_t channels,
+                          const std::string& where) {
+    if (shift.empty() && scale.empty()) return Status::success();
+    if (int64_t(shift.size()) != channels || int64_t(scale.size()) != channels)
+        return Status::failure(where + ": latent_shift and latent_scale need one entry per latent channel (" +
+                               std::to_string(channels) + "), got " + std::to_string(shift.size()) + " and " +
+                               std::to_string(scale.size()));
+    for (size_t c = 0; c < shift.size(); ++c)
+        if (!std::isfinite(shift[c]) || !std::isfinite(scale[c]) || !(scale[c] > 0))
+            return Status::failure(where + ": latent channel " + std::to_string(c) +
+                                   " needs a finite shift and a finite positive scale");
     return Status::success();
 }
 
+std::pair<std::vector<double>, std::vector<double>> measure_channel_norm(const at::Tensor& raw_latents) {
+    const at::Tensor per = raw_latents.to(at::kDouble).transpose(0, 1).reshape({raw_latents.size(1), -1});
+    const at::Tensor mean = per.mean(1).contiguous(), sd = per.std(1).contiguous();
+    std::vector<double> shift(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel()), scale;
+    for (int64_t c = 0; c < sd.numel(); ++c) scale.push_back(1.0 / std::max(sd[c].item<double>(), 1e-8));
+    return {shift, scale};
+}
+
 json to_json(const AutoencoderConfig& c) {
-    return json{{"in_channels", c.in_channels}, {"image_size", c.image_size}, {"pad", c.pad},
+    json j{{"in_channels", c.in_channels}, {"image_size", c.image_size}, {"pad", c.pad},
                 {"base_channels", c.base_channels}, {"channel_mult", c.channel_mult},
                 {"num_res_blocks", c.num_res_blocks}, {"latent_channels", c.latent_channels},
                 {"groups", c.groups}, {"scale_factor", c.scale_factor}, {"latent_clip", c.latent_clip}, {"dataset", c.dataset},
                 {"class_names", c.class_names}, {"training", c.training}};
+    if (!c.latent_scale.empty()) j["latent_norm"] = json{{"shift", c.latent_shift}, {"scale", c.latent_scale}};
+    return j;
 }
 
 Result<AutoencoderConfig> autoencoder_config_from_json(const json& j) {
@@ -63,6 +87,10 @@ Result<AutoencoderConfig> autoencoder_config_from_json(const json& j) {
         c.dataset = j.value("dataset", std::string());
         c.class_names = j.value("class_names", std::vector<std::string>{});
         c.training = j.value("training", json::object());
+        if (j.contains("latent_norm")) {
+            c.latent_shift = j.at("latent_norm").at("shift").get<std::vector<double>>();
+            c.latent_scale = j.at("latent_norm").at("scale").get<std::vector<double>>();
+        }
     } catch (const json::exception& e) {
         return Error{std::string("autoencoder config: ") + e.what()};
     }
@@ -160,10 +188,25 @@ at::Tensor AutoencoderImpl::decode_raw(const at::Tensor& z) {
     return p > 0 ? out.narrow(2, p, s).narrow(3, p, s) : out;
 }
 
-at::Tensor AutoencoderImpl::encode(const at::Tensor& x) { return encode_moments(x).first * config_.scale_factor; }
+at::Tensor AutoencoderImpl::encode(const at::Tensor& x) { return scale_latents(encode_moments(x).first); }
 
-at::Tensor AutoencoderImpl::decode(const at::Tensor& z) {
-    return decode_raw(z / config_.scale_factor).clamp(-1.0, 1.0);
+at::Tensor AutoencoderImpl::decode(const at::Tensor& z) { return decode_raw(unscale_latents(z)).clamp(-1.0, 1.0); }
+
+namespace {
+// [1, L, 1, 1] of a per-channel vector, in `like`'s dtype and device.
+at::Tensor per_channel(const std::vector<double>& v, const at::Tensor& like) {
+    return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).to(like.options()).view({1, int64_t(v.size()), 1, 1});
+}
+}  // namespace
+
+at::Tensor AutoencoderImpl::scale_latents(const at::Tensor& raw) const {
+    if (config_.latent_scale.empty()) return raw * config_.scale_factor;
+    return (raw - per_channel(config_.latent_shift, raw)) * per_channel(config_.latent_scale, raw);
+}
+
+at::Tensor AutoencoderImpl::unscale_latents(const at::Tensor& z) const {
+    if (config_.latent_scale.empty()) return z / config_.scale_factor;
+    return z / per_channel(config_.latent_scale, z) + per_channel(config_.latent_shift, z);
 }
 
 namespace {

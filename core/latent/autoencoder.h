@@ -33,6 +33,11 @@ struct AutoencoderConfig {
     int64_t groups = 8;
     double scale_factor = 1.0;        ///< latents = posterior mean * scale_factor (unit variance on the data)
     double latent_clip = 5.0;         ///< samplers clip predicted latents to +-this (5 standard deviations)
+    /// Per-channel normalisation (both empty, or one entry per latent channel): latents =
+    /// (posterior mean - latent_shift[c]) * latent_scale[c] instead of posterior mean * scale_factor.
+    /// A latent diffusion model trained with `train --latent-norm channel` stores its own pair and
+    /// load_model() sets it here; autoencoder files written so far have none.
+    std::vector<double> latent_shift, latent_scale;
     std::string dataset;              ///< what it was trained on (e.g. "fashion-mnist")
     std::vector<std::string> class_names;
     nlohmann::json training = nlohmann::json::object();  ///< how it was trained and its figures
@@ -51,8 +56,11 @@ public:
     std::pair<at::Tensor, at::Tensor> encode_moments(const at::Tensor& x);
     /// Unscaled latents -> images [B,C,H,W] (not clamped).
     at::Tensor decode_raw(const at::Tensor& z);
-    /// Scaled (unit-variance) latents: the posterior mean times scale_factor.
+    /// Scaled (unit-variance) latents: the posterior mean times scale_factor (or normalised per channel).
     at::Tensor encode(const at::Tensor& x);
+    /// Posterior-space latents [B,L,h,w] -> the scaled latents diffusion models see, and back.
+    at::Tensor scale_latents(const at::Tensor& raw) const;
+    at::Tensor unscale_latents(const at::Tensor& z) const;
     /// Scaled latents -> images in [-1, 1] (clamped).
     at::Tensor decode(const at::Tensor& z);
     const AutoencoderConfig& config() const { return config_; }
@@ -91,6 +99,12 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig config, const Autoencode
 
 /// 1 / std of the posterior means over `data` (batched, no grad).
 double measure_latent_scale(Autoencoder& ae, const at::Tensor& images, c10::Device device);
+/// Per-channel mean and 1 / std of posterior-space latents [N,L,h,w] (for latent_shift/latent_scale).
+std::pair<std::vector<double>, std::vector<double>> measure_channel_norm(const at::Tensor& raw_latents);
+/// Checks a per-channel normalisation for `channels` latent channels: both empty, or both of that
+/// size with finite shifts and finite positive scales; the message starts with `where`.
+Status check_channel_norm(const std::vector<double>& shift, const std::vector<double>& scale, int64_t channels,
+                          const std::string& where);
 /// Encodes images to scaled latents (batched, no grad) on `device`; returned on the CPU.
 at::Tensor encode_all(Autoencoder& ae, const at::Tensor& images, c10::Device device);
 /// Decodes scaled latents (batched, no grad); returned on the CPU.

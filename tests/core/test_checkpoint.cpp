@@ -138,6 +138,43 @@ private Q_SLOTS:
         QVERIFY(at::equal(net->forward(x, t, y), loaded->network->forward(x, t, y)));
     }
 
+    void latentNormTravelsWithTheModel() {
+        // A latent model trained on per-channel normalised latents keeps its shift and scale in its
+        // config; load_model() puts them on the autoencoder it loads, so decode() undoes them.
+        QTemporaryDir dir;
+        const std::string path = dir.filePath("latent.safetensors").toStdString();
+        ModelConfig cfg = smallConfig();
+        cfg.network.in_channels = 4;
+        cfg.network.image_size = 8;
+        cfg.network.channel_mult = {1, 2};
+        cfg.network.attention_resolutions = {};
+        cfg.autoencoder = std::string(DLAB_SOURCE_MODELS_DIR) + "/fashion-mnist-autoencoder-quality.safetensors";
+        cfg.latent_shift = {0.5, -0.25, 0.0, 1.0};
+        cfg.latent_scale = {2.0, 1.0, 4.0, 0.5};
+        auto net = make_network(cfg.network).value();
+        QVERIFY(save_model(path, cfg, *net).ok());
+        auto loaded = load_model(path, c10::Device(c10::kCPU));
+        QVERIFY2(loaded.ok(), loaded.error().c_str());
+        QCOMPARE(loaded->config.latent_scale, cfg.latent_scale);
+        QCOMPARE(loaded->autoencoder->config().latent_shift, cfg.latent_shift);
+        QCOMPARE(loaded->autoencoder->config().latent_scale, cfg.latent_scale);
+        // z = (raw - shift) * scale, channel by channel; a zero latent is the raw shift.
+        const at::Tensor raw = loaded->autoencoder->unscale_latents(at::zeros({1, 4, 8, 8}));
+        QCOMPARE(raw[0][3][2][5].item<double>(), 1.0);
+        QCOMPARE(loaded->autoencoder->scale_latents(at::ones({1, 4, 8, 8}))[0][1][0][0].item<double>(), 1.25);
+        // Wrong sizes, a zero scale, or a normalisation without an autoencoder are refused by name.
+        nlohmann::json j = to_json(cfg);
+        j["latent_norm"]["scale"] = {1.0, 1.0};
+        auto wrong = model_config_from_json(j);
+        QVERIFY(!wrong && QString::fromStdString(wrong.error()).contains("latent_norm"));
+        j["latent_norm"]["scale"] = {1.0, 0.0, 1.0, 1.0};
+        QVERIFY(!model_config_from_json(j));
+        nlohmann::json orphan = to_json(cfg);
+        orphan.erase("autoencoder");
+        auto refused = model_config_from_json(orphan);
+        QVERIFY(!refused && QString::fromStdString(refused.error()).contains("latent_norm"));
+    }
+
     void mismatchedFilesAreRejected() {
         QTemporaryDir dir;
         const std::string path = dir.filePath("m.safetensors").toStdString();

@@ -110,7 +110,7 @@ bool GenerativeJob::step() {
                     const auto& ac = ae.value()->config();
                     const at::Tensor z = at::randn({n, ac.latent_channels, ac.latent_size(), ac.latent_size()},
                                                    make_generator(m_request.seed), at::TensorOptions().dtype(at::kFloat));
-                    const at::Tensor x = decode_all(ae.value(), z * ac.scale_factor, m_lab->device);
+                    const at::Tensor x = decode_all(ae.value(), ae.value()->scale_latents(z), m_lab->device);
                     Q_EMIT m_worker->generativePanel(1, gridImage(x, cols), SamplingWorker::tr("VAE prior: one step (unconditional)"), m_requestId);
                 }
             }

@@ -53,7 +53,7 @@ bool VaeGridJob::step() {
         const at::Tensor z = at::randn({m_count, ac.latent_channels, ac.latent_size(), ac.latent_size()},
                                        make_generator(m_seed), at::TensorOptions().dtype(at::kFloat));
         // The VAE's own prior: N(0, I) for the unscaled latent (what its KL term pulls towards).
-        const at::Tensor x = decode_all(ae, z * ac.scale_factor, m_lab->device);
+        const at::Tensor x = decode_all(ae, ae->scale_latents(z), m_lab->device);
         const int64_t cols = int64_t(std::ceil(std::sqrt(double(m_count))));
         const at::Tensor grid = imaging::make_grid((x + 1) / 2, cols, 2, 1.0);
         QString title = SamplingWorker::tr("VAE: the decoder on latents drawn from N(0, I), one step, no diffusion");
