@@ -104,7 +104,7 @@ elif [ "$mode" = continue ]; then
   else
     echo "== a new run from $from"
     $cli train --dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr 5 \
-      --batch 256 --lr 2e-4 --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda \
+      --batch 256 --lr 2e-4 --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda ${TRAIN_EXTRA:-} \
       --init-from "$from" --steps "${3:-21000}" --out "$run-next" --max-minutes "${2:-6.7}" \
       --log-every 1000 --checkpoint-every 7000 2>&1 | tee "$OUT/train-latent-quality-next.log" | grep -E "^step [0-9]*000/|done|rror|train:"
   fi
