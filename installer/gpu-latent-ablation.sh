@@ -15,6 +15,10 @@
 #   perchan  the bundled recipe on latents normalised per channel (--latent-norm channel: each of
 #            the 4 channels to mean 0, std 1; with the one global factor their stds are 0.70, 1.18,
 #            0.49 and 0.75 and their means differ: the third sees a quarter of the nominal SNR)
+#   vplain   v-prediction without min-SNR weighting (plain v MSE: the low-noise steps, which min-SNR 5
+#            scales down by 5 / (SNR + 1), weigh as much as the rest; in latent space a small error
+#            there is a whole 4x4 pixel patch after the decoder)
+#   snrgF    the bundled recipe with min-SNR gamma F instead of 5 (snrg20: more weight at low noise)
 #   shiftF   the bundled recipe with the cosine schedule's SNR multiplied by F at every t
 #            (--snr-shift F: shift4 keeps more signal at every step, shift0.25 less)
 # VARIANTS picks them (default "control eps wide"). Each run's step count is STEPS when set, else
@@ -33,7 +37,7 @@ read -r -a names <<< "${VARIANTS:-control eps wide}"
 for n in "${names[@]}"; do
   base=96 blocks=2
   case $n in
-    control|eps|scaled|linear|shift*|b1024|perchan) ;;
+    control|eps|scaled|linear|shift*|b1024|perchan|vplain|snrg*) ;;
     wide) base=${WIDE:-144} ;;
     w128) base=128 ;;
     deep) blocks=3 ;;
@@ -47,7 +51,12 @@ opts() {
   local n=$1
   echo --dataset "latents:$PWD/$ae" --config gpu-logs/ablation-$n.json --batch $(batch_of $n) --lr $([ $n = b1024 ] && echo 4e-4 || echo 2e-4) --warmup 500 --lr-decay cosine \
     --lr-final 0.1 --ema 0.9998 --device cuda --seed 1
-  if [ $n = eps ]; then echo --prediction eps; else echo --prediction v --min-snr 5; fi
+  case $n in
+    eps) echo --prediction eps ;;
+    vplain) echo --prediction v ;;
+    snrg*) echo --prediction v --min-snr "${n#snrg}" ;;
+    *) echo --prediction v --min-snr 5 ;;
+  esac
   case $n in
     scaled) echo --schedule scaled-linear ;;
     linear) echo --schedule linear ;;

@@ -184,6 +184,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .option("json", "also write the results as JSON")
         .option("csv", "also write one CSV row per scale")
         .flag("real-as-samples", "score training images instead of samples (metric timings and the floor's spread)")
+        .option("through", "with --real-as-samples: also score those images encoded and decoded by this autoencoder (the best any latent model on it can do)")
         .flag("bf16", "bf16 autocast of the network while sampling (CUDA)")
         .flag("help", "show this help");
     if (!sweep) add_nll_options(args);
@@ -233,6 +234,16 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     const bool lead = !comm || comm->rank() == 0;
     const bool real_as_samples = args.given("real-as-samples");
 
+    Autoencoder through{nullptr};  // --through: training images round-tripped by this autoencoder
+    if (args.given("through")) {
+        if (!real_as_samples) return usage(command + ": --through goes with --real-as-samples");
+        auto path = resolve_model(args.get("through"));
+        if (!path) return failure(command + ": --through: " + path.error());
+        if (!is_autoencoder_file(path.value())) return usage(command + ": --through: " + path.value() + " is not an autoencoder");
+        auto ae = load_autoencoder(path.value(), device.value());
+        if (!ae) return failure(command + ": --through: " + ae.error());
+        through = ae.value();
+    }
     Result<LoadedModel> model = Error{"no model"};
     Autoencoder vae{nullptr};  // an autoencoder file as the model: its decoder as a one-step generator
     std::string model_path = "(training images)";
@@ -372,6 +383,26 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     // Training images as "samples": the floor row is the result, and its timings are the ones reported.
     if (real_as_samples) {
         out["rows"].push_back(floor_row);
+        if (through) {
+            // The same training images through the autoencoder: a latent model that sampled the
+            // encoder's latents exactly would score this, so it bounds every latent model on it.
+            const auto t0 = Clock::now();
+            const at::Tensor x = decode_all(through, encode_all(through, floor_images, device.value()), device.value());
+            const double secs = since(t0);
+            Features rec;
+            try {
+                rec = fnet->extract(x);
+            } catch (const std::exception& e) {
+                return failure(command + ": feature network: " + e.what());
+            }
+            json r = compute_metrics(metrics.value(), rec, train_labels, real, real_stats,
+                                     real.spatial.defined() ? &real_spatial : nullptr, timing);
+            r["seconds"] = secs;
+            r["generator"] = "autoencoder-round-trip";
+            r["autoencoder"] = args.get("through");
+            out["rows"].push_back(r);
+            print_row("round trip", r, secs);
+        }
     } else if (vae) {
         const auto& ac = vae->config();
         const at::Tensor z = at::randn({N, ac.latent_channels, ac.latent_size(), ac.latent_size()},

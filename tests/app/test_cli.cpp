@@ -182,6 +182,8 @@ private Q_SLOTS:
         QTest::newRow("chain video not an mp4") << QStringList{"sample", "--steps", "100000", "--count", "1000000", "--chain-video", "/tmp/dlab-test-chain.gif", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "give a name ending in .mp4";
         QTest::newRow("grid not a png") << QStringList{"sample", "--steps", "100000", "--count", "1000000", "-o", "/tmp/dlab-test-grid.jpg"} << 1 << "give a name ending in .png";
         QTest::newRow("bad spacing") << QStringList{"sample", "--spacing", "odd", "--tensors", "x"} << 2 << "unknown spacing 'odd'";
+        QTest::newRow("through without real") << QStringList{"eval", "--through", "fashion-mnist-autoencoder"} << 2 << "--through goes with --real-as-samples";
+        QTest::newRow("through a diffusion model") << QStringList{"eval", "--real-as-samples", "--through", "default"} << 2 << "is not an autoencoder";
         QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";
         QTest::newRow("autoencoder bad kl") << QStringList{"train-autoencoder", "--out", "x", "--kl-weight", "-1"} << 2 << "--kl-weight must be between";
         QTest::newRow("latents of a missing autoencoder") << QStringList{"train", "--dataset", "latents:/tmp/no-ae.safetensors", "--out", "/tmp/dlab-x"} << 1 << "no-ae.safetensors";
@@ -421,6 +423,27 @@ private Q_SLOTS:
         QVERIFY(std::abs(floor[0]["fid"].toDouble() - floor[1]["fid"].toDouble()) < 1e-6 * floor[0]["fid"].toDouble());
         QCOMPARE(floor[0]["precision"].toDouble(), floor[1]["recall"].toDouble());
         QCOMPARE(floor[0]["recall"].toDouble(), floor[1]["precision"].toDouble());
+    }
+
+    // eval --real-as-samples --through AE: the training images also scored after an encode/decode
+    // round trip (what a perfect latent model on that autoencoder would score), as a second row.
+    void evalRoundTripThroughAnAutoencoder() {
+        QTemporaryDir dir;
+        const QString json = dir.filePath("rt.json");
+        const Run r = cli({"eval", "--real-as-samples", "--through", "fashion-mnist-autoencoder", "--count", "200", "--device", "cpu",
+                           "--metrics", "fid,precision,recall", "--json", json});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(r.out.contains("round trip"));
+        QFile f(json);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QJsonArray rows = QJsonDocument::fromJson(f.readAll()).object()["rows"].toArray();
+        QCOMPARE(rows.size(), 2);
+        const QJsonObject floor = rows[0].toObject(), trip = rows[1].toObject();
+        QCOMPARE(trip["generator"].toString(), QStringLiteral("autoencoder-round-trip"));
+        const double fid = trip["fid"].toDouble();
+        QVERIFY(std::isfinite(fid) && fid > 0);
+        QVERIFY2(std::abs(fid - floor["fid"].toDouble()) > 1e-6, "the round trip changed nothing");
+        QVERIFY(trip["recall"].toDouble() > 0 && trip["recall"].toDouble() <= 1);
     }
 
     // eval --metrics nll: the bound's parts add up to the total in the JSON, one CSV row per grid

@@ -150,6 +150,12 @@ private Q_SLOTS:
         const at::Tensor per = z.transpose(0, 1).reshape({4, -1});
         QVERIFY(per.mean(1).abs().max().item<double>() < 1e-4);
         QVERIFY((per.std(1) - 1.0).abs().max().item<double>() < 1e-4);
+        // How much of the data the samplers' x0 clip at +-latent_clip would cut, either way.
+        const double clip = ae->config().latent_clip;
+        qInfo("beyond +-%.0f: %.2e of the per-channel latents (max |z| %.2f), %.2e with the global factor (max %.2f)", clip,
+              (z.abs() > clip).to(at::kDouble).mean().item<double>(), z.abs().max().item<double>(),
+              (m_z.narrow(0, 0, 4000).abs() > clip).to(at::kDouble).mean().item<double>(),
+              m_z.narrow(0, 0, 4000).abs().max().item<double>());
         QVERIFY((ae->unscale_latents(z) - raw).abs().max().item<double>() < 1e-5);
         // The same images out of the decoder as with the global factor, and encode() agrees.
         const at::Tensor x = m_test.x.narrow(0, 0, 64);
