@@ -39,6 +39,7 @@ int cmd_train(const std::vector<std::string>& argv) {
         .option("schedule", "linear, cosine, scaled-linear or sigmoid", "cosine")
         .option("timesteps", "diffusion steps T", "1000")
         .option("latent-norm", "latents:AE only: global (the autoencoder's one scale factor) or channel (each latent channel to mean 0, std 1; stored in the model)", "global")
+        .flag("latent-sample", "latents:AE only: train on a fresh draw of each image's latent posterior every step (as LDM does), not on its mean")
         .option("snr-shift", "multiply the schedule's SNR at every t by this (above 1: more signal left; for small latents)", "1")
         .option("prediction", "eps, v or x0", "eps")
         .option("steps", "optimisation steps", "10000")
@@ -118,8 +119,8 @@ int cmd_train(const std::vector<std::string>& argv) {
 
     // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
-    if (args.get("latent-norm") != "global" && ds.rfind("latents:", 0) != 0)
-        return usage("train: --latent-norm is for --dataset latents:AUTOENCODER only");
+    if ((args.get("latent-norm") != "global" || args.given("latent-sample")) && ds.rfind("latents:", 0) != 0)
+        return usage("train: --latent-norm and --latent-sample are for --dataset latents:AUTOENCODER only");
     Result<LabelledData> data = Error{""};
     TextTraining text_training;
     if (ds.rfind("images:", 0) == 0) {
@@ -160,6 +161,12 @@ int cmd_train(const std::vector<std::string>& argv) {
             latents.x = ae.value()->scale_latents(raw);
         }
         latents.name = "fashion-mnist latents (" + ds.substr(8) + ")";
+        if (args.given("latent-sample")) {
+            latents.x_std = encode_all_std(ae.value(), images->x, device.value());
+            latents.name = "fashion-mnist latent posteriors (" + ds.substr(8) + ")";
+            if (lead) std::cerr << "posterior std of the scaled latents: mean " << latents.x_std.mean().item<double>() << ", max "
+                                << latents.x_std.max().item<double>() << " (drawn afresh every step)\n";
+        }
         if (lead) std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
                   << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
                   << ", std " << latents.x.std().item<double>() << "; per channel std";

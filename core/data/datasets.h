@@ -18,6 +18,9 @@ namespace dlab {
 struct LabelledData {
     at::Tensor x;       ///< images [N,C,H,W] float32 in [-1, 1], or points [N,D]
     at::Tensor labels;  ///< [N] int64
+    /// Optional, like x: each element's standard deviation when x is the mean of a distribution
+    /// (latent posteriors); training then draws x + x_std * noise afresh every step.
+    at::Tensor x_std;
     int64_t num_classes = 0;
     std::vector<std::string> class_names;
     std::string name;

@@ -204,6 +204,11 @@ at::Tensor AutoencoderImpl::scale_latents(const at::Tensor& raw) const {
     return (raw - per_channel(config_.latent_shift, raw)) * per_channel(config_.latent_scale, raw);
 }
 
+at::Tensor AutoencoderImpl::scale_spread(const at::Tensor& raw_std) const {
+    if (config_.latent_scale.empty()) return raw_std * config_.scale_factor;
+    return raw_std * per_channel(config_.latent_scale, raw_std);
+}
+
 at::Tensor AutoencoderImpl::unscale_latents(const at::Tensor& z) const {
     if (config_.latent_scale.empty()) return z / config_.scale_factor;
     return z / per_channel(config_.latent_scale, z) + per_channel(config_.latent_shift, z);
@@ -229,6 +234,10 @@ at::Tensor batched(const at::Tensor& in, c10::Device device, F&& f) {
 
 at::Tensor encode_all(Autoencoder& ae, const at::Tensor& images, c10::Device device) {
     return batched(images, device, [&](const at::Tensor& x) { return ae->encode(x); });
+}
+
+at::Tensor encode_all_std(Autoencoder& ae, const at::Tensor& images, c10::Device device) {
+    return batched(images, device, [&](const at::Tensor& x) { return ae->scale_spread(at::exp(0.5 * ae->encode_moments(x).second)); });
 }
 
 at::Tensor decode_all(Autoencoder& ae, const at::Tensor& latents, c10::Device device) {

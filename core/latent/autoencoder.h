@@ -61,6 +61,8 @@ public:
     /// Posterior-space latents [B,L,h,w] -> the scaled latents diffusion models see, and back.
     at::Tensor scale_latents(const at::Tensor& raw) const;
     at::Tensor unscale_latents(const at::Tensor& z) const;
+    /// A posterior-space spread (a standard deviation) in the units of the scaled latents.
+    at::Tensor scale_spread(const at::Tensor& raw_std) const;
     /// Scaled latents -> images in [-1, 1] (clamped).
     at::Tensor decode(const at::Tensor& z);
     const AutoencoderConfig& config() const { return config_; }
@@ -107,6 +109,9 @@ Status check_channel_norm(const std::vector<double>& shift, const std::vector<do
                           const std::string& where);
 /// Encodes images to scaled latents (batched, no grad) on `device`; returned on the CPU.
 at::Tensor encode_all(Autoencoder& ae, const at::Tensor& images, c10::Device device);
+/// The posterior standard deviations of images' latents, exp(log-variance / 2), in scaled units
+/// (batched, no grad) on `device`; returned on the CPU.
+at::Tensor encode_all_std(Autoencoder& ae, const at::Tensor& images, c10::Device device);
 /// Decodes scaled latents (batched, no grad); returned on the CPU.
 at::Tensor decode_all(Autoencoder& ae, const at::Tensor& latents, c10::Device device);
 /// Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak 2), over the whole set.

@@ -152,6 +152,7 @@ at::Tensor TrainStepGraph::step(const StepDraws& draws, double lr, int64_t adam_
     put(s.buf.eps, draws.eps);
     put(s.buf.drop, draws.drop);
     put(s.buf.flip, draws.flip);
+    if (draws.noise.defined()) put(s.buf.noise, draws.noise);
     put(s.scalars, host);
     if (!s.captured && s.eager_steps >= 3) {
         s.side->synchronize();

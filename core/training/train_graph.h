@@ -33,6 +33,7 @@ struct AdamW;
 /// A step's random draws, on the CPU: dataset rows, timesteps, noise, label dropout, flips.
 struct StepDraws {
     at::Tensor idx, t, eps, drop, flip;
+    at::Tensor noise;  ///< like eps, for data with a spread (LabelledData::x_std); undefined otherwise
 };
 
 class TrainStepGraph {

@@ -240,6 +240,8 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         return Error{"train: unknown learning-rate decay '" + tc.lr_decay + "' (constant or cosine)"};
     if (!(tc.lr_final >= 0 && tc.lr_final <= 1)) return Error{"train: lr_final must be in [0, 1]"};
     if (data.x.size(0) < 1) return Error{"train: the dataset is empty"};
+    if (data.x_std.defined() && data.x_std.sizes() != data.x.sizes())
+        return Error{"train: the data's spread (x_std) does not have the shape of its examples"};
     if (tc.bf16 && !device.is_cuda())
         return Error{"train: bf16 autocast needs a CUDA device (this run is on " + device.str() + ")"};
     if (mc.network.learn_sigma && !(tc.vlb_weight >= 0))
@@ -386,6 +388,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         ema->set_null_prompt(st, va);
     }
     const at::Tensor images = data.x.to(device);
+    const at::Tensor spreads = data.x_std.defined() ? data.x_std.to(device) : at::Tensor();
     const at::Tensor labels = data.labels.to(device);
     const at::Tensor sqrt_ab = schedule.alpha_bars().sqrt().to(device, at::kFloat);
     const at::Tensor sqrt_1mab = (1.0 - schedule.alpha_bars()).sqrt().to(device, at::kFloat);
@@ -487,6 +490,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     // Images (flipped where drawn) and labels (the null class where dropped) of a step's draws.
     auto plain_batch = [&](const StepDraws& d) -> std::pair<at::Tensor, at::Tensor> {
         at::Tensor x0 = images.index_select(0, d.idx);
+        if (spreads.defined()) x0 = x0 + spreads.index_select(0, d.idx) * d.noise;  // a fresh draw of each posterior
         if (tc.hflip && x0.dim() == 4) x0 = at::where(d.flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
         at::Tensor y;
         if (null_class > 0) {
@@ -558,6 +562,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             draws.eps = at::randn(global_shape, gen, f32).narrow(0, first, b);
             draws.drop = (at::rand({B}, gen, f32) < tc.p_uncond).narrow(0, first, b);
             draws.flip = (at::rand({B}, gen, f32) < 0.5).narrow(0, first, b);
+            if (spreads.defined()) draws.noise = at::randn(global_shape, gen, f32).narrow(0, first, b);
             const bool log_now = (step + 1) % tc.log_every == 0 || step + 1 == tc.steps;
             const double lr = learning_rate(tc, step);
             const double ema_d = std::min(tc.ema_decay, double(1 + step) / double(10 + step));
@@ -571,7 +576,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             }
             if (!loss.defined()) {
                 StepDraws on_device{draws.idx.to(device), draws.t.to(device), draws.eps.to(device), draws.drop.to(device),
-                                    draws.flip.to(device)};
+                                    draws.flip.to(device), draws.noise.defined() ? draws.noise.to(device) : at::Tensor()};
                 at::Tensor x0, y;
                 if (video) {
                     // Whole clips: every frame of a clip shares its t, its label and its dropout.

@@ -182,6 +182,9 @@ private Q_SLOTS:
         QTest::newRow("chain video not an mp4") << QStringList{"sample", "--steps", "100000", "--count", "1000000", "--chain-video", "/tmp/dlab-test-chain.gif", "--tensors", "/tmp/dlab-test-x.safetensors"} << 1 << "give a name ending in .mp4";
         QTest::newRow("grid not a png") << QStringList{"sample", "--steps", "100000", "--count", "1000000", "-o", "/tmp/dlab-test-grid.jpg"} << 1 << "give a name ending in .png";
         QTest::newRow("bad spacing") << QStringList{"sample", "--spacing", "odd", "--tensors", "x"} << 2 << "unknown spacing 'odd'";
+        QTest::newRow("latent norm on pixels") << QStringList{"train", "--latent-norm", "channel", "--out", "/tmp/dlab-x"} << 2 << "for --dataset latents:AUTOENCODER only";
+        QTest::newRow("latent sample on pixels") << QStringList{"train", "--latent-sample", "--out", "/tmp/dlab-x"} << 2 << "for --dataset latents:AUTOENCODER only";
+        QTest::newRow("unknown latent norm") << QStringList{"train", "--dataset", "latents:fashion-mnist-autoencoder", "--latent-norm", "pixel", "--out", "/tmp/dlab-x"} << 2 << "--latent-norm must be global or channel";
         QTest::newRow("through without real") << QStringList{"eval", "--through", "fashion-mnist-autoencoder"} << 2 << "--through goes with --real-as-samples";
         QTest::newRow("through a diffusion model") << QStringList{"eval", "--real-as-samples", "--through", "default"} << 2 << "is not an autoencoder";
         QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";

@@ -148,6 +148,38 @@ private Q_SLOTS:
         QCOMPARE(QString::fromUtf8(log.readAll()).count('\n'), 61);
     }
 
+    void dataWithASpreadIsDrawnAfreshEachStep() {
+        // LabelledData::x_std (train --latent-sample): each step trains on x + x_std * noise. A zero
+        // spread is exactly the plain run (the other draws of a step do not move); a real one changes
+        // the losses, still trains, and resumes like any run; a spread of another shape is refused.
+        const LabelledData plain = subset(64);
+        auto losses_of = [&](const LabelledData& d, std::vector<double>& out) {
+            QTemporaryDir dir;
+            TrainHooks hooks;
+            hooks.on_progress = [&](const TrainProgress& p) { out.push_back(p.loss); };
+            return train(tiny(), fast(6), d, c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New, hooks);
+        };
+        std::vector<double> a, z, s;
+        QVERIFY(losses_of(plain, a).ok());
+        LabelledData zero = plain;
+        zero.x_std = at::zeros_like(plain.x);
+        QVERIFY(losses_of(zero, z).ok());
+        QCOMPARE(z, a);
+        LabelledData spread = plain;
+        spread.x_std = at::full_like(plain.x, 0.5);
+        auto r = losses_of(spread, s);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().c_str());
+        QCOMPARE(s.size(), a.size());
+        QVERIFY(s != a);
+        for (double l : s) QVERIFY(std::isfinite(l));
+        LabelledData wrong = plain;
+        wrong.x_std = at::zeros({3, 1, 28, 28});
+        std::vector<double> w;
+        auto refused = losses_of(wrong, w);
+        QVERIFY(!refused.ok());
+        QVERIFY2(QString::fromStdString(refused.error()).contains("x_std"), refused.error().c_str());
+    }
+
     void resumeMatchesUninterruptedRun() {
         const LabelledData data = subset(256);
         QTemporaryDir a, b;
@@ -327,7 +359,7 @@ private Q_SLOTS:
         QVERIFY(graph.failed());
         QVERIFY(!graph.captured());
         StepDraws d{at::zeros({2}, at::kLong), at::zeros({2}, at::kLong), at::zeros({2, 1, 28, 28}),
-                    at::zeros({2}, at::kBool), at::zeros({2}, at::kBool)};
+                    at::zeros({2}, at::kBool), at::zeros({2}, at::kBool), at::Tensor()};
         QVERIFY(!graph.step(d, 1e-3, 1, 0.9).defined());
         QVERIFY(!called);
         QVERIFY(at::equal(before, net.value()->parameters().front()));
