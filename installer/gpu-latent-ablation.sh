@@ -31,7 +31,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-sched-eval}
 source installer/gpu-common.sh || exit 1
 OUT=${OUT:-gpu-logs}
-ae=resources/models/fashion-mnist-autoencoder-quality.safetensors
+ae=${AE:-resources/models/fashion-mnist-autoencoder-quality.safetensors}  # AE=FILE: another autoencoder's latents
 minutes=${1:-6}
 read -r -a names <<< "${VARIANTS:-control eps wide}"
 for n in "${names[@]}"; do

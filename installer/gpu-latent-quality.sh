@@ -9,7 +9,8 @@
 #       a new autoencoder like the bundled one (L1 + 1e-4 KL + 0.02 x classifier features, base 64,
 #       4x8x8 latents) trained for MINUTES (default 6; the bundled one had 2.5 and reaches a
 #       reconstruction FD of 3.35 against the floor's 2.08, which bounds any latent model's FID);
-#       written to $OUT/fashion-mnist-autoencoder-quality.safetensors and kept for `train`.
+#       written to $OUT/fashion-mnist-autoencoder-quality.safetensors and kept for `train`, then scored
+#       by a round trip of 10,000 training images (eval --through). KL sets its KL weight (1e-4).
 #   installer/gpu-latent-quality.sh train [MINUTES] [STEPS]
 #       trains runs/latent-quality for at most MINUTES (default 8.5), resuming it when it is there:
 #       on the latents of the autoencoder from `ae` when that ran on this machine, else of the
@@ -61,9 +62,12 @@ bundle() {
 }
 if [ "$mode" = ae ]; then
   $cli train-autoencoder --out gpu-logs/fashion-mnist-autoencoder-quality.safetensors --steps 1000000 --batch 128 \
-    --lr 5e-4 --kl-weight 1e-4 --perceptual 0.02 --base-channels 64 --log-every 2000 --max-minutes "${2:-6}" \
+    --lr 5e-4 --kl-weight "${KL:-1e-4}" --perceptual 0.02 --base-channels 64 --log-every 2000 --max-minutes "${2:-6}" \
     --device cuda 2>&1 | tee "$OUT/ae-quality.log" | grep -E "step|FD|PSNR|rror"
   cp gpu-logs/fashion-mnist-autoencoder-quality.safetensors "$OUT/"
+  # Its ceiling for latent models: 10,000 training images round-tripped, scored like samples.
+  $cli eval --real-as-samples --through gpu-logs/fashion-mnist-autoencoder-quality.safetensors --count 10000 --device cuda \
+    --metrics fid,precision,recall,agreement --json "$OUT/ae-round-trip.json" 2>&1 | tee -a "$OUT/ae-quality.log" | grep -E "floor|round trip"
 elif [ "$mode" = train ] || [ "$mode" = resume ]; then
   [ "$mode" = resume ] && [ ! -f "$run/checkpoint.safetensors" ] &&
     { echo "resume: no $run/checkpoint.safetensors on this machine (a fresh one: the earlier calls' run is gone)"; exit 1; }
