@@ -345,6 +345,18 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     json floor_row = compute_metrics(metrics.value(), floor, train_labels, real, real_stats,
                                      real.spatial.defined() ? &real_spatial : nullptr, timing);
     floor_row["saturation"] = saturated_fraction(floor_images);
+    // The metrics of images that should show `labels` (undefined: no classes); a failing feature
+    // network is a message.
+    auto score = [&](const at::Tensor& x, const at::Tensor& labels) -> Result<json> {
+        Features f;
+        try {
+            f = fnet->extract(x);
+        } catch (const std::exception& e) {
+            return Error{command + ": feature network: " + e.what()};
+        }
+        return compute_metrics(metrics.value(), f, labels, real, real_stats, real.spatial.defined() ? &real_spatial : nullptr,
+                               timing);
+    };
     std::printf("%s: model %s\n  features: %s; N = %lld; reference %s (%lld images)\n", command.c_str(),
                 model_path.c_str(), fnet->name().c_str(), (long long)N, ref_name.c_str(), (long long)ref_images.size(0));
     if (comm)
@@ -389,14 +401,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             const auto t0 = Clock::now();
             const at::Tensor x = decode_all(through, encode_all(through, floor_images, device.value()), device.value());
             const double secs = since(t0);
-            Features rec;
-            try {
-                rec = fnet->extract(x);
-            } catch (const std::exception& e) {
-                return failure(command + ": feature network: " + e.what());
-            }
-            json r = compute_metrics(metrics.value(), rec, train_labels, real, real_stats,
-                                     real.spatial.defined() ? &real_spatial : nullptr, timing);
+            auto scored = score(x, train_labels);
+            if (!scored) return failure(scored.error());
+            json r = scored.value();
             r["seconds"] = secs;
             r["generator"] = "autoencoder-round-trip";
             r["autoencoder"] = args.get("through");
@@ -411,14 +418,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         // The VAE's own prior: N(0, I) for the unscaled latent (what the KL term pulls towards).
         const at::Tensor x = decode_all(vae, vae->scale_latents(z), device.value());
         const double secs = since(t0);
-        Features fake;
-        try {
-            fake = fnet->extract(x);
-        } catch (const std::exception& e) {
-            return failure(command + ": feature network: " + e.what());
-        }
-        json r = compute_metrics(metrics.value(), fake, at::Tensor(), real, real_stats,
-                                 real.spatial.defined() ? &real_spatial : nullptr, timing);
+        auto scored = score(x, at::Tensor());
+        if (!scored) return failure(scored.error());
+        json r = scored.value();
         r["seconds"] = secs;
         r["generator"] = "vae-prior";
         out["rows"].push_back(r);
@@ -445,14 +447,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             if (!x) return failure(command + ": " + x.error());
             if (device->is_cuda()) torch::cuda::synchronize();
             const double secs = since(t0);
-            Features fake;
-            try {
-                fake = fnet->extract(x.value().clamp(-1, 1));
-            } catch (const std::exception& e) {
-                return failure(command + ": feature network: " + e.what());
-            }
-            json r = compute_metrics(metrics.value(), fake, target, real, real_stats,
-                                     real.spatial.defined() ? &real_spatial : nullptr, timing);
+            auto scored = score(x.value().clamp(-1, 1), target);
+            if (!scored) return failure(scored.error());
+            json r = scored.value();
             r["saturation"] = saturated_fraction(x.value());
             r["scale"] = s;
             r["seconds"] = secs;
