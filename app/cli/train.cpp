@@ -119,8 +119,11 @@ int cmd_train(const std::vector<std::string>& argv) {
 
     // The dataset fixes the network's kind and input shape.
     const std::string ds = args.get("dataset");
-    if ((args.get("latent-norm") != "global" || args.given("latent-sample")) && ds.rfind("latents:", 0) != 0)
+    const std::string latent_norm = args.get("latent-norm");
+    if ((latent_norm != "global" || args.given("latent-sample")) && ds.rfind("latents:", 0) != 0)
         return usage("train: --latent-norm and --latent-sample are for --dataset latents:AUTOENCODER only");
+    if (latent_norm != "global" && latent_norm != "channel")
+        return usage("train: --latent-norm must be global or channel, got '" + latent_norm + "'");
     Result<LabelledData> data = Error{""};
     TextTraining text_training;
     if (ds.rfind("images:", 0) == 0) {
@@ -148,32 +151,30 @@ int cmd_train(const std::vector<std::string>& argv) {
         auto images = load_fashion_mnist(fashion_mnist_dir(), true);
         if (!images) return failure("train: " + images.error());
         LabelledData latents = images.value();
-        const std::string norm = args.get("latent-norm");
-        if (norm != "global" && norm != "channel")
-            return usage("train: --latent-norm must be global or channel, got '" + norm + "'");
-        latents.x = encode_all(ae.value(), images->x, device.value());
-        if (norm == "channel") {
-            // Each channel to mean 0 and std 1 (measured on these latents), kept in the model file.
-            const at::Tensor raw = ae.value()->unscale_latents(latents.x);
+        // One encoding pass: posterior means (and spreads), scaled by the autoencoder's factor or,
+        // with --latent-norm channel, each channel to mean 0 and std 1 (kept in the model file).
+        const auto [raw, raw_std] = encode_all_moments(ae.value(), images->x, device.value());
+        if (latent_norm == "channel") {
             std::tie(mc.latent_shift, mc.latent_scale) = measure_channel_norm(raw);
             ae.value()->mutable_config().latent_shift = mc.latent_shift;
             ae.value()->mutable_config().latent_scale = mc.latent_scale;
-            latents.x = ae.value()->scale_latents(raw);
         }
+        latents.x = ae.value()->scale_latents(raw);
         latents.name = "fashion-mnist latents (" + ds.substr(8) + ")";
         if (args.given("latent-sample")) {
-            latents.x_std = encode_all_std(ae.value(), images->x, device.value());
+            latents.x_std = ae.value()->scale_spread(raw_std);
             latents.name = "fashion-mnist latent posteriors (" + ds.substr(8) + ")";
-            if (lead) std::cerr << "posterior std of the scaled latents: mean " << latents.x_std.mean().item<double>() << ", max "
-                                << latents.x_std.max().item<double>() << " (drawn afresh every step)\n";
         }
-        if (lead) std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
-                  << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
-                  << ", std " << latents.x.std().item<double>() << "; per channel std";
         if (lead) {
-            const auto per_channel = latents.x.transpose(0, 1).reshape({latents.x.size(1), -1}).std(1);
+            const at::Tensor per_channel = latents.x.transpose(0, 1).reshape({latents.x.size(1), -1}).std(1);
+            std::cerr << "encoded " << latents.x.size(0) << " images to latents of shape " << latents.x.size(1) << "x"
+                      << latents.x.size(2) << "x" << latents.x.size(3) << " (mean " << latents.x.mean().item<double>()
+                      << ", std " << latents.x.std().item<double>() << "; per channel std";
             for (int64_t c = 0; c < per_channel.size(0); ++c) std::cerr << " " << per_channel[c].item<double>();
             std::cerr << ")\n";
+            if (latents.x_std.defined())
+                std::cerr << "posterior std of the scaled latents: mean " << latents.x_std.mean().item<double>() << ", max "
+                          << latents.x_std.max().item<double>() << " (drawn afresh every step)\n";
         }
         // A bundled name stays a name; a file is referenced by its absolute path.
         const std::string spec = ds.substr(8);

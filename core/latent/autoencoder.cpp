@@ -236,8 +236,13 @@ at::Tensor encode_all(Autoencoder& ae, const at::Tensor& images, c10::Device dev
     return batched(images, device, [&](const at::Tensor& x) { return ae->encode(x); });
 }
 
-at::Tensor encode_all_std(Autoencoder& ae, const at::Tensor& images, c10::Device device) {
-    return batched(images, device, [&](const at::Tensor& x) { return ae->scale_spread(at::exp(0.5 * ae->encode_moments(x).second)); });
+std::pair<at::Tensor, at::Tensor> encode_all_moments(Autoencoder& ae, const at::Tensor& images, c10::Device device) {
+    const at::Tensor both = batched(images, device, [&](const at::Tensor& x) {
+        const auto [mean, logvar] = ae->encode_moments(x);
+        return at::cat({mean, at::exp(0.5 * logvar)}, 1);
+    });
+    const int64_t L = ae->config().latent_channels;
+    return {both.narrow(1, 0, L).contiguous(), both.narrow(1, L, L).contiguous()};
 }
 
 at::Tensor decode_all(Autoencoder& ae, const at::Tensor& latents, c10::Device device) {

@@ -109,9 +109,9 @@ Status check_channel_norm(const std::vector<double>& shift, const std::vector<do
                           const std::string& where);
 /// Encodes images to scaled latents (batched, no grad) on `device`; returned on the CPU.
 at::Tensor encode_all(Autoencoder& ae, const at::Tensor& images, c10::Device device);
-/// The posterior standard deviations of images' latents, exp(log-variance / 2), in scaled units
-/// (batched, no grad) on `device`; returned on the CPU.
-at::Tensor encode_all_std(Autoencoder& ae, const at::Tensor& images, c10::Device device);
+/// Images' posterior means and standard deviations, exp(log-variance / 2), unscaled (posterior
+/// space; batched, no grad) on `device`; returned on the CPU.
+std::pair<at::Tensor, at::Tensor> encode_all_moments(Autoencoder& ae, const at::Tensor& images, c10::Device device);
 /// Decodes scaled latents (batched, no grad); returned on the CPU.
 at::Tensor decode_all(Autoencoder& ae, const at::Tensor& latents, c10::Device device);
 /// Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak 2), over the whole set.
