@@ -187,6 +187,10 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         .option("through", "with --real-as-samples: also score those images encoded and decoded by this autoencoder (the best any latent model on it can do)")
         .flag("bf16", "bf16 autocast of the network while sampling (CUDA)")
         .flag("help", "show this help");
+    if (!sweep)
+        args.option("from-real", "timesteps T: start the chains from the first N training images (a latent model: their "
+                                 "latents) noised by q(x_T | x_0) and run the sampler's steps below T, a row per T and "
+                                 "scale (how much of the real data the model restores from that noise level)");
     if (!sweep) add_nll_options(args);
     add_distributed_options(args);
     if (int rc = parse_or_help(args, argv, command + " [--model M] [OPTIONS]"); rc >= 0) return rc;
@@ -233,6 +237,16 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     }
     const bool lead = !comm || comm->rank() == 0;
     const bool real_as_samples = args.given("real-as-samples");
+    std::vector<int64_t> from_real;  // --from-real: chains from noised training data
+    if (args.given("from-real")) {
+        auto ts = args.get_int_list("from-real", 0, 100000);
+        if (!ts) return usage(ts.error());
+        if (real_as_samples) return usage(command + ": --from-real needs a diffusion model, not --real-as-samples");
+        if (comm) return usage(command + ": --from-real runs on one process (leave out --nproc-per-node)");
+        if (args.has("features") || (args.get("reference") != "fashion-mnist-test" && args.get("reference") != "fashion-mnist-train"))
+            return usage(command + ": --from-real starts from Fashion-MNIST training images (the default reference and features)");
+        from_real = ts.value();
+    }
 
     Autoencoder through{nullptr};  // --through: training images round-tripped by this autoencoder
     if (args.given("through")) {
@@ -261,7 +275,18 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         model = load_model(model_path, device.value());
         if (!model) return failure(command + ": " + model.error());
         if (model->config.network.kind != NetworkKind::UNet) return usage(command + ": needs an image model");
+        if (!from_real.empty()) {
+            const int64_t T = model->config.schedule.timesteps;
+            for (int64_t t : from_real)
+                if (t >= T) return usage(command + ": --from-real " + std::to_string(t) + ": the model's timesteps are 0.." + std::to_string(T - 1));
+            const auto& nc = model->config.network;
+            if (nc.context_dim > 0) return usage(command + ": --from-real takes class-conditional or unconditional models, not text-to-image");
+            if (!model->autoencoder && (nc.in_channels != 1 || nc.image_size != 28))
+                return usage(command + ": --from-real needs a model of 28x28 grey images (this one: " + std::to_string(nc.in_channels) +
+                             "x" + std::to_string(nc.image_size) + "x" + std::to_string(nc.image_size) + ")");
+        }
     }
+    if (vae && !from_real.empty()) return usage(command + ": --from-real needs a diffusion model, not an autoencoder");
     json nll;
     if (metrics->count("nll")) {
         if (sweep) return usage("sweep: --metrics nll belongs to eval");
@@ -437,7 +462,50 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             out["noisy_classifier"] = cp.value();
         }
         timing.clear();
-        for (double s : scales.value()) {
+        if (!from_real.empty()) {
+            auto sched = NoiseSchedule::create(model->config.schedule);
+            if (!sched) return failure(command + ": " + sched.error());
+            // The training images' clean data in model space: a latent model's latents (scaled as it saw them).
+            const int64_t n_real = floor_images.size(0);
+            const at::Tensor x0 = model->autoencoder ? encode_all(model->autoencoder, floor_images, device.value()) : floor_images;
+            const std::vector<int64_t> ts = make_timesteps(sched->timesteps(), steps.value(), *spacing);
+            std::printf("  from real: the first %lld training images (their classes), noised to the sampler's first timestep <= T\n",
+                        (long long)n_real);
+            for (double s : scales.value())
+                for (int64_t T : from_real) {
+                    // The sampler's first timestep at or below T: the chain runs from there.
+                    int64_t k = 0;
+                    while (k + 1 < static_cast<int64_t>(ts.size()) && ts[static_cast<size_t>(k)] > T) ++k;
+                    const int64_t t = ts[static_cast<size_t>(k)];
+                    at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) + 17);
+                    const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
+                    const at::Tensor xt = sched->add_noise(x0, eps, at::full({n_real}, t, at::kLong));
+                    GenerateRequest req = scale_request(*sk, *spacing, steps.value(), seed.value(), batch.value(), n_real, C,
+                                                        false, s, ClassifierGradFn(), dynamic.value());
+                    if (C > 0) req.labels = train_labels;
+                    req.noise = xt;
+                    req.start_step = k;
+                    req.bf16 = args.has("bf16");
+                    const auto t0 = Clock::now();
+                    auto x = generate(model.value(), req);
+                    if (!x) return failure(command + ": --from-real " + std::to_string(T) + ": " + x.error());
+                    if (device->is_cuda()) torch::cuda::synchronize();
+                    const double secs = since(t0);
+                    auto scored = score(x.value().clamp(-1, 1), train_labels);
+                    if (!scored) return failure(scored.error());
+                    json r = scored.value();
+                    r["saturation"] = saturated_fraction(x.value());
+                    r["scale"] = s;
+                    r["from_t"] = t;
+                    r["chain_steps"] = static_cast<int64_t>(ts.size()) - k;
+                    r["seconds"] = secs;
+                    out["rows"].push_back(r);
+                    char label[32];
+                    std::snprintf(label, sizeof label, "t%lld s%.2g", (long long)t, s);
+                    print_row(label, r, secs);
+                }
+        }
+        for (double s : from_real.empty() ? scales.value() : std::vector<double>{}) {
             GenerateRequest req = scale_request(*sk, *spacing, steps.value(), seed.value(), batch.value(), N, C,
                                                 kind == "classifier", s, grad, dynamic.value());
             req.bf16 = args.has("bf16");

@@ -54,7 +54,7 @@ struct GenerateRun::State {
         // Each batch's fresh noise comes from its own generator: results do not depend on batch order.
         gen = make_generator(req.seed * 7919ULL + static_cast<uint64_t>(start) + 1);
         x = noise.narrow(0, start, n).to(device);
-        index = 0;
+        index = req.start_step;
         in_batch = true;
     }
 
@@ -117,7 +117,12 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::create(const LoadedModel& mode
     }
     auto probe = make_sampler(s->schedule, s->sampler_config);
     if (!probe) return Error{probe.error()};
-    s->steps_per_batch = probe.value()->num_steps();
+    if (req.start_step < 0 || req.start_step >= probe.value()->num_steps())
+        return Error{"generate: the chains' first step " + std::to_string(req.start_step) + " is outside 0.." +
+                     std::to_string(probe.value()->num_steps() - 1)};
+    if (req.start_step > 0 && !req.noise.defined())
+        return Error{"generate: a chain that starts at step " + std::to_string(req.start_step) + " needs its samples there (noise)"};
+    s->steps_per_batch = probe.value()->num_steps() - req.start_step;
     const NetworkConfig& nc = mc.network;
     s->N = req.count;
     s->C = nc.num_classes;

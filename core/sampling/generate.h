@@ -32,6 +32,9 @@ struct GenerateRequest {
     const std::atomic<bool>* cancel = nullptr;  ///< checked before every step
     bool decode_latents = true;  ///< latent models: return decoded images (false: the latents)
     at::Tensor noise;            ///< the starting noise x_T [N, ...] (undefined: drawn from `seed`)
+    /// Each chain starts at this sampler step (0: at x_T), `noise` being the samples at that step's
+    /// timestep (e.g. real data noised by q(x_t | x_0): eval --from-real); 0 <= start_step < steps.
+    int64_t start_step = 0;
     bool cuda_graphs = true;     ///< replay the network as CUDA graphs on CUDA (graphed_model.h)
     /// With cuda_graphs (and not bf16): replay these graphs, captured by earlier requests of the same
     /// thread for the same network, instead of capturing a set of its own on the first step (three

@@ -176,6 +176,47 @@ private Q_SLOTS:
         QVERIFY(on >= 0.7);
     }
 
+    void chainStartsMidway() {
+        // eval --from-real: a chain that starts at sampler step k from the samples there ends where the
+        // whole chain does (DDIM is deterministic); steps outside the chain and a start without its
+        // samples are refused by name.
+        auto mpath = resolve_model("default");
+        QVERIFY2(mpath.ok(), mpath.error().c_str());
+        auto model = load_model(mpath.value(), c10::Device(c10::kCPU));
+        QVERIFY2(model.ok(), model.error().c_str());
+        GenerateRequest req;
+        req.count = 3;
+        req.sampler.steps = 10;
+        req.guidance = 2.0;
+        req.labels = at::tensor({2, 4, 9}, at::kLong);
+        req.seed = 13;
+        const int64_t k = 6;
+        at::Tensor at_k;
+        int64_t steps_seen = 0;
+        const at::Tensor whole = generate(model.value(), req, [&](int64_t, int64_t, const StepInfo& info) {
+                                     if (info.index == k) at_k = info.x_t.clone();
+                                 }).value();
+        QVERIFY(at_k.defined());
+        req.noise = at_k;
+        req.start_step = k;
+        auto run = GenerateRun::create(model.value(), req);
+        QVERIFY2(run, run ? "" : run.error().c_str());
+        QCOMPARE(run.value()->total_steps(), int64_t(10 - k));
+        while (!run.value()->done()) {
+            run.value()->step([&](int64_t, int64_t, const StepInfo& info) { QCOMPARE(info.index, k + steps_seen++); });
+        }
+        QCOMPARE(steps_seen, int64_t(10 - k));
+        QVERIFY(at::allclose(run.value()->result(), whole, 1e-5, 1e-5));
+        QVERIFY(!at::allclose(at_k.clamp(-1, 1), whole, 1e-2, 1e-2));  // step k was still noisy
+        req.start_step = 10;
+        auto outside = generate(model.value(), req);
+        QVERIFY(!outside && outside.error().find("first step 10 is outside 0..9") != std::string::npos);
+        req.start_step = 3;
+        req.noise = at::Tensor();
+        auto bare = generate(model.value(), req);
+        QVERIFY(!bare && bare.error().find("needs its samples") != std::string::npos);
+    }
+
     void liveClassifierScaleAppliesAtTheNextStep() {
         auto control = std::make_shared<GuidanceControl>(1.0, 0.0);
         int grads = 0;
