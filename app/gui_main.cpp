@@ -75,8 +75,10 @@ dlab::app::Args declare_options() {
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .flag("scrub", "with --bench-stall: also drag the Forward view's t slider every 16 ms during the chain")
         .option("guidance", "initial guidance scale")
+        .option("start-image", "the Reverse view's chains start from this Fashion-MNIST test image (0-9999) noised to --start-t")
+        .option("start-t", "with --start-image: the noise level t it starts from (0-999)", "500")
         .option("sds-steps", "with --tab 10 --play: score distillation steps (default: 300)")
-        .option("class", "with --tab 10 or 11 --play: the class to distil or to film (default: 7, sneaker)")
+        .option("class", "with --play: the Reverse view's class (--tab 0), or the class to distil or to film (--tab 10 or 11; default: 7, sneaker)")
         .option("direction", "with --tab 11 --play: the direction of motion, 0-7 (E, NE, N, ...; default: 1)")
         .option("video-steps", "with --tab 11 --play: DDIM steps of the clip (default: 25)")
         .flag("3d", "with --tab 10 --play: distil a 3-D voxel scene")
@@ -218,6 +220,16 @@ int main(int argc, char** argv) {
             return 2;
         }
         window.reverseView()->setGuidance(g.value());
+    }
+    if (args.has("start-image")) {
+        auto image = args.get_int("start-image", 0, 9999);
+        auto t = args.get_int("start-t", 0, 999);
+        for (const std::string* e : {&image.error(), &t.error()})
+            if (!e->empty()) {
+                std::cerr << *e << "\n";
+                return 2;
+            }
+        window.reverseView()->setStartFrom(int(image.value()), int(t.value()));
     }
     if (args.has("prompt") || args.has("negative-prompt"))
         window.reverseView()->setPrompt(QString::fromStdString(args.get("prompt")), QString::fromStdString(args.get("negative-prompt")));
@@ -374,7 +386,11 @@ int main(int argc, char** argv) {
                              else if (tab == 2 && args.has("vae")) window.batchView()->generateVae();
                              else if (tab == 2) window.batchView()->generateStrip();
                              else if (tab == 3) window.toyView()->run();
-                             else window.reverseView()->newChain();
+                             else {
+                                 if (auto label = args.get_int("class", 0, 9); args.has("class") && label)
+                                     window.reverseView()->setClassIndex(int(label.value()));
+                                 window.reverseView()->newChain();
+                             }
                          }, Qt::QueuedConnection);
     }
     if (args.has("screenshot")) {

@@ -190,7 +190,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     if (!sweep)
         args.option("from-real", "timesteps T: start the chains from the first N training images (a latent model: their "
                                  "latents) noised by q(x_T | x_0) and run the sampler's steps below T, a row per T and "
-                                 "scale (how much of the real data the model restores from that noise level)");
+                                 "scale (how much of the real data the model restores from that noise level; the chain "
+                                 "starts at the sampler's first timestep at or below T, else at its last)");
     if (!sweep) add_nll_options(args);
     add_distributed_options(args);
     if (int rc = parse_or_help(args, argv, command + " [--model M] [OPTIONS]"); rc >= 0) return rc;

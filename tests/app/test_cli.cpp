@@ -187,6 +187,10 @@ private Q_SLOTS:
         QTest::newRow("unknown latent norm") << QStringList{"train", "--dataset", "latents:fashion-mnist-autoencoder", "--latent-norm", "pixel", "--out", "/tmp/dlab-x"} << 2 << "--latent-norm must be global or channel";
         QTest::newRow("through without real") << QStringList{"eval", "--through", "fashion-mnist-autoencoder"} << 2 << "--through goes with --real-as-samples";
         QTest::newRow("through a diffusion model") << QStringList{"eval", "--real-as-samples", "--through", "default"} << 2 << "is not an autoencoder";
+        QTest::newRow("from real beyond the schedule") << QStringList{"eval", "--from-real", "1000"} << 2 << "the model's timesteps are 0..999";
+        QTest::newRow("from real of training images") << QStringList{"eval", "--real-as-samples", "--from-real", "10"} << 2 << "--from-real needs a diffusion model";
+        QTest::newRow("from real of an autoencoder") << QStringList{"eval", "--model", "fashion-mnist-autoencoder", "--from-real", "10"} << 2 << "--from-real needs a diffusion model";
+        QTest::newRow("from real, not a number") << QStringList{"eval", "--from-real", "ten"} << 2 << "--from-real";
         QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";
         QTest::newRow("autoencoder bad kl") << QStringList{"train-autoencoder", "--out", "x", "--kl-weight", "-1"} << 2 << "--kl-weight must be between";
         QTest::newRow("latents of a missing autoencoder") << QStringList{"train", "--dataset", "latents:/tmp/no-ae.safetensors", "--out", "/tmp/dlab-x"} << 1 << "no-ae.safetensors";
@@ -447,6 +451,31 @@ private Q_SLOTS:
         QVERIFY(std::isfinite(fid) && fid > 0);
         QVERIFY2(std::abs(fid - floor["fid"].toDouble()) > 1e-6, "the round trip changed nothing");
         QVERIFY(trip["recall"].toDouble() > 0 && trip["recall"].toDouble() <= 1);
+    }
+
+    // eval --from-real: chains from noised training images, a row per timestep; from the last
+    // timestep the model restores little, from t = 0 almost everything (nearer the floor).
+    void evalFromRealData() {
+        QTemporaryDir dir;
+        const QString json = dir.filePath("fr.json");
+        const Run r = cli({"eval", "--from-real", "0,999", "--count", "200", "--steps", "4", "--spacing", "linspace", "--scales", "1",
+                           "--device", "cpu", "--metrics", "fid,recall", "--json", json});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(r.out.contains("from real"));
+        QFile f(json);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+        const QJsonArray rows = o["rows"].toArray();
+        QCOMPARE(rows.size(), 2);
+        const QJsonObject low = rows[0].toObject(), high = rows[1].toObject();
+        QCOMPARE(low["from_t"].toInt(), 0);
+        QCOMPARE(high["from_t"].toInt(), 999);
+        QCOMPARE(low["chain_steps"].toInt(), 1);
+        QCOMPARE(high["chain_steps"].toInt(), 4);
+        const double floor = o["floor"].toObject()["fid"].toDouble();
+        qInfo("from t = 0: FID %.2f, from t = 999: %.2f (floor %.2f)", low["fid"].toDouble(), high["fid"].toDouble(), floor);
+        QVERIFY(low["fid"].toDouble() < high["fid"].toDouble());
+        QVERIFY(std::abs(low["fid"].toDouble() - floor) < std::abs(high["fid"].toDouble() - floor));
     }
 
     // eval --metrics nll: the bound's parts add up to the total in the JSON, one CSV row per grid

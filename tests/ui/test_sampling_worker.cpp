@@ -12,7 +12,9 @@
 #include <QSignalSpy>
 #include <QThread>
 
+#include "core/data/datasets.h"
 #include "core/io/model_catalog.h"
+#include "ui/common/tensor_image.h"
 #include "core/forward/schedule.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/explorer_view.h"
@@ -90,6 +92,63 @@ private Q_SLOTS:
         const double end = meanAbsDiff(last.xt, last.next), start = meanAbsDiff(first.xt, last.next);
         QVERIFY2(end < 4.0, qPrintable(QStringLiteral("last x_t differs from the final image by %1 grey levels").arg(end)));
         QVERIFY2(start > 40.0, qPrintable(QStringLiteral("the first x_t is only %1 grey levels from the image").arg(start)));
+    }
+
+    void chainStartsFromATestImage() {
+        // Start from: a test image noised to t. The chain starts at the sampler's first timestep at
+        // or below t and, from a low t, ends near that image; from the top it draws another one.
+        // Out-of-range settings are messages.
+        WorkerFixture w;
+        QVERIFY(w.load());
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        QVERIFY2(test.ok(), test.error().c_str());
+        const int image = 7;
+        const QImage real = tensorToImage(test->x[image]).convertToFormat(QImage::Format_Grayscale8);
+        auto run = [&](int realT) {
+            ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
+            ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
+            ChainSettings s;
+            s.steps = 10;
+            s.spacing = TimestepSpacing::Linspace;
+            s.classIndex = int(test->labels[image].item<int64_t>());
+            s.guidance = 1.0;
+            s.realImage = image;
+            s.realT = realT;
+            w.start(s, -1);
+            if (!waitCount(stopped, 1, 30000)) qFatal("no end of the chain");
+            QVector<ChainFrame> out;
+            for (const auto& f : frames) out << f.at(0).value<ChainFrame>();
+            return out;
+        };
+        auto diff = [&](const QImage& a) {
+            const QImage g = a.convertToFormat(QImage::Format_Grayscale8);
+            double sum = 0;
+            for (int y = 0; y < g.height(); ++y)
+                for (int x = 0; x < g.width(); ++x) sum += std::abs(int(g.constScanLine(y)[x]) - int(real.constScanLine(y)[x]));
+            return sum / (g.width() * g.height());
+        };
+        // linspace 10 steps: 999, 888, ..., 222, 111, 0; t = 300 starts at 222, the eighth step.
+        const QVector<ChainFrame> low = run(300);
+        QCOMPARE(low.size(), 3);
+        QCOMPARE(low.first().index, 7);
+        QCOMPARE(low.first().t, 222);
+        QCOMPARE(low.first().total, 10);
+        const QVector<ChainFrame> high = run(999);
+        QCOMPARE(high.size(), 10);
+        const double dLow = diff(low.last().next), dHigh = diff(high.last().next);
+        qInfo("grey levels from the test image: from t = 222 %.1f, from t = 999 %.1f", dLow, dHigh);
+        QVERIFY(dLow < 0.6 * dHigh);
+        ThreadSpy failed(w.worker, &SamplingWorker::failed);
+        ChainSettings bad;
+        bad.realImage = 10000;
+        w.start(bad, -1);
+        QVERIFY(waitCount(failed, 1, 30000));
+        QVERIFY2(failed.first().at(0).toString().contains(QStringLiteral("10000 test images")), qPrintable(failed.first().at(0).toString()));
+        bad.realImage = 0;
+        bad.realT = 1000;
+        w.start(bad, -1);
+        QVERIFY(waitCount(failed, 2, 30000));
+        QVERIFY2(failed.last().at(0).toString().contains(QStringLiteral("0..999")), qPrintable(failed.last().at(0).toString()));
     }
 
     void promptedChainShowsPerWordAttention() {

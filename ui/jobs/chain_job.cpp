@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include "core/data/datasets.h"
 #include "core/runtime/runtime.h"
 #include "core/text/clip.h"
 #include "ui/common/tensor_image.h"
@@ -99,10 +100,44 @@ void ReverseChainJob::begin(const ChainSettings& settings) {
     m_x = at::randn(shape, *m_gen, at::TensorOptions().dtype(at::kFloat)).to(m_lab->device);
     m_record.clear();
     m_index = 0;
+    if (settings.realImage >= 0) startFromRealImage(settings, shape);
+}
+
+void ReverseChainJob::startFromRealImage(const ChainSettings& settings, const std::vector<int64_t>& shape) {
+    const NetworkConfig& n = m_lab->config().network;
+    const auto& ae = m_lab->model->autoencoder;
+    const int64_t side = ae ? ae->config().image_size : n.image_size, channels = ae ? ae->config().in_channels : n.in_channels;
+    if (!m_lab->isImage() || side != 28 || channels != 1)
+        throw std::runtime_error("Starting from a test image needs a model of 28x28 grey images (Fashion-MNIST)");
+    if (settings.realT < 0 || settings.realT >= m_lab->schedule.timesteps())
+        throw std::runtime_error("The starting timestep must be within 0.." + std::to_string(m_lab->schedule.timesteps() - 1));
+    if (!m_testImages.defined()) {
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        if (!test) throw std::runtime_error("Starting from a test image: " + test.error());
+        m_testImages = test->x;
+    }
+    if (settings.realImage >= m_testImages.size(0))
+        throw std::runtime_error("There are " + std::to_string(m_testImages.size(0)) + " test images (0.." +
+                                 std::to_string(m_testImages.size(0) - 1) + ")");
+    c10::NoGradGuard ng;
+    at::Tensor x0 = m_testImages.narrow(0, settings.realImage, 1).to(m_lab->device);
+    if (ae) {
+        Autoencoder enc = ae;  // a handle to the same module (encode is not const)
+        x0 = enc->encode(x0);
+    }
+    if (x0.sizes().vec() != shape) throw std::runtime_error("The test image does not fit this model's input");
+    // The sampler's first timestep at or below realT (else its last) and x_t there, with the chain's noise.
+    const auto& ts = m_sampler->timesteps();
+    int start = 0;
+    while (start + 1 < int(ts.size()) && ts[size_t(start)] > settings.realT) ++start;
+    const at::Tensor t = at::full({1}, ts[size_t(start)], at::TensorOptions().dtype(at::kLong).device(m_lab->device));
+    m_x = m_lab->schedule.add_noise(x0, m_x, t);
+    m_record.assign(size_t(start), at::Tensor());
+    m_index = start;
 }
 
 bool ReverseChainJob::fork(int index, const ChainSettings& settings) {
-    if (!m_sampler || index < 0 || index >= int(m_record.size())) return false;
+    if (!m_sampler || index < 0 || index >= int(m_record.size()) || !m_record[size_t(index)].defined()) return false;
     const int64_t t = m_sampler->timesteps()[size_t(index)];
     const at::Tensor x = m_record[size_t(index)];
     prepare(settings);

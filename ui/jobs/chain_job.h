@@ -32,6 +32,11 @@ struct ChainSettings {
     quint64 seed = 0;
     QString prompt;           ///< text-to-image models: what to draw (empty: the null prompt)
     QString negativePrompt;   ///< text-to-image models: guidance pushes away from it (empty: from the null prompt)
+    /// >= 0: the chain starts from this Fashion-MNIST test image (a latent model: its latent) noised
+    /// by q(x_t | x_0) to the sampler's first timestep at or below realT, and runs from there (what
+    /// the model restores from that noise level; the CLI's eval --from-real); -1: from pure noise.
+    int realImage = -1;
+    int realT = 500;
 };
 
 /// One step of the chain as images for the views.
@@ -78,6 +83,8 @@ public:
 
 private:
     void prepare(const ChainSettings& s);
+    /// begin() from a test image: x_t of settings.realImage at the sampler's first timestep <= realT.
+    void startFromRealImage(const ChainSettings& settings, const std::vector<int64_t>& shape);
     ChainFrame frame(const StepOutput& out, int64_t t, double scale) const;
 
     std::shared_ptr<const LabModel> m_lab;
@@ -89,6 +96,7 @@ private:
     ChainSettings m_settings;
     at::Tensor m_x;                    // current sample
     std::vector<at::Tensor> m_record;  // x_t entering each step (CPU)
+    at::Tensor m_testImages;           // the Fashion-MNIST test split, loaded by the first chain from a real image
     int m_index = 0;
     int m_remaining = -1;  // steps left in this run (-1: to the end)
     int m_requestId = 0;

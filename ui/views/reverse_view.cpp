@@ -160,6 +160,36 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     seedRow->addWidget(m_seed);
     seedRow->addWidget(m_randomSeed);
     form->addRow(tr("Seed"), seedRow);
+    // SDEdit-style: a real test image noised to t, then the rest of the chain (what the model
+    // restores from that noise level; with another class, what it turns the item into).
+    auto* startRow = new QHBoxLayout;
+    m_startFrom = new QComboBox;
+    m_startFrom->setObjectName(QStringLiteral("startFrom"));
+    m_startFrom->addItem(tr("pure noise x_T"));
+    m_startFrom->addItem(tr("a test image noised to t"));
+    m_startFrom->setToolTip(tr("Start the chain from pure noise x_T, or from a Fashion-MNIST test image noised to t: "
+                               "from a low t the model restores the image, from a high t it draws a new one"));
+    m_realImage = new QSpinBox;
+    m_realImage->setObjectName(QStringLiteral("realImage"));
+    m_realImage->setRange(0, 9999);
+    m_realImage->setPrefix(QStringLiteral("#"));
+    m_realImage->setToolTip(tr("Which test image (0-9999)"));
+    m_realT = new QSpinBox;
+    m_realT->setObjectName(QStringLiteral("realT"));
+    m_realT->setRange(0, 999);
+    m_realT->setValue(500);
+    m_realT->setPrefix(QStringLiteral("t = "));
+    m_realT->setToolTip(tr("The noise level it starts from (the sampler's first timestep at or below t)"));
+    form->addRow(tr("Start from"), m_startFrom);
+    startRow->addWidget(m_realImage, 1);
+    startRow->addWidget(m_realT, 1);
+    form->addRow(tr("Test image"), startRow);
+    auto startEnabled = [this] {
+        m_realImage->setEnabled(m_startFrom->currentIndex() == 1);
+        m_realT->setEnabled(m_startFrom->currentIndex() == 1);
+    };
+    connect(m_startFrom, &QComboBox::currentIndexChanged, this, startEnabled);
+    startEnabled();
     m_recommended = new QPushButton;
     m_recommended->setObjectName(QStringLiteral("useRecommended"));
     form->addRow(m_recommended);
@@ -315,6 +345,9 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     m_eta->setValue(checkedReal(settingValue(settings, QStringLiteral("eta")), QStringLiteral("eta"), m_eta->minimum(),
                                 m_eta->maximum(), m_eta->value(), nullptr));
     m_seed->setValue(intSetting("seed", m_seed->minimum(), m_seed->maximum(), m_seed->value()));
+    m_startFrom->setCurrentIndex(intSetting("startFrom", 0, 1, 0));
+    m_realImage->setValue(intSetting("realImage", m_realImage->minimum(), m_realImage->maximum(), m_realImage->value()));
+    m_realT->setValue(intSetting("realT", m_realT->minimum(), m_realT->maximum(), m_realT->value()));
     m_randomSeed->setChecked(settings.value(QStringLiteral("randomSeed"), false).toBool());
     m_savedClass = intSetting("class", 0, 1000, 0);
     m_history = settings.value(QStringLiteral("prompts")).toStringList().mid(0, 30);
@@ -365,6 +398,9 @@ void ReverseView::saveSettings() const {
     settings.setValue(QStringLiteral("spacing"), m_spacing->currentText());
     settings.setValue(QStringLiteral("eta"), m_eta->value());
     settings.setValue(QStringLiteral("seed"), m_seed->value());
+    settings.setValue(QStringLiteral("startFrom"), m_startFrom->currentIndex());
+    settings.setValue(QStringLiteral("realImage"), m_realImage->value());
+    settings.setValue(QStringLiteral("realT"), m_realT->value());
     settings.setValue(QStringLiteral("randomSeed"), m_randomSeed->isChecked());
     settings.setValue(QStringLiteral("prompts"), m_history);
     settings.setValue(QStringLiteral("prompt"), m_prompt->text());
@@ -458,6 +494,12 @@ void ReverseView::onModelLoaded(const ModelInfo& info) {
     Q_EMIT modelReady(info);
 }
 
+void ReverseView::setStartFrom(int image, int t) {
+    m_startFrom->setCurrentIndex(image >= 0 ? 1 : 0);
+    if (image >= 0) m_realImage->setValue(image);
+    m_realT->setValue(t);
+}
+
 ChainSettings ReverseView::settings() const {
     ChainSettings s;
     s.classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
@@ -469,6 +511,10 @@ ChainSettings ReverseView::settings() const {
     s.eta = m_eta->value();
     s.spacing = TimestepSpacing(m_spacing->currentData().toInt());
     s.seed = quint64(m_seed->value());
+    if (m_startFrom->currentIndex() == 1) {
+        s.realImage = m_realImage->value();
+        s.realT = m_realT->value();
+    }
     if (m_text) {
         s.prompt = m_prompt->text().trimmed();
         s.negativePrompt = m_negative->text().trimmed();
@@ -676,9 +722,12 @@ void ReverseView::refresh() {
         showFrame(m_frames.size() - 1);
     }
     // The strip: evenly spaced recorded steps, the last one showing the final image.
+    // A chain started from a test image has no frames before its first step: the strip spans its own.
     const int n = m_frames.size();
+    int first = 0;
+    while (first < n - 1 && m_frames[first].xt.isNull()) ++first;
     for (int i = 0; i < kStripLength; ++i) {
-        const int k = (last.total - 1) * i / (kStripLength - 1);
+        const int k = first + (last.total - 1 - first) * i / (kStripLength - 1);
         if (k < n && !m_frames[k].xt.isNull()) {
             m_strip[i]->setImage(k == last.total - 1 ? m_frames[k].next : m_frames[k].xt);
             m_strip[i]->setCaption(k == last.total - 1 ? tr("x₀") : QStringLiteral("t=%1").arg(m_frames[k].t));

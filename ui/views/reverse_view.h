@@ -60,6 +60,8 @@ public Q_SLOTS:
     void showFrame(int index);
     /// Selects a class of the loaded model (an index into its class names; ignored if out of range).
     void setClassIndex(int classIndex);
+    /// Where the next chain starts: test image `image` noised to t, or pure noise (image -1).
+    void setStartFrom(int image, int t);
     /// Text-to-image models: the prompt and the negative prompt of the next chain.
     void setPrompt(const QString& prompt, const QString& negative = QString());
     /// Text-to-image models: what is wrong with the typed prompt (unknown words, too long); empty when fine.
@@ -124,6 +126,9 @@ private:
     QDoubleSpinBox* m_eta = nullptr;
     QSpinBox* m_seed = nullptr;
     QCheckBox* m_randomSeed = nullptr;
+    QComboBox* m_startFrom = nullptr;  // pure noise or a test image noised to t
+    QSpinBox* m_realImage = nullptr;
+    QSpinBox* m_realT = nullptr;
     QPushButton* m_play = nullptr;
     QPushButton* m_step = nullptr;
     QPushButton* m_fork = nullptr;
