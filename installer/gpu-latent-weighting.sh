@@ -9,8 +9,10 @@
 # fashion-mnist-autoencoder-quality and latent-fashion-mnist-quality (stash the others and docs/).
 #   installer/gpu-latent-weighting.sh VARIANT [STEPS] [MINUTES]
 # VARIANT: ctl (min-SNR 5, the bundled recipe: what one more leg gains by itself), plain (the plain v
-# loss, weight 1 at every t), g20 (min-SNR 20). The EMA model comes back as float16 in two parts:
-# cat $OUT/latent-VARIANT.part-* > model.safetensors.
+# loss, weight 1 at every t), g20 (min-SNR 20). FROM: the weights to start from (default the
+# bundled model; e.g. runs/latent-plain/model.safetensors of an earlier call on the same warm
+# machine), TAG: a suffix for the run and its files (-leg2), LR: the peak learning rate (2e-4).
+# The EMA model comes back as float16 in two parts: cat $OUT/latent-VARIANT$TAG.part-* > model.safetensors.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-lat}
@@ -33,7 +35,7 @@ rm -rf "$run"
 exec > >(tee "$OUT/latent-weighting-$v${TAG:-}.log") 2>&1
 echo "== $v: min-SNR $snr, from $from, ${2:-15000} steps"
 $cli train --dataset "latents:$PWD/$ae" --config gpu-logs/latent-quality-config.json --prediction v --min-snr "$snr" \
-  --batch 256 --lr 2e-4 --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda --init-from "$from" \
+  --batch 256 --lr "${LR:-2e-4}" --warmup 200 --lr-decay cosine --lr-final 0.1 --ema 0.9998 --device cuda --init-from "$from" \
   --steps "${2:-15000}" --out "$run" --max-minutes "${3:-5.2}" --log-every 1000 --checkpoint-every 100000 2>&1 |
   grep -E "^step [0-9]*000/|done|rror|train:|encoded"
 $cli convert --in "$run/model.safetensors" --out /tmp/latent-$v.safetensors --half --autoencoder fashion-mnist-autoencoder-quality &&
