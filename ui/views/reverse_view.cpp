@@ -287,7 +287,8 @@ ReverseView::ReverseView(const QString& device, QWidget* parent) : QWidget(paren
     right->addLayout(panels, 5);
     right->addWidget(m_tokenRow, 1);
     right->addLayout(scrubRow);
-    right->addWidget(new QLabel(tr("The chain, from noise (left) to image (right):")));
+    m_stripCaption = new QLabel(tr("The chain, from noise (left) to image (right):"));
+    right->addWidget(m_stripCaption);
     right->addLayout(strip, 1);
 
     auto* layout = new QHBoxLayout(this);
@@ -726,6 +727,8 @@ void ReverseView::refresh() {
     const int n = m_frames.size();
     int first = 0;
     while (first < n - 1 && m_frames[first].xt.isNull()) ++first;
+    m_stripCaption->setText(first > 0 ? tr("The chain, from the noised test image at t = %1 (left) to image (right):").arg(m_frames[first].t)
+                                      : tr("The chain, from noise (left) to image (right):"));
     for (int i = 0; i < kStripLength; ++i) {
         const int k = first + (last.total - 1 - first) * i / (kStripLength - 1);
         if (k < n && !m_frames[k].xt.isNull()) {

@@ -129,6 +129,7 @@ private:
     QComboBox* m_startFrom = nullptr;  // pure noise or a test image noised to t
     QSpinBox* m_realImage = nullptr;
     QSpinBox* m_realT = nullptr;
+    QLabel* m_stripCaption = nullptr;  // says where the strip's chain started
     QPushButton* m_play = nullptr;
     QPushButton* m_step = nullptr;
     QPushButton* m_fork = nullptr;
