@@ -149,6 +149,11 @@ private Q_SLOTS:
         w.start(bad, -1);
         QVERIFY(waitCount(failed, 2, 30000));
         QVERIFY2(failed.last().at(0).toString().contains(QStringLiteral("0..999")), qPrintable(failed.last().at(0).toString()));
+        // Nothing half-started is left to continue from pure noise.
+        const int id = w.worker->newRequest();
+        QMetaObject::invokeMethod(w.worker, "runSteps", Qt::QueuedConnection, Q_ARG(int, -1), Q_ARG(int, id));
+        QVERIFY(waitCount(failed, 3, 30000));
+        QVERIFY2(failed.last().at(0).toString().contains(QStringLiteral("No chain to continue")), qPrintable(failed.last().at(0).toString()));
     }
 
     void promptedChainShowsPerWordAttention() {

@@ -100,7 +100,13 @@ void ReverseChainJob::begin(const ChainSettings& settings) {
     m_x = at::randn(shape, *m_gen, at::TensorOptions().dtype(at::kFloat)).to(m_lab->device);
     m_record.clear();
     m_index = 0;
-    if (settings.realImage >= 0) startFromRealImage(settings, shape);
+    if (settings.realImage < 0) return;
+    try {
+        startFromRealImage(settings, shape);
+    } catch (...) {
+        m_sampler.reset();  // no half-started chain that a later Play would run from pure noise
+        throw;
+    }
 }
 
 void ReverseChainJob::startFromRealImage(const ChainSettings& settings, const std::vector<int64_t>& shape) {
