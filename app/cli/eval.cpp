@@ -463,6 +463,25 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             out["noisy_classifier"] = cp.value();
         }
         timing.clear();
+        // Samples one request, scores them against `labels` and adds the row (with `extra`); the
+        // message of a failure.
+        auto sample_row = [&](const GenerateRequest& req, const at::Tensor& labels, json extra,
+                              const std::string& label) -> Status {
+            const auto t0 = Clock::now();
+            auto x = generate_share(model.value(), req, comm.get());
+            if (!x) return Error{command + ": " + x.error()};
+            if (device->is_cuda()) torch::cuda::synchronize();
+            const double secs = since(t0);
+            auto scored = score(x.value().clamp(-1, 1), labels);
+            if (!scored) return Error{scored.error()};
+            json r = scored.value();
+            r["saturation"] = saturated_fraction(x.value());
+            r.update(extra);
+            r["seconds"] = secs;
+            out["rows"].push_back(r);
+            print_row(label, r, secs);
+            return {};
+        };
         if (!from_real.empty()) {
             auto sched = NoiseSchedule::create(model->config.schedule);
             if (!sched) return failure(command + ": " + sched.error());
@@ -472,60 +491,32 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             const std::vector<int64_t> ts = make_timesteps(sched->timesteps(), steps.value(), *spacing);
             std::printf("  from real: the first %lld training images (their classes), noised to the sampler's first timestep <= T\n",
                         (long long)n_real);
+            // The same noise for every T and scale: rows differ only in where the chain starts.
+            at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) + 17);
+            const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
             for (double s : scales.value())
                 for (int64_t T : from_real) {
-                    // The sampler's first timestep at or below T: the chain runs from there.
-                    int64_t k = 0;
-                    while (k + 1 < static_cast<int64_t>(ts.size()) && ts[static_cast<size_t>(k)] > T) ++k;
-                    const int64_t t = ts[static_cast<size_t>(k)];
-                    at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) + 17);
-                    const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
-                    const at::Tensor xt = sched->add_noise(x0, eps, at::full({n_real}, t, at::kLong));
+                    const int64_t k = first_step_at_or_below(ts, T), t = ts[static_cast<size_t>(k)];
                     GenerateRequest req = scale_request(*sk, *spacing, steps.value(), seed.value(), batch.value(), n_real, C,
                                                         false, s, ClassifierGradFn(), dynamic.value());
                     if (C > 0) req.labels = train_labels;
-                    req.noise = xt;
+                    req.noise = sched->add_noise(x0, eps, at::full({n_real}, t, at::kLong));
                     req.start_step = k;
                     req.bf16 = args.has("bf16");
-                    const auto t0 = Clock::now();
-                    auto x = generate(model.value(), req);
-                    if (!x) return failure(command + ": --from-real " + std::to_string(T) + ": " + x.error());
-                    if (device->is_cuda()) torch::cuda::synchronize();
-                    const double secs = since(t0);
-                    auto scored = score(x.value().clamp(-1, 1), train_labels);
-                    if (!scored) return failure(scored.error());
-                    json r = scored.value();
-                    r["saturation"] = saturated_fraction(x.value());
-                    r["scale"] = s;
-                    r["from_t"] = t;
-                    r["chain_steps"] = static_cast<int64_t>(ts.size()) - k;
-                    r["seconds"] = secs;
-                    out["rows"].push_back(r);
                     char label[32];
                     std::snprintf(label, sizeof label, "t%lld s%.2g", (long long)t, s);
-                    print_row(label, r, secs);
+                    const json extra = {{"scale", s}, {"from_t", t}, {"chain_steps", static_cast<int64_t>(ts.size()) - k}};
+                    if (auto st = sample_row(req, train_labels, extra, label); !st)
+                        return failure(st.error() + " (--from-real " + std::to_string(T) + ")");
                 }
         }
         for (double s : from_real.empty() ? scales.value() : std::vector<double>{}) {
             GenerateRequest req = scale_request(*sk, *spacing, steps.value(), seed.value(), batch.value(), N, C,
                                                 kind == "classifier", s, grad, dynamic.value());
             req.bf16 = args.has("bf16");
-            const at::Tensor target = balanced_targets(N, C);
-            const auto t0 = Clock::now();
-            auto x = generate_share(model.value(), req, comm.get());
-            if (!x) return failure(command + ": " + x.error());
-            if (device->is_cuda()) torch::cuda::synchronize();
-            const double secs = since(t0);
-            auto scored = score(x.value().clamp(-1, 1), target);
-            if (!scored) return failure(scored.error());
-            json r = scored.value();
-            r["saturation"] = saturated_fraction(x.value());
-            r["scale"] = s;
-            r["seconds"] = secs;
-            out["rows"].push_back(r);
             char label[32];
             std::snprintf(label, sizeof label, "%s=%.2f", kind == "cfg" ? "s" : "c", s);
-            print_row(label, r, secs);
+            if (auto st = sample_row(req, balanced_targets(N, C), {{"scale", s}}, label); !st) return failure(st.error());
         }
     }
     std::printf("metric time (s, summed over %zu set%s of N = %lld on %s):", out["rows"].size(),

@@ -45,6 +45,12 @@ std::optional<TimestepSpacing> parse_timestep_spacing(std::string_view name) {
     return std::nullopt;
 }
 
+int64_t first_step_at_or_below(const std::vector<int64_t>& timesteps, int64_t t) {
+    int64_t k = 0;
+    while (k + 1 < static_cast<int64_t>(timesteps.size()) && timesteps[static_cast<size_t>(k)] > t) ++k;
+    return k;
+}
+
 std::vector<int64_t> make_timesteps(int64_t T, int64_t steps, TimestepSpacing spacing) {
     std::vector<int64_t> ts;
     ts.reserve(static_cast<size_t>(steps));

@@ -35,6 +35,9 @@ std::optional<TimestepSpacing> parse_timestep_spacing(std::string_view name);
 
 /// `steps` timesteps out of T, in descending order (MATH.md: leading, trailing, linspace).
 std::vector<int64_t> make_timesteps(int64_t T, int64_t steps, TimestepSpacing spacing);
+/// The index of the first of `timesteps` (descending) at or below t, else the last index: where a
+/// chain entering at noise level t starts (a fork, a start from noised real data).
+int64_t first_step_at_or_below(const std::vector<int64_t>& timesteps, int64_t t);
 
 /// Settings of a sampler.
 struct SamplerConfig {

@@ -133,10 +133,8 @@ void ReverseChainJob::startFromRealImage(const ChainSettings& settings, const st
     }
     if (x0.sizes().vec() != shape) throw std::runtime_error("The test image does not fit this model's input");
     // The sampler's first timestep at or below realT (else its last) and x_t there, with the chain's noise.
-    const auto& ts = m_sampler->timesteps();
-    int start = 0;
-    while (start + 1 < int(ts.size()) && ts[size_t(start)] > settings.realT) ++start;
-    const at::Tensor t = at::full({1}, ts[size_t(start)], at::TensorOptions().dtype(at::kLong).device(m_lab->device));
+    const int start = int(first_step_at_or_below(m_sampler->timesteps(), settings.realT));
+    const at::Tensor t = at::full({1}, m_sampler->timesteps()[size_t(start)], at::TensorOptions().dtype(at::kLong).device(m_lab->device));
     m_x = m_lab->schedule.add_noise(x0, m_x, t);
     m_record.assign(size_t(start), at::Tensor());
     m_index = start;
@@ -148,10 +146,7 @@ bool ReverseChainJob::fork(int index, const ChainSettings& settings) {
     const at::Tensor x = m_record[size_t(index)];
     prepare(settings);
     // Continue from the first step of the new schedule at or below the recorded t.
-    const auto& ts = m_sampler->timesteps();
-    int start = 0;
-    while (start < int(ts.size()) && ts[size_t(start)] > t) ++start;
-    if (start >= int(ts.size())) start = int(ts.size()) - 1;
+    const int start = int(first_step_at_or_below(m_sampler->timesteps(), t));
     m_record.assign(size_t(start), at::Tensor());
     m_index = start;
     m_x = x.to(m_lab->device);
