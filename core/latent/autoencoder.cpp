@@ -175,12 +175,17 @@ AutoencoderImpl::AutoencoderImpl(const AutoencoderConfig& c) : config_(c) {
 }
 
 std::pair<at::Tensor, at::Tensor> AutoencoderImpl::encode_moments(const at::Tensor& x) {
-    const int64_t p = config_.pad;
-    const at::Tensor padded = p > 0 ? at::constant_pad_nd(x, {p, p, p, p}, -1.0) : x;
-    const at::Tensor h = encoder_->forward(padded);
+    const at::Tensor h = encoder_->forward(pad_images(x));
     const int64_t L = config_.latent_channels;
     return {h.narrow(1, 0, L), h.narrow(1, L, L).clamp(-30.0, 20.0)};
 }
+
+at::Tensor AutoencoderImpl::pad_images(const at::Tensor& x) const {
+    const int64_t p = config_.pad;
+    return p > 0 ? at::constant_pad_nd(x, {p, p, p, p}, -1.0) : x;
+}
+
+at::Tensor AutoencoderImpl::decode_padded(const at::Tensor& z) { return decoder_->forward(z); }
 
 at::Tensor AutoencoderImpl::decode_raw(const at::Tensor& z) {
     const at::Tensor out = decoder_->forward(z);
@@ -254,6 +259,16 @@ double measure_latent_scale(Autoencoder& ae, const at::Tensor& images, c10::Devi
     return 1.0 / m.to(at::kDouble).std().item<double>();
 }
 
+double latent_high_frequency_share(const at::Tensor& latents) {
+    TORCH_CHECK(latents.dim() == 4 && latents.size(2) % 2 == 0 && latents.size(3) % 2 == 0 && latents.size(2) > 0,
+                "latent_high_frequency_share: latents [N,L,h,w] with even h and w");
+    const at::Tensor z = latents.to(at::kDouble);
+    const at::Tensor centred = z - z.mean({0, 2, 3}, true);
+    const at::Tensor low = at::upsample_nearest2d(at::avg_pool2d(centred, {2, 2}), {z.size(2), z.size(3)});
+    const double total = centred.pow(2).sum().item<double>();
+    return total > 0 ? (centred - low).pow(2).sum().item<double>() / total : 0.0;
+}
+
 double psnr(const at::Tensor& a, const at::Tensor& b) {
     const double mse = (a.to(at::kDouble) - b.to(at::kDouble)).pow(2).mean().item<double>();
     return 10.0 * std::log10(4.0 / std::max(mse, 1e-20));
@@ -262,7 +277,7 @@ double psnr(const at::Tensor& a, const at::Tensor& b) {
 Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrainConfig& tc, const LabelledData& data,
                                       c10::Device device, Classifier* perceptual,
                                       const std::function<void(const AutoencoderProgress&)>& on_progress,
-                                      const std::atomic<bool>* cancel) {
+                                      const std::atomic<bool>* cancel, Autoencoder* init) {
     if (data.x.dim() != 4) return Error{"train-autoencoder: the data must be images"};
     c.in_channels = data.x.size(1);
     c.image_size = data.x.size(2);
@@ -272,8 +287,32 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
     if (auto st = c.validate(); !st) return Error{st.error()};
     if (tc.steps < 1 || tc.batch < 1 || !(tc.lr > 0)) return Error{"train-autoencoder: steps, batch and lr must be positive"};
     if (tc.perceptual_weight > 0 && !perceptual) return Error{"train-autoencoder: the perceptual term needs the classifier"};
+    if (!(tc.scale_equivariance >= 0) || !std::isfinite(tc.scale_equivariance))
+        return Error{"train-autoencoder: the scale-equivariance weight must be finite and >= 0"};
+    if (tc.scale_equivariance > 0 && (c.latent_size() % 2 != 0 || c.latent_size() < 2))
+        return Error{"train-autoencoder: the scale-equivariance term halves the latents, whose side " +
+                     std::to_string(c.latent_size()) + " is not even"};
     at::manual_seed(tc.seed);
     Autoencoder ae(c);
+    if (init && *init) {
+        // Fine-tuning: the same architecture, tensor by tensor, before anything is trained.
+        torch::NoGradGuard ng;
+        auto src = (*init)->named_parameters(true);
+        auto src_buffers = (*init)->named_buffers(true);
+        for (auto& dst : ae->named_parameters(true)) {
+            const at::Tensor* from = src.find(dst.key());
+            if (!from || from->sizes() != dst.value().sizes())
+                return Error{"train-autoencoder: the starting autoencoder has another architecture (tensor " + dst.key() +
+                             (from ? " has another shape)" : " is missing)")};
+            dst.value().copy_(*from);
+        }
+        for (auto& dst : ae->named_buffers(true)) {
+            const at::Tensor* from = src_buffers.find(dst.key());
+            if (from && from->sizes() == dst.value().sizes()) dst.value().copy_(*from);
+        }
+        if (src.size() != ae->named_parameters(true).size())
+            return Error{"train-autoencoder: the starting autoencoder has another architecture (another number of tensors)"};
+    }
     ae->to(device);
     ae->train();
     if (perceptual) {
@@ -306,6 +345,12 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
             perc = ((*perceptual)->features(rec) - (*perceptual)->features(x).detach()).pow(2).mean();
             loss = loss + tc.perceptual_weight * perc;
         }
+        at::Tensor equi;
+        if (tc.scale_equivariance > 0) {
+            const at::Tensor coarse = ae->decode_padded(at::avg_pool2d(z, {2, 2}));
+            equi = (coarse - at::avg_pool2d(ae->pad_images(x), {2, 2})).abs().mean();
+            loss = loss + tc.scale_equivariance * equi;
+        }
         opt.zero_grad();
         loss.backward();
         opt.step();
@@ -318,7 +363,7 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
             window = now;
             on_progress(AutoencoderProgress{step + 1, tc.steps, l, l1.item<double>(), kl.item<double>(),
                                             perc.defined() ? perc.item<double>() : 0.0,
-                                            secs > 0 ? double(window_images) / secs : 0.0});
+                                            equi.defined() ? equi.item<double>() : 0.0, secs > 0 ? double(window_images) / secs : 0.0});
             window_images = 0;
         }
     }
@@ -328,7 +373,7 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
     steps_done = std::max(steps_done, int64_t(0));
     ae->mutable_config().training = json{{"steps", tc.steps}, {"steps_done", steps_done}, {"batch", tc.batch}, {"lr", tc.lr},
                                          {"kl_weight", tc.kl_weight}, {"perceptual_weight", tc.perceptual_weight},
-                                         {"seed", tc.seed}, {"device", device.str()}};
+                                         {"scale_equivariance", tc.scale_equivariance}, {"seed", tc.seed}, {"device", device.str()}};
     return ae;
 }
 

@@ -56,6 +56,11 @@ public:
     std::pair<at::Tensor, at::Tensor> encode_moments(const at::Tensor& x);
     /// Unscaled latents -> images [B,C,H,W] (not clamped).
     at::Tensor decode_raw(const at::Tensor& z);
+    /// Images with the border the encoder sees (pad on every side, filled with -1 = black).
+    at::Tensor pad_images(const at::Tensor& x) const;
+    /// Unscaled latents of any even side -> the decoder's whole output, border included
+    /// (latents [B,L,h,w] -> [B,C,4h,4w] for two halvings); decode_raw crops it.
+    at::Tensor decode_padded(const at::Tensor& z);
     /// Scaled (unit-variance) latents: the posterior mean times scale_factor (or normalised per channel).
     at::Tensor encode(const at::Tensor& x);
     /// Posterior-space latents [B,L,h,w] -> the scaled latents diffusion models see, and back.
@@ -81,23 +86,35 @@ struct AutoencoderTrainConfig {
     double lr = 5e-4;
     double kl_weight = 1e-4;          ///< on the KL per pixel (sum over latent elements / pixels)
     double perceptual_weight = 0.0;   ///< MSE of the classifier's penultimate features (0: off)
+    /// Weight of the scale-equivariance term (Skorokhodov et al. 2025, "Improving the diffusability
+    /// of autoencoders"): the L1 between the decoding of the latents averaged over 2x2 blocks and the
+    /// padded images averaged over the matching blocks. It asks the latents' coarse half to carry the
+    /// image's coarse half, which takes high-frequency energy out of the latent space (0: off).
+    double scale_equivariance = 0.0;
     uint64_t seed = 0;
     int64_t log_every = 200;
 };
 
 struct AutoencoderProgress {
     int64_t step = 0, total = 0;
-    double loss = 0, l1 = 0, kl = 0, perceptual = 0, images_per_s = 0;
+    double loss = 0, l1 = 0, kl = 0, perceptual = 0, equivariance = 0, images_per_s = 0;
 };
 
 /// Trains an autoencoder on `data` (Adam, L1 + KL [+ perceptual], reparameterised latent samples);
 /// `perceptual` is the bundled classifier (frozen) when perceptual_weight > 0. The result is in
 /// eval mode with scale_factor measured on (up to 10,000 of) the training images. When `cancel` is
 /// set, training stops there and the model reached is returned (config.training.steps_done).
+/// `init` (optional): start from this autoencoder's weights (fine-tuning); its architecture must be
+/// `config`'s (checked tensor by tensor before anything is trained), its latent normalisation is dropped.
 Result<Autoencoder> train_autoencoder(AutoencoderConfig config, const AutoencoderTrainConfig& train,
                                       const LabelledData& data, c10::Device device, Classifier* perceptual,
                                       const std::function<void(const AutoencoderProgress&)>& on_progress = {},
-                                      const std::atomic<bool>* cancel = nullptr);
+                                      const std::atomic<bool>* cancel = nullptr, Autoencoder* init = nullptr);
+
+/// The share of the latents' variance above half their resolution: sum |z - up(avg2x2(z))|^2 over
+/// sum |z - channel mean|^2 on latents [N,L,h,w] (h, w even). White noise has 0.75, a latent that is
+/// constant over 2x2 blocks 0. What "high-frequency energy" means for the diffusability of a latent space.
+double latent_high_frequency_share(const at::Tensor& latents);
 
 /// 1 / std of the posterior means over `data` (batched, no grad).
 double measure_latent_scale(Autoencoder& ae, const at::Tensor& images, c10::Device device);
