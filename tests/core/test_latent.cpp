@@ -117,6 +117,91 @@ private Q_SLOTS:
         QVERIFY(std::abs(psnr(x + 0.02, x) - 40.0) < 1e-3);
     }
 
+    void highFrequencyShareClosedForms() {
+        // Latents constant over 2x2 blocks have no energy above half resolution: 0.
+        at::manual_seed(3);
+        const at::Tensor coarse = at::randn({16, 4, 4, 4}, at::kDouble);
+        QVERIFY(latent_high_frequency_share(at::upsample_nearest2d(coarse, {8, 8})) < 1e-12);
+        // A +-1 checkerboard is all high frequency: 1.
+        const at::Tensor i = at::arange(8, at::kDouble);
+        const at::Tensor checker = (1 - 2 * at::remainder(i.unsqueeze(1) + i.unsqueeze(0), 2)).expand({2, 4, 8, 8});
+        QVERIFY(std::abs(latent_high_frequency_share(checker) - 1.0) < 1e-12);
+        // White noise: 3 of every 4 dimensions of a 2x2 block are above its mean, 0.75 in expectation
+        // (2000 x 256 samples: the standard error is ~0.001).
+        const double white = latent_high_frequency_share(at::randn({2000, 4, 8, 8}, at::kDouble));
+        QVERIFY2(std::abs(white - 0.75) < 0.005, qPrintable(QString::number(white)));
+        // The sum of the two: a coarse field plus a checkerboard of the same energy per element.
+        const at::Tensor up = at::upsample_nearest2d(coarse.narrow(0, 0, 2), {8, 8});
+        const at::Tensor both = up / up.std() + checker;
+        const double share = latent_high_frequency_share(both);
+        QVERIFY2(share > 0.35 && share < 0.65, qPrintable(QString::number(share)));
+        // The bundled autoencoder's latents: between the two (smoother than noise).
+        const double bundled = latent_high_frequency_share(m_z.narrow(0, 0, 2000));
+        qInfo("high-frequency share: white noise %.4f, the bundled autoencoder's latents %.4f", white, bundled);
+        QVERIFY(bundled > 0.05 && bundled < 0.75);
+    }
+
+    void fineTuningAndScaleEquivariance() {
+        // A small autoencoder (8 channels) trained 30 steps with the scale-equivariance term: the term
+        // is reported, positive and finite, and falls while it trains.
+        AutoencoderConfig c;
+        c.base_channels = 8;
+        c.groups = 4;
+        LabelledData data = m_train;
+        data.x = m_train.x.narrow(0, 0, 512);
+        data.labels = m_train.labels.narrow(0, 0, 512);
+        AutoencoderTrainConfig tc;
+        tc.steps = 30;
+        tc.batch = 32;
+        tc.lr = 2e-3;
+        tc.scale_equivariance = 0.5;
+        tc.log_every = 1;
+        std::vector<double> equi;
+        auto first = train_autoencoder(c, tc, data, at::kCPU, nullptr, [&](const AutoencoderProgress& p) {
+            equi.push_back(p.equivariance);
+        });
+        QVERIFY2(first, first ? "" : first.error().c_str());
+        QCOMPARE(int(equi.size()), 30);
+        for (double e : equi) QVERIFY(std::isfinite(e) && e > 0);
+        const double early = (equi[0] + equi[1] + equi[2]) / 3, late = (equi[27] + equi[28] + equi[29]) / 3;
+        qInfo("scale-equivariance L1: %.4f over the first 3 steps, %.4f over the last 3", early, late);
+        QVERIFY(late < early);
+        QCOMPARE(first.value()->config().training.value("scale_equivariance", 0.0), 0.5);
+
+        // Fine-tuning starts from the given weights: at a learning rate of 1e-12 one step leaves them
+        // where they were (Adam's first step moves each weight by ~lr).
+        Autoencoder start = first.value();
+        tc.steps = 1;
+        tc.lr = 1e-12;
+        tc.scale_equivariance = 0;
+        auto tuned = train_autoencoder(c, tc, data, at::kCPU, nullptr, {}, nullptr, &start);
+        QVERIFY2(tuned, tuned ? "" : tuned.error().c_str());
+        auto a = start->named_parameters(true);
+        double worst = 0;
+        for (const auto& p : tuned.value()->named_parameters(true))
+            worst = std::max(worst, (p.value() - *a.find(p.key())).abs().max().item<double>());
+        QVERIFY2(worst < 1e-9, qPrintable(QString::number(worst)));
+        // Without the start, the same seed draws other weights.
+        auto fresh = train_autoencoder(c, tc, data, at::kCPU, nullptr);
+        QVERIFY(fresh);
+        const at::Tensor w0 = fresh.value()->named_parameters(true).find("decoder.0.weight")->clone();
+        QVERIFY((w0 - *a.find("decoder.0.weight")).abs().max().item<double>() > 1e-3);
+
+        // Refusals before anything is trained: another architecture, an odd latent side.
+        AutoencoderConfig wider = c;
+        wider.base_channels = 16;
+        auto other = train_autoencoder(wider, tc, data, at::kCPU, nullptr, {}, nullptr, &start);
+        QVERIFY(!other);
+        QVERIFY2(other.error().find("another architecture") != std::string::npos, other.error().c_str());
+        AutoencoderConfig odd = c;
+        odd.pad = 0;                   // 28 -> 7x7 latents
+        odd.channel_mult = {1, 2, 2};
+        tc.scale_equivariance = 0.5;
+        auto refused = train_autoencoder(odd, tc, data, at::kCPU, nullptr);
+        QVERIFY(!refused);
+        QVERIFY2(refused.error().find("not even") != std::string::npos, refused.error().c_str());
+    }
+
     void scaledLatentsHaveUnitVariance() {
         const at::Tensor z = m_z.narrow(0, 0, 5000);  // encode_all of the first 5000 training images
         const double sd = z.std().item<double>(), mean = z.mean().item<double>();
