@@ -280,11 +280,7 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             const int64_t T = model->config.schedule.timesteps;
             for (int64_t t : from_real)
                 if (t >= T) return usage(command + ": --from-real " + std::to_string(t) + ": the model's timesteps are 0.." + std::to_string(T - 1));
-            const auto& nc = model->config.network;
-            if (nc.context_dim > 0) return usage(command + ": --from-real takes class-conditional or unconditional models, not text-to-image");
-            if (!model->autoencoder && (nc.in_channels != 1 || nc.image_size != 28))
-                return usage(command + ": --from-real needs a model of 28x28 grey images (this one: " + std::to_string(nc.in_channels) +
-                             "x" + std::to_string(nc.image_size) + "x" + std::to_string(nc.image_size) + ")");
+            if (auto st = check_starts_from_fashion_mnist(model.value()); !st) return usage(command + ": --from-real " + st.error());
         }
     }
     if (vae && !from_real.empty()) return usage(command + ": --from-real needs a diffusion model, not an autoencoder");
@@ -488,7 +484,6 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             // The training images' clean data in model space: a latent model's latents (scaled as it saw them).
             const int64_t n_real = floor_images.size(0);
             const at::Tensor x0 = model->autoencoder ? encode_all(model->autoencoder, floor_images, device.value()) : floor_images;
-            const std::vector<int64_t> ts = make_timesteps(sched->timesteps(), steps.value(), *spacing);
             std::printf("  from real: the first %lld training images (their classes), noised to the sampler's first timestep <= T\n",
                         (long long)n_real);
             // The same noise for every T and scale: rows differ only in where the chain starts.
@@ -496,16 +491,16 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
             for (double s : scales.value())
                 for (int64_t T : from_real) {
-                    const int64_t k = first_step_at_or_below(ts, T), t = ts[static_cast<size_t>(k)];
                     GenerateRequest req = scale_request(*sk, *spacing, steps.value(), seed.value(), batch.value(), n_real, C,
                                                         false, s, ClassifierGradFn(), dynamic.value());
                     if (C > 0) req.labels = train_labels;
-                    req.noise = sched->add_noise(x0, eps, at::full({n_real}, t, at::kLong));
-                    req.start_step = k;
+                    auto started = start_from_clean(req, sched.value(), x0, eps, T);
+                    if (!started) return failure(command + ": --from-real " + std::to_string(T) + ": " + started.error());
+                    const int64_t t = started.value();
                     req.bf16 = args.has("bf16");
                     char label[32];
                     std::snprintf(label, sizeof label, "t%lld s%.2g", (long long)t, s);
-                    const json extra = {{"scale", s}, {"from_t", t}, {"chain_steps", static_cast<int64_t>(ts.size()) - k}};
+                    const json extra = {{"scale", s}, {"from_t", t}, {"chain_steps", steps.value() - req.start_step}};
                     if (auto st = sample_row(req, train_labels, extra, label); !st)
                         return failure(st.error() + " (--from-real " + std::to_string(T) + ")");
                 }

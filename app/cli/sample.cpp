@@ -12,6 +12,7 @@
 #include "app/args.h"
 #include "app/cli/cli_util.h"
 #include "app/cli/prompts.h"
+#include "core/data/datasets.h"
 #include "core/forward/schedule.h"
 #include "core/guidance/noisy_classifier.h"
 #include "core/io/atomic_file.h"
@@ -50,6 +51,10 @@ int cmd_sample(const std::vector<std::string>& argv) {
         .flag("recommended", "the sampler, steps, guidance and timesteps that the model's manifest recommends (options given win)")
         .option("dynamic-threshold", "Imagen's dynamic thresholding of x0 at this percentile of |x0|, e.g. 0.995 (0: static clipping)", "0")
         .option("seed", "random seed", "0")
+        .option("start-image", "start every chain from Fashion-MNIST test image N (a latent model: its latent) noised "
+                "to --start-t, each with its own noise (SDEdit): variations of it, or with --class that item turned into "
+                "another class; the classes default to the image's own")
+        .option("start-t", "with --start-image: the noise level it starts from (the sampler's first timestep at or below it)", "500")
         .option("count", "number of samples", "16")
         .option("batch", "samples per forward pass", "256")
         .option("output", "grid PNG (also -o)")
@@ -98,7 +103,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (int rc = apply_precision(args, device.value(), "sample"); rc >= 0) return rc;
     auto path = resolve_model(args.get("model"));
     if (!path) return failure("sample: " + path.error());
+    if (args.given("start-t") && !args.given("start-image")) return usage("sample: --start-t goes with --start-image N");
     if (is_gan_file(path.value())) {
+        if (args.given("start-image")) return usage("sample: --start-image needs a diffusion model; a GAN has no chain to start midway");
         // A GAN: one network evaluation per image; the sampler options do not apply.
         auto gan = load_gan(path.value(), device.value());
         if (!gan) return failure("sample: " + gan.error());
@@ -159,6 +166,19 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (text && args.has("class")) return usage("sample: a text-to-image model takes --prompt, not --class");
     if (text && prompts.empty() && !args.has("unconditional"))
         return usage("sample: " + path.value() + " is a text-to-image model: give --prompt \"...\" (or --unconditional)");
+    // --start-image: the test image, checked (and its class read) before any work.
+    at::Tensor start_image;
+    int64_t start_class = -1;
+    if (args.given("start-image")) {
+        if (auto st = check_starts_from_fashion_mnist(model.value()); !st) return usage("sample: --start-image " + st.error());
+        if (args.has("unconditional") && args.given("class")) return usage("sample: --unconditional and --class exclude each other");
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        if (!test) return failure("sample: --start-image: " + test.error());
+        auto k = args.get_int("start-image", 0, test->x.size(0) - 1);
+        if (!k) return usage(k.error() + " (the Fashion-MNIST test images)");
+        start_image = test->x.narrow(0, k.value(), 1);
+        start_class = test->labels[k.value()].item<int64_t>();
+    }
     int64_t fixed_class = -1;
     if (args.has("class")) {
         const bool classifier_guided = args.get("classifier-scale") != "0";
@@ -204,6 +224,7 @@ int cmd_sample(const std::vector<std::string>& argv) {
     const int64_t N = count.value();
     at::Tensor labels = at::arange(N, at::kLong);
     if (C > 0) labels = fixed_class >= 0 ? at::full({N}, fixed_class, at::kLong) : labels.remainder(C);
+    if (start_image.defined() && fixed_class < 0 && C > 0) labels = at::full({N}, start_class, at::kLong);
     if (args.has("unconditional") && C > 0) labels = at::full({N}, C, at::kLong);
     GenerateRequest req;
     req.sampler = sc;
@@ -245,6 +266,28 @@ int cmd_sample(const std::vector<std::string>& argv) {
     req.seed = static_cast<uint64_t>(seed.value());
     req.batch = batch.value();
     req.bf16 = args.has("bf16");
+    int64_t start_t_used = -1;
+    if (start_image.defined()) {
+        auto t = args.get_int("start-t", 0, mc.schedule.timesteps - 1);
+        if (!t) return usage(t.error() + " (the model's timesteps)");
+        at::Tensor x0;
+        {
+            torch::NoGradGuard ng;
+            Autoencoder ae = model->autoencoder;
+            x0 = ae ? ae->encode(start_image.to(device.value())).to(at::kCPU) : start_image;
+        }
+        x0 = x0.expand({N, x0.size(1), x0.size(2), x0.size(3)}).contiguous();
+        // Each chain its own noise, drawn from the seed (the same seed: the same variations).
+        at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) * 7919ULL + 17);
+        const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
+        auto started = start_from_clean(req, schedule.value(), x0, eps, t.value());
+        if (!started) return usage("sample: --start-t: " + started.error());
+        start_t_used = started.value();
+        if (!args.has("quiet"))
+            std::fprintf(stderr, "starting from test image %s (class %lld) noised to t = %lld: the last %lld of %lld sampler steps\n",
+                         args.get("start-image").c_str(), (long long)start_class, (long long)started.value(),
+                         (long long)(sc.steps - req.start_step), (long long)sc.steps);
+    }
     std::vector<at::Tensor> video;  // grids of x_t over the chain of the first batch
     // The chain video shows x_t: pixel models only (a latent model's x_t is a latent).
     const bool record = args.has("chain-video") && mc.network.kind == NetworkKind::UNet && !model->autoencoder;
@@ -280,6 +323,10 @@ int cmd_sample(const std::vector<std::string>& argv) {
         f.metadata["spacing"] = to_string(sc.spacing);
         f.metadata["guidance"] = std::to_string(guidance);
         f.metadata["seed"] = std::to_string(seed.value());
+        if (start_image.defined()) {
+            f.metadata["start_image"] = args.get("start-image");
+            f.metadata["start_t"] = std::to_string(start_t_used);
+        }
         if (text) f.metadata["prompts"] = nlohmann::json(prompts).dump();
         if (text && args.has("negative-prompt")) f.metadata["negative_prompt"] = args.get("negative-prompt");
         if (auto st = save_safetensors(args.get("tensors"), f); !st) return failure("sample: " + st.error());
@@ -295,14 +342,17 @@ int cmd_sample(const std::vector<std::string>& argv) {
         if (!images) return usage("sample: -o needs an image model; use --tensors for points");
         const int64_t P = static_cast<int64_t>(prompts.size());
         const int64_t cols = text && P > 1 ? std::min<int64_t>(P, N)
-                             : C > 0 && fixed_class < 0 ? std::min<int64_t>(C, N) : int64_t(std::ceil(std::sqrt(double(N))));
+                             : C > 0 && fixed_class < 0 && !start_image.defined() ? std::min<int64_t>(C, N)
+                                                                                   : int64_t(std::ceil(std::sqrt(double(N))));
         const at::Tensor grid = imaging::make_grid(x, cols, 2, 1.0);
         std::ostringstream params;
         params << "model=" << args.get("model") << " sampler=" << to_string(sc.kind) << " steps=" << sc.steps
                << " spacing=" << to_string(sc.spacing) << " eta=" << sc.eta << " guidance=" << guidance
                << " classifier_scale=" << cscale.value()
                << " seed=" << seed.value()
-               << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class) : std::string("cycle"));
+               << " class=" << (fixed_class >= 0 ? std::to_string(fixed_class)
+                                : start_image.defined() ? std::to_string(start_class) : std::string("cycle"));
+        if (start_image.defined()) params << " start_image=" << args.get("start-image") << " start_t=" << start_t_used;
         if (text) {
             params << " prompts=";
             for (size_t i = 0; i < prompts.size(); ++i) params << (i ? " | " : "") << prompts[i];

@@ -237,6 +237,33 @@ at::Tensor slerp(const at::Tensor& a, const at::Tensor& b, double t) {
     return (a * (std::sin((1 - t) * w) / std::sin(w)) + b * (std::sin(t * w) / std::sin(w))).to(a.scalar_type());
 }
 
+Status check_starts_from_fashion_mnist(const LoadedModel& model) {
+    const NetworkConfig& nc = model.config.network;
+    if (nc.kind != NetworkKind::UNet) return Status::failure("needs an image model, not a 2-D toy model");
+    if (nc.context_dim > 0) return Status::failure("takes class-conditional or unconditional models, not text-to-image");
+    const auto& ae = model.autoencoder;
+    const int64_t side = ae ? ae->config().image_size : nc.image_size, channels = ae ? ae->config().in_channels : nc.in_channels;
+    if (side != 28 || channels != 1)
+        return Status::failure("needs a model of 28x28 grey images (this one: " + std::to_string(channels) + "x" +
+                               std::to_string(side) + "x" + std::to_string(side) + ")");
+    return Status::success();
+}
+
+Result<int64_t> start_from_clean(GenerateRequest& req, const NoiseSchedule& schedule, const at::Tensor& x0,
+                                 const at::Tensor& eps, int64_t t) {
+    if (t < 0 || t >= schedule.timesteps())
+        return Error{"the starting timestep " + std::to_string(t) + " is outside 0.." + std::to_string(schedule.timesteps() - 1)};
+    if (!x0.defined() || !eps.defined() || x0.sizes() != eps.sizes() || x0.dim() < 2)
+        return Error{"the clean samples and their noise need one shape [N, ...]"};
+    if (req.sampler.steps < 1 || req.sampler.steps > schedule.timesteps())
+        return Error{"the sampler's steps must be within 1.." + std::to_string(schedule.timesteps())};
+    const std::vector<int64_t> ts = make_timesteps(schedule.timesteps(), req.sampler.steps, req.sampler.spacing);
+    const int64_t k = first_step_at_or_below(ts, t), at_t = ts[static_cast<size_t>(k)];
+    req.noise = schedule.add_noise(x0, eps, at::full({x0.size(0)}, at_t, at::TensorOptions().dtype(at::kLong).device(x0.device())));
+    req.start_step = k;
+    return at_t;
+}
+
 Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req, const GenerateStepHook& on_step) {
     auto run = GenerateRun::create(model, req);
     if (!run) return Error{run.error()};

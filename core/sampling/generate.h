@@ -58,6 +58,18 @@ at::Tensor assemble_shards(const std::vector<at::Tensor>& padded, int64_t count,
 /// angle between a and b (flattened); linear when they are (anti)parallel.
 at::Tensor slerp(const at::Tensor& a, const at::Tensor& b, double t);
 
+/// Whether clean Fashion-MNIST images can start this model's chains (sample --start-image, eval
+/// --from-real, the Reverse view's start from a test image): a model of 28x28 grey images, or a
+/// latent model whose autoencoder takes them; not text-to-image. The message says what it takes instead.
+Status check_starts_from_fashion_mnist(const LoadedModel& model);
+
+/// Starts the request's chains from clean samples x0 [N, ...] in the model's space (a latent model:
+/// their latents) noised by q(x_t | x_0) with `eps` (x0's shape) to the sampler's first timestep at
+/// or below t (else its last), as SDEdit does: sets req.noise and req.start_step from req.sampler's
+/// steps and spacing on `schedule`; returns that timestep. t outside 0..T-1 or a shape mismatch: an error.
+Result<int64_t> start_from_clean(GenerateRequest& req, const NoiseSchedule& schedule, const at::Tensor& x0,
+                                 const at::Tensor& eps, int64_t t);
+
 /// Per-call hooks: step reports of each batch's chain (batch start index, step info).
 using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;
 

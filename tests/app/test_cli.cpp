@@ -12,6 +12,7 @@
 #include "core/io/model_catalog.h"
 #include "core/io/model_io.h"
 #include "core/io/safetensors.h"
+#include "core/data/datasets.h"
 #include "core/forward/schedule.h"
 
 namespace {
@@ -191,8 +192,17 @@ private Q_SLOTS:
         QTest::newRow("from real of training images") << QStringList{"eval", "--real-as-samples", "--from-real", "10"} << 2 << "--from-real needs a diffusion model";
         QTest::newRow("from real of an autoencoder") << QStringList{"eval", "--model", "fashion-mnist-autoencoder", "--from-real", "10"} << 2 << "--from-real needs a diffusion model";
         QTest::newRow("from real, not a number") << QStringList{"eval", "--from-real", "ten"} << 2 << "--from-real";
+        QTest::newRow("start image out of range") << QStringList{"sample", "--start-image", "10000", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-image must be between 0 and 9999";
+        QTest::newRow("start t beyond the schedule") << QStringList{"sample", "--start-image", "1", "--start-t", "1000", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-t must be between 0 and 999";
+        QTest::newRow("start t alone") << QStringList{"sample", "--start-t", "10", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-t goes with --start-image";
+        QTest::newRow("start image of a text model") << QStringList{"sample", "--model", "fashion-mnist-text", "--prompt", "a dress", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "not text-to-image";
+        QTest::newRow("start image of a toy model") << QStringList{"sample", "--model", "toy-moons", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "not a 2-D toy model";
+        QTest::newRow("start image of a GAN") << QStringList{"sample", "--model", "fashion-mnist-gan", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "a GAN has no chain";
         QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";
         QTest::newRow("autoencoder bad kl") << QStringList{"train-autoencoder", "--out", "x", "--kl-weight", "-1"} << 2 << "--kl-weight must be between";
+        QTest::newRow("autoencoder bad equivariance") << QStringList{"train-autoencoder", "--out", "x", "--scale-equivariance", "-1"} << 2 << "--scale-equivariance must be between";
+        QTest::newRow("fine-tune with another width") << QStringList{"train-autoencoder", "--out", "x", "--init-from", "fashion-mnist-autoencoder", "--base-channels", "32"} << 2 << "--base-channels comes from the --init-from autoencoder";
+        QTest::newRow("fine-tune a diffusion model") << QStringList{"train-autoencoder", "--out", "/tmp/dlab-test-ae.safetensors", "--init-from", "default", "--device", "cpu"} << 1 << "not a DiffusionLab autoencoder";
         QTest::newRow("latents of a missing autoencoder") << QStringList{"train", "--dataset", "latents:/tmp/no-ae.safetensors", "--out", "/tmp/dlab-x"} << 1 << "no-ae.safetensors";
         QTest::newRow("latents of a non-autoencoder") << QStringList{"train", "--dataset", "latents:default", "--out", "/tmp/dlab-x"} << 1 << "not a DiffusionLab autoencoder";
         QTest::newRow("prompt for a class model") << QStringList{"sample", "--prompt", "a dark sandal", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "is not a text-to-image model";
@@ -476,6 +486,46 @@ private Q_SLOTS:
         qInfo("from t = 0: FID %.2f, from t = 999: %.2f (floor %.2f)", low["fid"].toDouble(), high["fid"].toDouble(), floor);
         QVERIFY(low["fid"].toDouble() < high["fid"].toDouble());
         QVERIFY(std::abs(low["fid"].toDouble() - floor) < std::abs(high["fid"].toDouble() - floor));
+    }
+
+    // sample --start-image N --start-t T (SDEdit): from a low t the chains end near test image N, from
+    // the top they are new items; the classes default to the image's own; the same seed repeats itself.
+    void sampleFromATestImage() {
+        QTemporaryDir dir;
+        auto run = [&](const QString& t, const QString& name, const QStringList& more = {}) -> at::Tensor {
+            const QString file = dir.filePath(name);
+            QStringList args{"sample", "--model", "fashion-mnist-live", "--start-image", "17", "--start-t", t, "--steps", "20",
+                             "--guidance", "1", "--count", "4", "--seed", "3", "--device", "cpu", "--tensors", file};
+            const Run r = cli(args + more);
+            if (r.code != 0) qWarning("%s", qPrintable(r.err));
+            auto f = dlab::load_safetensors(file.toStdString());
+            if (!f) return at::Tensor();
+            if (!more.contains("--class")) {
+                const auto labels = f->tensors.at("labels");
+                if (!(labels == labels[0]).all().item<bool>()) return at::Tensor();  // one class: the image's own
+            }
+            if (f->metadata["start_image"] != "17" || f->metadata.count("start_t") == 0) return at::Tensor();
+            return f->tensors.at("images");
+        };
+        auto test = dlab::load_fashion_mnist(dlab::fashion_mnist_dir(), false);
+        QVERIFY2(test, test ? "" : test.error().c_str());
+        const at::Tensor image = (test->x[17] + 1) / 2;  // the samples are written in [0, 1]
+        const at::Tensor low = run("150", "low.safetensors"), top = run("999", "top.safetensors");
+        QVERIFY(low.defined() && top.defined());
+        const double dlow = (low - image).abs().mean().item<double>(), dtop = (top - image).abs().mean().item<double>();
+        qInfo("mean |sample - test image 17|: from t = 150 %.4f, from t = 999 %.4f", dlow, dtop);
+        QVERIFY(dlow < 0.08);
+        QVERIFY(dlow < 0.5 * dtop);
+        // Each chain its own noise: four different variations, and the same four again from the same seed.
+        QVERIFY((low[0] - low[1]).abs().max().item<double>() > 1e-3);
+        QVERIFY(at::equal(run("150", "again.safetensors"), low));
+        // Another class from the middle of the chain: that class's labels.
+        const Run r = cli({"sample", "--model", "fashion-mnist-live", "--start-image", "17", "--start-t", "600", "--class", "5",
+                           "--steps", "10", "--count", "2", "--device", "cpu", "--tensors", dir.filePath("c.safetensors")});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(r.err.contains("starting from test image 17"));
+        auto f = dlab::load_safetensors(dir.filePath("c.safetensors").toStdString());
+        QVERIFY(f && (f->tensors.at("labels") == 5).all().item<bool>());
     }
 
     // eval --metrics nll: the bound's parts add up to the total in the JSON, one CSV row per grid

@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/data/datasets.h"
+#include "core/sampling/generate.h"
 #include "core/runtime/runtime.h"
 #include "core/text/clip.h"
 #include "ui/common/tensor_image.h"
@@ -110,11 +111,9 @@ void ReverseChainJob::begin(const ChainSettings& settings) {
 }
 
 void ReverseChainJob::startFromRealImage(const ChainSettings& settings, const std::vector<int64_t>& shape) {
-    const NetworkConfig& n = m_lab->config().network;
     const auto& ae = m_lab->model->autoencoder;
-    const int64_t side = ae ? ae->config().image_size : n.image_size, channels = ae ? ae->config().in_channels : n.in_channels;
-    if (!m_lab->isImage() || side != 28 || channels != 1)
-        throw std::runtime_error("Starting from a test image needs a model of 28x28 grey images (Fashion-MNIST)");
+    if (auto st = check_starts_from_fashion_mnist(*m_lab->model); !st)
+        throw std::runtime_error("Starting from a Fashion-MNIST test image " + st.error());
     if (settings.realT < 0 || settings.realT >= m_lab->schedule.timesteps())
         throw std::runtime_error("The starting timestep must be within 0.." + std::to_string(m_lab->schedule.timesteps() - 1));
     if (!m_testImages.defined()) {
