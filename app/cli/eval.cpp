@@ -50,7 +50,7 @@ Result<std::set<std::string>> parse_metrics(const std::string& text) {
     std::string m;
     while (std::getline(ss, m, ',')) {
         if (m.empty()) continue;
-        if (m == "nll") {  // the variational bound (app/cli/nll.cpp): never part of "all"
+        if (m == "nll" || m == "copies") {  // the bound (app/cli/nll.cpp) and training-data copying: never in "all"
             out.insert(m);
             continue;
         }
@@ -59,7 +59,7 @@ Result<std::set<std::string>> parse_metrics(const std::string& text) {
             continue;
         }
         if (std::find(kAllMetrics.begin(), kAllMetrics.end(), m) == kAllMetrics.end())
-            return Error{"unknown metric '" + m + "' (fid, sfid, is, precision, recall, agreement, diversity, all, nll)"};
+            return Error{"unknown metric '" + m + "' (fid, sfid, is, precision, recall, agreement, diversity, all, nll, copies)"};
         out.insert(m);
     }
     if (out.empty()) return Error{"--metrics is empty"};
@@ -158,8 +158,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     const bool sweep = command == "sweep";
     Args args(command);
     args.option("model", "default, a bundled name or a .safetensors file", "default")
-        .option("metrics", sweep ? "fid,sfid,is,precision,recall,agreement,diversity or all"
-                                 : "fid,sfid,is,precision,recall,agreement,diversity or all; nll: the variational bound in bits/dim",
+        .option("metrics", sweep ? "fid,sfid,is,precision,recall,agreement,diversity or all; copies: training-data copying in pixels"
+                                 : "fid,sfid,is,precision,recall,agreement,diversity or all; nll: the variational bound in bits/dim; "
+                                   "copies: training-data copying (samples' distance to their nearest training image, in pixels)",
                 sweep ? "all" : "fid,sfid,is,precision,recall,agreement")
         .option("count", "samples per scale (and reference/floor images)", sweep ? "2000" : "10000")
         .option("scales", "guidance scales (the same starting noise for every scale)", sweep ? "0,1,2,3,5" : "3");
@@ -321,6 +322,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     const int64_t N = count.value();
     at::Tensor ref_images, floor_images;
     at::Tensor train_labels;
+    at::Tensor train_pixels, unseen_d;  // --metrics copies: the training split and the test images' distances to it
+    const bool copies = metrics->count("copies") > 0;
     std::string ref_name = args.get("reference");
     if (ref_name == "fashion-mnist-test" || ref_name == "fashion-mnist-train") {
         auto test = load_fashion_mnist(fashion_mnist_dir(), false);
@@ -335,7 +338,15 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         ref_images = ref.x.narrow(0, 0, std::min<int64_t>(N, ref.x.size(0)));
         floor_images = other.x.narrow(0, 0, std::min<int64_t>(N, other.x.size(0)));
         train_labels = other.labels.narrow(0, 0, floor_images.size(0));
+        if (copies) {
+            train_pixels = train->x.to(device.value());
+            const auto t0 = Clock::now();
+            unseen_d = nearest_distances(test->x.narrow(0, 0, std::min<int64_t>(N, test->x.size(0))), train_pixels);
+            std::printf("  copies: the nearest of the %lld training images to each of %lld test images in %.1f s (median distance %.3f)\n",
+                        (long long)train_pixels.size(0), (long long)unseen_d.size(0), since(t0), unseen_d.median().item<double>());
+        }
     } else {
+        if (copies) return usage(command + ": --metrics copies compares with the Fashion-MNIST training split (the default reference)");
 #ifdef DLAB_HAVE_IMAGING
         imaging::ImageFolderOptions io;
         io.size = real_as_samples ? 28 : vae ? vae->config().image_size : model->config.network.image_size;
@@ -367,6 +378,14 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
     json floor_row = compute_metrics(metrics.value(), floor, train_labels, real, real_stats,
                                      real.spatial.defined() ? &real_spatial : nullptr, timing);
     floor_row["saturation"] = saturated_fraction(floor_images);
+    // Copying, measured in the images' pixels: the floor row is the real test images themselves.
+    auto add_copies = [&](json& r, const at::Tensor& d) {
+        const CopyStats c = copy_stats(d, unseen_d);
+        r["copies"] = c.copies;
+        r["nn_ratio"] = c.nn_ratio;
+        r["copy_threshold"] = c.threshold;
+    };
+    if (copies) add_copies(floor_row, unseen_d);
     // The metrics of images that should show `labels` (undefined: no classes); a failing feature
     // network is a message.
     auto score = [&](const at::Tensor& x, const at::Tensor& labels) -> Result<json> {
@@ -376,8 +395,16 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         } catch (const std::exception& e) {
             return Error{command + ": feature network: " + e.what()};
         }
-        return compute_metrics(metrics.value(), f, labels, real, real_stats, real.spatial.defined() ? &real_spatial : nullptr,
-                               timing);
+        json r = compute_metrics(metrics.value(), f, labels, real, real_stats, real.spatial.defined() ? &real_spatial : nullptr,
+                                 timing);
+        if (copies) {
+            if (x.dim() != 4 || x.size(1) * x.size(2) * x.size(3) != train_pixels[0].numel())
+                return Error{command + ": --metrics copies needs samples of Fashion-MNIST's 28x28 grey images"};
+            const auto t0 = Clock::now();
+            add_copies(r, nearest_distances(x, train_pixels));
+            timing["copies"] += since(t0);
+        }
+        return r;
     };
     std::printf("%s: model %s\n  features: %s; N = %lld; reference %s (%lld images)\n", command.c_str(),
                 model_path.c_str(), fnet->name().c_str(), (long long)N, ref_name.c_str(), (long long)ref_images.size(0));
@@ -403,6 +430,9 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
                     fmt(r, "sfid", 9, 3).c_str(), fmt(r, "is", 8, 3).c_str(), fmt(r, "precision", 10, 4).c_str(),
                     fmt(r, "recall", 8, 4).c_str(), fmt(r, "agreement", 10, 4).c_str(), fmt(r, "diversity", 10, 4).c_str(),
                     fmt(r, "saturation", 10, 4).c_str(), secs);
+        if (r.contains("copies"))
+            std::printf("%10s copies %.4f (closer to a training image than 99%% of test images; those: 0.01), nearest training "
+                        "image %.3fx as far as a test image's\n", "", r["copies"].get<double>(), r["nn_ratio"].get<double>());
         std::fflush(stdout);
     };
     print_row("floor", floor_row, 0.0);

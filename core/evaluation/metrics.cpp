@@ -95,6 +95,35 @@ at::Tensor kth_neighbour_distances(const at::Tensor& features, int64_t k) {
     return at::cat(parts).sqrt();
 }
 
+at::Tensor nearest_distances(const at::Tensor& queries, const at::Tensor& reference) {
+    TORCH_CHECK(queries.dim() >= 1 && reference.dim() >= 1 && reference.size(0) > 0, "nearest_distances: empty reference");
+    const at::Tensor r = reference.flatten(1).to(at::kFloat);
+    const at::Tensor q_all = queries.flatten(1);
+    TORCH_CHECK(q_all.size(1) == r.size(1), "nearest_distances: queries and reference differ in dimension");
+    const at::Tensor rn = r.to(at::kDouble).pow(2).sum(1).unsqueeze(0);
+    const int64_t M = q_all.size(0);
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < M; i += kBlock) {
+        const at::Tensor q = q_all.narrow(0, i, std::min(kBlock, M - i)).to(r.device(), at::kFloat);
+        const at::Tensor qn = q.to(at::kDouble).pow(2).sum(1, true);
+        // The smallest ||q||^2 - 2 q.r + ||r||^2 over the reference (the cross term in float32).
+        const at::Tensor d2 = qn - 2.0 * at::matmul(q, r.t()).to(at::kDouble) + rn;
+        parts.push_back(std::get<0>(d2.min(1)).clamp_min(0).sqrt().to(at::kCPU));
+    }
+    return M > 0 ? at::cat(parts) : at::zeros({0}, at::kDouble);
+}
+
+CopyStats copy_stats(const at::Tensor& sample_d, const at::Tensor& unseen_d) {
+    TORCH_CHECK(sample_d.numel() > 0 && unseen_d.numel() > 0, "copy_stats: empty distance sets");
+    const at::Tensor s = sample_d.to(at::kCPU, at::kDouble).flatten(), u = unseen_d.to(at::kCPU, at::kDouble).flatten();
+    CopyStats c;
+    c.threshold = at::quantile(u, 0.01).item<double>();
+    c.copies = (s < c.threshold).to(at::kDouble).mean().item<double>();
+    const double um = at::quantile(u, 0.5).item<double>();
+    c.nn_ratio = um > 0 ? at::quantile(s, 0.5).item<double>() / um : 0.0;
+    return c;
+}
+
 PrecisionRecall precision_recall(const at::Tensor& real, const at::Tensor& fake, int64_t k) {
     const at::Tensor r = real.to(at::kCPU, at::kDouble).flatten(1), f = fake.to(at::kCPU, at::kDouble).flatten(1);
     PrecisionRecall pr;

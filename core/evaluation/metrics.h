@@ -47,6 +47,22 @@ PrecisionRecall precision_recall(const at::Tensor& real, const at::Tensor& fake,
 /// blocks so that N = 10^4 stays within memory.
 at::Tensor kth_neighbour_distances(const at::Tensor& features, int64_t k);
 
+/// Each query's Euclidean distance to its nearest row of `reference` ([M,D] against [N,D], any
+/// shapes that flatten to those), in float32 blocks on `reference`'s device with the norms in
+/// float64; [M] float64 on the CPU.
+at::Tensor nearest_distances(const at::Tensor& queries, const at::Tensor& reference);
+
+/// Training-data copying, in pixels (as Somepalli et al. 2023 and Carlini et al. 2023 look for it):
+/// with d(x) the distance from x to its nearest training image and `unseen_d` the d of real images
+/// the model never trained on, `copies` is the share of samples closer to a training image than
+/// 99 % of the unseen images are (0.01 for real unseen images by construction), `nn_ratio` the
+/// median sample d over the median unseen d (1 for real unseen images; below 1: the samples sit
+/// nearer the training images than new real images do).
+struct CopyStats {
+    double copies = 0, nn_ratio = 0, threshold = 0;
+};
+CopyStats copy_stats(const at::Tensor& sample_d, const at::Tensor& unseen_d);
+
 /// Diversity: the mean pairwise Euclidean distance between features of samples of the same label,
 /// averaged over labels (labels with fewer than 2 samples are skipped). Falls as guidance narrows
 /// each class.

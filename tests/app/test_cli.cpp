@@ -191,6 +191,8 @@ private Q_SLOTS:
         QTest::newRow("from real beyond the schedule") << QStringList{"eval", "--from-real", "1000"} << 2 << "the model's timesteps are 0..999";
         QTest::newRow("from real of training images") << QStringList{"eval", "--real-as-samples", "--from-real", "10"} << 2 << "--from-real needs a diffusion model";
         QTest::newRow("from real of an autoencoder") << QStringList{"eval", "--model", "fashion-mnist-autoencoder", "--from-real", "10"} << 2 << "--from-real needs a diffusion model";
+        QTest::newRow("copies against an image folder") << QStringList{"eval", "--metrics", "copies", "--reference", "/tmp"} << 2 << "--metrics copies compares with the Fashion-MNIST training split";
+        QTest::newRow("unknown metric") << QStringList{"eval", "--metrics", "fid,copy"} << 2 << "unknown metric 'copy'";
         QTest::newRow("from real, not a number") << QStringList{"eval", "--from-real", "ten"} << 2 << "--from-real";
         QTest::newRow("start image out of range") << QStringList{"sample", "--start-image", "10000", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-image must be between 0 and 9999";
         QTest::newRow("start t beyond the schedule") << QStringList{"sample", "--start-image", "1", "--start-t", "1000", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-t must be between 0 and 999";
@@ -526,6 +528,36 @@ private Q_SLOTS:
         QVERIFY(r.err.contains("starting from test image 17"));
         auto f = dlab::load_safetensors(dir.filePath("c.safetensors").toStdString());
         QVERIFY(f && (f->tensors.at("labels") == 5).all().item<bool>());
+    }
+
+    // eval --metrics copies: training images as samples are all copies, the model's samples are not
+    // (nearer 0.01, the test images' rate by construction); other references refuse it.
+    void evalMeasuresCopying() {
+        QTemporaryDir dir;
+        const QString json = dir.filePath("c.json");
+        const Run r = cli({"eval", "--model", "fashion-mnist-live", "--metrics", "fid,copies", "--count", "300", "--steps", "8",
+                           "--scales", "2", "--device", "cpu", "--json", json});
+        QVERIFY2(r.code == 0, qPrintable(r.err));
+        QVERIFY(r.out.contains("copies"));
+        QFile f(json);
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+        const QJsonObject floor = o["floor"].toObject(), row = o["rows"].toArray()[0].toObject();
+        QVERIFY(std::abs(floor["nn_ratio"].toDouble() - 1.0) < 1e-9);
+        qInfo("copies %.4f, nearest-training distance ratio %.3f", row["copies"].toDouble(), row["nn_ratio"].toDouble());
+        QVERIFY(row["copies"].toDouble() < 0.2);
+        QVERIFY(row["nn_ratio"].toDouble() > 0.5);
+        // Training images in place of samples, through the autoencoder: near-copies of the training set.
+        const Run t = cli({"eval", "--real-as-samples", "--through", "fashion-mnist-autoencoder", "--metrics", "fid,copies",
+                           "--count", "300", "--device", "cpu", "--json", json});
+        QVERIFY2(t.code == 0, qPrintable(t.err));
+        QVERIFY(f.seek(0));
+        f.close();
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        const QJsonArray rows = QJsonDocument::fromJson(f.readAll()).object()["rows"].toArray();
+        const QJsonObject through = rows.last().toObject();
+        qInfo("training images through the autoencoder: copies %.4f, ratio %.3f", through["copies"].toDouble(), through["nn_ratio"].toDouble());
+        QVERIFY(through["nn_ratio"].toDouble() < row["nn_ratio"].toDouble());
     }
 
     // eval --metrics nll: the bound's parts add up to the total in the JSON, one CSV row per grid

@@ -113,6 +113,39 @@ private Q_SLOTS:
         QVERIFY(at::allclose(r, brute, 1e-9, 1e-9));
     }
 
+    void nearestDistancesMatchBruteForce() {
+        // 1500 queries (two blocks) against 300 reference rows of 784 values in [-1, 1], like images.
+        at::manual_seed(11);
+        const at::Tensor ref = at::rand({300, 1, 28, 28}, at::kDouble) * 2 - 1;
+        const at::Tensor q = at::rand({1500, 1, 28, 28}, at::kDouble) * 2 - 1;
+        const at::Tensor d = nearest_distances(q, ref);
+        QCOMPARE(d.size(0), int64_t(1500));
+        const at::Tensor brute = at::cdist(q.flatten(1), ref.flatten(1)).amin(1);
+        const double worst = (d - brute).abs().max().item<double>();
+        QVERIFY2(worst < 1e-3, qPrintable(QString::number(worst)));
+        // A query that is a reference row is at distance 0 (to float32 round-off of the cross term).
+        QVERIFY(nearest_distances(ref.narrow(0, 7, 3), ref).abs().max().item<double>() < 2e-2);
+    }
+
+    void copyStatsOfCopiesAndOfNewDraws() {
+        // The "training set" and "unseen" images drawn from one law: copies near 0.01, ratio near 1;
+        // the training rows themselves as samples: all copies, ratio 0; a far-off set: no copies, ratio > 1.
+        at::manual_seed(5);
+        const at::Tensor train = at::randn({2000, 16}, at::kDouble);
+        const at::Tensor unseen = nearest_distances(at::randn({4000, 16}, at::kDouble), train);
+        const CopyStats fresh = copy_stats(nearest_distances(at::randn({4000, 16}, at::kDouble), train), unseen);
+        QVERIFY2(fresh.copies > 0.004 && fresh.copies < 0.02, qPrintable(QString::number(fresh.copies)));
+        QVERIFY(std::abs(fresh.nn_ratio - 1.0) < 0.05);
+        const CopyStats copied = copy_stats(nearest_distances(train.narrow(0, 0, 500), train), unseen);
+        QCOMPARE(copied.copies, 1.0);
+        QVERIFY(copied.nn_ratio < 1e-3);
+        const CopyStats far = copy_stats(nearest_distances(at::randn({500, 16}, at::kDouble) + 3.0, train), unseen);
+        QCOMPARE(far.copies, 0.0);
+        QVERIFY(far.nn_ratio > 1.5);
+        // The threshold is the unseen set's 1st percentile.
+        QVERIFY(std::abs(fresh.threshold - at::quantile(unseen, 0.01).item<double>()) < 1e-12);
+    }
+
     void torchScriptFeatureNetwork() {
         // A TorchScript module written and saved here stands for a user's exported network.
         QTemporaryDir dir;
