@@ -539,9 +539,7 @@ private Q_SLOTS:
                            "--scales", "2", "--device", "cpu", "--json", json});
         QVERIFY2(r.code == 0, qPrintable(r.err));
         QVERIFY(r.out.contains("copies"));
-        QFile f(json);
-        QVERIFY(f.open(QIODevice::ReadOnly));
-        const QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+        const QJsonObject o = QJsonDocument::fromJson(readAll(json)).object();
         const QJsonObject floor = o["floor"].toObject(), row = o["rows"].toArray()[0].toObject();
         QVERIFY(std::abs(floor["nn_ratio"].toDouble() - 1.0) < 1e-9);
         qInfo("copies %.4f, nearest-training distance ratio %.3f", row["copies"].toDouble(), row["nn_ratio"].toDouble());
@@ -551,10 +549,7 @@ private Q_SLOTS:
         const Run t = cli({"eval", "--real-as-samples", "--through", "fashion-mnist-autoencoder", "--metrics", "fid,copies",
                            "--count", "300", "--device", "cpu", "--json", json});
         QVERIFY2(t.code == 0, qPrintable(t.err));
-        QVERIFY(f.seek(0));
-        f.close();
-        QVERIFY(f.open(QIODevice::ReadOnly));
-        const QJsonArray rows = QJsonDocument::fromJson(f.readAll()).object()["rows"].toArray();
+        const QJsonArray rows = QJsonDocument::fromJson(readAll(json)).object()["rows"].toArray();
         const QJsonObject through = rows.last().toObject();
         qInfo("training images through the autoencoder: copies %.4f, ratio %.3f", through["copies"].toDouble(), through["nn_ratio"].toDouble());
         QVERIFY(through["nn_ratio"].toDouble() < row["nn_ratio"].toDouble());
