@@ -20,6 +20,9 @@
 #       DDIM 200, s = 1, N = 10,000 on the bundled autoencoder), then that same evaluation. VARIANT
 #       "bundled" trains the control on the bundled autoencoder. An autoencoder of an earlier call on
 #       a machine since given back: carry it as .gpu-ae/ae-VARIANT.safetensors.
+# Session 22 (H200): se 3.0 / kl 3.0 minutes, then train kl 7.0 and train se 7.0 on one warm machine:
+# round trips 3.36 (se) and 2.90 (kl), latent models 18.4 (se) and 9.51 (kl) against the bundled
+# autoencoder's 9.94 (docs/eval/latent-diffusability-*; README, "The latent space itself, tried").
 # Device tool, carry [".gpu-lat"] (debs/ and all 60,000 images as .xz); the tree needs
 # fashion-mnist-classifier and fashion-mnist-autoencoder-quality (stash the other models and docs/).
 set -uo pipefail
