@@ -535,7 +535,7 @@ private Q_SLOTS:
     void evalMeasuresCopying() {
         QTemporaryDir dir;
         const QString json = dir.filePath("c.json");
-        const Run r = cli({"eval", "--model", "fashion-mnist-live", "--metrics", "fid,copies", "--count", "300", "--steps", "8",
+        const Run r = cli({"eval", "--model", "fashion-mnist-live", "--metrics", "fid,copies", "--count", "120", "--steps", "5",
                            "--scales", "2", "--device", "cpu", "--json", json});
         QVERIFY2(r.code == 0, qPrintable(r.err));
         QVERIFY(r.out.contains("copies"));
@@ -547,7 +547,7 @@ private Q_SLOTS:
         QVERIFY(row["nn_ratio"].toDouble() > 0.5);
         // Training images in place of samples, through the autoencoder: near-copies of the training set.
         const Run t = cli({"eval", "--real-as-samples", "--through", "fashion-mnist-autoencoder", "--metrics", "fid,copies",
-                           "--count", "300", "--device", "cpu", "--json", json});
+                           "--count", "120", "--device", "cpu", "--json", json});
         QVERIFY2(t.code == 0, qPrintable(t.err));
         const QJsonArray rows = QJsonDocument::fromJson(readAll(json)).object()["rows"].toArray();
         const QJsonObject through = rows.last().toObject();
