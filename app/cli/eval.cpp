@@ -281,6 +281,8 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
             const int64_t T = model->config.schedule.timesteps;
             for (int64_t t : from_real)
                 if (t >= T) return usage(command + ": --from-real " + std::to_string(t) + ": the model's timesteps are 0.." + std::to_string(T - 1));
+            if (model->config.network.context_dim > 0)
+                return usage(command + ": --from-real takes class-conditional or unconditional models, not text-to-image");
             if (auto st = check_starts_from_fashion_mnist(model.value()); !st) return usage(command + ": --from-real " + st.error());
         }
     }

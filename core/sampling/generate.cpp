@@ -240,7 +240,6 @@ at::Tensor slerp(const at::Tensor& a, const at::Tensor& b, double t) {
 Status check_starts_from_fashion_mnist(const LoadedModel& model) {
     const NetworkConfig& nc = model.config.network;
     if (nc.kind != NetworkKind::UNet) return Status::failure("needs an image model, not a 2-D toy model");
-    if (nc.context_dim > 0) return Status::failure("takes class-conditional or unconditional models, not text-to-image");
     const auto& ae = model.autoencoder;
     const int64_t side = ae ? ae->config().image_size : nc.image_size, channels = ae ? ae->config().in_channels : nc.in_channels;
     if (side != 28 || channels != 1)

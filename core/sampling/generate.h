@@ -60,7 +60,8 @@ at::Tensor slerp(const at::Tensor& a, const at::Tensor& b, double t);
 
 /// Whether clean Fashion-MNIST images can start this model's chains (sample --start-image, eval
 /// --from-real, the Reverse view's start from a test image): a model of 28x28 grey images, or a
-/// latent model whose autoencoder takes them; not text-to-image. The message says what it takes instead.
+/// latent model whose autoencoder takes them (text-to-image ones too: the prompt conditions the rest
+/// of the chain). The message says what it takes instead.
 Status check_starts_from_fashion_mnist(const LoadedModel& model);
 
 /// Starts the request's chains from clean samples x0 [N, ...] in the model's space (a latent model:

@@ -197,7 +197,8 @@ private Q_SLOTS:
         QTest::newRow("start image out of range") << QStringList{"sample", "--start-image", "10000", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-image must be between 0 and 9999";
         QTest::newRow("start t beyond the schedule") << QStringList{"sample", "--start-image", "1", "--start-t", "1000", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-t must be between 0 and 999";
         QTest::newRow("start t alone") << QStringList{"sample", "--start-t", "10", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "--start-t goes with --start-image";
-        QTest::newRow("start image of a text model") << QStringList{"sample", "--model", "fashion-mnist-text", "--prompt", "a dress", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "not text-to-image";
+        QTest::newRow("start image with an unknown word") << QStringList{"sample", "--model", "fashion-mnist-text", "--prompt", "a purple dress", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "does not know 'purple'";
+        QTest::newRow("from real of a text model") << QStringList{"eval", "--model", "fashion-mnist-text", "--from-real", "10"} << 2 << "not text-to-image";
         QTest::newRow("start image of a toy model") << QStringList{"sample", "--model", "toy-moons", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "not a 2-D toy model";
         QTest::newRow("start image of a GAN") << QStringList{"sample", "--model", "fashion-mnist-gan", "--start-image", "1", "--tensors", "/tmp/dlab-test-x.safetensors"} << 2 << "a GAN has no chain";
         QTest::newRow("autoencoder without out") << QStringList{"train-autoencoder"} << 2 << "--out FILE is required";
@@ -528,6 +529,12 @@ private Q_SLOTS:
         QVERIFY(r.err.contains("starting from test image 17"));
         auto f = dlab::load_safetensors(dir.filePath("c.safetensors").toStdString());
         QVERIFY(f && (f->tensors.at("labels") == 5).all().item<bool>());
+        // A text-to-image model: the prompt conditions the rest of the chain.
+        const Run text = cli({"sample", "--model", "fashion-mnist-text", "--prompt", "a dark sandal", "--start-image", "17",
+                              "--start-t", "600", "--steps", "10", "--count", "2", "--device", "cpu", "--tensors",
+                              dir.filePath("t.safetensors")});
+        QVERIFY2(text.code == 0, qPrintable(text.err));
+        QVERIFY(text.err.contains("starting from test image 17"));
     }
 
     // eval --metrics copies: training images as samples are all copies, the model's samples are not
