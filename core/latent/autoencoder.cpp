@@ -188,7 +188,7 @@ at::Tensor AutoencoderImpl::pad_images(const at::Tensor& x) const {
 at::Tensor AutoencoderImpl::decode_padded(const at::Tensor& z) { return decoder_->forward(z); }
 
 at::Tensor AutoencoderImpl::decode_raw(const at::Tensor& z) {
-    const at::Tensor out = decoder_->forward(z);
+    const at::Tensor out = decode_padded(z);
     const int64_t p = config_.pad, s = config_.image_size;
     return p > 0 ? out.narrow(2, p, s).narrow(3, p, s) : out;
 }
@@ -299,6 +299,8 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
         torch::NoGradGuard ng;
         auto src = (*init)->named_parameters(true);
         auto src_buffers = (*init)->named_buffers(true);
+        if (src.size() != ae->named_parameters(true).size())
+            return Error{"train-autoencoder: the starting autoencoder has another architecture (another number of tensors)"};
         for (auto& dst : ae->named_parameters(true)) {
             const at::Tensor* from = src.find(dst.key());
             if (!from || from->sizes() != dst.value().sizes())
@@ -310,8 +312,6 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
             const at::Tensor* from = src_buffers.find(dst.key());
             if (from && from->sizes() == dst.value().sizes()) dst.value().copy_(*from);
         }
-        if (src.size() != ae->named_parameters(true).size())
-            return Error{"train-autoencoder: the starting autoencoder has another architecture (another number of tensors)"};
     }
     ae->to(device);
     ae->train();
