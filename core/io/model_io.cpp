@@ -147,6 +147,33 @@ Status load_network_tensors(const TensorFile& file, const std::string& prefix, t
     return Status::success();
 }
 
+Status copy_module_weights(torch::nn::Module& dst, const torch::nn::Module& src, const std::string& what) {
+    torch::NoGradGuard no_grad;
+    auto pairs = [&](const torch::OrderedDict<std::string, at::Tensor>& to, const torch::OrderedDict<std::string, at::Tensor>& from,
+                     std::vector<std::pair<at::Tensor, at::Tensor>>& out) -> Status {
+        if (to.size() != from.size())
+            return Status::failure(what + ": another architecture (" + std::to_string(from.size()) + " tensors, expected " +
+                                   std::to_string(to.size()) + ")");
+        for (const auto& d : to) {
+            const at::Tensor* s = from.find(d.key());
+            if (!s) return Status::failure(what + ": another architecture (tensor " + d.key() + " is missing)");
+            if (s->sizes() != d.value().sizes()) {
+                std::ostringstream m;
+                m << what << ": another architecture (tensor " << d.key() << " has shape " << s->sizes() << ", expected "
+                  << d.value().sizes() << ")";
+                return Status::failure(m.str());
+            }
+            out.emplace_back(d.value(), *s);
+        }
+        return Status::success();
+    };
+    std::vector<std::pair<at::Tensor, at::Tensor>> todo;
+    if (auto st = pairs(dst.named_parameters(true), src.named_parameters(true), todo); !st) return st;
+    if (auto st = pairs(dst.named_buffers(true), src.named_buffers(true), todo); !st) return st;
+    for (auto& [to, from] : todo) to.copy_(from);
+    return Status::success();
+}
+
 Status save_model(const std::string& path, const ModelConfig& config, NetworkImpl& model, NetworkImpl* ema) {
     TensorFile file;
     file.metadata["dlab"] = to_json(config).dump();

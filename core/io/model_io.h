@@ -73,6 +73,11 @@ void add_network_tensors(TensorFile& file, const std::string& prefix, torch::nn:
 Status load_network_tensors(const TensorFile& file, const std::string& prefix, torch::nn::Module& net,
                             const std::string& path);
 
+/// Copies every parameter and buffer of `src` into `dst` by name (e.g. starting weights for a new
+/// run or a fine-tuning), after checking all of them: the same names, count and shapes, or nothing is
+/// copied and the message (prefixed by `what`) names the first tensor that differs.
+Status copy_module_weights(torch::nn::Module& dst, const torch::nn::Module& src, const std::string& what);
+
 /// Writes a model file atomically: weights, optional EMA weights and the config.
 Status save_model(const std::string& path, const ModelConfig& config, NetworkImpl& model,
                   NetworkImpl* ema = nullptr);

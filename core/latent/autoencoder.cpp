@@ -296,22 +296,8 @@ Result<Autoencoder> train_autoencoder(AutoencoderConfig c, const AutoencoderTrai
     Autoencoder ae(c);
     if (init && *init) {
         // Fine-tuning: the same architecture, tensor by tensor, before anything is trained.
-        torch::NoGradGuard ng;
-        auto src = (*init)->named_parameters(true);
-        auto src_buffers = (*init)->named_buffers(true);
-        if (src.size() != ae->named_parameters(true).size())
-            return Error{"train-autoencoder: the starting autoencoder has another architecture (another number of tensors)"};
-        for (auto& dst : ae->named_parameters(true)) {
-            const at::Tensor* from = src.find(dst.key());
-            if (!from || from->sizes() != dst.value().sizes())
-                return Error{"train-autoencoder: the starting autoencoder has another architecture (tensor " + dst.key() +
-                             (from ? " has another shape)" : " is missing)")};
-            dst.value().copy_(*from);
-        }
-        for (auto& dst : ae->named_buffers(true)) {
-            const at::Tensor* from = src_buffers.find(dst.key());
-            if (from && from->sizes() == dst.value().sizes()) dst.value().copy_(*from);
-        }
+        if (auto st = copy_module_weights(*ae, **init, "train-autoencoder: the starting autoencoder"); !st)
+            return Error{st.error()};
     }
     ae->to(device);
     ae->train();

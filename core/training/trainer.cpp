@@ -334,17 +334,9 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
             if (const std::string field = config_difference(mc, init->config, tc.init_from); !field.empty())
                 return Error{"train: --init-from " + tc.init_from + " is another model: its " + field +
                              " differs; give the same --config / --size / --prediction as it was trained with"};
-            torch::NoGradGuard g;
-            const auto from = init->network->parameters();
-            const auto from_buffers = init->network->buffers();
-            for (Network* dst : {&net, &ema}) {
-                auto to = (*dst)->parameters();
-                auto to_buffers = (*dst)->buffers();
-                if (to.size() != from.size() || to_buffers.size() != from_buffers.size())
-                    return Error{"train: --init-from " + tc.init_from + ": its tensors do not match the network"};
-                for (size_t i = 0; i < to.size(); ++i) to[i].copy_(from[i]);
-                for (size_t i = 0; i < to_buffers.size(); ++i) to_buffers[i].copy_(from_buffers[i]);
-            }
+            for (Network* dst : {&net, &ema})
+                if (auto st = copy_module_weights(**dst, *init->network, "train: --init-from " + tc.init_from); !st)
+                    return Error{st.error()};
         }
         if (auto st = write_file_atomic(log_path, "step,loss,lr,images_per_s\n"); !st) return Error{st.error()};
         // An overwritten run's old checkpoint and model go: nothing of it may be resumed by mistake.

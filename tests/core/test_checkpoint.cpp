@@ -210,6 +210,31 @@ private Q_SLOTS:
         QVERIFY(QString::fromStdString(load_model(path, c10::Device(c10::kCPU)).error()).contains("not a DiffusionLab model"));
     }
 
+    void weightsCopiedByNameOrNotAtAll() {
+        torch::manual_seed(3);
+        torch::nn::Sequential src(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3), torch::nn::Linear(3, 2));
+        torch::nn::Sequential dst(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3), torch::nn::Linear(3, 2));
+        {
+            torch::NoGradGuard g;
+            src->named_buffers()["1.running_mean"].fill_(0.25);  // buffers travel too
+        }
+        QVERIFY(copy_module_weights(*dst, *src, "start").ok());
+        for (const auto& p : src->named_parameters()) QVERIFY(at::equal(p.value(), dst->named_parameters()[p.key()]));
+        QVERIFY(at::equal(dst->named_buffers()["1.running_mean"], at::full({3}, 0.25)));
+        // Another shape in the last layer: refused by name, and nothing copied, not even the first layer.
+        torch::nn::Sequential wide(torch::nn::Linear(4, 3), torch::nn::BatchNorm1d(3), torch::nn::Linear(3, 5));
+        const at::Tensor before = wide->named_parameters()["0.weight"].clone();
+        auto st = copy_module_weights(*wide, *src, "start");
+        QVERIFY(!st.ok());
+        QVERIFY2(st.error().find("start") == 0 && st.error().find("2.weight") != std::string::npos &&
+                     st.error().find("[5, 3]") != std::string::npos, st.error().c_str());
+        QVERIFY(at::equal(wide->named_parameters()["0.weight"], before));
+        // Another number of tensors.
+        torch::nn::Sequential shallow(torch::nn::Linear(4, 3));
+        auto count = copy_module_weights(*shallow, *src, "start");
+        QVERIFY2(!count.ok() && count.error().find("tensors") != std::string::npos, count.error().c_str());
+    }
+
     void manifestsAreChecked() {
         // A bundled manifest reads, and its figures come out as numbers.
         const std::string model = std::string(DLAB_SOURCE_MODELS_DIR) + "/latent-fashion-mnist.safetensors";
