@@ -555,12 +555,13 @@ int run_eval(const std::string& command, const std::vector<std::string>& argv) {
         if (auto st = write_file_atomic(args.get("json"), out.dump(2)); !st) return failure(command + ": " + st.error());
     if (args.has("csv")) {
         std::ostringstream csv;
-        csv << "kind,scale,fid,sfid,is,precision,recall,agreement,diversity,saturation,seconds\n";
+        csv << "kind,scale,fid,sfid,is,precision,recall,agreement,diversity,saturation,seconds,copies,nn_ratio\n";
         auto cell = [](const json& r, const char* k) { return r.contains(k) ? std::to_string(r[k].get<double>()) : std::string(); };
         for (const auto& r : out["rows"])
             csv << kind << ',' << cell(r, "scale") << ',' << cell(r, "fid") << ',' << cell(r, "sfid") << ',' << cell(r, "is") << ','
                 << cell(r, "precision") << ',' << cell(r, "recall") << ',' << cell(r, "agreement") << ','
-                << cell(r, "diversity") << ',' << cell(r, "saturation") << ',' << cell(r, "seconds") << '\n';
+                << cell(r, "diversity") << ',' << cell(r, "saturation") << ',' << cell(r, "seconds") << ',' << cell(r, "copies") << ','
+                << cell(r, "nn_ratio") << '\n';
         if (auto st = write_file_atomic(args.get("csv"), csv.str()); !st) return failure(command + ": " + st.error());
     }
     return 0;

@@ -542,8 +542,9 @@ private Q_SLOTS:
     void evalMeasuresCopying() {
         QTemporaryDir dir;
         const QString json = dir.filePath("c.json");
+        const QString csv = dir.filePath("c.csv");
         const Run r = cli({"eval", "--model", "fashion-mnist-live", "--metrics", "fid,copies", "--count", "120", "--steps", "5",
-                           "--scales", "2", "--device", "cpu", "--json", json});
+                           "--scales", "2", "--device", "cpu", "--json", json, "--csv", csv});
         QVERIFY2(r.code == 0, qPrintable(r.err));
         QVERIFY(r.out.contains("copies"));
         const QJsonObject o = QJsonDocument::fromJson(readAll(json)).object();
@@ -552,6 +553,14 @@ private Q_SLOTS:
         qInfo("copies %.4f, nearest-training distance ratio %.3f", row["copies"].toDouble(), row["nn_ratio"].toDouble());
         QVERIFY(row["copies"].toDouble() < 0.2);
         QVERIFY(row["nn_ratio"].toDouble() > 0.5);
+        // The CSV row carries the same two figures in its last columns.
+        const QStringList lines = QString::fromUtf8(readAll(csv)).trimmed().split('\n');
+        QCOMPARE(lines.size(), 2);
+        QVERIFY(lines[0].endsWith(",seconds,copies,nn_ratio"));
+        const QStringList cells = lines[1].split(',');
+        QCOMPARE(cells.size(), 13);
+        QVERIFY(std::abs(cells[11].toDouble() - row["copies"].toDouble()) < 1e-5);
+        QVERIFY(std::abs(cells[12].toDouble() - row["nn_ratio"].toDouble()) < 1e-5);
         // Training images in place of samples, through the autoencoder: near-copies of the training set.
         const Run t = cli({"eval", "--real-as-samples", "--through", "fashion-mnist-autoencoder", "--metrics", "fid,copies",
                            "--count", "120", "--device", "cpu", "--json", json});
