@@ -75,7 +75,7 @@ dlab::app::Args declare_options() {
         .flag("bench-stall", "run a 250-step chain, print the GUI event loop's longest stall and the chain's fps, quit")
         .flag("scrub", "with --bench-stall: also drag the Forward view's t slider every 16 ms during the chain")
         .option("guidance", "initial guidance scale")
-        .option("start-image", "the Reverse view's chains start from this Fashion-MNIST test image (0-9999) noised to --start-t")
+        .option("start-image", "the Reverse view's chains (and the Batch view's samples) start from this Fashion-MNIST test image (0-9999) noised to --start-t")
         .option("start-t", "with --start-image: the noise level t it starts from (0-999)", "500")
         .option("sds-steps", "with --tab 10 --play: score distillation steps (default: 300)")
         .option("class", "with --play: the Reverse view's class (--tab 0), or the class to distil or to film (--tab 10 or 11; default: 7, sneaker)")
@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
                 return 2;
             }
         window.reverseView()->setStartFrom(int(image.value()), int(t.value()));
+        window.batchView()->setStartFrom(int(image.value()), int(t.value()));
     }
     if (args.has("prompt") || args.has("negative-prompt"))
         window.reverseView()->setPrompt(QString::fromStdString(args.get("prompt")), QString::fromStdString(args.get("negative-prompt")));

@@ -270,17 +270,9 @@ int cmd_sample(const std::vector<std::string>& argv) {
     if (start_image.defined()) {
         auto t = args.get_int("start-t", 0, mc.schedule.timesteps - 1);
         if (!t) return usage(t.error() + " (the model's timesteps)");
-        at::Tensor x0;
-        {
-            torch::NoGradGuard ng;
-            Autoencoder ae = model->autoencoder;
-            x0 = ae ? ae->encode(start_image.to(device.value())).to(at::kCPU) : start_image;
-        }
-        x0 = x0.expand({N, x0.size(1), x0.size(2), x0.size(3)}).contiguous();
         // Each chain its own noise, drawn from the seed (the same seed: the same variations).
-        at::Generator g = make_generator(static_cast<uint64_t>(seed.value()) * 7919ULL + 17);
-        const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
-        auto started = start_from_clean(req, schedule.value(), x0, eps, t.value());
+        auto started = start_from_image(req, model.value(), schedule.value(), start_image, N,
+                                        static_cast<uint64_t>(seed.value()), t.value());
         if (!started) return usage("sample: --start-t: " + started.error());
         start_t_used = started.value();
         if (!args.has("quiet"))

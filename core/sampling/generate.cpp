@@ -263,6 +263,23 @@ Result<int64_t> start_from_clean(GenerateRequest& req, const NoiseSchedule& sche
     return at_t;
 }
 
+Result<int64_t> start_from_image(GenerateRequest& req, const LoadedModel& model, const NoiseSchedule& schedule,
+                                 const at::Tensor& image, int64_t n, uint64_t seed, int64_t t) {
+    if (!image.defined() || image.dim() != 4 || image.size(0) != 1) return Error{"the starting image must be one [1, C, H, W] image"};
+    if (n < 1) return Error{"the number of chains must be at least 1"};
+    at::Tensor x0;
+    {
+        c10::NoGradGuard ng;
+        Autoencoder ae = model.autoencoder;  // a handle to the same module (encode is not const)
+        const c10::Device device = model.network->parameters().front().device();
+        x0 = ae ? ae->encode(image.to(device, at::kFloat)).to(at::kCPU) : image.to(at::kCPU, at::kFloat);
+    }
+    x0 = x0.expand({n, x0.size(1), x0.size(2), x0.size(3)}).contiguous();
+    at::Generator g = make_generator(seed * 7919ULL + 17);
+    const at::Tensor eps = at::randn(x0.sizes(), g, at::TensorOptions().dtype(at::kFloat));
+    return start_from_clean(req, schedule, x0, eps, t);
+}
+
 Result<at::Tensor> generate(const LoadedModel& model, const GenerateRequest& req, const GenerateStepHook& on_step) {
     auto run = GenerateRun::create(model, req);
     if (!run) return Error{run.error()};

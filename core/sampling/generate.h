@@ -71,6 +71,12 @@ Status check_starts_from_fashion_mnist(const LoadedModel& model);
 Result<int64_t> start_from_clean(GenerateRequest& req, const NoiseSchedule& schedule, const at::Tensor& x0,
                                  const at::Tensor& eps, int64_t t);
 
+/// start_from_clean() for `n` chains of one clean image [1, C, H, W] in pixels (a latent model's
+/// autoencoder encodes it first, on the model's device), each chain with its own noise drawn from
+/// `seed` (the same seed: the same variations, whatever req's other settings).
+Result<int64_t> start_from_image(GenerateRequest& req, const LoadedModel& model, const NoiseSchedule& schedule,
+                                 const at::Tensor& image, int64_t n, uint64_t seed, int64_t t);
+
 /// Per-call hooks: step reports of each batch's chain (batch start index, step info).
 using GenerateStepHook = std::function<void(int64_t start, int64_t n, const StepInfo&)>;
 

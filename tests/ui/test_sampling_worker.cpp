@@ -16,6 +16,7 @@
 #include "core/io/model_catalog.h"
 #include "ui/common/tensor_image.h"
 #include "core/forward/schedule.h"
+#include "ui/views/batch_view.h"
 #include "ui/views/reverse_view.h"
 #include "ui/views/explorer_view.h"
 #include "ui/jobs/sampling_worker.h"
@@ -29,6 +30,11 @@
 using namespace dlab;
 using namespace dlab::ui;
 
+
+namespace {
+// A [1, H, W] image in [-1, 1] as the 8-bit grey picture the views show.
+QImage greyImage(const at::Tensor& x) { return tensorToImage(x).convertToFormat(QImage::Format_Grayscale8); }
+}  // namespace
 
 class TestSamplingWorker : public QObject {
     Q_OBJECT
@@ -103,7 +109,7 @@ private Q_SLOTS:
         auto test = load_fashion_mnist(fashion_mnist_dir(), false);
         QVERIFY2(test.ok(), test.error().c_str());
         const int image = 7;
-        const QImage real = tensorToImage(test->x[image]).convertToFormat(QImage::Format_Grayscale8);
+        const QImage real = greyImage(test->x[image]);
         auto run = [&](int realT) {
             ThreadSpy frames(w.worker, &SamplingWorker::frameReady);
             ThreadSpy stopped(w.worker, &SamplingWorker::chainStopped);
@@ -440,6 +446,103 @@ private Q_SLOTS:
         QCOMPARE(again, grid);
         QVERIFY(linspace != grid);
         QVERIFY(dpm != linspace);
+    }
+
+    void batchGridFromATestImage() {
+        // SDEdit in the Batch view: every sample starts from one test image noised to t, each column
+        // with its own noise (the same in every row of a strip), in the image's own class (-2).
+        WorkerFixture w;
+        ThreadSpy grids(w.worker, &SamplingWorker::gridReady);
+        ThreadSpy progress(w.worker, &SamplingWorker::batchProgress);
+        ThreadSpy failed(w.worker, &SamplingWorker::failed);
+        QVERIFY(w.load());
+        const int image = 7;
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        QVERIFY2(test.ok(), test.error().c_str());
+        const QImage real = greyImage(test->x[image]);
+        BatchGridRequest request;
+        request.classIndex = -2;
+        request.scales = {1.0, 3.0};
+        request.perScale = 4;
+        request.steps = 10;
+        request.spacing = TimestepSpacing::Linspace;
+        request.seed = 5;
+        request.startImage = image;
+        request.startT = 300;  // linspace 10 steps: starts at 222, the last 3 steps
+        auto gridOf = [&](const BatchGridRequest& r) {
+            const int before = grids.size();
+            QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, r),
+                                      Q_ARG(int, w.worker->newRequest()));
+            return waitCount(grids, before + 1, 60000) ? grids.last().at(0).value<QImage>().convertToFormat(QImage::Format_Grayscale8)
+                                                       : QImage();
+        };
+        // Mean grey-level difference of the tile at (row, col) from another 28x28 image (or tile).
+        auto tileDiff = [](const QImage& g, int row, int col, const QImage& other, int orow = -1, int ocol = -1) {
+            double sum = 0;
+            for (int y = 0; y < 28; ++y)
+                for (int x = 0; x < 28; ++x) {
+                    const int a = g.constScanLine(2 + row * 30 + y)[2 + col * 30 + x];
+                    const int b = orow < 0 ? other.constScanLine(y)[x] : other.constScanLine(2 + orow * 30 + y)[2 + ocol * 30 + x];
+                    sum += std::abs(a - b);
+                }
+            return sum / (28 * 28);
+        };
+        const QImage low = gridOf(request);
+        QVERIFY(!low.isNull());
+        QCOMPARE(low.size(), QSize(4 * 30 + 2, 2 * 30 + 2));
+        QCOMPARE(progress.size(), 6);  // 2 scales x the last 3 of 10 steps
+        const QString title = grids.last().at(1).toString();
+        QVERIFY2(title.contains(QStringLiteral("test image 7")) && title.contains(QStringLiteral("t = 222")), qPrintable(title));
+        BatchGridRequest noise = request;
+        noise.startImage = -1;
+        noise.classIndex = int(test->labels[image].item<int64_t>());
+        const QImage high = gridOf(noise);
+        QVERIFY(!high.isNull());
+        double dLow = 0, dHigh = 0, between = 0;
+        for (int c = 0; c < 4; ++c) {
+            dLow += tileDiff(low, 0, c, real) / 4;
+            dHigh += tileDiff(high, 0, c, real) / 4;
+        }
+        for (int c = 1; c < 4; ++c) between += tileDiff(low, 0, 0, low, 0, c) / 3;
+        qInfo("grey levels from the test image: from t = 222 %.1f, from noise %.1f; between variations %.1f", dLow, dHigh, between);
+        QVERIFY(dLow < 0.6 * dHigh);
+        QVERIFY(between > 0.5);  // each column its own noise: variations, not one image four times
+        // The same request: the same grid.
+        QCOMPARE(gridOf(request), low);
+        // "The start image's class" without a start image, and an image past the test set: messages.
+        BatchGridRequest bad = noise;
+        bad.classIndex = -2;
+        QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, bad),
+                                  Q_ARG(int, w.worker->newRequest()));
+        QVERIFY(waitCount(failed, 1, 30000));
+        QVERIFY2(failed.last().at(0).toString().contains(QStringLiteral("needs a start image")), qPrintable(failed.last().at(0).toString()));
+        bad = request;
+        bad.startImage = 10000;
+        QMetaObject::invokeMethod(w.worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, bad),
+                                  Q_ARG(int, w.worker->newRequest()));
+        QVERIFY(waitCount(failed, 2, 30000));
+        QVERIFY2(failed.last().at(0).toString().contains(QStringLiteral("10000 test images")), qPrintable(failed.last().at(0).toString()));
+        // The view: a start image selects the image's own class and travels with the run's record.
+        BatchView view(w.worker);
+        ModelInfo info;
+        for (const auto& n : test->class_names) info.classNames << QString::fromStdString(n);
+        view.setModelInfo(info);
+        view.setStartFrom(image, 300);
+        auto* cls = view.findChild<QComboBox*>();
+        QVERIFY(cls && cls->currentData().toInt() == -2);
+        const int before = grids.size();
+        view.generateStrip();
+        QVERIFY(waitCount(grids, before + 1, 60000));
+        QCOMPARE(view.lastRequest().value(QStringLiteral("start_image")).toInt(), image);
+        QCOMPARE(view.lastRequest().value(QStringLiteral("start_t")).toInt(), 300);
+        QVERIFY2(view.parameters().contains(QStringLiteral("class=start-image")) && view.parameters().contains(QStringLiteral("start_image=7 start_t=300")),
+                 qPrintable(view.parameters()));
+        const QJsonObject record = view.lastRequest();
+        view.setStartFrom(-1, 500);
+        view.runWith(record);  // the record's start comes back
+        QVERIFY(waitCount(grids, before + 2, 60000));
+        QCOMPARE(view.lastRequest().value(QStringLiteral("start_image")).toInt(), image);
+        QVERIFY(grids.last().at(1).toString().contains(QStringLiteral("test image 7")));
     }
 
     void nonFiniteChainsAreRefused() {

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/data/datasets.h"
 #include "core/runtime/runtime.h"
 #include "imaging/image_io.h"
 #include "ui/common/tensor_image.h"
@@ -29,7 +30,33 @@ bool BatchGridJob::start() {
         Q_EMIT m_worker->failed(SamplingWorker::tr("Batch: no guidance scale given"));
         return false;
     }
-    m_total = int(m_request.scales.size()) * m_request.steps;
+    if (m_request.startImage >= 0) {
+        if (auto st = check_starts_from_fashion_mnist(*m_lab->model); !st) {
+            Q_EMIT m_worker->failed(SamplingWorker::tr("Starting from a test image: this model %1").arg(QString::fromStdString(st.error())));
+            return false;
+        }
+        if (m_request.startT < 0 || m_request.startT >= m_lab->schedule.timesteps()) {
+            Q_EMIT m_worker->failed(SamplingWorker::tr("The starting timestep must be within 0..%1").arg(m_lab->schedule.timesteps() - 1));
+            return false;
+        }
+        auto test = load_fashion_mnist(fashion_mnist_dir(), false);
+        if (!test) {
+            Q_EMIT m_worker->failed(SamplingWorker::tr("Starting from a test image: %1").arg(QString::fromStdString(test.error())));
+            return false;
+        }
+        if (m_request.startImage >= test->x.size(0)) {
+            Q_EMIT m_worker->failed(SamplingWorker::tr("There are %1 test images (0..%2)").arg(test->x.size(0)).arg(test->x.size(0) - 1));
+            return false;
+        }
+        m_startImage = test->x.narrow(0, m_request.startImage, 1).clone();
+        m_startClass = test->labels[m_request.startImage].item<int64_t>();
+        if (m_startClass >= 0 && m_startClass < int64_t(test->class_names.size()))
+            m_startClassName = QString::fromStdString(test->class_names[size_t(m_startClass)]);
+    } else if (m_request.classIndex == -2) {
+        Q_EMIT m_worker->failed(SamplingWorker::tr("\"The start image's class\" needs a start image"));
+        return false;
+    }
+    m_total = int(m_request.scales.size()) * m_request.steps;  // until the first scale knows its first step
     return beginScale();
 }
 
@@ -42,11 +69,22 @@ bool BatchGridJob::beginScale() {
     req.sampler.eta = r.sampler == SamplerKind::Ddpm ? 1.0 : 0.0;
     req.sampler.spacing = r.spacing;
     req.count = r.perScale;
-    if (C > 0) req.labels = at::full({r.perScale}, r.classIndex < 0 ? C : r.classIndex, at::kLong);
+    const int64_t cls = r.classIndex == -2 ? m_startClass : r.classIndex < 0 ? C : r.classIndex;
+    if (C > 0) req.labels = at::full({r.perScale}, cls, at::kLong);
     req.guidance = r.scales[m_scale];
     req.seed = r.seed;  // the same starting noise for every scale
     req.batch = r.perScale;
     req.graphs = m_lab->graphed;  // this worker thread's graphs: captured once, not per scale
+    if (m_startImage.defined()) {
+        // The same clean image and the same noise per column in every row.
+        auto started = start_from_image(req, *m_lab->model, m_lab->schedule, m_startImage, r.perScale, r.seed, r.startT);
+        if (!started) {
+            Q_EMIT m_worker->failed(SamplingWorker::tr("Starting from a test image: %1").arg(QString::fromStdString(started.error())));
+            return false;
+        }
+        m_startT = started.value();
+        if (m_scale == 0) m_total = int(r.scales.size()) * int(r.steps - req.start_step);
+    }
     auto run = GenerateRun::create(*m_lab->model, req);
     if (!run) {
         Q_EMIT m_worker->failed(QString::fromStdString(run.error()));
@@ -76,6 +114,12 @@ void BatchGridJob::emitGrid() {
     const int64_t cols = scales.size() > 1 ? m_request.perScale : int64_t(std::ceil(std::sqrt(double(m_request.perScale))));
     const at::Tensor grid = imaging::make_grid(all, cols, 2, 1.0);
     QString title;
+    const QString start = m_startImage.defined()
+                              ? SamplingWorker::tr(" · from test image %1 (%2) noised to t = %3")
+                                    .arg(m_request.startImage)
+                                    .arg(m_startClassName.isEmpty() ? QString::number(m_startClass) : m_startClassName)
+                                    .arg(m_startT)
+                              : QString();
     if (scales.size() > 1) {
         QStringList sc;
         for (double s : scales) sc << QString::number(s);
@@ -83,7 +127,7 @@ void BatchGridJob::emitGrid() {
     } else {
         title = SamplingWorker::tr("%1 samples, guidance s = %2").arg(m_request.perScale).arg(scales.front());
     }
-    Q_EMIT m_worker->gridReady(tensorToImage(grid, 0.0, 1.0), title);
+    Q_EMIT m_worker->gridReady(tensorToImage(grid, 0.0, 1.0), title + start);
 }
 
 }  // namespace dlab::ui

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <QMetaType>
+#include <QString>
 #include <QVector>
 
 #include "core/sampling/generate.h"
@@ -21,6 +22,11 @@ struct BatchGridRequest {
     quint64 seed = 0;
     SamplerKind sampler = SamplerKind::Ddim;              ///< DDPM runs with eta 1, the others with eta 0
     TimestepSpacing spacing = TimestepSpacing::Trailing;  ///< which of the T timesteps the steps visit
+    /// SDEdit: every sample starts from this Fashion-MNIST test image (-1: from pure noise) noised to
+    /// the sampler's first timestep at or below startT, each column with its own noise (the same in
+    /// every row of a strip); classIndex -2 then means the image's own class.
+    int startImage = -1;
+    int startT = 500;
 };
 
 class BatchGridJob : public LabJob {
@@ -41,6 +47,9 @@ private:
     int m_scale = 0;  // index of the scale being sampled
     std::vector<at::Tensor> m_rows;
     int m_done = 0, m_total = 0;
+    at::Tensor m_startImage;  // [1, 1, 28, 28] in [-1, 1] when startImage >= 0
+    int64_t m_startClass = 0, m_startT = -1;
+    QString m_startClassName;
 };
 
 }  // namespace dlab::ui

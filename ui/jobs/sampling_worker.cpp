@@ -134,6 +134,7 @@ void SamplingWorker::loadModel(const QString& path, const QString& device) {
         info.path = path;
         const ModelConfig& c = lab->config();
         info.image = lab->isImage();
+        info.timesteps = int(lab->schedule.timesteps());
         info.description = QStringLiteral("%1 · %2 · %3 schedule · %4 prediction · %5 parameters · %6")
                                .arg(QString::fromStdString(to_string(c.network.kind)),
                                     QString::fromStdString(c.dataset),

@@ -55,6 +55,7 @@ struct ModelInfo {
     int recommendedSteps = 0;
     double recommendedGuidance = 1.0;
     QString recommendedSpacing;  ///< empty: the sampler's default
+    int timesteps = 1000;        ///< T of the model's schedule
 };
 
 class SamplingWorker : public QObject {

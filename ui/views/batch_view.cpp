@@ -51,6 +51,23 @@ BatchView::BatchView(SamplingWorker* worker, QWidget* parent) : QWidget(parent),
     m_seed = new QSpinBox;
     m_seed->setRange(0, 1000000);
     form->addRow(tr("Seed"), m_seed);
+    m_startImage = new QSpinBox;
+    m_startImage->setRange(-1, 9999);
+    m_startImage->setValue(-1);
+    m_startImage->setSpecialValueText(tr("pure noise"));
+    m_startImage->setToolTip(tr("SDEdit: start every sample from this Fashion-MNIST test image noised to t, each with its own noise: "
+                                "variations of it, or with another class that item turned into it"));
+    m_startT = new QSpinBox;
+    m_startT->setRange(0, 999);
+    m_startT->setValue(500);
+    m_startT->setPrefix(tr("t = "));
+    m_startT->setToolTip(tr("The noise level the test image starts from: low keeps it, high keeps only its rough shape"));
+    m_startT->setEnabled(false);
+    auto* startRow = new QHBoxLayout;
+    startRow->addWidget(m_startImage, 1);
+    startRow->addWidget(m_startT, 1);
+    form->addRow(tr("Start from"), startRow);
+    connect(m_startImage, qOverload<int>(&QSpinBox::valueChanged), this, [this](int v) { m_startT->setEnabled(v >= 0); });
     m_gridButton = new QPushButton(tr("Grid (first scale)"));
     m_stripButton = new QPushButton(tr("Strip across scales"));
     auto* cancelButton = new QPushButton(tr("Cancel"));
@@ -119,11 +136,21 @@ void BatchView::setModelInfo(const ModelInfo& info) {
     m_class->clear();
     for (int i = 0; i < info.classNames.size(); ++i) m_class->addItem(QStringLiteral("%1 · %2").arg(i).arg(info.classNames[i]), i);
     m_class->addItem(tr("unconditional"), -1);
+    m_class->addItem(tr("the start image's class"), -2);
+    if (m_startImage->value() >= 0) m_class->setCurrentIndex(m_class->findData(-2));
+    m_startT->setMaximum(std::max(0, info.timesteps - 1));
     // A model that recommends a sampling (the quality tier) draws its grids with it.
     selectSampling(m_sampler, m_steps, m_spacing, info.recommendedSampler, info.recommendedSteps, info.recommendedSpacing);
 }
 
 QImage BatchView::grid() const { return m_image->image(); }
+
+void BatchView::setStartFrom(int image, int t) {
+    m_startImage->setValue(image);
+    m_startT->setValue(t);
+    const int own = m_class->findData(-2);
+    if (image >= 0 && own >= 0) m_class->setCurrentIndex(own);
+}
 
 namespace {
 
@@ -168,13 +195,19 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
     const int classIndex = m_class->currentData().isValid() ? m_class->currentData().toInt() : 0;
     QStringList sc;
     for (double s : scales) sc << QString::number(s);
+    const int startImage = m_startImage->value(), startT = m_startT->value();
+    if (classIndex == -2 && startImage < 0) {
+        m_title->setText(tr("\"The start image's class\" needs a start image (Start from)"));
+        return;
+    }
     m_parameters = QStringLiteral("class=%1 guidance=%2 per_scale=%3 sampler=%6 steps=%4 spacing=%7 seed=%5")
-                       .arg(classIndex)
+                       .arg(classIndex == -2 ? QStringLiteral("start-image") : QString::number(classIndex))
                        .arg(sc.join(QLatin1Char(',')))
                        .arg(perScale)
                        .arg(m_steps->value())
                        .arg(m_seed->value())
                        .arg(m_sampler->currentText(), m_spacing->currentText());
+    if (startImage >= 0) m_parameters += QStringLiteral(" start_image=%1 start_t=%2").arg(startImage).arg(startT);
     QJsonArray sa;
     for (double s : scales) sa.append(s);
     m_request = QJsonObject{{QStringLiteral("model"), m_modelPath}, {QStringLiteral("class"), classIndex},
@@ -182,6 +215,10 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
                             {QStringLiteral("steps"), m_steps->value()}, {QStringLiteral("seed"), m_seed->value()},
                             {QStringLiteral("sampler"), m_sampler->currentText()},
                             {QStringLiteral("spacing"), m_spacing->currentText()}};
+    if (startImage >= 0) {
+        m_request.insert(QStringLiteral("start_image"), startImage);
+        m_request.insert(QStringLiteral("start_t"), startT);
+    }
     m_pending = true;
     m_title->setText(tr("generating…"));
     m_gridButton->setEnabled(false);
@@ -196,6 +233,8 @@ void BatchView::start(const QVector<double>& scales, int perScale) {
     request.seed = quint64(m_seed->value());
     request.sampler = SamplerKind(m_sampler->currentData().toInt());
     request.spacing = TimestepSpacing(m_spacing->currentData().toInt());
+    request.startImage = startImage;
+    request.startT = startT;
     QMetaObject::invokeMethod(m_worker, "generateGrid", Qt::QueuedConnection, Q_ARG(dlab::ui::BatchGridRequest, request),
                               Q_ARG(int, id));
 }
@@ -217,6 +256,8 @@ void BatchView::runWith(const QJsonObject& p) {
     m_steps->setValue(p.value(QStringLiteral("steps")).toInt(m_steps->value()));
     selectRecordedSampling(m_sampler, m_spacing, p);
     m_seed->setValue(p.value(QStringLiteral("seed")).toInt());
+    m_startImage->setValue(p.value(QStringLiteral("start_image")).toInt(-1));
+    if (p.contains(QStringLiteral("start_t"))) m_startT->setValue(p.value(QStringLiteral("start_t")).toInt());
     const int perScale = p.value(QStringLiteral("per_scale")).toInt(8);
     if (scales.size() == 1) m_count->setValue(perScale);
     start(scales, perScale);

@@ -32,6 +32,9 @@ public:
     void setHistory(RunHistory* history) { m_history = history; }
     /// The parameters of the last batch started (model, class, scales, per_scale, steps, seed).
     const QJsonObject& lastRequest() const { return m_request; }
+    /// SDEdit: samples start from Fashion-MNIST test image `image` (-1: pure noise) noised to t, in
+    /// the image's own class.
+    void setStartFrom(int image, int t);
 
 public Q_SLOTS:
     /// Fills the class list from the loaded model.
@@ -63,6 +66,8 @@ private:
     QComboBox* m_sampler = nullptr;
     QComboBox* m_spacing = nullptr;
     QSpinBox* m_seed = nullptr;
+    QSpinBox* m_startImage = nullptr;  // -1: pure noise
+    QSpinBox* m_startT = nullptr;
     QPushButton* m_gridButton = nullptr;
     QPushButton* m_stripButton = nullptr;
     QPushButton* m_vaeButton = nullptr;
