@@ -645,9 +645,10 @@ private Q_SLOTS:
             QVERIFY(f.open(QIODevice::ReadOnly));
             const QStringList lines = QString::fromUtf8(f.readAll()).trimmed().split('\n');
             QCOMPARE(lines.size(), 3);  // header + one row per scale
-            QVERIFY(lines[0].startsWith("kind,scale,fid,sfid,is,precision,recall,agreement,diversity,saturation,seconds"));
+            QCOMPARE(lines[0], QString("kind,scale,fid,sfid,is,precision,recall,agreement,diversity,saturation,seconds,copies,nn_ratio"));
             QVERIFY(lines[1].startsWith(QString("%1,0.0").arg(kind)));
-            QCOMPARE(lines[2].split(',').size(), 11);
+            QCOMPARE(lines[2].split(',').size(), 13);
+            QVERIFY(lines[2].endsWith(",,"));  // no copies without --metrics copies
             const double saturated = lines[2].split(',')[9].toDouble();
             QVERIFY(saturated >= 0 && saturated <= 1);
         }
