@@ -30,12 +30,24 @@ bool BatchGridJob::start() {
         Q_EMIT m_worker->failed(SamplingWorker::tr("Batch: no guidance scale given"));
         return false;
     }
-    if (m_request.startImage >= 0) {
+    // What every scale's request shares: the sampler, the classes, the starting noise.
+    const BatchGridRequest& r = m_request;
+    const int64_t C = m_lab->config().network.num_classes;
+    m_base.sampler.kind = r.sampler;
+    m_base.sampler.steps = r.steps;
+    m_base.sampler.eta = r.sampler == SamplerKind::Ddpm ? 1.0 : 0.0;
+    m_base.sampler.spacing = r.spacing;
+    m_base.count = r.perScale;
+    m_base.seed = r.seed;  // the same starting noise for every scale
+    m_base.batch = r.perScale;
+    m_base.graphs = m_lab->graphed;  // this worker thread's graphs: captured once, not per scale
+    int64_t cls = r.classIndex < 0 ? C : r.classIndex;
+    if (r.startImage >= 0) {
         if (auto st = check_starts_from_fashion_mnist(*m_lab->model); !st) {
             Q_EMIT m_worker->failed(SamplingWorker::tr("Starting from a test image: this model %1").arg(QString::fromStdString(st.error())));
             return false;
         }
-        if (m_request.startT < 0 || m_request.startT >= m_lab->schedule.timesteps()) {
+        if (r.startT < 0 || r.startT >= m_lab->schedule.timesteps()) {
             Q_EMIT m_worker->failed(SamplingWorker::tr("The starting timestep must be within 0..%1").arg(m_lab->schedule.timesteps() - 1));
             return false;
         }
@@ -44,47 +56,34 @@ bool BatchGridJob::start() {
             Q_EMIT m_worker->failed(SamplingWorker::tr("Starting from a test image: %1").arg(QString::fromStdString(test.error())));
             return false;
         }
-        if (m_request.startImage >= test->x.size(0)) {
+        if (r.startImage >= test->x.size(0)) {
             Q_EMIT m_worker->failed(SamplingWorker::tr("There are %1 test images (0..%2)").arg(test->x.size(0)).arg(test->x.size(0) - 1));
             return false;
         }
-        m_startImage = test->x.narrow(0, m_request.startImage, 1).clone();
-        m_startClass = test->labels[m_request.startImage].item<int64_t>();
+        m_startClass = test->labels[r.startImage].item<int64_t>();
         if (m_startClass >= 0 && m_startClass < int64_t(test->class_names.size()))
             m_startClassName = QString::fromStdString(test->class_names[size_t(m_startClass)]);
-    } else if (m_request.classIndex == -2) {
-        Q_EMIT m_worker->failed(SamplingWorker::tr("\"The start image's class\" needs a start image"));
-        return false;
-    }
-    m_total = int(m_request.scales.size()) * m_request.steps;  // until the first scale knows its first step
-    return beginScale();
-}
-
-bool BatchGridJob::beginScale() {
-    const BatchGridRequest& r = m_request;
-    const int64_t C = m_lab->config().network.num_classes;
-    GenerateRequest req;
-    req.sampler.kind = r.sampler;
-    req.sampler.steps = r.steps;
-    req.sampler.eta = r.sampler == SamplerKind::Ddpm ? 1.0 : 0.0;
-    req.sampler.spacing = r.spacing;
-    req.count = r.perScale;
-    const int64_t cls = r.classIndex == -2 ? m_startClass : r.classIndex < 0 ? C : r.classIndex;
-    if (C > 0) req.labels = at::full({r.perScale}, cls, at::kLong);
-    req.guidance = r.scales[m_scale];
-    req.seed = r.seed;  // the same starting noise for every scale
-    req.batch = r.perScale;
-    req.graphs = m_lab->graphed;  // this worker thread's graphs: captured once, not per scale
-    if (m_startImage.defined()) {
-        // The same clean image and the same noise per column in every row.
-        auto started = start_from_image(req, *m_lab->model, m_lab->schedule, m_startImage, r.perScale, r.seed, r.startT);
+        if (r.classIndex == -2) cls = m_startClass;
+        // The same clean image and the same noise per column in every row: encoded and noised once.
+        auto started = start_from_image(m_base, *m_lab->model, m_lab->schedule, test->x.narrow(0, r.startImage, 1),
+                                        r.perScale, r.seed, r.startT);
         if (!started) {
             Q_EMIT m_worker->failed(SamplingWorker::tr("Starting from a test image: %1").arg(QString::fromStdString(started.error())));
             return false;
         }
         m_startT = started.value();
-        if (m_scale == 0) m_total = int(r.scales.size()) * int(r.steps - req.start_step);
+    } else if (r.classIndex == -2) {
+        Q_EMIT m_worker->failed(SamplingWorker::tr("\"The start image's class\" needs a start image"));
+        return false;
     }
+    if (C > 0) m_base.labels = at::full({r.perScale}, cls, at::kLong);
+    m_total = int(r.scales.size()) * int(r.steps - m_base.start_step);
+    return beginScale();
+}
+
+bool BatchGridJob::beginScale() {
+    GenerateRequest req = m_base;
+    req.guidance = m_request.scales[m_scale];
     auto run = GenerateRun::create(*m_lab->model, req);
     if (!run) {
         Q_EMIT m_worker->failed(QString::fromStdString(run.error()));
@@ -114,7 +113,7 @@ void BatchGridJob::emitGrid() {
     const int64_t cols = scales.size() > 1 ? m_request.perScale : int64_t(std::ceil(std::sqrt(double(m_request.perScale))));
     const at::Tensor grid = imaging::make_grid(all, cols, 2, 1.0);
     QString title;
-    const QString start = m_startImage.defined()
+    const QString start = m_startT >= 0
                               ? SamplingWorker::tr(" · from test image %1 (%2) noised to t = %3")
                                     .arg(m_request.startImage)
                                     .arg(m_startClassName.isEmpty() ? QString::number(m_startClass) : m_startClassName)

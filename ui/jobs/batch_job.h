@@ -47,8 +47,8 @@ private:
     int m_scale = 0;  // index of the scale being sampled
     std::vector<at::Tensor> m_rows;
     int m_done = 0, m_total = 0;
-    at::Tensor m_startImage;  // [1, 1, 28, 28] in [-1, 1] when startImage >= 0
-    int64_t m_startClass = 0, m_startT = -1;
+    GenerateRequest m_base;  // every scale's request but its guidance
+    int64_t m_startClass = 0, m_startT = -1;  // starting from a test image: its class, the first timestep
     QString m_startClassName;
 };
 
