@@ -20,6 +20,7 @@
 #include "core/networks/network.h"
 #include "core/sampling/generate.h"
 #include "core/runtime/runtime.h"
+#include "core/training/kernel_profile.h"
 
 namespace dlab::app {
 
@@ -165,6 +166,59 @@ int check_fused(c10::Device dev) {
                         plain_ms / fused_ms);
         }
     }
+    // The residual kernels (inference): act(GroupNorm(cat(x1, x2))) without the concatenation, and
+    // h + r + bias, against float64, in each type; timed against LibTorch's ops in float32.
+    {
+        struct CatCase {
+            int64_t n, c1, c2, hw, groups;
+        };
+        for (const at::ScalarType t : {at::kFloat, at::kHalf, at::kBFloat16})
+            for (const CatCase& k : {CatCase{2, 64, 32, 28, 8}, CatCase{3, 12, 20, 7, 4}, CatCase{2, 3, 5, 5, 2},
+                                     CatCase{512, 64, 32, 28, 8}}) {
+                const auto cl = at::MemoryFormat::ChannelsLast;
+                const at::Tensor x1 = (at::randn({k.n, k.c1, k.hw, k.hw}, opt) * 2 + 1).to(t).contiguous(cl);
+                const at::Tensor x2 = (at::randn({k.n, k.c2, k.hw, k.hw}, opt) - 0.5).to(t).contiguous(cl);
+                const at::Tensor gamma = at::randn({k.c1 + k.c2}, opt).to(t), beta = at::randn({k.c1 + k.c2}, opt).to(t);
+                const at::Tensor r = at::randn({k.n, k.c1, k.hw, k.hw}, opt).to(t).contiguous(cl);
+                const at::Tensor b = at::randn({k.c1}, opt).to(t);
+                if (!fused_concat_usable(x1, x2, k.groups) || !fused_residual_usable(x1)) {
+                    std::printf("concatenation group norm [%lld, %lld + %lld, %lld, %lld] %s: not usable\n", (long long)k.n,
+                                (long long)k.c1, (long long)k.c2, (long long)k.hw, (long long)k.hw, c10::toString(t));
+                    ok = false;
+                    continue;
+                }
+                auto d = [](const at::Tensor& v) { return v.to(at::kDouble); };
+                const at::Tensor ref = at::silu(at::group_norm(at::cat({d(x1), d(x2)}, 1), k.groups, d(gamma), d(beta), 1e-5));
+                const at::Tensor y = fused_concat_group_norm_act(x1, x2, k.groups, gamma, beta, 1e-5, true);
+                const double e1 = ((d(y) - ref).norm() / ref.norm()).item<double>();
+                const at::Tensor rref = d(x1) + d(r) + d(b).view({1, -1, 1, 1});
+                const at::Tensor sum = fused_residual_add_(x1.clone(at::MemoryFormat::ChannelsLast), r, b);
+                // And the plain layout.
+                const at::Tensor sum_plain = fused_residual_add_(x1.contiguous(), r.contiguous(), b);
+                const double e2 = ((d(sum) - rref).norm() / rref.norm()).item<double>();
+                const double e3 = ((d(sum_plain) - rref).norm() / rref.norm()).item<double>();
+                const double tol = t == at::kFloat ? 1e-5 : t == at::kHalf ? 2e-3 : 1.5e-2;
+                const bool good = std::isfinite(e1 + e2 + e3) && std::max({e1, e2, e3}) < tol &&
+                                  y.is_contiguous(at::MemoryFormat::ChannelsLast) && y.scalar_type() == t;
+                ok = ok && good;
+                std::printf("concatenation group norm + SiLU [%lld, %lld + %lld, %lld, %lld] / %lld groups, %s: relative "
+                            "error %.2e; residual add %.2e (channels-last), %.2e (plain) against float64 %s",
+                            (long long)k.n, (long long)k.c1, (long long)k.c2, (long long)k.hw, (long long)k.hw,
+                            (long long)k.groups, c10::toString(t), e1, e2, e3, good ? "ok" : "WRONG");
+                if (t == at::kFloat && k.n >= 512) {
+                    const at::Tensor g = gamma, be = beta;
+                    const double fused_ms = time_ms([&] { (void)fused_concat_group_norm_act(x1, x2, k.groups, g, be, 1e-5, true); }, 100);
+                    const double cat_ms = time_ms([&] { (void)fused_group_norm_act(at::cat({x1, x2}, 1), {}, k.groups, g, be, 1e-5, true); }, 100);
+                    at::Tensor acc = x1.clone(at::MemoryFormat::ChannelsLast);
+                    const double add_ms = time_ms([&] { (void)fused_residual_add_(acc, r, b); }, 100);
+                    const double ops_ms = time_ms([&] { (void)acc.add_(b.view({1, -1, 1, 1})).add_(r); }, 100);
+                    std::printf("; concatenation + norm %.4f ms against cat then the fused norm %.4f ms (%.2fx); residual add "
+                                "%.4f ms against LibTorch's bias add + add %.4f ms (%.2fx)",
+                                fused_ms, cat_ms, cat_ms / fused_ms, add_ms, ops_ms, ops_ms / add_ms);
+                }
+                std::printf("\n");
+            }
+    }
     if (fused_attention_usable(at::zeros({1}, opt))) {
         for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {
             const at::Tensor q = at::randn(shape, opt), k = at::randn(shape, opt), v = at::randn(shape, opt);
@@ -288,6 +342,20 @@ int cmd_bench(const std::vector<std::string>& argv) {
             const double diff = (graphed(x, t, y) - net->forward(x, t, y)).abs().max().item<double>();
             std::printf("%8lld %14.3f %14.3f %9.2f %18.1f %18.1f   max |graph - eager| %.2e\n", (long long)b, eager, graph,
                         eager / graph, 1000.0 * b / eager, 1000.0 * b / graph, diff);
+            // DLAB_PROFILE_STEPS=N: the kernels of N graph replays (kernel_profile.h; the same table a
+            // training run prints, comparable with the peer's torch.profiler table).
+            if (const int64_t n = profile_steps_asked(); n > 0 && device->is_cuda()) {
+                KernelProfile prof;
+                if (const std::string why = prof.start(true); !why.empty()) {
+                    std::printf("profile: %s\n", why.c_str());
+                } else {
+                    const auto a = std::chrono::steady_clock::now();
+                    for (int64_t i = 0; i < n; ++i) graphed(x, t, y);
+                    sync();
+                    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+                    std::printf("profile of the graphed guided pass, batch %lld:\n%s", (long long)b, prof.stop(n, ms).c_str());
+                }
+            }
         } else {
             std::printf("%8lld %14.3f %14s %9s %18.1f %18s\n", (long long)b, eager, "-", "-", 1000.0 * b / eager, "-");
         }

@@ -23,6 +23,10 @@ int group_norm_act_backward(const float* x, const float* bias, const float* gamm
                             const float* stats, const float* dy, float* dx, float* dbias, float* dgamma_n,
                             float* dbeta_n, int N, int C, int HW, int groups, bool silu, void* stream);
 int group_norm_smem_capacity();
+int concat_group_norm_act(const void* x1, const void* x2, const void* gamma, const void* beta, void* y, int dtype,
+                          int N, int C1, int C, int HW, int groups, float eps, bool silu, void* stream);
+int residual_add(const void* a, const void* r, const void* bias, void* y, int dtype, int64_t total, int C, int HW,
+                 bool nhwc, void* stream);
 }
 #endif
 
@@ -183,6 +187,81 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
 #else
     unused(x, bias, groups, gamma, beta, eps, silu, kernel);
     throw std::logic_error("fused_group_norm_act: this build has no fused CUDA kernels");
+#endif
+}
+
+#ifdef DLAB_FUSED_CUDA
+namespace {
+int kernel_dtype(const at::Tensor& x) {
+    return x.scalar_type() == at::kHalf ? 1 : x.scalar_type() == at::kBFloat16 ? 2 : 0;
+}
+}  // namespace
+#endif
+
+bool fused_residual_usable(const at::Tensor& x) {
+    // DLAB_FUSED_RESIDUAL=0 keeps LibTorch's bias passes, adds and concatenations, for comparisons.
+    static const bool on = !env_is("DLAB_FUSED_RESIDUAL", "0");
+    if (!on || !fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
+    if (!x.defined() || !x.is_cuda() || x.dim() != 4 || !(x.is_contiguous() || channels_last_only(x))) return false;
+    const at::ScalarType t = x.scalar_type();
+    return t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
+}
+
+at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias) {
+#ifdef DLAB_FUSED_CUDA
+    const bool nhwc = channels_last_only(h);
+    if (!fused_residual_usable(h) || !r.defined() || r.sizes() != h.sizes() || r.strides() != h.strides() ||
+        r.scalar_type() != h.scalar_type() || r.device() != h.device() ||
+        (bias.defined() && (bias.dim() != 1 || bias.size(0) != h.size(1) || bias.scalar_type() != h.scalar_type() ||
+                            bias.device() != h.device())))
+        throw std::invalid_argument("fused_residual_add_: h, r (and bias [C]) must be CUDA tensors of one shape, type and layout");
+    const c10::cuda::CUDAGuard guard(h.device());
+    const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+    const int err = cuda_kernels::residual_add(h.data_ptr(), r.data_ptr(), b.defined() ? b.data_ptr() : nullptr,
+                                               h.data_ptr(), kernel_dtype(h), h.numel(), int(h.size(1)),
+                                               int(h.size(2) * h.size(3)), nhwc,
+                                               c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the fused residual kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return h;
+#else
+    unused(h, r, bias);
+    throw std::logic_error("fused_residual_add_: this build has no fused CUDA kernels");
+#endif
+}
+
+bool fused_concat_usable(const at::Tensor& x1, const at::Tensor& x2, int64_t groups) {
+    if (!fused_residual_usable(x1) || !x2.defined() || x2.dim() != 4 || !channels_last_only(x1) || !channels_last_only(x2))
+        return false;
+    if (x2.device() != x1.device() || x2.scalar_type() != x1.scalar_type() || x2.size(0) != x1.size(0) ||
+        x2.size(2) != x1.size(2) || x2.size(3) != x1.size(3))
+        return false;
+    const int64_t C = x1.size(1) + x2.size(1);
+    if (groups < 1 || C % groups != 0 || x1.size(0) * C * x1.size(2) * x1.size(3) >= (int64_t(1) << 31)) return false;
+#ifdef DLAB_FUSED_CUDA
+    return C / groups * x1.size(2) * x1.size(3) <= cuda_kernels::group_norm_smem_capacity();
+#else
+    return false;
+#endif
+}
+
+at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x2, int64_t groups,
+                                       const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu) {
+#ifdef DLAB_FUSED_CUDA
+    if (!fused_concat_usable(x1, x2, groups) || gamma.scalar_type() != x1.scalar_type() ||
+        beta.scalar_type() != x1.scalar_type() || gamma.numel() != x1.size(1) + x2.size(1) || beta.numel() != gamma.numel())
+        throw std::invalid_argument("fused_concat_group_norm_act: arguments it cannot take");
+    const c10::cuda::CUDAGuard guard(x1.device());
+    const int64_t N = x1.size(0), C1 = x1.size(1), C = C1 + x2.size(1), H = x1.size(2), W = x1.size(3);
+    at::Tensor y = at::empty({N, C, H, W}, x1.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
+    const int err = cuda_kernels::concat_group_norm_act(
+        x1.data_ptr(), x2.data_ptr(), g.data_ptr(), be.data_ptr(), y.data_ptr(), kernel_dtype(x1), int(N), int(C1), int(C),
+        int(H * W), int(groups), float(eps), silu, c10::cuda::getCurrentCUDAStream(x1.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the fused concatenation GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return y;
+#else
+    unused(x1, x2, groups, gamma, beta, eps, silu);
+    throw std::logic_error("fused_concat_group_norm_act: this build has no fused CUDA kernels");
 #endif
 }
 

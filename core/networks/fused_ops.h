@@ -71,4 +71,22 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
                                 const at::Tensor& gamma, const at::Tensor& beta, double eps,
                                 bool silu, int kernel = 0);
 
+/// Whether the residual kernels below may run on x [N, C, H, W] (inference: the fused kernels
+/// compiled and switched on, the environment variable DLAB_FUSED_RESIDUAL not "0", autograd off,
+/// CUDA, float32 / float16 / bfloat16, contiguous or channels-last). Where they may not, the
+/// callers keep LibTorch's ops (a convolution with its bias, then an add).
+bool fused_residual_usable(const at::Tensor& x);
+/// h += r + bias[None, :, None, None] in one pass (one kernel where LibTorch runs a convolution's
+/// bias pass and an add): h and r of one shape, type and layout, bias [C] of their type or
+/// undefined. Returns h. Throws std::invalid_argument on mismatched arguments.
+at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias);
+/// Whether fused_concat_group_norm_act may take x1 [N, C1, H, W] and x2 [N, C2, H, W] (the UNet
+/// decoder's input and skip connection): fused_residual_usable(x1), both channels-last, of one type,
+/// N, H and W, C1 + C2 divisible by `groups`, and a group fitting kernel 2's shared memory.
+bool fused_concat_usable(const at::Tensor& x1, const at::Tensor& x2, int64_t groups);
+/// act(GroupNorm(cat({x1, x2}, 1))) with the norm's gamma, beta and eps, channels-last, without the
+/// concatenation being written: the kernel reads each channel from x1 or x2.
+at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x2, int64_t groups,
+                                       const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu);
+
 }  // namespace dlab

@@ -258,7 +258,7 @@ public:
         h = mid2_(h, emb);
         for (auto& s : up_) {
             if (s.res) {
-                h = s.res(at::cat({h, hs.back()}, 1), emb);
+                h = s.res->forward_cat(h, hs.back(), emb);
                 hs.pop_back();
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);

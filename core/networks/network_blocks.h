@@ -68,15 +68,52 @@ struct ResBlockImpl : nn::Module {
     at::Tensor forward(const at::Tensor& x, const at::Tensor& temb) {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
-        // conv1's bias joins the time embedding's per-(sample, channel) bias, which is added before
-        // norm2 anyway: on CUDA a convolution's bias is a pass of its own over h (cuDNN does not add it).
-        at::Tensor h = at::conv2d(norm_silu(norm1, x), conv1->weight, {}, 1, 1);
-        const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
-        h = fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
+        at::Tensor h = middle(norm_silu(norm1, x), temb);
+        if (fused_residual_usable(x)) {
+            // CUDA inference: conv2 without its bias, then out = h + residual + bias in one kernel
+            // (LibTorch: a bias pass, then an add).
+            h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
+            if (!skip) return residual(h, x, conv2->bias);
+            return residual(h, at::conv2d(x, skip->weight, {}), skip->bias + conv2->bias);
+        }
         if (!skip) return add_into(conv2(block_dropout(drop, h)), x);
         // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
         h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
         return add_into(h, at::conv2d(x, skip->weight, skip->bias + conv2->bias));
+    }
+    // forward(cat({x1, x2}, 1), temb), the UNet decoder's step (x1 from below, x2 the skip
+    // connection). On CUDA inference in channels-last the concatenation is never written: the first
+    // GroupNorm reads x1 and x2 in one kernel, and the skip convolution (1x1, a matrix product over the
+    // positions in this layout) is the sum of its two halves' products.
+    at::Tensor forward_cat(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& temb) {
+        const int64_t groups = norm1->options.num_groups();
+        if (!skip || !fused_concat_usable(x1, x2, groups) || norm1->weight.scalar_type() != x1.scalar_type())
+            return forward(at::cat({x1, x2}, 1), temb);
+        const int64_t N = x1.size(0), C1 = x1.size(1), C2 = x2.size(1), H = x1.size(2), W = x1.size(3);
+        const int64_t out = conv1->weight.size(0);
+        const at::Tensor a = fused_concat_group_norm_act(x1, x2, groups, norm1->weight, norm1->bias, norm1->options.eps(), true);
+        const at::Tensor h = at::conv2d(block_dropout(drop, middle(a, temb)), conv2->weight, {}, 1, 1);
+        // Channels-last memory is [N*H*W, C]: the 1x1 convolution is [N*H*W, C1 + C2] x [C1 + C2, out].
+        const at::Tensor w = skip->weight.reshape({out, C1 + C2});
+        at::Tensor s = at::mm(x1.permute({0, 2, 3, 1}).reshape({N * H * W, C1}), w.narrow(1, 0, C1).t());
+        s.addmm_(x2.permute({0, 2, 3, 1}).reshape({N * H * W, C2}), w.narrow(1, C1, C2).t());
+        return residual(h, s.view({N, H, W, out}).permute({0, 3, 1, 2}), skip->bias + conv2->bias);
+    }
+    // SiLU(norm2(conv1(a) + temb_proj(SiLU(temb)))), a = SiLU(norm1(the block's input)).
+    // conv1's bias joins the time embedding's per-(sample, channel) bias, which is added before
+    // norm2 anyway: on CUDA a convolution's bias is a pass of its own over h (cuDNN does not add it).
+    at::Tensor middle(const at::Tensor& a, const at::Tensor& temb) {
+        const at::Tensor h = at::conv2d(a, conv1->weight, {}, 1, 1);
+        const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
+        return fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
+    }
+    // h + r + bias[None, :, None, None], in one kernel where the layouts and types agree (fused_ops.h),
+    // else by LibTorch's ops (a mixed-precision autocast's wider residual, for one).
+    static at::Tensor residual(at::Tensor h, const at::Tensor& r, const at::Tensor& bias) {
+        if (fused_residual_usable(h) && r.sizes() == h.sizes() && r.strides() == h.strides() &&
+            r.scalar_type() == h.scalar_type() && r.device() == h.device() && bias.scalar_type() == h.scalar_type())
+            return fused_residual_add_(h, r, bias);
+        return add_into(add_into(h, bias.view({1, -1, 1, 1})), r);
     }
     nn::GroupNorm norm1;
     nn::Conv2d conv1;

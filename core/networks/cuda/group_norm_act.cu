@@ -113,11 +113,15 @@ constexpr int kSharedFloats = 12288;
 // aligned to VEC elements; NHWC: (C / groups) % VEC == 0, so a vector holds VEC channels of one
 // position; NCHW: HW % VEC == 0, so a vector lies in one channel (the group is the contiguous
 // range from channel c0). The k-th vector's values sit at shared vals[k].
+// With x2 (NHWC only), the input is the channel concatenation of x ([N, HW, C1]) and x2 ([N, HW,
+// C - C1]) without it ever being written (the UNet decoder's skip connections): a vector's
+// channels lie in one of them (C1 % VEC == 0, checked by the launcher); y has all C channels.
 template <typename T, int VEC>
 __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __restrict__ bias,
                                            const T* __restrict__ gamma, const T* __restrict__ beta,
                                            T* __restrict__ y, int C, int HW, int groups, float eps,
-                                           bool silu, bool nhwc, float* __restrict__ stats) {
+                                           bool silu, bool nhwc, float* __restrict__ stats,
+                                           const T* __restrict__ x2 = nullptr, int C1 = 0) {
     extern __shared__ __align__(16) float vals_f[];  // 16-byte vector accesses (Vec of 4 or 8 floats)
     Vec<float, VEC>* vals = reinterpret_cast<Vec<float, VEC>*>(vals_f);
     __shared__ float shared[33];
@@ -125,7 +129,8 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
     const int cg = C / groups, c0 = g * cg;
     const int count = cg * HW, nvec = count / VEC;
     const int per = cg / VEC;  // NHWC: vectors per position
-    const T* xs = x + int64_t(n) * C * HW;
+    const T* xs = x + int64_t(n) * (x2 ? C1 : C) * HW;
+    const T* x2s = x2 ? x2 + int64_t(n) * (C - C1) * HW : nullptr;
     T* ys = y + int64_t(n) * C * HW;
     const T* bn = bias ? bias + int64_t(n) * C : nullptr;
     // Offset of the k-th vector from the sample's start, and the channel of its first element
@@ -140,12 +145,19 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
         c = c0 + i / HW;
         return int64_t(c0) * HW + i;
     };
+    // Where the k-th vector is read: y's place in x, or in x or x2 of a concatenation.
+    auto source = [&](int k, int& c) -> const T* {
+        if (!x2) return xs + locate(k, c);
+        const int p = per == 1 ? k : k / per;
+        c = c0 + (k - p * per) * VEC;
+        return c < C1 ? xs + int64_t(p) * C1 + c : x2s + int64_t(p) * (C - C1) + (c - C1);
+    };
     const int dc = nhwc ? 1 : 0;
 
     float s = 0.f;
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
-        const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(xs + locate(k, c));
+        const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(source(k, c));
         Vec<float, VEC> v;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
@@ -260,23 +272,74 @@ __global__ void group_norm_act_backward_kernel(const float* __restrict__ x, cons
 }
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
+
+// y = a + r + bias[c] over N * C * HW values, a, r and y in one layout ([N, C, HW], or [N, HW, C]
+// with `nhwc`), bias [C] or null; y may be a (in place). A thread per VEC values (one vector load of
+// each input, one store), VEC dividing the channel run (NHWC: C; NCHW: HW) and the pointers aligned
+// to it, so that a vector's values share a channel (NCHW) or take consecutive ones (NHWC).
+template <typename T, int VEC>
+__global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ bias, T* y,
+                                    int64_t nvec, int C, int HW, bool nhwc) {
+    for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < nvec; k += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t i = k * VEC;
+        const int c = nhwc ? int(i % C) : int((i / HW) % C);
+        const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + i);
+        const Vec<T, VEC> vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
+        Vec<T, VEC> out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            const float b = bias ? to_float(bias[nhwc ? c + e : c]) : 0.f;
+            out.a[e] = from_float<T>(to_float(va.a[e]) + to_float(vr.a[e]) + b);
+        }
+        *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
+    }
+}
+
+template <typename T>
+int launch_residual(const void* a, const void* r, const void* bias, void* y, int64_t total, int C, int HW, bool nhwc,
+                    cudaStream_t stream) {
+    const int64_t run = nhwc ? C : HW;
+    auto go = [&](auto vec) {
+        constexpr int VEC = decltype(vec)::value;
+        const int64_t nvec = total / VEC;
+        const int threads = 256;
+        const int64_t blocks = (nvec + threads - 1) / threads;
+        residual_add_kernel<T, VEC><<<int(blocks < 65535 * 8 ? blocks : 65535 * 8), threads, 0, stream>>>(
+            static_cast<const T*>(a), static_cast<const T*>(r), static_cast<const T*>(bias), static_cast<T*>(y), nvec, C,
+            HW, nhwc);
+    };
+    auto fits = [&](int vec) {
+        return run % vec == 0 && aligned(a, vec * sizeof(T)) && aligned(r, vec * sizeof(T)) && aligned(y, vec * sizeof(T));
+    };
+    constexpr int widest = 16 / sizeof(T);
+    if (fits(widest)) go(std::integral_constant<int, widest>());
+    else if (fits(widest / 2)) go(std::integral_constant<int, widest / 2>());
+    else if (fits(2)) go(std::integral_constant<int, 2>());
+    else go(std::integral_constant<int, 1>());
+    return static_cast<int>(cudaGetLastError());
+}
 
 // Kernel 2 with the widest vector (at most 16 bytes) that the layout and the pointers allow.
 template <typename T>
 int launch_smem(const void* x, const void* bias, const void* gamma, const void* beta, void* y, int N,
-                int C, int HW, int groups, float eps, bool silu, bool nhwc, float* stats, cudaStream_t stream) {
+                int C, int HW, int groups, float eps, bool silu, bool nhwc, float* stats, cudaStream_t stream,
+                const void* x2 = nullptr, int C1 = 0) {
     const int count = (C / groups) * HW;
-    const int unit = nhwc ? C / groups : HW;
+    // A concatenation's vectors must not straddle its two parts.
+    const int unit = nhwc ? (x2 ? gcd(C / groups, C1) : C / groups) : HW;
     auto go = [&](auto vec) {
         constexpr int VEC = decltype(vec)::value;
         const int nvec = count / VEC;
         const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
         group_norm_act_smem_kernel<T, VEC><<<N * groups, threads, count * sizeof(float), stream>>>(
             static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
-            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats);
+            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats,
+            static_cast<const T*>(x2), C1);
     };
     auto fits = [&](int vec) {
-        return unit % vec == 0 && aligned(x, vec * sizeof(T)) && aligned(y, vec * sizeof(T));
+        return unit % vec == 0 && aligned(x, vec * sizeof(T)) && aligned(y, vec * sizeof(T)) &&
+               (!x2 || aligned(x2, vec * sizeof(T)));
     };
     constexpr int widest = 16 / sizeof(T);  // 4 floats, 8 halves
     if (fits(widest)) go(std::integral_constant<int, widest>());
@@ -322,6 +385,28 @@ int group_norm_act(const void* xv, const void* biasv, const void* gammav, const 
     group_norm_act_kernel<<<N * groups, threads, 0, cs>>>(
         x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc, stats);
     return static_cast<int>(cudaGetLastError());
+}
+
+// x1 [N, HW, C1] and x2 [N, HW, C - C1] (channels-last) of `dtype` (as group_norm_act), their
+// channel concatenation normalised into y [N, HW, C] by kernel 2, without the concatenation ever
+// being written; -1 (nothing launched) where a group does not fit kernel 2's shared memory.
+int concat_group_norm_act(const void* x1, const void* x2, const void* gammav, const void* betav, void* yv, int dtype,
+                          int N, int C1, int C, int HW, int groups, float eps, bool silu, void* stream) {
+    if ((C / groups) * HW > kSharedFloats) return -1;
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? launch_smem<__half>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1)
+           : dtype == 2 ? launch_smem<__nv_bfloat16>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1)
+                        : launch_smem<float>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1);
+}
+
+// y = a + r + bias[c] (residual_add_kernel) over `total` values of `dtype` (as group_norm_act) in
+// one layout; bias [C] or null; y may be a. Returns the launch's cudaError_t as an int.
+int residual_add(const void* a, const void* r, const void* bias, void* y, int dtype, int64_t total, int C, int HW,
+                 bool nhwc, void* stream) {
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? launch_residual<__half>(a, r, bias, y, total, C, HW, nhwc, cs)
+           : dtype == 2 ? launch_residual<__nv_bfloat16>(a, r, bias, y, total, C, HW, nhwc, cs)
+                        : launch_residual<float>(a, r, bias, y, total, C, HW, nhwc, cs);
 }
 
 // The backward pass of group_norm_act for training (group_norm_act_backward_kernel): float32,
