@@ -37,7 +37,9 @@ int check_fused(c10::Device dev) {
         bool bias, silu;
     };
     const Case cases[] = {{2, 32, 28, 28, 8, false, true}, {2, 64, 14, 14, 8, true, true}, {512, 128, 7, 7, 8, true, true},
-                          {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true}};
+                          {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true},
+                          // The default model's batch-256 shape: in channels-last, blocks of two groups.
+                          {512, 32, 28, 28, 8, true, true}};
     bool ok = true;
     auto sync = [&] { (void)at::ones({1}, opt).sum().item<float>(); };
     // Mean ms of one call of f over `iters` calls, after 5 untimed ones.
@@ -103,7 +105,7 @@ int check_fused(c10::Device dev) {
     // Half-precision inputs (network.h: to_half) through kernel 2: the same check on inputs rounded
     // to the type, against float64; the output's rounding bounds the error (fp16 ~5e-4, bf16 ~4e-3).
     for (const at::ScalarType t : {at::kHalf, at::kBFloat16})
-        for (const Case& k : {cases[0], cases[1], cases[3], cases[4], cases[5]})
+        for (const Case& k : {cases[0], cases[1], cases[3], cases[4], cases[5], cases[6]})
             for (const bool nhwc : {false, true}) {
                 const Inputs in = inputs(k, nhwc, t);
                 const at::Tensor &x = in.x, &bias = in.bias;
@@ -195,16 +197,26 @@ int check_fused(c10::Device dev) {
                 const at::Tensor sum = fused_residual_add_(x1.clone(at::MemoryFormat::ChannelsLast), r, b);
                 // And the plain layout.
                 const at::Tensor sum_plain = fused_residual_add_(x1.contiguous(), r.contiguous(), b);
-                const double e2 = ((d(sum) - rref).norm() / rref.norm()).item<double>();
+                // Two residuals, and the bias alone.
+                const at::Tensor sum2 = fused_residual_add_(x1.clone(at::MemoryFormat::ChannelsLast), r, b, r);
+                const at::Tensor biased = fused_residual_add_(x1.clone(at::MemoryFormat::ChannelsLast), {}, b);
+                const at::Tensor rref2 = rref + d(r), bref = d(x1) + d(b).view({1, -1, 1, 1});
+                const double e2 = std::max({((d(sum) - rref).norm() / rref.norm()).item<double>(),
+                                            ((d(sum2) - rref2).norm() / rref2.norm()).item<double>(),
+                                            ((d(biased) - bref).norm() / bref.norm()).item<double>()});
                 const double e3 = ((d(sum_plain) - rref).norm() / rref.norm()).item<double>();
+                // Upsampling: the same values as LibTorch's, bit for bit.
+                const at::Tensor up = fused_upsample2(x1);
+                const double e4 = (up - at::upsample_nearest2d(x1, {2 * k.hw, 2 * k.hw})).abs().max().item<double>();
                 const double tol = t == at::kFloat ? 1e-5 : t == at::kHalf ? 2e-3 : 1.5e-2;
-                const bool good = std::isfinite(e1 + e2 + e3) && std::max({e1, e2, e3}) < tol &&
-                                  y.is_contiguous(at::MemoryFormat::ChannelsLast) && y.scalar_type() == t;
+                const bool good = std::isfinite(e1 + e2 + e3) && std::max({e1, e2, e3}) < tol && e4 == 0 &&
+                                  y.is_contiguous(at::MemoryFormat::ChannelsLast) && y.scalar_type() == t &&
+                                  up.is_contiguous(at::MemoryFormat::ChannelsLast);
                 ok = ok && good;
                 std::printf("concatenation group norm + SiLU [%lld, %lld + %lld, %lld, %lld] / %lld groups, %s: relative "
-                            "error %.2e; residual add %.2e (channels-last), %.2e (plain) against float64 %s",
+                            "error %.2e; residual add %.2e (channels-last), %.2e (plain) against float64; upsampling max |diff| %g; %s",
                             (long long)k.n, (long long)k.c1, (long long)k.c2, (long long)k.hw, (long long)k.hw,
-                            (long long)k.groups, c10::toString(t), e1, e2, e3, good ? "ok" : "WRONG");
+                            (long long)k.groups, c10::toString(t), e1, e2, e3, e4, good ? "ok" : "WRONG");
                 if (t == at::kFloat && k.n >= 512) {
                     const at::Tensor g = gamma, be = beta;
                     const double fused_ms = time_ms([&] { (void)fused_concat_group_norm_act(x1, x2, k.groups, g, be, 1e-5, true); }, 100);
@@ -212,9 +224,12 @@ int check_fused(c10::Device dev) {
                     at::Tensor acc = x1.clone(at::MemoryFormat::ChannelsLast);
                     const double add_ms = time_ms([&] { (void)fused_residual_add_(acc, r, b); }, 100);
                     const double ops_ms = time_ms([&] { (void)acc.add_(b.view({1, -1, 1, 1})).add_(r); }, 100);
+                    const double up_ms = time_ms([&] { (void)fused_upsample2(x1); }, 100);
+                    const double up_ops_ms = time_ms([&] { (void)at::upsample_nearest2d(x1, {2 * k.hw, 2 * k.hw}); }, 100);
                     std::printf("; concatenation + norm %.4f ms against cat then the fused norm %.4f ms (%.2fx); residual add "
-                                "%.4f ms against LibTorch's bias add + add %.4f ms (%.2fx)",
-                                fused_ms, cat_ms, cat_ms / fused_ms, add_ms, ops_ms, ops_ms / add_ms);
+                                "%.4f ms against LibTorch's bias add + add %.4f ms (%.2fx); upsampling %.4f ms against %.4f (%.2fx)",
+                                fused_ms, cat_ms, cat_ms / fused_ms, add_ms, ops_ms, ops_ms / add_ms, up_ms, up_ops_ms,
+                                up_ops_ms / up_ms);
                 }
                 std::printf("\n");
             }

@@ -44,7 +44,7 @@ inline int parse_or_help(Args& args, const std::vector<std::string>& argv, const
 // after this call (fused_ops.h: set_inference_precision). The half types are for CUDA devices.
 // Returns -1 to continue, else an exit code.
 inline int apply_precision(const Args& args, const c10::Device& device, const std::string& command) {
-    if (!args.has("precision")) return -1;
+    if (!args.given("precision")) return -1;  // else DLAB_HALF, or float32
     if (const auto problem = choose_inference_precision(args.get("precision"), device)) return usage(command + ": " + *problem);
     return -1;
 }

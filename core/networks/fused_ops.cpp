@@ -25,8 +25,9 @@ int group_norm_act_backward(const float* x, const float* bias, const float* gamm
 int group_norm_smem_capacity();
 int concat_group_norm_act(const void* x1, const void* x2, const void* gamma, const void* beta, void* y, int dtype,
                           int N, int C1, int C, int HW, int groups, float eps, bool silu, void* stream);
-int residual_add(const void* a, const void* r, const void* bias, void* y, int dtype, int64_t total, int C, int HW,
-                 bool nhwc, void* stream);
+int residual_add(const void* a, const void* r, const void* r2, const void* bias, void* y, int dtype, int64_t total,
+                 int C, int HW, bool nhwc, void* stream);
+int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream);
 }
 #endif
 
@@ -207,25 +208,45 @@ bool fused_residual_usable(const at::Tensor& x) {
     return t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
 }
 
-at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias) {
+at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
 #ifdef DLAB_FUSED_CUDA
     const bool nhwc = channels_last_only(h);
-    if (!fused_residual_usable(h) || !r.defined() || r.sizes() != h.sizes() || r.strides() != h.strides() ||
-        r.scalar_type() != h.scalar_type() || r.device() != h.device() ||
+    auto like_h = [&](const at::Tensor& t) {
+        return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
+                                t.device() == h.device());
+    };
+    if (!fused_residual_usable(h) || !like_h(r) || !like_h(r2) ||
         (bias.defined() && (bias.dim() != 1 || bias.size(0) != h.size(1) || bias.scalar_type() != h.scalar_type() ||
                             bias.device() != h.device())))
-        throw std::invalid_argument("fused_residual_add_: h, r (and bias [C]) must be CUDA tensors of one shape, type and layout");
+        throw std::invalid_argument("fused_residual_add_: h, r, r2 (and bias [C]) must be CUDA tensors of one shape, type and layout");
     const c10::cuda::CUDAGuard guard(h.device());
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
-    const int err = cuda_kernels::residual_add(h.data_ptr(), r.data_ptr(), b.defined() ? b.data_ptr() : nullptr,
-                                               h.data_ptr(), kernel_dtype(h), h.numel(), int(h.size(1)),
-                                               int(h.size(2) * h.size(3)), nhwc,
+    auto ptr = [](const at::Tensor& t) -> const void* { return t.defined() ? t.data_ptr() : nullptr; };
+    const int err = cuda_kernels::residual_add(h.data_ptr(), ptr(r), ptr(r2), ptr(b), h.data_ptr(), kernel_dtype(h), h.numel(),
+                                               int(h.size(1)), int(h.size(2) * h.size(3)), nhwc,
                                                c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
     if (err != 0) throw std::runtime_error("the fused residual kernel did not launch (CUDA error " + std::to_string(err) + ")");
     return h;
 #else
-    unused(h, r, bias);
+    unused(h, r, bias, r2);
     throw std::logic_error("fused_residual_add_: this build has no fused CUDA kernels");
+#endif
+}
+
+at::Tensor fused_upsample2(const at::Tensor& x) {
+#ifdef DLAB_FUSED_CUDA
+    if (!fused_residual_usable(x) || !channels_last_only(x))
+        throw std::invalid_argument("fused_upsample2: x must be a channels-last CUDA tensor");
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    at::Tensor y = at::empty({N, C, 2 * H, 2 * W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const int err = cuda_kernels::upsample2_nhwc(x.data_ptr(), y.data_ptr(), kernel_dtype(x), int(N), int(C), int(H), int(W),
+                                                 c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the upsampling kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return y;
+#else
+    unused(x);
+    throw std::logic_error("fused_upsample2: this build has no fused CUDA kernels");
 #endif
 }
 

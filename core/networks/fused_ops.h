@@ -76,10 +76,14 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
 /// CUDA, float32 / float16 / bfloat16, contiguous or channels-last). Where they may not, the
 /// callers keep LibTorch's ops (a convolution with its bias, then an add).
 bool fused_residual_usable(const at::Tensor& x);
-/// h += r + bias[None, :, None, None] in one pass (one kernel where LibTorch runs a convolution's
-/// bias pass and an add): h and r of one shape, type and layout, bias [C] of their type or
-/// undefined. Returns h. Throws std::invalid_argument on mismatched arguments.
-at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias);
+/// h += r + r2 + bias[None, :, None, None] in one pass (one kernel where LibTorch runs a
+/// convolution's bias pass and an add or two): h, r and r2 of one shape, type and layout, bias [C]
+/// of their type; r, r2 and bias each may be undefined. Returns h. Throws std::invalid_argument on
+/// mismatched arguments (and where fused_residual_usable(h) is false).
+at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
+/// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
+/// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
+at::Tensor fused_upsample2(const at::Tensor& x);
 /// Whether fused_concat_group_norm_act may take x1 [N, C1, H, W] and x2 [N, C2, H, W] (the UNet
 /// decoder's input and skip connection): fused_residual_usable(x1), both channels-last, of one type,
 /// N, H and W, C1 + C2 divisible by `groups`, and a group fitting kernel 2's shared memory.

@@ -239,7 +239,10 @@ public:
         std::vector<at::Tensor> hs;
         const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4 && !at::GradMode::is_enabled();
         const at::Tensor xin = x.to(dtype_);  // x itself unless to_half() was called
-        at::Tensor h = conv_in_(nhwc ? xin.contiguous(at::MemoryFormat::ChannelsLast) : xin);
+        at::Tensor h = blocks::conv_bias(conv_in_, nhwc ? xin.contiguous(at::MemoryFormat::ChannelsLast) : xin, 1, 1);
+        // One input channel: the input is plain and channels-last at once, and cuDNN answers in the
+        // plain layout; the rest of the network (and the decoder's last concatenation) wants NHWC.
+        if (nhwc && !h.is_contiguous(at::MemoryFormat::ChannelsLast)) h = h.contiguous(at::MemoryFormat::ChannelsLast);
         hs.push_back(h);
         for (auto& s : down_) {
             if (s.res) {
@@ -248,7 +251,7 @@ public:
                 if (s.xattn) h = s.xattn(h, ctx, valid);
                 if (s.tattn) h = s.tattn(h);
             } else {
-                h = s.resample(h);
+                h = blocks::conv_bias(s.resample, h, 2, 1);
             }
             hs.push_back(h);
         }
@@ -264,7 +267,7 @@ public:
                 if (s.xattn) h = s.xattn(h, ctx, valid);
                 if (s.tattn) h = s.tattn(h);
             } else {
-                h = s.resample(at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2}));
+                h = blocks::conv_bias(s.resample, blocks::upsample2(h), 1, 1);
             }
         }
         const at::Tensor out = conv_out_(blocks::norm_silu(norm_out_, h));

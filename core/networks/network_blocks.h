@@ -51,6 +51,38 @@ inline at::Tensor block_dropout(nn::Dropout& drop, const at::Tensor& h) {
     return h * ((at::rand_like(h) >= p).to(h.scalar_type()) * (1.0 / (1.0 - p)));
 }
 
+// h + r + r2 + bias[None, :, None, None] (r2 optional), in one kernel where the layouts and types
+// agree (fused_ops.h: CUDA inference), else by LibTorch's ops (a mixed-precision autocast's wider
+// residual, for one). h is a fresh convolution output; the sum may be written into it.
+inline at::Tensor add_residual(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {}) {
+    auto like_h = [&](const at::Tensor& t) {
+        return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
+                                t.device() == h.device());
+    };
+    if (fused_residual_usable(h) && like_h(r) && like_h(r2) && (!bias.defined() || bias.scalar_type() == h.scalar_type()))
+        return fused_residual_add_(h, r, bias, r2);
+    if (bias.defined()) h = add_into(h, bias.view({1, -1, 1, 1}));
+    if (r.defined()) h = add_into(h, r);
+    return r2.defined() ? add_into(h, r2) : h;
+}
+// conv(x) (+ residual): on CUDA inference the convolution runs without its bias and one kernel adds
+// the bias (and the residual), where LibTorch adds the bias in a broadcasting pass of its own (and
+// the residual in another); elsewhere the module itself, then + residual.
+inline at::Tensor conv_bias(nn::Conv2d& conv, const at::Tensor& x, int64_t stride, int64_t padding,
+                            const at::Tensor& residual = {}) {
+    if (!fused_residual_usable(x) || conv->weight.scalar_type() != x.scalar_type() || !conv->bias.defined())
+        return residual.defined() ? residual + conv(x) : conv(x);
+    return add_residual(at::conv2d(x, conv->weight, {}, stride, padding), residual, conv->bias);
+}
+
+// Nearest-neighbour upsampling by 2 (the UNet decoder's): one vectorised kernel on CUDA inference in
+// channels-last (fused_ops.h), else LibTorch's.
+inline at::Tensor upsample2(const at::Tensor& h) {
+    if (fused_residual_usable(h) && !h.is_contiguous() && h.is_contiguous(at::MemoryFormat::ChannelsLast))
+        return fused_upsample2(h);
+    return at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2});
+}
+
 // Residual block (Ho et al. 2020 / ADM): GN-SiLU-Conv, + time embedding, GN-SiLU-Dropout-Conv.
 struct ResBlockImpl : nn::Module {
     ResBlockImpl(int64_t in, int64_t out, int64_t temb, int64_t groups, double dropout)
@@ -73,8 +105,8 @@ struct ResBlockImpl : nn::Module {
             // CUDA inference: conv2 without its bias, then out = h + residual + bias in one kernel
             // (LibTorch: a bias pass, then an add).
             h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
-            if (!skip) return residual(h, x, conv2->bias);
-            return residual(h, at::conv2d(x, skip->weight, {}), skip->bias + conv2->bias);
+            if (!skip) return add_residual(h, x, conv2->bias);
+            return add_residual(h, at::conv2d(x, skip->weight, {}), skip->bias + conv2->bias);
         }
         if (!skip) return add_into(conv2(block_dropout(drop, h)), x);
         // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
@@ -83,21 +115,20 @@ struct ResBlockImpl : nn::Module {
     }
     // forward(cat({x1, x2}, 1), temb), the UNet decoder's step (x1 from below, x2 the skip
     // connection). On CUDA inference in channels-last the concatenation is never written: the first
-    // GroupNorm reads x1 and x2 in one kernel, and the skip convolution (1x1, a matrix product over the
-    // positions in this layout) is the sum of its two halves' products.
+    // GroupNorm reads x1 and x2 in one kernel, and the 1x1 skip convolution is the sum of its halves'.
     at::Tensor forward_cat(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& temb) {
         const int64_t groups = norm1->options.num_groups();
         if (!skip || !fused_concat_usable(x1, x2, groups) || norm1->weight.scalar_type() != x1.scalar_type())
             return forward(at::cat({x1, x2}, 1), temb);
-        const int64_t N = x1.size(0), C1 = x1.size(1), C2 = x2.size(1), H = x1.size(2), W = x1.size(3);
-        const int64_t out = conv1->weight.size(0);
+        const int64_t C1 = x1.size(1), C2 = x2.size(1);
         const at::Tensor a = fused_concat_group_norm_act(x1, x2, groups, norm1->weight, norm1->bias, norm1->options.eps(), true);
         const at::Tensor h = at::conv2d(block_dropout(drop, middle(a, temb)), conv2->weight, {}, 1, 1);
-        // Channels-last memory is [N*H*W, C]: the 1x1 convolution is [N*H*W, C1 + C2] x [C1 + C2, out].
-        const at::Tensor w = skip->weight.reshape({out, C1 + C2});
-        at::Tensor s = at::mm(x1.permute({0, 2, 3, 1}).reshape({N * H * W, C1}), w.narrow(1, 0, C1).t());
-        s.addmm_(x2.permute({0, 2, 3, 1}).reshape({N * H * W, C2}), w.narrow(1, C1, C2).t());
-        return residual(h, s.view({N, H, W, out}).permute({0, 3, 1, 2}), skip->bias + conv2->bias);
+        // The 1x1 skip convolution of the concatenation: the sum of its halves' (cuDNN, TF32 like
+        // the other convolutions; LibTorch's float32 matrix products run without TF32 and were
+        // slower), added with h and the biases in one pass.
+        const at::Tensor& w = skip->weight;
+        return add_residual(h, at::conv2d(x1, w.narrow(1, 0, C1)), skip->bias + conv2->bias,
+                            at::conv2d(x2, w.narrow(1, C1, C2)));
     }
     // SiLU(norm2(conv1(a) + temb_proj(SiLU(temb)))), a = SiLU(norm1(the block's input)).
     // conv1's bias joins the time embedding's per-(sample, channel) bias, which is added before
@@ -106,14 +137,6 @@ struct ResBlockImpl : nn::Module {
         const at::Tensor h = at::conv2d(a, conv1->weight, {}, 1, 1);
         const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
         return fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
-    }
-    // h + r + bias[None, :, None, None], in one kernel where the layouts and types agree (fused_ops.h),
-    // else by LibTorch's ops (a mixed-precision autocast's wider residual, for one).
-    static at::Tensor residual(at::Tensor h, const at::Tensor& r, const at::Tensor& bias) {
-        if (fused_residual_usable(h) && r.sizes() == h.sizes() && r.strides() == h.strides() &&
-            r.scalar_type() == h.scalar_type() && r.device() == h.device() && bias.scalar_type() == h.scalar_type())
-            return fused_residual_add_(h, r, bias);
-        return add_into(add_into(h, bias.view({1, -1, 1, 1})), r);
     }
     nn::GroupNorm norm1;
     nn::Conv2d conv1;
@@ -138,13 +161,13 @@ struct AttentionImpl : nn::Module {
     at::Tensor forward(const at::Tensor& x) {
         const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
         const int64_t d = C / heads;
-        const at::Tensor qkv_out = qkv(fusable(norm, x) ? fused_norm(norm, x, false) : norm(x));
+        const at::Tensor qkv_out = conv_bias(qkv, fusable(norm, x) ? fused_norm(norm, x, false) : norm(x), 1, 0);
         if (fused_attention_usable(x) && !qkv_out.is_contiguous() && qkv_out.is_contiguous(at::MemoryFormat::ChannelsLast)) {
             // Channels-last (network.h, to_channels_last): the memory is [B, HW, 3, heads, d] already,
             // so q, k and v [B, heads, HW, d] are strided views; one copy out, back to channels-last.
             const at::Tensor p = qkv_out.permute({0, 2, 3, 1}).view({B, H * W, 3, heads, d}).permute({2, 0, 3, 1, 4});
             const at::Tensor o = fused_attention(p[0], p[1], p[2]).transpose(1, 2).reshape({B, H, W, C});
-            return x + proj(o.permute({0, 3, 1, 2}));
+            return conv_bias(proj, o.permute({0, 3, 1, 2}), 1, 0, x);
         }
         const at::Tensor q_k_v = qkv_out.reshape({B, 3, heads, d, H * W});
         if (fused_attention_usable(x)) {

@@ -8,6 +8,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 #include <type_traits>
 
 namespace {
@@ -87,6 +90,17 @@ __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* 
     }
 }
 
+// The sum of v over the threads of one group (group_norm_act_smem_kernel with gpb > 1): lanes
+// with the same lane % per hold the same group's values, so a shuffle over the offsets >= per sums
+// a warp's share of each, and one lane per slot adds it to gs[group] in shared memory (zeroed
+// before). Every thread gets its group's sum.
+__device__ float group_sum(float v, int mine, int per, float* gs) {
+    for (int o = 16; o >= per; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if ((threadIdx.x & 31) < per) atomicAdd(&gs[mine], v);
+    __syncthreads();
+    return gs[mine];
+}
+
 // Storage types of kernel 2 (float, __half, __nv_bfloat16), converted to and from float.
 __device__ inline float to_float(float v) { return v; }
 __device__ inline float to_float(__half v) { return __half2float(v); }
@@ -121,14 +135,21 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
                                            const T* __restrict__ gamma, const T* __restrict__ beta,
                                            T* __restrict__ y, int C, int HW, int groups, float eps,
                                            bool silu, bool nhwc, float* __restrict__ stats,
-                                           const T* __restrict__ x2 = nullptr, int C1 = 0) {
+                                           const T* __restrict__ x2 = nullptr, int C1 = 0, int gpb = 1) {
     extern __shared__ __align__(16) float vals_f[];  // 16-byte vector accesses (Vec of 4 or 8 floats)
     Vec<float, VEC>* vals = reinterpret_cast<Vec<float, VEC>*>(vals_f);
     __shared__ float shared[33];
-    const int n = blockIdx.x / groups, g = blockIdx.x % groups;
-    const int cg = C / groups, c0 = g * cg;
-    const int count = cg * HW, nvec = count / VEC;
-    const int per = cg / VEC;  // NHWC: vectors per position
+    __shared__ float gsum[2][32];  // gpb > 1: each group's sum and sum of squares
+    // The block's gpb consecutive groups (NHWC; 1 elsewhere): c0 and the cb channels after it.
+    const int n = blockIdx.x / (groups / gpb), g = (blockIdx.x % (groups / gpb)) * gpb;
+    const int cg = C / groups, cb = cg * gpb, c0 = g * cg;
+    const int count = cb * HW, nvec = count / VEC;
+    const int per = cb / VEC;  // NHWC: vectors per position
+    // gpb > 1 (the launcher's preconditions: NHWC, per a power of 2 at most 32, blockDim.x a multiple
+    // of it): a thread's vectors k = threadIdx.x + j * blockDim.x all hold the same channels, so the
+    // thread belongs to one group, `mine`.
+    const int mine = gpb > 1 ? (threadIdx.x % per) * VEC / cg : 0;
+    if (gpb > 1 && threadIdx.x < 32) gsum[0][threadIdx.x] = gsum[1][threadIdx.x] = 0.f;
     const T* xs = x + int64_t(n) * (x2 ? C1 : C) * HW;
     const T* x2s = x2 ? x2 + int64_t(n) * (C - C1) * HW : nullptr;
     T* ys = y + int64_t(n) * C * HW;
@@ -166,13 +187,26 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
         }
         vals[k] = v;
     }
-    const float mean = block_sum(s, shared) / float(count);  // block_sum's barrier orders vals[]
-    float q = 0.f;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
-        const float d = vals_f[i] - mean;
-        q += d * d;
+    float mean, rstd;
+    if (gpb == 1) {
+        mean = block_sum(s, shared) / float(count);  // block_sum's barrier orders vals[]
+        float q = 0.f;
+        for (int i = threadIdx.x; i < count; i += blockDim.x) {
+            const float d = vals_f[i] - mean;
+            q += d * d;
+        }
+        rstd = rsqrtf(block_sum(q, shared) / float(count) + eps);
+    } else {
+        __syncthreads();  // gsum zeroed (the loop above wrote only the thread's own vals[])
+        mean = group_sum(s, mine, per, gsum[0]) / float(cg * HW);
+        float q = 0.f;
+        for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
+            const Vec<float, VEC> v = vals[k];
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) q += (v.a[e] - mean) * (v.a[e] - mean);
+        }
+        rstd = rsqrtf(group_sum(q, mine, per, gsum[1]) / float(cg * HW) + eps);
     }
-    const float rstd = rsqrtf(block_sum(q, shared) / float(count) + eps);
     if (stats && threadIdx.x == 0) {  // as kernel 1 (training)
         stats[2 * blockIdx.x] = mean;
         stats[2 * blockIdx.x + 1] = rstd;
@@ -274,49 +308,95 @@ __global__ void group_norm_act_backward_kernel(const float* __restrict__ x, cons
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
-// y = a + r + bias[c] over N * C * HW values, a, r and y in one layout ([N, C, HW], or [N, HW, C]
-// with `nhwc`), bias [C] or null; y may be a (in place). A thread per VEC values (one vector load of
-// each input, one store), VEC dividing the channel run (NHWC: C; NCHW: HW) and the pointers aligned
-// to it, so that a vector's values share a channel (NCHW) or take consecutive ones (NHWC).
+// y = a + r + r2 + bias[c] over N * C * HW values, a, r, r2 and y in one layout ([N, C, HW], or
+// [N, HW, C] with `nhwc`), r, r2 and bias [C] each optional (null); y may be a (in place). A thread
+// per VEC values (one vector load of each input, one store), VEC dividing the channel run (NHWC: C;
+// NCHW: HW) and the pointers aligned to it, so that a vector's values share a channel (NCHW) or
+// take consecutive ones (NHWC).
 template <typename T, int VEC>
-__global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ bias, T* y,
-                                    int64_t nvec, int C, int HW, bool nhwc) {
+__global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
+                                    const T* __restrict__ bias, T* y, int64_t nvec, int C, int HW, bool nhwc) {
     for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < nvec; k += int64_t(gridDim.x) * blockDim.x) {
         const int64_t i = k * VEC;
         const int c = nhwc ? int(i % C) : int((i / HW) % C);
         const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + i);
-        const Vec<T, VEC> vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
+        Vec<T, VEC> vr, vr2;
+        if (r) vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
+        if (r2) vr2 = *reinterpret_cast<const Vec<T, VEC>*>(r2 + i);
         Vec<T, VEC> out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            const float b = bias ? to_float(bias[nhwc ? c + e : c]) : 0.f;
-            out.a[e] = from_float<T>(to_float(va.a[e]) + to_float(vr.a[e]) + b);
+            float v = to_float(va.a[e]);
+            if (r) v += to_float(vr.a[e]);
+            if (r2) v += to_float(vr2.a[e]);
+            if (bias) v += to_float(bias[nhwc ? c + e : c]);
+            out.a[e] = from_float<T>(v);
         }
         *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
     }
 }
 
-template <typename T>
-int launch_residual(const void* a, const void* r, const void* bias, void* y, int64_t total, int C, int HW, bool nhwc,
-                    cudaStream_t stream) {
-    const int64_t run = nhwc ? C : HW;
-    auto go = [&](auto vec) {
-        constexpr int VEC = decltype(vec)::value;
-        const int64_t nvec = total / VEC;
-        const int threads = 256;
-        const int64_t blocks = (nvec + threads - 1) / threads;
-        residual_add_kernel<T, VEC><<<int(blocks < 65535 * 8 ? blocks : 65535 * 8), threads, 0, stream>>>(
-            static_cast<const T*>(a), static_cast<const T*>(r), static_cast<const T*>(bias), static_cast<T*>(y), nvec, C,
-            HW, nhwc);
-    };
+// Nearest-neighbour upsampling by 2 of x [N, H, W, C] (channels-last) into y [N, 2H, 2W, C]: a
+// thread per VEC channels of an output position (VEC dividing C, the pointers aligned to it).
+template <typename T, int VEC>
+__global__ void upsample2_nhwc_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t nvec, int C, int H, int W) {
+    const int per = C / VEC, W2 = 2 * W, H2 = 2 * H;
+    for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < nvec; k += int64_t(gridDim.x) * blockDim.x) {
+        const int cv = int(k % per);
+        int64_t p = k / per;  // output position n * H2 * W2 + i * W2 + j
+        const int j = int(p % W2);
+        p /= W2;
+        const int i = int(p % H2);
+        const int64_t n = p / H2;
+        const int64_t src = ((n * H + i / 2) * W + j / 2) * C + int64_t(cv) * VEC;
+        *reinterpret_cast<Vec<T, VEC>*>(y + k * VEC) = *reinterpret_cast<const Vec<T, VEC>*>(x + src);
+    }
+}
+
+// The widest vector (at most 16 bytes) that divides `run` and to which every pointer is aligned;
+// calls go(std::integral_constant<int, VEC>).
+template <typename T, typename Go>
+void with_vector(int64_t run, std::initializer_list<const void*> ptrs, Go&& go) {
     auto fits = [&](int vec) {
-        return run % vec == 0 && aligned(a, vec * sizeof(T)) && aligned(r, vec * sizeof(T)) && aligned(y, vec * sizeof(T));
+        if (run % vec != 0) return false;
+        for (const void* p : ptrs)
+            if (p && !aligned(p, vec * sizeof(T))) return false;
+        return true;
     };
     constexpr int widest = 16 / sizeof(T);
     if (fits(widest)) go(std::integral_constant<int, widest>());
     else if (fits(widest / 2)) go(std::integral_constant<int, widest / 2>());
     else if (fits(2)) go(std::integral_constant<int, 2>());
     else go(std::integral_constant<int, 1>());
+}
+
+// A grid-stride launch's blocks for `work` items of 256 threads.
+int grid_for(int64_t work) {
+    const int64_t blocks = (work + 255) / 256;
+    return int(blocks < 65535 * 8 ? blocks : 65535 * 8);
+}
+
+template <typename T>
+int launch_residual(const void* a, const void* r, const void* r2, const void* bias, void* y, int64_t total, int C,
+                    int HW, bool nhwc, cudaStream_t stream) {
+    with_vector<T>(nhwc ? C : HW, {a, r, r2, y}, [&](auto vec) {
+        constexpr int VEC = decltype(vec)::value;
+        const int64_t nvec = total / VEC;
+        residual_add_kernel<T, VEC><<<grid_for(nvec), 256, 0, stream>>>(
+            static_cast<const T*>(a), static_cast<const T*>(r), static_cast<const T*>(r2), static_cast<const T*>(bias),
+            static_cast<T*>(y), nvec, C, HW, nhwc);
+    });
+    return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int launch_upsample2(const void* x, void* y, int N, int C, int H, int W, cudaStream_t stream) {
+    with_vector<T>(C, {x, y}, [&](auto vec) {
+        constexpr int VEC = decltype(vec)::value;
+        const int64_t nvec = int64_t(N) * 4 * H * W * C / VEC;
+        upsample2_nhwc_kernel<T, VEC><<<grid_for(nvec), 256, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(y),
+                                                                          nvec, C, H, W);
+    });
     return static_cast<int>(cudaGetLastError());
 }
 
@@ -330,12 +410,28 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
     const int unit = nhwc ? (x2 ? gcd(C / groups, C1) : C / groups) : HW;
     auto go = [&](auto vec) {
         constexpr int VEC = decltype(vec)::value;
-        const int nvec = count / VEC;
+        // NHWC inference: a block takes gpb groups, so that a position's channels it reads span up
+        // to 64 bytes (a group of 4 float channels is 16 bytes: half of each 32-byte sector read
+        // would belong to another block), while they fit in shared memory and there are blocks
+        // enough to fill the GPU (at batch 1, fewer and longer blocks were slower; H200: batch-256
+        // pass 3.94 -> 3.80 ms, docs/eval/residual-h200.log).
+        // DLAB_GN_GPB=1: one group a block everywhere (for comparisons).
+        static const bool several = !(std::getenv("DLAB_GN_GPB") && std::strcmp(std::getenv("DLAB_GN_GPB"), "1") == 0);
+        int gpb = 1;
+        if (several && nhwc && !stats && !x2) {
+            const int cg = C / groups;
+            while (groups % (2 * gpb) == 0 && cg * gpb * int(sizeof(T)) < 64 && 2 * gpb * count <= kSharedFloats &&
+                   cg * 2 * gpb / VEC <= 32 && N * groups / (2 * gpb) >= 1024)
+                gpb *= 2;
+            const int per = cg * gpb / VEC;
+            if ((per & (per - 1)) != 0) gpb = 1;
+        }
+        const int nvec = gpb * count / VEC;
         const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
-        group_norm_act_smem_kernel<T, VEC><<<N * groups, threads, count * sizeof(float), stream>>>(
+        group_norm_act_smem_kernel<T, VEC><<<N * groups / gpb, threads, gpb * count * sizeof(float), stream>>>(
             static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
             static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats,
-            static_cast<const T*>(x2), C1);
+            static_cast<const T*>(x2), C1, gpb);
     };
     auto fits = [&](int vec) {
         return unit % vec == 0 && aligned(x, vec * sizeof(T)) && aligned(y, vec * sizeof(T)) &&
@@ -399,14 +495,22 @@ int concat_group_norm_act(const void* x1, const void* x2, const void* gammav, co
                         : launch_smem<float>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1);
 }
 
-// y = a + r + bias[c] (residual_add_kernel) over `total` values of `dtype` (as group_norm_act) in
-// one layout; bias [C] or null; y may be a. Returns the launch's cudaError_t as an int.
-int residual_add(const void* a, const void* r, const void* bias, void* y, int dtype, int64_t total, int C, int HW,
-                 bool nhwc, void* stream) {
+// y = a + r + r2 + bias[c] (residual_add_kernel) over `total` values of `dtype` (as group_norm_act)
+// in one layout; r, r2 and bias [C] optional (null); y may be a. Returns the launch's cudaError_t.
+int residual_add(const void* a, const void* r, const void* r2, const void* bias, void* y, int dtype, int64_t total,
+                 int C, int HW, bool nhwc, void* stream) {
     const auto cs = static_cast<cudaStream_t>(stream);
-    return dtype == 1   ? launch_residual<__half>(a, r, bias, y, total, C, HW, nhwc, cs)
-           : dtype == 2 ? launch_residual<__nv_bfloat16>(a, r, bias, y, total, C, HW, nhwc, cs)
-                        : launch_residual<float>(a, r, bias, y, total, C, HW, nhwc, cs);
+    return dtype == 1   ? launch_residual<__half>(a, r, r2, bias, y, total, C, HW, nhwc, cs)
+           : dtype == 2 ? launch_residual<__nv_bfloat16>(a, r, r2, bias, y, total, C, HW, nhwc, cs)
+                        : launch_residual<float>(a, r, r2, bias, y, total, C, HW, nhwc, cs);
+}
+
+// Nearest-neighbour upsampling by 2 of x [N, H, W, C] into y [N, 2H, 2W, C] (channels-last).
+int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream) {
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? launch_upsample2<__half>(x, y, N, C, H, W, cs)
+           : dtype == 2 ? launch_upsample2<__nv_bfloat16>(x, y, N, C, H, W, cs)
+                        : launch_upsample2<float>(x, y, N, C, H, W, cs);
 }
 
 // The backward pass of group_norm_act for training (group_norm_act_backward_kernel): float32,
