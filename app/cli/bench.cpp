@@ -357,22 +357,25 @@ int cmd_bench(const std::vector<std::string>& argv) {
             const double diff = (graphed(x, t, y) - net->forward(x, t, y)).abs().max().item<double>();
             std::printf("%8lld %14.3f %14.3f %9.2f %18.1f %18.1f   max |graph - eager| %.2e\n", (long long)b, eager, graph,
                         eager / graph, 1000.0 * b / eager, 1000.0 * b / graph, diff);
-            // DLAB_PROFILE_STEPS=N: the kernels of N graph replays (kernel_profile.h; the same table a
-            // training run prints, comparable with the peer's torch.profiler table).
-            if (const int64_t n = profile_steps_asked(); n > 0 && device->is_cuda()) {
-                KernelProfile prof;
-                if (const std::string why = prof.start(true); !why.empty()) {
-                    std::printf("profile: %s\n", why.c_str());
-                } else {
-                    const auto a = std::chrono::steady_clock::now();
-                    for (int64_t i = 0; i < n; ++i) graphed(x, t, y);
-                    sync();
-                    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
-                    std::printf("profile of the graphed guided pass, batch %lld:\n%s", (long long)b, prof.stop(n, ms).c_str());
-                }
-            }
         } else {
             std::printf("%8lld %14.3f %14s %9s %18.1f %18s\n", (long long)b, eager, "-", "-", 1000.0 * b / eager, "-");
+        }
+        // DLAB_PROFILE_STEPS=N: the kernels of N graph replays on CUDA, the operators of N eager passes
+        // elsewhere (kernel_profile.h; the same table a training run prints, comparable with the peer's
+        // torch.profiler table).
+        if (const int64_t n = profile_steps_asked(); n > 0) {
+            KernelProfile prof;
+            const bool g = graphed.active();
+            if (const std::string why = prof.start(device->is_cuda()); !why.empty()) {
+                std::printf("profile: %s\n", why.c_str());
+            } else {
+                const auto a = std::chrono::steady_clock::now();
+                for (int64_t i = 0; i < n; ++i) g ? graphed(x, t, y) : net->forward(x, t, y);
+                sync();
+                const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count();
+                std::printf("profile of the %s guided pass, batch %lld:\n%s", g ? "graphed" : "eager", (long long)b,
+                            prof.stop(n, ms).c_str());
+            }
         }
         if (bf16) {
             const double e16 = median_ms([&] { return eager16(x, t, y); });
