@@ -208,16 +208,20 @@ bool fused_residual_usable(const at::Tensor& x) {
     return t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
 }
 
-at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
-#ifdef DLAB_FUSED_CUDA
-    const bool nhwc = channels_last_only(h);
+bool fused_residual_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
     auto like_h = [&](const at::Tensor& t) {
         return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
                                 t.device() == h.device());
     };
-    if (!fused_residual_usable(h) || !like_h(r) || !like_h(r2) ||
-        (bias.defined() && (bias.dim() != 1 || bias.size(0) != h.size(1) || bias.scalar_type() != h.scalar_type() ||
-                            bias.device() != h.device())))
+    return fused_residual_usable(h) && like_h(r) && like_h(r2) &&
+           (!bias.defined() || (bias.dim() == 1 && bias.size(0) == h.size(1) && bias.scalar_type() == h.scalar_type() &&
+                                bias.device() == h.device()));
+}
+
+at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
+#ifdef DLAB_FUSED_CUDA
+    const bool nhwc = channels_last_only(h);
+    if (!fused_residual_fits(h, r, bias, r2))
         throw std::invalid_argument("fused_residual_add_: h, r, r2 (and bias [C]) must be CUDA tensors of one shape, type and layout");
     const c10::cuda::CUDAGuard guard(h.device());
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();

@@ -81,6 +81,9 @@ bool fused_residual_usable(const at::Tensor& x);
 /// of their type; r, r2 and bias each may be undefined. Returns h. Throws std::invalid_argument on
 /// mismatched arguments (and where fused_residual_usable(h) is false).
 at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
+/// Whether fused_residual_add_ takes these arguments: fused_residual_usable(h); r and r2 (where
+/// defined) of h's shape, strides, type and device; bias (where defined) [C] of h's type and device.
+bool fused_residual_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
 /// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
 /// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
 at::Tensor fused_upsample2(const at::Tensor& x);

@@ -55,12 +55,7 @@ inline at::Tensor block_dropout(nn::Dropout& drop, const at::Tensor& h) {
 // agree (fused_ops.h: CUDA inference), else by LibTorch's ops (a mixed-precision autocast's wider
 // residual, for one). h is a fresh convolution output; the sum may be written into it.
 inline at::Tensor add_residual(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {}) {
-    auto like_h = [&](const at::Tensor& t) {
-        return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
-                                t.device() == h.device());
-    };
-    if (fused_residual_usable(h) && like_h(r) && like_h(r2) && (!bias.defined() || bias.scalar_type() == h.scalar_type()))
-        return fused_residual_add_(h, r, bias, r2);
+    if (fused_residual_fits(h, r, bias, r2)) return fused_residual_add_(h, r, bias, r2);
     if (bias.defined()) h = add_into(h, bias.view({1, -1, 1, 1}));
     if (r.defined()) h = add_into(h, r);
     return r2.defined() ? add_into(h, r2) : h;
@@ -101,16 +96,14 @@ struct ResBlockImpl : nn::Module {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
         at::Tensor h = middle(norm_silu(norm1, x), temb);
-        if (fused_residual_usable(x)) {
-            // CUDA inference: conv2 without its bias, then out = h + residual + bias in one kernel
-            // (LibTorch: a bias pass, then an add).
-            h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
-            if (!skip) return add_residual(h, x, conv2->bias);
-            return add_residual(h, at::conv2d(x, skip->weight, {}), skip->bias + conv2->bias);
-        }
-        if (!skip) return add_into(conv2(block_dropout(drop, h)), x);
-        // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
+        // CUDA inference: conv2 without its bias, then out = h + residual + bias in one kernel
+        // (LibTorch: a bias pass, then an add).
+        const bool fused = fused_residual_usable(x);
+        if (!skip && !fused) return add_into(conv2(block_dropout(drop, h)), x);
         h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
+        if (!skip) return add_residual(h, x, conv2->bias);
+        // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
+        if (fused) return add_residual(h, at::conv2d(x, skip->weight, {}), skip->bias + conv2->bias);
         return add_into(h, at::conv2d(x, skip->weight, skip->bias + conv2->bias));
     }
     // forward(cat({x1, x2}, 1), temb), the UNet decoder's step (x1 from below, x2 the skip

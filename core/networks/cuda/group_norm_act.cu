@@ -400,7 +400,8 @@ int launch_upsample2(const void* x, void* y, int N, int C, int H, int W, cudaStr
     return static_cast<int>(cudaGetLastError());
 }
 
-// Kernel 2 with the widest vector (at most 16 bytes) that the layout and the pointers allow.
+// Kernel 2 with the widest vector (at most 16 bytes: 4 floats, 8 halves) that the layout and the
+// pointers allow.
 template <typename T>
 int launch_smem(const void* x, const void* bias, const void* gamma, const void* beta, void* y, int N,
                 int C, int HW, int groups, float eps, bool silu, bool nhwc, float* stats, cudaStream_t stream,
@@ -433,15 +434,7 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
             static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats,
             static_cast<const T*>(x2), C1, gpb);
     };
-    auto fits = [&](int vec) {
-        return unit % vec == 0 && aligned(x, vec * sizeof(T)) && aligned(y, vec * sizeof(T)) &&
-               (!x2 || aligned(x2, vec * sizeof(T)));
-    };
-    constexpr int widest = 16 / sizeof(T);  // 4 floats, 8 halves
-    if (fits(widest)) go(std::integral_constant<int, widest>());
-    else if (fits(widest / 2)) go(std::integral_constant<int, widest / 2>());
-    else if (fits(2)) go(std::integral_constant<int, 2>());
-    else go(std::integral_constant<int, 1>());
+    with_vector<T>(unit, {x, y, x2}, go);
     return static_cast<int>(cudaGetLastError());
 }
 
