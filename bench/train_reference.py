@@ -146,6 +146,8 @@ def main():
     ap.add_argument("--warmup-steps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=128, help="global batch (split over the ranks under torchrun)")
     ap.add_argument("--mode", default="eager", choices=["eager", "compile", "compile-ro", "graph"])
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the network's weights and activations in the channels-last (NHWC) layout")
     ap.add_argument("--profile", type=int, default=0,
                     help="after the timed steps, profile this many more (torch.profiler, CUDA kernels) and print "
                          "the kernels that take the most time, per step")
@@ -168,6 +170,8 @@ def main():
     sa, s1 = abar.sqrt().float().to(dev), (1 - abar).sqrt().float().to(dev)
     torch.manual_seed(0)
     net = UNet().to(dev)
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     ema = [p.detach().clone() for p in net.parameters()]
     opt = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=0.0, foreach=True)
     if rank == 0:
@@ -196,6 +200,8 @@ def main():
         t = torch.randint(0, T, (B,), device=dev)
         eps = torch.randn_like(x0)
         xt = sa[t].view(B, 1, 1, 1) * x0 + s1[t].view(B, 1, 1, 1) * eps
+        if a.channels_last:
+            xt = xt.contiguous(memory_format=torch.channels_last)
         loss = F.mse_loss(model(xt, t, y), eps)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)  # no host sync in 2.x: the scale stays on the device
@@ -239,6 +245,8 @@ def main():
         torch.distributed.barrier()
     if rank == 0:
         label = f"pytorch DDP ({world} GPUs)" if world > 1 else f"pytorch {a.mode}"
+        if a.channels_last:
+            label += ", channels-last"
         print(f"{label}: {a.steps} steps global batch {B * world} in {dt:.2f} s: {a.steps * B * world / dt:.0f} img/s, "
               f"final loss {loss.item():.4f}")
     if world > 1:

@@ -39,7 +39,10 @@ int check_fused(c10::Device dev) {
     const Case cases[] = {{2, 32, 28, 28, 8, false, true}, {2, 64, 14, 14, 8, true, true}, {512, 128, 7, 7, 8, true, true},
                           {3, 96, 7, 7, 32, false, false}, {1, 8, 5, 3, 2, true, false}, {256, 64, 28, 28, 8, true, true},
                           // The default model's batch-256 shape: in channels-last, blocks of two groups.
-                          {512, 32, 28, 28, 8, true, true}};
+                          {512, 32, 28, 28, 8, true, true},
+                          // Its decoder's 96-channel input in training (12-channel groups: vectors of 4,
+                          // 3 threads a position in the channels-last backward).
+                          {128, 96, 28, 28, 8, false, true}};
     bool ok = true;
     auto sync = [&] { (void)at::ones({1}, opt).sum().item<float>(); };
     // Mean ms of one call of f over `iters` calls, after 5 untimed ones.
@@ -126,7 +129,7 @@ int check_fused(c10::Device dev) {
                             (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, c10::toString(t), rel,
                             good ? "ok" : "WRONG");
             }
-    // Training (fused_group_norm_act_train, plain layout, float32): the output and the gradients of
+    // Training (fused_group_norm_act_train, plain and channels-last, float32): the output and the gradients of
     // x, bias, gamma and beta for a random upstream gradient, against float64 autograd through
     // LibTorch's ops; forward + backward timed against the same in float32.
     {
@@ -135,8 +138,9 @@ int check_fused(c10::Device dev) {
         auto rel = [](const at::Tensor& a, const at::Tensor& ref) {
             return ((a.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
         };
-        for (const Case& k : cases) {
-            const Inputs in = inputs(k, false, at::kFloat);
+        for (const Case& k : cases)
+          for (const bool nhwc : {false, true}) {
+            const Inputs in = inputs(k, nhwc, at::kFloat);
             const at::Tensor w = at::randn(in.x.sizes(), opt);
             const at::Tensor x = leaf(in.x), b = leaf(in.bias), g = leaf(in.gamma), be = leaf(in.beta);
             const at::Tensor y = fused_group_norm_act_train(x, b, k.groups, g, be, 1e-5, k.silu);
@@ -148,7 +152,9 @@ int check_fused(c10::Device dev) {
             const double ey = rel(y.detach(), yd.detach()), ex = rel(x.grad(), xd.grad()), eg = rel(g.grad(), gd.grad()),
                          ebe = rel(be.grad(), bed.grad()), eb = b.defined() ? rel(b.grad(), bd.grad()) : 0.0;
             const double worst = std::max({ey, ex, eg, ebe, eb});
-            const bool good = std::isfinite(worst) && worst < 1e-4;
+            // Channels-last training: the kernel must take the layout (not fall back) and keep it.
+            const bool layout_kept = y.strides() == x.strides() && x.grad().strides() == x.strides();
+            const bool good = std::isfinite(worst) && worst < 1e-4 && layout_kept && fused_group_norm_train_usable(x, b, k.groups);
             ok = ok && good;
             // One forward + backward pass of f, the gradients reset first.
             auto pass = [&](const std::function<at::Tensor()>& f) {
@@ -160,13 +166,13 @@ int check_fused(c10::Device dev) {
             };
             const double fused_ms = time_ms(pass([&] { return fused_group_norm_act_train(x, b, k.groups, g, be, 1e-5, k.silu); }), 100);
             const double plain_ms = time_ms(pass([&] { return unfused(k, x, b, g, be); }), 100);
-            std::printf("training group norm%s%s [%lld, %lld, %lld, %lld] / %lld groups: relative errors y %.1e, dx %.1e, "
-                        "dbias %.1e, dgamma %.1e, dbeta %.1e against float64 %s; forward + backward %.4f ms, LibTorch ops "
+            std::printf("training group norm%s%s [%lld, %lld, %lld, %lld]%s / %lld groups: relative errors y %.1e, dx %.1e, "
+                        "dbias %.1e, dgamma %.1e, dbeta %.1e against float64%s %s; forward + backward %.4f ms, LibTorch ops "
                         "%.4f ms (%.2fx)\n",
                         k.bias ? " + bias" : "", k.silu ? " + SiLU" : "", (long long)k.n, (long long)k.c, (long long)k.h,
-                        (long long)k.w, (long long)k.groups, ey, ex, eb, eg, ebe, good ? "ok" : "WRONG", fused_ms, plain_ms,
-                        plain_ms / fused_ms);
-        }
+                        (long long)k.w, nhwc ? " channels-last" : "", (long long)k.groups, ey, ex, eb, eg, ebe,
+                        layout_kept ? "" : " (layout changed)", good ? "ok" : "WRONG", fused_ms, plain_ms, plain_ms / fused_ms);
+          }
     }
     // The residual kernels (inference): act(GroupNorm(cat(x1, x2))) without the concatenation, and
     // h + r + bias, against float64, in each type; timed against LibTorch's ops in float32.

@@ -21,7 +21,7 @@ int group_norm_act(const void* x, const void* bias, const void* gamma, const voi
                    int kernel, float* stats, void* stream);
 int group_norm_act_backward(const float* x, const float* bias, const float* gamma, const float* beta,
                             const float* stats, const float* dy, float* dx, float* dbias, float* dgamma_n,
-                            float* dbeta_n, int N, int C, int HW, int groups, bool silu, void* stream);
+                            float* dbeta_n, int N, int C, int HW, int groups, bool silu, bool nhwc, void* stream);
 int group_norm_smem_capacity();
 int concat_group_norm_act(const void* x1, const void* x2, const void* gamma, const void* beta, void* y, int dtype,
                           int N, int C1, int C, int HW, int groups, float eps, bool silu, void* stream);
@@ -113,6 +113,11 @@ bool channels_last_enabled() {
     return fused_kernels_compiled() && switched_on() && on;
 }
 
+bool train_channels_last_enabled() {
+    static const bool on = !env_is("DLAB_TRAIN_CHANNELS_LAST", "0");
+    return channels_last_enabled() && on;
+}
+
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups) {
     if (!fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
     if (!x.defined() || !x.is_cuda() || x.dim() != 4 || !(x.is_contiguous() || channels_last_only(x))) return false;
@@ -136,9 +141,12 @@ bool fused_group_norm_train_usable(const at::Tensor& x, const at::Tensor& bias, 
     // docs/eval/train-profile-h200.log); DLAB_GN_TRAIN=0 goes back to LibTorch's GroupNorm.
     static const bool on = !env_is("DLAB_GN_TRAIN", "0");
     if (!on || !fused_kernels_compiled() || !switched_on() || !c10::GradMode::is_enabled()) return false;
-    if (!x.defined() || !x.is_cuda() || x.dim() != 4 || !x.is_contiguous() || x.scalar_type() != at::kFloat) return false;
+    if (!x.defined() || !x.is_cuda() || x.dim() != 4 || x.scalar_type() != at::kFloat) return false;
+    const bool nhwc = channels_last_only(x);
+    if (!x.is_contiguous() && !nhwc) return false;
     const int64_t C = x.size(1);
     if (groups < 1 || C % groups != 0 || x.numel() >= (int64_t(1) << 31)) return false;
+    if (nhwc && C / groups > 1024) return false;  // the channels-last backward: a thread a channel at least
     return !bias.defined() || (bias.device() == x.device() && bias.scalar_type() == at::kFloat && bias.dim() == 2 &&
                                bias.size(0) == x.size(0) && bias.size(1) == C);
 }
@@ -305,8 +313,8 @@ struct GroupNormActFunction : torch::autograd::Function<GroupNormActFunction> {
         at::Tensor stats = at::empty({x.size(0) * groups, 2}, x.options());
         const int err = cuda_kernels::group_norm_act(
             x.data_ptr(), b.defined() ? b.data_ptr() : nullptr, g.data_ptr(), be.data_ptr(), y.data_ptr(), 0,
-            int(x.size(0)), int(x.size(1)), int(x.size(2) * x.size(3)), int(groups), float(eps), silu, false,
-            fused_group_norm_kernel(), stats.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+            int(x.size(0)), int(x.size(1)), int(x.size(2) * x.size(3)), int(groups), float(eps), silu,
+            channels_last_only(x), fused_group_norm_kernel(), stats.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
         if (err != 0) throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
         ctx->save_for_backward({x, b, g, be, stats});
         ctx->saved_data["groups"] = groups;
@@ -320,19 +328,24 @@ struct GroupNormActFunction : torch::autograd::Function<GroupNormActFunction> {
         const int64_t groups = ctx->saved_data["groups"].toInt();
         const bool silu = ctx->saved_data["silu"].toBool();
         const c10::cuda::CUDAGuard guard(x.device());
-        const at::Tensor dy = grads[0].contiguous();
+        // Channels-last training (trainer.cpp): x, dy and dx in NHWC, else all plain.
+        const bool nhwc = channels_last_only(x);
+        const at::Tensor dy = grads[0].contiguous(nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
         const int64_t N = x.size(0), C = x.size(1);
         at::Tensor dx = at::empty_like(x);
         at::Tensor dbias = b.defined() ? at::empty({N, C}, x.options()) : at::Tensor();
-        at::Tensor dgamma_n = at::empty({N, C}, x.options()), dbeta_n = at::empty({N, C}, x.options());
+        // The per-sample terms of gamma's and beta's gradients side by side: one reduction for both.
+        at::Tensor dgb_n = at::empty({2, N, C}, x.options());
+        at::Tensor dgamma_n = dgb_n.select(0, 0), dbeta_n = dgb_n.select(0, 1);
         const int err = cuda_kernels::group_norm_act_backward(
             x.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g.data_ptr<float>(), be.data_ptr<float>(),
             stats.data_ptr<float>(), dy.data_ptr<float>(), dx.data_ptr<float>(),
             dbias.defined() ? dbias.data_ptr<float>() : nullptr, dgamma_n.data_ptr<float>(), dbeta_n.data_ptr<float>(),
-            int(N), int(C), int(x.size(2) * x.size(3)), int(groups), silu,
+            int(N), int(C), int(x.size(2) * x.size(3)), int(groups), silu, nhwc,
             c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
         if (err != 0) throw std::runtime_error("the fused GroupNorm backward kernel did not launch (CUDA error " + std::to_string(err) + ")");
-        return {dx, dbias, dgamma_n.sum(0), dbeta_n.sum(0), at::Tensor(), at::Tensor(), at::Tensor()};
+        const at::Tensor dgb = dgb_n.sum(1);
+        return {dx, dbias, dgb.select(0, 0), dgb.select(0, 1), at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };
 }  // namespace

@@ -27,7 +27,8 @@ bool fused_kernels_compiled();
 bool fused_group_norm_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
 /// Whether fused_group_norm_act_train may take x [N, C, H, W] (training: autograd on): the kernels
 /// compiled and switched on, the environment variable DLAB_GN_TRAIN not "0", CUDA, float32, plain
-/// contiguous, C divisible by `groups`, bias (when defined) [N, C].
+/// contiguous or channels-last (then C / groups <= 1024), C divisible by `groups`, bias (when
+/// defined) [N, C].
 bool fused_group_norm_train_usable(const at::Tensor& x, const at::Tensor& bias, int64_t groups);
 /// act(GroupNorm(x + bias[:, :, None, None])) as fused_group_norm_act, differentiable in x, bias,
 /// gamma and beta through the project's backward kernel (one pass for the sums, one for dx).
@@ -37,6 +38,9 @@ at::Tensor fused_group_norm_act_train(const at::Tensor& x, const at::Tensor& bia
 /// take it without transposes; the fused GroupNorm reads it in place): the fused kernels compiled
 /// and switched on, and the environment variable DLAB_CHANNELS_LAST not "0".
 bool channels_last_enabled();
+/// Whether training on one GPU (under the trainer's CUDA graph) runs the UNet channels-last too:
+/// channels_last_enabled() and the environment variable DLAB_TRAIN_CHANNELS_LAST not "0".
+bool train_channels_last_enabled();
 /// The precision of CUDA inference, used by models loaded on a CUDA device afterwards (model_io:
 /// load_model; network.h: to_half): float32 unless set_inference_precision() chose another (the
 /// CLI's and GUI's --precision) or, before any such call, the environment sets DLAB_HALF to "fp16"

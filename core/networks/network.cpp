@@ -215,6 +215,10 @@ public:
                 res *= 2;
             }
         }
+        for (auto* stages : {&down_, &up_})
+            for (auto& st : *stages)
+                if (st.res) st.res->temb_activated = true;
+        mid1_->temb_activated = mid2_->temb_activated = true;
         norm_out_ = register_module("norm_out", nn::GroupNorm(c.groups, ch));
         conv_out_ = register_module("conv_out", nn::Conv2d(nn::Conv2dOptions(ch, c.out_channels(), 3).padding(1)));
         nn::init::zeros_(conv_out_->weight);
@@ -234,10 +238,12 @@ public:
         if (cfg_.frames > 0 && x.size(0) % cfg_.frames != 0)
             throw std::invalid_argument("network: a video batch holds whole clips of " + std::to_string(cfg_.frames) +
                                         " frames; got " + std::to_string(x.size(0)) + " frames");
+        // Every residual block takes SiLU(emb): taken once here (the blocks' temb_activated).
+        const at::Tensor emb_act = at::silu(emb);
         at::Tensor ctx, valid;
         if (null_states_.defined()) text_context(x, labels, ctx, valid);
         std::vector<at::Tensor> hs;
-        const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4 && !at::GradMode::is_enabled();
+        const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4;  // inference, or channels-last training (trainer.cpp)
         const at::Tensor xin = x.to(dtype_);  // x itself unless to_half() was called
         at::Tensor h = blocks::conv_bias(conv_in_, nhwc ? xin.contiguous(at::MemoryFormat::ChannelsLast) : xin, 1, 1);
         // One input channel: the input is plain and channels-last at once, and cuDNN answers in the
@@ -246,7 +252,7 @@ public:
         hs.push_back(h);
         for (auto& s : down_) {
             if (s.res) {
-                h = s.res(h, emb);
+                h = s.res(h, emb_act);
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);
                 if (s.tattn) h = s.tattn(h);
@@ -255,13 +261,13 @@ public:
             }
             hs.push_back(h);
         }
-        h = mid_attn_(mid1_(h, emb));
+        h = mid_attn_(mid1_(h, emb_act));
         if (mid_xattn_) h = mid_xattn_(h, ctx, valid);
         if (mid_tattn_) h = mid_tattn_(h);
-        h = mid2_(h, emb);
+        h = mid2_(h, emb_act);
         for (auto& s : up_) {
             if (s.res) {
-                h = s.res->forward_cat(h, hs.back(), emb);
+                h = s.res->forward_cat(h, hs.back(), emb_act);
                 hs.pop_back();
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);

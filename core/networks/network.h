@@ -88,9 +88,10 @@ public:
     /// heads), with each layer's side h (= w), coarsest first; empty unless recording.
     virtual std::vector<std::pair<int64_t, at::Tensor>> attention_maps() const;
 
-    /// Inference on CUDA in the channels-last layout (fused_ops.h: channels_last_enabled): converts
-    /// the 4-D weights in place and from then on runs forward passes without autograd in NHWC
-    /// (inputs and outputs stay [B, C, H, W] contiguous). For models loaded to sample, not to train.
+    /// CUDA in the channels-last layout (fused_ops.h: channels_last_enabled): converts the 4-D
+    /// weights in place and from then on runs CUDA forward passes in NHWC (inputs and outputs stay
+    /// [B, C, H, W] contiguous): inference, and training on one GPU (trainer.cpp, under its CUDA
+    /// graph; the optimiser's moments and the EMA weights must then take the same layout).
     /// Whether this network supports it (image UNets without text or frames; others: false, unchanged).
     virtual bool to_channels_last();
     /// Inference in half precision (`dtype` kHalf or kBFloat16): converts the parameters in place;

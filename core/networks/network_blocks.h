@@ -126,9 +126,11 @@ struct ResBlockImpl : nn::Module {
     // SiLU(norm2(conv1(a) + temb_proj(SiLU(temb)))), a = SiLU(norm1(the block's input)).
     // conv1's bias joins the time embedding's per-(sample, channel) bias, which is added before
     // norm2 anyway: on CUDA a convolution's bias is a pass of its own over h (cuDNN does not add it).
+    // The two biases enter the linear layer as one (when training, one bias gradient to reduce);
+    // SiLU(temb) is the caller's where `temb_activated` (the UNet takes it once for all its blocks).
     at::Tensor middle(const at::Tensor& a, const at::Tensor& temb) {
         const at::Tensor h = at::conv2d(a, conv1->weight, {}, 1, 1);
-        const at::Tensor e = temb_proj(at::silu(temb)) + conv1->bias;
+        const at::Tensor e = at::linear(temb_activated ? temb : at::silu(temb), temb_proj->weight, temb_proj->bias + conv1->bias);
         return fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
     }
     nn::GroupNorm norm1;
@@ -138,6 +140,7 @@ struct ResBlockImpl : nn::Module {
     nn::Dropout drop;
     nn::Conv2d conv2;
     nn::Conv2d skip{nullptr};
+    bool temb_activated = false;  // forward's temb is SiLU(the time embedding) already
 };
 TORCH_MODULE(ResBlock);
 

@@ -16,6 +16,7 @@
 
 #include "core/distributed/distributed.h"
 #include "core/io/atomic_file.h"
+#include "core/networks/fused_ops.h"
 #include "core/runtime/runtime.h"
 #include "core/text/clip.h"
 #include "core/training/losses.h"
@@ -499,6 +500,23 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     std::unique_ptr<TrainStepGraph> graph;
     if (!text && !video && !comm && TrainStepGraph::usable(device)) {
         autocast_cache = false;
+        // Channels-last training (fused_ops.h: train_channels_last_enabled): the network runs NHWC,
+        // so cuDNN's convolutions need no layout transposes around them and the fused GroupNorm
+        // reads NHWC in place. The moments and the EMA weights take each parameter's layout (the
+        // fused AdamW and the EMA's foreach ops want matching strides). Checkpoints are unchanged:
+        // they are written in the plain layout.
+        if (train_channels_last_enabled() && !tc.bf16 && ema_params.size() == opt.params.size() &&
+            net->to_channels_last()) {
+            torch::NoGradGuard g;
+            auto like = [](at::Tensor& t, const at::Tensor& p) {
+                if (t.sizes() == p.sizes() && t.strides() != p.strides()) t.set_data(at::empty_like(p).copy_(t));
+            };
+            for (size_t i = 0; i < opt.params.size(); ++i) {
+                like(opt.m[i], opt.params[i]);
+                like(opt.v[i], opt.params[i]);
+                like(ema_params[i], opt.params[i]);
+            }
+        }
         graph = std::make_unique<TrainStepGraph>(
             [&](const StepDraws& d) {
                 auto [x0, y] = plain_batch(d);

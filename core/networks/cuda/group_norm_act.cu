@@ -305,6 +305,120 @@ __global__ void group_norm_act_backward_kernel(const float* __restrict__ x, cons
     }
 }
 
+// The same backward pass for channels-last tensors ([N, HW, C]: a position's channels are
+// adjacent), one block per (sample n, group g). A group's cg channels split into TPP = cg / VEC
+// vectors (VEC 4, 2 or 1, as the channels and pointers allow): thread t takes vector jv = t % TPP
+// of the positions t / TPP, t / TPP + P, ... (P = blockDim.x / TPP), so it reads a vector of x and
+// of dy a position. Where TPP divides 32, the lanes of a warp with the same lane % TPP hold the
+// same channels and their sums meet through shuffles, a row of partial sums a warp; else each
+// thread leaves its own row (one per position slot). The rows are then summed per channel.
+// Shared memory: 3 * cg * (rows + 1) floats.
+template <int VEC>
+__global__ void group_norm_act_backward_nhwc_kernel(const float* __restrict__ x, const float* __restrict__ bias,
+                                                    const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                    const float* __restrict__ stats, const float* __restrict__ dy,
+                                                    float* __restrict__ dx, float* __restrict__ dbias,
+                                                    float* __restrict__ dgamma_n, float* __restrict__ dbeta_n, int C,
+                                                    int HW, int groups, bool silu) {
+    extern __shared__ float smem[];
+    const int n = blockIdx.x / groups, g = blockIdx.x % groups;
+    const int cg = C / groups, c0 = g * cg, TPP = cg / VEC, P = blockDim.x / TPP;
+    const int jv = threadIdx.x % TPP, p0 = threadIdx.x / TPP, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool shuffled = 32 % TPP == 0;
+    const int rows = shuffled ? (blockDim.x + 31) >> 5 : P;
+    float* part = smem;                     // [rows][3][cg]
+    float* sums = smem + rows * 3 * cg;     // [3][cg]: Sdz, Sdz xh, Sxh of each channel
+    const float mean = stats[2 * blockIdx.x], rstd = stats[2 * blockIdx.x + 1];
+    const int cv = c0 + jv * VEC;  // the thread's first channel
+    float b[VEC], gm[VEC], bt[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+        b[e] = bias ? bias[int64_t(n) * C + cv + e] : 0.f;
+        gm[e] = gamma[cv + e];
+        bt[e] = beta[cv + e];
+    }
+    const int64_t base = int64_t(n) * HW * C + cv;
+    // dz and xh of the thread's VEC channels at position p.
+    auto grad_z = [&](int p, float (&dz)[VEC], float (&xh)[VEC]) {
+        const int64_t o = base + int64_t(p) * C;
+        const Vec<float, VEC> xv = *reinterpret_cast<const Vec<float, VEC>*>(x + o);
+        const Vec<float, VEC> dv = *reinterpret_cast<const Vec<float, VEC>*>(dy + o);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            xh[e] = (xv.a[e] + b[e] - mean) * rstd;
+            dz[e] = dv.a[e];
+            if (silu) {
+                const float z = xh[e] * gm[e] + bt[e], sg = 1.f / (1.f + __expf(-z));
+                dz[e] *= sg * (1.f + z * (1.f - sg));
+            }
+        }
+    };
+    float sdz[VEC], sdzx[VEC], sx[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) sdz[e] = sdzx[e] = sx[e] = 0.f;
+    for (int p = p0; p < HW; p += P) {
+        float dz[VEC], xh[VEC];
+        grad_z(p, dz, xh);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            sdz[e] += dz[e];
+            sdzx[e] += dz[e] * xh[e];
+            sx[e] += xh[e];
+        }
+    }
+    if (shuffled) {
+#pragma unroll
+        for (int e = 0; e < VEC; ++e)
+            for (int o = 16; o >= TPP; o >>= 1) {
+                sdz[e] += __shfl_xor_sync(0xffffffffu, sdz[e], o);
+                sdzx[e] += __shfl_xor_sync(0xffffffffu, sdzx[e], o);
+                sx[e] += __shfl_xor_sync(0xffffffffu, sx[e], o);
+            }
+    }
+    if (p0 < P && (!shuffled || lane < TPP)) {
+        float* w = part + (shuffled ? warp : p0) * 3 * cg + jv * VEC;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            w[e] = sdz[e];
+            w[cg + e] = sdzx[e];
+            w[2 * cg + e] = sx[e];
+        }
+    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < 3 * cg; k += blockDim.x) {
+        float v = 0.f;
+        for (int q = 0; q < rows; ++q) v += part[q * 3 * cg + k];
+        sums[k] = v;
+    }
+    __syncthreads();
+    float A = 0.f, B = 0.f;
+    for (int i = 0; i < cg; ++i) {
+        A += gamma[c0 + i] * sums[i];
+        B += gamma[c0 + i] * sums[cg + i];
+    }
+    const float count = float(cg) * float(HW);
+    A /= count;
+    B /= count;
+    if (p0 == 0) {
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            const int j = jv * VEC + e;
+            const int64_t nc = int64_t(n) * C + c0 + j;
+            dgamma_n[nc] = sums[cg + j];
+            dbeta_n[nc] = sums[j];
+            if (dbias) dbias[nc] = rstd * (gm[e] * sums[j] - float(HW) * A - B * sums[2 * cg + j]);
+        }
+    }
+    for (int p = p0; p < HW; p += P) {
+        float dz[VEC], xh[VEC];
+        grad_z(p, dz, xh);
+        Vec<float, VEC> out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) out.a[e] = rstd * (dz[e] * gm[e] - A - xh[e] * B);
+        *reinterpret_cast<Vec<float, VEC>*>(dx + base + int64_t(p) * C) = out;
+    }
+}
+
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 
@@ -507,13 +621,30 @@ int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W
 }
 
 // The backward pass of group_norm_act for training (group_norm_act_backward_kernel): float32,
-// [N, C, HW] contiguous; stats as group_norm_act left them; dy the gradient of y. Writes dx
+// [N, C, HW] contiguous, or [N, HW, C] with `nhwc` (group_norm_act_backward_nhwc_kernel; x, dy and
+// dx all channels-last); stats as group_norm_act left them; dy the gradient of y. Writes dx
 // [N, C, HW], dbias [N, C] (unless null: no bias), and dgamma_n, dbeta_n [N, C] (the per-sample
 // terms of gamma's and beta's gradients). Returns the launch's cudaError_t as an int.
 int group_norm_act_backward(const float* x, const float* bias, const float* gamma, const float* beta,
                             const float* stats, const float* dy, float* dx, float* dbias, float* dgamma_n,
-                            float* dbeta_n, int N, int C, int HW, int groups, bool silu, void* stream) {
+                            float* dbeta_n, int N, int C, int HW, int groups, bool silu, bool nhwc, void* stream) {
     const int cg = C / groups;
+    if (nhwc) {
+        // The widest vector (4 or 2 channels, else 1) that divides a group's channels and to which
+        // x, dy and dx are aligned; about 256 threads, a whole number of positions' worth (TPP
+        // threads a position; cg <= 1024, checked by the caller).
+        auto go = [&](auto vec) {
+            constexpr int VEC = decltype(vec)::value;
+            const int tpp = cg / VEC;
+            const int threads = tpp >= 256 ? tpp : (256 / tpp) * tpp;
+            const int rows = 32 % tpp == 0 ? (threads + 31) / 32 : threads / tpp;
+            group_norm_act_backward_nhwc_kernel<VEC><<<N * groups, threads, 3 * cg * (rows + 1) * sizeof(float),
+                                                       static_cast<cudaStream_t>(stream)>>>(
+                x, bias, gamma, beta, stats, dy, dx, dbias, dgamma_n, dbeta_n, C, HW, groups, silu);
+        };
+        with_vector<float>(cg, {x, dy, dx}, go);
+        return static_cast<int>(cudaGetLastError());
+    }
     const int threads = 32 * (cg < 8 ? cg : 8);
     group_norm_act_backward_kernel<<<N * groups, threads, 3 * cg * sizeof(float), static_cast<cudaStream_t>(stream)>>>(
         x, bias, gamma, beta, stats, dy, dx, dbias, dgamma_n, dbeta_n, C, HW, groups, silu);
