@@ -240,6 +240,38 @@ int check_fused(c10::Device dev) {
                 std::printf("\n");
             }
     }
+    // The training residual add (fused_residual_add_train, channels-last float32): its output and the
+    // gradients of h, r, r2 and the bias for a random upstream gradient against float64 autograd.
+    {
+        torch::AutoGradMode grad_on(true);
+        const auto cl = at::MemoryFormat::ChannelsLast;
+        for (const auto& shape : {std::vector<int64_t>{2, 32, 28, 28}, std::vector<int64_t>{128, 64, 14, 14}}) {
+            auto leaf = [&](double scale) { return (at::randn(shape, opt) * scale).contiguous(cl).requires_grad_(true); };
+            const at::Tensor h = leaf(1.0), r = leaf(2.0), r2 = leaf(0.5);
+            const at::Tensor b = at::randn({shape[1]}, opt).requires_grad_(true);
+            const at::Tensor w = at::randn(shape, opt);
+            if (!fused_residual_train_fits(h, r, b, r2)) {
+                std::printf("training residual add: not usable\n");
+                ok = false;
+                continue;
+            }
+            const at::Tensor y = fused_residual_add_train(h, r, b, r2);
+            (y * w).sum().backward();
+            auto d = [](const at::Tensor& v) { return v.detach().to(at::kDouble).requires_grad_(true); };
+            const at::Tensor hd = d(h), rd = d(r), r2d = d(r2), bd = d(b);
+            const at::Tensor yd = hd + rd + r2d + bd.view({1, -1, 1, 1});
+            (yd * w.to(at::kDouble)).sum().backward();
+            auto rel = [](const at::Tensor& a, const at::Tensor& ref) { return ((a.to(at::kDouble) - ref).norm() / ref.norm()).item<double>(); };
+            const double worst = std::max({rel(y.detach(), yd.detach()), rel(h.grad(), hd.grad()), rel(r.grad(), rd.grad()),
+                                           rel(r2.grad(), r2d.grad()), rel(b.grad(), bd.grad())});
+            const bool good = std::isfinite(worst) && worst < 1e-5 && y.is_contiguous(cl);
+            ok = ok && good;
+            std::printf("training residual add [%lld, %lld, %lld, %lld] channels-last: largest relative error (output, "
+                        "four gradients) %.1e against float64 %s\n",
+                        (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3], worst,
+                        good ? "ok" : "WRONG");
+        }
+    }
     if (fused_attention_usable(at::zeros({1}, opt))) {
         for (const auto& shape : {std::vector<int64_t>{2, 4, 49, 16}, std::vector<int64_t>{512, 4, 196, 32}}) {
             const at::Tensor q = at::randn(shape, opt), k = at::randn(shape, opt), v = at::randn(shape, opt);

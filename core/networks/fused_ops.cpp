@@ -207,21 +207,31 @@ int kernel_dtype(const at::Tensor& x) {
 }  // namespace
 #endif
 
-bool fused_residual_usable(const at::Tensor& x) {
-    // DLAB_FUSED_RESIDUAL=0 keeps LibTorch's bias passes, adds and concatenations, for comparisons.
+namespace {
+// DLAB_FUSED_RESIDUAL=0 keeps LibTorch's bias passes, adds and concatenations, for comparisons.
+bool residual_switched_on() {
     static const bool on = !env_is("DLAB_FUSED_RESIDUAL", "0");
-    if (!on || !fused_kernels_compiled() || !switched_on() || c10::GradMode::is_enabled()) return false;
+    return on && fused_kernels_compiled() && switched_on();
+}
+}  // namespace
+
+bool fused_residual_usable(const at::Tensor& x) {
+    if (!residual_switched_on() || c10::GradMode::is_enabled()) return false;
     if (!x.defined() || !x.is_cuda() || x.dim() != 4 || !(x.is_contiguous() || channels_last_only(x))) return false;
     const at::ScalarType t = x.scalar_type();
     return t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
 }
 
+namespace {
+// t undefined, or of h's shape, strides, type and device (a residual kernel's operand).
+bool like_h(const at::Tensor& h, const at::Tensor& t) {
+    return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
+                            t.device() == h.device());
+}
+}  // namespace
+
 bool fused_residual_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
-    auto like_h = [&](const at::Tensor& t) {
-        return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
-                                t.device() == h.device());
-    };
-    return fused_residual_usable(h) && like_h(r) && like_h(r2) &&
+    return fused_residual_usable(h) && like_h(h, r) && like_h(h, r2) &&
            (!bias.defined() || (bias.dim() == 1 && bias.size(0) == h.size(1) && bias.scalar_type() == h.scalar_type() &&
                                 bias.device() == h.device()));
 }
@@ -242,6 +252,61 @@ at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tens
 #else
     unused(h, r, bias, r2);
     throw std::logic_error("fused_residual_add_: this build has no fused CUDA kernels");
+#endif
+}
+
+bool fused_residual_train_usable(const at::Tensor& h) {
+    return residual_switched_on() && c10::GradMode::is_enabled() && h.defined() && h.is_cuda() && h.dim() == 4 &&
+           h.scalar_type() == at::kFloat && channels_last_only(h);
+}
+
+bool fused_residual_train_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
+    return fused_residual_train_usable(h) && like_h(h, r) && like_h(h, r2) &&
+           (!bias.defined() || (bias.dim() == 1 && bias.size(0) == h.size(1) && bias.scalar_type() == at::kFloat &&
+                                bias.device() == h.device()));
+}
+
+#ifdef DLAB_FUSED_CUDA
+namespace {
+// h + r + r2 + bias with autograd (training); an empty tensor stands for a missing r, bias or r2
+// (apply() cannot take an undefined one).
+struct ResidualAddFunction : torch::autograd::Function<ResidualAddFunction> {
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& r,
+                              const at::Tensor& bias, const at::Tensor& r2) {
+        const c10::cuda::CUDAGuard guard(h.device());
+        auto ptr = [](const at::Tensor& t) -> const void* { return t.numel() > 0 ? t.data_ptr() : nullptr; };
+        const at::Tensor b = bias.numel() > 0 ? bias.contiguous() : bias;
+        at::Tensor y = at::empty_like(h);
+        const int err = cuda_kernels::residual_add(h.data_ptr(), ptr(r), ptr(r2), ptr(b), y.data_ptr(), 0, h.numel(),
+                                                   int(h.size(1)), int(h.size(2) * h.size(3)), true,
+                                                   c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
+        if (err != 0) throw std::runtime_error("the fused residual kernel did not launch (CUDA error " + std::to_string(err) + ")");
+        ctx->saved_data["r"] = r.numel() > 0;
+        ctx->saved_data["bias"] = bias.numel() > 0;
+        ctx->saved_data["r2"] = r2.numel() > 0;
+        return y;
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        const at::Tensor& dy = grads[0];
+        auto has = [&](const char* k) { return ctx->saved_data[k].toBool(); };
+        return {dy, has("r") ? dy : at::Tensor(), has("bias") ? dy.sum({0, 2, 3}) : at::Tensor(),
+                has("r2") ? dy : at::Tensor()};
+    }
+};
+}  // namespace
+#endif
+
+at::Tensor fused_residual_add_train(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
+#ifdef DLAB_FUSED_CUDA
+    if (!fused_residual_train_fits(h, r, bias, r2))
+        throw std::invalid_argument("fused_residual_add_train: h, r, r2 (and bias [C]) must be channels-last float32 CUDA "
+                                    "tensors of one shape");
+    const at::Tensor none = at::empty({0}, h.options());
+    return ResidualAddFunction::apply(h, r.defined() ? r : none, bias.defined() ? bias : none, r2.defined() ? r2 : none);
+#else
+    unused(h, r, bias, r2);
+    throw std::logic_error("fused_residual_add_train: this build has no fused CUDA kernels");
 #endif
 }
 

@@ -88,6 +88,18 @@ at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tens
 /// Whether fused_residual_add_ takes these arguments: fused_residual_usable(h); r and r2 (where
 /// defined) of h's shape, strides, type and device; bias (where defined) [C] of h's type and device.
 bool fused_residual_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
+/// Whether fused_residual_add_train may take h (training, channels-last: trainer.cpp): the fused
+/// kernels compiled and switched on, DLAB_FUSED_RESIDUAL not "0", autograd on, CUDA, float32,
+/// laid out channels-last (and not also plain).
+bool fused_residual_train_usable(const at::Tensor& h);
+/// Whether fused_residual_add_train takes these arguments: fused_residual_train_usable(h); r and r2
+/// (where defined) of h's shape, strides, type and device; bias (where defined) [C] float32 on h's device.
+bool fused_residual_train_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
+/// h + r + r2 + bias[None, :, None, None] as a new tensor, differentiable (training): forward by the
+/// residual kernel in one pass (LibTorch: the convolution's bias pass, then an add or two);
+/// backward passes the gradient to h, r and r2 and sums it over N, H and W for the bias. Throws
+/// std::invalid_argument where fused_residual_train_fits is false.
+at::Tensor fused_residual_add_train(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
 /// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
 /// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
 at::Tensor fused_upsample2(const at::Tensor& x);

@@ -51,21 +51,26 @@ inline at::Tensor block_dropout(nn::Dropout& drop, const at::Tensor& h) {
     return h * ((at::rand_like(h) >= p).to(h.scalar_type()) * (1.0 / (1.0 - p)));
 }
 
+// Whether the residual kernels may take x (fused_ops.h): CUDA inference, or channels-last training.
+inline bool residual_kernels(const at::Tensor& x) { return fused_residual_usable(x) || fused_residual_train_usable(x); }
 // h + r + r2 + bias[None, :, None, None] (r2 optional), in one kernel where the layouts and types
-// agree (fused_ops.h: CUDA inference), else by LibTorch's ops (a mixed-precision autocast's wider
-// residual, for one). h is a fresh convolution output; the sum may be written into it.
+// agree (fused_ops.h: CUDA inference, in place; channels-last training, differentiable), else by
+// LibTorch's ops (a mixed-precision autocast's wider residual, for one). h is a fresh convolution
+// output; the sum may be written into it.
 inline at::Tensor add_residual(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {}) {
     if (fused_residual_fits(h, r, bias, r2)) return fused_residual_add_(h, r, bias, r2);
+    if (fused_residual_train_fits(h, r, bias, r2)) return fused_residual_add_train(h, r, bias, r2);
     if (bias.defined()) h = add_into(h, bias.view({1, -1, 1, 1}));
     if (r.defined()) h = add_into(h, r);
     return r2.defined() ? add_into(h, r2) : h;
 }
-// conv(x) (+ residual): on CUDA inference the convolution runs without its bias and one kernel adds
-// the bias (and the residual), where LibTorch adds the bias in a broadcasting pass of its own (and
-// the residual in another); elsewhere the module itself, then + residual.
+// conv(x) (+ residual): on CUDA inference and channels-last training the convolution runs without
+// its bias and one kernel adds the bias (and the residual), where LibTorch adds the bias in a
+// broadcasting pass of its own (and the residual in another); elsewhere the module itself, then
+// + residual.
 inline at::Tensor conv_bias(nn::Conv2d& conv, const at::Tensor& x, int64_t stride, int64_t padding,
                             const at::Tensor& residual = {}) {
-    if (!fused_residual_usable(x) || conv->weight.scalar_type() != x.scalar_type() || !conv->bias.defined())
+    if (!residual_kernels(x) || conv->weight.scalar_type() != x.scalar_type() || !conv->bias.defined())
         return residual.defined() ? residual + conv(x) : conv(x);
     return add_residual(at::conv2d(x, conv->weight, {}, stride, padding), residual, conv->bias);
 }
@@ -96,9 +101,9 @@ struct ResBlockImpl : nn::Module {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
         at::Tensor h = middle(norm_silu(norm1, x), temb);
-        // CUDA inference: conv2 without its bias, then out = h + residual + bias in one kernel
-        // (LibTorch: a bias pass, then an add).
-        const bool fused = fused_residual_usable(x);
+        // CUDA inference and channels-last training: conv2 without its bias, then out = h + residual
+        // + bias in one kernel (LibTorch: a bias pass, then an add).
+        const bool fused = residual_kernels(x);
         if (!skip && !fused) return add_into(conv2(block_dropout(drop, h)), x);
         h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
         if (!skip) return add_residual(h, x, conv2->bias);

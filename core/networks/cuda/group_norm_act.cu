@@ -226,6 +226,20 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
     }
 }
 
+// The backward passes' A and B (below): the group's means of dz gamma and dz gamma xh, from each
+// channel's sums Sdz (sums[j]) and Sdz xh (sums[cg + j]) over its HW positions; every thread.
+__device__ void group_means(const float* __restrict__ gamma, const float* sums, int cg, int HW, float& A, float& B) {
+    A = 0.f;
+    B = 0.f;
+    for (int j = 0; j < cg; ++j) {
+        A += gamma[j] * sums[j];
+        B += gamma[j] * sums[cg + j];
+    }
+    const float count = float(cg) * float(HW);
+    A /= count;
+    B /= count;
+}
+
 // The backward pass of y = act(GroupNorm(u)), u = x + bias[n, c] (training; float32, [N, C, HW]
 // contiguous), one block per (sample n, group g), a warp per channel. With xh = (u - mean) * rstd,
 // z = xh * gamma + beta and dz = dy * act'(z) (SiLU: s (1 + z (1 - s)), s = sigmoid(z)):
@@ -280,14 +294,8 @@ __global__ void group_norm_act_backward_kernel(const float* __restrict__ x, cons
         }
     }
     __syncthreads();
-    float A = 0.f, B = 0.f;  // every thread: cg terms
-    for (int j = 0; j < cg; ++j) {
-        A += gamma[c0 + j] * sums[j];
-        B += gamma[c0 + j] * sums[cg + j];
-    }
-    const float count = float(cg) * float(HW);
-    A /= count;
-    B /= count;
+    float A, B;
+    group_means(gamma + c0, sums, cg, HW, A, B);
     for (int j = threadIdx.x; j < cg; j += blockDim.x) {
         const int64_t nc = int64_t(n) * C + c0 + j;
         dgamma_n[nc] = sums[cg + j];
@@ -391,14 +399,8 @@ __global__ void group_norm_act_backward_nhwc_kernel(const float* __restrict__ x,
         sums[k] = v;
     }
     __syncthreads();
-    float A = 0.f, B = 0.f;
-    for (int i = 0; i < cg; ++i) {
-        A += gamma[c0 + i] * sums[i];
-        B += gamma[c0 + i] * sums[cg + i];
-    }
-    const float count = float(cg) * float(HW);
-    A /= count;
-    B /= count;
+    float A, B;
+    group_means(gamma + c0, sums, cg, HW, A, B);
     if (p0 == 0) {
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
