@@ -326,8 +326,9 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (!r) return failure(r.error());
     if (!lead) return 0;
     if (r->cancelled) std::cerr << "stopped at the time limit; continue with --resume\n";
-    std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, "
-              << r->images_per_s << " img/s; model in " << args.get("out") << "/model.safetensors\n";
+    std::cerr << "done: " << r->steps_done << " steps, " << r->seconds << " s, " << r->images_per_s << " img/s";
+    if (r->steady_images_per_s > 0) std::cerr << " (" << r->steady_images_per_s << " img/s after the first log window)";
+    std::cerr << "; model in " << args.get("out") << "/model.safetensors\n";
     if (comm)
         std::cerr << "gradients summed in " << r->buckets << " bucket(s), " << r->overlapped_buckets
                   << " of them started while the backward pass still ran\n";

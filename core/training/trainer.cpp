@@ -529,6 +529,8 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     const auto t0 = std::chrono::steady_clock::now();
     auto window_start = t0;
     int64_t window_images = 0, images_this_call = 0;
+    int64_t windows_logged = 0, steady_images = 0;  // steady_images_per_s: the windows after the first
+    double steady_secs = 0;
     double last_ips = 0;
     // Ranks stop together: a data-parallel run stops at the log step after any rank was asked to.
     bool stop_agreed = false;
@@ -667,6 +669,10 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 const auto now = std::chrono::steady_clock::now();
                 const double secs = std::chrono::duration<double>(now - window_start).count();
                 last_ips = secs > 0 ? double(window_images) / secs : 0;
+                if (windows_logged++ > 0) {
+                    steady_images += window_images;
+                    steady_secs += secs;
+                }
                 window_start = now;
                 window_images = 0;
                 result.last_loss = l;
@@ -702,6 +708,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                      "; use a batch of " + std::to_string(std::max<int64_t>(world, B / 4 / world * world)) + " or less (--batch)"};
     }
     result.steps_done = step;
+    result.steady_images_per_s = steady_secs > 0 ? double(steady_images) / steady_secs : 0;
     if (reducer) {
         result.buckets = reducer->bucket_count();
         result.overlapped_buckets = reducer->overlapped_last_step();

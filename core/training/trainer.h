@@ -111,6 +111,10 @@ struct TrainResult {
     double last_loss = 0;
     double seconds = 0;       ///< wall time of this call
     double images_per_s = 0;  ///< throughput of this call (images of the global batch per second)
+    /// Throughput over the log windows after this call's first (which holds the warm-up, cuDNN's
+    /// algorithm choices and the CUDA graph's capture): the steady pace, as peers time it after their
+    /// warm-up steps; 0 with fewer than two log windows.
+    double steady_images_per_s = 0;
     int64_t buckets = 0;      ///< data-parallel runs: gradient buckets, and how many started during backward
     int64_t overlapped_buckets = 0;
 };

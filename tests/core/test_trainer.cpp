@@ -247,6 +247,36 @@ private Q_SLOTS:
             QVERIFY2(at::isfinite(tensor).all().item<bool>(), name.c_str());
     }
 
+    void steadyThroughputLeavesOutTheFirstLogWindow() {
+        // steady_images_per_s is the pace of the log windows after the first: the loss log's
+        // images_per_s column of rows 2.. gives it back (images / the windows' summed seconds).
+        QTemporaryDir dir;
+        TrainConfig t = fast(6);
+        t.log_every = 2;
+        auto r = train(tiny(), t, subset(32), c10::Device(c10::kCPU), dir.path().toStdString(), TrainStart::New);
+        QVERIFY2(r.ok(), r.ok() ? "" : r.error().c_str());
+        QFile log(dir.filePath("loss.csv"));
+        QVERIFY(log.open(QIODevice::ReadOnly));
+        const QList<QByteArray> rows = log.readAll().trimmed().split('\n');
+        QCOMPARE(rows.size(), 4);  // the header and three windows
+        double images = 0, secs = 0;
+        for (int i = 2; i < rows.size(); ++i) {
+            const double ips = rows[i].split(',').at(3).toDouble();
+            QVERIFY(ips > 0);
+            images += 2.0 * t.batch;
+            secs += 2.0 * t.batch / ips;
+        }
+        QVERIFY(r->steady_images_per_s > 0);
+        QVERIFY2(std::abs(r->steady_images_per_s / (images / secs) - 1) < 1e-4,
+                 qPrintable(QString("steady %1, from the log %2").arg(r->steady_images_per_s).arg(images / secs)));
+        // One window only: no steady figure.
+        QTemporaryDir one;
+        t.log_every = 6;
+        auto single = train(tiny(), t, subset(32), c10::Device(c10::kCPU), one.path().toStdString(), TrainStart::New);
+        QVERIFY(single.ok());
+        QCOMPARE(single->steady_images_per_s, 0.0);
+    }
+
     void anEarlierRunIsNeverOverwrittenUnasked() {
         QTemporaryDir dir;
         const LabelledData data = subset(32);
