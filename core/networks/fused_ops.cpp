@@ -223,31 +223,41 @@ bool fused_residual_usable(const at::Tensor& x) {
 }
 
 namespace {
-// t undefined, or of h's shape, strides, type and device (a residual kernel's operand).
-bool like_h(const at::Tensor& h, const at::Tensor& t) {
-    return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
-                            t.device() == h.device());
-}
-}  // namespace
-
-bool fused_residual_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
-    return fused_residual_usable(h) && like_h(h, r) && like_h(h, r2) &&
+// The residual kernel's operands beside h: r and r2 undefined or of h's shape, strides, type and
+// device; bias undefined or [C] of h's type and device.
+bool operands_fit(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
+    auto like_h = [&](const at::Tensor& t) {
+        return !t.defined() || (t.sizes() == h.sizes() && t.strides() == h.strides() && t.scalar_type() == h.scalar_type() &&
+                                t.device() == h.device());
+    };
+    return like_h(r) && like_h(r2) &&
            (!bias.defined() || (bias.dim() == 1 && bias.size(0) == h.size(1) && bias.scalar_type() == h.scalar_type() &&
                                 bias.device() == h.device()));
 }
 
-at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
 #ifdef DLAB_FUSED_CUDA
-    const bool nhwc = channels_last_only(h);
-    if (!fused_residual_fits(h, r, bias, r2))
-        throw std::invalid_argument("fused_residual_add_: h, r, r2 (and bias [C]) must be CUDA tensors of one shape, type and layout");
+// y = h + r + r2 + bias by the residual kernel (y may be h); an undefined or empty r, r2 or bias is none.
+void launch_residual(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2, at::Tensor& y) {
     const c10::cuda::CUDAGuard guard(h.device());
+    auto ptr = [](const at::Tensor& t) -> const void* { return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr; };
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
-    auto ptr = [](const at::Tensor& t) -> const void* { return t.defined() ? t.data_ptr() : nullptr; };
-    const int err = cuda_kernels::residual_add(h.data_ptr(), ptr(r), ptr(r2), ptr(b), h.data_ptr(), kernel_dtype(h), h.numel(),
-                                               int(h.size(1)), int(h.size(2) * h.size(3)), nhwc,
+    const int err = cuda_kernels::residual_add(h.data_ptr(), ptr(r), ptr(r2), ptr(b), y.data_ptr(), kernel_dtype(h), h.numel(),
+                                               int(h.size(1)), int(h.size(2) * h.size(3)), channels_last_only(h),
                                                c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
     if (err != 0) throw std::runtime_error("the fused residual kernel did not launch (CUDA error " + std::to_string(err) + ")");
+}
+#endif
+}  // namespace
+
+bool fused_residual_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
+    return fused_residual_usable(h) && operands_fit(h, r, bias, r2);
+}
+
+at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
+#ifdef DLAB_FUSED_CUDA
+    if (!fused_residual_fits(h, r, bias, r2))
+        throw std::invalid_argument("fused_residual_add_: h, r, r2 (and bias [C]) must be CUDA tensors of one shape, type and layout");
+    launch_residual(h, r, bias, r2, h);
     return h;
 #else
     unused(h, r, bias, r2);
@@ -261,9 +271,7 @@ bool fused_residual_train_usable(const at::Tensor& h) {
 }
 
 bool fused_residual_train_fits(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2) {
-    return fused_residual_train_usable(h) && like_h(h, r) && like_h(h, r2) &&
-           (!bias.defined() || (bias.dim() == 1 && bias.size(0) == h.size(1) && bias.scalar_type() == at::kFloat &&
-                                bias.device() == h.device()));
+    return fused_residual_train_usable(h) && operands_fit(h, r, bias, r2);  // h float32, so the bias too
 }
 
 #ifdef DLAB_FUSED_CUDA
@@ -273,14 +281,8 @@ namespace {
 struct ResidualAddFunction : torch::autograd::Function<ResidualAddFunction> {
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& r,
                               const at::Tensor& bias, const at::Tensor& r2) {
-        const c10::cuda::CUDAGuard guard(h.device());
-        auto ptr = [](const at::Tensor& t) -> const void* { return t.numel() > 0 ? t.data_ptr() : nullptr; };
-        const at::Tensor b = bias.numel() > 0 ? bias.contiguous() : bias;
         at::Tensor y = at::empty_like(h);
-        const int err = cuda_kernels::residual_add(h.data_ptr(), ptr(r), ptr(r2), ptr(b), y.data_ptr(), 0, h.numel(),
-                                                   int(h.size(1)), int(h.size(2) * h.size(3)), true,
-                                                   c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
-        if (err != 0) throw std::runtime_error("the fused residual kernel did not launch (CUDA error " + std::to_string(err) + ")");
+        launch_residual(h, r, bias, r2, y);
         ctx->saved_data["r"] = r.numel() > 0;
         ctx->saved_data["bias"] = bias.numel() > 0;
         ctx->saved_data["r2"] = r2.numel() > 0;
