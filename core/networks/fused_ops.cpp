@@ -28,6 +28,9 @@ int concat_group_norm_act(const void* x1, const void* x2, const void* gamma, con
 int residual_add(const void* a, const void* r, const void* r2, const void* bias, void* y, int dtype, int64_t total,
                  int C, int HW, bool nhwc, void* stream);
 int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream);
+int column_sum_blocks(int64_t M, int C);
+int column_sum(const float* x, float* out, float* partial, unsigned* counter, int B, int64_t M, int C, int64_t ld,
+               int64_t bs, void* stream);
 }
 #endif
 
@@ -278,6 +281,28 @@ bool fused_residual_train_fits(const at::Tensor& h, const at::Tensor& r, const a
 namespace {
 // h + r + r2 + bias with autograd (training); an empty tensor stands for a missing r, bias or r2
 // (apply() cannot take an undefined one).
+// Column sums of t's memory read as B batches of M rows of C floats (t contiguous in some layout:
+// [B, M, C] in memory), by the column-sum kernel: [B, C]. Undefined where the kernel cannot take
+// them (the callers then use LibTorch's sum) or DLAB_FUSED_COLSUM=0 (for comparisons).
+at::Tensor column_sums(const at::Tensor& t, int64_t B, int64_t M, int64_t C) {
+    static const bool on = !env_is("DLAB_FUSED_COLSUM", "0");
+    if (!on || t.scalar_type() != at::kFloat || !t.is_cuda() || B < 1 || M < 1 || C < 1 || B * M * C != t.numel() ||
+        C > 1024 || B > 65535)
+        return {};
+    const c10::cuda::CUDAGuard guard(t.device());
+    const int P = cuda_kernels::column_sum_blocks(M, int(C));
+    at::Tensor out = at::empty({B, C}, t.options());
+    at::Tensor partial = P > 1 ? at::empty({B * P * C}, t.options()) : at::Tensor();
+    at::Tensor counter = P > 1 ? at::zeros({B}, t.options().dtype(at::kInt)) : at::Tensor();
+    const int err = cuda_kernels::column_sum(t.data_ptr<float>(), out.data_ptr<float>(),
+                                             P > 1 ? partial.data_ptr<float>() : nullptr,
+                                             P > 1 ? reinterpret_cast<unsigned*>(counter.data_ptr<int>()) : nullptr, int(B), M,
+                                             int(C), C, M * C, c10::cuda::getCurrentCUDAStream(t.device().index()).stream());
+    if (err < 0) return {};
+    if (err != 0) throw std::runtime_error("the column-sum kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return out;
+}
+
 struct ResidualAddFunction : torch::autograd::Function<ResidualAddFunction> {
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& r,
                               const at::Tensor& bias, const at::Tensor& r2) {
@@ -290,10 +315,17 @@ struct ResidualAddFunction : torch::autograd::Function<ResidualAddFunction> {
     }
     static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                    torch::autograd::variable_list grads) {
-        const at::Tensor& dy = grads[0];
+        // A gradient that arrives strided (a slice of a concatenation's) is made dense once here,
+        // not once by each convolution's backward that it goes on to.
+        const at::Tensor dy = grads[0].contiguous(at::MemoryFormat::ChannelsLast);
         auto has = [&](const char* k) { return ctx->saved_data[k].toBool(); };
-        return {dy, has("r") ? dy : at::Tensor(), has("bias") ? dy.sum({0, 2, 3}) : at::Tensor(),
-                has("r2") ? dy : at::Tensor()};
+        at::Tensor dbias;
+        if (has("bias")) {
+            const int64_t C = dy.size(1);
+            dbias = column_sums(dy, 1, dy.numel() / C, C);
+            dbias = dbias.defined() ? dbias.view({C}) : dy.sum({0, 2, 3});
+        }
+        return {dy, has("r") ? dy : at::Tensor(), dbias, has("r2") ? dy : at::Tensor()};
     }
 };
 }  // namespace
@@ -309,6 +341,20 @@ at::Tensor fused_residual_add_train(const at::Tensor& h, const at::Tensor& r, co
 #else
     unused(h, r, bias, r2);
     throw std::logic_error("fused_residual_add_train: this build has no fused CUDA kernels");
+#endif
+}
+
+at::Tensor fused_channel_sums(const at::Tensor& x) {
+#ifdef DLAB_FUSED_CUDA
+    const bool dense = x.dim() == 2 ? x.is_contiguous() : x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+    const int64_t C = x.dim() >= 2 ? x.size(1) : 0;
+    const at::Tensor out = dense && C > 0 ? column_sums(x, 1, x.numel() / C, C) : at::Tensor();
+    if (!out.defined())
+        throw std::invalid_argument("fused_channel_sums: x must be a float32 CUDA tensor [M, C] or channels-last [N, C, H, W], C <= 1024");
+    return out.view({C});
+#else
+    unused(x);
+    throw std::logic_error("fused_channel_sums: this build has no fused CUDA kernels");
 #endif
 }
 
@@ -411,7 +457,8 @@ struct GroupNormActFunction : torch::autograd::Function<GroupNormActFunction> {
             int(N), int(C), int(x.size(2) * x.size(3)), int(groups), silu, nhwc,
             c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
         if (err != 0) throw std::runtime_error("the fused GroupNorm backward kernel did not launch (CUDA error " + std::to_string(err) + ")");
-        const at::Tensor dgb = dgb_n.sum(1);
+        at::Tensor dgb = column_sums(dgb_n, 2, N, C);
+        if (!dgb.defined()) dgb = dgb_n.sum(1);
         return {dx, dbias, dgb.select(0, 0), dgb.select(0, 1), at::Tensor(), at::Tensor(), at::Tensor()};
     }
 };

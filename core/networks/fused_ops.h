@@ -100,6 +100,11 @@ bool fused_residual_train_fits(const at::Tensor& h, const at::Tensor& r, const a
 /// backward passes the gradient to h, r and r2 and sums it over N, H and W for the bias. Throws
 /// std::invalid_argument where fused_residual_train_fits is false.
 at::Tensor fused_residual_add_train(const at::Tensor& h, const at::Tensor& r, const at::Tensor& bias, const at::Tensor& r2 = {});
+/// The sums of x over all its dimensions but the channels' (x [N, C, H, W] channels-last, or [M, C]
+/// contiguous): [C], by the column-sum kernel that the training backward passes use for bias,
+/// gamma and beta gradients (in an order of additions fixed by the shape: the same sums every
+/// run). Throws std::invalid_argument where it cannot take x (float32 CUDA, C <= 1024).
+at::Tensor fused_channel_sums(const at::Tensor& x);
 /// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
 /// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
 at::Tensor fused_upsample2(const at::Tensor& x);

@@ -166,7 +166,10 @@ struct AttentionImpl : nn::Module {
         if (fused_attention_usable(x) && !qkv_out.is_contiguous() && qkv_out.is_contiguous(at::MemoryFormat::ChannelsLast)) {
             // Channels-last (network.h, to_channels_last): the memory is [B, HW, 3, heads, d] already,
             // so q, k and v [B, heads, HW, d] are strided views; one copy out, back to channels-last.
-            const at::Tensor p = qkv_out.permute({0, 2, 3, 1}).view({B, H * W, 3, heads, d}).permute({2, 0, 3, 1, 4});
+            // unbind, not p[0], p[1], p[2]: its backward stacks the three gradients in one kernel,
+            // where three selects' each fill a zero tensor of all three and add into it.
+            const std::vector<at::Tensor> p =
+                qkv_out.permute({0, 2, 3, 1}).view({B, H * W, 3, heads, d}).permute({2, 0, 3, 1, 4}).unbind(0);
             const at::Tensor o = fused_attention(p[0], p[1], p[2]).transpose(1, 2).reshape({B, H, W, C});
             return conv_bias(proj, o.permute({0, 3, 1, 2}), 1, 0, x);
         }

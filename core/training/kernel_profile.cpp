@@ -25,15 +25,22 @@ int64_t profile_steps_asked() {
     return end != env && *end == '\0' && n > 0 && n <= 100000 ? n : 0;
 }
 
+bool profile_by_operator_asked() {
+    const char* env = std::getenv("DLAB_PROFILE_OPS");
+    return env && std::string(env) == "1";
+}
+
 #ifdef DLAB_HAVE_KINETO
 namespace prof = torch::profiler::impl;
 
-std::string KernelProfile::start(bool cuda) {
+std::string KernelProfile::start(bool cuda, bool by_operator) {
     if (running_) return "the profiler is already running";
     cuda_ = cuda;
+    by_operator_ = cuda && by_operator;
     try {
-        const prof::ProfilerConfig config(prof::ProfilerState::KINETO);
-        const std::set<prof::ActivityType> activities{cuda ? prof::ActivityType::CUDA : prof::ActivityType::CPU};
+        const prof::ProfilerConfig config(prof::ProfilerState::KINETO, /*report_input_shapes=*/by_operator_);
+        std::set<prof::ActivityType> activities{cuda ? prof::ActivityType::CUDA : prof::ActivityType::CPU};
+        if (by_operator_) activities.insert(prof::ActivityType::CPU);
         torch::autograd::profiler::prepareProfiler(config, activities);
         torch::autograd::profiler::enableProfiler(config, activities);
     } catch (const std::exception& e) {
@@ -55,6 +62,25 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     std::map<std::string, std::pair<double, int64_t>> by_name;  // ms, calls
     double total = 0;
     int64_t kernels = 0;
+    // By operator: a kernel's linked correlation id is that of the operator that launched it.
+    std::map<uint64_t, std::string> op_of;
+    if (by_operator_)
+        for (const auto& e : result->events()) {
+            if (e.deviceType() != c10::DeviceType::CPU || e.correlationId() == 0) continue;
+            std::string op = e.name();
+            if (op.rfind("cuda", 0) == 0) continue;  // CUDA runtime calls, not operators
+            if (e.hasShapes()) {
+                op += " ";
+                int shown = 0;
+                for (const auto& shape : e.shapes()) {
+                    if (shape.empty() || shown++ == 2) continue;
+                    op += "[";
+                    for (size_t d = 0; d < shape.size(); ++d) op += (d ? "," : "") + std::to_string(shape[d]);
+                    op += "]";
+                }
+            }
+            op_of[e.correlationId()] = op;
+        }
     for (const auto& e : result->events()) {
         if ((e.deviceType() == c10::DeviceType::CUDA) != cuda_) continue;
         std::string name = e.name();
@@ -65,6 +91,11 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
         name = name.substr(0, name.find('('));
         if (name.rfind("void ", 0) == 0) name.erase(0, 5);
         if (name.size() > 60) name.resize(60);
+        if (by_operator_) {
+            if (name.size() > 36) name.resize(36);
+            const auto op = op_of.find(e.linkedCorrelationId());
+            name += " <- " + (op == op_of.end() ? std::string("?") : op->second);
+        }
 #if TORCH_VERSION_MAJOR >= 2
         const double ms = double(e.durationNs()) * 1e-6;
 #else
@@ -79,7 +110,7 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
     const double n = double(std::max<int64_t>(steps, 1));
     std::ostringstream out;
-    char line[256];
+    char line[512];
     std::snprintf(line, sizeof line,
                   cuda_ ? "profile of %lld steps: %lld kernels, GPU kernel time %.3f ms a step, wall time %.3f ms a step "
                           "(the GPU busy %.0f %% of it)\n"
@@ -91,7 +122,7 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     const char* rows_env = std::getenv("DLAB_PROFILE_ROWS");  // how many rows (default 30)
     const size_t shown = rows_env ? size_t(std::max(1L, std::min(100000L, std::atol(rows_env)))) : 30;
     for (size_t i = 0; i < rows.size() && i < shown; ++i) {
-        std::snprintf(line, sizeof line, "%-60s %8.3f ms/step %6.1f calls/step %5.1f %%\n", rows[i].first.c_str(),
+        std::snprintf(line, sizeof line, "%-*s %8.3f ms/step %6.1f calls/step %5.1f %%\n", by_operator_ ? 110 : 60, rows[i].first.c_str(),
                       rows[i].second.first / n, double(rows[i].second.second) / n,
                       total > 0 ? 100.0 * rows[i].second.first / total : 0.0);
         out << line;
@@ -99,7 +130,7 @@ std::string KernelProfile::stop(int64_t steps, double wall_ms) {
     return out.str();
 }
 #else
-std::string KernelProfile::start(bool) { return "kernel profiles need a LibTorch with Kineto"; }
+std::string KernelProfile::start(bool, bool) { return "kernel profiles need a LibTorch with Kineto"; }
 std::string KernelProfile::stop(int64_t, double) { return "no profile was recorded\n"; }
 #endif
 

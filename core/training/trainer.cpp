@@ -523,6 +523,12 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 return batch_loss(x0, d.t, d.eps, y);
             },
             net, opt, ema_params, tc.grad_clip, tc.weight_decay, device);
+        // DLAB_PROFILE_OPS=1: the same step (layout included) eagerly, so the profile can tie each
+        // kernel to the operator that launched it.
+        if (profile_by_operator_asked() && profile_steps_asked() > 0) {
+            graph.reset();
+            autocast_cache = true;
+        }
     }
     TrainResult result;
     std::string log_rows;
@@ -547,7 +553,7 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
         while (step < tc.steps) {
             if (profile_n > 0 && step == profile_from) {
                 if (device.is_cuda()) torch::cuda::synchronize();
-                if (const std::string why = profile.start(device.is_cuda()); !why.empty()) std::cerr << "diffusionlab: " << why << '\n';
+                if (const std::string why = profile.start(device.is_cuda(), profile_by_operator_asked()); !why.empty()) std::cerr << "diffusionlab: " << why << '\n';
                 profile_start = std::chrono::steady_clock::now();
             }
             if (!comm && hooks.pause && hooks.pause->load() && !cancelled()) {

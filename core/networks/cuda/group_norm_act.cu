@@ -469,6 +469,78 @@ __global__ void upsample2_nhwc_kernel(const T* __restrict__ x, T* __restrict__ y
     }
 }
 
+// Column sums (training: a convolution's bias gradient, GroupNorm's gamma and beta gradients):
+// rows [r0, r1) of x (row stride ld floats) summed over each of C columns into result[c], by all
+// of a block's threads: thread t takes the VEC columns from (t % (C / VEC)) * VEC and every
+// lanes-th row (lanes = blockDim.x / (C / VEC)); `shared` holds lanes * C floats. The order of
+// the additions depends on the shapes only, so the sums are the same in every run. With
+// `coherent`, loads bypass L1 (values other blocks wrote in this kernel).
+template <int VEC, bool coherent>
+__device__ void block_column_sum(const float* x, int64_t r0, int64_t r1, int C, int64_t ld, float* shared,
+                                 float* result) {
+    const int cols = C / VEC, lanes = blockDim.x / cols;
+    const int lane = threadIdx.x / cols, cv = threadIdx.x % cols;
+    if (lane < lanes) {
+        float acc[VEC] = {};
+#pragma unroll 4
+        for (int64_t r = r0 + lane; r < r1; r += lanes) {
+            const auto* at = reinterpret_cast<const Vec<float, VEC>*>(x + r * ld + cv * VEC);
+            Vec<float, VEC> v;
+            if constexpr (coherent) {
+                if constexpr (VEC == 4) {
+                    const float4 f = __ldcg(reinterpret_cast<const float4*>(at));
+                    v.a[0] = f.x, v.a[1] = f.y, v.a[2] = f.z, v.a[3] = f.w;
+                } else {
+#pragma unroll
+                    for (int e = 0; e < VEC; ++e) v.a[e] = __ldcg(at->a + e);
+                }
+            } else {
+                v = *at;
+            }
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[e] += v.a[e];
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) shared[lane * C + cv * VEC + e] = acc[e];
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float s = 0.f;
+        for (int l = 0; l < lanes; ++l) s += shared[l * C + c];
+        result[c] = s;
+    }
+    __syncthreads();
+}
+
+constexpr int kColumnThreads = 256, kColumnShared = 1024;  // kColumnShared >= lanes * C
+
+// out[b, c] = the sum over m < M of x[b * bs + m * ld + c], for b = blockIdx.y: gridDim.x blocks of
+// `rows` rows each leave their sums in partial[b, block, :], and the last of them to finish adds
+// those in block order (so the result does not depend on which finished last); counter[b] (zero
+// at the start) counts the finished blocks. One block: it writes out directly.
+template <int VEC>
+__global__ void __launch_bounds__(kColumnThreads) column_sum_kernel(const float* __restrict__ x, float* out,
+                                                                    float* partial, unsigned* counter, int64_t M, int C,
+                                                                    int64_t ld, int64_t bs, int64_t rows) {
+    __shared__ float shared[kColumnShared];
+    __shared__ bool last;
+    const int b = blockIdx.y, P = gridDim.x, p = blockIdx.x;
+    const int64_t r0 = p * rows, r1 = r0 + rows < M ? r0 + rows : M;
+    if (P == 1) {
+        block_column_sum<VEC, false>(x + b * bs, r0, r1, C, ld, shared, out + int64_t(b) * C);
+        return;
+    }
+    float* part = partial + int64_t(b) * P * C;
+    block_column_sum<VEC, false>(x + b * bs, r0, r1, C, ld, shared, part + int64_t(p) * C);
+    __threadfence();  // this block's partial sums are visible before it counts itself done
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter + b, 1u) == unsigned(P - 1);
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    block_column_sum<VEC, true>(part, 0, P, C, C, shared, out + int64_t(b) * C);
+}
+
 // The widest vector (at most 16 bytes) that divides `run` and to which every pointer is aligned;
 // calls go(std::integral_constant<int, VEC>).
 template <typename T, typename Go>
@@ -620,6 +692,38 @@ int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W
     return dtype == 1   ? launch_upsample2<__half>(x, y, N, C, H, W, cs)
            : dtype == 2 ? launch_upsample2<__nv_bfloat16>(x, y, N, C, H, W, cs)
                         : launch_upsample2<float>(x, y, N, C, H, W, cs);
+}
+
+// Column sums (column_sum_kernel): out[b, c] = the sum over m < M of x[b * bs + m * ld + c] for
+// b < B and c < C, float32, in an order fixed by the shapes. column_sum_blocks(M, C) is the number
+// of row blocks P; where P > 1, partial holds B * P * C floats and counter B zeroed unsigned ints.
+// Returns -1 (nothing launched) where no vector width fits (C / VEC columns must fit a block),
+// else the launch's cudaError_t.
+int column_sum_blocks(int64_t M, int C) {
+    // About 8192 values a block (32 KB read), at most 1024 blocks (the last block adds their sums).
+    const int64_t rows = (8191 + C) / C;
+    const int64_t blocks = (M + rows - 1) / rows;
+    return int(blocks < 1 ? 1 : blocks > 1024 ? 1024 : blocks);
+}
+int column_sum(const float* x, float* out, float* partial, unsigned* counter, int B, int64_t M, int C, int64_t ld,
+               int64_t bs, void* stream) {
+    const int P = column_sum_blocks(M, C);
+    const int64_t rows = (M + P - 1) / P;
+    int vec = 1;
+    for (int v : {4, 2}) {
+        if (C % v == 0 && ld % v == 0 && bs % v == 0 && aligned(x, v * sizeof(float))) {
+            vec = v;
+            break;
+        }
+    }
+    if (C / vec > kColumnThreads || (C / vec) * ((kColumnThreads / (C / vec)) * vec) > kColumnShared || B > 65535)
+        return -1;
+    const dim3 grid(P, B);
+    const auto cs = static_cast<cudaStream_t>(stream);
+    if (vec == 4) column_sum_kernel<4><<<grid, kColumnThreads, 0, cs>>>(x, out, partial, counter, M, C, ld, bs, rows);
+    else if (vec == 2) column_sum_kernel<2><<<grid, kColumnThreads, 0, cs>>>(x, out, partial, counter, M, C, ld, bs, rows);
+    else column_sum_kernel<1><<<grid, kColumnThreads, 0, cs>>>(x, out, partial, counter, M, C, ld, bs, rows);
+    return static_cast<int>(cudaGetLastError());
 }
 
 // The backward pass of group_norm_act for training (group_norm_act_backward_kernel): float32,
