@@ -207,9 +207,12 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
         }
         rstd = rsqrtf(group_sum(q, mine, per, gsum[1]) / float(cg * HW) + eps);
     }
-    if (stats && threadIdx.x == 0) {  // as kernel 1 (training)
-        stats[2 * blockIdx.x] = mean;
-        stats[2 * blockIdx.x + 1] = rstd;
+    // Training: each group's mean and 1/sqrt(var + eps), as kernel 1, by one thread of the group
+    // (gpb > 1: the thread of position 0 whose vector starts the group).
+    if (stats && (gpb == 1 ? threadIdx.x == 0 : threadIdx.x < per && (threadIdx.x * VEC) % cg == 0)) {
+        const int gi = n * groups + g + mine;
+        stats[2 * gi] = mean;
+        stats[2 * gi + 1] = rstd;
     }
     for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
         int c;
@@ -227,13 +230,14 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
 }
 
 // The backward passes' A and B (below): the group's means of dz gamma and dz gamma xh, from each
-// channel's sums Sdz (sums[j]) and Sdz xh (sums[cg + j]) over its HW positions; every thread.
-__device__ void group_means(const float* __restrict__ gamma, const float* sums, int cg, int HW, float& A, float& B) {
+// of its cg channels' sums Sdz (sdz[j]) and Sdz xh (sdzx[j]) over its HW positions; every thread.
+__device__ void group_means(const float* __restrict__ gamma, const float* sdz, const float* sdzx, int cg, int HW,
+                            float& A, float& B) {
     A = 0.f;
     B = 0.f;
     for (int j = 0; j < cg; ++j) {
-        A += gamma[j] * sums[j];
-        B += gamma[j] * sums[cg + j];
+        A += gamma[j] * sdz[j];
+        B += gamma[j] * sdzx[j];
     }
     const float count = float(cg) * float(HW);
     A /= count;
@@ -295,7 +299,7 @@ __global__ void group_norm_act_backward_kernel(const float* __restrict__ x, cons
     }
     __syncthreads();
     float A, B;
-    group_means(gamma + c0, sums, cg, HW, A, B);
+    group_means(gamma + c0, sums, sums + cg, cg, HW, A, B);
     for (int j = threadIdx.x; j < cg; j += blockDim.x) {
         const int64_t nc = int64_t(n) * C + c0 + j;
         dgamma_n[nc] = sums[cg + j];
@@ -314,29 +318,35 @@ __global__ void group_norm_act_backward_kernel(const float* __restrict__ x, cons
 }
 
 // The same backward pass for channels-last tensors ([N, HW, C]: a position's channels are
-// adjacent), one block per (sample n, group g). A group's cg channels split into TPP = cg / VEC
-// vectors (VEC 4, 2 or 1, as the channels and pointers allow): thread t takes vector jv = t % TPP
-// of the positions t / TPP, t / TPP + P, ... (P = blockDim.x / TPP), so it reads a vector of x and
-// of dy a position. Where TPP divides 32, the lanes of a warp with the same lane % TPP hold the
-// same channels and their sums meet through shuffles, a row of partial sums a warp; else each
-// thread leaves its own row (one per position slot). The rows are then summed per channel.
-// Shared memory: 3 * cg * (rows + 1) floats.
-template <int VEC>
+// adjacent), one block per (sample n, gpb consecutive groups: a position's cb = gpb * cg channels
+// that the block reads span 32 bytes at least where the groups allow, a whole sector). The cb
+// channels split into TPP = cb / VEC vectors (VEC 4, 2 or 1, as the channels and pointers allow;
+// a vector's channels lie in one group, `mine`): thread t takes vector jv = t % TPP of the
+// positions t / TPP, t / TPP + P, ... (P = blockDim.x / TPP), so it reads a vector of x and of dy
+// a position; it keeps the dz and xh of its first K positions in registers for the second pass
+// (positions beyond them are read again). Where TPP divides 32, the lanes of a warp with the same
+// lane % TPP hold the same channels and their sums meet through shuffles, a row of partial sums a
+// warp; else each thread leaves its own row (one per position slot). The rows are then summed per
+// channel. Shared memory: 3 * cb * (rows + 1) floats.
+template <int VEC, int K>
 __global__ void group_norm_act_backward_nhwc_kernel(const float* __restrict__ x, const float* __restrict__ bias,
                                                     const float* __restrict__ gamma, const float* __restrict__ beta,
                                                     const float* __restrict__ stats, const float* __restrict__ dy,
                                                     float* __restrict__ dx, float* __restrict__ dbias,
                                                     float* __restrict__ dgamma_n, float* __restrict__ dbeta_n, int C,
-                                                    int HW, int groups, bool silu) {
+                                                    int HW, int groups, int gpb, bool silu) {
     extern __shared__ float smem[];
-    const int n = blockIdx.x / groups, g = blockIdx.x % groups;
-    const int cg = C / groups, c0 = g * cg, TPP = cg / VEC, P = blockDim.x / TPP;
+    const int blocks_per_sample = groups / gpb;
+    const int n = blockIdx.x / blocks_per_sample, g0 = (blockIdx.x % blocks_per_sample) * gpb;
+    const int cg = C / groups, cb = cg * gpb, c0 = g0 * cg, TPP = cb / VEC, P = blockDim.x / TPP;
     const int jv = threadIdx.x % TPP, p0 = threadIdx.x / TPP, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int mine = jv * VEC / cg;  // the thread's group in the block
     const bool shuffled = 32 % TPP == 0;
     const int rows = shuffled ? (blockDim.x + 31) >> 5 : P;
-    float* part = smem;                     // [rows][3][cg]
-    float* sums = smem + rows * 3 * cg;     // [3][cg]: Sdz, Sdz xh, Sxh of each channel
-    const float mean = stats[2 * blockIdx.x], rstd = stats[2 * blockIdx.x + 1];
+    float* part = smem;                  // [rows][3][cb]
+    float* sums = smem + rows * 3 * cb;  // [3][cb]: Sdz, Sdz xh, Sxh of each channel
+    const int gi = n * groups + g0 + mine;
+    const float mean = stats[2 * gi], rstd = stats[2 * gi + 1];
     const int cv = c0 + jv * VEC;  // the thread's first channel
     float b[VEC], gm[VEC], bt[VEC];
 #pragma unroll
@@ -347,7 +357,7 @@ __global__ void group_norm_act_backward_nhwc_kernel(const float* __restrict__ x,
     }
     const int64_t base = int64_t(n) * HW * C + cv;
     // dz and xh of the thread's VEC channels at position p.
-    auto grad_z = [&](int p, float (&dz)[VEC], float (&xh)[VEC]) {
+    auto grad_z = [&](int p, float* dz, float* xh) {
         const int64_t o = base + int64_t(p) * C;
         const Vec<float, VEC> xv = *reinterpret_cast<const Vec<float, VEC>*>(x + o);
         const Vec<float, VEC> dv = *reinterpret_cast<const Vec<float, VEC>*>(dy + o);
@@ -364,15 +374,27 @@ __global__ void group_norm_act_backward_nhwc_kernel(const float* __restrict__ x,
     float sdz[VEC], sdzx[VEC], sx[VEC];
 #pragma unroll
     for (int e = 0; e < VEC; ++e) sdz[e] = sdzx[e] = sx[e] = 0.f;
-    for (int p = p0; p < HW; p += P) {
-        float dz[VEC], xh[VEC];
-        grad_z(p, dz, xh);
+    auto accumulate = [&](const float* dz, const float* xh) {
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
             sdz[e] += dz[e];
             sdzx[e] += dz[e] * xh[e];
             sx[e] += xh[e];
         }
+    };
+    float kdz[K > 0 ? K : 1][VEC], kxh[K > 0 ? K : 1][VEC];  // the first K positions' dz and xh
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        const int p = p0 + k * P;
+        if (p < HW) {
+            grad_z(p, kdz[k], kxh[k]);
+            accumulate(kdz[k], kxh[k]);
+        }
+    }
+    for (int p = p0 + K * P; p < HW; p += P) {
+        float dz[VEC], xh[VEC];
+        grad_z(p, dz, xh);
+        accumulate(dz, xh);
     }
     if (shuffled) {
 #pragma unroll
@@ -384,40 +406,48 @@ __global__ void group_norm_act_backward_nhwc_kernel(const float* __restrict__ x,
             }
     }
     if (p0 < P && (!shuffled || lane < TPP)) {
-        float* w = part + (shuffled ? warp : p0) * 3 * cg + jv * VEC;
+        float* w = part + (shuffled ? warp : p0) * 3 * cb + jv * VEC;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
             w[e] = sdz[e];
-            w[cg + e] = sdzx[e];
-            w[2 * cg + e] = sx[e];
+            w[cb + e] = sdzx[e];
+            w[2 * cb + e] = sx[e];
         }
     }
     __syncthreads();
-    for (int k = threadIdx.x; k < 3 * cg; k += blockDim.x) {
+    for (int k = threadIdx.x; k < 3 * cb; k += blockDim.x) {
         float v = 0.f;
-        for (int q = 0; q < rows; ++q) v += part[q * 3 * cg + k];
+        for (int q = 0; q < rows; ++q) v += part[q * 3 * cb + k];
         sums[k] = v;
     }
     __syncthreads();
     float A, B;
-    group_means(gamma + c0, sums, cg, HW, A, B);
+    group_means(gamma + c0 + mine * cg, sums + mine * cg, sums + cb + mine * cg, cg, HW, A, B);
     if (p0 == 0) {
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
             const int j = jv * VEC + e;
             const int64_t nc = int64_t(n) * C + c0 + j;
-            dgamma_n[nc] = sums[cg + j];
+            dgamma_n[nc] = sums[cb + j];
             dbeta_n[nc] = sums[j];
-            if (dbias) dbias[nc] = rstd * (gm[e] * sums[j] - float(HW) * A - B * sums[2 * cg + j]);
+            if (dbias) dbias[nc] = rstd * (gm[e] * sums[j] - float(HW) * A - B * sums[2 * cb + j]);
         }
     }
-    for (int p = p0; p < HW; p += P) {
-        float dz[VEC], xh[VEC];
-        grad_z(p, dz, xh);
+    auto write = [&](int p, const float* dz, const float* xh) {
         Vec<float, VEC> out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) out.a[e] = rstd * (dz[e] * gm[e] - A - xh[e] * B);
         *reinterpret_cast<Vec<float, VEC>*>(dx + base + int64_t(p) * C) = out;
+    };
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+        const int p = p0 + k * P;
+        if (p < HW) write(p, kdz[k], kxh[k]);
+    }
+    for (int p = p0 + K * P; p < HW; p += P) {
+        float dz[VEC], xh[VEC];
+        grad_z(p, dz, xh);
+        write(p, dz, xh);
     }
 }
 
@@ -607,10 +637,12 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
         // DLAB_GN_GPB=1: one group a block everywhere (for comparisons).
         static const bool several = !(std::getenv("DLAB_GN_GPB") && std::strcmp(std::getenv("DLAB_GN_GPB"), "1") == 0);
         int gpb = 1;
-        if (several && nhwc && !stats && !x2) {
+        // Training (stats) at batch 128 has fewer blocks to spare (N * groups = 1024 at 8 groups):
+        // it takes 2 groups a block where 512 blocks remain.
+        if (several && nhwc && !x2) {
             const int cg = C / groups;
-            while (groups % (2 * gpb) == 0 && cg * gpb * int(sizeof(T)) < 64 && 2 * gpb * count <= kSharedFloats &&
-                   cg * 2 * gpb / VEC <= 32 && N * groups / (2 * gpb) >= 1024)
+            while (groups % (2 * gpb) == 0 && cg * gpb * int(sizeof(T)) < (stats ? 32 : 64) && 2 * gpb * count <= kSharedFloats &&
+                   cg * 2 * gpb / VEC <= 32 && N * groups / (2 * gpb) >= (stats ? 512 : 1024))
                 gpb *= 2;
             const int per = cg * gpb / VEC;
             if ((per & (per - 1)) != 0) gpb = 1;
@@ -737,16 +769,43 @@ int group_norm_act_backward(const float* x, const float* bias, const float* gamm
     const int cg = C / groups;
     if (nhwc) {
         // The widest vector (4 or 2 channels, else 1) that divides a group's channels and to which
-        // x, dy and dx are aligned; about 256 threads, a whole number of positions' worth (TPP
-        // threads a position; cg <= 1024, checked by the caller).
+        // x, dy and dx are aligned. gpb groups a block, so that a position's channels that a block
+        // reads fill a 32-byte sector where the groups allow (DLAB_GN_GPB=1: one group a block).
+        // Threads: a whole number of positions' worth (TPP threads a position), about 256, fewer
+        // where the positions are fewer; each keeps up to 4 positions in registers (K).
+        static const bool several = !(std::getenv("DLAB_GN_GPB") && std::strcmp(std::getenv("DLAB_GN_GPB"), "1") == 0);
+        // DLAB_GN_BWD_K: at most this many positions a thread kept in registers (0, 1, 2 or 4;
+        // default 4; 0 reads x and dy again in the second pass), for comparisons.
+        static const int kmax = [] {
+            const char* env = std::getenv("DLAB_GN_BWD_K");
+            const int v = env ? std::atoi(env) : 4;
+            return v == 0 || v == 1 || v == 2 ? v : 4;
+        }();
         auto go = [&](auto vec) {
             constexpr int VEC = decltype(vec)::value;
-            const int tpp = cg / VEC;
-            const int threads = tpp >= 256 ? tpp : (256 / tpp) * tpp;
+            int gpb = 1;
+            while (several && cg * gpb * int(sizeof(float)) < 32 && groups % (2 * gpb) == 0 && 32 % (cg * 2 * gpb / VEC) == 0)
+                gpb *= 2;
+            const int tpp = cg * gpb / VEC;
+            int threads = tpp >= 256 ? tpp : (256 / tpp) * tpp;
+            if (int64_t(HW) * tpp < threads) threads = 32 % tpp == 0 ? (HW * tpp + 31) / 32 * 32 : HW * tpp;
+            const int per = (HW + threads / tpp - 1) / (threads / tpp);  // positions a thread
             const int rows = 32 % tpp == 0 ? (threads + 31) / 32 : threads / tpp;
-            group_norm_act_backward_nhwc_kernel<VEC><<<N * groups, threads, 3 * cg * (rows + 1) * sizeof(float),
-                                                       static_cast<cudaStream_t>(stream)>>>(
-                x, bias, gamma, beta, stats, dy, dx, dbias, dgamma_n, dbeta_n, C, HW, groups, silu);
+            const size_t shared = 3 * size_t(cg) * gpb * (rows + 1) * sizeof(float);
+            const auto cs = static_cast<cudaStream_t>(stream);
+            const int blocks = N * groups / gpb;
+            auto launch = [&](auto k) {
+                constexpr int KP = decltype(k)::value;
+                group_norm_act_backward_nhwc_kernel<VEC, KP><<<blocks, threads, shared, cs>>>(
+                    x, bias, gamma, beta, stats, dy, dx, dbias, dgamma_n, dbeta_n, C, HW, groups, gpb, silu);
+            };
+            // K: the fewest of 1, 2, 4 that covers the thread's positions, at most kmax (registers:
+            // K = 4 with 4-vectors takes ~120 a thread); none in blocks over 256 threads.
+            const int k = kmax == 0 || threads > 256 ? 0 : per <= 1 ? 1 : per <= 2 || kmax == 2 ? 2 : 4;
+            if (k == 0) launch(std::integral_constant<int, 0>());
+            else if (k == 1) launch(std::integral_constant<int, 1>());
+            else if (k == 2) launch(std::integral_constant<int, 2>());
+            else launch(std::integral_constant<int, 4>());
         };
         with_vector<float>(cg, {x, dy, dx}, go);
         return static_cast<int>(cudaGetLastError());
