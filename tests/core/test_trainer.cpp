@@ -406,6 +406,15 @@ private Q_SLOTS:
         qunsetenv("DLAB_PROFILE_STEPS");
         QCOMPARE(profile_steps_asked(), int64_t(0));
         if (!old.isNull()) qputenv("DLAB_PROFILE_STEPS", old);
+        // DLAB_PROFILE_OPS (kernels tied to operators) is on for "1" only.
+        const QByteArray old_ops = qgetenv("DLAB_PROFILE_OPS");
+        for (const auto& [text, want] : {std::pair<const char*, bool>{"1", true}, {"0", false}, {"yes", false}, {"", false}}) {
+            qputenv("DLAB_PROFILE_OPS", text);
+            QCOMPARE(profile_by_operator_asked(), want);
+        }
+        qunsetenv("DLAB_PROFILE_OPS");
+        QVERIFY(!profile_by_operator_asked());
+        if (!old_ops.isNull()) qputenv("DLAB_PROFILE_OPS", old_ops);
         // Stopping what never started reports it instead of a table.
         KernelProfile p;
         QVERIFY(!p.running());
