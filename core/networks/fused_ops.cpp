@@ -376,6 +376,10 @@ at::Tensor fused_upsample2(const at::Tensor& x) {
 }
 
 bool fused_concat_usable(const at::Tensor& x1, const at::Tensor& x2, int64_t groups) {
+    // DLAB_FUSED_CONCAT=0: the decoder concatenates, then one GroupNorm and one skip convolution over
+    // the concatenation (for comparisons: the concatenation's write against a second 1x1 convolution).
+    static const bool on = !env_is("DLAB_FUSED_CONCAT", "0");
+    if (!on) return false;
     if (!fused_residual_usable(x1) || !x2.defined() || x2.dim() != 4 || !channels_last_only(x1) || !channels_last_only(x2))
         return false;
     if (x2.device() != x1.device() || x2.scalar_type() != x1.scalar_type() || x2.size(0) != x1.size(0) ||

@@ -110,7 +110,8 @@ at::Tensor fused_channel_sums(const at::Tensor& x);
 at::Tensor fused_upsample2(const at::Tensor& x);
 /// Whether fused_concat_group_norm_act may take x1 [N, C1, H, W] and x2 [N, C2, H, W] (the UNet
 /// decoder's input and skip connection): fused_residual_usable(x1), both channels-last, of one type,
-/// N, H and W, C1 + C2 divisible by `groups`, and a group fitting kernel 2's shared memory.
+/// N, H and W, C1 + C2 divisible by `groups`, a group fitting kernel 2's shared memory, and the
+/// environment variable DLAB_FUSED_CONCAT not "0".
 bool fused_concat_usable(const at::Tensor& x1, const at::Tensor& x2, int64_t groups);
 /// act(GroupNorm(cat({x1, x2}, 1))) with the norm's gamma, beta and eps, channels-last, without the
 /// concatenation being written: the kernel reads each channel from x1 or x2.
