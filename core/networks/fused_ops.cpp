@@ -279,8 +279,6 @@ bool fused_residual_train_fits(const at::Tensor& h, const at::Tensor& r, const a
 
 #ifdef DLAB_FUSED_CUDA
 namespace {
-// h + r + r2 + bias with autograd (training); an empty tensor stands for a missing r, bias or r2
-// (apply() cannot take an undefined one).
 // Column sums of t's memory read as B batches of M rows of C floats (t contiguous in some layout:
 // [B, M, C] in memory), by the column-sum kernel: [B, C]. Undefined where the kernel cannot take
 // them (the callers then use LibTorch's sum) or DLAB_FUSED_COLSUM=0 (for comparisons).
@@ -303,6 +301,8 @@ at::Tensor column_sums(const at::Tensor& t, int64_t B, int64_t M, int64_t C) {
     return out;
 }
 
+// h + r + r2 + bias with autograd (training); an empty tensor stands for a missing r, bias or r2
+// (apply() cannot take an undefined one).
 struct ResidualAddFunction : torch::autograd::Function<ResidualAddFunction> {
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& r,
                               const at::Tensor& bias, const at::Tensor& r2) {

@@ -499,7 +499,6 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
     // device); captions, clips and data-parallel reductions stay eager.
     std::unique_ptr<TrainStepGraph> graph;
     if (!text && !video && !comm && TrainStepGraph::usable(device)) {
-        autocast_cache = false;
         // Channels-last training (fused_ops.h: train_channels_last_enabled): the network runs NHWC,
         // so cuDNN's convolutions need no layout transposes around them and the fused GroupNorm
         // reads NHWC in place. The moments and the EMA weights take each parameter's layout (the
@@ -517,17 +516,16 @@ Result<TrainResult> train(ModelConfig mc, const TrainConfig& tc, const LabelledD
                 like(ema_params[i], opt.params[i]);
             }
         }
-        graph = std::make_unique<TrainStepGraph>(
-            [&](const StepDraws& d) {
-                auto [x0, y] = plain_batch(d);
-                return batch_loss(x0, d.t, d.eps, y);
-            },
-            net, opt, ema_params, tc.grad_clip, tc.weight_decay, device);
         // DLAB_PROFILE_OPS=1: the same step (layout included) eagerly, so the profile can tie each
         // kernel to the operator that launched it.
-        if (profile_by_operator_asked() && profile_steps_asked() > 0) {
-            graph.reset();
-            autocast_cache = true;
+        if (!profile_by_operator_asked() || profile_steps_asked() == 0) {
+            autocast_cache = false;
+            graph = std::make_unique<TrainStepGraph>(
+                [&](const StepDraws& d) {
+                    auto [x0, y] = plain_batch(d);
+                    return batch_loss(x0, d.t, d.eps, y);
+                },
+                net, opt, ema_params, tc.grad_clip, tc.weight_decay, device);
         }
     }
     TrainResult result;

@@ -588,6 +588,13 @@ void with_vector(int64_t run, std::initializer_list<const void*> ptrs, Go&& go) 
     else go(std::integral_constant<int, 1>());
 }
 
+// Whether the NHWC GroupNorm kernels may take several groups a block (the forward at inference and
+// with statistics, the training backward); DLAB_GN_GPB=1: one group a block everywhere (for comparisons).
+bool several_groups_a_block() {
+    static const bool on = !(std::getenv("DLAB_GN_GPB") && std::strcmp(std::getenv("DLAB_GN_GPB"), "1") == 0);
+    return on;
+}
+
 // A grid-stride launch's blocks for `work` items of 256 threads.
 int grid_for(int64_t work) {
     const int64_t blocks = (work + 255) / 256;
@@ -634,8 +641,7 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
         // would belong to another block), while they fit in shared memory and there are blocks
         // enough to fill the GPU (at batch 1, fewer and longer blocks were slower; H200: batch-256
         // pass 3.94 -> 3.80 ms, docs/eval/residual-h200.log).
-        // DLAB_GN_GPB=1: one group a block everywhere (for comparisons).
-        static const bool several = !(std::getenv("DLAB_GN_GPB") && std::strcmp(std::getenv("DLAB_GN_GPB"), "1") == 0);
+        const bool several = several_groups_a_block();
         int gpb = 1;
         // Training (stats) at batch 128 has fewer blocks to spare (N * groups = 1024 at 8 groups):
         // it takes 2 groups a block where 512 blocks remain.
@@ -773,7 +779,7 @@ int group_norm_act_backward(const float* x, const float* bias, const float* gamm
         // reads fill a 32-byte sector where the groups allow (DLAB_GN_GPB=1: one group a block).
         // Threads: a whole number of positions' worth (TPP threads a position), about 256, fewer
         // where the positions are fewer; each keeps up to 4 positions in registers (K).
-        static const bool several = !(std::getenv("DLAB_GN_GPB") && std::strcmp(std::getenv("DLAB_GN_GPB"), "1") == 0);
+        const bool several = several_groups_a_block();
         // DLAB_GN_BWD_K: at most this many positions a thread kept in registers (0, 1, 2 or 4;
         // default 4; 0 reads x and dy again in the second pass), for comparisons.
         static const int kmax = [] {
