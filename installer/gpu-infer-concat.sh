@@ -2,13 +2,16 @@
 # The decoder's concatenation, fused (default: never written; the skip 1x1 convolution run as two
 # halves) against DLAB_FUSED_CONCAT=0 (concatenate, then one GroupNorm and one skip convolution), for
 # issue 17's batch-256 sampling target. Device tool, carry [".gpu-lat"] (or GPU_DIR with debs/ and
-# data/), ~4 min: the same samples both ways; the guided pass at batch 1 and 256 alternated twice; the
+# data/), ~5 min: bench --check-fused first; the same samples both ways; the guided pass at batch 1 and 256 alternated twice; the
 # kernels of 20 batch-256 passes each way; the peer (torch.compile reduce-overhead) in the same call.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-lat}
 FUSED=1 LOG=${LOG:-infer-concat.log}
 source installer/gpu-common.sh || exit 1
+echo "== 0. bench --check-fused"
+$cli bench --check-fused --device cuda > $OUT/check-fused-concat.log 2>&1
+echo "check-fused rc=$? $(grep -c ' ok' $OUT/check-fused-concat.log) ok $(grep -c WRONG $OUT/check-fused-concat.log) WRONG"
 modes=("DLAB_FUSED_CONCAT=1" "DLAB_FUSED_CONCAT=0")
 echo "== 1. the same samples"
 sample_modes default "${modes[@]}"

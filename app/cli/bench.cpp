@@ -312,6 +312,50 @@ int check_fused(c10::Device dev) {
                         (long long)shape[1], (long long)shape[2], (long long)shape[3], rel, good ? "ok" : "WRONG");
         }
     }
+    // The attention kernel for short sequences, from a channels-last qkv as the attention block's
+    // 1x1 convolution leaves it, against float64; timed against the path it replaces (LibTorch's
+    // fused attention on strided views, then a copy back to channels-last).
+    struct AttnCase {
+        int64_t b, heads, d, h, w;
+        at::ScalarType t;
+    };
+    for (const AttnCase& a : {AttnCase{3, 4, 16, 7, 7, at::kFloat}, AttnCase{2, 2, 8, 4, 5, at::kFloat},
+                              AttnCase{2, 2, 32, 8, 8, at::kFloat}, AttnCase{2, 1, 64, 6, 6, at::kFloat},
+                              AttnCase{1, 3, 16, 1, 1, at::kFloat}, AttnCase{512, 4, 16, 7, 7, at::kFloat},
+                              AttnCase{4, 4, 16, 7, 7, at::kHalf}, AttnCase{4, 4, 16, 7, 7, at::kBFloat16},
+                              AttnCase{512, 4, 16, 7, 7, at::kHalf}}) {
+        const int64_t C = a.heads * a.d, L = a.h * a.w;
+        const at::Tensor qkv = (at::randn({a.b, 3 * C, a.h, a.w}, opt) * 2)
+                                   .to(a.t)
+                                   .contiguous(at::MemoryFormat::ChannelsLast);
+        if (!fused_small_attention_usable(qkv, a.heads)) continue;  // a CPU run, or a build without the kernels
+        const at::Tensor out = fused_small_attention(qkv, a.heads);
+        auto heads_of = [&](const at::Tensor& t) {  // [B, L, 3, heads, D] -> q, k, v [B, heads, L, D]
+            return t.permute({0, 2, 3, 1}).reshape({a.b, L, 3, a.heads, a.d}).permute({2, 0, 3, 1, 4}).unbind(0);
+        };
+        const auto p = heads_of(qkv.to(at::kDouble));
+        const at::Tensor ref = at::matmul(at::softmax(at::matmul(p[0], p[1].transpose(2, 3)) / std::sqrt(double(a.d)), -1), p[2])
+                                   .transpose(1, 2)
+                                   .reshape({a.b, L, C});
+        const at::Tensor got = out.permute({0, 2, 3, 1}).reshape({a.b, L, C}).to(at::kDouble);
+        const double rel = ((got - ref).norm() / ref.norm()).item<double>();
+        const bool layout_kept = out.is_contiguous(at::MemoryFormat::ChannelsLast) && out.size(1) == C;
+        const bool good = std::isfinite(rel) && rel < (a.t == at::kFloat ? 1e-6 : 1e-2) && layout_kept;
+        ok = ok && good;
+        std::printf("short-sequence attention b %lld, %lld heads of %lld, %lldx%lld, %s: relative error %.1e against float64",
+                    (long long)a.b, (long long)a.heads, (long long)a.d, (long long)a.h, (long long)a.w, c10::toString(a.t), rel);
+        if (a.b >= 256) {
+            const double ours = time_ms([&] { (void)fused_small_attention(qkv, a.heads); }, 200);
+            const double theirs = time_ms(
+                [&] {
+                    const auto v = qkv.permute({0, 2, 3, 1}).view({a.b, L, 3, a.heads, a.d}).permute({2, 0, 3, 1, 4}).unbind(0);
+                    (void)fused_attention(v[0], v[1], v[2]).transpose(1, 2).reshape({a.b, a.h, a.w, C});
+                },
+                200);
+            std::printf("; %.4f ms against LibTorch's attention + copy %.4f ms (%.2fx)", ours, theirs, theirs / ours);
+        }
+        std::printf(" %s\n", good ? "ok" : "WRONG");
+    }
     return ok ? 0 : failure("bench --check-fused: a fused kernel disagrees with the reference");
 }
 

@@ -1,6 +1,7 @@
 #include "core/networks/fused_ops.h"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -28,6 +29,8 @@ int concat_group_norm_act(const void* x1, const void* x2, const void* gamma, con
 int residual_add(const void* a, const void* r, const void* r2, const void* bias, void* y, int dtype, int64_t total,
                  int C, int HW, bool nhwc, void* stream);
 int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream);
+bool small_attention_fits(int L, int D);
+int small_attention(const void* qkv, void* out, int dtype, int B, int L, int heads, int D, void* stream);
 int column_sum_blocks(int64_t M, int C);
 int column_sum(const float* x, float* out, float* partial, unsigned* counter, int B, int64_t M, int C, int64_t ld,
                int64_t bs, void* stream);
@@ -372,6 +375,38 @@ at::Tensor fused_upsample2(const at::Tensor& x) {
 #else
     unused(x);
     throw std::logic_error("fused_upsample2: this build has no fused CUDA kernels");
+#endif
+}
+
+bool fused_small_attention_usable(const at::Tensor& qkv, int64_t heads) {
+    // DLAB_SMALL_ATTENTION=0: LibTorch's scaled_dot_product_attention instead (for comparisons).
+    static const bool on = !env_is("DLAB_SMALL_ATTENTION", "0");
+    if (!on || !fused_residual_usable(qkv) || !channels_last_only(qkv) || heads < 1 || qkv.size(1) % (3 * heads) != 0)
+        return false;
+    if (qkv.numel() >= (int64_t(1) << 31) || reinterpret_cast<uintptr_t>(qkv.data_ptr()) % 16 != 0) return false;
+#ifdef DLAB_FUSED_CUDA
+    return cuda_kernels::small_attention_fits(int(qkv.size(2) * qkv.size(3)), int(qkv.size(1) / (3 * heads)));
+#else
+    return false;
+#endif
+}
+
+at::Tensor fused_small_attention(const at::Tensor& qkv, int64_t heads) {
+#ifdef DLAB_FUSED_CUDA
+    if (!fused_small_attention_usable(qkv, heads))
+        throw std::invalid_argument("fused_small_attention: qkv must be a channels-last CUDA tensor [B, 3 * heads * D, H, W] "
+                                    "with D 8, 16, 32 or 64 and 2 * H * W * D <= 12288");
+    const c10::cuda::CUDAGuard guard(qkv.device());
+    const int64_t B = qkv.size(0), C = qkv.size(1) / 3, H = qkv.size(2), W = qkv.size(3);
+    at::Tensor out = at::empty({B, C, H, W}, qkv.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const int err = cuda_kernels::small_attention(qkv.data_ptr(), out.data_ptr(), kernel_dtype(qkv), int(B), int(H * W),
+                                                  int(heads), int(C / heads),
+                                                  c10::cuda::getCurrentCUDAStream(qkv.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the attention kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return out;
+#else
+    unused(qkv, heads);
+    throw std::logic_error("fused_small_attention: this build has no fused CUDA kernels");
 #endif
 }
 

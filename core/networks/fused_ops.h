@@ -108,6 +108,16 @@ at::Tensor fused_channel_sums(const at::Tensor& x);
 /// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
 /// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
 at::Tensor fused_upsample2(const at::Tensor& x);
+/// Whether fused_small_attention may take qkv (the attention block's 1x1 convolution output, [B,
+/// 3 * heads * D, H, W], memory [B, H * W, 3, heads, D]): fused_residual_usable(qkv), channels-last,
+/// D 8, 16, 32 or 64, the head's keys and values (2 * H * W * D floats) within 48 KB, 16-byte
+/// aligned, and the environment variable DLAB_SMALL_ATTENTION not "0".
+bool fused_small_attention_usable(const at::Tensor& qkv, int64_t heads);
+/// softmax(q k^T / sqrt(D)) v of each sample and head, as [B, heads * D, H, W] channels-last (what
+/// the output projection takes), in one kernel from the qkv layout as it is (LibTorch: the fused
+/// attention kernel, then a copy back to channels-last). Throws std::invalid_argument where
+/// fused_small_attention_usable is false.
+at::Tensor fused_small_attention(const at::Tensor& qkv, int64_t heads);
 /// Whether fused_concat_group_norm_act may take x1 [N, C1, H, W] and x2 [N, C2, H, W] (the UNet
 /// decoder's input and skip connection): fused_residual_usable(x1), both channels-last, of one type,
 /// N, H and W, C1 + C2 divisible by `groups`, a group fitting kernel 2's shared memory, and the

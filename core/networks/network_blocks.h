@@ -163,6 +163,9 @@ struct AttentionImpl : nn::Module {
         const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
         const int64_t d = C / heads;
         const at::Tensor qkv_out = conv_bias(qkv, fusable(norm, x) ? fused_norm(norm, x, false) : norm(x), 1, 0);
+        // CUDA inference in channels-last over a short sequence: the project's kernel reads q, k and
+        // v where the convolution left them and writes channels-last.
+        if (fused_small_attention_usable(qkv_out, heads)) return conv_bias(proj, fused_small_attention(qkv_out, heads), 1, 0, x);
         if (fused_attention_usable(x) && !qkv_out.is_contiguous() && qkv_out.is_contiguous(at::MemoryFormat::ChannelsLast)) {
             // Channels-last (network.h, to_channels_last): the memory is [B, HW, 3, heads, d] already,
             // so q, k and v [B, heads, HW, d] are strided views; one copy out, back to channels-last.

@@ -499,6 +499,87 @@ __global__ void upsample2_nhwc_kernel(const T* __restrict__ x, T* __restrict__ y
     }
 }
 
+// Self-attention over a short sequence (the UNet's attention at 7x7: 49 positions, heads of 16
+// channels), for inference: softmax(q k^T / sqrt(D)) v of each (sample, head). qkv is a
+// channels-last 1x1 convolution's output, [B, L, 3, heads, D] in memory; out [B, L, heads, D]
+// (channels-last [B, heads * D, H, W], what the output projection reads). One block per (sample,
+// head) holds the head's keys and values in shared memory as float; a thread per query takes the
+// scores key by key with a running maximum and sum (the output so far rescaled when the maximum
+// grows), all in float. LibTorch's fused float32 kernel (cutlass, 64x64 tiles) took 72 us a call
+// at batch 512 where the data is 25 MB; its output also needed a copy back to channels-last.
+// Preconditions (small_attention checks them): D % VEC == 0, qkv and out aligned to VEC elements,
+// 2 * L * D floats within 48 KB.
+template <typename T, int D, int VEC>
+__global__ void small_attention_kernel(const T* __restrict__ qkv, T* __restrict__ out, int L, int heads, float scale) {
+    extern __shared__ float kv[];  // keys [L][D], then values [L][D]
+    float* ks = kv;
+    float* vs = kv + L * D;
+    const int b = blockIdx.x / heads, h = blockIdx.x % heads;
+    const int C = heads * D;
+    const T* base = qkv + int64_t(b) * L * 3 * C + h * D;
+    for (int k = threadIdx.x; k < L * D / VEC; k += blockDim.x) {
+        const int j = k / (D / VEC), e = (k % (D / VEC)) * VEC;
+        const Vec<T, VEC> kj = *reinterpret_cast<const Vec<T, VEC>*>(base + int64_t(j) * 3 * C + C + e);
+        const Vec<T, VEC> vj = *reinterpret_cast<const Vec<T, VEC>*>(base + int64_t(j) * 3 * C + 2 * C + e);
+#pragma unroll
+        for (int u = 0; u < VEC; ++u) {
+            ks[j * D + e + u] = to_float(kj.a[u]);
+            vs[j * D + e + u] = to_float(vj.a[u]);
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < L; i += blockDim.x) {
+        float q[D], o[D];
+        const T* qi = base + int64_t(i) * 3 * C;
+#pragma unroll
+        for (int e = 0; e < D; e += VEC) {
+            const Vec<T, VEC> qv = *reinterpret_cast<const Vec<T, VEC>*>(qi + e);
+#pragma unroll
+            for (int u = 0; u < VEC; ++u) {
+                q[e + u] = to_float(qv.a[u]) * scale;
+                o[e + u] = 0.f;
+            }
+        }
+        float m = -INFINITY, s = 0.f;
+        for (int j = 0; j < L; ++j) {
+            const float4* kj = reinterpret_cast<const float4*>(ks + j * D);
+            float dot = 0.f;
+#pragma unroll
+            for (int e = 0; e < D / 4; ++e) {
+                const float4 k4 = kj[e];
+                dot += q[4 * e] * k4.x + q[4 * e + 1] * k4.y + q[4 * e + 2] * k4.z + q[4 * e + 3] * k4.w;
+            }
+            if (dot > m) {  // a new maximum: rescale what was summed under the old one
+                const float c = expf(m - dot);
+                s *= c;
+#pragma unroll
+                for (int e = 0; e < D; ++e) o[e] *= c;
+                m = dot;
+            }
+            const float p = expf(dot - m);
+            s += p;
+            const float4* vj = reinterpret_cast<const float4*>(vs + j * D);
+#pragma unroll
+            for (int e = 0; e < D / 4; ++e) {
+                const float4 v4 = vj[e];
+                o[4 * e] += p * v4.x;
+                o[4 * e + 1] += p * v4.y;
+                o[4 * e + 2] += p * v4.z;
+                o[4 * e + 3] += p * v4.w;
+            }
+        }
+        const float inv = 1.f / s;
+        T* oi = out + (int64_t(b) * L + i) * C + h * D;
+#pragma unroll
+        for (int e = 0; e < D; e += VEC) {
+            Vec<T, VEC> ov;
+#pragma unroll
+            for (int u = 0; u < VEC; ++u) ov.a[u] = from_float<T>(o[e + u] * inv);
+            *reinterpret_cast<Vec<T, VEC>*>(oi + e) = ov;
+        }
+    }
+}
+
 // Column sums (training: a convolution's bias gradient, GroupNorm's gamma and beta gradients):
 // rows [r0, r1) of x (row stride ld floats) summed over each of C columns into result[c], by all
 // of a block's threads: thread t takes the VEC columns from (t % (C / VEC)) * VEC and every
@@ -625,6 +706,26 @@ int launch_upsample2(const void* x, void* y, int N, int C, int H, int W, cudaStr
     return static_cast<int>(cudaGetLastError());
 }
 
+template <typename T, int D>
+int launch_small_attention(const void* qkv, void* out, int B, int L, int heads, cudaStream_t stream) {
+    constexpr int VEC = 16 / sizeof(T) < D ? 16 / sizeof(T) : D;
+    const int threads = L <= 32 ? 32 : L <= 64 ? 64 : L <= 96 ? 96 : 128;
+    small_attention_kernel<T, D, VEC><<<B * heads, threads, 2 * L * D * sizeof(float), stream>>>(
+        static_cast<const T*>(qkv), static_cast<T*>(out), L, heads, 1.f / sqrtf(float(D)));
+    return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int small_attention_typed(const void* qkv, void* out, int B, int L, int heads, int D, cudaStream_t stream) {
+    switch (D) {
+    case 8: return launch_small_attention<T, 8>(qkv, out, B, L, heads, stream);
+    case 16: return launch_small_attention<T, 16>(qkv, out, B, L, heads, stream);
+    case 32: return launch_small_attention<T, 32>(qkv, out, B, L, heads, stream);
+    case 64: return launch_small_attention<T, 64>(qkv, out, B, L, heads, stream);
+    default: return -1;
+    }
+}
+
 // Kernel 2 with the widest vector (at most 16 bytes: 4 floats, 8 halves) that the layout and the
 // pointers allow.
 template <typename T>
@@ -722,6 +823,23 @@ int residual_add(const void* a, const void* r, const void* r2, const void* bias,
     return dtype == 1   ? launch_residual<__half>(a, r, r2, bias, y, total, C, HW, nhwc, cs)
            : dtype == 2 ? launch_residual<__nv_bfloat16>(a, r, r2, bias, y, total, C, HW, nhwc, cs)
                         : launch_residual<float>(a, r, r2, bias, y, total, C, HW, nhwc, cs);
+}
+
+// Whether small_attention takes a head of D channels over L positions: D 8, 16, 32 or 64 and the
+// head's keys and values (2 * L * D floats) within 48 KB of shared memory.
+bool small_attention_fits(int L, int D) {
+    return (D == 8 || D == 16 || D == 32 || D == 64) && L >= 1 && 2 * L * D <= kSharedFloats;
+}
+
+// softmax(q k^T / sqrt(D)) v of each (sample, head) by small_attention_kernel: qkv [B, L, 3, heads,
+// D] and out [B, L, heads, D] of `dtype` (as group_norm_act), both 16-byte aligned. -1 (nothing
+// launched) where small_attention_fits(L, D) is false or a pointer is not aligned.
+int small_attention(const void* qkv, void* out, int dtype, int B, int L, int heads, int D, void* stream) {
+    if (!small_attention_fits(L, D) || !aligned(qkv, 16) || !aligned(out, 16)) return -1;
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? small_attention_typed<__half>(qkv, out, B, L, heads, D, cs)
+           : dtype == 2 ? small_attention_typed<__nv_bfloat16>(qkv, out, B, L, heads, D, cs)
+                        : small_attention_typed<float>(qkv, out, B, L, heads, D, cs);
 }
 
 // Nearest-neighbour upsampling by 2 of x [N, H, W, C] into y [N, 2H, 2W, C] (channels-last).
