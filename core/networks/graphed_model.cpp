@@ -42,6 +42,13 @@ GraphedModel::GraphedModel(Network net) : net_(std::move(net)) {
 
 GraphedModel::~GraphedModel() = default;
 
+std::vector<std::pair<const void*, int64_t>> GraphedModel::weight_state() const {
+    std::vector<std::pair<const void*, int64_t>> state;
+    state.reserve(weights_.size());
+    for (const at::Tensor& w : weights_) state.emplace_back(w.data_ptr(), w._version());
+    return state;
+}
+
 bool GraphedModel::active() const { return active_; }
 int GraphedModel::captured() const { return int(graphs_.size()); }
 
@@ -49,6 +56,12 @@ at::Tensor GraphedModel::operator()(const at::Tensor& x, const at::Tensor& t, co
     // Graphs only replay inference: with autograd on or in training mode, the plain forward pass.
     if (!active_ || c10::GradMode::is_enabled() || net_->is_training()) return net_->forward(x, t, labels);
 #ifdef DLAB_CUDA_GRAPHS
+    if (weights_.empty()) {
+        weights_ = net_->parameters();
+        for (const at::Tensor& b : net_->buffers()) weights_.push_back(b);
+    }
+    if (!graphs_.empty() && weight_state() != captured_state_) graphs_.clear();  // recaptured below
+    if (graphs_.empty()) captured_state_ = weight_state();
     const auto key = std::make_pair(x.size(0), labels.defined());
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {

@@ -3,7 +3,8 @@
 // a hundred small kernels, and launching them one by one leaves the GPU idle most of the time. On
 // the first call for a shape (batch size, with or without labels) the forward pass is captured
 // into a CUDA graph on a side stream after a short warm-up; later calls copy the inputs into the
-// graph's static buffers, replay it and return a copy of its output. Everything around the network
+// graph's static buffers, replay it and return a copy of its output. A parameter changed in place
+// (its version moved: an optimizer or EMA step, a load) recaptures them at the next call. Everything around the network
 // (guidance mixing with the live scale, the sampler's arithmetic) stays eager, so a guidance change
 // still applies at the next step and the outputs equal the eager ones to round-off.
 //
@@ -15,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -45,6 +47,11 @@ private:
     Network net_;
     bool active_ = false;
     std::map<std::pair<int64_t, bool>, std::unique_ptr<Entry>> graphs_;
+    // The parameters and buffers, and their memory and versions when the graphs were captured: a
+    // graph holds tensors made from them (network_blocks.h: Derived), so a change recaptures.
+    std::vector<at::Tensor> weights_;
+    std::vector<std::pair<const void*, int64_t>> captured_state_;
+    std::vector<std::pair<const void*, int64_t>> weight_state() const;
 };
 
 /// Whether this build can capture CUDA graphs (built against a CUDA LibTorch).

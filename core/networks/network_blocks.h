@@ -2,7 +2,11 @@
 // Building blocks shared by the UNet and the noise-aware classifier (internal to core).
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -50,6 +54,32 @@ inline at::Tensor block_dropout(nn::Dropout& drop, const at::Tensor& h) {
     if (!drop->is_training() || p <= 0 || h.is_cuda()) return drop(h);
     return h * ((at::rand_like(h) >= p).to(h.scalar_type()) * (1.0 / (1.0 - p)));
 }
+
+// A tensor made from parameters (two biases added, a weight's slice made contiguous), kept from one
+// inference call to the next while those parameters are the same memory at the same version (an
+// optimizer step, EMA or a load into them moves the version; network.h: to_half and to_channels_last
+// move the memory). Each such tensor was a small kernel of its own in every forward pass (~30 in a
+// guided pass of the default UNet, ~0.1 ms of a graphed batch-256 pass on an H200). With autograd on
+// (training) it is made anew each call, inside the graph. GraphedModel recaptures its CUDA graphs
+// when a parameter's version moves, so that a replay never holds a stale one. DLAB_KEEP_DERIVED=0:
+// made anew each call (for comparisons).
+struct Derived {
+    template <typename Make>
+    at::Tensor get(std::initializer_list<at::Tensor> from, Make&& make) {
+        static const bool keep = !(std::getenv("DLAB_KEEP_DERIVED") && std::string(std::getenv("DLAB_KEEP_DERIVED")) == "0");
+        if (at::GradMode::is_enabled() || !keep) return make();
+        std::vector<std::pair<const void*, int64_t>> now;
+        now.reserve(from.size());
+        for (const at::Tensor& t : from) now.emplace_back(t.data_ptr(), t._version());
+        if (!value.defined() || now != key) {
+            value = make();
+            key = std::move(now);
+        }
+        return value;
+    }
+    std::vector<std::pair<const void*, int64_t>> key;
+    at::Tensor value;
+};
 
 // Whether the residual kernels may take x (fused_ops.h): CUDA inference, or channels-last training.
 inline bool residual_kernels(const at::Tensor& x) { return fused_residual_usable(x) || fused_residual_train_usable(x); }
@@ -108,8 +138,12 @@ struct ResBlockImpl : nn::Module {
         h = at::conv2d(block_dropout(drop, h), conv2->weight, {}, 1, 1);
         if (!skip) return add_residual(h, x, conv2->bias);
         // With a skip convolution, conv2's bias rides on the skip's (one bias pass instead of two).
-        if (fused) return add_residual(h, at::conv2d(x, skip->weight, {}), skip->bias + conv2->bias);
-        return add_into(h, at::conv2d(x, skip->weight, skip->bias + conv2->bias));
+        if (fused) return add_residual(h, at::conv2d(x, skip->weight, {}), out_bias());
+        return add_into(h, at::conv2d(x, skip->weight, out_bias()));
+    }
+    // skip's bias + conv2's (the blocks with a skip convolution).
+    at::Tensor out_bias() {
+        return derived_out_bias.get({skip->bias, conv2->bias}, [&] { return skip->bias + conv2->bias; });
     }
     // forward(cat({x1, x2}, 1), temb), the UNet decoder's step (x1 from below, x2 the skip
     // connection). On CUDA inference in channels-last the concatenation is never written: the first
@@ -125,8 +159,9 @@ struct ResBlockImpl : nn::Module {
         // the other convolutions; LibTorch's float32 matrix products run without TF32 and were
         // slower), added with h and the biases in one pass.
         const at::Tensor& w = skip->weight;
-        return add_residual(h, at::conv2d(x1, w.narrow(1, 0, C1)), skip->bias + conv2->bias,
-                            at::conv2d(x2, w.narrow(1, C1, C2)));
+        const at::Tensor w1 = derived_w1.get({w}, [&] { return w.narrow(1, 0, C1).contiguous(); });
+        const at::Tensor w2 = derived_w2.get({w}, [&] { return w.narrow(1, C1, C2).contiguous(); });
+        return add_residual(h, at::conv2d(x1, w1), out_bias(), at::conv2d(x2, w2));
     }
     // SiLU(norm2(conv1(a) + temb_proj(SiLU(temb)))), a = SiLU(norm1(the block's input)).
     // conv1's bias joins the time embedding's per-(sample, channel) bias, which is added before
@@ -135,7 +170,8 @@ struct ResBlockImpl : nn::Module {
     // SiLU(temb) is the caller's where `temb_activated` (the UNet takes it once for all its blocks).
     at::Tensor middle(const at::Tensor& a, const at::Tensor& temb) {
         const at::Tensor h = at::conv2d(a, conv1->weight, {}, 1, 1);
-        const at::Tensor e = at::linear(temb_activated ? temb : at::silu(temb), temb_proj->weight, temb_proj->bias + conv1->bias);
+        const at::Tensor b = derived_temb_bias.get({temb_proj->bias, conv1->bias}, [&] { return temb_proj->bias + conv1->bias; });
+        const at::Tensor e = at::linear(temb_activated ? temb : at::silu(temb), temb_proj->weight, b);
         return fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
     }
     nn::GroupNorm norm1;
@@ -146,6 +182,7 @@ struct ResBlockImpl : nn::Module {
     nn::Conv2d conv2;
     nn::Conv2d skip{nullptr};
     bool temb_activated = false;  // forward's temb is SiLU(the time embedding) already
+    Derived derived_temb_bias, derived_out_bias, derived_w1, derived_w2;  // inference: made once
 };
 TORCH_MODULE(ResBlock);
 

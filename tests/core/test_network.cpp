@@ -106,6 +106,26 @@ private Q_SLOTS:
         QCOMPARE(h[0][0].item<double>(), 1.0);  // not written into
     }
 
+    // Inference keeps tensors made from parameters (network_blocks.h: Derived) between calls: a
+    // change in place (as an optimizer, EMA or a load makes) must reach the next forward pass, which
+    // must then equal the pass with autograd on (made anew each call).
+    void derivedParametersFollowChangesInPlace() {
+        Network net = perturbedNetwork();
+        const at::Tensor x = at::randn({2, 1, 28, 28}), t = at::tensor({100, 700}), y = at::tensor({3, 10});
+        at::Tensor before, after;
+        {
+            torch::NoGradGuard g;
+            before = net->forward(x, t, y);
+            QVERIFY(at::equal(net->forward(x, t, y), before));  // kept: the same result
+            for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+            after = net->forward(x, t, y);
+        }
+        const at::Tensor fresh = net->forward(x, t, y).detach();  // autograd on: nothing kept
+        QVERIFY(!at::allclose(after, before, 1e-3, 1e-4));
+        QVERIFY2(at::allclose(after, fresh, 1e-5, 1e-6),
+                 qPrintable(QString("max |diff| %1").arg((after - fresh).abs().max().item<double>())));
+    }
+
     // A GraphedModel replays CUDA graphs only for a CUDA network in a CUDA build; on the CPU (and in
     // this Debian build) it is the plain forward pass, and model_function gives the same outputs.
     void graphedModelIsTheForwardPassOffCuda() {
