@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The batch-256 guided pass (issue 17's 1.2x target) beside the peer: the project as it is against
-# DLAB_KEEP_DERIVED=0 (the biases and weight slices made from parameters anew each pass) and
-# DLAB_FUSED_CONCAT=0. Device tool, carry [".gpu-lat"], ~5 min: bench --check-fused; the same
+# DLAB_KEEP_DERIVED=0 (the biases and weight slices made from parameters anew each pass),
+# DLAB_FIRST_CONV=0 (cuDNN's first convolution) and DLAB_FUSED_CONCAT=0. Device tool, carry [".gpu-lat"], ~5 min: bench --check-fused; the same
 # samples; the guided pass at batch 1 and 256 alternated twice; kernel profiles of 20 batch-256
 # passes (float32, float16); the peer (torch.compile reduce-overhead, float32 and float16) between
 # our runs, twice.
@@ -13,12 +13,13 @@ source installer/gpu-common.sh || exit 1
 echo "== 0. bench --check-fused"
 $cli bench --check-fused --device cuda > $OUT/check-fused-b256.log 2>&1
 echo "check-fused rc=$? $(grep -c ' ok' $OUT/check-fused-b256.log) ok $(grep -c WRONG $OUT/check-fused-b256.log) WRONG"
-modes=("DLAB_KEEP_DERIVED=1" "DLAB_KEEP_DERIVED=0" "DLAB_FUSED_CONCAT=0")
+grep -E "WRONG|first convolution" $OUT/check-fused-b256.log
+modes=("DLAB_KEEP_DERIVED=1" "DLAB_KEEP_DERIVED=0 DLAB_FIRST_CONV=0" "DLAB_KEEP_DERIVED=0" "DLAB_FIRST_CONV=0" "DLAB_FUSED_CONCAT=0")
 echo "== 1. the same samples"
 sample_modes default "${modes[0]}" "${modes[1]}"
 python3 bench/compare_samples.py default kept=/tmp/samples-0.safetensors anew=/tmp/samples-1.safetensors --pairs kept-anew 2>&1 | tail -3
 echo "== 2. guided pass, alternated"
-bench_modes 2 default 100 "${modes[@]}"
+bench_modes 2 default 60 "${modes[@]}"
 echo "== 3. kernels of 20 batch-256 passes"
 for m in "${modes[0]}" "DLAB_HALF=fp16"; do
   echo "-- $m"
@@ -31,6 +32,6 @@ for r in 1 2; do
   peer
   bench_modes 1 default 100 "${modes[0]}"
   peer --dtype float16
-  bench_modes 1 default 100 "DLAB_HALF=fp16" "DLAB_HALF=fp16 DLAB_KEEP_DERIVED=0"
+  bench_modes 1 default 100 "DLAB_HALF=fp16" "DLAB_HALF=fp16 DLAB_KEEP_DERIVED=0 DLAB_FIRST_CONV=0"
 done
 echo "total $((SECONDS - t0)) s"

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <tuple>
 #include <memory>
 #include <optional>
 
@@ -311,6 +312,29 @@ int check_fused(c10::Device dev) {
             std::printf("attention [%lld, %lld, %lld, %lld]: relative error %.2e against float64 %s\n", (long long)shape[0],
                         (long long)shape[1], (long long)shape[2], (long long)shape[3], rel, good ? "ok" : "WRONG");
         }
+    }
+    // The first convolution of a one-channel image (with its bias, written channels-last) against
+    // float64, timed against cuDNN's convolution + the conversion to channels-last + the bias pass.
+    for (const auto& [n, c, h, w, t] : {std::tuple<int64_t, int64_t, int64_t, int64_t, at::ScalarType>{3, 32, 28, 28, at::kFloat},
+                                        {2, 8, 5, 7, at::kFloat}, {1, 3, 1, 1, at::kFloat}, {512, 32, 28, 28, at::kFloat},
+                                        {4, 32, 28, 28, at::kHalf}, {4, 32, 28, 28, at::kBFloat16}}) {
+        const at::Tensor x = at::randn({n, 1, h, w}, opt).to(t), wt = at::randn({c, 1, 3, 3}, opt).to(t),
+                         b = at::randn({c}, opt).to(t);
+        if (!fused_first_conv_usable(x, wt, b)) continue;
+        const at::Tensor out = fused_first_conv(x, wt, b);
+        const at::Tensor ref = at::conv2d(x.to(at::kDouble), wt.to(at::kDouble), b.to(at::kDouble), 1, 1);
+        const double rel = ((out.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+        const bool good = std::isfinite(rel) && rel < (t == at::kFloat ? 1e-6 : 1e-2) && out.is_contiguous(at::MemoryFormat::ChannelsLast);
+        ok = ok && good;
+        std::printf("first convolution [%lld, 1, %lld, %lld] -> %lld channels, %s: relative error %.1e against float64", (long long)n,
+                    (long long)h, (long long)w, (long long)c, c10::toString(t), rel);
+        if (n >= 256) {
+            const double ours = time_ms([&] { (void)fused_first_conv(x, wt, b); }, 200);
+            const double theirs = time_ms(
+                [&] { (void)(at::conv2d(x, wt, {}, 1, 1).contiguous(at::MemoryFormat::ChannelsLast) + b.view({1, -1, 1, 1})); }, 200);
+            std::printf("; %.4f ms against cuDNN + layout + bias %.4f ms (%.2fx)", ours, theirs, theirs / ours);
+        }
+        std::printf(" %s\n", good ? "ok" : "WRONG");
     }
     // The attention kernel for short sequences, from a channels-last qkv as the attention block's
     // 1x1 convolution leaves it, against float64; timed against the path it replaces (LibTorch's

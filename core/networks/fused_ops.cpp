@@ -30,6 +30,8 @@ int residual_add(const void* a, const void* r, const void* r2, const void* bias,
                  int C, int HW, bool nhwc, void* stream);
 int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream);
 bool small_attention_fits(int L, int D);
+int first_conv3x3(const void* x, const void* w, const void* bias, void* y, int dtype, int N, int Cout, int H, int W,
+                  void* stream);
 int small_attention(const void* qkv, void* out, int dtype, int B, int L, int heads, int D, void* stream);
 int column_sum_blocks(int64_t M, int C);
 int column_sum(const float* x, float* out, float* partial, unsigned* counter, int B, int64_t M, int C, int64_t ld,
@@ -375,6 +377,39 @@ at::Tensor fused_upsample2(const at::Tensor& x) {
 #else
     unused(x);
     throw std::logic_error("fused_upsample2: this build has no fused CUDA kernels");
+#endif
+}
+
+bool fused_first_conv_usable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+    // DLAB_FIRST_CONV=0: cuDNN's convolution, a conversion to channels-last and the bias pass (for comparisons).
+    static const bool on = !env_is("DLAB_FIRST_CONV", "0");
+    if (!on || !fused_residual_usable(x) || x.size(1) != 1 || !x.is_contiguous()) return false;
+    if (!weight.defined() || !bias.defined() || weight.dim() != 4 || weight.size(1) != 1 || weight.size(2) != 3 ||
+        weight.size(3) != 3 || !weight.is_contiguous() || weight.scalar_type() != x.scalar_type() ||
+        weight.device() != x.device())
+        return false;
+    const int64_t C = weight.size(0);
+    return C >= 1 && C * 10 <= 12288 && bias.dim() == 1 && bias.size(0) == C && bias.scalar_type() == x.scalar_type() &&
+           bias.device() == x.device() && x.size(0) * C * x.size(2) * x.size(3) < (int64_t(1) << 31);
+}
+
+at::Tensor fused_first_conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+#ifdef DLAB_FUSED_CUDA
+    if (!fused_first_conv_usable(x, weight, bias))
+        throw std::invalid_argument("fused_first_conv: x must be a contiguous CUDA tensor [N, 1, H, W], weight [C, 1, 3, 3] "
+                                    "and bias [C] of its type");
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t N = x.size(0), C = weight.size(0), H = x.size(2), W = x.size(3);
+    const at::Tensor b = bias.contiguous();
+    at::Tensor y = at::empty({N, C, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const int err = cuda_kernels::first_conv3x3(x.data_ptr(), weight.data_ptr(), b.data_ptr(), y.data_ptr(), kernel_dtype(x),
+                                                int(N), int(C), int(H), int(W),
+                                                c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the first-convolution kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return y;
+#else
+    unused(x, weight, bias);
+    throw std::logic_error("fused_first_conv: this build has no fused CUDA kernels");
 #endif
 }
 

@@ -108,6 +108,13 @@ at::Tensor fused_channel_sums(const at::Tensor& x);
 /// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
 /// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
 at::Tensor fused_upsample2(const at::Tensor& x);
+/// Whether fused_first_conv may take x, weight and bias (the UNet's first convolution): fused_residual_usable(x),
+/// x [N, 1, H, W] contiguous, weight [C, 1, 3, 3] contiguous and bias [C] of x's type and device, C * 10 values
+/// within 48 KB, and the environment variable DLAB_FIRST_CONV not "0".
+bool fused_first_conv_usable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+/// conv2d(x, weight, bias, stride 1, padding 1) of a one-channel x, channels-last, in one kernel (cuDNN: a plain-layout
+/// convolution, a conversion to channels-last and a bias pass). Throws std::invalid_argument where not usable.
+at::Tensor fused_first_conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 /// Whether fused_small_attention may take qkv (the attention block's 1x1 convolution output, [B,
 /// 3 * heads * D, H, W], memory [B, H * W, 3, heads, D]): fused_residual_usable(qkv), channels-last,
 /// D 8, 16, 32 or 64, the head's keys and values (2 * H * W * D floats) within 48 KB, 16-byte

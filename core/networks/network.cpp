@@ -245,7 +245,9 @@ public:
         std::vector<at::Tensor> hs;
         const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4;  // inference, or channels-last training (trainer.cpp)
         const at::Tensor xin = x.to(dtype_);  // x itself unless to_half() was called
-        at::Tensor h = blocks::conv_bias(conv_in_, nhwc ? xin.contiguous(at::MemoryFormat::ChannelsLast) : xin, 1, 1);
+        at::Tensor h = nhwc && fused_first_conv_usable(xin, conv_in_->weight, conv_in_->bias)
+                           ? fused_first_conv(xin, conv_in_->weight, conv_in_->bias)
+                           : blocks::conv_bias(conv_in_, nhwc ? xin.contiguous(at::MemoryFormat::ChannelsLast) : xin, 1, 1);
         // One input channel: the input is plain and channels-last at once, and cuDNN answers in the
         // plain layout; the rest of the network (and the decoder's last concatenation) wants NHWC.
         if (nhwc && !h.is_contiguous(at::MemoryFormat::ChannelsLast)) h = h.contiguous(at::MemoryFormat::ChannelsLast);

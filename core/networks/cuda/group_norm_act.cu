@@ -580,6 +580,45 @@ __global__ void small_attention_kernel(const T* __restrict__ qkv, T* __restrict_
     }
 }
 
+// The UNet's first convolution on a one-channel image, for inference: y[n, i, j, c] = bias[c] +
+// the 3x3 neighbourhood of x[n, 0] (zero padding) weighted by w[c, 0], written channels-last with
+// the bias in the same pass. cuDNN ran it in the plain layout (one input channel), then a
+// conversion to channels-last and a bias pass followed: three passes over the 32-channel output.
+// A thread per VEC output channels of a position; the weights and the bias (Cout * 10 values) in
+// shared memory as float. x [N, H, W] (its one channel), w [Cout, 9], bias [Cout], y [N, H, W, Cout].
+template <typename T, int VEC>
+__global__ void first_conv3x3_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                                     T* __restrict__ y, int64_t nvec, int Cout, int H, int W) {
+    extern __shared__ float wb[];  // [Cout][9] weights, then [Cout] biases
+    for (int i = threadIdx.x; i < Cout * 10; i += blockDim.x) wb[i] = to_float(i < Cout * 9 ? w[i] : bias[i - Cout * 9]);
+    __syncthreads();
+    const int per = Cout / VEC;
+    for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < nvec; k += int64_t(gridDim.x) * blockDim.x) {
+        const int c0 = int(k % per) * VEC;
+        const int64_t p = k / per;  // n * H * W + i * W + j
+        const int j = int(p % W), i = int((p / W) % H);
+        const T* xn = x + (p - int64_t(i) * W - j);
+        float in[9];
+#pragma unroll
+        for (int di = 0; di < 3; ++di)
+#pragma unroll
+            for (int dj = 0; dj < 3; ++dj) {
+                const int r = i + di - 1, c = j + dj - 1;
+                in[di * 3 + dj] = r >= 0 && r < H && c >= 0 && c < W ? to_float(xn[int64_t(r) * W + c]) : 0.f;
+            }
+        Vec<T, VEC> out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            const float* wc = wb + (c0 + e) * 9;
+            float a = wb[Cout * 9 + c0 + e];
+#pragma unroll
+            for (int q = 0; q < 9; ++q) a += in[q] * wc[q];
+            out.a[e] = from_float<T>(a);
+        }
+        *reinterpret_cast<Vec<T, VEC>*>(y + k * VEC) = out;
+    }
+}
+
 // Column sums (training: a convolution's bias gradient, GroupNorm's gamma and beta gradients):
 // rows [r0, r1) of x (row stride ld floats) summed over each of C columns into result[c], by all
 // of a block's threads: thread t takes the VEC columns from (t % (C / VEC)) * VEC and every
@@ -726,6 +765,19 @@ int small_attention_typed(const void* qkv, void* out, int B, int L, int heads, i
     }
 }
 
+template <typename T>
+int launch_first_conv(const void* x, const void* w, const void* bias, void* y, int N, int Cout, int H, int W,
+                      cudaStream_t stream) {
+    with_vector<T>(Cout, {y}, [&](auto vec) {
+        constexpr int VEC = decltype(vec)::value;
+        const int64_t nvec = int64_t(N) * H * W * Cout / VEC;
+        first_conv3x3_kernel<T, VEC><<<grid_for(nvec), 256, Cout * 10 * sizeof(float), stream>>>(
+            static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(y), nvec, Cout,
+            H, W);
+    });
+    return static_cast<int>(cudaGetLastError());
+}
+
 // Kernel 2 with the widest vector (at most 16 bytes: 4 floats, 8 halves) that the layout and the
 // pointers allow.
 template <typename T>
@@ -840,6 +892,18 @@ int small_attention(const void* qkv, void* out, int dtype, int B, int L, int hea
     return dtype == 1   ? small_attention_typed<__half>(qkv, out, B, L, heads, D, cs)
            : dtype == 2 ? small_attention_typed<__nv_bfloat16>(qkv, out, B, L, heads, D, cs)
                         : small_attention_typed<float>(qkv, out, B, L, heads, D, cs);
+}
+
+// The 3x3 convolution (padding 1, stride 1) of a one-channel x [N, H, W] by w [Cout, 9] plus bias
+// [Cout] into channels-last y [N, H, W, Cout] (first_conv3x3_kernel), all of `dtype` (as
+// group_norm_act); -1 (nothing launched) where the weights and biases exceed 48 KB.
+int first_conv3x3(const void* x, const void* w, const void* bias, void* y, int dtype, int N, int Cout, int H, int W,
+                  void* stream) {
+    if (Cout < 1 || Cout * 10 > kSharedFloats) return -1;
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? launch_first_conv<__half>(x, w, bias, y, N, Cout, H, W, cs)
+           : dtype == 2 ? launch_first_conv<__nv_bfloat16>(x, w, bias, y, N, Cout, H, W, cs)
+                        : launch_first_conv<float>(x, w, bias, y, N, Cout, H, W, cs);
 }
 
 // Nearest-neighbour upsampling by 2 of x [N, H, W, C] into y [N, 2H, 2W, C] (channels-last).
