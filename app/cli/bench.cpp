@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
-#include <tuple>
 #include <memory>
 #include <optional>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -379,6 +379,30 @@ int check_fused(c10::Device dev) {
             std::printf("; %.4f ms against LibTorch's attention + copy %.4f ms (%.2fx)", ours, theirs, theirs / ours);
         }
         std::printf(" %s\n", good ? "ok" : "WRONG");
+    }
+    // A graphed UNet after an in-place change of its weights (as an optimizer or EMA step or a load
+    // makes): GraphedModel recaptures (the graph holds tensors made from the weights), so its replay
+    // equals the eager pass with the new weights.
+    if (dev.is_cuda() && cuda_graphs_compiled()) {
+        NetworkConfig nc;
+        nc.dropout = 0;
+        Network net = make_network(nc).value();
+        net->to(dev);
+        net->eval();
+        if (channels_last_enabled()) net->to_channels_last();
+        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+        GraphedModel graphed(net);
+        const at::Tensor x = at::randn({8, 1, 28, 28}, opt), t = at::full({8}, 300, opt.dtype(at::kLong)),
+                         y = at::arange(8, opt.dtype(at::kLong));
+        const at::Tensor first = graphed(x, t, y);
+        for (auto& p : net->parameters()) p.add_(at::randn_like(p) * 0.05);
+        const at::Tensor replay = graphed(x, t, y), eager = net->forward(x, t, y);
+        const double rel = ((replay - eager).norm() / eager.norm()).item<double>();
+        const double moved = ((replay - first).norm() / first.norm()).item<double>();
+        const bool good = graphed.active() && std::isfinite(rel) && rel < 1e-3 && moved > 1e-2;
+        ok = ok && good;
+        std::printf("graphed UNet after a weight change: relative difference to eager %.1e, to the old weights' output %.1e%s %s\n",
+                    rel, moved, graphed.active() ? "" : " (graphs not active)", good ? "ok" : "WRONG");
     }
     return ok ? 0 : failure("bench --check-fused: a fused kernel disagrees with the reference");
 }
