@@ -3,8 +3,8 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <string>
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
