@@ -60,3 +60,8 @@ sample_modes() {
     i=$((i + 1))
   done
 }
+# bench --check-fused into $OUT/NAME, then one line of counts: check_fused NAME.
+check_fused() {
+  $cli bench --check-fused --device cuda > "$OUT/$1" 2>&1
+  echo "check-fused rc=$? $(grep -c ' ok' "$OUT/$1") ok $(grep -c WRONG "$OUT/$1") WRONG"
+}

@@ -11,8 +11,7 @@ G=${GPU_DIR:-.gpu-lat}
 FUSED=1 LOG=${LOG:-infer-b256.log}
 source installer/gpu-common.sh || exit 1
 echo "== 0. bench --check-fused"
-$cli bench --check-fused --device cuda > $OUT/check-fused-b256.log 2>&1
-echo "check-fused rc=$? $(grep -c ' ok' $OUT/check-fused-b256.log) ok $(grep -c WRONG $OUT/check-fused-b256.log) WRONG"
+check_fused check-fused-b256.log
 grep -E "WRONG|first convolution" $OUT/check-fused-b256.log
 modes=("DLAB_KEEP_DERIVED=1" "DLAB_KEEP_DERIVED=0 DLAB_FIRST_CONV=0" "DLAB_KEEP_DERIVED=0" "DLAB_FIRST_CONV=0" "DLAB_FUSED_CONCAT=0")
 echo "== 1. the same samples"

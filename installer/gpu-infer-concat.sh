@@ -10,8 +10,7 @@ G=${GPU_DIR:-.gpu-lat}
 FUSED=1 LOG=${LOG:-infer-concat.log}
 source installer/gpu-common.sh || exit 1
 echo "== 0. bench --check-fused"
-$cli bench --check-fused --device cuda > $OUT/check-fused-concat.log 2>&1
-echo "check-fused rc=$? $(grep -c ' ok' $OUT/check-fused-concat.log) ok $(grep -c WRONG $OUT/check-fused-concat.log) WRONG"
+check_fused check-fused-concat.log
 modes=("DLAB_FUSED_CONCAT=1" "DLAB_FUSED_CONCAT=0")
 echo "== 1. the same samples"
 sample_modes default "${modes[@]}"

@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=.gpu-lat FUSED=1 LOG=final.log; source installer/gpu-common.sh || exit 1
-$cli bench --check-fused --device cuda > $OUT/check-fused-final.log 2>&1; echo "check-fused rc=$? $(grep -c ' ok' $OUT/check-fused-final.log) ok $(grep -c WRONG $OUT/check-fused-final.log) WRONG"
+check_fused check-fused-final.log
 a=(train --dataset fashion-mnist --batch 128 --warmup 10 --checkpoint-every 100000 --device cuda --overwrite)
 for v in "DLAB_GN_GPB=0" "DLAB_GN_GPB=1"; do echo "-- $v"; env $v DLAB_PROFILE_STEPS=30 $cli "${a[@]}" --log-every 10 --steps 65 --out /tmp/pv 2>&1 | grep -E "^profile|group_norm"; done
 peer() { echo -n "peer compile-ro $*: "; (cd bench && timeout 200 python3 train_reference.py --data "$DLAB_FASHION_MNIST_DIR" --mode compile-ro --steps 600 "$@") > /tmp/peer.txt 2>&1; grep -E "img/s|rror" /tmp/peer.txt | tail -1; grep "GPU kernel time" /tmp/peer.txt; }

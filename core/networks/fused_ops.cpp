@@ -388,8 +388,13 @@ bool fused_first_conv_usable(const at::Tensor& x, const at::Tensor& weight, cons
         weight.size(3) != 3 || !weight.is_contiguous() || weight.scalar_type() != x.scalar_type() ||
         weight.device() != x.device())
         return false;
+#ifdef DLAB_FUSED_CUDA
+    const int64_t capacity = cuda_kernels::group_norm_smem_capacity();  // the weights and biases in shared memory
+#else
+    const int64_t capacity = 0;
+#endif
     const int64_t C = weight.size(0);
-    return C >= 1 && C * 10 <= 12288 && bias.dim() == 1 && bias.size(0) == C && bias.scalar_type() == x.scalar_type() &&
+    return C >= 1 && C * 10 <= capacity && bias.dim() == 1 && bias.size(0) == C && bias.scalar_type() == x.scalar_type() &&
            bias.device() == x.device() && x.size(0) * C * x.size(2) * x.size(3) < (int64_t(1) << 31);
 }
 

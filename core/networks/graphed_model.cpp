@@ -42,11 +42,16 @@ GraphedModel::GraphedModel(Network net) : net_(std::move(net)) {
 
 GraphedModel::~GraphedModel() = default;
 
-std::vector<std::pair<const void*, int64_t>> GraphedModel::weight_state() const {
-    std::vector<std::pair<const void*, int64_t>> state;
-    state.reserve(weights_.size());
-    for (const at::Tensor& w : weights_) state.emplace_back(w.data_ptr(), w._version());
-    return state;
+void GraphedModel::record_weights() {
+    captured_state_.clear();
+    for (const at::Tensor& w : weights_) captured_state_.emplace_back(w.data_ptr(), w._version());
+}
+
+bool GraphedModel::weights_changed() const {
+    for (size_t i = 0; i < weights_.size(); ++i)
+        if (captured_state_[i] != std::make_pair<const void*, int64_t>(weights_[i].data_ptr(), weights_[i]._version()))
+            return true;
+    return false;
 }
 
 bool GraphedModel::active() const { return active_; }
@@ -60,8 +65,8 @@ at::Tensor GraphedModel::operator()(const at::Tensor& x, const at::Tensor& t, co
         weights_ = net_->parameters();
         for (const at::Tensor& b : net_->buffers()) weights_.push_back(b);
     }
-    if (!graphs_.empty() && weight_state() != captured_state_) graphs_.clear();  // recaptured below
-    if (graphs_.empty()) captured_state_ = weight_state();
+    if (!graphs_.empty() && weights_changed()) graphs_.clear();  // recaptured below
+    if (graphs_.empty()) record_weights();
     const auto key = std::make_pair(x.size(0), labels.defined());
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {

@@ -51,7 +51,8 @@ private:
     // graph holds tensors made from them (network_blocks.h: Derived), so a change recaptures.
     std::vector<at::Tensor> weights_;
     std::vector<std::pair<const void*, int64_t>> captured_state_;
-    std::vector<std::pair<const void*, int64_t>> weight_state() const;
+    void record_weights();        // captured_state_ from weights_
+    bool weights_changed() const;  // against captured_state_
 };
 
 /// Whether this build can capture CUDA graphs (built against a CUDA LibTorch).
