@@ -28,6 +28,24 @@ def median_ms(fn, iters):
     return ms[len(ms) // 2]
 
 
+def kernels(fn, n, rows=24):
+    """Prints the GPU kernels of n calls of fn: total kernel time a call, then the largest by name."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+    by_name = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            t, c = by_name.get(e.name, (0.0, 0))
+            by_name[e.name] = (t + e.device_time_total, c + 1)  # microseconds
+    total = sum(t for t, _ in by_name.values())
+    print(f"peer profile of {n} passes: GPU kernel time {total / n / 1000:.3f} ms a pass")
+    for name, (t, c) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:rows]:
+        print(f"  {name[:60]:<60} {t / n / 1000:7.3f} ms/pass {c / n:6.1f} calls/pass {100 * t / total:5.1f} %")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--batches", default="1,256")
@@ -36,6 +54,8 @@ def main():
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="weights and activations (the half types: DiffusionLab's DLAB_HALF=fp16 / bf16)")
     p.add_argument("--channels-last", action="store_true", help="the network and its input in channels_last")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, the GPU kernels of N more passes (torch.profiler), ms per pass by kernel")
     a = p.parse_args()
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
@@ -72,6 +92,8 @@ def main():
                     fn = lambda: c(x, t, y)
                 ms = median_ms(fn, a.iters)
                 print(f"{b:>6} {v:>12} {ms:>14.3f} {1000 * b / ms:>12.1f}", flush=True)
+                if a.profile > 0:
+                    kernels(fn, a.profile)
 
 
 if __name__ == "__main__":
