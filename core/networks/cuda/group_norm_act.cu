@@ -130,7 +130,7 @@ constexpr int kSharedFloats = 12288;
 // With x2 (NHWC only), the input is the channel concatenation of x ([N, HW, C1]) and x2 ([N, HW,
 // C - C1]) without it ever being written (the UNet decoder's skip connections): a vector's
 // channels lie in one of them (C1 % VEC == 0, checked by the launcher); y has all C channels.
-template <typename T, int VEC, int U>
+template <typename T, int VEC>
 __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __restrict__ bias,
                                            const T* __restrict__ gamma, const T* __restrict__ beta,
                                            T* __restrict__ y, int C, int HW, int groups, float eps,
@@ -176,8 +176,9 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
     const int dc = nhwc ? 1 : 0;
 
     float s = 0.f;
-    // x + bias into vals[k] (as float), the sum into s.
-    auto keep = [&](int k, int c, const Vec<T, VEC>& in) {
+    for (int k = threadIdx.x; k < nvec; k += blockDim.x) {
+        int c;
+        const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(source(k, c));
         Vec<float, VEC> v;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
@@ -185,22 +186,6 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
             s += v.a[e];
         }
         vals[k] = v;
-    };
-    int k0 = threadIdx.x;
-    // U > 1: U loads in flight a thread before any is used.
-    if constexpr (U > 1)
-        for (; k0 + (U - 1) * int(blockDim.x) < nvec; k0 += U * int(blockDim.x)) {
-            Vec<T, VEC> in[U];
-            int c[U];
-#pragma unroll
-            for (int u = 0; u < U; ++u) in[u] = *reinterpret_cast<const Vec<T, VEC>*>(source(k0 + u * int(blockDim.x), c[u]));
-#pragma unroll
-            for (int u = 0; u < U; ++u) keep(k0 + u * int(blockDim.x), c[u], in[u]);
-        }
-    for (int k = k0; k < nvec; k += blockDim.x) {
-        int c;
-        const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(source(k, c));
-        keep(k, c, in);
     }
     float mean, rstd;
     if (gpb == 1) {
@@ -730,34 +715,6 @@ bool several_groups_a_block() {
     return on;
 }
 
-// Kernel 2's launch at inference (A/B settings for GPU runs; the defaults are the measured choice):
-// DLAB_GN_ROW_BYTES (64): a block takes groups until a position's channels it reads span this many
-// bytes; DLAB_GN_MIN_BLOCKS (1024): ... while at least this many blocks remain; DLAB_GN_SMEM_FLOATS
-// (12288, 48 KB; at most 56000 with the opt-in): ... and they fit in this much shared memory;
-// DLAB_GN_THREADS (512): the most threads a block (1024 allowed); DLAB_GN_UNROLL (1): 4 loads in
-// flight a thread.
-struct GnTuning {
-    int row_bytes = 64, min_blocks = 1024, smem_floats = kSharedFloats, max_threads = 512, unroll = 1;
-};
-const GnTuning& gn_tuning() {
-    static const GnTuning t = [] {
-        GnTuning t;
-        auto read = [](const char* name, int& v, int lo, int hi) {
-            if (const char* e = std::getenv(name)) {
-                const int x = std::atoi(e);
-                if (x >= lo && x <= hi) v = x;
-            }
-        };
-        read("DLAB_GN_ROW_BYTES", t.row_bytes, 16, 1024);
-        read("DLAB_GN_MIN_BLOCKS", t.min_blocks, 1, 1 << 20);
-        read("DLAB_GN_SMEM_FLOATS", t.smem_floats, 1024, 56000);
-        read("DLAB_GN_THREADS", t.max_threads, 128, 1024);
-        read("DLAB_GN_UNROLL", t.unroll, 1, 4);
-        return t;
-    }();
-    return t;
-}
-
 // A grid-stride launch's blocks for `work` items of 256 threads.
 int grid_for(int64_t work) {
     const int64_t blocks = (work + 255) / 256;
@@ -841,37 +798,20 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
         int gpb = 1;
         // Training (stats) at batch 128 has fewer blocks to spare (N * groups = 1024 at 8 groups):
         // it takes 2 groups a block where 512 blocks remain.
-        const GnTuning& tune = gn_tuning();
         if (several && nhwc && !x2) {
             const int cg = C / groups;
-            const int bytes = stats ? 32 : tune.row_bytes, floats = stats ? kSharedFloats : tune.smem_floats,
-                      blocks = stats ? 512 : tune.min_blocks;
-            while (groups % (2 * gpb) == 0 && cg * gpb * int(sizeof(T)) < bytes && 2 * gpb * count <= floats &&
-                   cg * 2 * gpb / VEC <= 32 && N * groups / (2 * gpb) >= blocks)
+            while (groups % (2 * gpb) == 0 && cg * gpb * int(sizeof(T)) < (stats ? 32 : 64) && 2 * gpb * count <= kSharedFloats &&
+                   cg * 2 * gpb / VEC <= 32 && N * groups / (2 * gpb) >= (stats ? 512 : 1024))
                 gpb *= 2;
             const int per = cg * gpb / VEC;
             if ((per & (per - 1)) != 0) gpb = 1;
         }
         const int nvec = gpb * count / VEC;
-        const int threads = nvec >= 4096 && tune.max_threads >= 1024 ? 1024 : nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
-        const size_t shared = size_t(gpb) * count * sizeof(float);
-        auto launch = [&](auto unroll) {
-            const auto kernel = group_norm_act_smem_kernel<T, VEC, decltype(unroll)::value>;
-            // Above 48 KB a kernel's dynamic shared memory needs an opt-in (once per kernel and size).
-            if (shared > 48 * 1024) {
-                static size_t allowed = 48 * 1024;
-                if (shared > allowed) {
-                    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)) != cudaSuccess) return;
-                    allowed = shared;
-                }
-            }
-            kernel<<<N * groups / gpb, threads, shared, stream>>>(
-                static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
-                static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats,
-                static_cast<const T*>(x2), C1, gpb);
-        };
-        if (tune.unroll > 1) launch(std::integral_constant<int, 4>());
-        else launch(std::integral_constant<int, 1>());
+        const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
+        group_norm_act_smem_kernel<T, VEC><<<N * groups / gpb, threads, gpb * count * sizeof(float), stream>>>(
+            static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
+            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats,
+            static_cast<const T*>(x2), C1, gpb);
     };
     with_vector<T>(unit, {x, y, x2}, go);
     return static_cast<int>(cudaGetLastError());
