@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <tuple>
 
 #include <torch/torch.h>
@@ -237,6 +238,76 @@ int check_fused(c10::Device dev) {
                                 "%.4f ms against LibTorch's bias add + add %.4f ms (%.2fx); upsampling %.4f ms against %.4f (%.2fx)",
                                 fused_ms, cat_ms, cat_ms / fused_ms, add_ms, ops_ms, ops_ms / add_ms, up_ms, up_ops_ms,
                                 up_ops_ms / up_ms);
+                }
+                std::printf("\n");
+            }
+    }
+    // The residual kernel's per-channel sums and the streaming GroupNorm that uses them
+    // (fused_sums_known): the norm of a residual output, and of two concatenated, against float64
+    // and against kernel 2 on the same input; an in-place change of the output must retire its sums.
+    {
+        struct SumCase {
+            int64_t n, c1, c2, hw, groups;  // c2 > 0: the concatenation of two residual outputs
+        };
+        const auto cl = at::MemoryFormat::ChannelsLast;
+        auto d = [](const at::Tensor& v) { return v.to(at::kDouble); };
+        auto relative = [](const at::Tensor& a, const at::Tensor& ref) { return ((a.to(at::kDouble) - ref).norm() / ref.norm()).item<double>(); };
+        for (const at::ScalarType t : {at::kFloat, at::kHalf, at::kBFloat16})
+            for (const SumCase& k : {SumCase{2, 32, 0, 28, 8}, SumCase{512, 32, 0, 28, 8}, SumCase{512, 64, 0, 14, 8},
+                                     SumCase{1, 64, 0, 7, 8}, SumCase{3, 128, 0, 7, 32}, SumCase{512, 64, 32, 28, 8},
+                                     SumCase{2, 64, 64, 7, 8}}) {
+                // A residual output: h + r + bias, with a mean far from 0 in some channels.
+                auto residual = [&](int64_t c) {
+                    const at::Tensor h = (at::randn({k.n, c, k.hw, k.hw}, opt) * 2 + at::randn({1, c, 1, 1}, opt) * 3).to(t).contiguous(cl);
+                    const at::Tensor r = at::randn({k.n, c, k.hw, k.hw}, opt).to(t).contiguous(cl);
+                    return fused_residual_add_(h, r, at::randn({c}, opt).to(t));
+                };
+                const at::Tensor s1 = residual(k.c1), s2 = k.c2 > 0 ? residual(k.c2) : at::Tensor();
+                const int64_t C = k.c1 + k.c2;
+                const at::Tensor gamma = at::randn({C}, opt).to(t), beta = at::randn({C}, opt).to(t);
+                const bool known = fused_sums_known(s1) && (k.c2 == 0 || fused_sums_known(s2));
+                const at::Tensor in = k.c2 > 0 ? at::cat({d(s1), d(s2)}, 1) : d(s1);
+                const at::Tensor ref = at::silu(at::group_norm(in, k.groups, d(gamma), d(beta), 1e-5));
+                auto norm = [&](const at::Tensor& a, const at::Tensor& b) {
+                    return b.defined() ? fused_concat_group_norm_act(a, b, k.groups, gamma, beta, 1e-5, true)
+                                       : fused_group_norm_act(a, {}, k.groups, gamma, beta, 1e-5, true);
+                };
+                const at::Tensor y = norm(s1, s2);
+                const double e1 = relative(y, ref);
+                // The same input through kernel 2 (fresh tensors: no sums known).
+                const at::Tensor y2 = norm(s1.clone(cl), k.c2 > 0 ? s2.clone(cl) : at::Tensor());
+                const double e2 = relative(y2, ref);
+                // An in-place change retires the sums; the norm then follows the new values.
+                s1.mul_(2);
+                const bool retired = !fused_sums_known(s1);
+                const at::Tensor in3 = k.c2 > 0 ? at::cat({d(s1), d(s2)}, 1) : d(s1);
+                const double e3 = relative(norm(s1, s2), at::silu(at::group_norm(in3, k.groups, d(gamma), d(beta), 1e-5)));
+                const double tol = t == at::kFloat ? 1e-5 : t == at::kHalf ? 2e-3 : 1.5e-2;
+                const bool good = known && retired && std::isfinite(e1 + e2 + e3) && std::max({e1, e2, e3}) < tol &&
+                                  y.is_contiguous(cl) && y.scalar_type() == t;
+                ok = ok && good;
+                std::printf("streaming group norm + SiLU of a residual output [%lld, %lld%s%s, %lld, %lld] / %lld groups, %s: "
+                            "relative error %.2e (kernel 2: %.2e; after an in-place change %.2e) against float64%s%s %s",
+                            (long long)k.n, (long long)k.c1, k.c2 > 0 ? " + " : "", k.c2 > 0 ? std::to_string(k.c2).c_str() : "",
+                            (long long)k.hw, (long long)k.hw, (long long)k.groups, c10::toString(t), e1, e2, e3,
+                            known ? "" : "; the residual kernel left no sums", retired ? "" : "; the sums outlived a change",
+                            good ? "ok" : "WRONG");
+                if (t == at::kFloat && k.n >= 512) {
+                    const at::Tensor a = s1.clone(cl), b = k.c2 > 0 ? s2.clone(cl) : at::Tensor();
+                    const at::Tensor r = at::randn_like(a), bias = at::randn({k.c1}, opt);
+                    at::Tensor acc = a.clone(cl), plain = a.contiguous(), plain_r = r.contiguous();
+                    // Sums known for acc (and b) after these; the norm then streams.
+                    const double add_ms = time_ms([&] { (void)fused_residual_add_(acc, r, bias); }, 100);
+                    const double add_plain_ms = time_ms([&] { (void)fused_residual_add_(plain, plain_r, bias); }, 100);
+                    at::Tensor b_known;
+                    if (b.defined()) b_known = fused_residual_add_(b.clone(cl), {}, at::zeros({k.c2}, opt));
+                    const double stream_ms = time_ms([&] { (void)norm(acc, b_known); }, 100);
+                    const at::Tensor a2 = acc.clone(cl), b2 = b.defined() ? b.clone(cl) : at::Tensor();
+                    const double smem_ms = time_ms([&] { (void)norm(a2, b2); }, 100);
+                    const double gbs = 2.0 * double(acc.numel() + (b.defined() ? b.numel() : 0)) * 4 / (stream_ms * 1e6);
+                    std::printf("; streaming norm %.4f ms (%.0f GB/s) against kernel 2 %.4f ms (%.2fx); residual add with sums "
+                                "%.4f ms against without (plain layout) %.4f ms",
+                                stream_ms, gbs, smem_ms, smem_ms / stream_ms, add_ms, add_plain_ms);
                 }
                 std::printf("\n");
             }

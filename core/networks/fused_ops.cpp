@@ -4,11 +4,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/intrusive_ptr.h>
 #include <torch/version.h>
 
 #ifdef DLAB_FUSED_CUDA
@@ -28,6 +31,12 @@ int concat_group_norm_act(const void* x1, const void* x2, const void* gamma, con
                           int N, int C1, int C, int HW, int groups, float eps, bool silu, void* stream);
 int residual_add(const void* a, const void* r, const void* r2, const void* bias, void* y, int dtype, int64_t total,
                  int C, int HW, bool nhwc, void* stream);
+int residual_stats_chunks(int dtype, int N, int C, int HW);
+int residual_add_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
+                       int N, int C, int HW, void* stream);
+int group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
+                     const void* gamma, const void* beta, void* y, int dtype, int N, int C, int C1, int HW, int groups,
+                     float eps, bool silu, void* stream);
 int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream);
 bool small_attention_fits(int L, int D);
 int first_conv3x3(const void* x, const void* w, const void* bias, void* y, int dtype, int N, int Cout, int H, int W,
@@ -179,12 +188,86 @@ at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::T
 #endif
 }
 
+#ifdef DLAB_FUSED_CUDA
+namespace {
+int kernel_dtype(const at::Tensor& x) {
+    return x.scalar_type() == at::kHalf ? 1 : x.scalar_type() == at::kBFloat16 ? 2 : 0;
+}
+
+// The per-channel partial sums that the residual kernel left beside its outputs (cuda_kernels::
+// residual_add_stats), kept for the GroupNorm that reads such an output next (the next block's
+// first norm, the attention's norm, the decoder's concatenation, the last norm). An entry holds a
+// weak reference to the output's TensorImpl (so no other tensor can take its address while the
+// entry lives) and the output's version at the time: any later in-place change bumps the version
+// and the sums are no longer used. DLAB_GN_STATS=0 turns this off (every GroupNorm holds its group
+// in shared memory, kernel 2), for comparisons.
+struct KnownSums {
+    c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> ref;
+    const c10::TensorImpl* impl;
+    int64_t version;
+    at::Tensor part;  // float [N, chunks, 2, C]
+};
+std::mutex g_sums_mutex;
+std::vector<KnownSums> g_sums;
+
+bool sums_switched_on() {
+    static const bool on = !env_is("DLAB_GN_STATS", "0");
+    return on;
+}
+
+void remember_sums(const at::Tensor& x, at::Tensor part) {
+    const std::lock_guard<std::mutex> lock(g_sums_mutex);
+    const c10::TensorImpl* impl = x.unsafeGetTensorImpl();
+    for (size_t i = 0; i < g_sums.size();)
+        if (g_sums[i].ref.expired() || g_sums[i].impl == impl) g_sums.erase(g_sums.begin() + long(i));
+        else ++i;
+    if (g_sums.size() >= 64) g_sums.erase(g_sums.begin());  // bounded (a UNet keeps ~10 alive)
+    g_sums.push_back({c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(x.getIntrusivePtr()), impl,
+                      x._version(), std::move(part)});
+}
+
+// x's partial sums where they are known and x has not changed since; else undefined.
+at::Tensor sums_of(const at::Tensor& x) {
+    if (!sums_switched_on() || !x.defined() || x.is_inference() || x.dim() != 4 || !channels_last_only(x)) return {};
+    const std::lock_guard<std::mutex> lock(g_sums_mutex);
+    for (const KnownSums& e : g_sums)
+        if (e.impl == x.unsafeGetTensorImpl() && !e.ref.expired() && e.version == x._version() &&
+            e.part.size(0) == x.size(0) && e.part.size(3) == x.size(1))
+            return e.part;
+    return {};
+}
+}  // namespace
+#endif
+
+bool fused_sums_known(const at::Tensor& x) {
+#ifdef DLAB_FUSED_CUDA
+    return sums_of(x).defined();
+#else
+    (void)x;
+    return false;
+#endif
+}
+
 at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
                                 const at::Tensor& gamma, const at::Tensor& beta, double eps,
                                 bool silu, int kernel) {
 #ifdef DLAB_FUSED_CUDA
-    if (kernel != 1 && kernel != 2) kernel = fused_group_norm_kernel();
     const c10::cuda::CUDAGuard guard(x.device());
+    // x from the residual kernel, its sums known: one streaming pass (no bias: the norms that read
+    // residual outputs have none).
+    if (kernel != 1 && kernel != 2 && !bias.defined() && gamma.scalar_type() == x.scalar_type() &&
+        beta.scalar_type() == x.scalar_type())
+        if (const at::Tensor part = sums_of(x); part.defined()) {
+            at::Tensor y = at::empty_like(x);
+            const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
+            const int err = cuda_kernels::group_norm_apply(
+                x.data_ptr(), part.data_ptr<float>(), int(part.size(1)), nullptr, nullptr, 0, g.data_ptr(), be.data_ptr(),
+                y.data_ptr(), kernel_dtype(x), int(x.size(0)), int(x.size(1)), int(x.size(1)), int(x.size(2) * x.size(3)),
+                int(groups), float(eps), silu, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+            if (err == 0) return y;
+            if (err > 0) throw std::runtime_error("the streaming GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
+        }
+    if (kernel != 1 && kernel != 2) kernel = fused_group_norm_kernel();
     const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
     at::Tensor y = at::empty_like(x);  // the same layout as x
@@ -207,13 +290,6 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
 #endif
 }
 
-#ifdef DLAB_FUSED_CUDA
-namespace {
-int kernel_dtype(const at::Tensor& x) {
-    return x.scalar_type() == at::kHalf ? 1 : x.scalar_type() == at::kBFloat16 ? 2 : 0;
-}
-}  // namespace
-#endif
 
 namespace {
 // DLAB_FUSED_RESIDUAL=0 keeps LibTorch's bias passes, adds and concatenations, for comparisons.
@@ -265,6 +341,25 @@ at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tens
 #ifdef DLAB_FUSED_CUDA
     if (!fused_residual_fits(h, r, bias, r2))
         throw std::invalid_argument("fused_residual_add_: h, r, r2 (and bias [C]) must be CUDA tensors of one shape, type and layout");
+    // Channels-last: the kernel that also leaves the sums of h for the GroupNorm that may read it next.
+    if (sums_switched_on() && channels_last_only(h) && !h.is_inference()) {
+        const int N = int(h.size(0)), C = int(h.size(1)), HW = int(h.size(2) * h.size(3));
+        const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(h), N, C, HW);
+        if (chunks > 0) {
+            const c10::cuda::CUDAGuard guard(h.device());
+            at::Tensor part = at::empty({N, chunks, 2, C}, h.options().dtype(at::kFloat));
+            auto ptr = [](const at::Tensor& t) -> const void* { return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr; };
+            const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+            const int err = cuda_kernels::residual_add_stats(h.data_ptr(), ptr(r), ptr(r2), ptr(b), h.data_ptr(),
+                                                             part.data_ptr<float>(), kernel_dtype(h), N, C, HW,
+                                                             c10::cuda::getCurrentCUDAStream(h.device().index()).stream());
+            if (err > 0) throw std::runtime_error("the fused residual kernel did not launch (CUDA error " + std::to_string(err) + ")");
+            if (err == 0) {
+                remember_sums(h, std::move(part));
+                return h;
+            }
+        }
+    }
     launch_residual(h, r, bias, r2, h);
     return h;
 #else
@@ -479,6 +574,16 @@ at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x
     const int64_t N = x1.size(0), C1 = x1.size(1), C = C1 + x2.size(1), H = x1.size(2), W = x1.size(3);
     at::Tensor y = at::empty({N, C, H, W}, x1.options().memory_format(at::MemoryFormat::ChannelsLast));
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
+    // Both parts from the residual kernel, their sums known: one streaming pass.
+    const at::Tensor p1 = sums_of(x1), p2 = p1.defined() ? sums_of(x2) : at::Tensor();
+    if (p2.defined()) {
+        const int err = cuda_kernels::group_norm_apply(
+            x1.data_ptr(), p1.data_ptr<float>(), int(p1.size(1)), x2.data_ptr(), p2.data_ptr<float>(), int(p2.size(1)),
+            g.data_ptr(), be.data_ptr(), y.data_ptr(), kernel_dtype(x1), int(N), int(C), int(C1), int(H * W), int(groups),
+            float(eps), silu, c10::cuda::getCurrentCUDAStream(x1.device().index()).stream());
+        if (err == 0) return y;
+        if (err > 0) throw std::runtime_error("the streaming GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    }
     const int err = cuda_kernels::concat_group_norm_act(
         x1.data_ptr(), x2.data_ptr(), g.data_ptr(), be.data_ptr(), y.data_ptr(), kernel_dtype(x1), int(N), int(C1), int(C),
         int(H * W), int(groups), float(eps), silu, c10::cuda::getCurrentCUDAStream(x1.device().index()).stream());

@@ -75,6 +75,12 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
                                 const at::Tensor& gamma, const at::Tensor& beta, double eps,
                                 bool silu, int kernel = 0);
 
+/// Whether x's per-channel sums are known from the residual kernel that wrote it (fused_residual_add_
+/// on a channels-last x leaves them, unless the environment variable DLAB_GN_STATS is "0") and x has
+/// not changed since: then fused_group_norm_act (with no bias, kernel left to choose) and
+/// fused_concat_group_norm_act (both parts known) normalise it in one streaming pass.
+bool fused_sums_known(const at::Tensor& x);
+
 /// Whether the residual kernels below may run on x [N, C, H, W] (inference: the fused kernels
 /// compiled and switched on, the environment variable DLAB_FUSED_RESIDUAL not "0", autograd off,
 /// CUDA, float32 / float16 / bfloat16, contiguous or channels-last). Where they may not, the

@@ -482,6 +482,131 @@ __global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T
     }
 }
 
+// residual_add_kernel in channels-last ([N, HW, C]) that also leaves the sums a later GroupNorm of y
+// needs, so that the GroupNorm becomes one streaming pass (group_norm_apply_kernel) instead of a
+// block per group holding it in shared memory. Block (chunk j, sample n) takes positions [j * P,
+// (j + 1) * P) of sample n: a thread a slot of VEC channels (per = C / VEC slots, a power of 2 at
+// most 32, so that lanes with one slot meet in warp shuffles) and every (blockDim.x / per)-th
+// position. It writes its chunk's per-channel sum of y and of y^2 (of the values as stored) to
+// part[n, j, 0, :] and part[n, j, 1, :] (float): partial sums by fixed chunks, added in a fixed order
+// (warps, then chunks by the reader), so that the results are the same every run.
+template <typename T, int VEC>
+__global__ void residual_stats_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
+                                      const T* __restrict__ bias, T* y, float* __restrict__ part, int C, int HW, int P) {
+    extern __shared__ float red[];  // [warps][2][C]
+    const int chunk = blockIdx.x, n = blockIdx.y, chunks = gridDim.x;
+    const int per = C / VEC, slot = threadIdx.x % per, rows = blockDim.x / per;
+    const int c = slot * VEC, end = min(HW, (chunk + 1) * P);
+    float s[VEC], q[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) s[e] = q[e] = 0.f;
+    const int64_t base = int64_t(n) * HW * C + c;
+    for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
+        const int64_t i = base + int64_t(p) * C;
+        const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + i);
+        Vec<T, VEC> vr, vr2;
+        if (r) vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
+        if (r2) vr2 = *reinterpret_cast<const Vec<T, VEC>*>(r2 + i);
+        Vec<T, VEC> out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            float v = to_float(va.a[e]);
+            if (r) v += to_float(vr.a[e]);
+            if (r2) v += to_float(vr2.a[e]);
+            if (bias) v += to_float(bias[c + e]);
+            out.a[e] = from_float<T>(v);
+            const float o = to_float(out.a[e]);
+            s[e] += o;
+            q[e] += o * o;
+        }
+        *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
+    }
+    // threads in rows * per = blockDim.x: whole warps (the launcher's), lanes of one slot 32 / per.
+#pragma unroll
+    for (int e = 0; e < VEC; ++e)
+        for (int o = 16; o >= per; o >>= 1) {
+            s[e] += __shfl_xor_sync(0xffffffffu, s[e], o);
+            q[e] += __shfl_xor_sync(0xffffffffu, q[e], o);
+        }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    if (lane < per)
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            red[(warp * 2) * C + c + e] = s[e];
+            red[(warp * 2 + 1) * C + c + e] = q[e];
+        }
+    __syncthreads();
+    for (int t = threadIdx.x; t < 2 * C; t += blockDim.x) {
+        float v = 0.f;
+        for (int w = 0; w < warps; ++w) v += red[w * 2 * C + t];
+        part[(int64_t(n) * chunks + chunk) * 2 * C + t] = v;
+    }
+}
+
+// y = act(GroupNorm(x)) in channels-last from the partial sums residual_stats_kernel left
+// (part [N, chunks, 2, C]): block (chunk j, sample n) first adds up its sample's sums (chunks in
+// order, then a group's channels), then streams its positions [j * P, (j + 1) * P) through, a thread
+// per VEC channels. With x2, the input is the channel concatenation of x [N, HW, C1] (sums part)
+// and x2 [N, HW, C - C1] (sums part2, chunks2 of them), never written (C1 % VEC == 0). The variance
+// is E[x^2] - mean^2 (float; clamped at 0).
+template <typename T, int VEC>
+__global__ void group_norm_apply_kernel(const T* __restrict__ x, const float* __restrict__ part, int chunks,
+                                        const T* __restrict__ x2, const float* __restrict__ part2, int chunks2,
+                                        const T* __restrict__ gamma, const T* __restrict__ beta, T* __restrict__ y,
+                                        int C, int C1, int HW, int groups, float eps, bool silu, int P) {
+    extern __shared__ float tot[];  // [2][C] sums, then [groups] means and [groups] 1/sqrt(var + eps)
+    const int chunk = blockIdx.x, n = blockIdx.y;
+    for (int t = threadIdx.x; t < 2 * C; t += blockDim.x) {
+        const int k = t / C, ch = t % C;
+        const bool first = ch < C1;
+        const int w = first ? C1 : C - C1, cw = first ? ch : ch - C1, m = first ? chunks : chunks2;
+        const float* src = (first ? part : part2) + int64_t(n) * m * 2 * w + k * w + cw;
+        float v = 0.f;
+        for (int j = 0; j < m; ++j) v += src[int64_t(j) * 2 * w];
+        tot[t] = v;
+    }
+    __syncthreads();
+    float* mean = tot + 2 * C;
+    float* rstd = mean + groups;
+    const int cg = C / groups;
+    for (int g = threadIdx.x; g < groups; g += blockDim.x) {
+        float s = 0.f, q = 0.f;
+        for (int ch = g * cg; ch < (g + 1) * cg; ++ch) {
+            s += tot[ch];
+            q += tot[C + ch];
+        }
+        const float count = float(cg) * float(HW), mu = s / count;
+        mean[g] = mu;
+        rstd[g] = rsqrtf(fmaxf(q / count - mu * mu, 0.f) + eps);
+    }
+    __syncthreads();
+    const int per = C / VEC, slot = threadIdx.x % per, rows = blockDim.x / per;
+    if (int(threadIdx.x) >= rows * per) return;
+    const int c = slot * VEC, end = min(HW, (chunk + 1) * P);
+    const bool first = c < C1;
+    const int w = first ? C1 : C - C1;
+    const T* src = (first ? x + c : x2 + (c - C1)) + int64_t(n) * HW * w;
+    T* dst = y + int64_t(n) * HW * C + c;
+    float ga[VEC], be[VEC], mu[VEC], rs[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+        ga[e] = to_float(gamma[c + e]);
+        be[e] = to_float(beta[c + e]);
+        mu[e] = mean[(c + e) / cg];
+        rs[e] = rstd[(c + e) / cg];
+    }
+    for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
+        const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(src + int64_t(p) * w);
+        Vec<T, VEC> out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            const float t = (to_float(in.a[e]) - mu[e]) * rs[e] * ga[e] + be[e];
+            out.a[e] = from_float<T>(silu ? t / (1.f + __expf(-t)) : t);
+        }
+        *reinterpret_cast<Vec<T, VEC>*>(dst + int64_t(p) * C) = out;
+    }
+}
+
 // Nearest-neighbour upsampling by 2 of x [N, H, W, C] (channels-last) into y [N, 2H, 2W, C]: a
 // thread per VEC channels of an output position (VEC dividing C, the pointers aligned to it).
 template <typename T, int VEC>
@@ -734,6 +859,62 @@ int launch_residual(const void* a, const void* r, const void* r2, const void* bi
     return static_cast<int>(cudaGetLastError());
 }
 
+// Positions a chunk of the streaming kernels (residual_stats_kernel, group_norm_apply_kernel): `rows`
+// positions at a time, up to 4 times, fewer where the chunks would not give 2 blocks an SM.
+int positions_a_chunk(int N, int HW, int rows) {
+    static const int sms = [] {
+        int device = 0, count = 132;
+        if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+            count = 132;
+        return count;
+    }();
+    int iters = 4;
+    while (iters > 1 && int64_t(N) * ((HW + rows * iters - 1) / (rows * iters)) < 2 * sms) iters /= 2;
+    return rows * iters;
+}
+
+// residual_stats_kernel's vector (16 bytes) and threads a block for C channels; 0 where it cannot
+// take them (C / VEC not a power of 2 at most 32).
+template <typename T> int stats_vec(int C) {
+    constexpr int VEC = 16 / sizeof(T);
+    const int per = C / VEC;
+    return C % VEC == 0 && per >= 1 && per <= 32 && (per & (per - 1)) == 0 ? VEC : 0;
+}
+
+template <typename T>
+int launch_residual_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int N,
+                          int C, int HW, cudaStream_t stream) {
+    constexpr int VEC = 16 / sizeof(T);
+    if (stats_vec<T>(C) != VEC) return -1;
+    for (const void* ptr : std::initializer_list<const void*>{a, r, r2, y})
+        if (ptr && !aligned(ptr, 16)) return -1;
+    const int threads = 256, P = positions_a_chunk(N, HW, threads / (C / VEC));
+    const dim3 grid((HW + P - 1) / P, N);
+    residual_stats_kernel<T, VEC><<<grid, threads, (threads / 32) * 2 * C * sizeof(float), stream>>>(
+        static_cast<const T*>(a), static_cast<const T*>(r), static_cast<const T*>(r2), static_cast<const T*>(bias),
+        static_cast<T*>(y), part, C, HW, P);
+    return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int launch_group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
+                            const void* gamma, const void* beta, void* y, int N, int C, int C1, int HW, int groups,
+                            float eps, bool silu, cudaStream_t stream) {
+    int err = -1;
+    with_vector<T>(x2 ? gcd(C1, C - C1) : C, {x, x2, y}, [&](auto vec) {
+        constexpr int VEC = decltype(vec)::value;
+        const int per = C / VEC;
+        if (per > 256) return;
+        const int rows = 256 / per, P = positions_a_chunk(N, HW, rows);
+        const dim3 grid((HW + P - 1) / P, N);
+        group_norm_apply_kernel<T, VEC><<<grid, rows * per, (2 * C + 2 * groups) * sizeof(float), stream>>>(
+            static_cast<const T*>(x), part, chunks, static_cast<const T*>(x2), part2, chunks2, static_cast<const T*>(gamma),
+            static_cast<const T*>(beta), static_cast<T*>(y), C, x2 ? C1 : C, HW, groups, eps, silu, P);
+        err = static_cast<int>(cudaGetLastError());
+    });
+    return err;
+}
+
 template <typename T>
 int launch_upsample2(const void* x, void* y, int N, int C, int H, int W, cudaStream_t stream) {
     with_vector<T>(C, {x, y}, [&](auto vec) {
@@ -875,6 +1056,42 @@ int residual_add(const void* a, const void* r, const void* r2, const void* bias,
     return dtype == 1   ? launch_residual<__half>(a, r, r2, bias, y, total, C, HW, nhwc, cs)
            : dtype == 2 ? launch_residual<__nv_bfloat16>(a, r, r2, bias, y, total, C, HW, nhwc, cs)
                         : launch_residual<float>(a, r, r2, bias, y, total, C, HW, nhwc, cs);
+}
+
+// The number of chunks (> 0) of the partial sums residual_add_stats leaves for y [N, HW, C] of
+// `dtype` (its `part` is float [N, chunks, 2, C]); 0 where it cannot take C.
+int residual_stats_chunks(int dtype, int N, int C, int HW) {
+    const int vec = dtype == 0 ? stats_vec<float>(C) : stats_vec<__half>(C);
+    if (vec == 0 || N < 1 || HW < 1) return 0;
+    const int P = positions_a_chunk(N, HW, 256 / (C / vec));
+    return (HW + P - 1) / P;
+}
+
+// y = a + r + r2 + bias[c] in channels-last ([N, HW, C]; r, r2, bias optional, y may be a) by
+// residual_stats_kernel, with y's per-channel partial sums in part (residual_stats_chunks). -1
+// (nothing launched) where it cannot take C or a pointer is not 16-byte aligned.
+int residual_add_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
+                       int N, int C, int HW, void* stream) {
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? launch_residual_stats<__half>(a, r, r2, bias, y, part, N, C, HW, cs)
+           : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(a, r, r2, bias, y, part, N, C, HW, cs)
+                        : launch_residual_stats<float>(a, r, r2, bias, y, part, N, C, HW, cs);
+}
+
+// y [N, HW, C] = act(GroupNorm(x)) from x's partial sums (part: [N, chunks, 2, C] as
+// residual_add_stats left them) by group_norm_apply_kernel; with x2, of the concatenation of x
+// [N, HW, C1] and x2 [N, HW, C - C1] (sums part2, chunks2). -1 (nothing launched) where a vector
+// cannot be found (pointers not aligned) or C is too wide.
+int group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
+                     const void* gamma, const void* beta, void* y, int dtype, int N, int C, int C1, int HW, int groups,
+                     float eps, bool silu, void* stream) {
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1 ? launch_group_norm_apply<__half>(x, part, chunks, x2, part2, chunks2, gamma, beta, y, N, C, C1, HW,
+                                                        groups, eps, silu, cs)
+           : dtype == 2 ? launch_group_norm_apply<__nv_bfloat16>(x, part, chunks, x2, part2, chunks2, gamma, beta, y, N, C,
+                                                                 C1, HW, groups, eps, silu, cs)
+                        : launch_group_norm_apply<float>(x, part, chunks, x2, part2, chunks2, gamma, beta, y, N, C, C1, HW,
+                                                         groups, eps, silu, cs);
 }
 
 // Whether small_attention takes a head of D channels over L positions: D 8, 16, 32 or 64 and the
