@@ -595,6 +595,7 @@ __global__ void group_norm_apply_kernel(const T* __restrict__ x, const float* __
         mu[e] = mean[(c + e) / cg];
         rs[e] = rstd[(c + e) / cg];
     }
+#pragma unroll 4
     for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
         const Vec<T, VEC> in = *reinterpret_cast<const Vec<T, VEC>*>(src + int64_t(p) * w);
         Vec<T, VEC> out;
@@ -860,15 +861,33 @@ int launch_residual(const void* a, const void* r, const void* r2, const void* bi
 }
 
 // Positions a chunk of the streaming kernels (residual_stats_kernel, group_norm_apply_kernel): `rows`
-// positions at a time, up to 4 times, fewer where the chunks would not give 2 blocks an SM.
-int positions_a_chunk(int N, int HW, int rows) {
+// positions at a time, up to `most` times, fewer where the chunks would not give 2 blocks an SM.
+// Long chunks amortise a block's fixed part (the sums' epilogue; the apply kernel's prologue, which
+// adds up the partial sums: with 4 rows of positions a chunk it ran at 2.2-2.5 TB/s against the residual
+// kernel's ~3.9).
+// The most rows of positions a chunk of each kernel; DLAB_GN_STATS_ITERS and DLAB_GN_APPLY_ITERS
+// (1 to 64) set them, for comparisons.
+int chunk_rows(const char* name, int fallback) {
+    const char* env = std::getenv(name);
+    const int v = env ? std::atoi(env) : 0;
+    return v >= 1 && v <= 64 ? v : fallback;
+}
+int stats_rows() {
+    static const int v = chunk_rows("DLAB_GN_STATS_ITERS", 8);
+    return v;
+}
+int apply_rows() {
+    static const int v = chunk_rows("DLAB_GN_APPLY_ITERS", 16);
+    return v;
+}
+int positions_a_chunk(int N, int HW, int rows, int most) {
     static const int sms = [] {
         int device = 0, count = 132;
         if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
             count = 132;
         return count;
     }();
-    int iters = 4;
+    int iters = most;
     while (iters > 1 && int64_t(N) * ((HW + rows * iters - 1) / (rows * iters)) < 2 * sms) iters /= 2;
     return rows * iters;
 }
@@ -888,7 +907,7 @@ int launch_residual_stats(const void* a, const void* r, const void* r2, const vo
     if (stats_vec<T>(C) != VEC) return -1;
     for (const void* ptr : std::initializer_list<const void*>{a, r, r2, y})
         if (ptr && !aligned(ptr, 16)) return -1;
-    const int threads = 256, P = positions_a_chunk(N, HW, threads / (C / VEC));
+    const int threads = 256, P = positions_a_chunk(N, HW, threads / (C / VEC), stats_rows());
     const dim3 grid((HW + P - 1) / P, N);
     residual_stats_kernel<T, VEC><<<grid, threads, (threads / 32) * 2 * C * sizeof(float), stream>>>(
         static_cast<const T*>(a), static_cast<const T*>(r), static_cast<const T*>(r2), static_cast<const T*>(bias),
@@ -905,7 +924,7 @@ int launch_group_norm_apply(const void* x, const float* part, int chunks, const 
         constexpr int VEC = decltype(vec)::value;
         const int per = C / VEC;
         if (per > 256) return;
-        const int rows = 256 / per, P = positions_a_chunk(N, HW, rows);
+        const int rows = 256 / per, P = positions_a_chunk(N, HW, rows, apply_rows());
         const dim3 grid((HW + P - 1) / P, N);
         group_norm_apply_kernel<T, VEC><<<grid, rows * per, (2 * C + 2 * groups) * sizeof(float), stream>>>(
             static_cast<const T*>(x), part, chunks, static_cast<const T*>(x2), part2, chunks2, static_cast<const T*>(gamma),
@@ -1063,7 +1082,7 @@ int residual_add(const void* a, const void* r, const void* r2, const void* bias,
 int residual_stats_chunks(int dtype, int N, int C, int HW) {
     const int vec = dtype == 0 ? stats_vec<float>(C) : stats_vec<__half>(C);
     if (vec == 0 || N < 1 || HW < 1) return 0;
-    const int P = positions_a_chunk(N, HW, 256 / (C / vec));
+    const int P = positions_a_chunk(N, HW, 256 / (C / vec), stats_rows());
     return (HW + P - 1) / P;
 }
 
