@@ -22,7 +22,7 @@
 namespace dlab::cuda_kernels {
 int group_norm_act(const void* x, const void* bias, const void* gamma, const void* beta, void* y,
                    int dtype, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
-                   int kernel, float* stats, void* stream);
+                   int kernel, float* stats, void* stream, int64_t ldb);
 int group_norm_act_backward(const float* x, const float* bias, const float* gamma, const float* beta,
                             const float* stats, const float* dy, float* dx, float* dbias, float* dgamma_n,
                             float* dbeta_n, int N, int C, int HW, int groups, bool silu, bool nhwc, void* stream);
@@ -268,7 +268,8 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
             if (err > 0) throw std::runtime_error("the streaming GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
         }
     if (kernel != 1 && kernel != 2) kernel = fused_group_norm_kernel();
-    const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
+    // A bias with unit column stride is read in place (the UNet's: column slices of one product).
+    const at::Tensor b = !bias.defined() ? at::Tensor() : bias.stride(1) == 1 && bias.stride(0) >= bias.size(1) ? bias : bias.contiguous();
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
     at::Tensor y = at::empty_like(x);  // the same layout as x
     if (g.scalar_type() != x.scalar_type() || be.scalar_type() != x.scalar_type())
@@ -279,7 +280,7 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
         x.data_ptr(), b.defined() ? b.data_ptr() : nullptr, g.data_ptr(), be.data_ptr(), y.data_ptr(), dtype,
         int(x.size(0)), int(x.size(1)),
         int(x.size(2) * x.size(3)), int(groups), float(eps), silu, channels_last_only(x), kernel, nullptr,
-        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+        c10::cuda::getCurrentCUDAStream(x.device().index()).stream(), b.defined() ? b.stride(0) : 0);
     if (err != 0)
         throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " +
                                  std::to_string(err) + ")");
@@ -611,7 +612,7 @@ struct GroupNormActFunction : torch::autograd::Function<GroupNormActFunction> {
         const int err = cuda_kernels::group_norm_act(
             x.data_ptr(), b.defined() ? b.data_ptr() : nullptr, g.data_ptr(), be.data_ptr(), y.data_ptr(), 0,
             int(x.size(0)), int(x.size(1)), int(x.size(2) * x.size(3)), int(groups), float(eps), silu,
-            channels_last_only(x), fused_group_norm_kernel(), stats.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+            channels_last_only(x), fused_group_norm_kernel(), stats.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(x.device().index()).stream(), 0);
         if (err != 0) throw std::runtime_error("the fused GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
         ctx->save_for_backward({x, b, g, be, stats});
         ctx->saved_data["groups"] = groups;

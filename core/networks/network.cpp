@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -244,6 +247,11 @@ public:
         if (null_states_.defined()) text_context(x, labels, ctx, valid);
         std::vector<at::Tensor> hs;
         const bool nhwc = nhwc_ && x.is_cuda() && x.dim() == 4;  // inference, or channels-last training (trainer.cpp)
+        // CUDA inference: every residual block's time-embedding projection from one matrix product;
+        // the blocks take theirs in the order of res_order().
+        const std::vector<at::Tensor> es = nhwc ? block_embeddings(emb_act) : std::vector<at::Tensor>();
+        size_t ei = 0;
+        auto e_next = [&] { return ei < es.size() ? es[ei++] : at::Tensor(); };
         const at::Tensor xin = x.to(dtype_);  // x itself unless to_half() was called
         at::Tensor h = nhwc && fused_first_conv_usable(xin, conv_in_->weight, conv_in_->bias)
                            ? fused_first_conv(xin, conv_in_->weight, conv_in_->bias)
@@ -254,7 +262,7 @@ public:
         hs.push_back(h);
         for (auto& s : down_) {
             if (s.res) {
-                h = s.res(h, emb_act);
+                h = s.res(h, emb_act, e_next());
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);
                 if (s.tattn) h = s.tattn(h);
@@ -263,13 +271,13 @@ public:
             }
             hs.push_back(h);
         }
-        h = mid_attn_(mid1_(h, emb_act));
+        h = mid_attn_(mid1_(h, emb_act, e_next()));
         if (mid_xattn_) h = mid_xattn_(h, ctx, valid);
         if (mid_tattn_) h = mid_tattn_(h);
-        h = mid2_(h, emb_act);
+        h = mid2_(h, emb_act, e_next());
         for (auto& s : up_) {
             if (s.res) {
-                h = s.res->forward_cat(h, hs.back(), emb_act);
+                h = s.res->forward_cat(h, hs.back(), emb_act, e_next());
                 hs.pop_back();
                 if (s.attn) h = s.attn(h);
                 if (s.xattn) h = s.xattn(h, ctx, valid);
@@ -336,6 +344,48 @@ public:
     }
 
 private:
+    // The residual blocks in the order forward() runs them.
+    std::vector<ResBlock> res_order() const {
+        std::vector<ResBlock> order;
+        for (const auto& s : down_)
+            if (s.res) order.push_back(s.res);
+        order.push_back(mid1_);
+        order.push_back(mid2_);
+        for (const auto& s : up_)
+            if (s.res) order.push_back(s.res);
+        return order;
+    }
+    // Each residual block's temb_proj(SiLU(emb)) + conv1's bias, in res_order(), as column slices of
+    // one matrix product with all the blocks' weights side by side (kept while the weights are
+    // unchanged, blocks::Derived): one small GEMM where there were one a block (12 in the default
+    // UNet). Inference only (autograd off); empty where not taken (DLAB_ONE_TEMB_GEMM=0, for
+    // comparisons): the blocks then make their own.
+    std::vector<at::Tensor> block_embeddings(const at::Tensor& emb_act) {
+        static const bool on = !(std::getenv("DLAB_ONE_TEMB_GEMM") && std::string(std::getenv("DLAB_ONE_TEMB_GEMM")) == "0");
+        if (!on || at::GradMode::is_enabled() || !emb_act.is_cuda()) return {};
+        const std::vector<ResBlock> order = res_order();
+        std::vector<at::Tensor> weights, from;
+        for (const ResBlock& r : order) {
+            weights.push_back(r->temb_proj->weight);
+            from.push_back(r->temb_proj->bias);
+            from.push_back(r->conv1->bias);
+        }
+        const at::Tensor w = temb_all_weight_.get(weights, [&] { return at::cat(weights, 0); });
+        const at::Tensor b = temb_all_bias_.get(from, [&] {
+            std::vector<at::Tensor> biases;
+            for (const ResBlock& r : order) biases.push_back(r->temb_proj->bias + r->conv1->bias);
+            return at::cat(biases, 0);
+        });
+        const at::Tensor all = at::linear(emb_act, w, b);
+        std::vector<at::Tensor> es;
+        int64_t at_col = 0;
+        for (const ResBlock& r : order) {
+            const int64_t n = r->temb_proj->weight.size(0);
+            es.push_back(all.narrow(1, at_col, n));
+            at_col += n;
+        }
+        return es;
+    }
     void require_text() const {
         if (!null_states_.defined()) not_text_conditional();
     }
@@ -392,6 +442,7 @@ private:
     ResBlock mid1_{nullptr}, mid2_{nullptr};
     Attention mid_attn_{nullptr};
     nn::GroupNorm norm_out_{nullptr};
+    blocks::Derived temb_all_weight_, temb_all_bias_;  // block_embeddings()
 };
 
 // MLP denoiser for 2-D points: [x, embed(t), embed(label)] -> hidden layers with SiLU -> D.

@@ -66,11 +66,19 @@ inline at::Tensor block_dropout(nn::Dropout& drop, const at::Tensor& h) {
 struct Derived {
     template <typename Make>
     at::Tensor get(std::initializer_list<at::Tensor> from, Make&& make) {
+        return get(from.begin(), from.end(), std::forward<Make>(make));
+    }
+    template <typename Make>
+    at::Tensor get(const std::vector<at::Tensor>& from, Make&& make) {
+        return get(from.data(), from.data() + from.size(), std::forward<Make>(make));
+    }
+    template <typename Make>
+    at::Tensor get(const at::Tensor* begin, const at::Tensor* end, Make&& make) {
         static const bool keep = !(std::getenv("DLAB_KEEP_DERIVED") && std::string(std::getenv("DLAB_KEEP_DERIVED")) == "0");
         if (at::GradMode::is_enabled() || !keep) return make();
         std::vector<std::pair<const void*, int64_t>> now;
-        now.reserve(from.size());
-        for (const at::Tensor& t : from) now.emplace_back(t.data_ptr(), t._version());
+        now.reserve(size_t(end - begin));
+        for (const at::Tensor* t = begin; t != end; ++t) now.emplace_back(t->data_ptr(), t->_version());
         if (!value.defined() || now != key) {
             value = make();
             key = std::move(now);
@@ -127,10 +135,12 @@ struct ResBlockImpl : nn::Module {
         nn::init::zeros_(conv2->weight);
         nn::init::zeros_(conv2->bias);
     }
-    at::Tensor forward(const at::Tensor& x, const at::Tensor& temb) {
+    // `e`, where defined, is the block's time-embedding projection (temb_proj(temb) + conv1's bias)
+    // made by the caller (the UNet: one matrix product for all its blocks).
+    at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& e = {}) {
         // The adds are in place on convolution outputs (a convolution's backward needs its input, not
         // its output), so they are safe when training too.
-        at::Tensor h = middle(norm_silu(norm1, x), temb);
+        at::Tensor h = middle(norm_silu(norm1, x), temb, e);
         // CUDA inference and channels-last training: conv2 without its bias, then out = h + residual
         // + bias in one kernel (LibTorch: a bias pass, then an add).
         const bool fused = residual_kernels(x);
@@ -141,6 +151,10 @@ struct ResBlockImpl : nn::Module {
         if (fused) return add_residual(h, at::conv2d(x, skip->weight, {}), out_bias());
         return add_into(h, at::conv2d(x, skip->weight, out_bias()));
     }
+    // temb_proj's bias + conv1's.
+    at::Tensor temb_bias() {
+        return derived_temb_bias.get({temb_proj->bias, conv1->bias}, [&] { return temb_proj->bias + conv1->bias; });
+    }
     // skip's bias + conv2's (the blocks with a skip convolution).
     at::Tensor out_bias() {
         return derived_out_bias.get({skip->bias, conv2->bias}, [&] { return skip->bias + conv2->bias; });
@@ -148,13 +162,13 @@ struct ResBlockImpl : nn::Module {
     // forward(cat({x1, x2}, 1), temb), the UNet decoder's step (x1 from below, x2 the skip
     // connection). On CUDA inference in channels-last the concatenation is never written: the first
     // GroupNorm reads x1 and x2 in one kernel, and the 1x1 skip convolution is the sum of its halves'.
-    at::Tensor forward_cat(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& temb) {
+    at::Tensor forward_cat(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& temb, const at::Tensor& e = {}) {
         const int64_t groups = norm1->options.num_groups();
         if (!skip || !fused_concat_usable(x1, x2, groups) || norm1->weight.scalar_type() != x1.scalar_type())
-            return forward(at::cat({x1, x2}, 1), temb);
+            return forward(at::cat({x1, x2}, 1), temb, e);
         const int64_t C1 = x1.size(1), C2 = x2.size(1);
         const at::Tensor a = fused_concat_group_norm_act(x1, x2, groups, norm1->weight, norm1->bias, norm1->options.eps(), true);
-        const at::Tensor h = at::conv2d(block_dropout(drop, middle(a, temb)), conv2->weight, {}, 1, 1);
+        const at::Tensor h = at::conv2d(block_dropout(drop, middle(a, temb, e)), conv2->weight, {}, 1, 1);
         // The 1x1 skip convolution of the concatenation: the sum of its halves' (cuDNN, TF32 like
         // the other convolutions; LibTorch's float32 matrix products run without TF32 and were
         // slower), added with h and the biases in one pass.
@@ -168,10 +182,10 @@ struct ResBlockImpl : nn::Module {
     // norm2 anyway: on CUDA a convolution's bias is a pass of its own over h (cuDNN does not add it).
     // The two biases enter the linear layer as one (when training, one bias gradient to reduce);
     // SiLU(temb) is the caller's where `temb_activated` (the UNet takes it once for all its blocks).
-    at::Tensor middle(const at::Tensor& a, const at::Tensor& temb) {
+    at::Tensor middle(const at::Tensor& a, const at::Tensor& temb, const at::Tensor& given = {}) {
         const at::Tensor h = at::conv2d(a, conv1->weight, {}, 1, 1);
-        const at::Tensor b = derived_temb_bias.get({temb_proj->bias, conv1->bias}, [&] { return temb_proj->bias + conv1->bias; });
-        const at::Tensor e = at::linear(temb_activated ? temb : at::silu(temb), temb_proj->weight, b);
+        const at::Tensor e = given.defined() ? given
+                                             : at::linear(temb_activated ? temb : at::silu(temb), temb_proj->weight, temb_bias());
         return fusable(norm2, h, e) ? fused_norm(norm2, h, true, e) : silu_fresh(norm2(add_into(h, e.unsqueeze(-1).unsqueeze(-1))));
     }
     nn::GroupNorm norm1;

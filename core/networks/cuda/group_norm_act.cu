@@ -44,13 +44,13 @@ __global__ void group_norm_act_kernel(const float* __restrict__ x, const float* 
                                       const float* __restrict__ gamma,
                                       const float* __restrict__ beta, float* __restrict__ y, int C,
                                       int HW, int groups, float eps, bool silu, bool nhwc,
-                                      float* __restrict__ stats) {
+                                      float* __restrict__ stats, int64_t ldb) {
     __shared__ float shared[33];
     const int n = blockIdx.x / groups, g = blockIdx.x % groups;
     const int cg = C / groups, c0 = g * cg;
     const int count = cg * HW;
     const int64_t sample = int64_t(n) * C * HW;
-    const float* bn = bias ? bias + int64_t(n) * C : nullptr;
+    const float* bn = bias ? bias + int64_t(n) * ldb : nullptr;
     // Offset of the group's i-th element from the sample's start, and its channel.
     auto at = [&](int i, int& c) -> int64_t {
         if (nhwc) {
@@ -134,7 +134,7 @@ template <typename T, int VEC>
 __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __restrict__ bias,
                                            const T* __restrict__ gamma, const T* __restrict__ beta,
                                            T* __restrict__ y, int C, int HW, int groups, float eps,
-                                           bool silu, bool nhwc, float* __restrict__ stats,
+                                           bool silu, bool nhwc, float* __restrict__ stats, int64_t ldb,
                                            const T* __restrict__ x2 = nullptr, int C1 = 0, int gpb = 1) {
     extern __shared__ __align__(16) float vals_f[];  // 16-byte vector accesses (Vec of 4 or 8 floats)
     Vec<float, VEC>* vals = reinterpret_cast<Vec<float, VEC>*>(vals_f);
@@ -153,7 +153,7 @@ __global__ void group_norm_act_smem_kernel(const T* __restrict__ x, const T* __r
     const T* xs = x + int64_t(n) * (x2 ? C1 : C) * HW;
     const T* x2s = x2 ? x2 + int64_t(n) * (C - C1) * HW : nullptr;
     T* ys = y + int64_t(n) * C * HW;
-    const T* bn = bias ? bias + int64_t(n) * C : nullptr;
+    const T* bn = bias ? bias + int64_t(n) * ldb : nullptr;
     // Offset of the k-th vector from the sample's start, and the channel of its first element
     // (its e-th element's channel: c + e in NHWC, c in NCHW).
     auto locate = [&](int k, int& c) -> int64_t {
@@ -983,7 +983,7 @@ int launch_first_conv(const void* x, const void* w, const void* bias, void* y, i
 template <typename T>
 int launch_smem(const void* x, const void* bias, const void* gamma, const void* beta, void* y, int N,
                 int C, int HW, int groups, float eps, bool silu, bool nhwc, float* stats, cudaStream_t stream,
-                const void* x2 = nullptr, int C1 = 0) {
+                int64_t ldb, const void* x2 = nullptr, int C1 = 0) {
     const int count = (C / groups) * HW;
     // A concatenation's vectors must not straddle its two parts.
     const int unit = nhwc ? (x2 ? gcd(C / groups, C1) : C / groups) : HW;
@@ -1010,7 +1010,7 @@ int launch_smem(const void* x, const void* bias, const void* gamma, const void* 
         const int threads = nvec >= 2048 ? 512 : nvec >= 256 ? 256 : 128;
         group_norm_act_smem_kernel<T, VEC><<<N * groups / gpb, threads, gpb * count * sizeof(float), stream>>>(
             static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(gamma),
-            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats,
+            static_cast<const T*>(beta), static_cast<T*>(y), C, HW, groups, eps, silu, nhwc, stats, ldb,
             static_cast<const T*>(x2), C1, gpb);
     };
     with_vector<T>(unit, {x, y, x2}, go);
@@ -1029,21 +1029,24 @@ int group_norm_smem_capacity() { return kSharedFloats; }
 // (group_norm_act_kernel, float only); 2: one read into shared memory (group_norm_act_smem_kernel)
 // where the group fits, else 1. Half types need kernel 2 and a group that fits (else -1, nothing
 // launched). With `stats` (float [N * groups, 2], training) each (sample, group) also leaves its
-// mean and 1/sqrt(var + eps) there for group_norm_act_backward. Launches on `stream` (a
-// cudaStream_t); returns the launch's cudaError_t as an int (0: success).
+// mean and 1/sqrt(var + eps) there for group_norm_act_backward. bias[n, c] is at bias + n * ldb + c
+// (ldb 0: C; the UNet's time-embedding projections of all its blocks come from one matrix
+// product, a block's bias a column slice of it). Launches on `stream` (a cudaStream_t); returns the
+// launch's cudaError_t as an int (0: success).
 int group_norm_act(const void* xv, const void* biasv, const void* gammav, const void* betav, void* yv,
                    int dtype, int N, int C, int HW, int groups, float eps, bool silu, bool nhwc,
-                   int kernel, float* stats, void* stream) {
+                   int kernel, float* stats, void* stream, int64_t ldb) {
+    if (ldb <= 0) ldb = C;
     const int count = (C / groups) * HW;
     const auto cs = static_cast<cudaStream_t>(stream);
     const bool smem = count <= kSharedFloats;
     if (dtype == 1 || dtype == 2) {
         if (!smem) return -1;
-        return dtype == 1 ? launch_smem<__half>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs)
-                          : launch_smem<__nv_bfloat16>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs);
+        return dtype == 1 ? launch_smem<__half>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs, ldb)
+                          : launch_smem<__nv_bfloat16>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs, ldb);
     }
     if (kernel == 2 && smem)
-        return launch_smem<float>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs);
+        return launch_smem<float>(xv, biasv, gammav, betav, yv, N, C, HW, groups, eps, silu, nhwc, stats, cs, ldb);
     const float* x = static_cast<const float*>(xv);
     const float* bias = static_cast<const float*>(biasv);
     const float* gamma = static_cast<const float*>(gammav);
@@ -1051,7 +1054,7 @@ int group_norm_act(const void* xv, const void* biasv, const void* gammav, const 
     float* y = static_cast<float*>(yv);
     const int threads = count >= 8192 ? 512 : count >= 1024 ? 256 : 128;
     group_norm_act_kernel<<<N * groups, threads, 0, cs>>>(
-        x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc, stats);
+        x, bias, gamma, beta, y, C, HW, groups, eps, silu, nhwc, stats, ldb);
     return static_cast<int>(cudaGetLastError());
 }
 
@@ -1062,9 +1065,9 @@ int concat_group_norm_act(const void* x1, const void* x2, const void* gammav, co
                           int N, int C1, int C, int HW, int groups, float eps, bool silu, void* stream) {
     if ((C / groups) * HW > kSharedFloats) return -1;
     const auto cs = static_cast<cudaStream_t>(stream);
-    return dtype == 1   ? launch_smem<__half>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1)
-           : dtype == 2 ? launch_smem<__nv_bfloat16>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1)
-                        : launch_smem<float>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, x2, C1);
+    return dtype == 1   ? launch_smem<__half>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, C, x2, C1)
+           : dtype == 2 ? launch_smem<__nv_bfloat16>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, C, x2, C1)
+                        : launch_smem<float>(x1, nullptr, gammav, betav, yv, N, C, HW, groups, eps, silu, true, nullptr, cs, C, x2, C1);
 }
 
 // y = a + r + r2 + bias[c] (residual_add_kernel) over `total` values of `dtype` (as group_norm_act)
