@@ -95,11 +95,12 @@ int check_fused(c10::Device dev) {
             const at::Tensor y = fused_group_norm_act(x, bias, k.groups, gamma, beta, 1e-5, k.silu, kernel);
             const double rel = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
             // The bias as a column slice of a wider matrix (the UNet's one time-embedding product),
-            // read in place: the same output bit for bit.
+            // read in place: the same output to round-off (not bit for bit: with several groups a
+            // block, kernel 2 adds the groups' sums with shared-memory atomics, in any order).
             const bool strided_same =
                 !bias.defined() ||
-                at::equal(y, fused_group_norm_act(x, at::cat({at::zeros({k.n, 8}, opt), bias, at::zeros({k.n, 16}, opt)}, 1).narrow(1, 8, k.c),
-                                                  k.groups, gamma, beta, 1e-5, k.silu, kernel));
+                ((fused_group_norm_act(x, at::cat({at::zeros({k.n, 8}, opt), bias, at::zeros({k.n, 16}, opt)}, 1).narrow(1, 8, k.c),
+                                       k.groups, gamma, beta, 1e-5, k.silu, kernel) - y).norm() / y.norm()).item<double>() < 1e-6;
             // The output keeps the input's layout (the next convolution reads it as such).
             const bool good = std::isfinite(rel) && rel < 1e-5 && y.strides() == x.strides() && strided_same;
             ok = ok && good;
