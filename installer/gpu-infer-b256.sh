@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The batch-256 guided pass (issue 17's 1.2x target) beside the peer: the project as it is against
 # session 27's path (DLAB_GN_STATS=0: every GroupNorm holds its group in shared memory;
-# DLAB_ONE_TEMB_GEMM=0: one time-embedding product a block). Device tool, carry [".gpu-lat"], ~5 min:
+# DLAB_ONE_TEMB_GEMM=0: one time-embedding product a block), and in fp16 the streaming norm with
+# shorter chunks (DLAB_GN_APPLY_ITERS=4). Device tool, carry [".gpu-lat"], ~5 min:
 # bench --check-fused; kernel profiles of 20 batch-256 passes (float32, float16); our modes, then
 # the peer (torch.compile reduce-overhead, float32 and float16), then our modes again.
 set -uo pipefail
@@ -13,7 +14,7 @@ echo "== 0. bench --check-fused"
 check_fused check-fused-b256.log
 grep -E "WRONG" $OUT/check-fused-b256.log
 old="DLAB_GN_STATS=0 DLAB_ONE_TEMB_GEMM=0"
-modes=("DLAB_GN_STATS=1" "$old" "DLAB_HALF=fp16" "DLAB_HALF=fp16 $old")
+modes=("DLAB_GN_STATS=1" "$old" "DLAB_HALF=fp16" "DLAB_HALF=fp16 $old" "DLAB_HALF=fp16 DLAB_GN_APPLY_ITERS=4")
 echo "== 1. kernels of 20 batch-256 passes"
 for m in "${modes[0]}" "${modes[2]}"; do
   echo "-- $m"
