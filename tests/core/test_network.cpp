@@ -126,6 +126,28 @@ private Q_SLOTS:
                  qPrintable(QString("max |diff| %1").arg((after - fresh).abs().max().item<double>())));
     }
 
+    // A residual block given its time-embedding projection (at CUDA inference the UNet makes all
+    // its blocks' in one product, each block a column slice of it) computes what it computes from
+    // the embedding itself, in forward and in the decoder's forward_cat; the slice is what is used
+    // (the embedding passed beside it is zeros).
+    void resBlockTakesAGivenProjection() {
+        blocks::ResBlock rb(24, 32, 64, 8, 0.0);
+        torch::NoGradGuard g;
+        for (auto& p : rb->parameters()) p.add_(at::randn_like(p) * 0.1);
+        rb->eval();
+        rb->temb_activated = true;
+        const at::Tensor x = at::randn({3, 24, 6, 6}), temb = at::randn({3, 64});
+        const at::Tensor e = at::linear(temb, rb->temb_proj->weight, rb->temb_proj->bias + rb->conv1->bias);
+        const at::Tensor slice = at::cat({at::randn({3, 5}), e, at::randn({3, 7})}, 1).narrow(1, 5, 32);
+        const at::Tensor own = rb(x, temb), given = rb(x, at::zeros_like(temb), slice);
+        QVERIFY2(at::allclose(given, own, 1e-5, 1e-6), qPrintable(QString("max |diff| %1").arg((given - own).abs().max().item<double>())));
+        QVERIFY(!at::allclose(rb(x, at::zeros_like(temb)), own, 1e-3, 1e-4));  // the embedding matters
+        const at::Tensor x1 = x.narrow(1, 0, 16).contiguous(), x2 = x.narrow(1, 16, 8).contiguous();
+        const at::Tensor own_cat = rb->forward_cat(x1, x2, temb), given_cat = rb->forward_cat(x1, x2, at::zeros_like(temb), slice);
+        QVERIFY(at::allclose(given_cat, own_cat, 1e-5, 1e-6));
+        QVERIFY(at::allclose(own_cat, own, 1e-5, 1e-6));
+    }
+
     // A GraphedModel replays CUDA graphs only for a CUDA network in a CUDA build; on the CPU (and in
     // this Debian build) it is the plain forward pass, and model_function gives the same outputs.
     void graphedModelIsTheForwardPassOffCuda() {
