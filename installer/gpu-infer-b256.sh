@@ -4,7 +4,8 @@
 # DLAB_ONE_TEMB_GEMM=0: one time-embedding product a block), and in fp16 the streaming norm with
 # shorter chunks (DLAB_GN_APPLY_ITERS=4). Device tool, carry [".gpu-lat"], ~5 min:
 # bench --check-fused; kernel profiles of 20 batch-256 passes (float32, float16); our modes, then
-# the peer (torch.compile reduce-overhead, float32 and float16), then our modes again.
+# the peer (torch.compile reduce-overhead, float32 and float16), then our modes again (ROUNDS=3: the
+# peer and ours alternated three times, ~3 min more).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-lat}
@@ -22,9 +23,11 @@ for m in "${modes[0]}" "${modes[2]}"; do
     grep -E "^profile|ms/step"
 done
 peer() { (cd bench && timeout 200 python3 sample_reference.py --batches 256 --iters 100 --variants compile-ro "$@") 2>&1 | grep -E "^ +256"; }
-echo "== 2. ours, the peer (float32, float16), ours"
+echo "== 2. ours, the peer (float32, float16), ours; ROUNDS times (default 1)"
 bench_modes 1 default 100 "${modes[@]}"
-peer
-peer --dtype float16
-bench_modes 1 default 100 "${modes[@]}"
+for ((r = 0; r < ${ROUNDS:-1}; r++)); do
+  peer
+  peer --dtype float16
+  bench_modes 1 default 100 "${modes[@]}"
+done
 echo "total $((SECONDS - t0)) s"
