@@ -34,9 +34,10 @@ int residual_add(const void* a, const void* r, const void* r2, const void* bias,
 int residual_stats_chunks(int dtype, int N, int C, int HW);
 int residual_add_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
                        int N, int C, int HW, void* stream);
+int channel_sums(const void* x, float* part, int dtype, int N, int C, int HW, void* stream);
 int group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
-                     const void* gamma, const void* beta, void* y, int dtype, int N, int C, int C1, int HW, int groups,
-                     float eps, bool silu, void* stream);
+                     const void* bias, int64_t ldb, const void* gamma, const void* beta, void* y, int dtype, int N, int C,
+                     int C1, int HW, int groups, float eps, bool silu, void* stream);
 int upsample2_nhwc(const void* x, void* y, int dtype, int N, int C, int H, int W, void* stream);
 bool small_attention_fits(int L, int D);
 int first_conv3x3(const void* x, const void* w, const void* bias, void* y, int dtype, int N, int Cout, int H, int W,
@@ -236,6 +237,35 @@ at::Tensor sums_of(const at::Tensor& x) {
             return e.part;
     return {};
 }
+
+// A GroupNorm input whose sums nobody left (a convolution's output: a residual block's second norm,
+// the decoder's first after an upsampling, the encoder's after the first or a downsampling
+// convolution) gets them from a pass of its own (cuda_kernels::channel_sums: one read), then streams
+// like the others: on an H200 the two passes ran faster than kernel 2's block a group (the whole
+// group in shared memory, few blocks an SM). DLAB_GN_SUMS_PASS=0 keeps kernel 2 there (for
+// comparisons); DLAB_GN_SUMS_MIN=K keeps it for samples of fewer than K values (C * H * W).
+bool sums_pass_on(const at::Tensor& x) {
+    static const bool on = !env_is("DLAB_GN_SUMS_PASS", "0");
+    static const int64_t least = [] {
+        const char* v = std::getenv("DLAB_GN_SUMS_MIN");
+        return v ? std::max<int64_t>(0, std::atoll(v)) : int64_t(0);
+    }();
+    return on && x.dim() == 4 && x.size(0) > 0 && x.numel() / x.size(0) >= least && channels_last_only(x);
+}
+
+// x's partial sums: those its writer left, else from the sums pass; undefined where neither can be had.
+at::Tensor sums_or_pass(const at::Tensor& x) {
+    if (at::Tensor part = sums_of(x); part.defined()) return part;
+    if (!sums_pass_on(x)) return {};
+    const int N = int(x.size(0)), C = int(x.size(1)), HW = int(x.size(2) * x.size(3));
+    const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(x), N, C, HW);
+    if (chunks <= 0) return {};
+    at::Tensor part = at::empty({N, chunks, 2, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
+    const int err = cuda_kernels::channel_sums(x.data_ptr(), part.data_ptr<float>(), kernel_dtype(x), N, C, HW,
+                                               c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    if (err > 0) throw std::runtime_error("the GroupNorm sums kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    return err == 0 ? part : at::Tensor();
+}
 }  // namespace
 #endif
 
@@ -253,24 +283,24 @@ at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int
                                 bool silu, int kernel) {
 #ifdef DLAB_FUSED_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
-    // x from the residual kernel, its sums known: one streaming pass (no bias: the norms that read
-    // residual outputs have none).
-    if (kernel != 1 && kernel != 2 && !bias.defined() && gamma.scalar_type() == x.scalar_type() &&
-        beta.scalar_type() == x.scalar_type())
-        if (const at::Tensor part = sums_of(x); part.defined()) {
+    // A bias with unit column stride is read in place (the UNet's: column slices of one product).
+    const at::Tensor b = !bias.defined() ? at::Tensor() : bias.stride(1) == 1 && bias.stride(0) >= bias.size(1) ? bias : bias.contiguous();
+    const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
+    // Channels-last with x's sums known (the residual kernel's) or from the sums pass: one streaming
+    // pass (the bias, a residual block's time embedding, folded into the sums).
+    if (kernel != 1 && kernel != 2 && g.scalar_type() == x.scalar_type() && be.scalar_type() == x.scalar_type() &&
+        (!b.defined() || b.scalar_type() == x.scalar_type()))
+        if (const at::Tensor part = sums_or_pass(x); part.defined()) {
             at::Tensor y = at::empty_like(x);
-            const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
             const int err = cuda_kernels::group_norm_apply(
-                x.data_ptr(), part.data_ptr<float>(), int(part.size(1)), nullptr, nullptr, 0, g.data_ptr(), be.data_ptr(),
+                x.data_ptr(), part.data_ptr<float>(), int(part.size(1)), nullptr, nullptr, 0,
+                b.defined() ? b.data_ptr() : nullptr, b.defined() ? b.stride(0) : 0, g.data_ptr(), be.data_ptr(),
                 y.data_ptr(), kernel_dtype(x), int(x.size(0)), int(x.size(1)), int(x.size(1)), int(x.size(2) * x.size(3)),
                 int(groups), float(eps), silu, c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
             if (err == 0) return y;
             if (err > 0) throw std::runtime_error("the streaming GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
         }
     if (kernel != 1 && kernel != 2) kernel = fused_group_norm_kernel();
-    // A bias with unit column stride is read in place (the UNet's: column slices of one product).
-    const at::Tensor b = !bias.defined() ? at::Tensor() : bias.stride(1) == 1 && bias.stride(0) >= bias.size(1) ? bias : bias.contiguous();
-    const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
     at::Tensor y = at::empty_like(x);  // the same layout as x
     if (g.scalar_type() != x.scalar_type() || be.scalar_type() != x.scalar_type())
         throw std::invalid_argument("fused_group_norm_act: the norm's weights are " + std::string(c10::toString(g.scalar_type())) +
@@ -566,7 +596,7 @@ bool fused_concat_usable(const at::Tensor& x1, const at::Tensor& x2, int64_t gro
 }
 
 at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x2, int64_t groups,
-                                       const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu) {
+                                       const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu, int kernel) {
 #ifdef DLAB_FUSED_CUDA
     if (!fused_concat_usable(x1, x2, groups) || gamma.scalar_type() != x1.scalar_type() ||
         beta.scalar_type() != x1.scalar_type() || gamma.numel() != x1.size(1) + x2.size(1) || beta.numel() != gamma.numel())
@@ -575,13 +605,13 @@ at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x
     const int64_t N = x1.size(0), C1 = x1.size(1), C = C1 + x2.size(1), H = x1.size(2), W = x1.size(3);
     at::Tensor y = at::empty({N, C, H, W}, x1.options().memory_format(at::MemoryFormat::ChannelsLast));
     const at::Tensor g = gamma.contiguous(), be = beta.contiguous();
-    // Both parts from the residual kernel, their sums known: one streaming pass.
-    const at::Tensor p1 = sums_of(x1), p2 = p1.defined() ? sums_of(x2) : at::Tensor();
+    // Each part's sums known (the residual kernel's) or from the sums pass: one streaming pass.
+    const at::Tensor p1 = kernel == 2 ? at::Tensor() : sums_or_pass(x1), p2 = p1.defined() ? sums_or_pass(x2) : at::Tensor();
     if (p2.defined()) {
         const int err = cuda_kernels::group_norm_apply(
             x1.data_ptr(), p1.data_ptr<float>(), int(p1.size(1)), x2.data_ptr(), p2.data_ptr<float>(), int(p2.size(1)),
-            g.data_ptr(), be.data_ptr(), y.data_ptr(), kernel_dtype(x1), int(N), int(C), int(C1), int(H * W), int(groups),
-            float(eps), silu, c10::cuda::getCurrentCUDAStream(x1.device().index()).stream());
+            nullptr, 0, g.data_ptr(), be.data_ptr(), y.data_ptr(), kernel_dtype(x1), int(N), int(C), int(C1), int(H * W),
+            int(groups), float(eps), silu, c10::cuda::getCurrentCUDAStream(x1.device().index()).stream());
         if (err == 0) return y;
         if (err > 0) throw std::runtime_error("the streaming GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
     }
@@ -591,7 +621,7 @@ at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x
     if (err != 0) throw std::runtime_error("the fused concatenation GroupNorm kernel did not launch (CUDA error " + std::to_string(err) + ")");
     return y;
 #else
-    unused(x1, x2, groups, gamma, beta, eps, silu);
+    unused(x1, x2, groups, gamma, beta, eps, silu, kernel);
     throw std::logic_error("fused_concat_group_norm_act: this build has no fused CUDA kernels");
 #endif
 }

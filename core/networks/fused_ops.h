@@ -70,14 +70,16 @@ at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::T
 int fused_group_norm_kernel();
 /// act(GroupNorm(x + bias[:, :, None, None])) with the norm's affine gamma, beta and eps; act is
 /// SiLU when `silu`, else the identity. A new tensor in x's layout; x is not modified. `kernel`
-/// 1 or 2 picks one (bench --check-fused checks both), anything else fused_group_norm_kernel().
+/// 1 or 2 picks one (bench --check-fused checks both); anything else lets it choose: for a
+/// channels-last x, a streaming pass from x's per-channel sums (known, fused_sums_known, or from a
+/// sums pass of their own; DLAB_GN_SUMS_PASS=0 turns that pass off), else fused_group_norm_kernel().
 at::Tensor fused_group_norm_act(const at::Tensor& x, const at::Tensor& bias, int64_t groups,
                                 const at::Tensor& gamma, const at::Tensor& beta, double eps,
                                 bool silu, int kernel = 0);
 
 /// Whether x's per-channel sums are known from the residual kernel that wrote it (fused_residual_add_
 /// on a channels-last x leaves them, unless the environment variable DLAB_GN_STATS is "0") and x has
-/// not changed since: then fused_group_norm_act (with no bias, kernel left to choose) and
+/// not changed since: then fused_group_norm_act (kernel left to choose) and
 /// fused_concat_group_norm_act (both parts known) normalise it in one streaming pass.
 bool fused_sums_known(const at::Tensor& x);
 
@@ -137,8 +139,11 @@ at::Tensor fused_small_attention(const at::Tensor& qkv, int64_t heads);
 /// environment variable DLAB_FUSED_CONCAT not "0".
 bool fused_concat_usable(const at::Tensor& x1, const at::Tensor& x2, int64_t groups);
 /// act(GroupNorm(cat({x1, x2}, 1))) with the norm's gamma, beta and eps, channels-last, without the
-/// concatenation being written: the kernel reads each channel from x1 or x2.
+/// concatenation being written: the kernel reads each channel from x1 or x2. Each part's sums
+/// known (fused_sums_known) or taken by a pass of their own, one streaming pass; else (or with
+/// `kernel` 2) kernel 2.
 at::Tensor fused_concat_group_norm_act(const at::Tensor& x1, const at::Tensor& x2, int64_t groups,
-                                       const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu);
+                                       const at::Tensor& gamma, const at::Tensor& beta, double eps, bool silu,
+                                       int kernel = 0);
 
 }  // namespace dlab

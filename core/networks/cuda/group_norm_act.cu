@@ -491,8 +491,9 @@ __global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T
 // part[n, j, 0, :] and part[n, j, 1, :] (float): partial sums by fixed chunks, added in a fixed order
 // (warps, then chunks by the reader), so that the results are the same every run.
 // (At most 64 registers a thread: 4 blocks of 256 an SM; the 8-half vectors' version took 68-72 and
-// ran 3.)
-template <typename T, int VEC>
+// ran 3.) Without STORE (a alone; r, r2, bias and y null) it only reads a and leaves a's sums: the
+// sums pass of a GroupNorm whose input came from elsewhere (a convolution).
+template <typename T, int VEC, bool STORE = true>
 __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
                                       const T* __restrict__ bias, T* y, float* __restrict__ part, int C, int HW, int P) {
     extern __shared__ float red[];  // [warps][2][C]
@@ -521,7 +522,7 @@ __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, cons
             s[e] += o;
             q[e] += o * o;
         }
-        *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
+        if (STORE) *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
     }
     // threads in rows * per = blockDim.x: whole warps (the launcher's), lanes of one slot 32 / per.
 #pragma unroll
@@ -550,10 +551,13 @@ __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, cons
 // order, then a group's channels), then streams its positions [j * P, (j + 1) * P) through, a thread
 // per VEC channels. With x2, the input is the channel concatenation of x [N, HW, C1] (sums part)
 // and x2 [N, HW, C - C1] (sums part2, chunks2 of them), never written (C1 % VEC == 0). The variance
-// is E[x^2] - mean^2 (float; clamped at 0).
+// is the channels' own plus the spread of their means (float). With bias (no x2), the norm is of
+// x + bias[n, c] (bias[n, c] at bias + n * ldb + c; a residual block's time embedding): it shifts
+// the channel means, and joins the mean subtracted while streaming.
 template <typename T, int VEC>
 __global__ void __launch_bounds__(256, 4) group_norm_apply_kernel(const T* __restrict__ x, const float* __restrict__ part, int chunks,
                                         const T* __restrict__ x2, const float* __restrict__ part2, int chunks2,
+                                        const T* __restrict__ bias, int64_t ldb,
                                         const T* __restrict__ gamma, const T* __restrict__ beta, T* __restrict__ y,
                                         int C, int C1, int HW, int groups, float eps, bool silu, int P) {
     extern __shared__ float tot[];  // [2][C] sums, then [groups] means and [groups] 1/sqrt(var + eps)
@@ -568,18 +572,24 @@ __global__ void __launch_bounds__(256, 4) group_norm_apply_kernel(const T* __res
         tot[t] = v;
     }
     __syncthreads();
+    const T* brow = bias ? bias + int64_t(n) * ldb : nullptr;
     float* mean = tot + 2 * C;
     float* rstd = mean + groups;
     const int cg = C / groups;
+    // A group's variance as its channels' own (sum of squares less sum * channel mean: the
+    // cancellation is against a channel's mean, not the group's) plus the spread of the channel
+    // means (+ bias) about the group's: the bias never enters a difference of large numbers.
     for (int g = threadIdx.x; g < groups; g += blockDim.x) {
-        float s = 0.f, q = 0.f;
-        for (int ch = g * cg; ch < (g + 1) * cg; ++ch) {
-            s += tot[ch];
-            q += tot[C + ch];
-        }
+        float s = 0.f;
+        for (int ch = g * cg; ch < (g + 1) * cg; ++ch) s += tot[ch] + (brow ? float(HW) * to_float(brow[ch]) : 0.f);
         const float count = float(cg) * float(HW), mu = s / count;
+        float v = 0.f;
+        for (int ch = g * cg; ch < (g + 1) * cg; ++ch) {
+            const float m = tot[ch] / float(HW), d = m + (brow ? to_float(brow[ch]) : 0.f) - mu;
+            v += fmaxf(tot[C + ch] - tot[ch] * m, 0.f) + float(HW) * d * d;
+        }
         mean[g] = mu;
-        rstd[g] = rsqrtf(fmaxf(q / count - mu * mu, 0.f) + eps);
+        rstd[g] = rsqrtf(v / count + eps);
     }
     __syncthreads();
     const int per = C / VEC, slot = threadIdx.x % per, rows = blockDim.x / per;
@@ -595,7 +605,7 @@ __global__ void __launch_bounds__(256, 4) group_norm_apply_kernel(const T* __res
     for (int e = 0; e < VEC; ++e) {
         sc[e] = rstd[(c + e) / cg] * to_float(gamma[c + e]);
         be[e] = to_float(beta[c + e]);
-        mu[e] = mean[(c + e) / cg];
+        mu[e] = mean[(c + e) / cg] - (brow ? to_float(brow[c + e]) : 0.f);
     }
 #pragma unroll 4
     for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
@@ -902,25 +912,32 @@ template <typename T> int stats_vec(int C) {
     return C % VEC == 0 && per >= 1 && per <= 32 && (per & (per - 1)) == 0 ? VEC : 0;
 }
 
+// y null: the sums of a alone (r, r2 and bias must be null too), nothing written but part.
 template <typename T>
 int launch_residual_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int N,
                           int C, int HW, cudaStream_t stream) {
     constexpr int VEC = 16 / sizeof(T);
-    if (stats_vec<T>(C) != VEC) return -1;
+    if (stats_vec<T>(C) != VEC || (!y && (r || r2 || bias))) return -1;
     for (const void* ptr : std::initializer_list<const void*>{a, r, r2, y})
         if (ptr && !aligned(ptr, 16)) return -1;
     const int threads = 256, P = positions_a_chunk(N, HW, threads / (C / VEC), stats_rows());
     const dim3 grid((HW + P - 1) / P, N);
-    residual_stats_kernel<T, VEC><<<grid, threads, (threads / 32) * 2 * C * sizeof(float), stream>>>(
-        static_cast<const T*>(a), static_cast<const T*>(r), static_cast<const T*>(r2), static_cast<const T*>(bias),
-        static_cast<T*>(y), part, C, HW, P);
+    const size_t smem = (threads / 32) * 2 * C * sizeof(float);
+    if (y)
+        residual_stats_kernel<T, VEC><<<grid, threads, smem, stream>>>(static_cast<const T*>(a), static_cast<const T*>(r),
+                                                                     static_cast<const T*>(r2), static_cast<const T*>(bias),
+                                                                     static_cast<T*>(y), part, C, HW, P);
+    else
+        residual_stats_kernel<T, VEC, false><<<grid, threads, smem, stream>>>(static_cast<const T*>(a), nullptr, nullptr,
+                                                                            nullptr, nullptr, part, C, HW, P);
     return static_cast<int>(cudaGetLastError());
 }
 
 template <typename T>
 int launch_group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
-                            const void* gamma, const void* beta, void* y, int N, int C, int C1, int HW, int groups,
-                            float eps, bool silu, cudaStream_t stream) {
+                            const void* bias, int64_t ldb, const void* gamma, const void* beta, void* y, int N, int C,
+                            int C1, int HW, int groups, float eps, bool silu, cudaStream_t stream) {
+    if (bias && x2) return -1;
     int err = -1;
     with_vector<T>(x2 ? gcd(C1, C - C1) : C, {x, x2, y}, [&](auto vec) {
         constexpr int VEC = decltype(vec)::value;
@@ -929,7 +946,8 @@ int launch_group_norm_apply(const void* x, const float* part, int chunks, const 
         const int rows = 256 / per, P = positions_a_chunk(N, HW, rows, apply_rows());
         const dim3 grid((HW + P - 1) / P, N);
         group_norm_apply_kernel<T, VEC><<<grid, rows * per, (2 * C + 2 * groups) * sizeof(float), stream>>>(
-            static_cast<const T*>(x), part, chunks, static_cast<const T*>(x2), part2, chunks2, static_cast<const T*>(gamma),
+            static_cast<const T*>(x), part, chunks, static_cast<const T*>(x2), part2, chunks2, static_cast<const T*>(bias),
+            ldb > 0 ? ldb : C, static_cast<const T*>(gamma),
             static_cast<const T*>(beta), static_cast<T*>(y), C, x2 ? C1 : C, HW, groups, eps, silu, P);
         err = static_cast<int>(cudaGetLastError());
     });
@@ -1102,20 +1120,29 @@ int residual_add_stats(const void* a, const void* r, const void* r2, const void*
                         : launch_residual_stats<float>(a, r, r2, bias, y, part, N, C, HW, cs);
 }
 
-// y [N, HW, C] = act(GroupNorm(x)) from x's partial sums (part: [N, chunks, 2, C] as
-// residual_add_stats left them) by group_norm_apply_kernel; with x2, of the concatenation of x
-// [N, HW, C1] and x2 [N, HW, C - C1] (sums part2, chunks2). -1 (nothing launched) where a vector
-// cannot be found (pointers not aligned) or C is too wide.
+// The per-channel partial sums of x [N, HW, C] (channels-last, `dtype`) alone, as residual_add_stats
+// leaves them for its output (part: [N, residual_stats_chunks, 2, C]), by residual_stats_kernel
+// reading x once and writing nothing else. -1 (nothing launched) where it cannot take C or x is
+// not 16-byte aligned.
+int channel_sums(const void* x, float* part, int dtype, int N, int C, int HW, void* stream) {
+    return residual_add_stats(x, nullptr, nullptr, nullptr, nullptr, part, dtype, N, C, HW, stream);
+}
+
+// y [N, HW, C] = act(GroupNorm(x + bias)) from x's partial sums (part: [N, chunks, 2, C] as
+// residual_add_stats or channel_sums left them) by group_norm_apply_kernel; bias (optional, not
+// with x2) [N, C] with row stride ldb (0: C); with x2, of the concatenation of x [N, HW, C1] and
+// x2 [N, HW, C - C1] (sums part2, chunks2). -1 (nothing launched) where a vector cannot be found
+// (pointers not aligned) or C is too wide.
 int group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
-                     const void* gamma, const void* beta, void* y, int dtype, int N, int C, int C1, int HW, int groups,
-                     float eps, bool silu, void* stream) {
+                     const void* bias, int64_t ldb, const void* gamma, const void* beta, void* y, int dtype, int N, int C,
+                     int C1, int HW, int groups, float eps, bool silu, void* stream) {
     const auto cs = static_cast<cudaStream_t>(stream);
-    return dtype == 1 ? launch_group_norm_apply<__half>(x, part, chunks, x2, part2, chunks2, gamma, beta, y, N, C, C1, HW,
-                                                        groups, eps, silu, cs)
-           : dtype == 2 ? launch_group_norm_apply<__nv_bfloat16>(x, part, chunks, x2, part2, chunks2, gamma, beta, y, N, C,
-                                                                 C1, HW, groups, eps, silu, cs)
-                        : launch_group_norm_apply<float>(x, part, chunks, x2, part2, chunks2, gamma, beta, y, N, C, C1, HW,
-                                                         groups, eps, silu, cs);
+    return dtype == 1 ? launch_group_norm_apply<__half>(x, part, chunks, x2, part2, chunks2, bias, ldb, gamma, beta, y, N, C,
+                                                        C1, HW, groups, eps, silu, cs)
+           : dtype == 2 ? launch_group_norm_apply<__nv_bfloat16>(x, part, chunks, x2, part2, chunks2, bias, ldb, gamma, beta,
+                                                                 y, N, C, C1, HW, groups, eps, silu, cs)
+                        : launch_group_norm_apply<float>(x, part, chunks, x2, part2, chunks2, bias, ldb, gamma, beta, y, N,
+                                                         C, C1, HW, groups, eps, silu, cs);
 }
 
 // Whether small_attention takes a head of D channels over L positions: D 8, 16, 32 or 64 and the
