@@ -2,6 +2,7 @@
 #include "app/cli/commands.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -324,6 +325,55 @@ int check_fused(c10::Device dev) {
                                 "(%.2fx the streaming norm, %.2fx the two passes); residual add with sums "
                                 "%.4f ms against without (plain layout) %.4f ms",
                                 stream_ms, gbs, pass_ms, smem_ms, smem_ms / stream_ms, smem_ms / pass_ms, add_ms, add_plain_ms);
+                }
+                std::printf("\n");
+            }
+    }
+    // The decoder's upsampling convolution as four phases of a 2x2 convolution (fused_upsample_conv):
+    // against upsampling + 3x3 convolution + bias in float64, its sums known and right (the streaming
+    // norm of its output against float64), timed against the path it replaces (upsampling kernel,
+    // cuDNN's 3x3 convolution, bias pass with sums).
+    {
+        const auto cl = at::MemoryFormat::ChannelsLast;
+        for (const at::ScalarType t : {at::kFloat, at::kHalf, at::kBFloat16})
+            for (const auto& k : {std::array<int64_t, 4>{512, 64, 14, 64}, std::array<int64_t, 4>{512, 64, 7, 64},
+                                  std::array<int64_t, 4>{2, 32, 5, 16}}) {
+                const int64_t N = k[0], Cin = k[1], H = k[2], C = k[3];
+                const at::Tensor x = at::randn({N, Cin, H, H}, opt).to(t).contiguous(cl);
+                const at::Tensor w = (at::randn({C, Cin, 3, 3}, opt) * (1.0 / std::sqrt(9.0 * double(Cin)))).to(t).contiguous(cl);
+                const at::Tensor b = at::randn({C}, opt).to(t);
+                if (!fused_upsample_conv_usable(x, w, b)) {
+                    std::printf("upsampling convolution [%lld, %lld, %lld, %lld] -> %lld, %s: not usable WRONG\n", (long long)N,
+                                (long long)Cin, (long long)H, (long long)H, (long long)C, c10::toString(t));
+                    ok = false;
+                    continue;
+                }
+                const at::Tensor w4 = subpixel_weight(w);
+                const at::Tensor y = fused_upsample_conv(x, w4, b);
+                const at::Tensor xd = x.to(at::kDouble);
+                const at::Tensor ref = at::conv2d(at::upsample_nearest2d(xd, {2 * H, 2 * H}), w.to(at::kDouble), b.to(at::kDouble), 1, 1);
+                const double e = ((y.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
+                const at::Tensor gamma = at::randn({C}, opt).to(t), beta = at::randn({C}, opt).to(t);
+                const bool known = fused_sums_known(y);
+                const at::Tensor gn = fused_group_norm_act(y, {}, 8, gamma, beta, 1e-5, true);
+                const at::Tensor gref = at::silu(at::group_norm(y.to(at::kDouble), 8, gamma.to(at::kDouble), beta.to(at::kDouble), 1e-5));
+                const double eg = ((gn.to(at::kDouble) - gref).norm() / gref.norm()).item<double>();
+                // TF32 (float32) or the type's rounding of inputs, weights summed per phase, and output.
+                const double tol = t == at::kFloat ? 2e-3 : t == at::kHalf ? 3e-3 : 2e-2;
+                const double gtol = t == at::kFloat ? 1e-5 : t == at::kHalf ? 2e-3 : 1.5e-2;
+                const bool good = std::isfinite(e + eg) && e < tol && eg < gtol && known && y.is_contiguous(cl) &&
+                                  y.sizes() == ref.sizes() && y.scalar_type() == t;
+                ok = ok && good;
+                std::printf("upsampling convolution [%lld, %lld, %lld, %lld] -> %lld, %s: relative error %.2e against float64; "
+                            "its norm from the sums it left %.2e%s %s",
+                            (long long)N, (long long)Cin, (long long)H, (long long)H, (long long)C, c10::toString(t), e, eg,
+                            known ? "" : "; no sums left", good ? "ok" : "WRONG");
+                if (N >= 512) {
+                    const double fused_ms = time_ms([&] { (void)fused_upsample_conv(x, w4, b); }, 100);
+                    const double old_ms = time_ms(
+                        [&] { (void)fused_residual_add_(at::conv2d(fused_upsample2(x), w, {}, 1, 1), {}, b); }, 100);
+                    std::printf("; %.4f ms against upsampling + 3x3 convolution + bias %.4f ms (%.2fx)", fused_ms, old_ms,
+                                old_ms / fused_ms);
                 }
                 std::printf("\n");
             }

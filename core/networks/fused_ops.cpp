@@ -35,6 +35,8 @@ int residual_stats_chunks(int dtype, int N, int C, int HW);
 int residual_add_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
                        int N, int C, int HW, void* stream);
 int channel_sums(const void* x, float* part, int dtype, int N, int C, int HW, void* stream);
+int subpixel_stats(const void* z, const void* bias, void* y, float* part, int dtype, int N, int C, int H, int W,
+                   void* stream);
 int group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
                      const void* bias, int64_t ldb, const void* gamma, const void* beta, void* y, int dtype, int N, int C,
                      int C1, int HW, int groups, float eps, bool silu, void* stream);
@@ -241,16 +243,18 @@ at::Tensor sums_of(const at::Tensor& x) {
 // A GroupNorm input whose sums nobody left (a convolution's output: a residual block's second norm,
 // the decoder's first after an upsampling, the encoder's after the first or a downsampling
 // convolution) gets them from a pass of its own (cuda_kernels::channel_sums: one read), then streams
-// like the others: on an H200 the two passes ran faster than kernel 2's block a group (the whole
-// group in shared memory, few blocks an SM). DLAB_GN_SUMS_PASS=0 keeps kernel 2 there (for
-// comparisons); DLAB_GN_SUMS_MIN=K keeps it for samples of fewer than K values (C * H * W).
+// like the others, where a sample is at most 64 KB: on an H200 (bench --check-fused, float32) the two
+// passes took 0.030 ms against kernel 2's 0.034 at [512, 64, 14, 14] (50 KB a sample), but 0.063
+// against 0.052 at [512, 32, 28, 28] (100 KB), where kernel 2's block a group reads enough at once.
+// DLAB_GN_SUMS_PASS=0 keeps kernel 2 everywhere (for comparisons); DLAB_GN_SUMS_MAX_KB=K moves the bound.
 bool sums_pass_on(const at::Tensor& x) {
     static const bool on = !env_is("DLAB_GN_SUMS_PASS", "0");
-    static const int64_t least = [] {
-        const char* v = std::getenv("DLAB_GN_SUMS_MIN");
-        return v ? std::max<int64_t>(0, std::atoll(v)) : int64_t(0);
+    static const int64_t most = [] {
+        const char* v = std::getenv("DLAB_GN_SUMS_MAX_KB");
+        return (v ? std::max<int64_t>(0, std::atoll(v)) : int64_t(64)) * 1024;
     }();
-    return on && x.dim() == 4 && x.size(0) > 0 && x.numel() / x.size(0) >= least && channels_last_only(x);
+    return on && x.dim() == 4 && x.size(0) > 0 && int64_t(x.element_size()) * (x.numel() / x.size(0)) <= most &&
+           channels_last_only(x);
 }
 
 // x's partial sums: those its writer left, else from the sums pass; undefined where neither can be had.
@@ -486,6 +490,73 @@ at::Tensor fused_channel_sums(const at::Tensor& x) {
 #else
     unused(x);
     throw std::logic_error("fused_channel_sums: this build has no fused CUDA kernels");
+#endif
+}
+
+at::Tensor subpixel_weight(const at::Tensor& w) {
+    if (!w.defined() || w.dim() != 4 || w.size(2) != 3 || w.size(3) != 3)
+        throw std::invalid_argument("subpixel_weight: expected a 3x3 convolution's weight [Cout, Cin, 3, 3]");
+    // Output row 2i + u of the upsampled map's 3x3 window reads the small map's rows i - 1, i
+    // (u = 0: tap row 0, then rows 1 and 2) or i, i + 1 (u = 1: rows 0 and 1, then row 2); so for columns.
+    const auto f = w.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous);
+    const at::Tensor taps = at::tensor({1.f, 0.f, 0.f, 0.f, 1.f, 1.f, 1.f, 1.f, 0.f, 0.f, 0.f, 1.f}, f.device(at::kCPU))
+                                .view({2, 2, 3})
+                                .to(w.device());
+    const at::Tensor wf = w.to(at::kFloat).contiguous();
+    std::vector<at::Tensor> phases;
+    for (int64_t u = 0; u < 2; ++u)
+        for (int64_t v = 0; v < 2; ++v) phases.push_back(at::einsum("ar,oirs,bs->oiab", {taps[u], wf, taps[v]}));
+    return at::cat(phases, 0).to(w.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+namespace {
+// x [N, Cin, H, W] channels-last, upsampled and convolved into C channels, with weight (3x3 or the
+// phases') of x's type and device and bias [C]: whether fused_upsample_conv can take them.
+bool upsample_conv_fits(const at::Tensor& x, int64_t C, const at::Tensor& weight, const at::Tensor& bias) {
+    // DLAB_SUBPIXEL=0: the upsampling kernel, cuDNN's 3x3 convolution and the bias pass (for comparisons).
+    static const bool on = !env_is("DLAB_SUBPIXEL", "0");
+    if (!on || !fused_residual_usable(x) || !channels_last_only(x) || C < 1 || weight.dim() != 4 ||
+        weight.size(1) != x.size(1) || weight.scalar_type() != x.scalar_type() || weight.device() != x.device() ||
+        !bias.defined() || bias.dim() != 1 || bias.size(0) != C || bias.scalar_type() != x.scalar_type() ||
+        bias.device() != x.device())
+        return false;
+#ifdef DLAB_FUSED_CUDA
+    const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
+    return N >= 1 && H >= 1 && W >= 1 && N * 4 * C * (H + 1) * (W + 1) < (int64_t(1) << 31) &&
+           cuda_kernels::residual_stats_chunks(kernel_dtype(x), int(N), int(C), int(4 * H * W)) > 0;
+#else
+    return false;
+#endif
+}
+}  // namespace
+
+bool fused_upsample_conv_usable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+    return weight.defined() && weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
+           upsample_conv_fits(x, weight.size(0), weight, bias);
+}
+
+at::Tensor fused_upsample_conv(const at::Tensor& x, const at::Tensor& w4, const at::Tensor& bias) {
+#ifdef DLAB_FUSED_CUDA
+    const int64_t C = w4.defined() && w4.dim() == 4 ? w4.size(0) / 4 : 0;
+    if (C < 1 || w4.size(0) != 4 * C || w4.size(2) != 2 || w4.size(3) != 2 || !upsample_conv_fits(x, C, w4, bias))
+        throw std::invalid_argument("fused_upsample_conv: arguments it cannot take");
+    const c10::cuda::CUDAGuard guard(x.device());
+    const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
+    at::Tensor z = at::conv2d(x, w4, {}, 1, 1);  // [N, 4C, H + 1, W + 1]
+    if (!channels_last_only(z)) z = z.contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor y = at::empty({N, C, 2 * H, 2 * W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(x), int(N), int(C), int(4 * H * W));
+    at::Tensor part = at::empty({N, chunks, 2, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
+    const at::Tensor b = bias.contiguous();
+    const int err = cuda_kernels::subpixel_stats(z.data_ptr(), b.data_ptr(), y.data_ptr(), part.data_ptr<float>(), kernel_dtype(x),
+                                                 int(N), int(C), int(H), int(W),
+                                                 c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    if (err != 0) throw std::runtime_error("the upsampling convolution's kernel did not launch (CUDA error " + std::to_string(err) + ")");
+    if (sums_switched_on() && !y.is_inference()) remember_sums(y, std::move(part));
+    return y;
+#else
+    unused(x, w4, bias);
+    throw std::logic_error("fused_upsample_conv: this build has no fused CUDA kernels");
 #endif
 }
 

@@ -116,6 +116,21 @@ at::Tensor fused_channel_sums(const at::Tensor& x);
 /// Nearest-neighbour upsampling by 2 of a channels-last x where fused_residual_usable(x), in one
 /// vectorised kernel (LibTorch's reads and writes a value at a time); channels-last out.
 at::Tensor fused_upsample2(const at::Tensor& x);
+/// A 3x3 convolution's weight w [Cout, Cin, 3, 3] as the weights of the four output phases of
+/// "upsample by 2 (nearest), then convolve with w (padding 1)" on the small map: [4 Cout, Cin, 2, 2]
+/// channels-last in w's type, phase (u, v) (output row 2i + u, column 2j + v) in rows
+/// [(2u + v) Cout, (2u + v + 1) Cout); a 2x2 convolution of the small map with padding 1 gives
+/// phase (u, v) of output (2i + u, 2j + v) at (i + u, j + v). Computed in float; plain LibTorch.
+at::Tensor subpixel_weight(const at::Tensor& w);
+/// Whether fused_upsample_conv may take the small map x, the 3x3 weight and the bias: fused_residual_usable(x),
+/// channels-last, weight [Cout, Cin, 3, 3] and bias [Cout] of x's type and device, Cout that the residual
+/// kernel's sums take, and the environment variable DLAB_SUBPIXEL not "0".
+bool fused_upsample_conv_usable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+/// conv2d(upsample_nearest2d(x, 2), weight, bias, padding 1) from w4 = subpixel_weight(weight): a 2x2
+/// convolution of x (a quarter of the multiply-adds at the large size, 4/9 of them all told), then
+/// one kernel that interleaves the phases, adds the bias and leaves the output's per-channel sums
+/// for the GroupNorm that reads it (fused_sums_known). Channels-last out.
+at::Tensor fused_upsample_conv(const at::Tensor& x, const at::Tensor& w4, const at::Tensor& bias);
 /// Whether fused_first_conv may take x, weight and bias (the UNet's first convolution): fused_residual_usable(x),
 /// x [N, 1, H, W] contiguous, weight [C, 1, 3, 3] contiguous and bias [C] of x's type and device, C * 10 values
 /// within 48 KB, and the environment variable DLAB_FIRST_CONV not "0".

@@ -283,7 +283,7 @@ public:
                 if (s.xattn) h = s.xattn(h, ctx, valid);
                 if (s.tattn) h = s.tattn(h);
             } else {
-                h = blocks::conv_bias(s.resample, blocks::upsample2(h), 1, 1);
+                h = blocks::upsample_conv(s.resample, h, s.subpixel);
             }
         }
         const at::Tensor out = conv_out_(blocks::norm_silu(norm_out_, h));
@@ -425,6 +425,7 @@ private:
         nn::Conv2d resample;
         CrossAttention xattn;
         TemporalAttention tattn{nullptr};
+        blocks::Derived subpixel{};  // an upsampling stage's phase weights (blocks::upsample_conv)
     };
     int64_t res_of_next_ = 0;
     std::vector<std::pair<int64_t, CrossAttention>> xattn_;

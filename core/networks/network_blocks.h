@@ -121,6 +121,15 @@ inline at::Tensor upsample2(const at::Tensor& h) {
     return at::upsample_nearest2d(h, {h.size(2) * 2, h.size(3) * 2});
 }
 
+// conv(upsample2(h)) (the decoder's upsampling): on CUDA inference a 2x2 convolution of the small
+// map with the four output phases' weights (made once into `phases`) and one kernel that
+// interleaves them and adds the bias (fused_ops.h: fused_upsample_conv), else as written.
+inline at::Tensor upsample_conv(nn::Conv2d& conv, const at::Tensor& h, Derived& phases) {
+    if (fused_upsample_conv_usable(h, conv->weight, conv->bias))
+        return fused_upsample_conv(h, phases.get({conv->weight}, [&] { return subpixel_weight(conv->weight); }), conv->bias);
+    return conv_bias(conv, upsample2(h), 1, 1);
+}
+
 // Residual block (Ho et al. 2020 / ADM): GN-SiLU-Conv, + time embedding, GN-SiLU-Dropout-Conv.
 struct ResBlockImpl : nn::Module {
     ResBlockImpl(int64_t in, int64_t out, int64_t temb, int64_t groups, double dropout)

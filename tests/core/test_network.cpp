@@ -148,6 +148,31 @@ private Q_SLOTS:
         QVERIFY(at::allclose(own_cat, own, 1e-5, 1e-6));
     }
 
+    // The decoder's upsampling (nearest by 2, then a 3x3 convolution with padding 1) as four output
+    // phases of one 2x2 convolution of the small map (subpixel_weight; CUDA inference interleaves
+    // them in a kernel): phase (u, v) of output (2i + u, 2j + v) sits at (i + u, j + v). Checked on
+    // odd and even sizes, borders included; a weight that is not 3x3 is refused.
+    void subpixelWeightsGiveTheUpsamplingConvolution() {
+        torch::NoGradGuard g;
+        for (const auto& hw : {std::pair<int64_t, int64_t>{7, 7}, {4, 5}, {1, 3}}) {
+            const int64_t H = hw.first, W = hw.second, Cin = 6, C = 5;
+            const at::Tensor x = at::randn({2, Cin, H, W}), w = at::randn({C, Cin, 3, 3}), b = at::randn({C});
+            const at::Tensor want = at::conv2d(at::upsample_nearest2d(x, {2 * H, 2 * W}), w, b, 1, 1);
+            const at::Tensor w4 = subpixel_weight(w);
+            QCOMPARE(w4.sizes(), (at::IntArrayRef{4 * C, Cin, 2, 2}));
+            const at::Tensor z = at::conv2d(x, w4, {}, 1, 1);
+            QCOMPARE(z.sizes(), (at::IntArrayRef{2, 4 * C, H + 1, W + 1}));
+            at::Tensor got = at::empty_like(want);
+            for (int64_t u = 0; u < 2; ++u)
+                for (int64_t v = 0; v < 2; ++v)
+                    got.slice(2, u, 2 * H, 2).slice(3, v, 2 * W, 2).copy_(
+                        z.narrow(1, (2 * u + v) * C, C).narrow(2, u, H).narrow(3, v, W) + b.view({1, C, 1, 1}));
+            QVERIFY2(at::allclose(got, want, 1e-4, 1e-5),
+                     qPrintable(QString("%1x%2: max |diff| %3").arg(H).arg(W).arg((got - want).abs().max().item<double>())));
+        }
+        QVERIFY_THROWS_EXCEPTION(std::invalid_argument, subpixel_weight(at::randn({4, 4, 1, 1})));
+    }
+
     // A GraphedModel replays CUDA graphs only for a CUDA network in a CUDA build; on the CPU (and in
     // this Debian build) it is the plain forward pass, and model_function gives the same outputs.
     void graphedModelIsTheForwardPassOffCuda() {

@@ -491,11 +491,16 @@ __global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T
 // part[n, j, 0, :] and part[n, j, 1, :] (float): partial sums by fixed chunks, added in a fixed order
 // (warps, then chunks by the reader), so that the results are the same every run.
 // (At most 64 registers a thread: 4 blocks of 256 an SM; the 8-half vectors' version took 68-72 and
-// ran 3.) Without STORE (a alone; r, r2, bias and y null) it only reads a and leaves a's sums: the
-// sums pass of a GroupNorm whose input came from elsewhere (a convolution).
-template <typename T, int VEC, bool STORE = true>
+// ran 3.) MODE 1 (a alone; r, r2, bias and y null): it only reads a and leaves a's sums, the sums
+// pass of a GroupNorm whose input came from elsewhere (a convolution). MODE 2 (r and r2 null): the
+// nearest-neighbour upsampling by 2 + 3x3 convolution as a 2x2 convolution of the small map with
+// four output phases (fused_upsample_conv): a is that convolution's output [N, H + 1, W + 1, 4C]
+// (HW = 4 H W output positions, W given as w2), y[n, 2i + u, 2j + v, c] = a[n, i + u, j + v,
+// (2u + v) C + c] + bias[c].
+template <typename T, int VEC, int MODE = 0>
 __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
-                                      const T* __restrict__ bias, T* y, float* __restrict__ part, int C, int HW, int P) {
+                                      const T* __restrict__ bias, T* y, float* __restrict__ part, int C, int HW, int P,
+                                      int w2 = 0) {
     extern __shared__ float red[];  // [warps][2][C]
     const int chunk = blockIdx.x, n = blockIdx.y, chunks = gridDim.x;
     const int per = C / VEC, slot = threadIdx.x % per, rows = blockDim.x / per;
@@ -504,9 +509,16 @@ __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, cons
 #pragma unroll
     for (int e = 0; e < VEC; ++e) s[e] = q[e] = 0.f;
     const int64_t base = int64_t(n) * HW * C + c;
+    // MODE 2: sample n's phases in a, [H + 1, W + 1, 4C].
+    const int64_t zbase = MODE == 2 ? int64_t(n) * (HW / (4 * w2) + 1) * (w2 + 1) * 4 * C + c : 0;
     for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
         const int64_t i = base + int64_t(p) * C;
-        const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + i);
+        int64_t src = i;
+        if (MODE == 2) {
+            const int oy = p / (2 * w2), ox = p - oy * 2 * w2, u = oy & 1, v = ox & 1;
+            src = zbase + (int64_t((oy >> 1) + u) * (w2 + 1) + (ox >> 1) + v) * 4 * C + (2 * u + v) * C;
+        }
+        const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + src);
         Vec<T, VEC> vr, vr2;
         if (r) vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
         if (r2) vr2 = *reinterpret_cast<const Vec<T, VEC>*>(r2 + i);
@@ -522,7 +534,7 @@ __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, cons
             s[e] += o;
             q[e] += o * o;
         }
-        if (STORE) *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
+        if (MODE != 1) *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
     }
     // threads in rows * per = blockDim.x: whole warps (the launcher's), lanes of one slot 32 / per.
 #pragma unroll
@@ -912,24 +924,29 @@ template <typename T> int stats_vec(int C) {
     return C % VEC == 0 && per >= 1 && per <= 32 && (per & (per - 1)) == 0 ? VEC : 0;
 }
 
-// y null: the sums of a alone (r, r2 and bias must be null too), nothing written but part.
+// y null: the sums of a alone (r, r2 and bias must be null too), nothing written but part. w2 > 0:
+// the upsampling convolution's phases (MODE 2; r and r2 null; HW = 4 H w2 output positions).
 template <typename T>
 int launch_residual_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int N,
-                          int C, int HW, cudaStream_t stream) {
+                          int C, int HW, cudaStream_t stream, int w2 = 0) {
     constexpr int VEC = 16 / sizeof(T);
-    if (stats_vec<T>(C) != VEC || (!y && (r || r2 || bias))) return -1;
+    if (stats_vec<T>(C) != VEC || (!y && (r || r2 || bias || w2))) return -1;
+    if (w2 && (r || r2 || w2 < 1 || HW % (4 * w2) != 0)) return -1;
     for (const void* ptr : std::initializer_list<const void*>{a, r, r2, y})
         if (ptr && !aligned(ptr, 16)) return -1;
     const int threads = 256, P = positions_a_chunk(N, HW, threads / (C / VEC), stats_rows());
     const dim3 grid((HW + P - 1) / P, N);
     const size_t smem = (threads / 32) * 2 * C * sizeof(float);
-    if (y)
-        residual_stats_kernel<T, VEC><<<grid, threads, smem, stream>>>(static_cast<const T*>(a), static_cast<const T*>(r),
-                                                                     static_cast<const T*>(r2), static_cast<const T*>(bias),
-                                                                     static_cast<T*>(y), part, C, HW, P);
+    const T* at = static_cast<const T*>(a);
+    const T* bt = static_cast<const T*>(bias);
+    if (!y)
+        residual_stats_kernel<T, VEC, 1><<<grid, threads, smem, stream>>>(at, nullptr, nullptr, nullptr, nullptr, part, C, HW, P);
+    else if (w2)
+        residual_stats_kernel<T, VEC, 2><<<grid, threads, smem, stream>>>(at, nullptr, nullptr, bt, static_cast<T*>(y), part,
+                                                                         C, HW, P, w2);
     else
-        residual_stats_kernel<T, VEC, false><<<grid, threads, smem, stream>>>(static_cast<const T*>(a), nullptr, nullptr,
-                                                                            nullptr, nullptr, part, C, HW, P);
+        residual_stats_kernel<T, VEC><<<grid, threads, smem, stream>>>(at, static_cast<const T*>(r), static_cast<const T*>(r2),
+                                                                     bt, static_cast<T*>(y), part, C, HW, P);
     return static_cast<int>(cudaGetLastError());
 }
 
@@ -1118,6 +1135,21 @@ int residual_add_stats(const void* a, const void* r, const void* r2, const void*
     return dtype == 1   ? launch_residual_stats<__half>(a, r, r2, bias, y, part, N, C, HW, cs)
            : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(a, r, r2, bias, y, part, N, C, HW, cs)
                         : launch_residual_stats<float>(a, r, r2, bias, y, part, N, C, HW, cs);
+}
+
+// y [N, 2H, 2W, C] (channels-last) = the nearest-neighbour upsampling by 2 of a map [N, H, W, Cin]
+// followed by a 3x3 convolution (padding 1) and its bias, from z [N, H + 1, W + 1, 4C]: that map's
+// 2x2 convolution (padding 1) with the four phases' weights (fused_ops.cpp), the phase (u, v) in
+// channels [(2u + v) C, (2u + v + 1) C); y's per-channel partial sums in part (residual_stats_chunks
+// of N, C, 4 H W), as residual_add_stats. -1 (nothing launched) where it cannot take C or a pointer
+// is not 16-byte aligned.
+int subpixel_stats(const void* z, const void* bias, void* y, float* part, int dtype, int N, int C, int H, int W,
+                   void* stream) {
+    const auto cs = static_cast<cudaStream_t>(stream);
+    const int HW = 4 * H * W;
+    return dtype == 1   ? launch_residual_stats<__half>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W)
+           : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W)
+                        : launch_residual_stats<float>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W);
 }
 
 // The per-channel partial sums of x [N, HW, C] (channels-last, `dtype`) alone, as residual_add_stats
