@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # The batch-256 guided pass (issue 17's 1.2x target) beside the peer: the project as it is against
-# session 27's path (DLAB_GN_STATS=0: every GroupNorm holds its group in shared memory;
-# DLAB_ONE_TEMB_GEMM=0: one time-embedding product a block), and in fp16 the streaming norm with
-# shorter chunks (DLAB_GN_APPLY_ITERS=4). Device tool, carry [".gpu-lat"], ~5 min:
+# session 28's path (s28: DLAB_SUBPIXEL=0 DLAB_FIRST_CONV_SUMS=0 DLAB_GN_SUMS_PASS=0) and without the
+# first convolution's sums alone. Device tool, carry [".gpu-lat"], ~7 min with ROUNDS=3:
 # bench --check-fused; kernel profiles of 20 batch-256 passes (float32, float16); our modes, then
-# the peer (torch.compile reduce-overhead, float32 and float16), then our modes again (ROUNDS=3: the
-# peer and ours alternated three times, ~3 min more).
+# the peer (torch.compile reduce-overhead, float32 and float16) and our modes, ROUNDS times
+# (default 1); FID of fashion-mnist-quality (DPM-Solver++ 50, N = 10,000) in float32 and float16.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 G=${GPU_DIR:-.gpu-lat}
@@ -13,13 +12,13 @@ FUSED=1 LOG=${LOG:-infer-b256.log}
 source installer/gpu-common.sh || exit 1
 echo "== 0. bench --check-fused"
 check_fused check-fused-b256.log
-grep -E "WRONG" $OUT/check-fused-b256.log
-old="DLAB_GN_STATS=0 DLAB_ONE_TEMB_GEMM=0"
-modes=("DLAB_GN_STATS=1" "$old" "DLAB_HALF=fp16" "DLAB_HALF=fp16 $old" "DLAB_HALF=fp16 DLAB_GN_APPLY_ITERS=4")
+grep -E "WRONG|first convolution \[512" $OUT/check-fused-b256.log | cut -c1-300
+s28="DLAB_SUBPIXEL=0 DLAB_FIRST_CONV_SUMS=0 DLAB_GN_SUMS_PASS=0"
+modes=("DLAB_GN_STATS=1" "$s28" "DLAB_FIRST_CONV_SUMS=0" "DLAB_HALF=fp16" "DLAB_HALF=fp16 $s28")
 echo "== 1. kernels of 20 batch-256 passes"
-for m in "${modes[0]}" "${modes[2]}"; do
+for m in "${modes[0]}" "${modes[3]}"; do
   echo "-- $m"
-  env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=12 $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
+  env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=18 $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
     grep -E "^profile|ms/step"
 done
 peer() { (cd bench && timeout 200 python3 sample_reference.py --batches 256 --iters 100 --variants compile-ro "$@") 2>&1 | grep -E "^ +256"; }
@@ -29,5 +28,11 @@ for ((r = 0; r < ${ROUNDS:-1}; r++)); do
   peer
   peer --dtype float16
   bench_modes 1 default 100 "${modes[@]}"
+done
+echo "== 3. FID, quality model, DPM-Solver++ 50 linspace, s = 1, N = 10,000"
+for m in "${modes[0]}" "${modes[3]}"; do
+  env $m $cli eval --model fashion-mnist-quality --scales 1 --count 10000 --batch 1000 --sampler dpmpp2m \
+    --steps 50 --spacing linspace --device cuda --metrics fid,precision,recall,agreement 2>&1 | grep -E "s=1.00" |
+    sed "s/^/$m /"
 done
 echo "total $((SECONDS - t0)) s"

@@ -461,10 +461,24 @@ int check_fused(c10::Device dev) {
         const at::Tensor out = fused_first_conv(x, wt, b);
         const at::Tensor ref = at::conv2d(x.to(at::kDouble), wt.to(at::kDouble), b.to(at::kDouble), 1, 1);
         const double rel = ((out.to(at::kDouble) - ref).norm() / ref.norm()).item<double>();
-        const bool good = std::isfinite(rel) && rel < (t == at::kFloat ? 1e-6 : 1e-2) && out.is_contiguous(at::MemoryFormat::ChannelsLast);
+        // With 8k channels the kernel leaves the output's sums (the GroupNorm that reads it streams):
+        // that norm against float64.
+        const bool known = fused_sums_known(out);
+        double gerr = 0;
+        if (known) {
+            const int64_t groups = c / 4;
+            const at::Tensor g = at::randn({c}, opt).to(t), be = at::randn({c}, opt).to(t);
+            const at::Tensor gref = at::silu(at::group_norm(out.to(at::kDouble), groups, g.to(at::kDouble), be.to(at::kDouble), 1e-5));
+            gerr = ((fused_group_norm_act(out, {}, groups, g, be, 1e-5, true).to(at::kDouble) - gref).norm() / gref.norm()).item<double>();
+        }
+        const bool good = std::isfinite(rel + gerr) && rel < (t == at::kFloat ? 1e-6 : 1e-2) &&
+                          gerr < (t == at::kFloat ? 1e-5 : t == at::kHalf ? 2e-3 : 1.5e-2) &&
+                          (known || c % 8 != 0) && out.is_contiguous(at::MemoryFormat::ChannelsLast);
         ok = ok && good;
         std::printf("first convolution [%lld, 1, %lld, %lld] -> %lld channels, %s: relative error %.1e against float64", (long long)n,
                     (long long)h, (long long)w, (long long)c, c10::toString(t), rel);
+        if (known) std::printf(", its norm from the sums it left %.2e", gerr);
+        else std::printf(", no sums left");
         if (n >= 256) {
             const double ours = time_ms([&] { (void)fused_first_conv(x, wt, b); }, 200);
             const double theirs = time_ms(

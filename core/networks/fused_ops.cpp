@@ -35,6 +35,8 @@ int residual_stats_chunks(int dtype, int N, int C, int HW);
 int residual_add_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
                        int N, int C, int HW, void* stream);
 int channel_sums(const void* x, float* part, int dtype, int N, int C, int HW, void* stream);
+int first_conv3x3_stats(const void* x, const void* w, const void* bias, void* y, float* part, int dtype, int N, int Cout,
+                        int H, int W, void* stream);
 int subpixel_stats(const void* z, const void* bias, void* y, float* part, int dtype, int N, int C, int H, int W,
                    void* stream);
 int group_norm_apply(const void* x, const float* part, int chunks, const void* x2, const float* part2, int chunks2,
@@ -604,6 +606,23 @@ at::Tensor fused_first_conv(const at::Tensor& x, const at::Tensor& weight, const
     const int64_t N = x.size(0), C = weight.size(0), H = x.size(2), W = x.size(3);
     const at::Tensor b = bias.contiguous();
     at::Tensor y = at::empty({N, C, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    // With the output's per-channel sums for the two GroupNorms that read it (the first block's first
+    // norm and the decoder's last concatenation): they then stream (DLAB_GN_STATS=0 or
+    // DLAB_FIRST_CONV_SUMS=0: not, for comparisons).
+    static const bool with_sums = !env_is("DLAB_FIRST_CONV_SUMS", "0");
+    const int chunks = with_sums && sums_switched_on() && !y.is_inference()
+                           ? cuda_kernels::residual_stats_chunks(kernel_dtype(x), int(N), int(C), int(H * W)) : 0;
+    if (chunks > 0) {
+        at::Tensor part = at::empty({N, chunks, 2, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
+        const int e = cuda_kernels::first_conv3x3_stats(x.data_ptr(), weight.data_ptr(), b.data_ptr(), y.data_ptr(),
+                                                        part.data_ptr<float>(), kernel_dtype(x), int(N), int(C), int(H), int(W),
+                                                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+        if (e > 0) throw std::runtime_error("the first-convolution kernel did not launch (CUDA error " + std::to_string(e) + ")");
+        if (e == 0) {
+            remember_sums(y, std::move(part));
+            return y;
+        }
+    }
     const int err = cuda_kernels::first_conv3x3(x.data_ptr(), weight.data_ptr(), b.data_ptr(), y.data_ptr(), kernel_dtype(x),
                                                 int(N), int(C), int(H), int(W),
                                                 c10::cuda::getCurrentCUDAStream(x.device().index()).stream());

@@ -496,13 +496,19 @@ __global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T
 // nearest-neighbour upsampling by 2 + 3x3 convolution as a 2x2 convolution of the small map with
 // four output phases (fused_upsample_conv): a is that convolution's output [N, H + 1, W + 1, 4C]
 // (HW = 4 H W output positions, W given as w2), y[n, 2i + u, 2j + v, c] = a[n, i + u, j + v,
-// (2u + v) C + c] + bias[c].
+// (2u + v) C + c] + bias[c]. MODE 3 (r2 null): the UNet's first convolution as first_conv3x3_kernel
+// computes it (a the one-channel image [N, H, W], W given as w2; r its weights [C, 9]; bias [C]).
 template <typename T, int VEC, int MODE = 0>
 __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
                                       const T* __restrict__ bias, T* y, float* __restrict__ part, int C, int HW, int P,
                                       int w2 = 0) {
-    extern __shared__ float red[];  // [warps][2][C]
+    extern __shared__ float red[];  // [warps][2][C]; MODE 3: then [C][9] weights and [C] biases
     const int chunk = blockIdx.x, n = blockIdx.y, chunks = gridDim.x;
+    float* wb = red + (blockDim.x >> 5) * 2 * C;
+    if (MODE == 3) {
+        for (int t = threadIdx.x; t < C * 10; t += blockDim.x) wb[t] = to_float(t < C * 9 ? r[t] : bias[t - C * 9]);
+        __syncthreads();
+    }
     const int per = C / VEC, slot = threadIdx.x % per, rows = blockDim.x / per;
     const int c = slot * VEC, end = min(HW, (chunk + 1) * P);
     float s[VEC], q[VEC];
@@ -513,6 +519,32 @@ __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, cons
     const int64_t zbase = MODE == 2 ? int64_t(n) * (HW / (4 * w2) + 1) * (w2 + 1) * 4 * C + c : 0;
     for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
         const int64_t i = base + int64_t(p) * C;
+        if constexpr (MODE == 3) {
+            const int oi = p / w2, oj = p - oi * w2, H = HW / w2;
+            const T* xn = a + int64_t(n) * HW;
+            float in[9];
+#pragma unroll
+            for (int di = 0; di < 3; ++di)
+#pragma unroll
+                for (int dj = 0; dj < 3; ++dj) {
+                    const int ri = oi + di - 1, ci = oj + dj - 1;
+                    in[di * 3 + dj] = ri >= 0 && ri < H && ci >= 0 && ci < w2 ? to_float(xn[ri * w2 + ci]) : 0.f;
+                }
+            Vec<T, VEC> out;
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) {
+                const float* wc = wb + (c + e) * 9;
+                float acc = wb[C * 9 + c + e];
+#pragma unroll
+                for (int k = 0; k < 9; ++k) acc += in[k] * wc[k];
+                out.a[e] = from_float<T>(acc);
+                const float o = to_float(out.a[e]);
+                s[e] += o;
+                q[e] += o * o;
+            }
+            *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
+            continue;
+        }
         int64_t src = i;
         if (MODE == 2) {
             const int oy = p / (2 * w2), ox = p - oy * 2 * w2, u = oy & 1, v = ox & 1;
@@ -1150,6 +1182,27 @@ int subpixel_stats(const void* z, const void* bias, void* y, float* part, int dt
     return dtype == 1   ? launch_residual_stats<__half>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W)
            : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W)
                         : launch_residual_stats<float>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W);
+}
+
+// The UNet's first convolution (first_conv3x3's) by residual_stats_kernel, with y's per-channel
+// partial sums in part (residual_stats_chunks of N, Cout, H W). -1 (nothing launched) where it
+// cannot take Cout or y is not 16-byte aligned.
+int first_conv3x3_stats(const void* x, const void* w, const void* bias, void* y, float* part, int dtype, int N, int Cout,
+                        int H, int W, void* stream) {
+    const auto cs = static_cast<cudaStream_t>(stream);
+    auto go = [&](auto tag) {
+        using T = decltype(tag);
+        constexpr int VEC = 16 / sizeof(T);
+        if (stats_vec<T>(Cout) != VEC || !aligned(y, 16)) return -1;
+        const int threads = 256, HW = H * W, P = positions_a_chunk(N, HW, threads / (Cout / VEC), stats_rows());
+        const dim3 grid((HW + P - 1) / P, N);
+        const size_t smem = ((threads / 32) * 2 * Cout + Cout * 10) * sizeof(float);
+        residual_stats_kernel<T, VEC, 3><<<grid, threads, smem, cs>>>(static_cast<const T*>(x), static_cast<const T*>(w), nullptr,
+                                                                     static_cast<const T*>(bias), static_cast<T*>(y), part, Cout,
+                                                                     HW, P, W);
+        return static_cast<int>(cudaGetLastError());
+    };
+    return dtype == 1 ? go(__half()) : dtype == 2 ? go(__nv_bfloat16()) : go(float());
 }
 
 // The per-channel partial sums of x [N, HW, C] (channels-last, `dtype`) alone, as residual_add_stats
