@@ -65,3 +65,16 @@ check_fused() {
   $cli bench --check-fused --device cuda > "$OUT/$1" 2>&1
   echo "check-fused rc=$? $(grep -c ' ok' "$OUT/$1") ok $(grep -c WRONG "$OUT/$1") WRONG"
 }
+# The peer (bench/sample_reference.py: the same network in PyTorch, torch.compile reduce-overhead) on
+# the batch-256 guided pass, its result line; arguments go to it (--dtype float16): peer [ARG...].
+peer() { (cd bench && timeout 200 python3 sample_reference.py --batches 256 --iters 100 --variants compile-ro "$@") 2>&1 | grep -E "^ +256"; }
+# FID, precision, recall and class agreement of fashion-mnist-quality (DPM-Solver++ 50 linspace, s = 1,
+# N = 10,000) under each environment setting given, one line each: fid_quality SETTING...
+fid_quality() {
+  local m
+  for m in "$@"; do
+    env $m $cli eval --model fashion-mnist-quality --scales 1 --count 10000 --batch 1000 --sampler dpmpp2m \
+      --steps 50 --spacing linspace --device cuda --metrics fid,precision,recall,agreement 2>&1 | grep -E "s=1.00" |
+      sed "s/^/$m /"
+  done
+}

@@ -21,7 +21,6 @@ for m in "${modes[0]}" "${modes[3]}"; do
   env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=18 $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
     grep -E "^profile|ms/step"
 done
-peer() { (cd bench && timeout 200 python3 sample_reference.py --batches 256 --iters 100 --variants compile-ro "$@") 2>&1 | grep -E "^ +256"; }
 echo "== 2. ours, the peer (float32, float16), ours; ROUNDS times (default 1)"
 bench_modes 1 default 100 "${modes[@]}"
 for ((r = 0; r < ${ROUNDS:-1}; r++)); do
@@ -30,9 +29,5 @@ for ((r = 0; r < ${ROUNDS:-1}; r++)); do
   bench_modes 1 default 100 "${modes[@]}"
 done
 echo "== 3. FID, quality model, DPM-Solver++ 50 linspace, s = 1, N = 10,000"
-for m in "${modes[0]}" "${modes[3]}"; do
-  env $m $cli eval --model fashion-mnist-quality --scales 1 --count 10000 --batch 1000 --sampler dpmpp2m \
-    --steps 50 --spacing linspace --device cuda --metrics fid,precision,recall,agreement 2>&1 | grep -E "s=1.00" |
-    sed "s/^/$m /"
-done
+fid_quality "${modes[0]}" "${modes[3]}"
 echo "total $((SECONDS - t0)) s"

@@ -25,7 +25,6 @@ for m in "${modes[0]}" "${modes[4]}"; do
     grep -E "^profile|ms/step"
 done
 echo "== 3. ours, the peer (float32, float16), ours; ROUNDS times"
-peer() { (cd bench && timeout 200 python3 sample_reference.py --batches 256 --iters 100 --variants compile-ro "$@") 2>&1 | grep -E "^ +256"; }
 bench_modes 1 default 100 "${modes[@]}"
 for ((r = 0; r < ${ROUNDS:-2}; r++)); do
   peer
@@ -33,9 +32,5 @@ for ((r = 0; r < ${ROUNDS:-2}; r++)); do
   bench_modes 1 default 100 "${modes[@]}"
 done
 echo "== 4. FID, quality model, DPM-Solver++ 50 linspace, s = 1, N = 10,000"
-for m in "${modes[0]}" "${modes[4]}"; do
-  env $m $cli eval --model fashion-mnist-quality --scales 1 --count 10000 --batch 1000 --sampler dpmpp2m \
-    --steps 50 --spacing linspace --device cuda --metrics fid,precision,recall,agreement 2>&1 | grep -E "floor|s=1.00" |
-    sed "s/^/$m /"
-done
+fid_quality "${modes[0]}" "${modes[4]}"
 echo "total $((SECONDS - t0)) s"

@@ -459,26 +459,60 @@ int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
 // per VEC values (one vector load of each input, one store), VEC dividing the channel run (NHWC: C;
 // NCHW: HW) and the pointers aligned to it, so that a vector's values share a channel (NCHW) or
 // take consecutive ones (NHWC).
+// The residual kernels' VEC values: a[ia + e] + r[i + e] + r2[i + e] + bias[c + e * step] (r, r2 and
+// bias optional; step 1 in channels-last, 0 where the vector's values share channel c), rounded to T.
+template <typename T, int VEC>
+__device__ __forceinline__ Vec<T, VEC> residual_value(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
+                                                     const T* __restrict__ bias, int64_t ia, int64_t i, int c, int step) {
+    const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + ia);
+    Vec<T, VEC> vr, vr2;
+    if (r) vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
+    if (r2) vr2 = *reinterpret_cast<const Vec<T, VEC>*>(r2 + i);
+    Vec<T, VEC> out;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+        float v = to_float(va.a[e]);
+        if (r) v += to_float(vr.a[e]);
+        if (r2) v += to_float(vr2.a[e]);
+        if (bias) v += to_float(bias[c + e * step]);
+        out.a[e] = from_float<T>(v);
+    }
+    return out;
+}
+
+// The UNet's first convolution's VEC values from channel c at (i, j): bias + the 3x3 neighbourhood
+// of xn (one channel, H x W, zero padding) weighted by the weights; wb holds [C][9] weights, then
+// [C] biases (float), rounded to T.
+template <typename T, int VEC>
+__device__ __forceinline__ Vec<T, VEC> first_conv_value(const T* __restrict__ xn, const float* wb, int C, int H, int W,
+                                                       int i, int j, int c) {
+    float in[9];
+#pragma unroll
+    for (int di = 0; di < 3; ++di)
+#pragma unroll
+        for (int dj = 0; dj < 3; ++dj) {
+            const int r = i + di - 1, col = j + dj - 1;
+            in[di * 3 + dj] = r >= 0 && r < H && col >= 0 && col < W ? to_float(xn[int64_t(r) * W + col]) : 0.f;
+        }
+    Vec<T, VEC> out;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+        const float* wc = wb + (c + e) * 9;
+        float acc = wb[C * 9 + c + e];
+#pragma unroll
+        for (int q = 0; q < 9; ++q) acc += in[q] * wc[q];
+        out.a[e] = from_float<T>(acc);
+    }
+    return out;
+}
+
 template <typename T, int VEC>
 __global__ void residual_add_kernel(const T* a, const T* __restrict__ r, const T* __restrict__ r2,
                                     const T* __restrict__ bias, T* y, int64_t nvec, int C, int HW, bool nhwc) {
     for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < nvec; k += int64_t(gridDim.x) * blockDim.x) {
         const int64_t i = k * VEC;
         const int c = nhwc ? int(i % C) : int((i / HW) % C);
-        const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + i);
-        Vec<T, VEC> vr, vr2;
-        if (r) vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
-        if (r2) vr2 = *reinterpret_cast<const Vec<T, VEC>*>(r2 + i);
-        Vec<T, VEC> out;
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) {
-            float v = to_float(va.a[e]);
-            if (r) v += to_float(vr.a[e]);
-            if (r2) v += to_float(vr2.a[e]);
-            if (bias) v += to_float(bias[nhwc ? c + e : c]);
-            out.a[e] = from_float<T>(v);
-        }
-        *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
+        *reinterpret_cast<Vec<T, VEC>*>(y + i) = residual_value<T, VEC>(a, r, r2, bias, i, i, c, nhwc ? 1 : 0);
     }
 }
 
@@ -519,49 +553,20 @@ __global__ void __launch_bounds__(256, 4) residual_stats_kernel(const T* a, cons
     const int64_t zbase = MODE == 2 ? int64_t(n) * (HW / (4 * w2) + 1) * (w2 + 1) * 4 * C + c : 0;
     for (int p = chunk * P + int(threadIdx.x) / per; p < end; p += rows) {
         const int64_t i = base + int64_t(p) * C;
-        if constexpr (MODE == 3) {
-            const int oi = p / w2, oj = p - oi * w2, H = HW / w2;
-            const T* xn = a + int64_t(n) * HW;
-            float in[9];
-#pragma unroll
-            for (int di = 0; di < 3; ++di)
-#pragma unroll
-                for (int dj = 0; dj < 3; ++dj) {
-                    const int ri = oi + di - 1, ci = oj + dj - 1;
-                    in[di * 3 + dj] = ri >= 0 && ri < H && ci >= 0 && ci < w2 ? to_float(xn[ri * w2 + ci]) : 0.f;
-                }
-            Vec<T, VEC> out;
-#pragma unroll
-            for (int e = 0; e < VEC; ++e) {
-                const float* wc = wb + (c + e) * 9;
-                float acc = wb[C * 9 + c + e];
-#pragma unroll
-                for (int k = 0; k < 9; ++k) acc += in[k] * wc[k];
-                out.a[e] = from_float<T>(acc);
-                const float o = to_float(out.a[e]);
-                s[e] += o;
-                q[e] += o * o;
-            }
-            *reinterpret_cast<Vec<T, VEC>*>(y + i) = out;
-            continue;
-        }
-        int64_t src = i;
-        if (MODE == 2) {
-            const int oy = p / (2 * w2), ox = p - oy * 2 * w2, u = oy & 1, v = ox & 1;
-            src = zbase + (int64_t((oy >> 1) + u) * (w2 + 1) + (ox >> 1) + v) * 4 * C + (2 * u + v) * C;
-        }
-        const Vec<T, VEC> va = *reinterpret_cast<const Vec<T, VEC>*>(a + src);
-        Vec<T, VEC> vr, vr2;
-        if (r) vr = *reinterpret_cast<const Vec<T, VEC>*>(r + i);
-        if (r2) vr2 = *reinterpret_cast<const Vec<T, VEC>*>(r2 + i);
         Vec<T, VEC> out;
+        if constexpr (MODE == 3) {
+            const int oi = p / w2;
+            out = first_conv_value<T, VEC>(a + int64_t(n) * HW, wb, C, HW / w2, w2, oi, p - oi * w2, c);
+        } else {
+            int64_t src = i;
+            if (MODE == 2) {
+                const int oy = p / (2 * w2), ox = p - oy * 2 * w2, u = oy & 1, v = ox & 1;
+                src = zbase + (int64_t((oy >> 1) + u) * (w2 + 1) + (ox >> 1) + v) * 4 * C + (2 * u + v) * C;
+            }
+            out = residual_value<T, VEC>(a, r, r2, bias, src, i, c, 1);
+        }
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            float v = to_float(va.a[e]);
-            if (r) v += to_float(vr.a[e]);
-            if (r2) v += to_float(vr2.a[e]);
-            if (bias) v += to_float(bias[c + e]);
-            out.a[e] = from_float<T>(v);
             const float o = to_float(out.a[e]);
             s[e] += o;
             q[e] += o * o;
@@ -779,25 +784,8 @@ __global__ void first_conv3x3_kernel(const T* __restrict__ x, const T* __restric
         const int c0 = int(k % per) * VEC;
         const int64_t p = k / per;  // n * H * W + i * W + j
         const int j = int(p % W), i = int((p / W) % H);
-        const T* xn = x + (p - int64_t(i) * W - j);
-        float in[9];
-#pragma unroll
-        for (int di = 0; di < 3; ++di)
-#pragma unroll
-            for (int dj = 0; dj < 3; ++dj) {
-                const int r = i + di - 1, c = j + dj - 1;
-                in[di * 3 + dj] = r >= 0 && r < H && c >= 0 && c < W ? to_float(xn[int64_t(r) * W + c]) : 0.f;
-            }
-        Vec<T, VEC> out;
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) {
-            const float* wc = wb + (c0 + e) * 9;
-            float a = wb[Cout * 9 + c0 + e];
-#pragma unroll
-            for (int q = 0; q < 9; ++q) a += in[q] * wc[q];
-            out.a[e] = from_float<T>(a);
-        }
-        *reinterpret_cast<Vec<T, VEC>*>(y + k * VEC) = out;
+        *reinterpret_cast<Vec<T, VEC>*>(y + k * VEC) =
+            first_conv_value<T, VEC>(x + (p - int64_t(i) * W - j), wb, Cout, H, W, i, j, c0);
     }
 }
 
