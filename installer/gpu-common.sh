@@ -78,3 +78,13 @@ fid_quality() {
       sed "s/^/$m /"
   done
 }
+# The kernels of 20 graphed batch-256 passes of the default model under each environment setting
+# given (the ROWS most costly; default 18): profile_modes SETTING...
+profile_modes() {
+  local m
+  for m in "$@"; do
+    echo "-- $m"
+    env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=${ROWS:-18} $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
+      grep -E "^profile|ms/step"
+  done
+}

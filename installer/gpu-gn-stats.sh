@@ -19,11 +19,7 @@ echo "== 1. the same samples"
 sample_modes default "${modes[0]}" "${modes[2]}"
 python3 bench/compare_samples.py default sums=/tmp/samples-0.safetensors smem=/tmp/samples-1.safetensors --pairs sums-smem 2>&1 | tail -3
 echo "== 2. kernels of 20 batch-256 passes"
-for m in "${modes[0]}" "DLAB_HALF=fp16"; do
-  echo "-- $m"
-  env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=16 $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
-    grep -E "^profile|ms/step"
-done
+ROWS=16 profile_modes "${modes[0]}" "DLAB_HALF=fp16"
 echo "== 3. guided pass, alternated"
 bench_modes 2 default 60 "${modes[@]}" "DLAB_HALF=fp16" "DLAB_HALF=fp16 DLAB_GN_STATS=0"
 echo "== 4. the peer, float32 and float16, between ours"

@@ -16,11 +16,7 @@ grep -E "WRONG|first convolution \[512" $OUT/check-fused-b256.log | cut -c1-300
 s28="DLAB_SUBPIXEL=0 DLAB_FIRST_CONV_SUMS=0 DLAB_GN_SUMS_PASS=0"
 modes=("DLAB_GN_STATS=1" "$s28" "DLAB_FIRST_CONV_SUMS=0" "DLAB_HALF=fp16" "DLAB_HALF=fp16 $s28")
 echo "== 1. kernels of 20 batch-256 passes"
-for m in "${modes[0]}" "${modes[3]}"; do
-  echo "-- $m"
-  env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=18 $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
-    grep -E "^profile|ms/step"
-done
+profile_modes "${modes[0]}" "${modes[3]}"
 echo "== 2. ours, the peer (float32, float16), ours; ROUNDS times (default 1)"
 bench_modes 1 default 100 "${modes[@]}"
 for ((r = 0; r < ${ROUNDS:-1}; r++)); do

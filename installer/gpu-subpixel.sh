@@ -19,11 +19,7 @@ echo "== 1. the same samples"
 sample_modes default "${modes[0]}" "${modes[1]}"
 python3 bench/compare_samples.py default subpixel=/tmp/samples-0.safetensors old=/tmp/samples-1.safetensors --pairs subpixel-old 2>&1 | tail -3
 echo "== 2. kernels of 20 batch-256 passes"
-for m in "${modes[0]}" "${modes[4]}"; do
-  echo "-- $m"
-  env $m DLAB_PROFILE_STEPS=20 DLAB_PROFILE_ROWS=18 $cli bench --model default --device cuda --batches 256 --iters 30 2>&1 |
-    grep -E "^profile|ms/step"
-done
+profile_modes "${modes[0]}" "${modes[4]}"
 echo "== 3. ours, the peer (float32, float16), ours; ROUNDS times"
 bench_modes 1 default 100 "${modes[@]}"
 for ((r = 0; r < ${ROUNDS:-2}; r++)); do
