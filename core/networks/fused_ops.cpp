@@ -1,6 +1,5 @@
 #include "core/networks/fused_ops.h"
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -200,15 +199,6 @@ int kernel_dtype(const at::Tensor& x) {
     return x.scalar_type() == at::kHalf ? 1 : x.scalar_type() == at::kBFloat16 ? 2 : 0;
 }
 
-// An empty float [N, chunks, 2, C] for the per-channel partial sums of an output [N, C, HW] of
-// like's type (cuda_kernels::residual_stats_chunks), on like's device; undefined where the sums
-// kernels cannot take C.
-at::Tensor sums_buffer(const at::Tensor& like, int64_t N, int64_t C, int64_t HW) {
-    const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(like), int(N), int(C), int(HW));
-    return chunks > 0 ? at::empty({N, chunks, 2, C}, like.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous))
-                      : at::Tensor();
-}
-
 // The per-channel partial sums that the residual kernel left beside its outputs (cuda_kernels::
 // residual_add_stats), kept for the GroupNorm that reads such an output next (the next block's
 // first norm, the attention's norm, the decoder's concatenation, the last norm). An entry holds a
@@ -274,8 +264,9 @@ at::Tensor sums_or_pass(const at::Tensor& x) {
     if (at::Tensor part = sums_of(x); part.defined()) return part;
     if (!sums_pass_on(x)) return {};
     const int N = int(x.size(0)), C = int(x.size(1)), HW = int(x.size(2) * x.size(3));
-    at::Tensor part = sums_buffer(x, N, C, HW);
-    if (!part.defined()) return {};
+    const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(x), N, C, HW);
+    if (chunks <= 0) return {};
+    at::Tensor part = at::empty({N, chunks, 2, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
     const int err = cuda_kernels::channel_sums(x.data_ptr(), part.data_ptr<float>(), kernel_dtype(x), N, C, HW,
                                                c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
     if (err > 0) throw std::runtime_error("the GroupNorm sums kernel did not launch (CUDA error " + std::to_string(err) + ")");
@@ -390,8 +381,10 @@ at::Tensor fused_residual_add_(at::Tensor h, const at::Tensor& r, const at::Tens
     // Channels-last: the kernel that also leaves the sums of h for the GroupNorm that may read it next.
     if (sums_switched_on() && channels_last_only(h) && !h.is_inference()) {
         const int N = int(h.size(0)), C = int(h.size(1)), HW = int(h.size(2) * h.size(3));
-        if (at::Tensor part = sums_buffer(h, N, C, HW); part.defined()) {
+        const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(h), N, C, HW);
+        if (chunks > 0) {
             const c10::cuda::CUDAGuard guard(h.device());
+            at::Tensor part = at::empty({N, chunks, 2, C}, h.options().dtype(at::kFloat));
             auto ptr = [](const at::Tensor& t) -> const void* { return t.defined() && t.numel() > 0 ? t.data_ptr() : nullptr; };
             const at::Tensor b = bias.defined() ? bias.contiguous() : at::Tensor();
             const int err = cuda_kernels::residual_add_stats(h.data_ptr(), ptr(r), ptr(r2), ptr(b), h.data_ptr(),
@@ -554,7 +547,8 @@ at::Tensor fused_upsample_conv(const at::Tensor& x, const at::Tensor& w4, const 
     at::Tensor z = at::conv2d(x, w4, {}, 1, 1);  // [N, 4C, H + 1, W + 1]
     if (!channels_last_only(z)) z = z.contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor y = at::empty({N, C, 2 * H, 2 * W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-    at::Tensor part = sums_buffer(x, N, C, 4 * H * W);  // defined: upsample_conv_fits
+    const int chunks = cuda_kernels::residual_stats_chunks(kernel_dtype(x), int(N), int(C), int(4 * H * W));
+    at::Tensor part = at::empty({N, chunks, 2, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
     const at::Tensor b = bias.contiguous();
     const int err = cuda_kernels::subpixel_stats(z.data_ptr(), b.data_ptr(), y.data_ptr(), part.data_ptr<float>(), kernel_dtype(x),
                                                  int(N), int(C), int(H), int(W),
@@ -616,8 +610,10 @@ at::Tensor fused_first_conv(const at::Tensor& x, const at::Tensor& weight, const
     // norm and the decoder's last concatenation): they then stream (DLAB_GN_STATS=0 or
     // DLAB_FIRST_CONV_SUMS=0: not, for comparisons).
     static const bool with_sums = !env_is("DLAB_FIRST_CONV_SUMS", "0");
-    if (at::Tensor part = with_sums && sums_switched_on() && !y.is_inference() ? sums_buffer(x, N, C, H * W) : at::Tensor();
-        part.defined()) {
+    const int chunks = with_sums && sums_switched_on() && !y.is_inference()
+                           ? cuda_kernels::residual_stats_chunks(kernel_dtype(x), int(N), int(C), int(H * W)) : 0;
+    if (chunks > 0) {
+        at::Tensor part = at::empty({N, chunks, 2, C}, x.options().dtype(at::kFloat).memory_format(at::MemoryFormat::Contiguous));
         const int e = cuda_kernels::first_conv3x3_stats(x.data_ptr(), weight.data_ptr(), b.data_ptr(), y.data_ptr(),
                                                         part.data_ptr<float>(), kernel_dtype(x), int(N), int(C), int(H), int(W),
                                                         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());

@@ -944,43 +944,30 @@ template <typename T> int stats_vec(int C) {
     return C % VEC == 0 && per >= 1 && per <= 32 && (per & (per - 1)) == 0 ? VEC : 0;
 }
 
-// residual_stats_kernel in `mode` (0: residual add; 1: sums of a alone, r, r2, bias and y null; 2:
-// the upsampling convolution's phases, r and r2 null, HW = 4 H w2 output positions; 3: the first
-// convolution, a the one-channel image, r its weights [C, 9], r2 null, w2 = W). -1 (nothing
-// launched) where it cannot take C or a vector's pointer is not 16-byte aligned.
+// y null: the sums of a alone (r, r2 and bias must be null too), nothing written but part. w2 > 0:
+// the upsampling convolution's phases (MODE 2; r and r2 null; HW = 4 H w2 output positions).
 template <typename T>
-int launch_residual_stats(int mode, const void* a, const void* r, const void* r2, const void* bias, void* y, float* part,
-                          int N, int C, int HW, int w2, cudaStream_t stream) {
+int launch_residual_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int N,
+                          int C, int HW, cudaStream_t stream, int w2 = 0) {
     constexpr int VEC = 16 / sizeof(T);
-    if (stats_vec<T>(C) != VEC || (mode == 1) != !y || (mode >= 1 && (r2 || (mode != 3 && r))) ||
-        (mode == 1 && bias) || (mode >= 2 && (w2 < 1 || HW % ((mode == 2 ? 4 : 1) * w2) != 0)) || (mode == 3 && (!r || !bias)))
-        return -1;
-    // The first convolution reads its image and weights a value at a time.
-    for (const void* ptr : mode == 3 ? std::initializer_list<const void*>{y} : std::initializer_list<const void*>{a, r, r2, y})
+    if (stats_vec<T>(C) != VEC || (!y && (r || r2 || bias || w2))) return -1;
+    if (w2 && (r || r2 || w2 < 1 || HW % (4 * w2) != 0)) return -1;
+    for (const void* ptr : std::initializer_list<const void*>{a, r, r2, y})
         if (ptr && !aligned(ptr, 16)) return -1;
     const int threads = 256, P = positions_a_chunk(N, HW, threads / (C / VEC), stats_rows());
     const dim3 grid((HW + P - 1) / P, N);
-    const size_t smem = ((threads / 32) * 2 * C + (mode == 3 ? C * 10 : 0)) * sizeof(float);
-    const T *at = static_cast<const T*>(a), *rt = static_cast<const T*>(r), *r2t = static_cast<const T*>(r2),
-            *bt = static_cast<const T*>(bias);
-    T* yt = static_cast<T*>(y);
-    switch (mode) {
-    case 0: residual_stats_kernel<T, VEC, 0><<<grid, threads, smem, stream>>>(at, rt, r2t, bt, yt, part, C, HW, P); break;
-    case 1: residual_stats_kernel<T, VEC, 1><<<grid, threads, smem, stream>>>(at, rt, r2t, bt, yt, part, C, HW, P); break;
-    case 2: residual_stats_kernel<T, VEC, 2><<<grid, threads, smem, stream>>>(at, rt, r2t, bt, yt, part, C, HW, P, w2); break;
-    case 3: residual_stats_kernel<T, VEC, 3><<<grid, threads, smem, stream>>>(at, rt, r2t, bt, yt, part, C, HW, P, w2); break;
-    default: return -1;
-    }
+    const size_t smem = (threads / 32) * 2 * C * sizeof(float);
+    const T* at = static_cast<const T*>(a);
+    const T* bt = static_cast<const T*>(bias);
+    if (!y)
+        residual_stats_kernel<T, VEC, 1><<<grid, threads, smem, stream>>>(at, nullptr, nullptr, nullptr, nullptr, part, C, HW, P);
+    else if (w2)
+        residual_stats_kernel<T, VEC, 2><<<grid, threads, smem, stream>>>(at, nullptr, nullptr, bt, static_cast<T*>(y), part,
+                                                                         C, HW, P, w2);
+    else
+        residual_stats_kernel<T, VEC><<<grid, threads, smem, stream>>>(at, static_cast<const T*>(r), static_cast<const T*>(r2),
+                                                                     bt, static_cast<T*>(y), part, C, HW, P);
     return static_cast<int>(cudaGetLastError());
-}
-
-// launch_residual_stats for `dtype` (0 float, 1 __half, 2 __nv_bfloat16).
-int residual_stats(int mode, const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
-                   int N, int C, int HW, int w2, void* stream) {
-    const auto cs = static_cast<cudaStream_t>(stream);
-    return dtype == 1   ? launch_residual_stats<__half>(mode, a, r, r2, bias, y, part, N, C, HW, w2, cs)
-           : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(mode, a, r, r2, bias, y, part, N, C, HW, w2, cs)
-                        : launch_residual_stats<float>(mode, a, r, r2, bias, y, part, N, C, HW, w2, cs);
 }
 
 template <typename T>
@@ -1164,7 +1151,10 @@ int residual_stats_chunks(int dtype, int N, int C, int HW) {
 // (nothing launched) where it cannot take C or a pointer is not 16-byte aligned.
 int residual_add_stats(const void* a, const void* r, const void* r2, const void* bias, void* y, float* part, int dtype,
                        int N, int C, int HW, void* stream) {
-    return residual_stats(0, a, r, r2, bias, y, part, dtype, N, C, HW, 0, stream);
+    const auto cs = static_cast<cudaStream_t>(stream);
+    return dtype == 1   ? launch_residual_stats<__half>(a, r, r2, bias, y, part, N, C, HW, cs)
+           : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(a, r, r2, bias, y, part, N, C, HW, cs)
+                        : launch_residual_stats<float>(a, r, r2, bias, y, part, N, C, HW, cs);
 }
 
 // y [N, 2H, 2W, C] (channels-last) = the nearest-neighbour upsampling by 2 of a map [N, H, W, Cin]
@@ -1175,7 +1165,11 @@ int residual_add_stats(const void* a, const void* r, const void* r2, const void*
 // is not 16-byte aligned.
 int subpixel_stats(const void* z, const void* bias, void* y, float* part, int dtype, int N, int C, int H, int W,
                    void* stream) {
-    return residual_stats(2, z, nullptr, nullptr, bias, y, part, dtype, N, C, 4 * H * W, W, stream);
+    const auto cs = static_cast<cudaStream_t>(stream);
+    const int HW = 4 * H * W;
+    return dtype == 1   ? launch_residual_stats<__half>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W)
+           : dtype == 2 ? launch_residual_stats<__nv_bfloat16>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W)
+                        : launch_residual_stats<float>(z, nullptr, nullptr, bias, y, part, N, C, HW, cs, W);
 }
 
 // The UNet's first convolution (first_conv3x3's) by residual_stats_kernel, with y's per-channel
@@ -1183,7 +1177,20 @@ int subpixel_stats(const void* z, const void* bias, void* y, float* part, int dt
 // cannot take Cout or y is not 16-byte aligned.
 int first_conv3x3_stats(const void* x, const void* w, const void* bias, void* y, float* part, int dtype, int N, int Cout,
                         int H, int W, void* stream) {
-    return residual_stats(3, x, w, nullptr, bias, y, part, dtype, N, Cout, H * W, W, stream);
+    const auto cs = static_cast<cudaStream_t>(stream);
+    auto go = [&](auto tag) {
+        using T = decltype(tag);
+        constexpr int VEC = 16 / sizeof(T);
+        if (stats_vec<T>(Cout) != VEC || !aligned(y, 16)) return -1;
+        const int threads = 256, HW = H * W, P = positions_a_chunk(N, HW, threads / (Cout / VEC), stats_rows());
+        const dim3 grid((HW + P - 1) / P, N);
+        const size_t smem = ((threads / 32) * 2 * Cout + Cout * 10) * sizeof(float);
+        residual_stats_kernel<T, VEC, 3><<<grid, threads, smem, cs>>>(static_cast<const T*>(x), static_cast<const T*>(w), nullptr,
+                                                                     static_cast<const T*>(bias), static_cast<T*>(y), part, Cout,
+                                                                     HW, P, W);
+        return static_cast<int>(cudaGetLastError());
+    };
+    return dtype == 1 ? go(__half()) : dtype == 2 ? go(__nv_bfloat16()) : go(float());
 }
 
 // The per-channel partial sums of x [N, HW, C] (channels-last, `dtype`) alone, as residual_add_stats
@@ -1191,7 +1198,7 @@ int first_conv3x3_stats(const void* x, const void* w, const void* bias, void* y,
 // reading x once and writing nothing else. -1 (nothing launched) where it cannot take C or x is
 // not 16-byte aligned.
 int channel_sums(const void* x, float* part, int dtype, int N, int C, int HW, void* stream) {
-    return residual_stats(1, x, nullptr, nullptr, nullptr, nullptr, part, dtype, N, C, HW, 0, stream);
+    return residual_add_stats(x, nullptr, nullptr, nullptr, nullptr, part, dtype, N, C, HW, stream);
 }
 
 // y [N, HW, C] = act(GroupNorm(x + bias)) from x's partial sums (part: [N, chunks, 2, C] as
